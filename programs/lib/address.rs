@@ -1,0 +1,108 @@
+//! address: an envelope address as qmail carries it: bytes, no NUL, at most [`MAX_LEN`] bytes.
+//!
+//! The sender may be empty (the null sender `<>`); `#@[]` is the double-bounce sender. An
+//! address without `@` is completed later (qmail-send adds `envnoathost`). Domains compare
+//! case-insensitively; local parts are kept as given.
+
+use std::fmt;
+
+/// The longest address qmail-queue accepts (a NUL must come within 1003 bytes of `F`/`T`).
+pub const MAX_LEN: usize = 1002;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AddressError {
+    TooLong,
+    Nul,
+}
+
+/// An address that cannot be invalid: no NUL, at most [`MAX_LEN`] bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address(Vec<u8>);
+
+impl Address {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, AddressError> {
+        let bytes = bytes.into();
+        if bytes.len() > MAX_LEN {
+            return Err(AddressError::TooLong);
+        }
+        if bytes.contains(&0) {
+            return Err(AddressError::Nul);
+        }
+        Ok(Address(bytes))
+    }
+
+    /// The null sender.
+    pub fn null() -> Self {
+        Address(Vec::new())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The double-bounce sender `#@[]`.
+    pub fn is_double_bounce(&self) -> bool {
+        self.0 == b"#@[]"
+    }
+
+    /// Local part and domain, split at the last `@`; `None` for the domain when there is no `@`.
+    pub fn split(&self) -> (&[u8], Option<&[u8]>) {
+        match self.0.iter().rposition(|&b| b == b'@') {
+            Some(i) => (&self.0[..i], Some(&self.0[i + 1..])),
+            None => (&self.0, None),
+        }
+    }
+
+    /// The domain, lowercased (ASCII), if there is an `@`.
+    pub fn domain_lower(&self) -> Option<Vec<u8>> {
+        self.split().1.map(|d| d.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{self}>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn construction() {
+        assert!(Address::new("a@b").is_ok());
+        assert!(Address::new("").unwrap().is_null());
+        assert!(Address::new("#@[]").unwrap().is_double_bounce());
+        assert_eq!(Address::new(vec![b'a'; MAX_LEN]).map(|a| a.as_bytes().len()), Ok(MAX_LEN));
+        assert_eq!(Address::new(vec![b'a'; MAX_LEN + 1]), Err(AddressError::TooLong));
+        assert_eq!(Address::new(b"a\0b".to_vec()), Err(AddressError::Nul));
+    }
+
+    #[test]
+    fn split_at_last_at() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            ("user@example.com", "user", Some("example.com")),
+            ("a@b@c", "a@b", Some("c")),
+            ("noat", "noat", None),
+            ("@x", "", Some("x")),
+            ("x@", "x", Some("")),
+        ];
+        for &(addr, local, domain) in rows {
+            let a = Address::new(addr).unwrap();
+            assert_eq!(a.split(), (local.as_bytes(), domain.map(str::as_bytes)), "{addr}");
+        }
+        let a = Address::new("Joe@Example.COM").unwrap();
+        assert_eq!(a.domain_lower().as_deref(), Some(&b"example.com"[..]));
+    }
+}

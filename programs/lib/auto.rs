@@ -1,0 +1,46 @@
+//! auto: compile-time defaults (upstream's `auto_*.c`) and the installation root.
+//!
+//! `QMAIL_HOME` at build time changes [`HOME`]; `QMAILHOME` at run time overrides it, but only
+//! when the process is not running setuid or setgid (real and effective ids equal), so a
+//! setuid `qmail-queue` never takes its queue path from the environment.
+
+use std::path::PathBuf;
+
+/// The compile-time installation root.
+pub const HOME: &str = match option_env!("QMAIL_HOME") {
+    Some(home) => home,
+    None => "/var/qmail",
+};
+
+/// Number of split directories under `queue/mess`, `info`, `local` and `remote` (`conf-split`).
+pub const SPLIT: u64 = 23;
+
+/// The qmail users, in upstream's `conf-users` order, and the two groups.
+pub const USER_ALIAS: &str = "alias";
+pub const USER_QMAILD: &str = "qmaild";
+pub const USER_QMAILL: &str = "qmaill";
+pub const USER_QMAILP: &str = "qmailp";
+pub const USER_QMAILQ: &str = "qmailq";
+pub const USER_QMAILR: &str = "qmailr";
+pub const USER_QMAILS: &str = "qmails";
+pub const GROUP_QMAIL: &str = "qmail";
+pub const GROUP_NOFILES: &str = "nofiles";
+
+/// True when the process runs setuid or setgid: the environment must not be trusted.
+pub fn setugid() -> bool {
+    use nix::unistd::{getegid, geteuid, getgid, getuid};
+    getuid() != geteuid() || getgid() != getegid()
+}
+
+/// The installation root for this process: `QMAILHOME` when set, non-empty and the process is
+/// not setuid/setgid; otherwise [`HOME`].
+pub fn home() -> PathBuf {
+    if !setugid() {
+        if let Some(dir) = std::env::var_os("QMAILHOME") {
+            if !dir.is_empty() {
+                return PathBuf::from(dir);
+            }
+        }
+    }
+    PathBuf::from(HOME)
+}

@@ -1,0 +1,47 @@
+//! child: hand extra file descriptors to a child process.
+//!
+//! `std::process::Command` sets up fds 0–2; qmail's protocols also use fixed higher numbers
+//! (fd 4 for a queue filter's custom error text, fds 1–8 between qmail-start's children). This
+//! is the project's one `unsafe` block: a `pre_exec` hook that only calls the
+//! async-signal-safe `fcntl` and `dup2`, and allocates nothing.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Lowest fd used to park the sources before they are moved into place, so that a source
+/// never collides with another mapping's target.
+const PARK: RawFd = 100;
+
+/// Arrange for the child of `cmd` to find each `(source, target)` source at fd `target`
+/// (targets ≥ 3; use `Command::stdin` and friends for 0–2). The sources stay open in the
+/// parent until `cmd` is dropped; each is closed-on-exec in the parent's other children.
+pub fn map_fds(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
+    let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    // SAFETY: the closure runs in the forked child before exec. It calls only fcntl and dup2
+    // (async-signal-safe), touches no lock and allocates nothing: `pairs` is moved in and only
+    // read; `parked` is a fixed-size array on the stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &fds;
+            let mut parked = [0 as RawFd; 16];
+            if pairs.len() > parked.len() {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            for (i, (src, _)) in pairs.iter().enumerate() {
+                let p = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, PARK);
+                if p < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                parked[i] = p;
+            }
+            for (i, (_, target)) in pairs.iter().enumerate() {
+                // dup2 clears close-on-exec on the target
+                if libc::dup2(parked[i], *target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,96 @@
+//! date822: dates in UTC as qmail writes them, `22 Nov 2026 00:31:12 -0000` (day not
+//! zero-padded), for Received lines and Date headers, and the `YYYYMMDDhhmmss` stamp of
+//! Message-IDs. No time-zone database: qmail writes UTC with `-0000`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Utc {
+    /// Seconds since the epoch (negative allowed) to calendar fields, proleptic Gregorian.
+    pub fn from_unix(secs: i64) -> Self {
+        let days = secs.div_euclid(86400);
+        let rem = secs.rem_euclid(86400);
+        // civil-from-days (H. Hinnant's algorithm)
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Utc {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem / 60 % 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+
+    pub fn now() -> Self {
+        Self::from_unix(unix_now())
+    }
+
+    /// `22 Nov 2026 00:31:12 -0000`
+    pub fn rfc822(&self) -> String {
+        format!(
+            "{} {} {} {:02}:{:02}:{:02} -0000",
+            self.day,
+            MONTHS[(self.month - 1) as usize],
+            self.year,
+            self.hour,
+            self.minute,
+            self.second
+        )
+    }
+
+    /// `20261122003112`
+    pub fn stamp(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// Seconds since the epoch now (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        let rows: &[(i64, &str, &str)] = &[
+            (0, "1 Jan 1970 00:00:00 -0000", "19700101000000"),
+            (951_782_400, "29 Feb 2000 00:00:00 -0000", "20000229000000"),
+            (1_795_307_472, "22 Nov 2026 00:31:12 -0000", "20261122003112"),
+            (4_102_444_799, "31 Dec 2099 23:59:59 -0000", "20991231235959"),
+            (-1, "31 Dec 1969 23:59:59 -0000", "19691231235959"),
+        ];
+        for &(secs, text, stamp) in rows {
+            let t = Utc::from_unix(secs);
+            assert_eq!(t.rfc822(), text, "{secs}");
+            assert_eq!(t.stamp(), stamp, "{secs}");
+        }
+    }
+}

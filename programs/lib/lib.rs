@@ -1,0 +1,42 @@
+//! qmail: the shared library of qmail-ldap-rs.
+//!
+//! # Layout
+//!
+//! Two groups of modules; the first never imports the second.
+//!
+//! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`text0`].
+//! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
+//!   [`received`].
+//!
+//! Code used by one program lives in that program's directory; it moves here when a second
+//! program needs it or when it parses untrusted input.
+//!
+//! # Security model
+//!
+//! qmail's: only `qmail-queue` may be setuid (to `qmailq`); only `qmail-start` and
+//! `qmail-lspawn` run as root; root code parses nothing complicated; user lookups run in an
+//! unprivileged child; nothing delivers as uid 0. [`auto::home`] honours `QMAILHOME` only when
+//! the process is not setuid or setgid, so a setuid `qmail-queue` never takes its queue path
+//! from the environment. The one `unsafe` block of the project is in [`child`] (file
+//! descriptor set-up between `fork` and `exec`).
+//!
+//! # Exit codes
+//!
+//! Exit codes are a protocol. Each contract is written once, in [`exit`], and used both by the
+//! program that exits and by the program that reads the status: qmail-queue's table
+//! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]) and the plain
+//! 0 / 100 / 111 of the tools ([`exit::PERM`], [`exit::TEMP`]).
+
+pub mod address;
+pub mod auto;
+pub mod cdb;
+pub mod child;
+pub mod control;
+pub mod date822;
+pub mod envelope;
+pub mod exit;
+pub mod file;
+pub mod netstring;
+pub mod queue;
+pub mod received;
+pub mod text0;

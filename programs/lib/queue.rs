@@ -1,0 +1,218 @@
+//! queue: the queue's layout (spec pipeline §1.5) and the client side of qmail-queue (§1.3).
+//!
+//! Layout: message id = inode number of `mess/S/id`, `S = id mod SPLIT`. `intd/` and `todo/`
+//! are not split. [`Injection`] runs `bin/qmail-queue` (or the `QMAILQUEUE` stand-in) with the
+//! message on its fd 0, the envelope on its fd 1 and a custom-error pipe on fd 4, and turns its
+//! exit status into a [`Verdict`] through [`crate::exit::queue_status`].
+
+use crate::auto::SPLIT;
+use crate::envelope::Envelope;
+use crate::exit::{self, Verdict};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Who owns a queue directory in a system installation (single-user: the current user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Qmailq,
+    Qmails,
+    Qmailr,
+}
+
+/// A directory of the queue tree: path under `queue/`, owner, mode, split or not.
+#[derive(Debug, Clone, Copy)]
+pub struct Dir {
+    pub path: &'static str,
+    pub owner: Owner,
+    pub mode: u32,
+    pub split: bool,
+}
+
+/// Every directory of the queue tree, parents first (spec pipeline §1.5).
+pub const DIRS: &[Dir] = &[
+    Dir { path: "", owner: Owner::Qmailq, mode: 0o750, split: false },
+    Dir { path: "pid", owner: Owner::Qmailq, mode: 0o700, split: false },
+    Dir { path: "mess", owner: Owner::Qmailq, mode: 0o750, split: true },
+    Dir { path: "intd", owner: Owner::Qmailq, mode: 0o700, split: false },
+    Dir { path: "todo", owner: Owner::Qmailq, mode: 0o750, split: false },
+    Dir { path: "info", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "local", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "remote", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "bounce", owner: Owner::Qmails, mode: 0o700, split: false },
+    Dir { path: "lock", owner: Owner::Qmailq, mode: 0o750, split: false },
+];
+
+/// The queue directory of an installation root.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    root: PathBuf,
+}
+
+impl Queue {
+    pub fn new(home: &Path) -> Self {
+        Queue { root: home.join("queue") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `queue/<dir>/<id mod SPLIT>/<id>` for split directories.
+    pub fn split_path(&self, dir: &str, id: u64) -> PathBuf {
+        self.root.join(split_name(dir, id))
+    }
+
+    /// `queue/<dir>/<id>` for unsplit directories.
+    pub fn flat_path(&self, dir: &str, id: u64) -> PathBuf {
+        self.root.join(dir).join(id.to_string())
+    }
+
+    pub fn trigger_path(&self) -> PathBuf {
+        self.root.join("lock/trigger")
+    }
+}
+
+/// `<dir>/<id mod SPLIT>/<id>`, relative to the queue.
+pub fn split_name(dir: &str, id: u64) -> String {
+    format!("{dir}/{}/{id}", id % SPLIT)
+}
+
+/// Poke qmail-send: open the trigger FIFO without blocking, write one byte, close. Every error
+/// is ignored (no reader is fine).
+pub fn pull_trigger(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) =
+        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path)
+    {
+        let _ = f.write(&[0]);
+    }
+}
+
+/// The program that queues mail: `$QMAILQUEUE` when set and non-empty (relative names resolve
+/// against the installation root), else `bin/qmail-queue`.
+pub fn program(home: &Path) -> PathBuf {
+    match std::env::var_os("QMAILQUEUE") {
+        Some(p) if !p.is_empty() => home.join(p),
+        _ => home.join("bin/qmail-queue"),
+    }
+}
+
+/// A message being handed to qmail-queue: write the message with [`Injection::message`], then
+/// [`Injection::finish`] with the envelope.
+pub struct Injection {
+    child: Child,
+    message: Option<BufWriter<std::process::ChildStdin>>,
+    envelope: File,
+    custom: File,
+    /// a write to qmail-queue failed: the result cannot be 0
+    write_failed: bool,
+}
+
+impl Injection {
+    /// Start qmail-queue for the installation root `home`, in `home` as working directory.
+    pub fn start(home: &Path) -> Result<Injection, Verdict> {
+        let fail = |_| Verdict::temp("Unable to run qq (#4.3.0)");
+        let (env_r, env_w) = cloexec_pipe().map_err(fail)?;
+        let (custom_r, custom_w) = cloexec_pipe().map_err(fail)?;
+        let mut cmd = Command::new(program(home));
+        cmd.current_dir(home).stdin(Stdio::piped()).stdout(Stdio::from(env_r));
+        crate::child::map_fds(&mut cmd, vec![(custom_w, 4)]);
+        let mut child = cmd.spawn().map_err(|_| Verdict::temp("Unable to exec qq (#4.3.0)"))?;
+        // the parent's copies of the child's ends close here, so EOF is seen
+        drop(cmd);
+        let stdin = child.stdin.take().expect("stdin was piped");
+        let custom = File::from(custom_r);
+        set_nonblocking(&custom);
+        Ok(Injection {
+            child,
+            message: Some(BufWriter::with_capacity(64 * 1024, stdin)),
+            envelope: File::from(env_w),
+            custom,
+            write_failed: false,
+        })
+    }
+
+    /// The message stream. Write errors are remembered (and end in a temporary verdict); a
+    /// caller may keep writing, which keeps its own reading in step.
+    pub fn message(&mut self) -> MessageWriter<'_> {
+        MessageWriter { inj: self }
+    }
+
+    /// Close the message, send the envelope, wait for qmail-queue and say how it went.
+    pub fn finish(mut self, envelope: &Envelope) -> Result<(), Verdict> {
+        if let Some(mut w) = self.message.take() {
+            if w.flush().is_err() {
+                self.write_failed = true;
+            }
+        }
+        if self.envelope.write_all(&envelope.encode()).is_err() {
+            self.write_failed = true;
+        }
+        drop(self.envelope);
+        let status = self.child.wait().map_err(|_| Verdict::temp("Unable to wait for qq (#4.3.0)"))?;
+        let mut custom = Vec::new();
+        let _ = (&self.custom).take(exit::CUSTOM_TEXT_MAX as u64).read_to_end(&mut custom);
+        exit::queue_status(status, &custom)?;
+        if self.write_failed {
+            return Err(Verdict::temp("Unable to write to qq (#4.3.0)"));
+        }
+        Ok(())
+    }
+}
+
+/// The message side of an [`Injection`].
+pub struct MessageWriter<'a> {
+    inj: &'a mut Injection,
+}
+
+impl Write for MessageWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.inj.write_failed {
+            if let Some(w) = self.inj.message.as_mut() {
+                if w.write_all(buf).is_err() {
+                    self.inj.write_failed = true;
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Queue `message` for `envelope` in one call.
+pub fn inject(home: &Path, message: &[u8], envelope: &Envelope) -> Result<(), Verdict> {
+    let mut inj = Injection::start(home)?;
+    let _ = inj.message().write_all(message);
+    inj.finish(envelope)
+}
+
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+fn set_nonblocking(f: &impl AsFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        let _ = fcntl(f.as_fd(), FcntlArg::F_SETFL(flags));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let q = Queue::new(Path::new("/var/qmail"));
+        assert_eq!(q.split_path("mess", 457), Path::new("/var/qmail/queue/mess/20/457"));
+        assert_eq!(q.flat_path("todo", 457), Path::new("/var/qmail/queue/todo/457"));
+        assert_eq!(split_name("info", 23), "info/0/23");
+    }
+}

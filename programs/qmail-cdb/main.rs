@@ -1,0 +1,2 @@
+//! qmail-cdb: placeholder.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-inject: placeholder.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-newu: placeholder.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-queue: placeholder.
+fn main() {}

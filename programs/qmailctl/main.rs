@@ -1,0 +1,2 @@
+//! qmailctl: placeholder.
+fn main() {}

@@ -1,0 +1,2 @@
+//! sendmail: placeholder.
+fn main() {}
