@@ -1,1 +1,7 @@
-//! integration tests
+//! The integration tests: one binary, one module per area, each test in its own temporary
+//! installation root running the real built programs (see harness/).
+
+mod harness;
+
+mod ctl;
+mod queue;

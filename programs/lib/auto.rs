@@ -44,3 +44,13 @@ pub fn home() -> PathBuf {
     }
     PathBuf::from(HOME)
 }
+
+/// Every program of the package, as installed in `QMAILHOME/bin`.
+pub const PROGRAMS: &[&str] = &[
+    "qmail-cdb",
+    "qmail-inject",
+    "qmail-newu",
+    "qmail-queue",
+    "qmailctl",
+    "sendmail",
+];

@@ -1,2 +1,93 @@
-//! qmailctl: placeholder.
-fn main() {}
+//! qmailctl: the administrator's front door to a qmail-ldap-rs installation.
+//!
+//! `qmailctl init [--home DIR] [--domain D] [--users]` creates a complete installation root;
+//! `qmailctl up [--home DIR]` creates one when missing and starts the mail system on it.
+//! Exit 0 on success, 100 on a usage error, 111 on any failure. See doc/qmailctl.8.
+
+mod init;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "qmailctl",
+    version,
+    about = "Control a qmail-ldap-rs installation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an installation root: control files, queue tree, users/, alias/, bin/.
+    Init(InitArgs),
+    /// Create the installation root if needed, then start the mail system on it.
+    Up(HomeArg),
+}
+
+#[derive(clap::Args)]
+pub struct HomeArg {
+    /// The installation root (default: $QMAILHOME, else the compiled-in /var/qmail).
+    #[arg(long)]
+    pub home: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// The mail domain: added to locals, rcpthosts and defaultdomain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Create the qmail system users and groups and install with their ownerships (root only).
+    #[arg(long)]
+    pub users: bool,
+}
+
+impl HomeArg {
+    pub fn resolve(&self) -> PathBuf {
+        let home = self.home.clone().unwrap_or_else(qmail::auto::home);
+        std::path::absolute(&home).unwrap_or(home)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { qmail::exit::PERM } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Cmd::Init(args) => init::init(&args).map(|_| ()),
+        Cmd::Up(home) => up(&home),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmailctl: fatal: {e:#}");
+            ExitCode::from(qmail::exit::TEMP)
+        }
+    }
+}
+
+fn up(home: &HomeArg) -> anyhow::Result<()> {
+    let args = InitArgs {
+        home: HomeArg {
+            home: Some(home.resolve()),
+        },
+        domain: None,
+        users: false,
+    };
+    init::init(&args)?;
+    println!(
+        "qmailctl: the installation root is ready; delivery (qmailctl run) comes with the \
+         local-delivery issue and the SMTP listener with the SMTP issue"
+    );
+    Ok(())
+}

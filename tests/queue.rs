@@ -1,0 +1,1 @@
+//! qmail-queue tests
