@@ -3,5 +3,6 @@
 
 mod harness;
 
+mod cdb;
 mod ctl;
 mod queue;

@@ -6,7 +6,7 @@
 //!
 //! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
-//!   [`received`].
+//!   [`received`], [`users`].
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -40,3 +40,4 @@ pub mod netstring;
 pub mod queue;
 pub mod received;
 pub mod text0;
+pub mod users;
