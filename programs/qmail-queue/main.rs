@@ -1,2 +1,252 @@
-//! qmail-queue: placeholder.
-fn main() {}
+//! qmail-queue: put one message into the queue, crash-safely.
+//!
+//! Takes no arguments and prints nothing. Reads the message on fd 0 and, after storing it, the
+//! envelope on fd 1 (`F<sender>\0`, `T<recipient>\0`..., `\0`). Installed setuid qmailq
+//! (04711) in a system installation: it then ignores `QMAILHOME` and reads nothing but its two
+//! inputs. The exit code is the protocol (spec pipeline §1.4, [`qmail::exit::QueueExit`]):
+//! 0 queued, 11 address too long, 52 timeout, 53 write error or disk full, 54 read error,
+//! 61/62 no home/queue, 63 pid file, 64 link into mess, 65 intd, 66 link into todo, 81 bug,
+//! 91 envelope format error.
+//!
+//! The sequence (spec pipeline §1.6): pid file → link into `mess/S/id` (id = inode) → Received
+//! line + message, fsync → fsync `mess/S` → `intd/id` with `u`, `p`, `F`, `T` records, fsync →
+//! link into `todo/id` (the commit point) → fsync `todo/` → poke `lock/trigger` → exit 0.
+//! Unlike upstream, every failure before the commit point removes the files made so far
+//! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout still exits
+//! without cleanup, as the cleanup pass expects.
+
+use nix::unistd::{getpid, getuid, User};
+use qmail::auto;
+use qmail::date822::Utc;
+use qmail::envelope::{self, EnvelopeError};
+use qmail::exit::QueueExit;
+use qmail::file::fsync_dir;
+use qmail::queue::split_name;
+use qmail::received::{self, Invoked};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// qmail-queue gives up after a day ("DEATH"); the cleanup pass waits 36 hours.
+const DEATH: Duration = Duration::from_secs(86400);
+
+/// I/O buffer size for the message and the envelope (recipients are streamed, never held).
+const BUF: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    // qmail-queue prints nothing, not even a panic message: a panic is exit 81
+    std::panic::set_hook(Box::new(|_| {}));
+    let death = Pause::from_env().death().unwrap_or(DEATH);
+    std::thread::spawn(move || {
+        std::thread::sleep(death);
+        // no cleanup: a live qmail-queue is never older than the 36-hour cleanup threshold
+        std::process::exit(i32::from(QueueExit::Timeout.code()));
+    });
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
+    let code = match std::panic::catch_unwind(run) {
+        Ok(Ok(())) => QueueExit::Queued,
+        Ok(Err(code)) => code,
+        Err(_) => QueueExit::Bug,
+    };
+    ExitCode::from(code.code())
+}
+
+/// Files made so far, removed if the commit point is not reached.
+#[derive(Default)]
+struct Debris {
+    pidfile: Option<PathBuf>,
+    mess: Option<PathBuf>,
+    intd: Option<PathBuf>,
+}
+
+impl Debris {
+    fn clean(&mut self, code: QueueExit) -> QueueExit {
+        for path in [self.intd.take(), self.mess.take(), self.pidfile.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = fs::remove_file(path);
+        }
+        code
+    }
+}
+
+fn run() -> Result<(), QueueExit> {
+    let pause = Pause::from_env();
+    std::env::set_current_dir(auto::home()).map_err(|_| QueueExit::NoHome)?;
+    std::env::set_current_dir("queue").map_err(|_| QueueExit::NoQueueDir)?;
+    let pid = getpid().as_raw() as u32;
+    let uid = getuid().as_raw();
+    let mut debris = Debris::default();
+
+    // 1. a unique pid file; its inode number is the message id
+    let (pidfile, file) = make_pidfile(pid)?;
+    debris.pidfile = Some(pidfile.clone());
+    let id = file
+        .metadata()
+        .map_err(|_| debris.clean(QueueExit::PidFile))?
+        .ino();
+    pause.at("pid");
+
+    // 2. link it into mess/S/id, then drop the pid name
+    let mess = PathBuf::from(split_name("mess", id));
+    fs::hard_link(&pidfile, &mess).map_err(|_| debris.clean(QueueExit::LinkMess))?;
+    debris.mess = Some(mess.clone());
+    fs::remove_file(&pidfile).map_err(|_| debris.clean(QueueExit::PidFile))?;
+    debris.pidfile = None;
+    pause.at("mess");
+
+    // 3. the Received line and the message, made durable with the directory entry
+    let line = received::queue_line(pid, invoked(uid), &Utc::now());
+    write_message(&file, line.as_bytes()).map_err(|e| debris.clean(e))?;
+    pause.at("body");
+    file.sync_all()
+        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    fsync_dir(mess.parent().unwrap_or(Path::new("mess")))
+        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    drop(file);
+    pause.at("fsync");
+
+    // 4. the envelope into intd/id
+    let intd = PathBuf::from(format!("intd/{id}"));
+    let env_file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&intd)
+        .map_err(|_| debris.clean(QueueExit::CreateIntd))?;
+    debris.intd = Some(intd.clone());
+    pause.at("intd");
+    write_envelope(&env_file, uid, pid).map_err(|e| debris.clean(e))?;
+    env_file
+        .sync_all()
+        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    drop(env_file);
+    pause.at("envelope");
+
+    // 5. the commit point: link into todo/, and make that link durable
+    let todo = format!("todo/{id}");
+    fs::hard_link(&intd, &todo).map_err(|_| debris.clean(QueueExit::LinkTodo))?;
+    pause.at("todo");
+    if fsync_dir(Path::new("todo")).is_err() {
+        // committed but perhaps not durable: the caller must not take this as success
+        let _ = fs::remove_file(&todo);
+        return Err(debris.clean(QueueExit::WriteError));
+    }
+
+    qmail::queue::pull_trigger(Path::new("lock/trigger"));
+    Ok(())
+}
+
+/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, seq 1 to 9.
+fn make_pidfile(pid: u32) -> Result<(PathBuf, File), QueueExit> {
+    let now = qmail::date822::unix_now();
+    for seq in 1..=9 {
+        let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return Err(QueueExit::PidFile),
+        }
+    }
+    Err(QueueExit::PidFile)
+}
+
+/// How the Received line names the caller, by the name of its real uid.
+fn invoked(uid: u32) -> Invoked {
+    match User::from_uid(uid.into()) {
+        Ok(Some(u)) if u.name == auto::USER_ALIAS => Invoked::Alias,
+        Ok(Some(u)) if u.name == auto::USER_QMAILD => Invoked::Network,
+        Ok(Some(u)) if u.name == auto::USER_QMAILS => Invoked::Bounce,
+        _ => Invoked::Uid(uid),
+    }
+}
+
+/// Copy the Received line and all of fd 0 into the message file: a read error is 54, a write
+/// error 53.
+fn write_message(file: &File, received: &[u8]) -> Result<(), QueueExit> {
+    let mut out = BufWriter::with_capacity(BUF, file);
+    out.write_all(received).map_err(|_| QueueExit::WriteError)?;
+    let mut input = io::stdin().lock();
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(QueueExit::ReadError),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|_| QueueExit::WriteError)?;
+    }
+    out.flush().map_err(|_| QueueExit::WriteError)
+}
+
+/// Stream the envelope from fd 1 into the intd file as `u`, `p`, `F`, `T`... records.
+fn write_envelope(file: &File, uid: u32, pid: u32) -> Result<(), QueueExit> {
+    let fd1 = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|_| QueueExit::ReadError)?;
+    let mut input = BufReader::with_capacity(BUF, File::from(fd1));
+    let mut reader = envelope::Reader::new(&mut input);
+    let mut out = BufWriter::with_capacity(BUF, file);
+    let werr = |_| QueueExit::WriteError;
+    let eerr = |e: EnvelopeError| e.exit();
+    write!(out, "u{uid}\0p{pid}\0").map_err(werr)?;
+    let sender = reader.sender().map_err(eerr)?;
+    record(&mut out, b'F', sender.as_bytes()).map_err(werr)?;
+    while let Some(r) = reader.recipient().map_err(eerr)? {
+        record(&mut out, b'T', r.as_bytes()).map_err(werr)?;
+    }
+    out.flush().map_err(werr)
+}
+
+fn record(out: &mut impl Write, tag: u8, addr: &[u8]) -> io::Result<()> {
+    out.write_all(&[tag])?;
+    out.write_all(addr)?;
+    out.write_all(&[0])
+}
+
+/// Test-only hooks, honoured only when not running setuid/setgid (like `QMAILHOME`):
+/// `QMAILQUEUE_TEST_PAUSE=<step>` makes qmail-queue stop itself (SIGSTOP) at that step so a
+/// test can kill it there, `QMAILQUEUE_TEST_PAUSE=panic:<step>` makes it panic there (exit 81),
+/// and `QMAILQUEUE_TEST_DEATH=<seconds>` shortens the 24-hour timeout. Steps: pid, mess, body,
+/// fsync, intd, envelope, todo.
+struct Pause(Option<String>);
+
+impl Pause {
+    fn from_env() -> Self {
+        if auto::setugid() {
+            return Pause(None);
+        }
+        Pause(std::env::var("QMAILQUEUE_TEST_PAUSE").ok())
+    }
+
+    fn at(&self, step: &str) {
+        match self.0.as_deref() {
+            Some(s) if s == step => {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+            }
+            Some(s) if s.strip_prefix("panic:") == Some(step) => panic!("test panic at {step}"),
+            _ => {}
+        }
+    }
+
+    fn death(&self) -> Option<Duration> {
+        if auto::setugid() {
+            return None;
+        }
+        let secs = std::env::var("QMAILQUEUE_TEST_DEATH").ok()?.parse().ok()?;
+        Some(Duration::from_secs(secs))
+    }
+}
