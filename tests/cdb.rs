@@ -95,25 +95,15 @@ fn qmail_cdb_applies_the_list_rules() {
     let records: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (*k, &b""[..])).collect();
     let out = tiny(&["-d", "t.cdb"], dir, b"");
     assert_ok(&out, "cdb -d");
-    assert_eq!(
-        show(&out.stdout),
-        show(&dump(&records)),
-        "tinycdb dump of qmail-cdb's output"
-    );
+    assert_eq!(show(&out.stdout), show(&dump(&records)), "tinycdb dump of qmail-cdb's output");
     for key in keys {
         let key = std::str::from_utf8(key).unwrap();
         let out = tiny(&["-q", "t.cdb", key], dir, b"");
         assert_ok(&out, &format!("cdb -q {key:?}"));
         assert!(out.stdout.is_empty(), "{key:?}: empty value");
     }
-    for absent in [
-        "Example.ORG",
-        "# a comment",
-        "#not.a.key",
-        "",
-        "leading.blank",
-        "example.org ",
-    ] {
+    for absent in ["Example.ORG", "# a comment", "#not.a.key", "", "leading.blank", "example.org "]
+    {
         let out = tiny(&["-q", "t.cdb", absent], dir, b"");
         assert_code(&out, 100, &format!("cdb -q {absent:?} finds nothing"));
     }
@@ -131,10 +121,7 @@ fn qmail_cdb_replaces_atomically_and_fails_cleanly() {
     let dir = sb.tmp.path();
     let target = dir.join("t.cdb");
     assert_ok(&sb.run("qmail-cdb", &["t.cdb", "t.tmp"], b"one\n"), "first");
-    assert_ok(
-        &sb.run("qmail-cdb", &["t.cdb", "t.tmp"], b"two\n"),
-        "second",
-    );
+    assert_ok(&sb.run("qmail-cdb", &["t.cdb", "t.tmp"], b"two\n"), "second");
     let out = tiny(&["-d", "t.cdb"], dir, b"");
     assert_eq!(show(&out.stdout), show(&dump(&[(b"two", b"")])));
 
@@ -151,10 +138,7 @@ fn qmail_cdb_replaces_atomically_and_fails_cleanly() {
     let out = sb.run("qmail-cdb", &["t.cdb", "t.tmp"], &long);
     assert_code(&out, 111, "long line");
     let err = show(&out.stderr);
-    assert!(
-        err.starts_with("qmail-cdb: fatal: line 2 "),
-        "stderr: {err}"
-    );
+    assert!(err.starts_with("qmail-cdb: fatal: line 2 "), "stderr: {err}");
     assert!(!dir.join("t.tmp").exists(), "tmpfile removed");
     assert_eq!(fs::read(&target).unwrap(), before, "old target intact");
 
@@ -206,11 +190,7 @@ fn tinycdb_databases_read_through_the_library() {
     let out = tiny(&["-c", "t.cdb"], dir.path(), &dump(records));
     assert_ok(&out, "cdb -c");
     let r = Reader::open(&dir.path().join("t.cdb")).unwrap().unwrap();
-    assert_eq!(
-        r.get(b"one").unwrap(),
-        Some(b"1".to_vec()),
-        "first of duplicates"
-    );
+    assert_eq!(r.get(b"one").unwrap(), Some(b"1".to_vec()), "first of duplicates");
     assert_eq!(
         r.get_all(b"one").unwrap(),
         vec![b"1".to_vec(), b"uno".to_vec()],
@@ -250,16 +230,9 @@ const ASSIGN: &str = "\
 
 fn lookup(home: &Path, local: &str) -> Option<(String, u32, u32, String, String, String)> {
     let r = Reader::open(&home.join(users::CDB)).unwrap().unwrap();
-    users::lookup(&r, local).unwrap().map(|a| {
-        (
-            a.user,
-            a.uid,
-            a.gid,
-            a.home.display().to_string(),
-            a.dash,
-            a.ext,
-        )
-    })
+    users::lookup(&r, local)
+        .unwrap()
+        .map(|a| (a.user, a.uid, a.gid, a.home.display().to_string(), a.dash, a.ext))
 }
 
 #[test]
@@ -280,24 +253,14 @@ fn qmail_newu_builds_users_cdb() {
         (b"!joe\0", b"joe\x001000\x001001\x00/home/joe\x00\x00"),
         (b"!joe\0", b"shadowed\x001\x001\x00/nowhere\x00\x00"),
         (b"!joe-", b"joe\x001000\x001001\x00/home/joe\x00-\x00"),
-        (
-            b"!joe-list-",
-            b"lists\x002000\x002001\x00/var/lists\x00-\x00l-",
-        ),
+        (b"!joe-list-", b"lists\x002000\x002001\x00/var/lists\x00-\x00l-"),
         (b"!", b"alias\x007790\x002108\x00/var/qmail/alias\x00-\x00"),
         (b"", b"-"),
     ];
     assert_eq!(show(&out.stdout), show(&dump(want)));
 
     let row = |user: &str, uid, gid, home: &str, dash: &str, ext: &str| {
-        Some((
-            user.to_string(),
-            uid,
-            gid,
-            home.to_string(),
-            dash.to_string(),
-            ext.to_string(),
-        ))
+        Some((user.to_string(), uid, gid, home.to_string(), dash.to_string(), ext.to_string()))
     };
     let joe = |dash: &str, ext: &str| row("joe", 1000, 1001, "/home/joe", dash, ext);
     let cases = [
@@ -306,18 +269,9 @@ fn qmail_newu_builds_users_cdb() {
         ("joe-", joe("-", "")),
         ("joe-news", joe("-", "news")),
         ("Joe-News", joe("-", "News")),
-        (
-            "joe-list-qmail",
-            row("lists", 2000, 2001, "/var/lists", "-", "l-qmail"),
-        ),
-        (
-            "nobody",
-            row("alias", 7790, 2108, "/var/qmail/alias", "-", "nobody"),
-        ),
-        (
-            "joel",
-            row("alias", 7790, 2108, "/var/qmail/alias", "-", "joel"),
-        ),
+        ("joe-list-qmail", row("lists", 2000, 2001, "/var/lists", "-", "l-qmail")),
+        ("nobody", row("alias", 7790, 2108, "/var/qmail/alias", "-", "nobody")),
+        ("joel", row("alias", 7790, 2108, "/var/qmail/alias", "-", "joel")),
     ];
     for (local, want) in cases {
         assert_eq!(lookup(h, local), want, "lookup {local:?}");
@@ -348,10 +302,7 @@ fn qmail_newu_refuses_bad_files() {
         (b"", "line 1: end of file"),
         (b"=joe:joe:1000:1001:/home/joe:::\n", "line 2: end of file"),
         (b"=joe:joe:1000:1001:/home/joe:::", "line 1: end of file"),
-        (
-            b"=joe:joe:1000:1001:/home/joe::\n.\n",
-            "line 1: fewer than 7",
-        ),
+        (b"=joe:joe:1000:1001:/home/joe::\n.\n", "line 1: fewer than 7"),
         (b"=joe\n.\n", "line 1: no colon"),
         (b":joe:1:2:/h:::\n.\n", "line 1: line does not start"),
         (b"joe:joe:1:2:/h:::\n.\n", "line 1: line does not start"),
@@ -363,11 +314,7 @@ fn qmail_newu_refuses_bad_files() {
     let mut long = b"=a:a:1:1:/".to_vec();
     long.extend(vec![b'x'; 70_000]);
     long.extend(b":::\n.\n");
-    for (input, reason) in bad
-        .iter()
-        .copied()
-        .chain([(&long[..], "line 1: line too long")])
-    {
+    for (input, reason) in bad.iter().copied().chain([(&long[..], "line 1: line too long")]) {
         fs::write(h.join(users::ASSIGN), input).unwrap();
         let out = sb.run("qmail-newu", &[], b"");
         assert_code(&out, 111, &format!("assign {:?}", show(input)));

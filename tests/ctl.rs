@@ -32,22 +32,9 @@ fn init_makes_a_complete_root() {
         assert_eq!(mode(path), want, "mode of {path}: {:o}", mode(path));
     }
     assert!(!h.join("queue/mess/23").exists());
-    assert!(fs::metadata(h.join("queue/lock/trigger"))
-        .unwrap()
-        .file_type()
-        .is_fifo());
-    assert_eq!(
-        fs::read(h.join("queue/lock/tcpto")).unwrap(),
-        vec![0u8; 1024]
-    );
-    for prog in [
-        "qmail-queue",
-        "qmail-inject",
-        "sendmail",
-        "qmail-cdb",
-        "qmail-newu",
-        "qmailctl",
-    ] {
+    assert!(fs::metadata(h.join("queue/lock/trigger")).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read(h.join("queue/lock/tcpto")).unwrap(), vec![0u8; 1024]);
+    for prog in ["qmail-queue", "qmail-inject", "sendmail", "qmail-cdb", "qmail-newu", "qmailctl"] {
         assert!(h.join("bin").join(prog).exists(), "bin/{prog}");
     }
     assert_eq!(fs::read_to_string(h.join("users/assign")).unwrap(), ".\n");
@@ -57,18 +44,12 @@ fn init_makes_a_complete_root() {
 fn init_writes_sensible_controls() {
     let tmp = TempDir::new("ctl");
     let home = tmp.path().join("root");
-    let out = sb_cmd()
-        .args(["init", "--domain", "Example.NET", "--home"])
-        .arg(&home)
-        .output()
-        .unwrap();
+    let out =
+        sb_cmd().args(["init", "--domain", "Example.NET", "--home"]).arg(&home).output().unwrap();
     assert_ok(&out, "init");
     let read = |n: &str| fs::read_to_string(home.join("control").join(n)).unwrap();
     let me = read("me");
-    assert!(
-        me.ends_with('\n') && me.trim().contains('.'),
-        "me is a FQDN: {me:?}"
-    );
+    assert!(me.ends_with('\n') && me.trim().contains('.'), "me is a FQDN: {me:?}");
     assert!(read("locals").lines().any(|l| l == "example.net"));
     assert!(read("locals").lines().any(|l| l == me.trim()));
     assert_eq!(read("rcpthosts"), read("locals"));
@@ -80,17 +61,10 @@ fn init_on_an_existing_root_changes_nothing() {
     let sb = Sandbox::new();
     sb.control("me", "changed.example\n");
     fs::remove_file(sb.home.join("control/locals")).unwrap();
-    let out = sb_cmd()
-        .args(["init", "--home"])
-        .arg(&sb.home)
-        .output()
-        .unwrap();
+    let out = sb_cmd().args(["init", "--home"]).arg(&sb.home).output().unwrap();
     assert_ok(&out, "second init");
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
-    assert_eq!(
-        fs::read_to_string(sb.home.join("control/me")).unwrap(),
-        "changed.example\n"
-    );
+    assert_eq!(fs::read_to_string(sb.home.join("control/me")).unwrap(), "changed.example\n");
     assert!(!sb.home.join("control/locals").exists());
 }
 
@@ -106,4 +80,23 @@ fn sb_cmd() -> std::process::Command {
     let mut c = std::process::Command::new(bin("qmailctl"));
     c.env_remove("QMAILHOME");
     c
+}
+
+#[test]
+fn every_program_has_a_man_page_with_exit_codes() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc");
+    for prog in qmail::auto::PROGRAMS {
+        let page = doc.join(format!("{prog}.8"));
+        let text = fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.contains(".SH EXIT CODES"), "{} has no EXIT CODES section", page.display());
+    }
+}
+
+#[test]
+fn qmail_control_5_lists_every_known_file() {
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/qmail-control.5");
+    let text = fs::read_to_string(page).unwrap();
+    for k in qmail::control::KNOWN {
+        assert!(text.contains(&format!(".B {}\n", k.name)), "qmail-control.5 lacks {}", k.name);
+    }
 }

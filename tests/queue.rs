@@ -17,7 +17,8 @@ struct Qq {
 }
 
 fn spawn(mut cmd: Command) -> Qq {
-    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (env_r, env_w): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut child: Child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::from(env_r))
@@ -26,11 +27,7 @@ fn spawn(mut cmd: Command) -> Qq {
         .unwrap();
     drop(cmd);
     let message = child.stdin.take();
-    Qq {
-        child: Guard(child),
-        message,
-        envelope: Some(fs::File::from(env_w)),
-    }
+    Qq { child: Guard(child), message, envelope: Some(fs::File::from(env_w)) }
 }
 
 impl Qq {
@@ -47,9 +44,7 @@ impl Qq {
         let status = self.child.0.wait().unwrap();
         t1.join().unwrap();
         t2.join().unwrap();
-        status
-            .code()
-            .unwrap_or_else(|| panic!("qmail-queue died: {status}"))
+        status.code().unwrap_or_else(|| panic!("qmail-queue died: {status}"))
     }
 }
 
@@ -75,10 +70,7 @@ fn queues_a_message() {
     let text = m.text();
     let (received, body) = text.split_once('\n').unwrap();
     assert!(received.starts_with("Received: (qmail "), "{received}");
-    assert!(
-        received.contains(&format!(" invoked by uid {uid}); ")),
-        "{received}"
-    );
+    assert!(received.contains(&format!(" invoked by uid {uid}); ")), "{received}");
     assert!(received.ends_with(" -0000"), "{received}");
     assert_eq!(body.as_bytes(), MSG);
     // the message file's inode is its id, in split directory id mod 23, same inode as todo
@@ -86,12 +78,7 @@ fn queues_a_message() {
     let mess = sb.queue().join(format!("mess/{}/{}", m.id % 23, m.id));
     assert_eq!(fs::metadata(&mess).unwrap().ino(), m.id);
     let intd = fs::metadata(sb.queue().join(format!("intd/{}", m.id))).unwrap();
-    assert_eq!(
-        intd.ino(),
-        fs::metadata(sb.queue().join(format!("todo/{}", m.id)))
-            .unwrap()
-            .ino()
-    );
+    assert_eq!(intd.ino(), fs::metadata(sb.queue().join(format!("todo/{}", m.id))).unwrap().ino());
     assert!(sb.files("pid").is_empty());
 }
 
@@ -117,16 +104,8 @@ fn envelope_errors() {
         (b"Xa@b\0\0".to_vec(), 91, "bad first byte"),
         (b"Fa@b\0Xc@d\0\0".to_vec(), 91, "bad recipient tag"),
         (long("F", 1003), 11, "sender too long"),
-        (
-            [b"Fa\0".as_slice(), &long("T", 1003), b"\0"].concat(),
-            11,
-            "recipient too long",
-        ),
-        (
-            [b"Fa\0".as_slice(), &long("T", 1002), b"\0"].concat(),
-            0,
-            "recipient at the limit",
-        ),
+        ([b"Fa\0".as_slice(), &long("T", 1003), b"\0"].concat(), 11, "recipient too long"),
+        ([b"Fa\0".as_slice(), &long("T", 1002), b"\0"].concat(), 0, "recipient at the limit"),
     ];
     let mut committed = 0;
     for (env, want, what) in rows {
@@ -180,7 +159,8 @@ fn home_and_queue_problems() {
 fn read_and_write_errors() {
     let sb = Sandbox::new();
     // 54: the message cannot be read (fd 0 is a directory)
-    let (env_r, env_w): (OwnedFd, OwnedFd) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (env_r, env_w): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let mut child = sb
         .cmd("qmail-queue")
         .stdin(fs::File::open(sb.tmp.path()).unwrap())
@@ -254,17 +234,8 @@ fn proc_state(pid: u32) -> Option<char> {
 fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
     let todo = sb.todo();
     for m in &todo {
-        assert!(
-            m.mess.ends_with(body),
-            "todo/{} has its whole message",
-            m.id
-        );
-        assert_eq!(
-            m.recipients().len(),
-            recipients,
-            "todo/{} has its whole envelope",
-            m.id
-        );
+        assert!(m.mess.ends_with(body), "todo/{} has its whole message", m.id);
+        assert_eq!(m.recipients().len(), recipients, "todo/{} has its whole envelope", m.id);
         let intd = fs::read(sb.queue().join(format!("intd/{}", m.id))).unwrap();
         let todo_bytes = fs::read(sb.queue().join(format!("todo/{}", m.id))).unwrap();
         assert_eq!(intd, todo_bytes);
@@ -274,11 +245,7 @@ fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
 
 #[test]
 fn sigkill_at_every_step() {
-    let body: Vec<u8> = b"Subject: crash\n\n"
-        .iter()
-        .copied()
-        .chain(vec![b'z'; 200_000])
-        .collect();
+    let body: Vec<u8> = b"Subject: crash\n\n".iter().copied().chain(vec![b'z'; 200_000]).collect();
     let mut env = b"Fsender@example.org\0".to_vec();
     for i in 0..500 {
         env.extend_from_slice(format!("Trcpt{i}@example.org\0").as_bytes());
@@ -323,40 +290,30 @@ fn sigkill_mid_message_and_mid_envelope() {
     for cut in ["message", "envelope"] {
         let mut q = spawn(sb.cmd("qmail-queue"));
         let mut m = q.message.take().unwrap();
-        m.write_all(b"Subject: partial\n\nsome of the body")
-            .unwrap();
+        m.write_all(b"Subject: partial\n\nsome of the body").unwrap();
         if cut == "envelope" {
             drop(m);
             let mut e = q.envelope.take().unwrap();
             e.write_all(b"Fa@b\0Tc@").unwrap();
             let queue = sb.queue();
-            assert!(wait_until(Duration::from_secs(20), || dir_nonempty(
-                &queue.join("intd")
-            )));
+            assert!(wait_until(Duration::from_secs(20), || dir_nonempty(&queue.join("intd"))));
             std::thread::sleep(Duration::from_millis(50));
             q.child.0.kill().unwrap();
             q.child.0.wait().unwrap();
             drop(e);
         } else {
             let queue = sb.queue();
-            assert!(wait_until(Duration::from_secs(20), || sb_mess_nonempty(
-                &queue
-            )));
+            assert!(wait_until(Duration::from_secs(20), || sb_mess_nonempty(&queue)));
             q.child.0.kill().unwrap();
             q.child.0.wait().unwrap();
             drop(m);
         }
-        assert!(
-            sb.todo().is_empty(),
-            "nothing committed after a kill mid-{cut}"
-        );
+        assert!(sb.todo().is_empty(), "nothing committed after a kill mid-{cut}");
     }
 }
 
 fn dir_nonempty(dir: &Path) -> bool {
-    fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
+    fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 fn sb_mess_nonempty(queue: &Path) -> bool {

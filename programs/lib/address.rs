@@ -84,14 +84,8 @@ mod tests {
         assert!(Address::new("a@b").is_ok());
         assert!(Address::new("").unwrap().is_null());
         assert!(Address::new("#@[]").unwrap().is_double_bounce());
-        assert_eq!(
-            Address::new(vec![b'a'; MAX_LEN]).map(|a| a.as_bytes().len()),
-            Ok(MAX_LEN)
-        );
-        assert_eq!(
-            Address::new(vec![b'a'; MAX_LEN + 1]),
-            Err(AddressError::TooLong)
-        );
+        assert_eq!(Address::new(vec![b'a'; MAX_LEN]).map(|a| a.as_bytes().len()), Ok(MAX_LEN));
+        assert_eq!(Address::new(vec![b'a'; MAX_LEN + 1]), Err(AddressError::TooLong));
         assert_eq!(Address::new(b"a\0b".to_vec()), Err(AddressError::Nul));
     }
 
@@ -106,11 +100,7 @@ mod tests {
         ];
         for &(addr, local, domain) in rows {
             let a = Address::new(addr).unwrap();
-            assert_eq!(
-                a.split(),
-                (local.as_bytes(), domain.map(str::as_bytes)),
-                "{addr}"
-            );
+            assert_eq!(a.split(), (local.as_bytes(), domain.map(str::as_bytes)), "{addr}");
         }
         let a = Address::new("Joe@Example.COM").unwrap();
         assert_eq!(a.domain_lower().as_deref(), Some(&b"example.com"[..]));

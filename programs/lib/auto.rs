@@ -46,11 +46,5 @@ pub fn home() -> PathBuf {
 }
 
 /// Every program of the package, as installed in `QMAILHOME/bin`.
-pub const PROGRAMS: &[&str] = &[
-    "qmail-cdb",
-    "qmail-inject",
-    "qmail-newu",
-    "qmail-queue",
-    "qmailctl",
-    "sendmail",
-];
+pub const PROGRAMS: &[&str] =
+    &["qmail-cdb", "qmail-inject", "qmail-newu", "qmail-queue", "qmailctl", "sendmail"];

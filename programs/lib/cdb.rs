@@ -82,11 +82,7 @@ impl Reader {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CdbError> {
         match &self.db {
             None => Ok(None),
-            Some(db) => db
-                .find(key)
-                .next()
-                .transpose()
-                .map_err(|_| CdbError::Corrupt),
+            Some(db) => db.find(key).next().transpose().map_err(|_| CdbError::Corrupt),
         }
     }
 
@@ -99,10 +95,7 @@ impl Reader {
     pub fn get_all(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, CdbError> {
         match &self.db {
             None => Ok(Vec::new()),
-            Some(db) => db
-                .find(key)
-                .collect::<Result<_, _>>()
-                .map_err(|_| CdbError::Corrupt),
+            Some(db) => db.find(key).collect::<Result<_, _>>().map_err(|_| CdbError::Corrupt),
         }
     }
 }
@@ -126,11 +119,7 @@ impl Writer {
             .mode(mode)
             .open(tmp)?;
         let make = cdb::CDBMake::new(file.try_clone()?)?;
-        Ok(Writer {
-            make,
-            file,
-            tmp: tmp.to_path_buf(),
-        })
+        Ok(Writer { make, file, tmp: tmp.to_path_buf() })
     }
 
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
@@ -179,21 +168,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let d = dir("rt");
-        let path = write(
-            &d,
-            &[
-                (b"one", b"1"),
-                (b"two", b"2"),
-                (b"one", b"uno"),
-                (b"", b"empty"),
-            ],
-        );
+        let path = write(&d, &[(b"one", b"1"), (b"two", b"2"), (b"one", b"uno"), (b"", b"empty")]);
         let r = Reader::open(&path).unwrap().unwrap();
         assert_eq!(r.get(b"one").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(
-            r.get_all(b"one").unwrap(),
-            vec![b"1".to_vec(), b"uno".to_vec()]
-        );
+        assert_eq!(r.get_all(b"one").unwrap(), vec![b"1".to_vec(), b"uno".to_vec()]);
         assert_eq!(r.get(b"").unwrap(), Some(b"empty".to_vec()));
         assert!(!r.contains(b"three").unwrap());
         assert!(!d.join("x.tmp").exists());
@@ -223,12 +201,7 @@ mod tests {
             good[..good.len() - 1].to_vec(),
         ];
         // header tables pointing past the end, before the header, with huge slot counts
-        for (pos, slots) in [
-            (u32::MAX, 1u32),
-            (0, 1),
-            (2048, u32::MAX),
-            (u32::MAX - 4, 2),
-        ] {
+        for (pos, slots) in [(u32::MAX, 1u32), (0, 1), (2048, u32::MAX), (u32::MAX - 4, 2)] {
             let mut bad = good.clone();
             for i in 0..256 {
                 bad[i * 8..i * 8 + 4].copy_from_slice(&pos.to_le_bytes());
@@ -261,10 +234,7 @@ mod tests {
         for short in [0usize, 1, 2047] {
             let path = d.join(format!("s{short}.cdb"));
             fs::write(&path, vec![0; short]).unwrap();
-            assert!(
-                matches!(Reader::open(&path), Err(CdbError::Corrupt)),
-                "{short} bytes"
-            );
+            assert!(matches!(Reader::open(&path), Err(CdbError::Corrupt)), "{short} bytes");
         }
         fs::remove_dir_all(&d).unwrap();
     }

@@ -61,9 +61,7 @@ pub struct Control {
 impl Control {
     /// The control directory under `home`.
     pub fn new(home: &Path) -> Self {
-        Control {
-            dir: home.join("control"),
-        }
+        Control { dir: home.join("control") }
     }
 
     /// The control directory of this process's installation root ([`crate::auto::home`]).
@@ -80,10 +78,7 @@ impl Control {
     }
 
     fn err(name: &str, kind: ControlErrorKind) -> ControlError {
-        ControlError {
-            name: name.to_string(),
-            kind,
-        }
+        ControlError { name: name.to_string(), kind }
     }
 
     /// The raw bytes of a file, bounded by [`MAX_FILE`].
@@ -152,10 +147,7 @@ impl Control {
         Ok(self.list(name)?.map(|lines| {
             lines
                 .into_iter()
-                .filter_map(|l| {
-                    l.split_once(':')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                })
+                .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect()
         }))
     }
@@ -189,10 +181,7 @@ impl Control {
         match self.set("locals")? {
             Some(set) => Ok(set),
             None => Ok(DomainSet::Text(
-                self.me()?
-                    .map(|m| m.to_ascii_lowercase())
-                    .into_iter()
-                    .collect(),
+                self.me()?.map(|m| m.to_ascii_lowercase()).into_iter().collect(),
             )),
         }
     }
@@ -220,10 +209,8 @@ impl DomainSet {
 }
 
 fn trim_end(line: &[u8]) -> &[u8] {
-    let end = line
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .map_or(0, |i| i + 1);
+    let end =
+        line.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).map_or(0, |i| i + 1);
     &line[..end]
 }
 
@@ -244,10 +231,7 @@ fn parse_list(data: &[u8]) -> Vec<String> {
 /// Leading decimal digits (after leading blanks). `Ok(None)` when there are none; `Err` when
 /// the value does not fit in 31 bits (upstream: larger than INT_MAX is an error).
 fn parse_int(data: &[u8]) -> std::result::Result<Option<u64>, ()> {
-    let start = data
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(data.len());
+    let start = data.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(data.len());
     let digits: &[u8] = {
         let rest = &data[start..];
         let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -258,10 +242,7 @@ fn parse_int(data: &[u8]) -> std::result::Result<Option<u64>, ()> {
     }
     let mut value: u64 = 0;
     for &d in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d - b'0')))
-            .ok_or(())?;
+        value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d - b'0'))).ok_or(())?;
         if value > i32::MAX as u64 {
             return Err(());
         }
@@ -292,209 +273,67 @@ pub struct Known {
 }
 
 const fn k(name: &'static str, kind: Kind, default: &'static str, meaning: &'static str) -> Known {
-    Known {
-        name,
-        kind,
-        default,
-        secret: false,
-        meaning,
-    }
+    Known { name, kind, default, secret: false, meaning }
 }
 
 const fn secret(name: &'static str, meaning: &'static str) -> Known {
-    Known {
-        name,
-        kind: Kind::Line,
-        default: "empty",
-        secret: true,
-        meaning,
-    }
+    Known { name, kind: Kind::Line, default: "empty", secret: true, meaning }
 }
 
 /// Every control file qmail-ldap-rs reads, sorted by name. Feeds qmail-showctl and
 /// doc/qmail-control.5.
 pub const KNOWN: &[Known] = &[
-    k(
-        "aliasdomains",
-        Kind::Map,
-        "none",
-        "alias:real domain substitution for LDAP lookups",
-    ),
-    k(
-        "badmailfrom",
-        Kind::List,
-        "none",
-        "envelope senders (user@dom or @dom) refused at MAIL",
-    ),
+    k("aliasdomains", Kind::Map, "none", "alias:real domain substitution for LDAP lookups"),
+    k("badmailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) refused at MAIL"),
     k(
         "badmailfrom-unknown",
         Kind::List,
         "none",
         "senders refused when the client has no reverse DNS",
     ),
-    k(
-        "badrcptto",
-        Kind::List,
-        "none",
-        "recipients (user@dom or @dom) refused at RCPT",
-    ),
+    k("badrcptto", Kind::List, "none", "recipients (user@dom or @dom) refused at RCPT"),
     k(
         "bigbrother",
         Kind::Map,
         "none",
         "addr:watcher pairs; qmail-queue adds the watcher as a recipient",
     ),
-    k(
-        "bouncefrom",
-        Kind::Line,
-        "MAILER-DAEMON",
-        "local part of the bounce sender",
-    ),
-    k(
-        "bouncehost",
-        Kind::Line,
-        "me",
-        "host part of the bounce sender",
-    ),
+    k("bouncefrom", Kind::Line, "MAILER-DAEMON", "local part of the bounce sender"),
+    k("bouncehost", Kind::Line, "me", "host part of the bounce sender"),
     k(
         "bouncemaxbytes",
         Kind::Int,
         "0 (whole message)",
         "most bytes of the original message in a bounce",
     ),
-    k(
-        "concurrencylocal",
-        Kind::Int,
-        "10",
-        "simultaneous local deliveries",
-    ),
-    k(
-        "concurrencyremote",
-        Kind::Int,
-        "20",
-        "simultaneous remote deliveries",
-    ),
-    k(
-        "custombouncetext",
-        Kind::Raw,
-        "none",
-        "text inserted into every bounce",
-    ),
-    k(
-        "databytes",
-        Kind::Int,
-        "0 (unlimited)",
-        "largest message qmail-smtpd accepts",
-    ),
+    k("concurrencylocal", Kind::Int, "10", "simultaneous local deliveries"),
+    k("concurrencyremote", Kind::Int, "20", "simultaneous remote deliveries"),
+    k("custombouncetext", Kind::Raw, "none", "text inserted into every bounce"),
+    k("databytes", Kind::Int, "0 (unlimited)", "largest message qmail-smtpd accepts"),
     k(
         "defaultdelivery",
         Kind::Raw,
         "./Maildir/",
         "default delivery instructions (qmail-start argument)",
     ),
-    k(
-        "defaultdomain",
-        Kind::Line,
-        "me",
-        "domain qmail-inject appends to host names without a dot",
-    ),
-    k(
-        "defaulthost",
-        Kind::Line,
-        "me",
-        "host qmail-inject appends to addresses without @",
-    ),
-    k(
-        "defaultquotacount",
-        Kind::Int,
-        "0 (unlimited)",
-        "message quota for entries without one",
-    ),
-    k(
-        "defaultquotasize",
-        Kind::Int,
-        "0 (unlimited)",
-        "byte quota for entries without one",
-    ),
-    k(
-        "dirmaker",
-        Kind::Line,
-        "none (off)",
-        "program that creates a missing home directory",
-    ),
-    k(
-        "doublebouncehost",
-        Kind::Line,
-        "me",
-        "host part of the double-bounce recipient",
-    ),
-    k(
-        "doublebounceto",
-        Kind::Line,
-        "postmaster",
-        "local part of the double-bounce recipient",
-    ),
-    k(
-        "envnoathost",
-        Kind::Line,
-        "me",
-        "domain added to envelope addresses without @",
-    ),
-    k(
-        "goodmailaddr",
-        Kind::List,
-        "none",
-        "addresses always accepted by RCPTCHECK/SENDERCHECK",
-    ),
-    k(
-        "goodmailfrom",
-        Kind::List,
-        "none",
-        "senders exempt from badmailfrom and sender checks",
-    ),
-    k(
-        "helohost",
-        Kind::Line,
-        "me",
-        "name qmail-remote gives in HELO/EHLO",
-    ),
-    k(
-        "idhost",
-        Kind::Line,
-        "me",
-        "host part of Message-IDs made by qmail-inject",
-    ),
+    k("defaultdomain", Kind::Line, "me", "domain qmail-inject appends to host names without a dot"),
+    k("defaulthost", Kind::Line, "me", "host qmail-inject appends to addresses without @"),
+    k("defaultquotacount", Kind::Int, "0 (unlimited)", "message quota for entries without one"),
+    k("defaultquotasize", Kind::Int, "0 (unlimited)", "byte quota for entries without one"),
+    k("dirmaker", Kind::Line, "none (off)", "program that creates a missing home directory"),
+    k("doublebouncehost", Kind::Line, "me", "host part of the double-bounce recipient"),
+    k("doublebounceto", Kind::Line, "postmaster", "local part of the double-bounce recipient"),
+    k("envnoathost", Kind::Line, "me", "domain added to envelope addresses without @"),
+    k("goodmailaddr", Kind::List, "none", "addresses always accepted by RCPTCHECK/SENDERCHECK"),
+    k("goodmailfrom", Kind::List, "none", "senders exempt from badmailfrom and sender checks"),
+    k("helohost", Kind::Line, "me", "name qmail-remote gives in HELO/EHLO"),
+    k("idhost", Kind::Line, "me", "host part of Message-IDs made by qmail-inject"),
     k("ldapbasedn", Kind::Line, "empty", "LDAP search base"),
-    k(
-        "ldapcluster",
-        Kind::Int,
-        "0",
-        "forward mail for users whose mailHost is another host",
-    ),
-    k(
-        "ldapclusterhosts",
-        Kind::List,
-        "none",
-        "more names that count as this host",
-    ),
-    k(
-        "ldapdefaultdotmode",
-        Kind::Line,
-        "ldaponly",
-        "qmailDotMode for entries without one",
-    ),
-    k(
-        "ldapgid",
-        Kind::Int,
-        "none",
-        "gid for entries without qmailGID",
-    ),
-    k(
-        "ldapgrouplogin",
-        Kind::Line,
-        "ldaplogin",
-        "bind DN for qmail-group",
-    ),
+    k("ldapcluster", Kind::Int, "0", "forward mail for users whose mailHost is another host"),
+    k("ldapclusterhosts", Kind::List, "none", "more names that count as this host"),
+    k("ldapdefaultdotmode", Kind::Line, "ldaponly", "qmailDotMode for entries without one"),
+    k("ldapgid", Kind::Int, "none", "gid for entries without qmailGID"),
+    k("ldapgrouplogin", Kind::Line, "ldaplogin", "bind DN for qmail-group"),
     secret("ldapgrouppassword", "bind password for qmail-group"),
     k(
         "ldaplocaldelivery",
@@ -503,198 +342,48 @@ pub const KNOWN: &[Known] = &[
         "fall back to users/cdb and passwd when LDAP has nothing",
     ),
     k("ldaplogin", Kind::Line, "empty (anonymous)", "LDAP bind DN"),
-    k(
-        "ldapmessagestore",
-        Kind::Line,
-        "empty",
-        "prefix for a relative mailMessageStore",
-    ),
-    k(
-        "ldapobjectclass",
-        Kind::Line,
-        "empty",
-        "objectClass every mail entry must have",
-    ),
+    k("ldapmessagestore", Kind::Line, "empty", "prefix for a relative mailMessageStore"),
+    k("ldapobjectclass", Kind::Line, "empty", "objectClass every mail entry must have"),
     secret("ldappassword", "LDAP bind password"),
-    k(
-        "ldaprebind",
-        Kind::Int,
-        "0",
-        "check passwords by binding as the user",
-    ),
+    k("ldaprebind", Kind::Int, "0", "check passwords by binding as the user"),
     k(
         "ldapserver",
         Kind::List,
         "none (required for LDAP)",
         "LDAP servers, host or host:port, tried in order",
     ),
-    k(
-        "ldaptimeout",
-        Kind::Int,
-        "30",
-        "LDAP search time limit in seconds",
-    ),
-    k(
-        "ldapuid",
-        Kind::Int,
-        "none",
-        "uid for entries without qmailUID",
-    ),
-    k(
-        "localiphost",
-        Kind::Line,
-        "me",
-        "name that replaces [ip] of a local address",
-    ),
-    k(
-        "locals",
-        Kind::List,
-        "me",
-        "domains delivered locally (locals.cdb replaces it)",
-    ),
-    k(
-        "me",
-        Kind::Line,
-        "none (required)",
-        "this host's fully-qualified name",
-    ),
-    k(
-        "morercpthosts",
-        Kind::List,
-        "none",
-        "source of morercpthosts.cdb",
-    ),
-    k(
-        "morercpthosts.cdb",
-        Kind::Cdb,
-        "none",
-        "more domains qmail-smtpd accepts mail for",
-    ),
-    k(
-        "outgoingip",
-        Kind::Line,
-        "0.0.0.0",
-        "source address of outgoing SMTP connections",
-    ),
+    k("ldaptimeout", Kind::Int, "30", "LDAP search time limit in seconds"),
+    k("ldapuid", Kind::Int, "none", "uid for entries without qmailUID"),
+    k("localiphost", Kind::Line, "me", "name that replaces [ip] of a local address"),
+    k("locals", Kind::List, "me", "domains delivered locally (locals.cdb replaces it)"),
+    k("me", Kind::Line, "none (required)", "this host's fully-qualified name"),
+    k("morercpthosts", Kind::List, "none", "source of morercpthosts.cdb"),
+    k("morercpthosts.cdb", Kind::Cdb, "none", "more domains qmail-smtpd accepts mail for"),
+    k("outgoingip", Kind::Line, "0.0.0.0", "source address of outgoing SMTP connections"),
     k("pbscachesize", Kind::Int, "1048576", "pbsdbd cache bytes"),
-    k(
-        "pbsenv",
-        Kind::List,
-        "none",
-        "environment passed with POP-before-SMTP entries",
-    ),
+    k("pbsenv", Kind::List, "none", "environment passed with POP-before-SMTP entries"),
     k("pbsip", Kind::Line, "0.0.0.0", "pbsdbd bind address"),
     k("pbsport", Kind::Int, "2821", "POP-before-SMTP UDP port"),
     secret("pbssecret", "POP-before-SMTP shared secret"),
     k("pbsservers", Kind::List, "none", "POP-before-SMTP daemons"),
-    k(
-        "pbstimeout",
-        Kind::Int,
-        "600",
-        "seconds a POP-before-SMTP entry stays valid",
-    ),
-    k(
-        "percenthack",
-        Kind::List,
-        "none",
-        "domains where user%host@domain is rewritten",
-    ),
-    k(
-        "plusdomain",
-        Kind::Line,
-        "me",
-        "domain qmail-inject appends to names ending in +",
-    ),
-    k(
-        "qmqpcip",
-        Kind::Line,
-        "0.0.0.0",
-        "source address of QMQP connections",
-    ),
-    k(
-        "qmqpservers",
-        Kind::List,
-        "none",
-        "QMQP servers for qmail-qmqpc",
-    ),
-    k(
-        "queuelifetime",
-        Kind::Int,
-        "604800",
-        "seconds a message may stay in the queue",
-    ),
-    k(
-        "quotawarning",
-        Kind::Raw,
-        "none (no warnings)",
-        "body of the quota warning",
-    ),
-    k(
-        "rbllist",
-        Kind::List,
-        "none",
-        "RBL zones: basedomain action matchon message",
-    ),
-    k(
-        "rcpthosts",
-        Kind::List,
-        "none (locals only)",
-        "domains qmail-smtpd accepts mail for",
-    ),
-    k(
-        "resolvconf",
-        Kind::Line,
-        "/etc/resolv.conf",
-        "resolver configuration file for qmail-remote",
-    ),
-    k(
-        "signatures",
-        Kind::List,
-        "none",
-        "attachment signatures refused with REJECTEXEC",
-    ),
-    k(
-        "smtpclustercookie",
-        Kind::Line,
-        "none",
-        "cluster loop cookie (first 32 bytes)",
-    ),
-    k(
-        "smtpgreeting",
-        Kind::Line,
-        "me",
-        "text of the SMTP greeting",
-    ),
-    k(
-        "smtproutes",
-        Kind::Map,
-        "none",
-        "domain:relay[:port] routes for qmail-remote",
-    ),
-    k(
-        "timeoutconnect",
-        Kind::Int,
-        "60",
-        "seconds qmail-remote waits for a connection",
-    ),
-    k(
-        "timeoutremote",
-        Kind::Int,
-        "1200",
-        "seconds qmail-remote waits for the server",
-    ),
-    k(
-        "timeoutsmtpd",
-        Kind::Int,
-        "1200",
-        "seconds qmail-smtpd waits for the client",
-    ),
-    k(
-        "virtualdomains",
-        Kind::Map,
-        "none",
-        "domain:prefix virtual domain routing",
-    ),
+    k("pbstimeout", Kind::Int, "600", "seconds a POP-before-SMTP entry stays valid"),
+    k("percenthack", Kind::List, "none", "domains where user%host@domain is rewritten"),
+    k("plusdomain", Kind::Line, "me", "domain qmail-inject appends to names ending in +"),
+    k("qmqpcip", Kind::Line, "0.0.0.0", "source address of QMQP connections"),
+    k("qmqpservers", Kind::List, "none", "QMQP servers for qmail-qmqpc"),
+    k("queuelifetime", Kind::Int, "604800", "seconds a message may stay in the queue"),
+    k("quotawarning", Kind::Raw, "none (no warnings)", "body of the quota warning"),
+    k("rbllist", Kind::List, "none", "RBL zones: basedomain action matchon message"),
+    k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
+    k("resolvconf", Kind::Line, "/etc/resolv.conf", "resolver configuration file for qmail-remote"),
+    k("signatures", Kind::List, "none", "attachment signatures refused with REJECTEXEC"),
+    k("smtpclustercookie", Kind::Line, "none", "cluster loop cookie (first 32 bytes)"),
+    k("smtpgreeting", Kind::Line, "me", "text of the SMTP greeting"),
+    k("smtproutes", Kind::Map, "none", "domain:relay[:port] routes for qmail-remote"),
+    k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
+    k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
+    k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
+    k("virtualdomains", Kind::Map, "none", "domain:prefix virtual domain routing"),
 ];
 
 /// Files reported by qmail-showctl as "No longer used".
@@ -710,10 +399,7 @@ pub const OBSOLETE: &[&str] = &[
 
 /// The entry of [`KNOWN`] for `name`.
 pub fn known(name: &str) -> Option<&'static Known> {
-    KNOWN
-        .binary_search_by(|k| k.name.cmp(name))
-        .ok()
-        .map(|i| &KNOWN[i])
+    KNOWN.binary_search_by(|k| k.name.cmp(name)).ok().map(|i| &KNOWN[i])
 }
 
 #[cfg(test)]
@@ -774,17 +460,11 @@ mod tests {
             let (_t, c) = home(&format!("int{i}"), &[("n", data)]);
             assert_eq!(c.int("n").unwrap(), *want, "{:?}", data);
         }
-        for (i, data) in [&b"2147483648"[..], b"99999999999999999999999999"]
-            .iter()
-            .enumerate()
-        {
+        for (i, data) in [&b"2147483648"[..], b"99999999999999999999999999"].iter().enumerate() {
             let (_t, c) = home(&format!("bigint{i}"), &[("n", data)]);
             assert!(matches!(
                 c.int("n"),
-                Err(ControlError {
-                    kind: ControlErrorKind::BadNumber,
-                    ..
-                })
+                Err(ControlError { kind: ControlErrorKind::BadNumber, .. })
             ));
         }
         let (_t, c) = home("intdef", &[]);
@@ -796,14 +476,8 @@ mod tests {
         let (_t, c) = home(
             "list",
             &[
-                (
-                    "l",
-                    b"a.example\r\n\n# comment\n  \nb.example  \n #not a comment\nlast",
-                ),
-                (
-                    "m",
-                    b"a.example:alice\nno colon here\n.b.example:relay:25\r\n",
-                ),
+                ("l", b"a.example\r\n\n# comment\n  \nb.example  \n #not a comment\nlast"),
+                ("m", b"a.example:alice\nno colon here\n.b.example:relay:25\r\n"),
             ],
         );
         assert_eq!(
@@ -823,16 +497,10 @@ mod tests {
     #[test]
     fn me_fallbacks() {
         let (_t, c) = home("me", &[("me", b"mx.example\n")]);
-        assert_eq!(
-            c.line_or_me("bouncehost", "bouncehost").unwrap(),
-            "mx.example"
-        );
+        assert_eq!(c.line_or_me("bouncehost", "bouncehost").unwrap(), "mx.example");
         assert!(c.locals().unwrap().contains("MX.example").unwrap());
         let (_t, c) = home("nome", &[]);
-        assert_eq!(
-            c.line_or_me("bouncehost", "bouncehost").unwrap(),
-            "bouncehost"
-        );
+        assert_eq!(c.line_or_me("bouncehost", "bouncehost").unwrap(), "bouncehost");
         assert!(!c.locals().unwrap().contains("x").unwrap());
     }
 
@@ -849,27 +517,12 @@ mod tests {
 
     #[test]
     fn broken_files_are_temporary_errors() {
-        let (t, c) = home(
-            "broken",
-            &[("locals.cdb", b""), ("rcpthosts.cdb", &[0u8; 100])],
-        );
-        assert!(matches!(
-            c.locals(),
-            Err(ControlError {
-                kind: ControlErrorKind::Corrupt,
-                ..
-            })
-        ));
+        let (t, c) = home("broken", &[("locals.cdb", b""), ("rcpthosts.cdb", &[0u8; 100])]);
+        assert!(matches!(c.locals(), Err(ControlError { kind: ControlErrorKind::Corrupt, .. })));
         assert!(c.set("rcpthosts").is_err());
         // a directory where a file should be: unreadable, not absent
         fs::create_dir(t.0.join("control/me")).unwrap();
-        assert!(matches!(
-            c.me(),
-            Err(ControlError {
-                kind: ControlErrorKind::Io(_),
-                ..
-            })
-        ));
+        assert!(matches!(c.me(), Err(ControlError { kind: ControlErrorKind::Io(_), .. })));
     }
 
     #[test]
@@ -877,14 +530,7 @@ mod tests {
         for w in KNOWN.windows(2) {
             assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
         }
-        for name in [
-            "me",
-            "locals",
-            "rcpthosts",
-            "ldappassword",
-            "pbssecret",
-            "queuelifetime",
-        ] {
+        for name in ["me", "locals", "rcpthosts", "ldappassword", "pbssecret", "queuelifetime"] {
             assert!(known(name).is_some(), "{name}");
         }
         assert!(known("ldappassword").unwrap().secret);

@@ -4,9 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// A broken-down UTC time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +71,7 @@ impl Utc {
 
 /// Seconds since the epoch now (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -87,16 +83,8 @@ mod tests {
         let rows: &[(i64, &str, &str)] = &[
             (0, "1 Jan 1970 00:00:00 -0000", "19700101000000"),
             (951_782_400, "29 Feb 2000 00:00:00 -0000", "20000229000000"),
-            (
-                1_795_307_472,
-                "22 Nov 2026 00:31:12 -0000",
-                "20261122003112",
-            ),
-            (
-                4_102_444_799,
-                "31 Dec 2099 23:59:59 -0000",
-                "20991231235959",
-            ),
+            (1_795_307_472, "22 Nov 2026 00:31:12 -0000", "20261122003112"),
+            (4_102_444_799, "31 Dec 2099 23:59:59 -0000", "20991231235959"),
             (-1, "31 Dec 1969 23:59:59 -0000", "19691231235959"),
         ];
         for &(secs, text, stamp) in rows {

@@ -82,10 +82,7 @@ pub struct Reader<'a, R> {
 
 impl<'a, R: BufRead> Reader<'a, R> {
     pub fn new(input: &'a mut R) -> Self {
-        Reader {
-            input,
-            rec: Vec::with_capacity(MAX_LEN + 2),
-        }
+        Reader { input, rec: Vec::with_capacity(MAX_LEN + 2) }
     }
 
     pub fn sender(&mut self) -> Result<Address, EnvelopeError> {
@@ -100,9 +97,9 @@ impl<'a, R: BufRead> Reader<'a, R> {
     pub fn recipient(&mut self) -> Result<Option<Address>, EnvelopeError> {
         match self.next()? {
             Record::End => Ok(None),
-            Record::Addr(b'T') => Address::new(&self.rec[1..])
-                .map(Some)
-                .map_err(|_| EnvelopeError::TooLong),
+            Record::Addr(b'T') => {
+                Address::new(&self.rec[1..]).map(Some).map_err(|_| EnvelopeError::TooLong)
+            }
             Record::TooLong(b'T') => Err(EnvelopeError::TooLong),
             Record::Eof => Err(EnvelopeError::Truncated),
             _ => Err(EnvelopeError::Format),
@@ -111,18 +108,16 @@ impl<'a, R: BufRead> Reader<'a, R> {
 
     fn next(&mut self) -> Result<Record, EnvelopeError> {
         // the tag byte plus an address of at most MAX_LEN bytes
-        Ok(
-            match text0::read_record(self.input, MAX_LEN + 1, &mut self.rec)? {
-                None | Some(Err(Text0Error::Truncated)) => Record::Eof,
-                Some(Err(Text0Error::TooLong)) => {
-                    Record::TooLong(self.rec.first().copied().unwrap_or(0))
-                }
-                Some(Ok(())) => match self.rec.first() {
-                    None => Record::End,
-                    Some(&tag) => Record::Addr(tag),
-                },
+        Ok(match text0::read_record(self.input, MAX_LEN + 1, &mut self.rec)? {
+            None | Some(Err(Text0Error::Truncated)) => Record::Eof,
+            Some(Err(Text0Error::TooLong)) => {
+                Record::TooLong(self.rec.first().copied().unwrap_or(0))
+            }
+            Some(Ok(())) => match self.rec.first() {
+                None => Record::End,
+                Some(&tag) => Record::Addr(tag),
             },
-        )
+        })
     }
 }
 
@@ -177,12 +172,7 @@ mod tests {
         ];
         for (input, want) in rows {
             let got = parse(input).map(|e| e.recipients.len());
-            assert_eq!(
-                &got,
-                want,
-                "{:?}",
-                String::from_utf8_lossy(&input[..input.len().min(40)])
-            );
+            assert_eq!(&got, want, "{:?}", String::from_utf8_lossy(&input[..input.len().min(40)]));
         }
     }
 

@@ -29,12 +29,8 @@ pub fn replace_with(
     fill: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
     let result = (|| {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(tmp)?;
+        let file =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(tmp)?;
         fill(&file)?;
         file.sync_all()?;
         fs::rename(tmp, target)?;

@@ -85,12 +85,7 @@ mod tests {
             (b"99999999999999999999999999:", usize::MAX, Err(TooLong)),
         ];
         for (input, max, want) in rows {
-            assert_eq!(
-                &decode(input, *max),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(&decode(input, *max), want, "{:?}", String::from_utf8_lossy(input));
         }
     }
 

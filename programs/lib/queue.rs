@@ -33,66 +33,16 @@ pub struct Dir {
 
 /// Every directory of the queue tree, parents first (spec pipeline §1.5).
 pub const DIRS: &[Dir] = &[
-    Dir {
-        path: "",
-        owner: Owner::Qmailq,
-        mode: 0o750,
-        split: false,
-    },
-    Dir {
-        path: "pid",
-        owner: Owner::Qmailq,
-        mode: 0o700,
-        split: false,
-    },
-    Dir {
-        path: "mess",
-        owner: Owner::Qmailq,
-        mode: 0o750,
-        split: true,
-    },
-    Dir {
-        path: "intd",
-        owner: Owner::Qmailq,
-        mode: 0o700,
-        split: false,
-    },
-    Dir {
-        path: "todo",
-        owner: Owner::Qmailq,
-        mode: 0o750,
-        split: false,
-    },
-    Dir {
-        path: "info",
-        owner: Owner::Qmails,
-        mode: 0o700,
-        split: true,
-    },
-    Dir {
-        path: "local",
-        owner: Owner::Qmails,
-        mode: 0o700,
-        split: true,
-    },
-    Dir {
-        path: "remote",
-        owner: Owner::Qmails,
-        mode: 0o700,
-        split: true,
-    },
-    Dir {
-        path: "bounce",
-        owner: Owner::Qmails,
-        mode: 0o700,
-        split: false,
-    },
-    Dir {
-        path: "lock",
-        owner: Owner::Qmailq,
-        mode: 0o750,
-        split: false,
-    },
+    Dir { path: "", owner: Owner::Qmailq, mode: 0o750, split: false },
+    Dir { path: "pid", owner: Owner::Qmailq, mode: 0o700, split: false },
+    Dir { path: "mess", owner: Owner::Qmailq, mode: 0o750, split: true },
+    Dir { path: "intd", owner: Owner::Qmailq, mode: 0o700, split: false },
+    Dir { path: "todo", owner: Owner::Qmailq, mode: 0o750, split: false },
+    Dir { path: "info", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "local", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "remote", owner: Owner::Qmails, mode: 0o700, split: true },
+    Dir { path: "bounce", owner: Owner::Qmails, mode: 0o700, split: false },
+    Dir { path: "lock", owner: Owner::Qmailq, mode: 0o750, split: false },
 ];
 
 /// The queue directory of an installation root.
@@ -103,9 +53,7 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(home: &Path) -> Self {
-        Queue {
-            root: home.join("queue"),
-        }
+        Queue { root: home.join("queue") }
     }
 
     pub fn root(&self) -> &Path {
@@ -136,10 +84,8 @@ pub fn split_name(dir: &str, id: u64) -> String {
 /// is ignored (no reader is fine).
 pub fn pull_trigger(path: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
+    if let Ok(mut f) =
+        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path)
     {
         let _ = f.write(&[0]);
     }
@@ -172,13 +118,9 @@ impl Injection {
         let (env_r, env_w) = cloexec_pipe().map_err(fail)?;
         let (custom_r, custom_w) = cloexec_pipe().map_err(fail)?;
         let mut cmd = Command::new(program(home));
-        cmd.current_dir(home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(env_r));
+        cmd.current_dir(home).stdin(Stdio::piped()).stdout(Stdio::from(env_r));
         crate::child::map_fds(&mut cmd, vec![(custom_w, 4)]);
-        let mut child = cmd
-            .spawn()
-            .map_err(|_| Verdict::temp("Unable to exec qq (#4.3.0)"))?;
+        let mut child = cmd.spawn().map_err(|_| Verdict::temp("Unable to exec qq (#4.3.0)"))?;
         // the parent's copies of the child's ends close here, so EOF is seen
         drop(cmd);
         let stdin = child.stdin.take().expect("stdin was piped");
@@ -210,14 +152,10 @@ impl Injection {
             self.write_failed = true;
         }
         drop(self.envelope);
-        let status = self
-            .child
-            .wait()
-            .map_err(|_| Verdict::temp("Unable to wait for qq (#4.3.0)"))?;
+        let status =
+            self.child.wait().map_err(|_| Verdict::temp("Unable to wait for qq (#4.3.0)"))?;
         let mut custom = Vec::new();
-        let _ = (&self.custom)
-            .take(exit::CUSTOM_TEXT_MAX as u64)
-            .read_to_end(&mut custom);
+        let _ = (&self.custom).take(exit::CUSTOM_TEXT_MAX as u64).read_to_end(&mut custom);
         exit::queue_status(status, &custom)?;
         if self.write_failed {
             return Err(Verdict::temp("Unable to write to qq (#4.3.0)"));
@@ -274,14 +212,8 @@ mod tests {
     #[test]
     fn paths() {
         let q = Queue::new(Path::new("/var/qmail"));
-        assert_eq!(
-            q.split_path("mess", 457),
-            Path::new("/var/qmail/queue/mess/20/457")
-        );
-        assert_eq!(
-            q.flat_path("todo", 457),
-            Path::new("/var/qmail/queue/todo/457")
-        );
+        assert_eq!(q.split_path("mess", 457), Path::new("/var/qmail/queue/mess/20/457"));
+        assert_eq!(q.flat_path("todo", 457), Path::new("/var/qmail/queue/todo/457"));
         assert_eq!(split_name("info", 23), "info/0/23");
     }
 }

@@ -29,11 +29,7 @@ pub fn read_record<R: BufRead>(
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok(if out.is_empty() {
-                None
-            } else {
-                Some(Err(Text0Error::Truncated))
-            });
+            return Ok(if out.is_empty() { None } else { Some(Err(Text0Error::Truncated)) });
         }
         let room = max - out.len();
         match buf.iter().take(room + 1).position(|&b| b == 0) {
@@ -63,10 +59,7 @@ pub fn split(data: &[u8]) -> Result<Vec<&[u8]>, Text0Error> {
     let mut records = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let i = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(Text0Error::Truncated)?;
+        let i = rest.iter().position(|&b| b == 0).ok_or(Text0Error::Truncated)?;
         records.push(&rest[..i]);
         rest = &rest[i + 1..];
     }
@@ -106,10 +99,7 @@ mod tests {
         assert_eq!(all(b"ab\0\0cde\0", 5), vec![ok(b"ab"), ok(b""), ok(b"cde")]);
         assert_eq!(all(b"abcde\0", 5), vec![ok(b"abcde")]);
         assert_eq!(all(b"abcdef\0", 5), vec![Err(Text0Error::TooLong)]);
-        assert_eq!(
-            all(b"ab\0cd", 5),
-            vec![ok(b"ab"), Err(Text0Error::Truncated)]
-        );
+        assert_eq!(all(b"ab\0cd", 5), vec![ok(b"ab"), Err(Text0Error::Truncated)]);
         // a long record without a NUL stops at the limit, not at EOF
         let huge = vec![b'x'; 100_000];
         assert_eq!(all(&huge, 1002), vec![Err(Text0Error::TooLong)]);

@@ -107,10 +107,7 @@ pub fn parse(mut input: impl BufRead) -> Result<Assign, AssignError> {
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut buf)
             .map_err(AssignError::Io)?;
-        let format = |reason| AssignError::Format {
-            line: number,
-            reason,
-        };
+        let format = |reason| AssignError::Format { line: number, reason };
         if buf.first() == Some(&b'.') {
             return Ok(assign);
         }
@@ -275,12 +272,8 @@ pub fn lookup(reader: &Reader, local: &str) -> Result<Option<Assignment>, Lookup
 /// A stored value, with `rest` appended to its ext field.
 fn decode(value: &[u8], rest: &[u8]) -> Result<Assignment, LookupError> {
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| LookupError::BadRecord);
-    let number = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(number)
-            .ok_or(LookupError::BadRecord)
-    };
+    let number =
+        |b: &[u8]| std::str::from_utf8(b).ok().and_then(number).ok_or(LookupError::BadRecord);
     let fields: Vec<&[u8]> = value.split(|&b| b == 0).collect();
     let [user, uid, gid, home, dash, ext] = fields[..] else {
         return Err(LookupError::BadRecord);
@@ -328,10 +321,7 @@ mod tests {
             (b".anything\ngarbage without colon\n", vec![]),
             (
                 b"=Joe:joe:1000:1001:/home/joe:::\n.\n",
-                vec![Line::Exact {
-                    local: "joe".into(),
-                    to: to("joe", 1000, "/home/joe", "", ""),
-                }],
+                vec![Line::Exact { local: "joe".into(), to: to("joe", 1000, "/home/joe", "", "") }],
             ),
             (
                 b"+Ab-:alias:7:8:/var/qmail/alias:-:pre:ignored\r\n.\n",
@@ -343,14 +333,8 @@ mod tests {
             (
                 b"+:alias:7:8:/a:-::\n=:u:0:1:/:::\n.\n",
                 vec![
-                    Line::Wildcard {
-                        prefix: "".into(),
-                        to: to("alias", 7, "/a", "-", ""),
-                    },
-                    Line::Exact {
-                        local: "".into(),
-                        to: to("u", 0, "/", "", ""),
-                    },
+                    Line::Wildcard { prefix: "".into(), to: to("alias", 7, "/a", "-", "") },
+                    Line::Exact { local: "".into(), to: to("u", 0, "/", "", "") },
                 ],
             ),
         ];
@@ -393,18 +377,10 @@ mod tests {
             }
             let (got_line, got_reason) = format_error(input);
             assert_eq!(got_line, line, "{input:?}: {got_reason}");
-            assert!(
-                got_reason.contains(reason),
-                "{input:?}: {got_reason} lacks {reason}"
-            );
+            assert!(got_reason.contains(reason), "{input:?}: {got_reason} lacks {reason}");
         }
         // a line that just fits is fine
-        let fits = [
-            b"=a:b:1:2:/".as_slice(),
-            &[b'x'; MAX_LINE - 14],
-            b":::\n.\n",
-        ]
-        .concat();
+        let fits = [b"=a:b:1:2:/".as_slice(), &[b'x'; MAX_LINE - 14], b":::\n.\n"].concat();
         assert_eq!(parse(fits.as_slice()).unwrap().lines.len(), 1);
         assert!(parse(&[b'='; 10 * MAX_LINE][..]).is_err());
     }
@@ -487,9 +463,7 @@ mod tests {
         ];
         for (local, want) in rows {
             let got = lookup(&r, local).unwrap();
-            let got = got
-                .as_ref()
-                .map(|a| (a.user.as_str(), a.uid, a.ext.as_str()));
+            let got = got.as_ref().map(|a| (a.user.as_str(), a.uid, a.ext.as_str()));
             assert_eq!(&got, want, "{local:?}");
         }
         let joe = lookup(&r, "joe-x").unwrap().unwrap();
@@ -543,10 +517,7 @@ mod tests {
             b"j\xffe\x001\x002\x00/h\x00\x00",
         ] {
             let r = db(&d, &v(bad));
-            assert!(
-                matches!(lookup(&r, "joe"), Err(LookupError::BadRecord)),
-                "{bad:?}"
-            );
+            assert!(matches!(lookup(&r, "joe"), Err(LookupError::BadRecord)), "{bad:?}");
         }
         let r = db(&d, &v(b"joe\x001\x002\x00/h\x00\x00"));
         assert_eq!(lookup(&r, "joe").unwrap().unwrap().uid, 1);

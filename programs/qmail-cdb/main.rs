@@ -62,13 +62,9 @@ fn run(args: &Args) -> Result<()> {
         let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
-    writer.finish(&args.target).with_context(|| {
-        format!(
-            "unable to move {} to {}",
-            tmp.display(),
-            args.target.display()
-        )
-    })
+    writer
+        .finish(&args.target)
+        .with_context(|| format!("unable to move {} to {}", tmp.display(), args.target.display()))
 }
 
 /// Add one key per usable line of `input`.
@@ -99,10 +95,8 @@ fn fill(writer: &mut Writer, mut input: impl BufRead, tmp: &Path) -> Result<()> 
 /// The key of one input line, or `None` for an empty or comment line.
 fn key(line: &mut [u8]) -> Option<&[u8]> {
     line.make_ascii_lowercase();
-    let end = line
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .map_or(0, |i| i + 1);
+    let end =
+        line.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).map_or(0, |i| i + 1);
     let key = &line[..end];
     (!key.is_empty() && key[0] != b'#').then_some(key)
 }

@@ -36,11 +36,7 @@ fn run(home: &Path) -> Result<(), String> {
         .map_err(|e| format!("unable to open {}: {e}", users::ASSIGN))?;
     let assign = users::parse(BufReader::new(assign)).map_err(|e| e.to_string())?;
     write(home, &assign).map_err(|e| {
-        format!(
-            "unable to write {} and move it to {}: {e}",
-            users::CDB_TMP,
-            users::CDB
-        )
+        format!("unable to write {} and move it to {}: {e}", users::CDB_TMP, users::CDB)
     })
 }
 

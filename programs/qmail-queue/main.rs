@@ -65,9 +65,7 @@ struct Debris {
 
 impl Debris {
     fn clean(&mut self, code: QueueExit) -> QueueExit {
-        for path in [self.intd.take(), self.mess.take(), self.pidfile.take()]
-            .into_iter()
-            .flatten()
+        for path in [self.intd.take(), self.mess.take(), self.pidfile.take()].into_iter().flatten()
         {
             let _ = fs::remove_file(path);
         }
@@ -86,10 +84,7 @@ fn run() -> Result<(), QueueExit> {
     // 1. a unique pid file; its inode number is the message id
     let (pidfile, file) = make_pidfile(pid)?;
     debris.pidfile = Some(pidfile.clone());
-    let id = file
-        .metadata()
-        .map_err(|_| debris.clean(QueueExit::PidFile))?
-        .ino();
+    let id = file.metadata().map_err(|_| debris.clean(QueueExit::PidFile))?.ino();
     pause.at("pid");
 
     // 2. link it into mess/S/id, then drop the pid name
@@ -104,8 +99,7 @@ fn run() -> Result<(), QueueExit> {
     let line = received::queue_line(pid, invoked(uid), &Utc::now());
     write_message(&file, line.as_bytes()).map_err(|e| debris.clean(e))?;
     pause.at("body");
-    file.sync_all()
-        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
     fsync_dir(mess.parent().unwrap_or(Path::new("mess")))
         .map_err(|_| debris.clean(QueueExit::WriteError))?;
     drop(file);
@@ -122,9 +116,7 @@ fn run() -> Result<(), QueueExit> {
     debris.intd = Some(intd.clone());
     pause.at("intd");
     write_envelope(&env_file, uid, pid).map_err(|e| debris.clean(e))?;
-    env_file
-        .sync_all()
-        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    env_file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
     drop(env_file);
     pause.at("envelope");
 
@@ -147,12 +139,7 @@ fn make_pidfile(pid: u32) -> Result<(PathBuf, File), QueueExit> {
     let now = qmail::date822::unix_now();
     for seq in 1..=9 {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(_) => return Err(QueueExit::PidFile),
@@ -185,18 +172,14 @@ fn write_message(file: &File, received: &[u8]) -> Result<(), QueueExit> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(QueueExit::ReadError),
         };
-        out.write_all(&buf[..n])
-            .map_err(|_| QueueExit::WriteError)?;
+        out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;
     }
     out.flush().map_err(|_| QueueExit::WriteError)
 }
 
 /// Stream the envelope from fd 1 into the intd file as `u`, `p`, `F`, `T`... records.
 fn write_envelope(file: &File, uid: u32, pid: u32) -> Result<(), QueueExit> {
-    let fd1 = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|_| QueueExit::ReadError)?;
+    let fd1 = io::stdout().as_fd().try_clone_to_owned().map_err(|_| QueueExit::ReadError)?;
     let mut input = BufReader::with_capacity(BUF, File::from(fd1));
     let mut reader = envelope::Reader::new(&mut input);
     let mut out = BufWriter::with_capacity(BUF, file);

@@ -35,10 +35,7 @@ struct Ids {
 pub fn init(args: &InitArgs) -> Result<Outcome> {
     let home = args.home.resolve();
     if home.join("control/me").exists() || home.join("queue").exists() {
-        println!(
-            "qmailctl: {} is already an installation root; nothing changed",
-            home.display()
-        );
+        println!("qmailctl: {} is already an installation root; nothing changed", home.display());
         return Ok(Outcome::Existing);
     }
     let ids = if args.users {
@@ -61,10 +58,7 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     make_alias(&home, ids.as_ref())?;
     make_queue(&home, ids.as_ref())?;
     install_programs(&home, ids.as_ref())?;
-    println!(
-        "qmailctl: created installation root {} for {me}",
-        home.display()
-    );
+    println!("qmailctl: created installation root {} for {me}", home.display());
     Ok(Outcome::Created)
 }
 
@@ -95,11 +89,7 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 fn host_name(domain: Option<&str>) -> Result<String> {
     let host = nix::unistd::gethostname().context("unable to get the host name")?;
     let host = host.to_string_lossy().trim().to_ascii_lowercase();
-    let host = if host.is_empty() {
-        "localhost".to_string()
-    } else {
-        host
-    };
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
     Ok(match domain {
         Some(d) if !host.contains('.') => format!("{host}.{}", d.to_ascii_lowercase()),
         _ => host,
@@ -120,12 +110,13 @@ fn write_controls(home: &Path, me: &str, domain: Option<&str>) -> Result<()> {
     write_file(&control.join("locals"), list.as_bytes(), 0o644)?;
     write_file(&control.join("rcpthosts"), list.as_bytes(), 0o644)?;
     let dd = domain.as_deref().unwrap_or(me);
+    write_file(&control.join("defaultdomain"), format!("{dd}\n").as_bytes(), 0o644)?;
+    // the defaults shipped in the source tree's control/ directory
     write_file(
-        &control.join("defaultdomain"),
-        format!("{dd}\n").as_bytes(),
+        &control.join("defaultdelivery"),
+        include_bytes!("../../control/defaultdelivery"),
         0o644,
     )?;
-    write_file(&control.join("defaultdelivery"), b"./Maildir/\n", 0o644)?;
     Ok(())
 }
 
@@ -212,10 +203,7 @@ fn install_programs(home: &Path, ids: Option<&Ids>) -> Result<()> {
         let src = from.join(name);
         let dst = home.join("bin").join(name);
         if !src.exists() {
-            bail!(
-                "{} is missing: build the whole package first (cargo build)",
-                src.display()
-            );
+            bail!("{} is missing: build the whole package first (cargo build)", src.display());
         }
         match ids {
             None => {
@@ -272,14 +260,10 @@ fn create_users(home: &Path) -> Result<Ids> {
         }
     }
     let uid = |name: &str| -> Result<Uid> {
-        Ok(User::from_name(name)?
-            .with_context(|| format!("no user {name}"))?
-            .uid)
+        Ok(User::from_name(name)?.with_context(|| format!("no user {name}"))?.uid)
     };
     let gid = |name: &str| -> Result<Gid> {
-        Ok(Group::from_name(name)?
-            .with_context(|| format!("no group {name}"))?
-            .gid)
+        Ok(Group::from_name(name)?.with_context(|| format!("no group {name}"))?.gid)
     };
     Ok(Ids {
         qmail: gid(auto::GROUP_QMAIL)?,

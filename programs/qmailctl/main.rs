@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "qmailctl",
-    version,
-    about = "Control a qmail-ldap-rs installation"
-)]
+#[command(name = "qmailctl", version, about = "Control a qmail-ldap-rs installation")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -77,13 +73,8 @@ fn main() -> ExitCode {
 }
 
 fn up(home: &HomeArg) -> anyhow::Result<()> {
-    let args = InitArgs {
-        home: HomeArg {
-            home: Some(home.resolve()),
-        },
-        domain: None,
-        users: false,
-    };
+    let args =
+        InitArgs { home: HomeArg { home: Some(home.resolve()) }, domain: None, users: false };
     init::init(&args)?;
     println!(
         "qmailctl: the installation root is ready; delivery (qmailctl run) comes with the \

@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The directory holding the built programs.
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_qmailctl"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_BIN_EXE_qmailctl")).parent().unwrap().to_path_buf()
 }
 
 /// The built program `name`.
@@ -75,9 +72,7 @@ impl Sandbox {
     /// A command for the built program `name`, with `QMAILHOME` set to this root.
     pub fn cmd(&self, name: &str) -> Command {
         let mut c = Command::new(bin(name));
-        c.env("QMAILHOME", &self.home)
-            .env_remove("QMAILQUEUE")
-            .current_dir(self.tmp.path());
+        c.env("QMAILHOME", &self.home).env_remove("QMAILQUEUE").current_dir(self.tmp.path());
         for var in [
             "QMAILUSER",
             "QMAILHOST",
@@ -120,9 +115,7 @@ impl Sandbox {
             .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
             .collect();
         ids.sort();
-        ids.into_iter()
-            .map(|id| Queued::read(&self.queue(), id))
-            .collect()
+        ids.into_iter().map(|id| Queued::read(&self.queue(), id)).collect()
     }
 
     /// The names of the files under `queue/<dir>` (recursively for split directories).
@@ -166,17 +159,11 @@ impl Queued {
     }
 
     pub fn sender(&self) -> &str {
-        self.records
-            .iter()
-            .find_map(|r| r.strip_prefix('F'))
-            .expect("an F record")
+        self.records.iter().find_map(|r| r.strip_prefix('F')).expect("an F record")
     }
 
     pub fn recipients(&self) -> Vec<&str> {
-        self.records
-            .iter()
-            .filter_map(|r| r.strip_prefix('T'))
-            .collect()
+        self.records.iter().filter_map(|r| r.strip_prefix('T')).collect()
     }
 
     pub fn text(&self) -> String {
