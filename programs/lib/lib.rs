@@ -4,9 +4,10 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`text0`].
+//! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`prot`],
+//!   [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
-//!   [`received`], [`users`].
+//!   [`received`], [`spawn`], [`users`].
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -37,7 +38,9 @@ pub mod envelope;
 pub mod exit;
 pub mod file;
 pub mod netstring;
+pub mod prot;
 pub mod queue;
 pub mod received;
+pub mod spawn;
 pub mod text0;
 pub mod users;
