@@ -46,5 +46,20 @@ pub fn home() -> PathBuf {
 }
 
 /// Every program of the package, as installed in `QMAILHOME/bin`.
-pub const PROGRAMS: &[&str] =
-    &["qmail-cdb", "qmail-inject", "qmail-newu", "qmail-queue", "qmailctl", "sendmail"];
+pub const PROGRAMS: &[&str] = &[
+    "qmail",
+    "qmail-cdb",
+    "qmail-clean",
+    "qmail-getpw",
+    "qmail-inject",
+    "qmail-local",
+    "qmail-lspawn",
+    "qmail-newu",
+    "qmail-queue",
+    "qmail-rspawn",
+    "qmail-send",
+    "qmail-start",
+    "qmail-todo",
+    "qmailctl",
+    "sendmail",
+];

@@ -1,0 +1,2 @@
+//! qmail-clean: placeholder, being written.
+fn main() {}

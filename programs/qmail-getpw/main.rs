@@ -1,0 +1,2 @@
+//! qmail-getpw: placeholder, being written.
+fn main() {}

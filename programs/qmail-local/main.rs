@@ -1,0 +1,2 @@
+//! qmail-local: placeholder, being written.
+fn main() {}

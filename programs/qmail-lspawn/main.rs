@@ -1,0 +1,2 @@
+//! qmail-lspawn: placeholder, being written.
+fn main() {}

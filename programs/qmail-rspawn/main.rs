@@ -1,0 +1,2 @@
+//! qmail-rspawn: placeholder, being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-send: placeholder, being written.
+fn main() {}

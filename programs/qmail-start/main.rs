@@ -1,0 +1,2 @@
+//! qmail-start: placeholder, being written.
+fn main() {}

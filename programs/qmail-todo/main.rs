@@ -1,0 +1,2 @@
+//! qmail-todo: placeholder, being written.
+fn main() {}
