@@ -47,7 +47,6 @@ pub fn home() -> PathBuf {
 
 /// Every program of the package, as installed in `QMAILHOME/bin`.
 pub const PROGRAMS: &[&str] = &[
-    "qmail",
     "qmail-cdb",
     "qmail-clean",
     "qmail-getpw",
