@@ -6,3 +6,4 @@ mod harness;
 mod cdb;
 mod ctl;
 mod queue;
+mod spawn;
