@@ -2,8 +2,9 @@
 //!
 //! `std::process::Command` sets up fds 0–2; qmail's protocols also use fixed higher numbers
 //! (fd 4 for a queue filter's custom error text, fds 1–8 between qmail-start's children). This
-//! is the project's one `unsafe` block: a `pre_exec` hook that only calls the
-//! async-signal-safe `fcntl` and `dup2`, and allocates nothing.
+//! module holds the project's `unsafe` code: a `pre_exec` hook that only calls the
+//! async-signal-safe `fcntl` and `dup2` and allocates nothing, and [`inherited`], which takes
+//! ownership of a descriptor received by protocol.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -44,4 +45,18 @@ pub fn map_fds(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
             Ok(())
         });
     }
+}
+
+/// Take ownership of a descriptor a parent handed over by protocol (qmail-send's fds 3–8,
+/// qmail-todo's fd 3). `None` when `fd` is not open.
+pub fn inherited(fd: RawFd) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open (EBADF if not).
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above), was given to this process by its parent
+    // for exactly this use, and nothing else in the process owns it: each program calls
+    // `inherited` once per protocol descriptor, at start.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -7,7 +7,7 @@
 //! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`prot`],
 //!   [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
-//!   [`received`], [`spawn`], [`users`].
+//!   [`received`], [`rewrite`], [`log`], [`spawn`], [`users`].
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -37,10 +37,12 @@ pub mod date822;
 pub mod envelope;
 pub mod exit;
 pub mod file;
+pub mod log;
 pub mod netstring;
 pub mod prot;
 pub mod queue;
 pub mod received;
+pub mod rewrite;
 pub mod spawn;
 pub mod text0;
 pub mod users;

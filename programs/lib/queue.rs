@@ -135,6 +135,11 @@ impl Injection {
         })
     }
 
+    /// The process id of the running qmail-queue (logged as `qp`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The message stream. Write errors are remembered (and end in a temporary verdict); a
     /// caller may keep writing, which keeps its own reading in step.
     pub fn message(&mut self) -> MessageWriter<'_> {

@@ -1,2 +1,317 @@
-//! qmail-todo: placeholder, being written.
-fn main() {}
+//! qmail-todo: preprocess new messages for qmail-send (qmail-ldap's EXTERNAL_TODO).
+//!
+//! Started by qmail-start. fd 0: one-byte commands from qmail-send (`S` start, `H` re-read
+//! control files, `X` finish); fd 1: NUL-terminated records to qmail-send (`D` + `L`/`R`/`B`/`X`
+//! + id: schedule the message for local / remote / both / completion; `L` + log line; `X` on
+//! exit); fd 2 → its own qmail-clean, fd 3 ← its replies. Watches `queue/lock/trigger` and scans
+//! `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
+//! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure.
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use qmail::auto::SPLIT;
+use qmail::control::Control;
+use qmail::log::safe;
+use qmail::rewrite::{Rewriter, Route};
+use qmail::text0::{self, Text0Error};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Rescan `todo/` at least this often, even without a trigger.
+const RESCAN: Duration = Duration::from_secs(1500);
+
+/// The longest envelope record: a tag and an address.
+const MAX_RECORD: usize = 1 + qmail::address::MAX_LEN;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmail-todo: fatal: {e}");
+            ExitCode::from(qmail::exit::TEMP)
+        }
+    }
+}
+
+struct Todo {
+    control: Control,
+    rewriter: Rewriter,
+    out: File,
+    clean_w: File,
+    clean_r: File,
+}
+
+fn run() -> Result<(), String> {
+    let home = qmail::auto::home();
+    let control = Control::new(&home);
+    std::env::set_current_dir(home.join("queue")).map_err(|e| format!("unable to enter queue: {e}"))?;
+    let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
+    let out = dup(io::stdout().as_fd())?;
+    let clean_w = dup(io::stderr().as_fd())?;
+    let clean_r = File::from(qmail::child::inherited(3).ok_or("fd 3 is not open")?);
+    let mut todo = Todo { control, rewriter, out, clean_w, clean_r };
+    let input = dup(io::stdin().as_fd())?;
+
+    // wait for qmail-send's go-ahead: it has finished scanning the queue
+    loop {
+        match read_byte(&input) {
+            Some(b'S') => break,
+            Some(b'X') | None => return todo.finish(),
+            Some(_) => {}
+        }
+    }
+    let mut trigger = open_trigger();
+    let mut next_scan = Instant::now();
+    loop {
+        if Instant::now() >= next_scan {
+            match todo.scan(&input)? {
+                Flow::Go => {}
+                Flow::Stop => return todo.finish(),
+            }
+            next_scan = Instant::now() + RESCAN;
+        }
+        let wait = next_scan.saturating_duration_since(Instant::now());
+        let mut fds = vec![PollFd::new(input.as_fd(), PollFlags::POLLIN)];
+        if let Some(t) = &trigger {
+            fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
+        }
+        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        let n = match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        };
+        if n == 0 {
+            continue;
+        }
+        let input_ready = fds[0].any().unwrap_or(false);
+        let trigger_ready = fds.get(1).and_then(|f| f.any()).unwrap_or(false);
+        drop(fds);
+        if input_ready && todo.command(&input) == Flow::Stop {
+            return todo.finish();
+        }
+        if trigger_ready {
+            // drain and reopen, so the next poke wakes us again
+            trigger = open_trigger();
+            next_scan = Instant::now();
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+impl Todo {
+    /// Act on one command byte from qmail-send.
+    fn command(&mut self, input: &File) -> Flow {
+        match read_byte(input) {
+            None | Some(b'X') => Flow::Stop,
+            Some(b'H') => {
+                match Rewriter::load(&self.control) {
+                    Ok(r) => {
+                        self.rewriter = r;
+                        self.log("status: qmail-todo reread control files");
+                    }
+                    Err(e) => self.log(&format!("alert: unable to reread controls: {e}")),
+                }
+                Flow::Go
+            }
+            Some(_) => Flow::Go,
+        }
+    }
+
+    /// Preprocess every entry of `todo/`, oldest id first, staying responsive to qmail-send.
+    fn scan(&mut self, input: &File) -> Result<Flow, String> {
+        let mut ids: Vec<u64> = match fs::read_dir("todo") {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| digits(n)))
+                .collect(),
+            Err(e) => {
+                self.log(&format!("warning: unable to scan todo: {e}"));
+                return Ok(Flow::Go);
+            }
+        };
+        ids.sort_unstable();
+        for id in ids {
+            let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0 && self.command(input) == Flow::Stop
+            {
+                return Ok(Flow::Stop);
+            }
+            if let Err(e) = self.process(id) {
+                self.log(&format!("warning: trouble with todo/{id}: {e}; will try again later"));
+            }
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Spec §2.2: info, local and remote files made durable, then todo removed, then qmail-send
+    /// told. Any failure leaves todo in place and the whole step is redone later.
+    fn process(&mut self, id: u64) -> Result<(), String> {
+        let split = id % SPLIT;
+        let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
+        let size = fs::metadata(format!("mess/{split}/{id}")).map_err(|e| format!("mess: {e}"))?.len();
+        let (info, local, remote) =
+            (format!("info/{split}/{id}"), format!("local/{split}/{id}"), format!("remote/{split}/{id}"));
+        for p in [&local, &remote, &info] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("unable to remove {p}: {e}")),
+            }
+        }
+        let mut info_f = create(&info)?;
+        self.log(&format!("new msg {id}"));
+
+        let mut input = BufReader::new(todo);
+        let mut rec = Vec::new();
+        let (mut uid, mut pid) = (String::new(), String::new());
+        let mut local_f: Option<BufWriter<File>> = None;
+        let mut remote_f: Option<BufWriter<File>> = None;
+        let mut sender_seen = false;
+        loop {
+            match text0::read_record(&mut input, MAX_RECORD, &mut rec).map_err(|e| format!("read: {e}"))? {
+                None => break,
+                Some(Err(Text0Error::Truncated)) => return Err("truncated envelope".into()),
+                Some(Err(Text0Error::TooLong)) => return Err("envelope record too long".into()),
+                Some(Ok(())) => {}
+            }
+            match rec.first() {
+                Some(b'u') => uid = safe(&rec[1..]),
+                Some(b'p') => pid = safe(&rec[1..]),
+                Some(b'F') if !sender_seen => {
+                    sender_seen = true;
+                    info_f.write_all(&rec).and_then(|_| info_f.write_all(&[0])).map_err(werr)?;
+                    self.log(&format!(
+                        "info msg {id}: bytes {size} from <{}> qp {pid} uid {uid}",
+                        safe(&rec[1..])
+                    ));
+                }
+                Some(b'T') => {
+                    let route = self.rewriter.route(&rec[1..]).map_err(|e| e.to_string())?;
+                    let (file, path, addr) = match &route {
+                        Route::Local(a) => (&mut local_f, &local, a),
+                        Route::Remote(a) => (&mut remote_f, &remote, a),
+                    };
+                    if file.is_none() {
+                        *file = Some(BufWriter::new(create(path)?));
+                    }
+                    let w = file.as_mut().expect("just created");
+                    w.write_all(b"T").and_then(|_| w.write_all(addr)).and_then(|_| w.write_all(&[0])).map_err(werr)?;
+                }
+                _ => return Err("unknown envelope record".into()),
+            }
+        }
+        if !sender_seen {
+            return Err("envelope without sender".into());
+        }
+        // durable before todo goes: files, then their directory entries
+        info_f.sync_all().map_err(werr)?;
+        let mut dirs = vec![format!("info/{split}")];
+        for (f, dir) in [(local_f, "local"), (remote_f, "remote")] {
+            if let Some(w) = f {
+                let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
+                file.sync_all().map_err(werr)?;
+                dirs.push(format!("{dir}/{split}"));
+            }
+        }
+        for d in &dirs {
+            qmail::file::fsync_dir(Path::new(d)).map_err(werr)?;
+        }
+        self.clean(id)?;
+        let kind = match (Path::new(&local).exists(), Path::new(&remote).exists()) {
+            (true, true) => 'B',
+            (true, false) => 'L',
+            (false, true) => 'R',
+            (false, false) => 'X',
+        };
+        self.send(format!("D{kind}{id}").as_bytes());
+        Ok(())
+    }
+
+    /// Ask qmail-clean to remove `todo/id` and `intd/id`.
+    fn clean(&mut self, id: u64) -> Result<(), String> {
+        self.clean_w.write_all(format!("todo/{id}\0").as_bytes()).map_err(|e| format!("qmail-clean: {e}"))?;
+        let mut b = [0u8; 1];
+        match self.clean_r.read(&mut b) {
+            Ok(1) if b[0] == b'+' => Ok(()),
+            Ok(1) => Err(format!("qmail-clean answered {}", b[0] as char)),
+            _ => Err("qmail-clean went away".into()),
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        let mut rec = Vec::with_capacity(line.len() + 3);
+        rec.push(b'L');
+        rec.extend_from_slice(line.as_bytes());
+        rec.push(b'\n');
+        self.send(&rec);
+    }
+
+    fn send(&mut self, record: &[u8]) {
+        let mut rec = record.to_vec();
+        rec.push(0);
+        // if qmail-send is gone, the next read of fd 0 sees EOF and we exit
+        let _ = self.out.write_all(&rec);
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        self.send(b"X");
+        Ok(())
+    }
+}
+
+fn werr(e: io::Error) -> String {
+    format!("write: {e}")
+}
+
+fn create(path: &str) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("unable to create {path}: {e}"))
+}
+
+fn digits(name: &str) -> Option<u64> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Result<File, String> {
+    fd.try_clone_to_owned().map(File::from).map_err(|e| format!("dup: {e}"))
+}
+
+fn read_byte(input: &File) -> Option<u8> {
+    let mut b = [0u8; 1];
+    loop {
+        match (&*input).read(&mut b) {
+            Ok(1) => return Some(b[0]),
+            Ok(_) => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The trigger FIFO, opened for reading without blocking (`None` if it cannot be opened: the
+/// periodic rescan still runs).
+fn open_trigger() -> Option<OwnedFd> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("lock/trigger")
+        .ok()
+        .map(OwnedFd::from)
+}
