@@ -5,6 +5,8 @@
 //! Exit 0 on success, 100 on a usage error, 111 on any failure. See doc/qmailctl.8.
 
 mod init;
+mod queue;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +25,18 @@ enum Cmd {
     Init(InitArgs),
     /// Create the installation root if needed, then start the mail system on it.
     Up(HomeArg),
+    /// Run the delivery system (qmail-start) in the foreground, log on stdout; Ctrl-C stops it.
+    Run(HomeArg),
+    /// Count the messages in the queue (as qmail-qstat).
+    Stat(HomeArg),
+    /// List the messages in the queue with their recipients (as qmail-qread).
+    Queue(HomeArg),
+    /// Retry every queued message now (ALRM to qmail-send).
+    Doqueue(HomeArg),
+    /// Make qmail-send re-read its control files (HUP).
+    Reload(HomeArg),
+    /// Rebuild users/cdb and the control cdbs from their text sources.
+    Cdb(HomeArg),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +76,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Init(args) => init::init(&args).map(|_| ()),
         Cmd::Up(home) => up(&home),
+        Cmd::Run(home) => run::run(&home.resolve()),
+        Cmd::Stat(home) => queue::stat(&home.resolve()),
+        Cmd::Queue(home) => queue::list(&home.resolve()),
+        Cmd::Doqueue(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGALRM),
+        Cmd::Reload(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGHUP),
+        Cmd::Cdb(home) => queue::cdb(&home.resolve()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,12 +93,13 @@ fn main() -> ExitCode {
 }
 
 fn up(home: &HomeArg) -> anyhow::Result<()> {
-    let args =
-        InitArgs { home: HomeArg { home: Some(home.resolve()) }, domain: None, users: false };
+    let home = home.resolve();
+    let args = InitArgs { home: HomeArg { home: Some(home.clone()) }, domain: None, users: false };
     init::init(&args)?;
     println!(
-        "qmailctl: the installation root is ready; delivery (qmailctl run) comes with the \
-         local-delivery issue and the SMTP listener with the SMTP issue"
+        "qmailctl: starting the mail system in {0}; queue mail with {0}/bin/qmail-inject \
+         (the SMTP listener arrives with the SMTP issue); Ctrl-C stops it",
+        home.display()
     );
-    Ok(())
+    run::run(&home)
 }
