@@ -103,6 +103,7 @@ impl CommandDecoder {
     }
 
     /// The next whole command, `Ok(None)` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Command>, Mangled> {
         if self.buf.len() < 2 {
             return Ok(None);
@@ -147,12 +148,9 @@ impl ReportDecoder {
 
     pub fn feed(&mut self, data: &[u8]) {
         if self.skipping {
-            match data.iter().position(|&b| b == 0) {
-                Some(i) => {
-                    self.skipping = false;
-                    self.buf.extend_from_slice(&data[i + 1..]);
-                }
-                None => return,
+            if let Some(i) = data.iter().position(|&b| b == 0) {
+                self.skipping = false;
+                self.buf.extend_from_slice(&data[i + 1..]);
             }
         } else {
             self.buf.extend_from_slice(data);
@@ -160,6 +158,7 @@ impl ReportDecoder {
     }
 
     /// The next whole report, `None` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Report> {
         if self.buf.len() < 3 {
             return None;

@@ -103,9 +103,13 @@ pub fn inject(
     head.push_str("Subject: failure notice\n\n");
     head.push_str(&format!("Hi. This is the qmail-send program at {}.\n", conf.host));
     if double {
-        head.push_str("I tried to deliver a bounce message to this address, but the bounce bounced!\n");
+        head.push_str(
+            "I tried to deliver a bounce message to this address, but the bounce bounced!\n",
+        );
     } else {
-        head.push_str("I'm afraid I wasn't able to deliver your message to the following addresses.\n");
+        head.push_str(
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\n",
+        );
         head.push_str("This is a permanent error; I've given up. Sorry it didn't work out.\n");
     }
     let _ = w.write_all(head.as_bytes());
@@ -126,7 +130,9 @@ pub fn inject(
         io::copy(&mut &mess, &mut w)
     };
     copied.map_err(tmp)?;
-    if conf.maxbytes > 0 && std::fs::metadata(mess_path).map(|m| m.len() > conf.maxbytes).unwrap_or(false) {
+    if conf.maxbytes > 0
+        && std::fs::metadata(mess_path).map(|m| m.len() > conf.maxbytes).unwrap_or(false)
+    {
         let _ = w.write_all(b"\n\n--- Rest of message truncated.\n");
     }
     let env_sender = Address::new(bsender).map_err(|_| Verdict::perm("bad bounce sender"))?;
@@ -159,7 +165,9 @@ pub fn quote_local(local: &[u8]) -> String {
 
 fn quote_address(addr: &[u8]) -> String {
     match addr.iter().rposition(|&b| b == b'@') {
-        Some(at) => format!("{}@{}", quote_local(&addr[..at]), String::from_utf8_lossy(&addr[at + 1..])),
+        Some(at) => {
+            format!("{}@{}", quote_local(&addr[..at]), String::from_utf8_lossy(&addr[at + 1..]))
+        }
         None => quote_local(addr),
     }
 }

@@ -107,7 +107,8 @@ fn run() -> Result<(), String> {
     let home = auto::home();
     let control = Control::new(&home);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    std::env::set_current_dir(home.join("queue")).map_err(|e| format!("unable to enter the queue: {e}"))?;
+    std::env::set_current_dir(home.join("queue"))
+        .map_err(|e| format!("unable to enter the queue: {e}"))?;
     let mutex = OpenOptions::new()
         .write(true)
         .open("lock/sendmutex")
@@ -115,7 +116,8 @@ fn run() -> Result<(), String> {
     let _mutex = nix::fcntl::Flock::lock(mutex, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|_| "another qmail-send is already running".to_string())?;
 
-    let fd = |n| qmail::child::inherited(n).map(File::from).ok_or(format!("descriptor {n} is not open"));
+    let fd =
+        |n| qmail::child::inherited(n).map(File::from).ok_or(format!("descriptor {n} is not open"));
     let log = File::from(io::stdin().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?);
     let (l_to, l_from, r_to, r_from) = (fd(1)?, fd(2)?, fd(3)?, fd(4)?);
     let (clean_w, clean_r, todo_w, todo_r) = (fd(5)?, fd(6)?, fd(7)?, fd(8)?);
@@ -125,7 +127,8 @@ fn run() -> Result<(), String> {
     let conc = |name, def: u64, max: u16| -> Result<usize, String> {
         Ok(control.int_or(name, def).map_err(|e| e.to_string())?.min(u64::from(max)) as usize)
     };
-    let (lconc, rconc) = (conc("concurrencylocal", 10, lmax)?, conc("concurrencyremote", 20, rmax)?);
+    let (lconc, rconc) =
+        (conc("concurrencylocal", 10, lmax)?, conc("concurrencyremote", 20, rmax)?);
     let lifetime = control.int_or("queuelifetime", 604_800).map_err(|e| e.to_string())? as i64;
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let bounce = bounce::BounceConf::load(&control).map_err(|e| e.to_string())?;
@@ -186,7 +189,10 @@ fn handshake(from: &File) -> io::Result<u16> {
 fn set_nonblocking(f: &File) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let _ = fcntl(f.as_fd(), FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK));
+        let _ = fcntl(
+            f.as_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
     }
 }
 
@@ -216,7 +222,11 @@ fn mtime(m: &fs::Metadata) -> i64 {
 }
 
 fn chan_dir(chan: usize) -> &'static str {
-    if chan == 0 { "local" } else { "remote" }
+    if chan == 0 {
+        "local"
+    } else {
+        "remote"
+    }
 }
 
 fn path(dir: &str, id: u64) -> String {
@@ -247,7 +257,9 @@ impl Send {
         for s in 0..SPLIT {
             let Ok(dir) = fs::read_dir(format!("info/{s}")) else { continue };
             for e in dir.flatten() {
-                let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+                let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                    continue;
+                };
                 if Path::new(&format!("todo/{id}")).exists() {
                     continue; // qmail-todo redoes it
                 }
@@ -331,17 +343,16 @@ impl Send {
 
     fn signal(&mut self, signo: i32) {
         match Signal::try_from(signo) {
-            Ok(Signal::SIGTERM) => {
-                if !self.exitasap {
-                    self.exitasap = true;
-                    let _ = self.todo_w.write_all(b"X");
-                    self.status();
-                }
+            Ok(Signal::SIGTERM) if !self.exitasap => {
+                self.exitasap = true;
+                let _ = self.todo_w.write_all(b"X");
+                self.status();
             }
             Ok(Signal::SIGALRM) => {
                 let now = unix_now();
                 for c in &mut self.chans {
-                    let all: Vec<_> = c.queue.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
+                    let all: Vec<_> =
+                        c.queue.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
                     c.queue.extend(all);
                 }
                 self.log("status: retrying every message now (ALRM)");
@@ -353,7 +364,9 @@ impl Send {
                         self.bounce = b;
                         self.log("status: reread control files (HUP)");
                     }
-                    (Err(e), _) | (_, Err(e)) => self.log(&format!("alert: unable to reread controls: {e}")),
+                    (Err(e), _) | (_, Err(e)) => {
+                        self.log(&format!("alert: unable to reread controls: {e}"))
+                    }
                 }
                 let _ = self.todo_w.write_all(b"H");
                 self.chans[0].outbox.extend(Command::reload().encode());
@@ -371,7 +384,9 @@ impl Send {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(format!("oh no! lost the {} spawn connection: {e}", c.name)),
+                    Err(e) => {
+                        return Err(format!("oh no! lost the {} spawn connection: {e}", c.name))
+                    }
                 }
             }
         }
@@ -385,8 +400,7 @@ impl Send {
         }
         let now = unix_now();
         for c in 0..2 {
-            loop {
-                let Some(slot) = self.chans[c].slots.iter().position(Option::is_none) else { break };
+            while let Some(slot) = self.chans[c].slots.iter().position(Option::is_none) {
                 // a pass with records left, else the next due message
                 let pi = match self.chans[c].passes.iter().position(|p| !p.eof) {
                     Some(pi) => pi,
@@ -420,7 +434,10 @@ impl Send {
                 }
                 Ok(None) => continue, // the channel file is gone: nothing to do
                 Err(e) => {
-                    self.log(&format!("warning: trouble opening {}: {e}; will try again later", path(chan_dir(c), id)));
+                    self.log(&format!(
+                        "warning: trouble opening {}: {e}; will try again later",
+                        path(chan_dir(c), id)
+                    ));
                     self.chans[c].queue.push(Reverse((now + TROUBLE, id)));
                 }
             }
@@ -436,7 +453,13 @@ impl Send {
         let info_path = path("info", id);
         let info = fs::read(&info_path)?;
         let birth = fs::metadata(&info_path)?.mtime();
-        let sender = info.strip_prefix(b"F").unwrap_or(&info).split(|&b| b == 0).next().unwrap_or(b"").to_vec();
+        let sender = info
+            .strip_prefix(b"F")
+            .unwrap_or(&info)
+            .split(|&b| b == 0)
+            .next()
+            .unwrap_or(b"")
+            .to_vec();
         let reader = BufReader::new(file.try_clone()?);
         Ok(Some(Pass {
             id,
@@ -469,7 +492,8 @@ impl Send {
                 Err(e) => {
                     pass.eof = true;
                     pass.undone = true;
-                    let line = format!("warning: trouble reading {}: {e}", path(chan_dir(c), pass.id));
+                    let line =
+                        format!("warning: trouble reading {}: {e}", path(chan_dir(c), pass.id));
                     self.log(&line);
                     self.maybe_finish(c, pi);
                     return;
@@ -498,8 +522,10 @@ impl Send {
             };
             let ch = &mut self.chans[c];
             ch.outbox.extend(cmd.encode());
-            ch.slots[slot] = Some(Delivery { num, id, offset: start, recipient: recipient.clone() });
-            let line = format!("starting delivery {num}: msg {id} to {} {}", ch.name, safe(&recipient));
+            ch.slots[slot] =
+                Some(Delivery { num, id, offset: start, recipient: recipient.clone() });
+            let line =
+                format!("starting delivery {num}: msg {id} to {} {}", ch.name, safe(&recipient));
             self.log(&line);
             self.status();
             return;
@@ -541,7 +567,9 @@ impl Send {
     fn read_reports(&mut self, c: usize) -> Result<(), String> {
         let mut buf = [0u8; 16384];
         let n = match (&self.chans[c].from).read(&mut buf) {
-            Ok(0) => return Err(format!("oh no! lost the {} spawn connection", self.chans[c].name)),
+            Ok(0) => {
+                return Err(format!("oh no! lost the {} spawn connection", self.chans[c].name))
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(format!("reading from the {} spawner: {e}", self.chans[c].name)),
@@ -578,7 +606,9 @@ impl Send {
             if !text.ends_with(b"\n") && !text.is_empty() {
                 text.push(b'\n');
             }
-            text.extend_from_slice(b"I'm not going to try again; this message has been in the queue too long.\n");
+            text.extend_from_slice(
+                b"I'm not going to try again; this message has been in the queue too long.\n",
+            );
         }
         match letter {
             b'K' => {
@@ -625,7 +655,9 @@ impl Send {
             }
             self.completions.pop();
             if let Err(e) = self.complete(id) {
-                self.log(&format!("warning: trouble completing msg {id}: {e}; will try again later"));
+                self.log(&format!(
+                    "warning: trouble completing msg {id}: {e}; will try again later"
+                ));
                 self.completions.push(Reverse((now + TROUBLE, id)));
             }
         }
@@ -636,7 +668,13 @@ impl Send {
         let info_path = path("info", id);
         if bounce_path.exists() {
             let info = fs::read(&info_path).map_err(|e| format!("{info_path}: {e}"))?;
-            let sender = info.strip_prefix(b"F").unwrap_or(&info).split(|&b| b == 0).next().unwrap_or(b"").to_vec();
+            let sender = info
+                .strip_prefix(b"F")
+                .unwrap_or(&info)
+                .split(|&b| b == 0)
+                .next()
+                .unwrap_or(b"")
+                .to_vec();
             if bounce::route(&sender, &self.bounce).is_none() {
                 self.log(&format!("triple bounce: discarding bounce/{id}"));
             } else {
@@ -703,7 +741,9 @@ impl Send {
             }
             Some(b'X') => self.todo_done = true,
             Some(b'D') if rec.len() > 2 => {
-                let Some(id) = std::str::from_utf8(&rec[2..]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+                let Some(id) =
+                    std::str::from_utf8(&rec[2..]).ok().and_then(|s| s.parse::<u64>().ok())
+                else {
                     self.log("warning: bad record from qmail-todo");
                     return;
                 };

@@ -47,7 +47,12 @@ fn users() -> Users {
     let (Some(qmail), Some(nofiles)) = (gid(auto::GROUP_QMAIL), gid(auto::GROUP_NOFILES)) else {
         return none;
     };
-    match (uid(auto::USER_QMAILR), uid(auto::USER_QMAILQ), uid(auto::USER_QMAILS), uid(auto::USER_QMAILL)) {
+    match (
+        uid(auto::USER_QMAILR),
+        uid(auto::USER_QMAILQ),
+        uid(auto::USER_QMAILS),
+        uid(auto::USER_QMAILL),
+    ) {
         (Some(r), Some(q), Some(s), Some(l)) => Users {
             root: Some((0, qmail)),
             qmailr: Some((r, qmail)),
@@ -60,7 +65,8 @@ fn users() -> Users {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("unable to create a pipe: {e}"))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("unable to create a pipe: {e}"))
 }
 
 fn program(bin: &Path, name: &str, ids: Ids) -> Command {
@@ -105,7 +111,10 @@ fn start() -> Result<Never, String> {
         }
         None => {
             use std::os::fd::AsFd;
-            std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| format!("unable to dup stdout: {e}"))?
+            std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("unable to dup stdout: {e}"))?
         }
     };
 
@@ -121,7 +130,10 @@ fn start() -> Result<Never, String> {
     let (c2_rep_r, c2_rep_w) = pipe()?;
 
     let mut cmd = program(&bin, "qmail-lspawn", users.root);
-    cmd.arg(&aliasempty).stdin(Stdio::from(l_cmd_r)).stdout(Stdio::from(l_rep_w)).stderr(Stdio::from(dup(&log)?));
+    cmd.arg(&aliasempty)
+        .stdin(Stdio::from(l_cmd_r))
+        .stdout(Stdio::from(l_rep_w))
+        .stderr(Stdio::from(dup(&log)?));
     spawn(cmd, "qmail-lspawn")?;
 
     let mut cmd = program(&bin, "qmail-rspawn", users.qmailr);

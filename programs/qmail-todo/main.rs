@@ -1,9 +1,9 @@
 //! qmail-todo: preprocess new messages for qmail-send (qmail-ldap's EXTERNAL_TODO).
 //!
 //! Started by qmail-start. fd 0: one-byte commands from qmail-send (`S` start, `H` re-read
-//! control files, `X` finish); fd 1: NUL-terminated records to qmail-send (`D` + `L`/`R`/`B`/`X`
-//! + id: schedule the message for local / remote / both / completion; `L` + log line; `X` on
-//! exit); fd 2 → its own qmail-clean, fd 3 ← its replies. Watches `queue/lock/trigger` and scans
+//! control files, `X` finish); fd 1: NUL-terminated records to qmail-send (`D`, then `L`, `R`,
+//! `B` or `X`, then the id: schedule the message for local, remote, both or completion; `L`
+//! and a log line; `X` on exit); fd 2 to its own qmail-clean, fd 3 from its replies. Watches `queue/lock/trigger` and scans
 //! `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
 //! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure.
 
@@ -48,7 +48,8 @@ struct Todo {
 fn run() -> Result<(), String> {
     let home = qmail::auto::home();
     let control = Control::new(&home);
-    std::env::set_current_dir(home.join("queue")).map_err(|e| format!("unable to enter queue: {e}"))?;
+    std::env::set_current_dir(home.join("queue"))
+        .map_err(|e| format!("unable to enter queue: {e}"))?;
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let out = dup(io::stdout().as_fd())?;
     let clean_w = dup(io::stderr().as_fd())?;
@@ -132,7 +133,7 @@ impl Todo {
         let mut ids: Vec<u64> = match fs::read_dir("todo") {
             Ok(dir) => dir
                 .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| digits(n)))
+                .filter_map(|e| e.file_name().to_str().and_then(digits))
                 .collect(),
             Err(e) => {
                 self.log(&format!("warning: unable to scan todo: {e}"));
@@ -142,7 +143,8 @@ impl Todo {
         ids.sort_unstable();
         for id in ids {
             let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0 && self.command(input) == Flow::Stop
+            if poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+                && self.command(input) == Flow::Stop
             {
                 return Ok(Flow::Stop);
             }
@@ -158,9 +160,13 @@ impl Todo {
     fn process(&mut self, id: u64) -> Result<(), String> {
         let split = id % SPLIT;
         let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
-        let size = fs::metadata(format!("mess/{split}/{id}")).map_err(|e| format!("mess: {e}"))?.len();
-        let (info, local, remote) =
-            (format!("info/{split}/{id}"), format!("local/{split}/{id}"), format!("remote/{split}/{id}"));
+        let size =
+            fs::metadata(format!("mess/{split}/{id}")).map_err(|e| format!("mess: {e}"))?.len();
+        let (info, local, remote) = (
+            format!("info/{split}/{id}"),
+            format!("local/{split}/{id}"),
+            format!("remote/{split}/{id}"),
+        );
         for p in [&local, &remote, &info] {
             match fs::remove_file(p) {
                 Ok(()) => {}
@@ -178,7 +184,9 @@ impl Todo {
         let mut remote_f: Option<BufWriter<File>> = None;
         let mut sender_seen = false;
         loop {
-            match text0::read_record(&mut input, MAX_RECORD, &mut rec).map_err(|e| format!("read: {e}"))? {
+            match text0::read_record(&mut input, MAX_RECORD, &mut rec)
+                .map_err(|e| format!("read: {e}"))?
+            {
                 None => break,
                 Some(Err(Text0Error::Truncated)) => return Err("truncated envelope".into()),
                 Some(Err(Text0Error::TooLong)) => return Err("envelope record too long".into()),
@@ -205,7 +213,10 @@ impl Todo {
                         *file = Some(BufWriter::new(create(path)?));
                     }
                     let w = file.as_mut().expect("just created");
-                    w.write_all(b"T").and_then(|_| w.write_all(addr)).and_then(|_| w.write_all(&[0])).map_err(werr)?;
+                    w.write_all(b"T")
+                        .and_then(|_| w.write_all(addr))
+                        .and_then(|_| w.write_all(&[0]))
+                        .map_err(werr)?;
                 }
                 _ => return Err("unknown envelope record".into()),
             }
@@ -239,7 +250,9 @@ impl Todo {
 
     /// Ask qmail-clean to remove `todo/id` and `intd/id`.
     fn clean(&mut self, id: u64) -> Result<(), String> {
-        self.clean_w.write_all(format!("todo/{id}\0").as_bytes()).map_err(|e| format!("qmail-clean: {e}"))?;
+        self.clean_w
+            .write_all(format!("todo/{id}\0").as_bytes())
+            .map_err(|e| format!("qmail-clean: {e}"))?;
         let mut b = [0u8; 1];
         match self.clean_r.read(&mut b) {
             Ok(1) if b[0] == b'+' => Ok(()),

@@ -45,9 +45,21 @@ pub fn list(home: &Path) -> Result<()> {
         let s = id % SPLIT;
         let info = q.join(format!("info/{s}/{id}"));
         let (meta, sender) = match (fs::metadata(&info), fs::read(&info)) {
-            (Ok(m), Ok(data)) => (m, data.strip_prefix(b"F").unwrap_or(&data).split(|&b| b == 0).next().unwrap_or(b"").to_vec()),
+            (Ok(m), Ok(data)) => (
+                m,
+                data.strip_prefix(b"F")
+                    .unwrap_or(&data)
+                    .split(|&b| b == 0)
+                    .next()
+                    .unwrap_or(b"")
+                    .to_vec(),
+            ),
             _ => {
-                let todo = if q.join(format!("todo/{id}")).exists() { " (not yet preprocessed)" } else { "" };
+                let todo = if q.join(format!("todo/{id}")).exists() {
+                    " (not yet preprocessed)"
+                } else {
+                    ""
+                };
                 println!("#{id}{todo}");
                 continue;
             }
@@ -70,7 +82,10 @@ pub fn list(home: &Path) -> Result<()> {
 /// Rebuild users/cdb and every control cdb from its text source.
 pub fn cdb(home: &Path) -> Result<()> {
     let bin = home.join("bin");
-    let status = Command::new(bin.join("qmail-newu")).env("QMAILHOME", home).status().context("unable to run qmail-newu")?;
+    let status = Command::new(bin.join("qmail-newu"))
+        .env("QMAILHOME", home)
+        .status()
+        .context("unable to run qmail-newu")?;
     anyhow::ensure!(status.success(), "qmail-newu failed: {status}");
     println!("users/cdb rebuilt");
     let control = home.join("control");
@@ -82,7 +97,8 @@ pub fn cdb(home: &Path) -> Result<()> {
         if !text.exists() || (name != "morercpthosts" && !target.exists()) {
             continue;
         }
-        let input = fs::File::open(&text).with_context(|| format!("unable to read {}", text.display()))?;
+        let input =
+            fs::File::open(&text).with_context(|| format!("unable to read {}", text.display()))?;
         let status = Command::new(bin.join("qmail-cdb"))
             .arg(&target)
             .arg(control.join(format!("{name}.tmp")))

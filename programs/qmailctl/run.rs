@@ -85,6 +85,7 @@ pub fn signal(home: &Path, sig: Signal) -> Result<()> {
     let text = fs::read_to_string(&path)
         .with_context(|| format!("unable to read {}: is qmailctl run running?", path.display()))?;
     let pid: i32 = text.trim().parse().with_context(|| format!("bad pid in {}", path.display()))?;
-    kill(Pid::from_raw(pid), sig).with_context(|| format!("unable to signal qmail-send (pid {pid})"))?;
+    kill(Pid::from_raw(pid), sig)
+        .with_context(|| format!("unable to signal qmail-send (pid {pid})"))?;
     Ok(())
 }

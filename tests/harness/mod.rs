@@ -234,3 +234,188 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The mail system (`qmailctl run`) running on a sandbox, with its log collected. Dropping it
+/// stops qmail-send with TERM (and kills the whole process group if that takes too long).
+pub struct Running {
+    child: Option<Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Start `qmailctl run` on this root.
+    pub fn start(&self) -> Running {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = self
+            .cmd("qmailctl")
+            .args(["run", "--home"])
+            .arg(&self.home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let r = Running { child: Some(child), log, reader: Some(reader) };
+        assert!(
+            r.wait_log(Duration::from_secs(30), |l| l.starts_with("status: local")),
+            "qmail-send did not start; log:\n{}",
+            r.log_text()
+        );
+        r
+    }
+
+    /// Make a home directory for a delivery user and return (uid, gid, path). Running as root
+    /// it belongs to nobody (65534), so deliveries really switch users; otherwise to us.
+    pub fn user_home(&self, name: &str) -> (u32, u32, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.tmp.path().join("homes").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(self.tmp.path().join("homes"), fs::Permissions::from_mode(0o755))
+            .unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let (uid, gid) = if nix::unistd::geteuid().is_root() {
+            (65534, 65534)
+        } else {
+            (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+        };
+        for sub in ["", "Maildir", "Maildir/cur", "Maildir/new", "Maildir/tmp"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).unwrap();
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        }
+        (uid, gid, dir)
+    }
+
+    /// Assign local parts to users (`users/assign` + qmail-newu). Each entry is
+    /// `(local, uid, gid, home)` with an exact match.
+    pub fn assign(&self, entries: &[(&str, u32, u32, &Path)]) {
+        let mut text = String::new();
+        for (local, uid, gid, home) in entries {
+            text.push_str(&format!("={local}:{local}:{uid}:{gid}:{}:::\n", home.display()));
+        }
+        text.push_str(".\n");
+        fs::write(self.home.join("users/assign"), text).unwrap();
+        let out = self.run("qmail-newu", &[], b"");
+        assert_ok(&out, "qmail-newu");
+    }
+
+    /// The files in a Maildir's new/.
+    pub fn maildir_new(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir.join("Maildir/new"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Check the queue tree: every todo entry has its message; every info has its message;
+    /// every channel file has its info; nothing in pid/ or intd/ without a message. Returns the
+    /// number of messages still queued (mess files).
+    pub fn check_queue(&self) -> usize {
+        let q = self.queue();
+        let ids = |dir: &str| -> Vec<u64> {
+            let mut out = Vec::new();
+            let d = q.join(dir);
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    for f in fs::read_dir(e.path()).unwrap().flatten() {
+                        out.push(f.file_name().to_string_lossy().parse().unwrap());
+                    }
+                } else {
+                    out.push(e.file_name().to_string_lossy().parse().unwrap());
+                }
+            }
+            out
+        };
+        let mess: std::collections::HashSet<u64> = ids("mess").into_iter().collect();
+        let info: std::collections::HashSet<u64> = ids("info").into_iter().collect();
+        for id in ids("todo") {
+            assert!(mess.contains(&id), "todo/{id} without its message");
+        }
+        for id in &info {
+            assert!(mess.contains(id), "info of {id} without its message");
+        }
+        for chan in ["local", "remote"] {
+            for id in ids(chan) {
+                assert!(info.contains(&id), "{chan}/{id} without info");
+            }
+        }
+        mess.len()
+    }
+}
+
+impl Running {
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until some log line satisfies `pred`.
+    pub fn wait_log(&self, limit: Duration, mut pred: impl FnMut(&str) -> bool) -> bool {
+        wait_until(limit, || self.log.lock().unwrap().iter().any(|l| pred(l)))
+    }
+
+    /// Count the log lines satisfying `pred`.
+    pub fn count_log(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| pred(l)).count()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Send a signal to qmail-send (through `qmailctl` for TERM and INT).
+    pub fn signal(&self, sig: nix::sys::signal::Signal, home: &Path) {
+        let pid: i32 =
+            fs::read_to_string(home.join("run/qmail-send.pid")).unwrap().trim().parse().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    }
+
+    /// Stop with TERM and wait; returns the exit status of qmailctl run.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_inner().expect("qmailctl run stopped")
+    }
+
+    fn stop_inner(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                break child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // the rest of the group (spawners, cleaners) exits on EOF; make sure of it
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
