@@ -5,5 +5,6 @@ mod harness;
 
 mod cdb;
 mod ctl;
+mod deliver;
 mod queue;
 mod spawn;
