@@ -6,5 +6,6 @@ mod harness;
 mod cdb;
 mod ctl;
 mod deliver;
+mod inject;
 mod queue;
 mod spawn;

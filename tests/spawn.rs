@@ -2,11 +2,14 @@
 //! driven through their pipes as qmail-send drives them, and qmail-getpw.
 
 use crate::harness::*;
+use qmail::spawn::{Command, Report, ReportDecoder};
 use std::fs;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Stdio};
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant, SystemTime};
 
 // ---------------------------------------------------------------------------------------------
 // qmail-clean
@@ -151,4 +154,485 @@ fn clean_without_a_queue_is_temporary() {
     let out = sb.run("qmail-clean", &[], b"foop/1\0");
     assert_eq!(code(&out), 111);
     assert_eq!(out.stdout, b"");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the spawners
+
+/// How long a test waits for one report.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running spawner, driven as qmail-send drives it.
+struct Spawner {
+    child: Guard,
+    input: Option<ChildStdin>,
+    reports: Receiver<Report>,
+    handshake: [u8; 2],
+}
+
+impl Spawner {
+    fn start(sb: &Sandbox, name: &str, args: &[&str]) -> Self {
+        let mut child = sb
+            .cmd(name)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take();
+        let mut output = child.stdout.take().unwrap();
+        let mut handshake = [0u8; 2];
+        output.read_exact(&mut handshake).unwrap();
+        let (tx, reports) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut d = ReportDecoder::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = output.read(&mut buf) {
+                d.feed(&buf[..n]);
+                while let Some(r) = d.next() {
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Spawner { child: Guard(child), input, reports, handshake }
+    }
+
+    fn send(&mut self, slot: u16, message: &str, sender: &str, recipient: &str) {
+        let cmd = Command {
+            slot,
+            message: message.into(),
+            sender: sender.into(),
+            recipient: recipient.into(),
+        };
+        self.send_raw(&cmd.encode());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let input = self.input.as_mut().unwrap();
+        input.write_all(bytes).unwrap();
+        input.flush().unwrap();
+    }
+
+    fn report(&self) -> Report {
+        self.reports.recv_timeout(PATIENCE).expect("a report in time")
+    }
+
+    /// One report, for `slot`, with `letter`, its text containing `needle`; the text.
+    fn expect(&self, slot: u16, letter: u8, needle: &str) -> String {
+        let r = self.report();
+        let text = String::from_utf8_lossy(&r.text).into_owned();
+        assert_eq!(
+            (r.slot, r.letter as char),
+            (slot, letter as char),
+            "want slot {slot} {} containing {needle:?}, got {text:?}",
+            letter as char
+        );
+        assert!(text.contains(needle), "report for slot {slot}: {text:?} lacks {needle:?}");
+        text
+    }
+
+    fn no_report(&self, within: Duration) {
+        if let Ok(r) = self.reports.recv_timeout(within) {
+            panic!("unexpected report {r:?}");
+        }
+    }
+
+    /// Close stdin; the exit code after all reports were read.
+    fn finish(mut self) -> (i32, Vec<Report>) {
+        self.input = None;
+        let mut rest = Vec::new();
+        while let Ok(r) = self.reports.recv_timeout(PATIENCE) {
+            rest.push(r);
+        }
+        let status = self.child.0.wait().unwrap();
+        (status.code().expect("an exit code"), rest)
+    }
+}
+
+/// Queue a message with qmail-queue; its path relative to queue/mess.
+fn inject(sb: &Sandbox, recipient: &str) -> String {
+    let before: Vec<u64> = sb.todo().iter().map(|q| q.id).collect();
+    let env = sb.tmp.path().join("envelope");
+    fs::write(&env, format!("Fsender@example.net\0T{recipient}\0\0")).unwrap();
+    let mut child = sb
+        .cmd("qmail-queue")
+        .stdin(Stdio::piped())
+        .stdout(fs::File::open(&env).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Subject: spawn\n\nhello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ok(&out, "qmail-queue");
+    let id = sb.todo().iter().map(|q| q.id).find(|id| !before.contains(id)).expect("new message");
+    format!("{}/{id}", id % 23)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The uid/gid deliveries run as in the tests: nobody's when root, our own otherwise.
+fn delivery_ids() -> (u32, u32) {
+    if is_root() {
+        (65534, 65534)
+    } else {
+        (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    }
+}
+
+/// A stand-in for qmail-local: prints its arguments and uid, reads the message, and exits as
+/// its ext asks (`exit-N`, `crash`, `big`, `nul`, `sleep`).
+const STAND_IN: &str = r#"#!/bin/sh
+msg=$(cat)
+echo "args: $*"
+echo "uid: $(id -u)"
+echo "msg: $msg" | head -1
+case "$6" in
+exit-*) exit "${6#exit-}" ;;
+crash) kill -9 $$ ;;
+big) head -c 10000 /dev/zero | tr '\0' y; exit 0 ;;
+nul) printf 'before\0after'; exit 0 ;;
+sleep) sleep 0.5; exit 0 ;;
+esac
+exit 0
+"#;
+
+/// A sandbox with the stand-in qmail-local, a home for the test user owned by it, and
+/// users/assign: `t-*` → the test user, `root0` → uid 0.
+fn local_sandbox() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let bin = sb.home.join("bin/qmail-local");
+    fs::remove_file(&bin).unwrap();
+    fs::write(&bin, STAND_IN).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let (uid, gid) = delivery_ids();
+    let home = sb.tmp.path().join("t-home");
+    fs::create_dir(&home).unwrap();
+    nix::unistd::chown(&home, Some(uid.into()), Some(gid.into())).unwrap();
+    let assign = format!("+t-:tuser:{uid}:{gid}:{}:-::\n=root0:r:0:0:/:::\n.\n", home.display());
+    fs::write(sb.home.join("users/assign"), assign).unwrap();
+    assert_ok(&sb.run("qmail-newu", &[], b""), "qmail-newu");
+    (sb, home)
+}
+
+#[test]
+fn lspawn_handshake_and_end_of_input() {
+    let (sb, _) = local_sandbox();
+    let lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    assert_eq!(lspawn.handshake, [0xF4, 0x01]);
+    assert_eq!(lspawn.finish(), (0, vec![]));
+    let out = sb.run("qmail-lspawn", &[], b"");
+    assert_eq!(code(&out), 100, "no aliasempty argument");
+}
+
+#[test]
+fn lspawn_maps_every_exit_code() {
+    let (sb, home) = local_sandbox();
+    let mess = inject(&sb, "t-x@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    let (uid, _) = delivery_ids();
+    // success: the arguments of spec §3.6, the message on stdin, the user's uid
+    lspawn.send(7, &mess, "sender@example.net", "T-Exit-0@Example.org");
+    let text = lspawn.expect(7, b'K', "args: -- tuser ");
+    let want = format!(
+        "args: -- tuser {} T-Exit-0 - Exit-0 Example.org sender@example.net ./Maildir/\nuid: {uid}\n",
+        home.display()
+    );
+    assert!(text.starts_with(&want), "{text:?}\nwant {want:?}");
+    assert!(text.contains("msg: Received: (qmail "), "{text}");
+    let rows: &[(&str, u8, &str)] = &[
+        ("exit-111", b'Z', "args: "),
+        ("exit-71", b'Z', "args: "),
+        ("exit-74", b'Z', "args: "),
+        ("exit-75", b'Z', "args: "),
+        ("exit-100", b'D', "args: "),
+        ("exit-1", b'D', "args: "),
+        ("exit-99", b'D', "args: "),
+        ("exit-112", b'Z', "bug"),
+        ("exit-113", b'Z', "root"),
+        ("exit-115", b'Z', "NFS"),
+        ("exit-116", b'Z', "alias"),
+        ("exit-117", b'Z', "users/cdb"),
+        ("exit-118", b'Z', "system"),
+        ("exit-119", b'Z', "memory"),
+        ("exit-120", b'Z', "qmail-local"),
+        ("exit-121", b'Z', "qmail-getpw"),
+        ("exit-126", b'D', "qmail-local"),
+        ("exit-152", b'Z', "#4.4.3"),
+        ("exit-160", b'D', "#5.1.1"),
+        ("crash", b'Z', "crashed"),
+    ];
+    for (i, &(ext, letter, needle)) in rows.iter().enumerate() {
+        let slot = i as u16 + 100;
+        lspawn.send(slot, &mess, "s@x", &format!("t-{ext}@example.org"));
+        lspawn.expect(slot, letter, needle);
+    }
+    // output is cut at 3000 bytes with a note, and at its first NUL
+    lspawn.send(1, &mess, "s@x", "t-big@example.org");
+    let text = lspawn.expect(1, b'K', "report too long");
+    assert!(text.len() < 3200, "{}", text.len());
+    lspawn.send(1, &mess, "s@x", "t-nul@example.org");
+    assert!(lspawn.expect(1, b'K', "before").ends_with("before"));
+    // an empty local part is delivered nowhere
+    lspawn.send(2, &mess, "s@x", "@example.org");
+    assert_eq!(lspawn.expect(2, b'K', ""), "");
+    // uid 0 is refused, whoever we are
+    lspawn.send(3, &mess, "s@x", "root0@example.org");
+    lspawn.expect(3, b'Z', "root");
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn lspawn_refuses_bad_commands() {
+    let (sb, _) = local_sandbox();
+    let mess = inject(&sb, "t-x@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    lspawn.send(500, &mess, "s@x", "t-x@example.org");
+    lspawn.expect(500, b'Z', "(#4.3.5)");
+    lspawn.send(65000, &mess, "s@x", "t-x@example.org");
+    lspawn.expect(65000, b'Z', "(#4.3.5)");
+    for bad in ["", "/1/2", "1x/2", "1/../2", "1/2 "] {
+        lspawn.send(4, bad, "s@x", "t-x@example.org");
+        lspawn.expect(4, b'D', "(#5.3.5)");
+    }
+    lspawn.send(4, &mess, "s@x", "t-x.example.org");
+    lspawn.expect(4, b'D', "(#5.1.3)");
+    lspawn.send(4, "1/1", "s@x", "t-x@example.org");
+    lspawn.expect(4, b'Z', "(#4.3.0)");
+    // 100 bytes is a path still (a longer one mangles the stream: see below)
+    lspawn.send(4, &"1".repeat(100), "s@x", "t-x@example.org");
+    lspawn.expect(4, b'Z', "(#4.3.0)");
+    // a directory is not a message; a file of another owner neither
+    lspawn.send(4, "1", "s@x", "t-x@example.org");
+    lspawn.expect(4, b'Z', "(#4.3.5)");
+    if is_root() {
+        let stranger = sb.queue().join("mess/1/24");
+        fs::write(&stranger, b"x").unwrap();
+        nix::unistd::chown(&stranger, Some(65534.into()), None).unwrap();
+        lspawn.send(4, "1/24", "s@x", "t-x@example.org");
+        lspawn.expect(4, b'Z', "owner");
+    }
+    // a busy slot is refused at once, its delivery still reports once
+    lspawn.send(5, &mess, "s@x", "t-sleep@example.org");
+    lspawn.send(5, &mess, "s@x", "t-x@example.org");
+    lspawn.expect(5, b'Z', "in use");
+    lspawn.expect(5, b'K', "t-sleep");
+    // the reload command is not answered
+    lspawn.send_raw(&Command::reload().encode());
+    lspawn.send(6, &mess, "s@x", "nohost");
+    lspawn.expect(6, b'D', "(#5.1.3)");
+    // neither is SIGHUP, which must not kill it
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lspawn.child.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    lspawn.no_report(Duration::from_millis(200));
+    lspawn.send(6, &mess, "s@x", "t-x@example.org");
+    lspawn.expect(6, b'K', "t-x");
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn lspawn_runs_deliveries_in_parallel() {
+    let (sb, _) = local_sandbox();
+    let mess = inject(&sb, "t-x@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    let start = Instant::now();
+    let mut batch = Vec::new();
+    for slot in 0..20u16 {
+        let slot = slot * 20;
+        lspawn.send(slot, &mess, "s@x", "t-sleep@example.org");
+        batch.push(slot);
+    }
+    let mut got: Vec<u16> = (0..20)
+        .map(|_| lspawn.report())
+        .map(|r| {
+            assert_eq!(r.letter, b'K', "{r:?}");
+            r.slot
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, batch, "one report per command");
+    assert!(start.elapsed() < Duration::from_secs(8), "20 × 0.5 s ran in parallel");
+    // end of input while deliveries run: their reports come first, then exit 0
+    lspawn.send(3, &mess, "s@x", "t-sleep@example.org");
+    lspawn.send(4, &mess, "s@x", "t-sleep@example.org");
+    let (code, rest) = lspawn.finish();
+    assert_eq!(code, 0);
+    let mut slots: Vec<u16> = rest.iter().map(|r| r.slot).collect();
+    slots.sort();
+    assert_eq!(slots, vec![3, 4]);
+}
+
+#[test]
+fn lspawn_delivers_as_the_assigned_user() {
+    if !is_root() {
+        // switching users needs root; the non-root runs check that deliveries run as us
+        return;
+    }
+    let (sb, _) = local_sandbox();
+    let mess = inject(&sb, "t-x@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    lspawn.send(0, &mess, "s@x", "t-who@example.org");
+    lspawn.expect(0, b'K', "uid: 65534\n");
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn lspawn_falls_back_to_the_alias_user() {
+    let (sb, _) = local_sandbox();
+    let mess = inject(&sb, "x@example.org");
+    // the sandbox's alias directory belongs to us: as root that is refused, otherwise the
+    // delivery runs with the alias home and ext = the local part
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    lspawn.send(0, &mess, "s@x", "nosuchuser-x@example.org");
+    if is_root() && nix::unistd::User::from_name("alias").unwrap().is_none() {
+        lspawn.expect(0, b'Z', "root");
+    } else {
+        let want = format!(" {}/alias nosuchuser-x - nosuchuser-x ", sb.home.display());
+        lspawn.expect(0, b'K', &want);
+    }
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn rspawn_keeps_everything_queued() {
+    let sb = Sandbox::new();
+    let tcpto = sb.queue().join("lock/tcpto");
+    fs::write(&tcpto, [7u8; 1024]).unwrap();
+    let mess = inject(&sb, "r@example.net");
+    let mut rspawn = Spawner::start(&sb, "qmail-rspawn", &[]);
+    assert_eq!(rspawn.handshake, [0xF4, 0x01]);
+    assert_eq!(fs::read(&tcpto).unwrap(), vec![0u8; 1024], "lock/tcpto zeroed");
+    rspawn.send(0, &mess, "s@x", "r@example.net");
+    rspawn.expect(
+        0,
+        b'Z',
+        "Remote delivery is not available yet; the message stays queued. (#4.3.0)",
+    );
+    rspawn.send(500, &mess, "s@x", "r@example.net");
+    rspawn.expect(500, b'Z', "(#4.3.5)");
+    rspawn.send(1, "x", "s@x", "r@example.net");
+    rspawn.expect(1, b'D', "(#5.3.5)");
+    rspawn.send(1, &mess, "s@x", "r.example.net");
+    rspawn.expect(1, b'D', "(#5.1.3)");
+    rspawn.send(1, "2/2", "s@x", "r@example.net");
+    rspawn.expect(1, b'Z', "(#4.3.0)");
+    rspawn.send_raw(&Command::reload().encode());
+    rspawn.no_report(Duration::from_millis(200));
+    assert_eq!(rspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn spawner_exits_on_a_mangled_command() {
+    let sb = Sandbox::new();
+    let mut rspawn = Spawner::start(&sb, "qmail-rspawn", &[]);
+    rspawn.send_raw(&[1, 0]);
+    rspawn.send_raw(&[b'1'; 200]);
+    let (code, rest) = rspawn.finish();
+    assert_eq!((code, rest), (111, vec![]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// qmail-getpw
+
+fn getpw(sb: &Sandbox, local: &str) -> (i32, Vec<String>) {
+    let out = sb.run("qmail-getpw", &[local], b"");
+    let fields = if out.stdout.is_empty() {
+        vec![]
+    } else {
+        assert_eq!(out.stdout.last(), Some(&0), "NUL-terminated fields");
+        let body = &out.stdout[..out.stdout.len() - 1];
+        body.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect()
+    };
+    (code(&out), fields)
+}
+
+fn fields(f: &[&str]) -> Vec<String> {
+    f.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn getpw_reads_users_cdb() {
+    let sb = Sandbox::new();
+    fs::write(
+        sb.home.join("users/assign"),
+        "=joe:joe:1000:100:/home/joe:::\n+list-:list:2000:200:/home/list:-:l-:\n.\n",
+    )
+    .unwrap();
+    assert_ok(&sb.run("qmail-newu", &[], b""), "qmail-newu");
+    assert_eq!(getpw(&sb, "Joe"), (0, fields(&["joe", "1000", "100", "/home/joe", "", ""])));
+    assert_eq!(
+        getpw(&sb, "list-Owner"),
+        (0, fields(&["list", "2000", "200", "/home/list", "-", "l-Owner"]))
+    );
+    // a corrupt database is a temporary failure
+    fs::write(sb.home.join("users/cdb"), b"garbage").unwrap();
+    assert_eq!(getpw(&sb, "joe"), (111, vec![]));
+}
+
+#[test]
+fn getpw_falls_back_to_the_alias_user() {
+    let sb = Sandbox::new();
+    if nix::unistd::User::from_name("alias").unwrap().is_some() {
+        // a system with a real alias user answers with it; the sandbox cannot test the rest
+        return;
+    }
+    let alias = sb.home.join("alias");
+    let meta = fs::metadata(&alias).unwrap();
+    let owner = nix::unistd::User::from_uid(meta.uid().into())
+        .unwrap()
+        .map_or("alias".to_string(), |u| u.name);
+    let (uid, gid) = (meta.uid().to_string(), meta.gid().to_string());
+    let want = |ext: &str| fields(&[&owner, &uid, &gid, &alias.to_string_lossy(), "-", ext]);
+    assert_eq!(getpw(&sb, "no-such-user"), (0, want("no-such-user")));
+    assert_eq!(getpw(&sb, "Mixed-Case"), (0, want("Mixed-Case")));
+    fs::rename(&alias, sb.home.join("alias.away")).unwrap();
+    assert_eq!(getpw(&sb, "no-such-user"), (116, vec![]));
+    let out = sb.run("qmail-getpw", &[], b"");
+    assert_eq!((code(&out), out.stdout), (100, vec![]), "no argument");
+}
+
+/// A system account getpw accepts: uid ≠ 0, a lowercase name without `-` shorter than 32
+/// bytes, a home it owns.
+fn system_account() -> Option<(String, u32, u32, String)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        let [name, _, uid, gid, _, home, ..] = f[..] else { return None };
+        let (uid, gid): (u32, u32) = (uid.parse().ok()?, gid.parse().ok()?);
+        let ok = uid != 0
+            && name.len() < 32
+            && !name.contains('-')
+            && name == name.to_ascii_lowercase()
+            && fs::metadata(home).is_ok_and(|m| m.uid() == uid);
+        // the lookup runs through NSS: the account must be visible there too
+        let visible = nix::unistd::User::from_name(name).ok().flatten().is_some();
+        (ok && visible).then(|| (name.to_string(), uid, gid, home.to_string()))
+    })
+}
+
+#[test]
+fn getpw_reads_passwd() {
+    let sb = Sandbox::new();
+    // needs an account in /etc/passwd that owns its home (most systems have one, e.g. a
+    // service account); skipped where there is none
+    let Some((name, uid, gid, home)) = system_account() else { return };
+    let (uid, gid) = (uid.to_string(), gid.to_string());
+    assert_eq!(getpw(&sb, &name), (0, fields(&[&name, &uid, &gid, &home, "", ""])));
+    let upper = name.to_ascii_uppercase();
+    assert_eq!(getpw(&sb, &upper), (0, fields(&[&name, &uid, &gid, &home, "", ""])));
+    assert_eq!(
+        getpw(&sb, &format!("{name}-Ext-More")),
+        (0, fields(&[&name, &uid, &gid, &home, "-", "Ext-More"]))
+    );
+    // root's account is never one
+    let (code, f) = getpw(&sb, "root");
+    assert_eq!(code, 0);
+    assert_eq!(f[5], "root", "root goes to the alias user: {f:?}");
 }

@@ -4,6 +4,9 @@
 //!   (qmail-smtpd, qmail-inject, qmail-local forwards, qmail-send bounces) turns the wait status
 //!   into a [`Verdict`] with [`queue_status`].
 //! - The tools' plain contract: 0 success, [`PERM`] 100 permanent, [`TEMP`] 111 temporary.
+//! - Local delivery (spec pipeline §3.6): qmail-local's and qmail-lspawn's own codes ([`qlx`])
+//!   become a spawn report ([`Outcome`]) through [`local_status`]; qmail-getpw's exit codes
+//!   become one through [`getpw_status`].
 
 use std::fmt;
 use std::process::ExitStatus;
@@ -168,6 +171,149 @@ fn custom_text(custom: &[u8]) -> Result<(), Verdict> {
     Err(Verdict::temp("Temporary qq error (#4.3.0)"))
 }
 
+/// The result of one delivery, as a spawner reports it to qmail-send: the letter and the text
+/// of a [`crate::spawn::Report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `K`: delivered.
+    Success(Vec<u8>),
+    /// `Z`: try again later.
+    Temp(Vec<u8>),
+    /// `D`: bounce.
+    Perm(Vec<u8>),
+}
+
+impl Outcome {
+    pub fn temp(text: impl Into<Vec<u8>>) -> Self {
+        Outcome::Temp(text.into())
+    }
+
+    pub fn perm(text: impl Into<Vec<u8>>) -> Self {
+        Outcome::Perm(text.into())
+    }
+
+    /// `K`, `Z` or `D`.
+    pub fn letter(&self) -> u8 {
+        match self {
+            Outcome::Success(_) => b'K',
+            Outcome::Temp(_) => b'Z',
+            Outcome::Perm(_) => b'D',
+        }
+    }
+
+    pub fn text(&self) -> &[u8] {
+        match self {
+            Outcome::Success(t) | Outcome::Temp(t) | Outcome::Perm(t) => t,
+        }
+    }
+
+    pub fn into_text(self) -> Vec<u8> {
+        match self {
+            Outcome::Success(t) | Outcome::Temp(t) | Outcome::Perm(t) => t,
+        }
+    }
+}
+
+/// The exit codes of qmail-lspawn's delivery children beyond qmail-local's 0 / 100 / 111
+/// (upstream's `qlx.h` and qmail-ldap's additions).
+pub mod qlx {
+    /// Internal bug, bad lookup data, or the switch to the user failed.
+    pub const USAGE: i32 = 112;
+    /// The user's uid is 0.
+    pub const ROOT: i32 = 113;
+    /// A temporary error looking at the home directory (NFS).
+    pub const NFS: i32 = 115;
+    /// No alias user.
+    pub const NOALIAS: i32 = 116;
+    /// `users/cdb` cannot be read.
+    pub const CDB: i32 = 117;
+    /// A temporary system failure (passwd unavailable).
+    pub const SYS: i32 = 118;
+    /// Out of memory.
+    pub const NOMEM: i32 = 119;
+    /// qmail-local cannot be run, temporarily.
+    pub const EXECSOFT: i32 = 120;
+    /// qmail-getpw cannot be run.
+    pub const EXECPW: i32 = 121;
+    /// qmail-local cannot be run, permanently.
+    pub const EXECHARD: i32 = 126;
+}
+
+/// The most bytes of a child's output put into a report (qmail-lspawn; spec §3.4).
+pub const LOCAL_OUTPUT_MAX: usize = 3000;
+
+/// Turn the wait status and collected output of a qmail-lspawn delivery child into the
+/// report, per the table of spec §3.6. The output is cut at its first NUL.
+pub fn local_status(status: ExitStatus, output: &[u8]) -> Outcome {
+    match status.code() {
+        Some(code) => local_code(code, output),
+        None => Outcome::temp("Delivery program crashed. (#4.3.0)\n"),
+    }
+}
+
+/// The same mapping from a plain exit code.
+pub fn local_code(code: i32, output: &[u8]) -> Outcome {
+    let output = match output.iter().position(|&b| b == 0) {
+        Some(i) => &output[..i],
+        None => output,
+    };
+    let t = |s: &str| Outcome::temp(s);
+    let p = |s: &str| Outcome::perm(s);
+    match code {
+        0 => Outcome::Success(output.to_vec()),
+        111 | 71 | 74 | 75 => Outcome::temp(output),
+        qlx::USAGE => t("Internal qmail-lspawn bug or bad user data. (#4.3.0)\n"),
+        qlx::ROOT => t("Refusing to deliver as root. (#4.3.0)\n"),
+        qlx::NFS => t("Temporary error looking up the user, possibly NFS. (#4.3.0)\n"),
+        qlx::NOALIAS => t("Unable to find the alias user. (#4.3.0)\n"),
+        qlx::CDB => t("Unable to read users/cdb. (#4.3.0)\n"),
+        qlx::SYS => t("Temporary system failure looking up the user. (#4.3.0)\n"),
+        qlx::NOMEM => t("Out of memory in qmail-lspawn. (#4.3.0)\n"),
+        qlx::EXECSOFT => t("Unable to run qmail-local. (#4.3.0)\n"),
+        qlx::EXECPW => t("Unable to run qmail-getpw. (#4.3.0)\n"),
+        qlx::EXECHARD => p("Unable to run qmail-local. (#5.3.0)\n"),
+        150 => p("The message is larger than the mailbox accepts. (#5.2.3)\n"),
+        152 => t("Temporary LDAP failure. (#4.4.3)\n"),
+        153 => t("LDAP bind failed: bad credentials. (#4.4.3)\n"),
+        154 => t("LDAP search timed out. (#4.4.3)\n"),
+        155 => t("LDAP server unreachable. (#4.4.3)\n"),
+        156 => p("Ambiguous LDAP result: more than one entry. (#5.3.5)\n"),
+        157 => p("A mandatory LDAP attribute is missing. (#5.3.5)\n"),
+        158 => p("An LDAP attribute holds an illegal value. (#5.3.5)\n"),
+        159 => p("This mailbox is administratively disabled. (#5.2.1)\n"),
+        160 => p("Sorry, no mailbox here by that name. (#5.1.1)\n"),
+        162 => t("Temporary failure forwarding to the cluster host. (#4.4.4)\n"),
+        163 => p("Permanent failure forwarding to the cluster host. (#5.4.4)\n"),
+        167 => t("Temporary failure creating the home directory. (#4.3.0)\n"),
+        168 => p("Unable to create the home directory. (#5.3.0)\n"),
+        169 => t("The home directory maker crashed. (#4.3.0)\n"),
+        _ => Outcome::perm(output),
+    }
+}
+
+/// qmail-getpw's exit codes: 0 found (six fields on stdout), [`PERM`] 100 no argument,
+/// [`TEMP`] 111 `users/cdb` unreadable or corrupt, [`qlx::NFS`] 115 temporary stat error,
+/// [`qlx::NOALIAS`] 116 no alias user, [`qlx::SYS`] 118 passwd temporarily unavailable.
+/// qmail-lspawn turns a failure into its report here; `Ok` means "parse the output".
+pub fn getpw_status(status: ExitStatus) -> Result<(), Outcome> {
+    match status.code() {
+        Some(code) => getpw_code(code),
+        None => Err(local_code(qlx::EXECPW, b"")),
+    }
+}
+
+/// The same mapping from a plain exit code.
+pub fn getpw_code(code: i32) -> Result<(), Outcome> {
+    let qlx = match code {
+        0 => return Ok(()),
+        111 => qlx::CDB,
+        100 => qlx::USAGE,
+        qlx::NFS | qlx::NOALIAS | qlx::SYS | qlx::NOMEM => code,
+        _ => qlx::EXECPW,
+    };
+    Err(local_code(qlx, b""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +384,98 @@ mod tests {
         assert_eq!(QueueExit::AddressTooLong.code(), 11);
         assert_eq!(QueueExit::EnvelopeFormat.code(), 91);
         assert_eq!(QueueExit::Custom.code(), 82);
+    }
+
+    #[test]
+    fn every_row_of_the_local_table() {
+        // (code, letter, text or "" for the child's output)
+        let rows: &[(i32, u8, &str)] = &[
+            (0, b'K', ""),
+            (111, b'Z', ""),
+            (71, b'Z', ""),
+            (74, b'Z', ""),
+            (75, b'Z', ""),
+            (100, b'D', ""),
+            (1, b'D', ""),
+            (2, b'D', ""),
+            (99, b'D', ""),
+            (110, b'D', ""),
+            (114, b'D', ""),
+            (122, b'D', ""),
+            (255, b'D', ""),
+            (112, b'Z', "bug"),
+            (113, b'Z', "root"),
+            (115, b'Z', "NFS"),
+            (116, b'Z', "alias user"),
+            (117, b'Z', "users/cdb"),
+            (118, b'Z', "system failure"),
+            (119, b'Z', "memory"),
+            (120, b'Z', "qmail-local"),
+            (121, b'Z', "qmail-getpw"),
+            (126, b'D', "qmail-local"),
+            (150, b'D', "#5.2.3"),
+            (152, b'Z', "#4.4.3"),
+            (153, b'Z', "#4.4.3"),
+            (154, b'Z', "#4.4.3"),
+            (155, b'Z', "#4.4.3"),
+            (156, b'D', "#5.3.5"),
+            (157, b'D', "#5.3.5"),
+            (158, b'D', "#5.3.5"),
+            (159, b'D', "#5.2.1"),
+            (160, b'D', "#5.1.1"),
+            (162, b'Z', "#4.4.4"),
+            (163, b'D', "#5.4.4"),
+            (167, b'Z', "home"),
+            (168, b'D', "#5.3.0"),
+            (169, b'Z', "crashed"),
+        ];
+        let output = b"did 1+0+0\n\0hidden";
+        for &(code, letter, needle) in rows {
+            let got = local_code(code, output);
+            assert_eq!(got.letter(), letter, "code {code}: {got:?}");
+            let text = String::from_utf8_lossy(got.text()).into_owned();
+            if needle.is_empty() {
+                assert_eq!(text, "did 1+0+0\n", "code {code}: the output up to its NUL");
+            } else {
+                assert!(text.contains(needle), "code {code}: {text}");
+                assert!(text.contains("(#"), "code {code}: {text} has a status code");
+            }
+        }
+    }
+
+    #[test]
+    fn local_status_of_a_crash() {
+        use std::os::unix::process::ExitStatusExt;
+        let crashed = local_status(ExitStatus::from_raw(9), b"did 1+0+0\n");
+        assert_eq!(crashed.letter(), b'Z');
+        assert!(String::from_utf8_lossy(crashed.text()).contains("crashed"));
+        let exited = local_status(ExitStatus::from_raw(111 << 8), b"busy");
+        assert_eq!(exited, Outcome::temp("busy"));
+        let ok = local_status(ExitStatus::from_raw(0), b"");
+        assert_eq!(ok, Outcome::Success(Vec::new()));
+    }
+
+    #[test]
+    fn every_row_of_the_getpw_table() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(getpw_code(0), Ok(()));
+        let rows: &[(i32, i32)] = &[
+            (111, qlx::CDB),
+            (100, qlx::USAGE),
+            (115, qlx::NFS),
+            (116, qlx::NOALIAS),
+            (118, qlx::SYS),
+            (119, qlx::NOMEM),
+            (1, qlx::EXECPW),
+            (112, qlx::EXECPW),
+            (126, qlx::EXECPW),
+        ];
+        for &(code, want) in rows {
+            let got = getpw_code(code).expect_err("a failure");
+            assert_eq!(got, local_code(want, b""), "getpw exit {code}");
+            assert_eq!(got.letter(), b'Z', "a lookup failure never bounces");
+        }
+        let crashed = getpw_status(ExitStatus::from_raw(11)).expect_err("a failure");
+        assert_eq!(crashed, local_code(qlx::EXECPW, b""));
     }
 }

@@ -7,7 +7,8 @@
 //! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`prot`],
 //!   [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
-//!   [`received`], [`rewrite`], [`log`], [`spawn`], [`users`].
+//!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
+//!   and qmail-rspawn), [`users`].
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -44,5 +45,6 @@ pub mod queue;
 pub mod received;
 pub mod rewrite;
 pub mod spawn;
+pub mod spawner;
 pub mod text0;
 pub mod users;
