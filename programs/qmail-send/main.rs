@@ -200,14 +200,15 @@ fn isqrt(n: i64) -> i64 {
     if n <= 0 {
         return 0;
     }
-    let mut x = (n as f64).sqrt() as i64;
+    let n = n as u128;
+    let mut x = (n as f64).sqrt() as u128;
     while x * x > n {
         x -= 1;
     }
     while (x + 1) * (x + 1) <= n {
         x += 1;
     }
-    x
+    x as i64
 }
 
 /// The next attempt: `birth + (isqrt(age) + c)^2` (spec §2.5).
