@@ -7,5 +7,6 @@ mod cdb;
 mod ctl;
 mod deliver;
 mod inject;
+mod local;
 mod queue;
 mod spawn;

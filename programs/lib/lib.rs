@@ -8,7 +8,8 @@
 //!   [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
-//!   and qmail-rspawn), [`users`].
+//!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
+//!   (the `.qmail` format, its lookup sequence, qmail-local's header lines).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -35,10 +36,12 @@ pub mod cdb;
 pub mod child;
 pub mod control;
 pub mod date822;
+pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
 pub mod file;
 pub mod log;
+pub mod maildir;
 pub mod netstring;
 pub mod prot;
 pub mod queue;

@@ -1,2 +1,567 @@
-//! qmail-local: placeholder, being written.
-fn main() {}
+//! qmail-local: deliver one message to one local address, as its `.qmail` file says.
+//!
+//! `qmail-local [-nN] [--] user homedir local dash ext domain sender aliasempty`, run by
+//! qmail-lspawn as the recipient user with the message on fd 0 (a seekable file, re-read from
+//! offset 0 for every instruction). Exits 0 when every instruction succeeded (stdout
+//! `did F+W+P`, and `qp 0` when forwards were queued), 100 on a permanent failure, 111 on a
+//! temporary one; the reason is printed on stdout and becomes the bounce or log text. `-n`
+//! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5;
+//! spec pipeline §5.1–5.5.
+//!
+//! Security: envelope values (sender, recipient, extension) reach programs only as
+//! environment variables, never inside the command line; the `.qmail` text is the user's own
+//! and is refused when others may write it (or the home directory).
+
+mod ldap;
+mod mbox;
+mod program;
+
+use qmail::address::Address;
+use qmail::date822::Utc;
+use qmail::dotqmail::{self, Instruction};
+use qmail::envelope::Envelope;
+use qmail::exit::Verdict;
+use qmail::maildir;
+use qmail::queue::Injection;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Permission bits that must not be set on the home directory or a `.qmail` file
+/// (upstream's `conf-patrn`): writable by others.
+const PATRN: u32 = 0o002;
+
+const USAGE: &str =
+    "usage: qmail-local [-nN] [--] user homedir local dash ext domain sender aliasempty (#5.3.5)";
+
+fn main() -> ExitCode {
+    let Some(args) = Args::parse(std::env::args_os().skip(1).collect()) else {
+        return finish(Err(Verdict::perm(USAGE)));
+    };
+    finish(run(&args))
+}
+
+/// Print the result and turn it into the exit code.
+fn finish(result: Result<String, Verdict>) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match result {
+        Ok(text) => {
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            ExitCode::SUCCESS
+        }
+        Err(v) => {
+            // a failing program has already said why; it leaves the text empty
+            if !v.text().is_empty() {
+                let _ = writeln!(out, "{}", v.text()).and_then(|()| out.flush());
+            }
+            ExitCode::from(v.tool_code())
+        }
+    }
+}
+
+/// The command line: eight byte strings after the options.
+struct Args {
+    plan_only: bool,
+    user: Vec<u8>,
+    home: Vec<u8>,
+    local: Vec<u8>,
+    dash: Vec<u8>,
+    ext: Vec<u8>,
+    domain: Vec<u8>,
+    sender: Vec<u8>,
+    aliasempty: Vec<u8>,
+}
+
+impl Args {
+    fn parse(args: Vec<OsString>) -> Option<Args> {
+        let mut plan_only = false;
+        let mut rest = args.as_slice();
+        while let Some(first) = rest.first() {
+            let a = first.as_bytes();
+            if a == b"--" {
+                rest = &rest[1..];
+                break;
+            }
+            if a.len() < 2 || a[0] != b'-' {
+                break;
+            }
+            for &c in &a[1..] {
+                match c {
+                    b'n' => plan_only = true,
+                    b'N' => plan_only = false,
+                    _ => return None,
+                }
+            }
+            rest = &rest[1..];
+        }
+        let [user, home, local, dash, ext, domain, sender, aliasempty] = rest else {
+            return None;
+        };
+        let b = |s: &OsString| s.as_bytes().to_vec();
+        if !home.as_bytes().starts_with(b"/") {
+            return None;
+        }
+        Some(Args {
+            plan_only,
+            user: b(user),
+            home: b(home),
+            local: b(local),
+            dash: b(dash),
+            ext: b(ext),
+            domain: b(domain),
+            sender: b(sender),
+            aliasempty: b(aliasempty),
+        })
+    }
+}
+
+/// What the deliveries of this message share: header lines and the programs' environment.
+struct Delivery {
+    message: File,
+    dtline: Vec<u8>,
+    rpline: Vec<u8>,
+    ufline: Vec<u8>,
+    env: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn run(args: &Args) -> Result<String, Verdict> {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let home = Path::new(OsStr::from_bytes(&args.home));
+    std::env::set_current_dir(home).map_err(|e| {
+        Verdict::temp(format!("Unable to switch to {}: {e} (#4.3.0)", home.display()))
+    })?;
+    let mut plan = String::new();
+    check_home(args.plan_only, &mut plan)?;
+    let directory = ldap::Options::from_env()?;
+
+    let dot = find_dotqmail(&args.dash, &args.ext, &directory)?;
+    if dot.is_none() && !args.dash.is_empty() {
+        return Err(Verdict::perm("Sorry, no mailbox here by that name. (#5.1.1)"));
+    }
+    let (text, forward_only, default) = match dot {
+        Some(d) if !d.text.is_empty() => (d.text, d.forward_only, d.default),
+        Some(d) => (args.aliasempty.clone(), false, d.default),
+        None => (args.aliasempty.clone(), false, None),
+    };
+    let instructions =
+        dotqmail::parse(&text, forward_only).map_err(|e| Verdict::temp(format!("Uh-oh: {e}")))?;
+    let new_sender = new_sender(args)?;
+
+    if args.plan_only {
+        for i in &instructions {
+            let (what, arg) = match i {
+                Instruction::Program(p) => ("program", p.as_slice()),
+                Instruction::Maildir(p) => ("maildir", p.as_slice()),
+                Instruction::Mbox(p) => ("mbox", p.as_slice()),
+                Instruction::Forward(a) => ("forward", a.as_bytes()),
+            };
+            plan.push_str(&format!("{what} {}\n", String::from_utf8_lossy(arg)));
+        }
+        return Ok(plan);
+    }
+
+    let message = open_message()?;
+    let d = Delivery::new(args, message, &new_sender, default);
+    if is_looping(&d)? {
+        return Err(Verdict::perm(
+            "This message is looping: it already has my Delivered-To line. (#5.4.6)",
+        ));
+    }
+    let (mut files, mut programs) = (0u32, 0u32);
+    let mut forwards: Vec<Address> = Vec::new();
+    for i in instructions {
+        match i {
+            Instruction::Maildir(p) => {
+                files += 1;
+                d.maildir(&p)?;
+            }
+            Instruction::Mbox(p) => {
+                files += 1;
+                d.mbox(&p)?;
+            }
+            Instruction::Program(cmd) => {
+                programs += 1;
+                if d.program(&cmd)? == program::Outcome::Stop {
+                    break;
+                }
+            }
+            Instruction::Forward(a) => forwards.push(a),
+        }
+    }
+    let mut report = format!("did {files}+{}+{programs}\n", forwards.len());
+    if !forwards.is_empty() {
+        d.forward(&new_sender, forwards)?;
+        // upstream prints qmail-queue's pid; Injection does not expose it
+        report.push_str("qp 0\n");
+    }
+    Ok(report)
+}
+
+/// The home directory must not be writable by others; a sticky home means the user is
+/// editing the `.qmail` files (upstream's convention): try again later.
+fn check_home(plan_only: bool, plan: &mut String) -> Result<(), Verdict> {
+    let st = std::fs::metadata(".")
+        .map_err(|e| Verdict::temp(format!("Unable to stat home directory: {e} (#4.3.0)")))?;
+    if st.mode() & PATRN != 0 {
+        return Err(Verdict::temp("Uh-oh: home directory is writable by others. (#4.7.0)"));
+    }
+    if st.mode() & 0o1000 != 0 {
+        if !plan_only {
+            return Err(Verdict::temp(
+                "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
+            ));
+        }
+        plan.push_str("warning: home directory is sticky\n");
+    }
+    Ok(())
+}
+
+/// The `.qmail` file found by the lookup sequence.
+struct DotQmail {
+    text: Vec<u8>,
+    forward_only: bool,
+    default: Option<Vec<u8>>,
+}
+
+/// Try the candidates of §5.3 in order. Missing (or not a regular file) goes on to the next;
+/// a file that exists but cannot be read is a temporary failure.
+fn find_dotqmail(
+    dash: &[u8],
+    ext: &[u8],
+    directory: &ldap::Options,
+) -> Result<Option<DotQmail>, Verdict> {
+    if !directory.uses_dotqmail() {
+        return Ok(None);
+    }
+    for c in dotqmail::candidates(dash, ext) {
+        let name = OsStr::from_bytes(&c.name);
+        let shown = String::from_utf8_lossy(&c.name);
+        let temp = |e: io::Error| Verdict::temp(format!("Unable to read {shown}: {e} (#4.2.1)"));
+        // O_NONBLOCK: a FIFO named like a .qmail file must not hang the delivery
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(name)
+        {
+            Ok(f) => f,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(temp(e)),
+        };
+        let st = file.metadata().map_err(temp)?;
+        if !st.is_file() {
+            continue;
+        }
+        if st.mode() & PATRN != 0 {
+            return Err(Verdict::temp(format!("Uh-oh: {shown} is writable by others. (#4.7.0)")));
+        }
+        let mut text = Vec::new();
+        file.take(dotqmail::MAX_FILE + 1).read_to_end(&mut text).map_err(temp)?;
+        if text.len() as u64 > dotqmail::MAX_FILE {
+            return Err(Verdict::temp(format!("Uh-oh: {shown} is too big. (#4.2.1)")));
+        }
+        return Ok(Some(DotQmail {
+            text,
+            forward_only: st.mode() & 0o100 != 0,
+            default: c.default,
+        }));
+    }
+    Ok(None)
+}
+
+/// Errors that mean "no such file" for the lookup: ENOENT, and names that cannot exist
+/// (a path component that is not a directory, too long, a symlink loop).
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
+    )
+}
+
+fn exists(name: &[u8]) -> Result<bool, Verdict> {
+    match std::fs::metadata(OsStr::from_bytes(name)) {
+        Ok(_) => Ok(true),
+        Err(e) if is_missing(&e) => Ok(false),
+        Err(e) => Err(Verdict::temp(format!(
+            "Unable to stat {}: {e} (#4.2.1)",
+            String::from_utf8_lossy(name)
+        ))),
+    }
+}
+
+/// NEWSENDER (§5.3): the `-owner` and `-owner-default` files may change the sender of
+/// forwarded copies.
+fn new_sender(args: &Args) -> Result<Vec<u8>, Verdict> {
+    if args.sender.is_empty() || args.sender == b"#@[]" {
+        return Ok(args.sender.clone());
+    }
+    let (owner, owner_default) = dotqmail::owner_names(&args.dash, &args.ext);
+    let owner = exists(&owner)?;
+    let owner_default = owner && exists(&owner_default)?;
+    Ok(dotqmail::new_sender(&args.sender, &args.local, &args.domain, owner, owner_default))
+}
+
+/// The message on fd 0, which must be seekable.
+fn open_message() -> Result<File, Verdict> {
+    let fail = |e: io::Error| Verdict::temp(format!("Unable to read message: {e} (#4.3.0)"));
+    let fd = io::stdin().as_fd().try_clone_to_owned().map_err(fail)?;
+    let mut f = File::from(fd);
+    f.seek(SeekFrom::Start(0)).map_err(fail)?;
+    Ok(f)
+}
+
+/// Does the header (up to the first empty line) hold a line byte-identical to ours?
+fn is_looping(d: &Delivery) -> Result<bool, Verdict> {
+    let fail = |e: io::Error| Verdict::temp(format!("Unable to read message: {e} (#4.3.0)"));
+    has_header_line(BufReader::new(d.rewound()?), &d.dtline).map_err(fail)
+}
+
+/// Scan header lines for `line` (which ends in LF) without holding any line in memory.
+fn has_header_line(mut r: impl BufRead, line: &[u8]) -> io::Result<bool> {
+    let (mut pos, mut same) = (0usize, true);
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        for &b in buf {
+            same = same && line.get(pos) == Some(&b);
+            pos += 1;
+            if b == b'\n' {
+                if pos == 1 {
+                    return Ok(false);
+                }
+                if same && pos == line.len() {
+                    return Ok(true);
+                }
+                (pos, same) = (0, true);
+            }
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
+}
+
+impl Delivery {
+    fn new(args: &Args, message: File, new_sender: &[u8], default: Option<Vec<u8>>) -> Self {
+        let dtline = dotqmail::delivered_to(&args.local, &args.domain);
+        let rpline = dotqmail::return_path(&args.sender);
+        let ufline = from_line(&args.sender, qmail::date822::unix_now());
+        let recipient = [&args.local[..], b"@", &args.domain].concat();
+        let (ext2, ext3, ext4) = ext_parts(&args.ext);
+        let (host2, host3, host4) = host_parts(&args.domain);
+        let mut env: Vec<(&'static str, Vec<u8>)> = vec![
+            ("SENDER", args.sender.clone()),
+            ("NEWSENDER", new_sender.to_vec()),
+            ("RECIPIENT", recipient),
+            ("USER", args.user.clone()),
+            ("HOME", args.home.clone()),
+            ("HOST", args.domain.clone()),
+            ("HOST2", host2.to_vec()),
+            ("HOST3", host3.to_vec()),
+            ("HOST4", host4.to_vec()),
+            ("LOCAL", args.local.clone()),
+            ("EXT", args.ext.clone()),
+            ("EXT2", ext2.to_vec()),
+            ("EXT3", ext3.to_vec()),
+            ("EXT4", ext4.to_vec()),
+            ("DTLINE", dtline.clone()),
+            ("RPLINE", rpline.clone()),
+            ("UFLINE", ufline.clone()),
+        ];
+        if let Some(d) = default {
+            env.push(("DEFAULT", d));
+        }
+        Delivery { message, dtline, rpline, ufline, env }
+    }
+
+    /// The message, positioned at offset 0 (the returned handle shares the offset).
+    fn rewound(&self) -> Result<File, Verdict> {
+        let fail = |e: io::Error| Verdict::temp(format!("Unable to rewind message: {e} (#4.3.0)"));
+        let mut f = self.message.try_clone().map_err(fail)?;
+        f.seek(SeekFrom::Start(0)).map_err(fail)?;
+        Ok(f)
+    }
+
+    fn maildir(&self, path: &[u8]) -> Result<(), Verdict> {
+        let header = [&self.rpline[..], &self.dtline].concat();
+        let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
+        maildir::deliver(Path::new(OsStr::from_bytes(path)), &header, &mut msg).map(drop).map_err(
+            |e| {
+                Verdict::temp(format!(
+                    "Unable to deliver to Maildir {}: {e} (#{})",
+                    String::from_utf8_lossy(path),
+                    e.status()
+                ))
+            },
+        )
+    }
+
+    fn mbox(&self, path: &[u8]) -> Result<(), Verdict> {
+        let header = [&self.ufline[..], &self.rpline, &self.dtline].concat();
+        let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
+        mbox::deliver(Path::new(OsStr::from_bytes(path)), &header, &mut msg)
+    }
+
+    fn program(&self, command: &[u8]) -> Result<program::Outcome, Verdict> {
+        // whatever we printed must come before the program's own output
+        let _ = io::stdout().flush();
+        program::run(command, self.rewound()?, &self.env)
+    }
+
+    /// Queue one copy for every forward target: Delivered-To line, `Precedence: bulk` when
+    /// there is more than one target, the message; envelope sender NEWSENDER.
+    fn forward(&self, new_sender: &[u8], targets: Vec<Address>) -> Result<(), Verdict> {
+        let sender = Address::new(new_sender)
+            .map_err(|_| Verdict::perm("Forwarding sender is too long. (#5.1.3)"))?;
+        let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
+        let mut inj = Injection::start(&qmail::auto::home())?;
+        let mut w = inj.message();
+        let _ = w.write_all(&self.dtline);
+        if targets.len() > 1 {
+            let _ = w.write_all(b"Precedence: bulk\n");
+        }
+        // the writer never fails (qmail-queue's errors come from finish); a read error
+        // abandons the injection, and qmail-queue, seeing no envelope, queues nothing
+        io::copy(&mut msg, &mut w)
+            .map_err(|e| Verdict::temp(format!("Unable to read message: {e} (#4.3.0)")))?;
+        inj.finish(&Envelope::new(sender, targets))
+            .map_err(|v| prefix(v, "Unable to forward message: "))
+    }
+}
+
+fn prefix(v: Verdict, p: &str) -> Verdict {
+    match v {
+        Verdict::Temp(t) => Verdict::Temp(format!("{p}{t}")),
+        Verdict::Perm(t) => Verdict::Perm(format!("{p}{t}")),
+    }
+}
+
+/// EXT2–EXT4: the extension after its first, second and third `-` (empty when there is none).
+fn ext_parts(ext: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let after_dash = |from: usize| match ext[from..].iter().position(|&b| b == b'-') {
+        Some(i) => from + i + 1,
+        None => ext.len(),
+    };
+    let i2 = after_dash(0);
+    let i3 = after_dash(i2);
+    let i4 = after_dash(i3);
+    (&ext[i2..], &ext[i3..], &ext[i4..])
+}
+
+/// HOST2–HOST4: the domain before its last, second-last and third-last `.` (all of it when
+/// there is none).
+fn host_parts(host: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let before_dot = |s: &[u8]| s.iter().rposition(|&b| b == b'.').unwrap_or(s.len());
+    let h2 = &host[..before_dot(host)];
+    let h3 = &h2[..before_dot(h2)];
+    let h4 = &h3[..before_dot(h3)];
+    (h2, h3, h4)
+}
+
+/// The mbox `From ` line: `From SENDER Www Mmm DD HH:MM:SS YYYY\n` in UTC; `MAILER-DAEMON`
+/// for the null sender; space, tab and LF in the sender become `-`.
+fn from_line(sender: &[u8], now: i64) -> Vec<u8> {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let mut line = b"From ".to_vec();
+    if sender.is_empty() {
+        line.extend_from_slice(b"MAILER-DAEMON");
+    } else {
+        line.extend(
+            sender.iter().map(|&b| if matches!(b, b' ' | b'\t' | b'\n') { b'-' } else { b }),
+        );
+    }
+    let t = Utc::from_unix(now);
+    // 1 Jan 1970 was a Thursday
+    let wday = (now.div_euclid(86400) + 4).rem_euclid(7) as usize;
+    let month = MONTHS.get(t.month as usize - 1).copied().unwrap_or("Jan");
+    line.extend_from_slice(
+        format!(
+            " {} {month} {:02} {:02}:{:02}:{:02} {}\n",
+            DAYS[wday], t.day, t.hour, t.minute, t.second, t.year
+        )
+        .as_bytes(),
+    );
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args() {
+        let p = |v: &[&str]| Args::parse(v.iter().map(OsString::from).collect());
+        let eight = ["u", "/h", "l", "-", "e", "d", "s", "./Maildir/"];
+        assert!(p(&eight).is_some());
+        assert!(p(&[&["--"][..], &eight].concat()).is_some());
+        assert!(p(&[&["-n", "--"][..], &eight].concat()).unwrap().plan_only);
+        assert!(!p(&[&["-nN"][..], &eight].concat()).unwrap().plan_only);
+        assert!(p(&[&["-x"][..], &eight].concat()).is_none());
+        assert!(p(&eight[..7]).is_none());
+        assert!(p(&[&eight[..], &["x"]].concat()).is_none());
+        assert!(p(&["u", "h", "l", "-", "e", "d", "s", "a"]).is_none(), "relative home");
+    }
+
+    #[test]
+    fn env_parts() {
+        let rows: &[(&str, [&str; 3])] = &[
+            ("", ["", "", ""]),
+            ("a", ["", "", ""]),
+            ("a-b", ["b", "", ""]),
+            ("a-b-c-d-e", ["b-c-d-e", "c-d-e", "d-e"]),
+            ("-", ["", "", ""]),
+            ("--x", ["-x", "x", ""]),
+        ];
+        for (ext, want) in rows {
+            let (a, b, c) = ext_parts(ext.as_bytes());
+            assert_eq!([a, b, c], want.map(str::as_bytes), "{ext}");
+        }
+        let rows: &[(&str, [&str; 3])] = &[
+            ("example.org", ["example", "example", "example"]),
+            ("a.b.c.d", ["a.b.c", "a.b", "a"]),
+            ("localhost", ["localhost", "localhost", "localhost"]),
+            ("", ["", "", ""]),
+        ];
+        for (host, want) in rows {
+            let (a, b, c) = host_parts(host.as_bytes());
+            assert_eq!([a, b, c], want.map(str::as_bytes), "{host}");
+        }
+    }
+
+    #[test]
+    fn from_lines() {
+        assert_eq!(from_line(b"a@b", 0), b"From a@b Thu Jan 01 00:00:00 1970\n");
+        assert_eq!(from_line(b"", 1_795_307_472), b"From MAILER-DAEMON Sun Nov 22 00:31:12 2026\n");
+        assert_eq!(from_line(b"a b\tc\nd", 0), b"From a-b-c-d Thu Jan 01 00:00:00 1970\n");
+    }
+
+    #[test]
+    fn header_scan() {
+        let dt = b"Delivered-To: joe@example.org\n";
+        let rows: &[(&[u8], bool)] = &[
+            (b"Delivered-To: joe@example.org\n\nbody", true),
+            (b"X: y\nDelivered-To: joe@example.org\n\n", true),
+            (b"X: y\n\nDelivered-To: joe@example.org\n", false),
+            (b"Delivered-To: joe@example.org.\n\n", false),
+            (b"Delivered-To: joe@example.or\n\n", false),
+            (b"delivered-to: joe@example.org\n\n", false),
+            (b"Delivered-To: joe@example.org", false),
+            (b"", false),
+        ];
+        for (msg, want) in rows {
+            assert_eq!(
+                has_header_line(BufReader::with_capacity(3, *msg), dt).unwrap(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(msg)
+            );
+        }
+    }
+}

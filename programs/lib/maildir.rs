@@ -1,0 +1,332 @@
+//! maildir: crash-safe delivery into a Maildir (spec pipeline §5.4).
+//!
+//! The sequence: create `tmp/NAME` exclusively (mode 0600), write the header lines and the
+//! message, fsync, close → link to `new/NAME,S=<size>` → unlink `tmp/NAME` → fsync `new/`.
+//! A reader never sees a partial file in `new/`: the link is made only after the data is on
+//! disk, and once [`deliver`] returns `Ok` the new entry survives a crash. On any failure the
+//! temporary file (and a link that could not be made durable) is removed.
+//!
+//! [`stage`] and [`Staged::commit`] split the sequence at the point where quota accounting
+//! (§5.6) needs to act: the file is written and its size known, but not yet in `new/`.
+//! Dropping a [`Staged`] without committing removes the temporary file.
+//!
+//! Names are `SECONDS.MmicrosPpidQseq.HOST`: the sequence number makes them unique for any
+//! number of deliveries from one process in one second; `/` and `:` in the host name are
+//! written as `\057` and `\072`, as the Maildir convention asks.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many names are tried when `tmp/NAME` already exists.
+const TRIES: u32 = 3;
+
+/// The step that failed; every one is temporary (the message stays queued).
+#[derive(Debug)]
+pub enum MaildirError {
+    /// `tmp/` or `new/` is missing or not a directory: not a Maildir (yet).
+    NotMaildir(PathBuf, io::Error),
+    /// No unused name in `tmp/` after a few tries.
+    NoName,
+    /// Creating or writing `tmp/NAME` failed (full disk, quota, I/O error).
+    Write(io::Error),
+    /// Reading the message failed.
+    Read(io::Error),
+    /// Linking into `new/` or making it durable failed.
+    Link(io::Error),
+}
+
+impl MaildirError {
+    /// The enhanced status code: `4.2.2` for a full mailbox or disk quota, `4.3.1` for a full
+    /// file system, `4.2.1` for a missing Maildir, `4.3.0` otherwise.
+    pub fn status(&self) -> &'static str {
+        let io = match self {
+            MaildirError::NotMaildir(..) => return "4.2.1",
+            MaildirError::NoName => return "4.3.0",
+            MaildirError::Write(e) | MaildirError::Read(e) | MaildirError::Link(e) => e,
+        };
+        match io.raw_os_error() {
+            Some(libc::EDQUOT) => "4.2.2",
+            Some(libc::ENOSPC) => "4.3.1",
+            _ => "4.3.0",
+        }
+    }
+}
+
+impl fmt::Display for MaildirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaildirError::NotMaildir(p, e) => write!(f, "no {}: {e}", p.display()),
+            MaildirError::NoName => f.write_str("no unique file name in tmp/"),
+            MaildirError::Write(e) => write!(f, "unable to write to tmp/: {e}"),
+            MaildirError::Read(e) => write!(f, "unable to read message: {e}"),
+            MaildirError::Link(e) => write!(f, "unable to link into new/: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MaildirError {}
+
+/// Deliver `header` followed by `message` into `maildir`; the path of the new file.
+pub fn deliver(
+    maildir: &Path,
+    header: &[u8],
+    message: &mut impl Read,
+) -> Result<PathBuf, MaildirError> {
+    stage(maildir, header, message)?.commit()
+}
+
+/// A message written to `tmp/` and fsynced, not yet in `new/`.
+#[derive(Debug)]
+pub struct Staged {
+    maildir: PathBuf,
+    name: String,
+    size: u64,
+    done: bool,
+}
+
+/// Write `header` and `message` to a new file in `maildir/tmp`, fsync and close it.
+pub fn stage(
+    maildir: &Path,
+    header: &[u8],
+    message: &mut impl Read,
+) -> Result<Staged, MaildirError> {
+    for sub in ["tmp", "new"] {
+        let dir = maildir.join(sub);
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(MaildirError::NotMaildir(dir, io::Error::other("not a directory")))
+            }
+            Err(e) => return Err(MaildirError::NotMaildir(dir, e)),
+        }
+    }
+    let (file, name) = create_tmp(maildir)?;
+    // from here on the Staged value owns the file and removes it on failure
+    let mut staged = Staged { maildir: maildir.to_path_buf(), name, size: 0, done: false };
+    staged.size = write_all(file, header, message)?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// The size of the file as written (header lines included).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The temporary file.
+    pub fn tmp_path(&self) -> PathBuf {
+        self.maildir.join("tmp").join(&self.name)
+    }
+
+    /// Link into `new/NAME,S=<size>`, unlink the temporary file, fsync `new/`.
+    pub fn commit(mut self) -> Result<PathBuf, MaildirError> {
+        let target = self.maildir.join("new").join(format!("{},S={}", self.name, self.size));
+        fs::hard_link(self.tmp_path(), &target).map_err(MaildirError::Link)?;
+        if let Err(e) = crate::file::fsync_dir(&self.maildir.join("new")) {
+            // not durable: take it back, the delivery is retried
+            let _ = fs::remove_file(&target);
+            return Err(MaildirError::Link(e));
+        }
+        self.done = true;
+        let _ = fs::remove_file(self.tmp_path());
+        Ok(target)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(self.tmp_path());
+        }
+    }
+}
+
+/// Write, flush, fsync and close; the number of bytes written.
+fn write_all(file: File, header: &[u8], message: &mut impl Read) -> Result<u64, MaildirError> {
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    out.write_all(header).map_err(MaildirError::Write)?;
+    let mut size = header.len() as u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(MaildirError::Read(e)),
+        };
+        out.write_all(&buf[..n]).map_err(MaildirError::Write)?;
+        size += n as u64;
+    }
+    let file = out.into_inner().map_err(|e| MaildirError::Write(e.into_error()))?;
+    file.sync_all().map_err(MaildirError::Write)?;
+    // close explicitly: a close error (NFS) is a write error
+    nix::unistd::close(file).map_err(|e| MaildirError::Write(e.into()))?;
+    Ok(size)
+}
+
+/// Create `tmp/NAME` exclusively, trying a few fresh names if one is taken.
+fn create_tmp(maildir: &Path) -> Result<(File, String), MaildirError> {
+    for _ in 0..TRIES {
+        let name = unique_name();
+        let path = maildir.join("tmp").join(&name);
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => return Ok((f, name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(MaildirError::Write(e)),
+        }
+    }
+    Err(MaildirError::NoName)
+}
+
+/// A new name, `SECONDS.MmicrosPpidQseq.HOST`, different on every call in this process.
+pub fn unique_name() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        seq,
+        safe_host(&host)
+    )
+}
+
+/// A host name fit for a Maildir file name: at most 64 bytes, `/` as `\057`, `:` as `\072`.
+pub fn safe_host(host: &str) -> String {
+    let mut out = String::new();
+    for c in host.chars().take(64) {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            c if c.is_control() => out.push('_'),
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("localhost");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let d =
+            std::env::temp_dir().join(format!("qmail-maildir-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn make(dir: &Path) {
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn delivers_once_with_size() {
+        let d = tempdir("ok");
+        let md = d.join("Maildir");
+        make(&md);
+        let path = deliver(&md, b"Return-Path: <a@b>\n", &mut &b"Subject: x\n\nhi\n"[..]).unwrap();
+        let data = fs::read(&path).unwrap();
+        assert_eq!(data, b"Return-Path: <a@b>\nSubject: x\n\nhi\n");
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.ends_with(&format!(",S={}", data.len())), "{name}");
+        assert_eq!(entries(&md.join("new")), vec![name]);
+        assert!(entries(&md.join("tmp")).is_empty());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn failures_leave_nothing() {
+        let d = tempdir("fail");
+        // not a Maildir at all
+        let err = deliver(&d.join("none"), b"", &mut &b"x"[..]).unwrap_err();
+        assert!(matches!(err, MaildirError::NotMaildir(..)), "{err}");
+        assert_eq!(err.status(), "4.2.1");
+        // tmp is a regular file
+        let md = d.join("md1");
+        fs::create_dir_all(md.join("new")).unwrap();
+        fs::write(md.join("tmp"), b"").unwrap();
+        assert!(matches!(deliver(&md, b"", &mut &b"x"[..]), Err(MaildirError::NotMaildir(..))));
+        // the message cannot be read: the tmp file is removed, nothing in new/
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("boom"))
+            }
+        }
+        let md = d.join("md2");
+        make(&md);
+        assert!(matches!(deliver(&md, b"h\n", &mut Broken), Err(MaildirError::Read(_))));
+        assert!(entries(&md.join("tmp")).is_empty());
+        assert!(entries(&md.join("new")).is_empty());
+        // a staged message dropped without commit is removed
+        let staged = stage(&md, b"", &mut &b"abc"[..]).unwrap();
+        assert_eq!(staged.size(), 3);
+        assert!(staged.tmp_path().exists());
+        drop(staged);
+        assert!(entries(&md.join("tmp")).is_empty());
+        // new/ vanishes between stage and commit: the link fails, tmp is cleaned up
+        let staged = stage(&md, b"", &mut &b"abc"[..]).unwrap();
+        fs::remove_dir(md.join("new")).unwrap();
+        assert!(matches!(staged.commit(), Err(MaildirError::Link(_))));
+        assert!(entries(&md.join("tmp")).is_empty());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn names_are_unique_and_safe() {
+        let names: HashSet<String> = (0..10_000).map(|_| unique_name()).collect();
+        assert_eq!(names.len(), 10_000);
+        let rows: &[(&str, &str)] = &[
+            ("mx.example.org", "mx.example.org"),
+            ("a/b:c", "a\\057b\\072c"),
+            ("", "localhost"),
+            ("a\nb", "a_b"),
+        ];
+        for &(host, want) in rows {
+            assert_eq!(safe_host(host), want);
+        }
+        assert_eq!(safe_host(&"x".repeat(300)).len(), 64);
+    }
+
+    #[test]
+    fn many_deliveries_in_one_second() {
+        let d = tempdir("many");
+        let md = d.join("Maildir");
+        make(&md);
+        for i in 0..200 {
+            deliver(&md, b"", &mut format!("{i}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(entries(&md.join("new")).len(), 200);
+        assert!(entries(&md.join("tmp")).is_empty());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,628 @@
+//! qmail-local: Maildir and mbox delivery, forwards through the real qmail-queue, programs and
+//! their environment, hostile envelope values, program exit codes, the `.qmail` lookup with
+//! extensions and `-default`, loop detection, and every pre-check. Each test runs the built
+//! qmail-local directly in a sandbox, with the message in a file on fd 0 and a home directory
+//! (0755, owned by the current user) under the sandbox. Tests may run as root, which ignores
+//! permission bits, so unwritable targets are made with regular files in the way.
+
+use crate::harness::*;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MESSAGE: &[u8] = b"From: alice@example.com\nSubject: hi\n\nFrom the start\n>From here\nbye\n";
+
+/// A sandbox with a user `joe` whose home is `<sandbox>/joe` holding an empty `Maildir/`.
+struct Local {
+    sb: Sandbox,
+    home: PathBuf,
+}
+
+/// The eight arguments after the options, by name.
+struct Call<'a> {
+    local: &'a str,
+    dash: &'a str,
+    ext: &'a str,
+    domain: &'a str,
+    sender: &'a [u8],
+    aliasempty: &'a str,
+}
+
+impl Default for Call<'_> {
+    fn default() -> Self {
+        Call {
+            local: "joe",
+            dash: "",
+            ext: "",
+            domain: "example.org",
+            sender: b"alice@example.com",
+            aliasempty: "./Maildir/",
+        }
+    }
+}
+
+impl Local {
+    fn new() -> Self {
+        let sb = Sandbox::new();
+        let home = sb.tmp.path().join("joe");
+        fs::create_dir(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+        make_maildir(&home.join("Maildir"));
+        Local { sb, home }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.join(name)
+    }
+
+    /// Write `~/<name>` with mode 0644.
+    fn file(&self, name: &str, content: &[u8]) {
+        let p = self.path(name);
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    /// A command for qmail-local with the message in a file on fd 0.
+    fn cmd(&self, message: &[u8]) -> Command {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let msg = self.sb.tmp.path().join(format!("message-{n}"));
+        fs::write(&msg, message).unwrap();
+        let mut c = self.sb.cmd("qmail-local");
+        c.stdin(fs::File::open(&msg).unwrap());
+        c
+    }
+
+    fn run(&self, call: &Call, message: &[u8]) -> Output {
+        self.run_cmd(self.cmd(message), call)
+    }
+
+    fn run_cmd(&self, mut cmd: Command, call: &Call) -> Output {
+        cmd.arg("--")
+            .arg("joe")
+            .arg(&self.home)
+            .args([call.local, call.dash, call.ext, call.domain])
+            .arg(std::ffi::OsStr::from_bytes(call.sender))
+            .arg(call.aliasempty);
+        cmd.output().unwrap()
+    }
+
+    /// The files in `~/Maildir/<sub>`.
+    fn maildir(&self, sub: &str) -> Vec<PathBuf> {
+        list(&self.path("Maildir").join(sub))
+    }
+}
+
+fn make_maildir(dir: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Assert the exit code and that stdout contains `needle`, printing everything otherwise.
+fn assert_exit(out: &Output, want: i32, needle: &str) {
+    assert!(
+        code(out) == want && stdout(out).contains(needle),
+        "want exit {want} with {needle:?}, got {}\nstdout:\n{}\nstderr:\n{}",
+        code(out),
+        stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const RP_DT: &[u8] = b"Return-Path: <alice@example.com>\nDelivered-To: joe@example.org\n";
+
+#[test]
+fn maildir_delivery_adds_return_path_and_delivered_to() {
+    let l = Local::new();
+    let out = l.run(&Call::default(), MESSAGE);
+    assert_exit(&out, 0, "did 1+0+0\n");
+    assert_eq!(stdout(&out), "did 1+0+0\n");
+    let new = l.maildir("new");
+    assert_eq!(new.len(), 1, "exactly one file in new/");
+    let data = fs::read(&new[0]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&data), String::from_utf8_lossy(&[RP_DT, MESSAGE].concat()));
+    let name = new[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(&format!(",S={}", data.len())), "{name}");
+    assert!(l.maildir("tmp").is_empty(), "nothing left in tmp/");
+    let mode = fs::metadata(&new[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn null_sender_and_quoted_return_path() {
+    let l = Local::new();
+    assert_exit(&l.run(&Call { sender: b"", ..Call::default() }, MESSAGE), 0, "did 1+0+0");
+    assert_exit(&l.run(&Call { sender: b"a b@c.d", ..Call::default() }, MESSAGE), 0, "did");
+    let texts: Vec<String> = l
+        .maildir("new")
+        .iter()
+        .map(|p| String::from_utf8_lossy(&fs::read(p).unwrap()).into())
+        .collect();
+    assert!(texts
+        .iter()
+        .any(|t| t.starts_with("Return-Path: <>\nDelivered-To: joe@example.org\n")));
+    assert!(texts.iter().any(|t| t.starts_with("Return-Path: <\"a b\"@c.d>\n")), "{texts:?}");
+}
+
+#[test]
+fn many_deliveries_get_distinct_names() {
+    let l = Local::new();
+    l.file(".qmail", b"./Maildir/\n./Maildir/\n./Maildir/\n");
+    for _ in 0..5 {
+        assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 3+0+0");
+    }
+    assert_eq!(l.maildir("new").len(), 15);
+    assert!(l.maildir("tmp").is_empty());
+}
+
+#[test]
+fn mbox_delivery_with_from_line_and_quoting() {
+    let l = Local::new();
+    l.file(".qmail", b"./Mailbox\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 1+0+0");
+    assert_exit(&l.run(&Call { sender: b"", ..Call::default() }, b"no newline at end"), 0, "did");
+    let mbox = String::from_utf8(fs::read(l.path("Mailbox")).unwrap()).unwrap();
+    let lines: Vec<&str> = mbox.split('\n').collect();
+    let from = lines[0].strip_prefix("From alice@example.com ").expect("From_ line");
+    // `Www Mmm DD HH:MM:SS YYYY`
+    assert_eq!(from.len(), 24, "{from:?}");
+    assert_eq!(
+        &lines[1..10],
+        &[
+            "Return-Path: <alice@example.com>",
+            "Delivered-To: joe@example.org",
+            "From: alice@example.com",
+            "Subject: hi",
+            "",
+            ">From the start",
+            ">>From here",
+            "bye",
+            "",
+        ]
+    );
+    assert!(lines[10].starts_with("From MAILER-DAEMON "), "{mbox}");
+    assert_eq!(
+        &lines[11..],
+        &["Return-Path: <>", "Delivered-To: joe@example.org", "no newline at end", "", ""]
+    );
+    let mode = fs::metadata(l.path("Mailbox")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn mbox_that_cannot_be_opened_is_temporary() {
+    let l = Local::new();
+    l.file("plain", b"");
+    l.file(".qmail", b"./plain/Mailbox\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
+}
+
+#[test]
+fn forward_is_queued_with_delivered_to() {
+    let l = Local::new();
+    l.file(".qmail", b"&bob@example.net\n");
+    let out = l.run(&Call::default(), MESSAGE);
+    assert_exit(&out, 0, "did 0+1+0\nqp ");
+    let todo = l.sb.todo();
+    assert_eq!(todo.len(), 1);
+    assert_eq!(todo[0].sender(), "alice@example.com");
+    assert_eq!(todo[0].recipients(), vec!["bob@example.net"]);
+    let text = todo[0].text();
+    let (received, rest) = text.split_once('\n').unwrap();
+    assert!(received.starts_with("Received: (qmail "), "{text}");
+    assert_eq!(rest.as_bytes(), [&b"Delivered-To: joe@example.org\n"[..], MESSAGE].concat());
+    assert!(l.maildir("new").is_empty());
+}
+
+#[test]
+fn several_forwards_are_one_bulk_message() {
+    let l = Local::new();
+    l.file(".qmail", b"bob@example.net\n# comment\n&carol@example.net\n./Maildir/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 1+2+0\nqp ");
+    let todo = l.sb.todo();
+    assert_eq!(todo.len(), 1);
+    assert_eq!(todo[0].recipients(), vec!["bob@example.net", "carol@example.net"]);
+    let text = todo[0].text();
+    let rest = text.split_once('\n').unwrap().1;
+    assert!(
+        rest.starts_with("Delivered-To: joe@example.org\nPrecedence: bulk\nFrom: alice"),
+        "{text}"
+    );
+    assert_eq!(l.maildir("new").len(), 1);
+}
+
+#[test]
+fn owner_files_change_the_forwarding_sender() {
+    let l = Local::new();
+    let call = Call { local: "joe-list", dash: "-", ext: "list", ..Call::default() };
+    l.file(".qmail-list", b"&member@example.net\n|printf '%s' \"$NEWSENDER\" > newsender\n");
+    l.file(".qmail-list-owner", b"joe\n");
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 0+1+1");
+    assert_eq!(fs::read_to_string(l.path("newsender")).unwrap(), "joe-list-owner@example.org");
+    l.file(".qmail-list-owner-default", b"joe\n");
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 0+1+1");
+    let want = "joe-list-owner-@example.org-@[]";
+    assert_eq!(fs::read_to_string(l.path("newsender")).unwrap(), want);
+    let mut senders: Vec<String> = l.sb.todo().iter().map(|m| m.sender().to_string()).collect();
+    senders.sort();
+    assert_eq!(senders, vec![want.to_string(), "joe-list-owner@example.org".to_string()]);
+    // the null sender is never changed
+    assert_exit(&l.run(&Call { sender: b"", ..call }, MESSAGE), 0, "did 0+1+1");
+    assert_eq!(fs::read_to_string(l.path("newsender")).unwrap(), "");
+}
+
+#[test]
+fn queue_verdicts_are_passed_on() {
+    let l = Local::new();
+    l.file(".qmail", b"&bob@example.net\n");
+    for (qq_exit, want, status) in [(31, 100, "#5.3.0"), (53, 111, "#4.3.0")] {
+        let script = l.sb.tmp.path().join(format!("qq-{qq_exit}"));
+        fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\nexit {qq_exit}\n")).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = l.cmd(MESSAGE);
+        cmd.env("QMAILQUEUE", &script);
+        assert_exit(&l.run_cmd(cmd, &Call::default()), want, status);
+    }
+}
+
+/// The environment a program saw, from `env -0 > envout`.
+fn program_env(l: &Local) -> Vec<(String, String)> {
+    let raw = fs::read(l.path("envout")).unwrap();
+    raw.split(|&b| b == 0)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let s = String::from_utf8_lossy(r);
+            let (k, v) = s.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn program_gets_the_environment_and_the_message() {
+    let l = Local::new();
+    l.file(
+        ".qmail-foo-default",
+        b"|env -0 > envout\n|cat > got1\n|head -c 3 > /dev/null\n|cat > got2\n",
+    );
+    let call = Call {
+        local: "joe-foo-Bar-baz",
+        dash: "-",
+        ext: "foo-Bar-baz",
+        domain: "mail.example.org",
+        ..Call::default()
+    };
+    let out = l.run(&call, MESSAGE);
+    assert_exit(&out, 0, "did 0+0+4\n");
+    let env = program_env(&l);
+    let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let home = l.home.to_str().unwrap();
+    let rows: &[(&str, &str)] = &[
+        ("SENDER", "alice@example.com"),
+        ("NEWSENDER", "alice@example.com"),
+        ("RECIPIENT", "joe-foo-Bar-baz@mail.example.org"),
+        ("USER", "joe"),
+        ("HOME", home),
+        ("HOST", "mail.example.org"),
+        ("HOST2", "mail.example"),
+        ("HOST3", "mail"),
+        ("HOST4", "mail"),
+        ("LOCAL", "joe-foo-Bar-baz"),
+        ("EXT", "foo-Bar-baz"),
+        ("EXT2", "Bar-baz"),
+        ("EXT3", "baz"),
+        ("EXT4", ""),
+        ("DEFAULT", "Bar-baz"),
+        ("DTLINE", "Delivered-To: joe-foo-Bar-baz@mail.example.org\n"),
+        ("RPLINE", "Return-Path: <alice@example.com>\n"),
+        ("PWD", home),
+    ];
+    for &(k, want) in rows {
+        assert_eq!(get(k), Some(want), "{k} in {env:?}");
+    }
+    let ufline = get("UFLINE").unwrap();
+    assert!(ufline.starts_with("From alice@example.com ") && ufline.ends_with('\n'), "{ufline:?}");
+    // every program reads the message from the start, without added header lines
+    assert_eq!(fs::read(l.path("got1")).unwrap(), MESSAGE);
+    assert_eq!(fs::read(l.path("got2")).unwrap(), MESSAGE);
+}
+
+#[test]
+fn default_is_unset_without_a_default_file() {
+    let l = Local::new();
+    l.file(".qmail-foo", b"|env -0 > envout\n");
+    let call = Call { local: "joe-foo", dash: "-", ext: "foo", ..Call::default() };
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 0+0+1");
+    assert!(!program_env(&l).iter().any(|(k, _)| k == "DEFAULT"));
+}
+
+#[test]
+fn hostile_senders_reach_programs_only_as_values() {
+    let l = Local::new();
+    let trap = l.sb.tmp.path().join("pwned");
+    l.file(
+        ".qmail",
+        b"|printf '%s' \"$SENDER\" > sender-out\n|printf '%s' \"$RPLINE\" > /dev/null\n",
+    );
+    let t = trap.display();
+    let senders: Vec<String> = vec![
+        format!("() {{ :;}}; touch {t}"),
+        format!("$(touch {t})@example.com"),
+        format!("`touch {t}`@example.com"),
+        format!("a; touch {t}; b@example.com"),
+        format!("a' ; touch {t}; '@example.com"),
+        format!("a\" ; touch {t}; \"@example.com"),
+        format!("a|touch {t}@example.com"),
+        format!("a\ntouch {t}\n@example.com"),
+        format!("-e touch {t}"),
+    ];
+    for sender in &senders {
+        let out = l.run(&Call { sender: sender.as_bytes(), ..Call::default() }, MESSAGE);
+        assert_exit(&out, 0, "did 0+0+2");
+        assert_eq!(&fs::read_to_string(l.path("sender-out")).unwrap(), sender);
+        assert!(!trap.exists(), "{sender:?} ran a command");
+    }
+    // the same through an extension and the local part
+    let call =
+        Call { local: "joe-$(touch pwned)", dash: "-", ext: "$(touch pwned)", ..Call::default() };
+    l.file(".qmail-default", b"|printf '%s' \"$EXT$DEFAULT$LOCAL\" > ext-out\n");
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 0+0+1");
+    assert_eq!(
+        fs::read_to_string(l.path("ext-out")).unwrap(),
+        "$(touch pwned)$(touch pwned)joe-$(touch pwned)"
+    );
+    assert!(!l.path("pwned").exists());
+}
+
+#[test]
+fn program_exit_codes() {
+    let rows: &[(&str, i32, usize)] = &[
+        ("exit 0", 0, 1),
+        ("exit 99", 0, 0),
+        ("exit 100", 100, 0),
+        ("exit 64", 100, 0),
+        ("exit 65", 100, 0),
+        ("exit 70", 100, 0),
+        ("exit 76", 100, 0),
+        ("exit 77", 100, 0),
+        ("exit 78", 100, 0),
+        ("exit 112", 100, 0),
+        ("exit 111", 111, 0),
+        ("exit 1", 111, 0),
+        ("exit 75", 111, 0),
+        ("kill -9 $$", 111, 0),
+    ];
+    for &(prog, want, delivered) in rows {
+        let l = Local::new();
+        l.file(".qmail", format!("|echo said {prog}; {prog}\n./Maildir/\n").as_bytes());
+        let out = l.run(&Call::default(), MESSAGE);
+        let said = format!("said {}", prog.trim_end_matches(" $$"));
+        assert_exit(&out, want, &said);
+        assert_eq!(l.maildir("new").len(), delivered, "{prog}");
+    }
+}
+
+#[test]
+fn exit_99_still_sends_the_forwards_seen_so_far() {
+    let l = Local::new();
+    l.file(".qmail", b"&bob@example.net\n|exit 99\n&carol@example.net\n./Maildir/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 0+1+1\nqp ");
+    let todo = l.sb.todo();
+    assert_eq!(todo.len(), 1);
+    assert_eq!(todo[0].recipients(), vec!["bob@example.net"]);
+    assert!(l.maildir("new").is_empty());
+}
+
+#[test]
+fn a_failure_stops_and_queues_no_forward() {
+    let l = Local::new();
+    l.file(".qmail", b"&bob@example.net\n|exit 111\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "");
+    assert!(l.sb.todo().is_empty());
+}
+
+#[test]
+fn extension_lookup() {
+    let l = Local::new();
+    make_maildir(&l.path("exact"));
+    make_maildir(&l.path("dotted"));
+    make_maildir(&l.path("foo-default"));
+    make_maildir(&l.path("default"));
+    l.file(".qmail-foo", b"./exact/\n");
+    l.file(".qmail-a:b", b"./dotted/\n");
+    l.file(".qmail-foo-default", b"./foo-default/\n");
+    l.file(".qmail-default", b"./default/\n");
+    let rows: &[(&str, &str)] = &[
+        ("foo", "exact"),
+        ("FOO", "exact"),
+        ("A.B", "dotted"),
+        ("foo-x", "foo-default"),
+        ("Foo-x-y", "foo-default"),
+        ("bar", "default"),
+        ("..", "default"),
+        ("../joe/.qmail-foo", "default"),
+    ];
+    for &(ext, dir) in rows {
+        let local = format!("joe-{ext}");
+        let call = Call { local: &local, dash: "-", ext, ..Call::default() };
+        let before = list(&l.path(dir).join("new")).len();
+        assert_exit(&l.run(&call, MESSAGE), 0, "did 1+0+0");
+        assert_eq!(list(&l.path(dir).join("new")).len(), before + 1, "ext {ext:?} goes to {dir}");
+    }
+}
+
+#[test]
+fn no_mailbox_by_that_name() {
+    let l = Local::new();
+    l.file(".qmail-foo", b"./Maildir/\n");
+    let call = Call { local: "joe-bar", dash: "-", ext: "bar", ..Call::default() };
+    assert_exit(&l.run(&call, MESSAGE), 100, "#5.1.1");
+    assert!(l.maildir("new").is_empty());
+}
+
+#[test]
+fn aliasempty_when_nothing_found_or_empty_file() {
+    let l = Local::new();
+    // no .qmail, empty dash: the default delivery
+    assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 1+0+0");
+    // a 0-byte .qmail-foo: the default delivery as well
+    l.file(".qmail-foo", b"");
+    let call = Call { local: "joe-foo", dash: "-", ext: "foo", ..Call::default() };
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 1+0+0");
+    assert_eq!(l.maildir("new").len(), 2);
+    // aliasempty may be any instruction text, several lines included
+    let call = Call { aliasempty: "./Mailbox\n./Maildir/", ..Call::default() };
+    assert_exit(&l.run(&call, MESSAGE), 0, "did 2+0+0");
+    assert!(l.path("Mailbox").exists());
+}
+
+#[test]
+fn non_regular_dotqmail_counts_as_missing() {
+    let l = Local::new();
+    nix::unistd::mkfifo(&l.path(".qmail-fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .unwrap();
+    fs::create_dir(l.path(".qmail-dir")).unwrap();
+    l.file(".qmail-default", b"./Maildir/\n");
+    for ext in ["fifo", "dir"] {
+        let local = format!("joe-{ext}");
+        let call = Call { local: &local, dash: "-", ext, ..Call::default() };
+        assert_exit(&l.run(&call, MESSAGE), 0, "did 1+0+0");
+    }
+}
+
+#[test]
+fn loop_detection() {
+    let l = Local::new();
+    let looping = [&b"Delivered-To: joe@example.org\n"[..], MESSAGE].concat();
+    assert_exit(&l.run(&Call::default(), &looping), 100, "#5.4.6");
+    assert!(l.maildir("new").is_empty());
+    // another address, a different case, or the body: no loop
+    for msg in [
+        [&b"Delivered-To: bob@example.org\n"[..], MESSAGE].concat(),
+        [&b"Delivered-To: JOE@example.org\n"[..], MESSAGE].concat(),
+        [MESSAGE, b"Delivered-To: joe@example.org\n"].concat(),
+    ] {
+        assert_exit(&l.run(&Call::default(), &msg), 0, "did 1+0+0");
+    }
+}
+
+#[test]
+fn unusable_maildir_is_temporary_and_leaves_nothing_in_new() {
+    let l = Local::new();
+    // tmp/ is a regular file
+    make_maildir(&l.path("broken"));
+    fs::remove_dir(l.path("broken/tmp")).unwrap();
+    l.file("broken/tmp", b"");
+    l.file(".qmail", b"./broken/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "Unable to deliver to Maildir ./broken/");
+    assert!(list(&l.path("broken/new")).is_empty());
+    // a parent that is a regular file
+    l.file("plain", b"");
+    l.file(".qmail", b"./plain/Maildir/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
+    // no Maildir at all
+    l.file(".qmail", b"./nonesuch/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
+}
+
+#[test]
+fn missing_home_is_temporary() {
+    let l = Local::new();
+    let mut cmd = l.cmd(MESSAGE);
+    cmd.args(["--", "joe"]).arg(l.sb.tmp.path().join("nonesuch")).args([
+        "joe",
+        "",
+        "",
+        "example.org",
+        "a@b",
+        "./Maildir/",
+    ]);
+    assert_exit(&cmd.output().unwrap(), 111, "#4.3.0");
+}
+
+#[test]
+fn home_and_dotqmail_permissions() {
+    let l = Local::new();
+    fs::set_permissions(&l.home, fs::Permissions::from_mode(0o757)).unwrap();
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "writable");
+    fs::set_permissions(&l.home, fs::Permissions::from_mode(0o1755)).unwrap();
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "sticky");
+    fs::set_permissions(&l.home, fs::Permissions::from_mode(0o755)).unwrap();
+    l.file(".qmail", b"./Maildir/\n");
+    fs::set_permissions(l.path(".qmail"), fs::Permissions::from_mode(0o646)).unwrap();
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "writable");
+    assert!(l.maildir("new").is_empty());
+}
+
+#[test]
+fn bad_dotqmail_files_are_temporary_and_deliver_nothing() {
+    let l = Local::new();
+    let rows: &[(&[u8], u32, &str)] = &[
+        (b"\n./Maildir/\n", 0o644, "blank"),
+        (b"&bob@example.net\n./Maildir/\n", 0o744, "forward-only"),
+        (b"&bob@example.net\n|cat\n", 0o744, "forward-only"),
+        (b"./Maildir/\n+list\n|cat\n", 0o644, "forward-only"),
+        (b"./Maildir/\n|a\0b\n", 0o644, "NUL"),
+    ];
+    for &(text, mode, needle) in rows {
+        l.file(".qmail", text);
+        fs::set_permissions(l.path(".qmail"), fs::Permissions::from_mode(mode)).unwrap();
+        assert_exit(&l.run(&Call::default(), MESSAGE), 111, needle);
+        assert!(l.maildir("new").is_empty());
+        assert!(l.sb.todo().is_empty());
+    }
+    // a forward-only file with forwards only is fine
+    l.file(".qmail", b"&bob@example.net\n");
+    fs::set_permissions(l.path(".qmail"), fs::Permissions::from_mode(0o744)).unwrap();
+    assert_exit(&l.run(&Call::default(), MESSAGE), 0, "did 0+1+0");
+    // too big
+    l.file(".qmail", &[b"# padding\n".repeat(110_000), b"./Maildir/\n".to_vec()].concat());
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "too big");
+}
+
+#[test]
+fn plan_only() {
+    let l = Local::new();
+    l.file(".qmail", b"# c\n|cat\n./Maildir/\n./mbox\n&bob@example.net\nfred\n");
+    let mut cmd = l.cmd(MESSAGE);
+    cmd.arg("-n");
+    let out = l.run_cmd(cmd, &Call::default());
+    assert_exit(&out, 0, "");
+    assert_eq!(
+        stdout(&out),
+        "program cat\nmaildir ./Maildir/\nmbox ./mbox\nforward bob@example.net\nforward fred\n"
+    );
+    assert!(l.maildir("new").is_empty());
+}
+
+#[test]
+fn wrong_arguments_are_permanent() {
+    let l = Local::new();
+    let home = l.home.to_str().unwrap();
+    let rows: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--", "joe", home, "joe", "", "", "example.org", "a@b"],
+        vec!["--", "joe", home, "joe", "", "", "example.org", "a@b", "./Maildir/", "x"],
+        vec!["--", "joe", "relative", "joe", "", "", "example.org", "a@b", "./Maildir/"],
+        vec!["-x", "joe", home, "joe", "", "", "example.org", "a@b", "./Maildir/"],
+    ];
+    for args in rows {
+        let mut cmd = l.cmd(MESSAGE);
+        cmd.args(&args);
+        assert_exit(&cmd.output().unwrap(), 100, "usage");
+    }
+    assert!(l.maildir("new").is_empty());
+}
