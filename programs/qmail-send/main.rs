@@ -170,7 +170,8 @@ fn run() -> Result<(), String> {
         mask.add(s);
     }
     mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
-    let signals = SignalFd::new(&mask).map_err(|e| format!("signalfd: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
 
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete

@@ -8,8 +8,10 @@
 //!
 //! Run as root with the qmail users present (a system installation), each program gets its
 //! user: qmail-lspawn stays root, qmail-rspawn runs as qmailr, qmail-clean as qmailq,
-//! qmail-send and qmail-todo as qmails, the logger as qmaill. Otherwise everything runs as
-//! the invoking user (single-user mode). Exit 111 on any set-up failure.
+//! qmail-send and qmail-todo as qmails, the logger as qmaill. Run as root on a single-user
+//! installation owned by another user (`qmailctl init --owner`), everything but qmail-lspawn
+//! runs as that owner. Otherwise everything runs as the invoking user. Exit 111 on any set-up
+//! failure.
 
 use nix::unistd::{Group, User};
 use qmail::auto;
@@ -36,11 +38,15 @@ struct Users {
     qmaill: Ids,
 }
 
-/// The users of a system installation, or none (single-user mode).
-fn users() -> Users {
+/// The users of a system installation; in single-user mode started by root, the owner of
+/// `queue/` for everything but qmail-lspawn; otherwise none (everything runs as we do).
+fn users(home: &Path) -> Users {
     let none = Users { root: None, qmailr: None, qmailq: None, qmails: None, qmaill: None };
     if !nix::unistd::geteuid().is_root() {
         return none;
+    }
+    if let Some(owner) = queue_owner(home) {
+        return Users { root: None, qmailr: owner, qmailq: owner, qmails: owner, qmaill: owner };
     }
     let gid = |g: &str| Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw());
     let uid = |u: &str| User::from_name(u).ok().flatten().map(|u| u.uid.as_raw());
@@ -62,6 +68,16 @@ fn users() -> Users {
         },
         _ => none,
     }
+}
+
+/// The owner of `queue/` when it is not root and no qmail users exist (single-user mode).
+fn queue_owner(home: &Path) -> Option<Ids> {
+    use std::os::unix::fs::MetadataExt;
+    if User::from_name(auto::USER_QMAILS).ok().flatten().is_some() {
+        return None;
+    }
+    let meta = std::fs::metadata(home.join("queue")).ok()?;
+    (meta.uid() != 0).then_some(Some((meta.uid(), meta.gid())))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -95,7 +111,7 @@ fn start() -> Result<Never, String> {
     let bin: PathBuf = home.join("bin");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let aliasempty = args.first().cloned().unwrap_or_else(|| "./Mailbox".to_string());
-    let users = users();
+    let users = users(&home);
 
     // the log: a logger's stdin, or our stdout
     let log: OwnedFd = match args.get(1) {

@@ -96,7 +96,13 @@ fn run() -> Result<(), String> {
             return todo.finish();
         }
         if trigger_ready {
-            // drain and reopen, so the next poke wakes us again
+            // drain and reopen, so the next poke wakes us again (a writer that keeps the FIFO
+            // open would otherwise keep its bytes there and wake us for ever)
+            if let Some(t) = trigger.take() {
+                let mut f = File::from(t);
+                let mut buf = [0u8; 512];
+                while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+            }
             trigger = open_trigger();
             next_scan = Instant::now();
         }

@@ -38,6 +38,9 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
         println!("qmailctl: {} is already an installation root; nothing changed", home.display());
         return Ok(Outcome::Existing);
     }
+    if args.owner.is_some() && !Uid::effective().is_root() {
+        bail!("--owner needs root");
+    }
     let ids = if args.users {
         if !Uid::effective().is_root() {
             bail!("--users needs root");
@@ -58,6 +61,9 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     make_alias(&home, ids.as_ref())?;
     make_queue(&home, ids.as_ref())?;
     install_programs(&home, ids.as_ref())?;
+    if let Some(owner) = &args.owner {
+        give_to(&home, owner)?;
+    }
     println!("qmailctl: created installation root {} for {me}", home.display());
     Ok(Outcome::Created)
 }
@@ -284,4 +290,27 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
         bail!("{program} {} failed: {status}", args.join(" "));
     }
     Ok(())
+}
+
+/// Single-user mode for another user: chown every file and directory under `home` (symbolic
+/// links themselves are left alone) to `owner`.
+fn give_to(home: &Path, owner: &str) -> Result<()> {
+    let user = User::from_name(owner)?.with_context(|| format!("no user {owner}"))?;
+    if user.uid.is_root() {
+        bail!("the owner must not be root");
+    }
+    fn walk(p: &Path, uid: Uid, gid: Gid) -> Result<()> {
+        let meta = fs::symlink_metadata(p).with_context(|| format!("unable to stat {}", p.display()))?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        own(p, uid, gid)?;
+        if meta.is_dir() {
+            for e in fs::read_dir(p).with_context(|| format!("unable to read {}", p.display()))? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(home, user.uid, user.gid)
 }

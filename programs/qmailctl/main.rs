@@ -56,6 +56,10 @@ pub struct InitArgs {
     /// Create the qmail system users and groups and install with their ownerships (root only).
     #[arg(long)]
     pub users: bool,
+    /// Root only, without --users: give the whole installation to this user, who then plays
+    /// every qmail user (qmail-start runs everything but qmail-lspawn as the owner of queue/).
+    #[arg(long, conflicts_with = "users")]
+    pub owner: Option<String>,
 }
 
 impl HomeArg {
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
 
 fn up(home: &HomeArg) -> anyhow::Result<()> {
     let home = home.resolve();
-    let args = InitArgs { home: HomeArg { home: Some(home.clone()) }, domain: None, users: false };
+    let args = InitArgs { home: HomeArg { home: Some(home.clone()) }, domain: None, users: false, owner: None };
     init::init(&args)?;
     println!(
         "qmailctl: starting the mail system in {0}; queue mail with {0}/bin/qmail-inject \

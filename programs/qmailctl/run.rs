@@ -29,7 +29,8 @@ pub fn run(home: &Path) -> Result<()> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block().context("unable to block signals")?;
-    let signals = SignalFd::new(&mask).context("signalfd")?;
+    let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
     let mut child = Command::new(home.join("bin/qmail-start"))
         .arg(&aliasempty)
         .env("QMAILHOME", home)

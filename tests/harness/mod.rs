@@ -11,6 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// The directory holding the built programs.
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_qmailctl")).parent().unwrap().to_path_buf()
@@ -53,20 +57,45 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
+        Self::make(false)
+    }
+
+    /// A root for the delivery tests. Running as root (as CI does) it belongs to nobody
+    /// (`qmailctl init --owner nobody`), who then plays every qmail user, while qmail-lspawn
+    /// stays root and switches to each recipient's uid; mail is injected as nobody too
+    /// ([`Sandbox::inject`]).
+    pub fn for_delivery() -> Self {
+        Self::make(true)
+    }
+
+    fn make(owned: bool) -> Self {
         let tmp = TempDir::new("home");
         let home = tmp.path().join("home");
-        let out = Command::new(bin("qmailctl"))
-            .args(["init", "--home"])
-            .arg(&home)
-            .args(["--domain", "example.org"])
-            .env_remove("QMAILHOME")
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(bin("qmailctl"));
+        cmd.args(["init", "--home"]).arg(&home).args(["--domain", "example.org"]).env_remove("QMAILHOME");
+        if owned && is_root() {
+            cmd.args(["--owner", "nobody"]);
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = cmd.output().unwrap();
         assert_ok(&out, "qmailctl init");
         // a fixed `me` so that tests do not depend on the machine's name
         fs::write(home.join("control/me"), "mx.example.org\n").unwrap();
         fs::write(home.join("control/locals"), "mx.example.org\nexample.org\n").unwrap();
         Sandbox { tmp, home }
+    }
+
+    /// Queue a message with qmail-inject, as nobody when running as root.
+    pub fn inject(&self, args: &[&str], message: &str) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.cmd("qmail-inject");
+        cmd.args(args);
+        if is_root() {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = run_with(&mut cmd, message.as_bytes());
+        assert_ok(&out, "qmail-inject");
     }
 
     /// A command for the built program `name`, with `QMAILHOME` set to this root.
