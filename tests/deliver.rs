@@ -236,3 +236,67 @@ fn sigkill_qmail_send_mid_batch_loses_nothing() {
     assert!(wait_until(LONG, || sb.check_queue() == 0), "queue not empty");
     drop(run);
 }
+
+/// The pids of the processes whose command line contains every one of `needles`.
+fn pids_of(needles: &[&str]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if needles.iter().all(|n| cmd.contains(n)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_qmail_local_mid_batch_loses_nothing() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("judy");
+    sb.assign(&[("judy", uid, gid, &home)]);
+    let run = sb.start();
+    let n = 500;
+    let home_s = home.to_string_lossy().to_string();
+    let mut killed = 0;
+    for i in 0..n {
+        inject(&sb, &["-f", "judy@example.org", "judy@example.org"], &format!("Subject: batch {i}\n\n{i}\n"));
+        if i % 10 == 0 {
+            for pid in pids_of(&["qmail-local", &home_s]) {
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+    }
+    let complete = |text: &str| {
+        let i = text.lines().find_map(|l| l.strip_prefix("Subject: batch "))?.to_string();
+        text.ends_with(&format!("\n\n{i}\n")).then_some(i)
+    };
+    let distinct = || {
+        let mut seen = std::collections::HashSet::new();
+        for f in Sandbox::maildir_new(&home) {
+            let text = fs::read_to_string(&f).unwrap_or_default();
+            // never a partial file in new/
+            assert!(complete(&text).is_some(), "partial message in new/: {}: {text:?}", f.display());
+            seen.insert(complete(&text));
+        }
+        seen.len()
+    };
+    // killed deliveries were deferred: retry them now, until everything is there
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            run.signal(Signal::SIGALRM, &sb.home);
+            distinct() >= n
+        }),
+        "only {} of {n} delivered after {killed} kills; log tail:\n{}",
+        distinct(),
+        run.log_lines().iter().rev().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "queue not empty");
+    assert!(
+        killed > 0 && run.count_log(|l| l.contains(": deferral: ")) > 0,
+        "a killed qmail-local is a deferral"
+    );
+}
