@@ -261,10 +261,15 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
     let home_s = home.to_string_lossy().to_string();
     let mut killed = 0;
     for i in 0..n {
-        inject(&sb, &["-f", "judy@example.org", "judy@example.org"], &format!("Subject: batch {i}\n\n{i}\n"));
+        inject(
+            &sb,
+            &["-f", "judy@example.org", "judy@example.org"],
+            &format!("Subject: batch {i}\n\n{i}\n"),
+        );
         if i % 10 == 0 {
             for pid in pids_of(&["qmail-local", &home_s]) {
-                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+                {
                     killed += 1;
                 }
             }
@@ -279,7 +284,11 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
         for f in Sandbox::maildir_new(&home) {
             let text = fs::read_to_string(&f).unwrap_or_default();
             // never a partial file in new/
-            assert!(complete(&text).is_some(), "partial message in new/: {}: {text:?}", f.display());
+            assert!(
+                complete(&text).is_some(),
+                "partial message in new/: {}: {text:?}",
+                f.display()
+            );
             seen.insert(complete(&text));
         }
         seen.len()

@@ -163,8 +163,9 @@ impl Todo {
             for &id in batch {
                 match self.prepare(id) {
                     Ok(kind) => done.push((id, kind)),
-                    Err(e) => self
-                        .log(&format!("warning: trouble with todo/{id}: {e}; will try again later")),
+                    Err(e) => self.log(&format!(
+                        "warning: trouble with todo/{id}: {e}; will try again later"
+                    )),
                 }
             }
             if done.is_empty() {

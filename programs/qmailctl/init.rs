@@ -300,7 +300,8 @@ fn give_to(home: &Path, owner: &str) -> Result<()> {
         bail!("the owner must not be root");
     }
     fn walk(p: &Path, uid: Uid, gid: Gid) -> Result<()> {
-        let meta = fs::symlink_metadata(p).with_context(|| format!("unable to stat {}", p.display()))?;
+        let meta =
+            fs::symlink_metadata(p).with_context(|| format!("unable to stat {}", p.display()))?;
         if meta.file_type().is_symlink() {
             return Ok(());
         }

@@ -98,7 +98,12 @@ fn main() -> ExitCode {
 
 fn up(home: &HomeArg) -> anyhow::Result<()> {
     let home = home.resolve();
-    let args = InitArgs { home: HomeArg { home: Some(home.clone()) }, domain: None, users: false, owner: None };
+    let args = InitArgs {
+        home: HomeArg { home: Some(home.clone()) },
+        domain: None,
+        users: false,
+        owner: None,
+    };
     init::init(&args)?;
     println!(
         "qmailctl: starting the mail system in {0}; queue mail with {0}/bin/qmail-inject \

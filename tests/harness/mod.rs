@@ -72,7 +72,10 @@ impl Sandbox {
         let tmp = TempDir::new("home");
         let home = tmp.path().join("home");
         let mut cmd = Command::new(bin("qmailctl"));
-        cmd.args(["init", "--home"]).arg(&home).args(["--domain", "example.org"]).env_remove("QMAILHOME");
+        cmd.args(["init", "--home"])
+            .arg(&home)
+            .args(["--domain", "example.org"])
+            .env_remove("QMAILHOME");
         if owned && is_root() {
             cmd.args(["--owner", "nobody"]);
             use std::os::unix::fs::PermissionsExt;
