@@ -455,13 +455,7 @@ impl Send {
         let info_path = path("info", id);
         let info = fs::read(&info_path)?;
         let birth = fs::metadata(&info_path)?.mtime();
-        let sender = info
-            .strip_prefix(b"F")
-            .unwrap_or(&info)
-            .split(|&b| b == 0)
-            .next()
-            .unwrap_or(b"")
-            .to_vec();
+        let sender = qmail::queue::info_sender(&info);
         let reader = BufReader::new(file.try_clone()?);
         Ok(Some(Pass {
             id,
@@ -670,13 +664,7 @@ impl Send {
         let info_path = path("info", id);
         if bounce_path.exists() {
             let info = fs::read(&info_path).map_err(|e| format!("{info_path}: {e}"))?;
-            let sender = info
-                .strip_prefix(b"F")
-                .unwrap_or(&info)
-                .split(|&b| b == 0)
-                .next()
-                .unwrap_or(b"")
-                .to_vec();
+            let sender = qmail::queue::info_sender(&info);
             if bounce::route(&sender, &self.bounce).is_none() {
                 self.log(&format!("triple bounce: discarding bounce/{id}"));
             } else {

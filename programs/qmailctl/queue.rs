@@ -45,15 +45,7 @@ pub fn list(home: &Path) -> Result<()> {
         let s = id % SPLIT;
         let info = q.join(format!("info/{s}/{id}"));
         let (meta, sender) = match (fs::metadata(&info), fs::read(&info)) {
-            (Ok(m), Ok(data)) => (
-                m,
-                data.strip_prefix(b"F")
-                    .unwrap_or(&data)
-                    .split(|&b| b == 0)
-                    .next()
-                    .unwrap_or(b"")
-                    .to_vec(),
-            ),
+            (Ok(m), Ok(data)) => (m, qmail::queue::info_sender(&data)),
             _ => {
                 let todo = if q.join(format!("todo/{id}")).exists() {
                     " (not yet preprocessed)"
