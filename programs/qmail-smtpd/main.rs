@@ -1,0 +1,2 @@
+//! qmail-smtpd: placeholder, being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-tcpsrv: placeholder, being written.
+fn main() {}
