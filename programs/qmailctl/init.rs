@@ -315,3 +315,33 @@ fn give_to(home: &Path, owner: &str) -> Result<()> {
     }
     walk(home, user.uid, user.gid)
 }
+
+/// A demo user for the embedded default: `demo`, with a Maildir under the root, owned by the
+/// root's owner (the invoking user, or the `--owner`), in users/assign and users/cdb.
+pub fn demo_user(home: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(home.join("queue")).context("unable to stat queue/")?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        bail!(
+            "the demo user cannot be root: run as a normal user, or as root with a `nobody` user"
+        );
+    }
+    let demo = home.join("demo");
+    for sub in ["", "Maildir", "Maildir/cur", "Maildir/new", "Maildir/tmp"] {
+        let p = demo.join(sub);
+        mkdir(&p, if sub.is_empty() { 0o755 } else { 0o700 })?;
+        own(&p, Uid::from_raw(uid), Gid::from_raw(gid))?;
+    }
+    let assign = format!("=demo:demo:{uid}:{gid}:{}:::\n.\n", demo.display());
+    write_file(&home.join("users/assign"), assign.as_bytes(), 0o644)?;
+    let status = std::process::Command::new(home.join("bin/qmail-newu"))
+        .env("QMAILHOME", home)
+        .status()
+        .context("unable to run qmail-newu")?;
+    if !status.success() {
+        bail!("qmail-newu failed: {status}");
+    }
+    println!("qmailctl: demo user demo@localhost delivers to {}/Maildir/", demo.display());
+    Ok(())
+}

@@ -23,10 +23,11 @@ struct Cli {
 enum Cmd {
     /// Create an installation root: control files, queue tree, users/, alias/, bin/.
     Init(InitArgs),
-    /// Create the installation root if needed, then start the mail system on it.
-    Up(HomeArg),
-    /// Run the delivery system (qmail-start) in the foreground, log on stdout; Ctrl-C stops it.
-    Run(HomeArg),
+    /// The same as run.
+    Up(RunArgs),
+    /// Run the mail system in the foreground (creating the root, with a demo user, when
+    /// missing): delivery and the SMTP listener, log on stdout; Ctrl-C stops it.
+    Run(RunArgs),
     /// Count the messages in the queue (as qmail-qstat).
     Stat(HomeArg),
     /// List the messages in the queue with their recipients (as qmail-qread).
@@ -44,6 +45,15 @@ pub struct HomeArg {
     /// The installation root (default: $QMAILHOME, else the compiled-in /var/qmail).
     #[arg(long)]
     pub home: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Where qmail-tcpsrv listens for SMTP (host:port), or `off`.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    pub listen: String,
 }
 
 #[derive(clap::Args)]
@@ -79,8 +89,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Init(args) => init::init(&args).map(|_| ()),
-        Cmd::Up(home) => up(&home),
-        Cmd::Run(home) => run::run(&home.resolve()),
+        Cmd::Up(args) | Cmd::Run(args) => up(&args),
         Cmd::Stat(home) => queue::stat(&home.resolve()),
         Cmd::Queue(home) => queue::list(&home.resolve()),
         Cmd::Doqueue(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGALRM),
@@ -96,19 +105,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn up(home: &HomeArg) -> anyhow::Result<()> {
-    let home = home.resolve();
-    let args = InitArgs {
-        home: HomeArg { home: Some(home.clone()) },
-        domain: None,
-        users: false,
-        owner: None,
-    };
-    init::init(&args)?;
-    println!(
-        "qmailctl: starting the mail system in {0}; queue mail with {0}/bin/qmail-inject \
-         (the SMTP listener arrives with the SMTP issue); Ctrl-C stops it",
-        home.display()
-    );
-    run::run(&home)
+/// Create the root with a demo user when it is missing, then run the mail system.
+fn up(args: &RunArgs) -> anyhow::Result<()> {
+    let home = args.home.resolve();
+    if !home.join("control/me").exists() {
+        let owner = nix::unistd::geteuid()
+            .is_root()
+            .then(|| "nobody".to_string())
+            .filter(|n| nix::unistd::User::from_name(n).ok().flatten().is_some());
+        let init_args = InitArgs {
+            home: HomeArg { home: Some(home.clone()) },
+            domain: Some("localhost".to_string()),
+            users: false,
+            owner,
+        };
+        init::init(&init_args)?;
+        init::demo_user(&home)?;
+    }
+    let listen = run::Listen((args.listen != "off").then(|| args.listen.clone()));
+    if let Some(addr) = &listen.0 {
+        println!(
+            "qmailctl: mail system in {0}; SMTP on {addr}; mail for demo@localhost lands in \
+             {0}/demo/Maildir/new; Ctrl-C stops it",
+            home.display()
+        );
+    }
+    run::run(&home, &listen)
 }

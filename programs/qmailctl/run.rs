@@ -1,83 +1,170 @@
-//! qmailctl run, doqueue, reload: run the delivery system in the foreground and signal it.
+//! qmailctl run, doqueue, reload: run the mail system in the foreground and signal it.
 //!
-//! `run` starts `bin/qmail-start <control/defaultdelivery>` (which becomes qmail-send) with
-//! the log on stdout, records its pid in `run/qmail-send.pid`, and turns Ctrl-C or TERM into
-//! a clean TERM of qmail-send; it returns when qmail-send has exited.
+//! `run` creates the installation root when it is missing (with a demo user), then starts
+//! `bin/qmail-start <control/defaultdelivery>` (which becomes qmail-send) and, unless
+//! `--listen off`, `bin/qmail-tcpsrv` running `bin/qmail-smtpd` on the listen address. The
+//! log goes to stdout. A child that dies is restarted (after a second); Ctrl-C or TERM stops
+//! both cleanly (qmail-send finishes its running deliveries) and `run` returns when they have
+//! exited. qmail-send's pid is kept in `run/qmail-send.pid` for `doqueue` and `reload`.
 
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn pid_file(home: &Path) -> PathBuf {
     home.join("run/qmail-send.pid")
 }
 
-/// Run qmail-start until qmail-send exits.
-pub fn run(home: &Path) -> Result<()> {
+/// What to run besides delivery.
+pub struct Listen(pub Option<String>);
+
+/// One supervised child.
+struct Kid {
+    name: &'static str,
+    pid: Option<Pid>,
+    /// when it may be started again after dying
+    restart_at: Option<Instant>,
+}
+
+/// Run the mail system until TERM or Ctrl-C.
+pub fn run(home: &Path, listen: &Listen) -> Result<()> {
     let aliasempty = qmail::control::Control::new(home)
         .line("defaultdelivery")
         .context("unable to read control/defaultdelivery")?
         .unwrap_or_else(|| "./Maildir/".to_string());
     let mut mask = SigSet::empty();
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGTERM);
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
+        mask.add(s);
+    }
     mask.thread_block().context("unable to block signals")?;
-    let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
-    let mut child = Command::new(home.join("bin/qmail-start"))
-        .arg(&aliasempty)
-        .env("QMAILHOME", home)
-        .spawn()
-        .with_context(|| format!("unable to run {}/bin/qmail-start", home.display()))?;
-    let pid = child.id();
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).context("signalfd")?;
     fs::create_dir_all(home.join("run")).context("unable to create run/")?;
-    fs::write(pid_file(home), format!("{pid}\n")).context("unable to write run/qmail-send.pid")?;
 
-    // a thread waits for the child and says so through a pipe
-    let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let waiter = std::thread::spawn(move || {
-        let status = child.wait();
-        drop(done_w);
-        status
-    });
-    let mut done = fs::File::from(done_r);
-    let mut termed = false;
+    let mut kids = vec![Kid { name: "qmail-send", pid: None, restart_at: Some(Instant::now()) }];
+    if listen.0.is_some() {
+        kids.push(Kid { name: "qmail-tcpsrv", pid: None, restart_at: Some(Instant::now()) });
+    }
+    let mut stopping = false;
     loop {
-        let mut fds = [
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(done.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("poll: {e}"),
-        }
-        let (sig, exited) = (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false));
-        if sig {
-            while let Ok(Some(_)) = signals.read_signal() {}
-            if !termed {
-                termed = true;
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        if !stopping {
+            for kid in kids.iter_mut() {
+                if kid.pid.is_none() && kid.restart_at.is_some_and(|t| Instant::now() >= t) {
+                    let pid = start(home, kid.name, &aliasempty, listen)?;
+                    kid.pid = Some(pid);
+                    kid.restart_at = None;
+                    if kid.name == "qmail-send" {
+                        fs::write(pid_file(home), format!("{pid}\n"))
+                            .context("unable to write run/qmail-send.pid")?;
+                    }
+                }
             }
         }
-        if exited {
-            let _ = done.read(&mut [0u8; 1]);
+        if stopping && kids.iter().all(|k| k.pid.is_none()) {
             break;
         }
+        let wait = kids
+            .iter()
+            .filter_map(|k| k.restart_at)
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => bail!("poll: {e}"),
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            let sig = Signal::try_from(info.ssi_signo as i32).ok();
+            if matches!(sig, Some(Signal::SIGINT | Signal::SIGTERM)) && !stopping {
+                stopping = true;
+                for kid in &kids {
+                    if let Some(pid) = kid.pid {
+                        let _ = kill(pid, Signal::SIGTERM);
+                    }
+                }
+            }
+        }
+        // reap every child that ended (our two, and nothing else: they are our only children)
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { break };
+                    if let Some(kid) = kids.iter_mut().find(|k| k.pid == Some(pid)) {
+                        kid.pid = None;
+                        if !stopping {
+                            eprintln!("qmailctl: {} exited ({status:?}); restarting it", kid.name);
+                            kid.restart_at = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+        }
     }
-    let status = waiter.join().map_err(|_| anyhow::anyhow!("waiter thread failed"))??;
     let _ = fs::remove_file(pid_file(home));
-    if !status.success() {
-        bail!("qmail-send exited with {status}");
-    }
     Ok(())
+}
+
+/// Start one supervised program; its output goes to our stdout.
+fn start(home: &Path, name: &str, aliasempty: &str, listen: &Listen) -> Result<Pid> {
+    let bin = home.join("bin");
+    let mut cmd = match name {
+        "qmail-send" => {
+            let mut c = Command::new(bin.join("qmail-start"));
+            c.arg(aliasempty);
+            c
+        }
+        _ => {
+            let addr = listen.0.as_deref().unwrap_or("127.0.0.1:2525");
+            let (host, port) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("--listen {addr}: expected host:port"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let me = qmail::control::Control::new(home).me().ok().flatten().unwrap_or_default();
+            let mut c = Command::new(bin.join("qmail-tcpsrv"));
+            c.args(["-v", "-R", "-H"]);
+            if !me.is_empty() {
+                c.args(["-l", &me]);
+            }
+            if let Some((uid, gid)) = owner(home) {
+                c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+            }
+            let rules = home.join("control/tcp.smtp.cdb");
+            if rules.exists() {
+                c.arg("-x").arg(&rules);
+            }
+            c.args([host, port]).arg(bin.join("qmail-smtpd"));
+            c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
+            c
+        }
+    };
+    cmd.env("QMAILHOME", home);
+    let child = cmd.spawn().with_context(|| format!("unable to start {name}"))?;
+    // reaped by waitpid in the loop above
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Running as root, the owner of a single-user root (qmailctl init --owner) runs the SMTP
+/// server; a system installation's smtpd runs as qmaild.
+fn owner(home: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    if let Ok(Some(u)) = nix::unistd::User::from_name(qmail::auto::USER_QMAILD) {
+        return Some((u.uid.as_raw(), u.gid.as_raw()));
+    }
+    let meta = fs::metadata(home.join("queue")).ok()?;
+    (meta.uid() != 0).then_some((meta.uid(), meta.gid()))
 }
 
 /// Send `sig` to the running qmail-send.

@@ -282,7 +282,7 @@ impl Sandbox {
         use std::os::unix::process::CommandExt;
         let mut child = self
             .cmd("qmailctl")
-            .args(["run", "--home"])
+            .args(["run", "--listen", "off", "--home"])
             .arg(&self.home)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
