@@ -309,3 +309,23 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
         "a killed qmail-local is a deferral"
     );
 }
+
+#[test]
+fn debris_of_crashed_injections_is_removed_after_36_hours() {
+    let sb = Sandbox::for_delivery();
+    // a message file and envelope left by a crashed qmail-queue: one old, one recent
+    let old = sb.queue().join("mess/1/24");
+    let recent = sb.queue().join("mess/2/25");
+    for p in [&old, &recent] {
+        fs::write(p, "Received: (qmail 1 invoked by uid 0); ...\n\nhalf a mess").unwrap();
+    }
+    fs::write(sb.queue().join("intd/24"), "u0\0p1\0").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(37 * 3600);
+    let f = fs::File::options().write(true).open(&old).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(long_ago).set_modified(long_ago)).unwrap();
+    drop(f);
+    let run = sb.start();
+    assert!(wait_until(LONG, || !old.exists()), "old debris kept; log:\n{}", run.log_text());
+    assert!(!sb.queue().join("intd/24").exists());
+    assert!(recent.exists(), "recent files are never touched (a live qmail-queue)");
+}

@@ -31,6 +31,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Retry after trouble with the file system.
 const TROUBLE: i64 = 123;
+/// Debris of a crashed injection is this old before it is removed (36 hours).
+const OSSIFIED: i64 = 129_600;
+/// Time between cleanup sweeps.
+const SWEEP: i64 = 76_431;
 /// The most a poll sleeps.
 const MAX_SLEEP: i64 = 1500;
 
@@ -99,6 +103,7 @@ struct Send {
     delnum: u64,
     exitasap: bool,
     todo_done: bool,
+    next_sweep: i64,
     /// messages whose completion must be retried: (due, id)
     completions: BinaryHeap<Reverse<(i64, u64)>>,
 }
@@ -163,6 +168,7 @@ fn run() -> Result<(), String> {
         delnum: 0,
         exitasap: false,
         todo_done: false,
+        next_sweep: 0,
         completions: BinaryHeap::new(),
     };
     let mut mask = SigSet::empty();
@@ -286,6 +292,9 @@ impl Send {
                 return Ok(());
             }
             self.run_completions();
+            if unix_now() >= self.next_sweep && !self.exitasap {
+                self.cleanup_sweep();
+            }
             self.schedule()?;
             self.flush_outboxes()?;
             let timeout = self.timeout();
@@ -643,6 +652,33 @@ impl Send {
     }
 
     /// Spec §2.8: bounce if needed, then remove the message.
+    /// Spec §2.9: remove what crashed injections left behind: a message file untouched for
+    /// 36 hours (longer than qmail-queue's 24-hour limit, so never a live injection) with
+    /// neither info nor todo.
+    fn cleanup_sweep(&mut self) {
+        let now = unix_now();
+        for s in 0..SPLIT {
+            let Ok(dir) = fs::read_dir(format!("mess/{s}")) else { continue };
+            for e in dir.flatten() {
+                let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                    continue;
+                };
+                let Ok(meta) = e.metadata() else { continue };
+                if now - meta.atime() < OSSIFIED
+                    || Path::new(&path("info", id)).exists()
+                    || Path::new(&format!("todo/{id}")).exists()
+                {
+                    continue;
+                }
+                self.log(&format!("warning: removing debris of msg {id} (a crashed injection)"));
+                if let Err(e) = self.clean(&format!("foop/{id}")) {
+                    self.log(&format!("warning: {e}"));
+                }
+            }
+        }
+        self.next_sweep = now + SWEEP;
+    }
+
     fn run_completions(&mut self) {
         let now = unix_now();
         while let Some(Reverse((due, id))) = self.completions.peek().copied() {
