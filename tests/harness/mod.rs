@@ -11,6 +11,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -276,13 +281,32 @@ pub struct Running {
 }
 
 impl Sandbox {
-    /// Start `qmailctl run` on this root.
+    /// Start `qmailctl run` on this root, without the SMTP listener.
     pub fn start(&self) -> Running {
+        self.start_with(&["--listen", "off"])
+    }
+
+    /// Start `qmailctl run` with the SMTP listener on a free loopback port; returns the port.
+    pub fn start_smtp(&self) -> (Running, u16) {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let run = self.start_with(&["--listen", &addr]);
+        assert!(
+            wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(&addr).is_ok()),
+            "the SMTP listener did not come up; log:\n{}",
+            run.log_text()
+        );
+        (run, port)
+    }
+
+    fn start_with(&self, extra: &[&str]) -> Running {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         let mut child = self
             .cmd("qmailctl")
-            .args(["run", "--listen", "off", "--home"])
+            .arg("run")
+            .args(extra)
+            .arg("--home")
             .arg(&self.home)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
