@@ -1,0 +1,2 @@
+//! qmail-remote: placeholder, being written.
+fn main() {}

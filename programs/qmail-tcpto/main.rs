@@ -1,0 +1,2 @@
+//! qmail-tcpto: placeholder, being written.
+fn main() {}
