@@ -10,3 +10,4 @@ mod inject;
 mod local;
 mod queue;
 mod spawn;
+mod tcpsrv;

@@ -9,8 +9,9 @@
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
-//!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`smtp`] (the
-//!   sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder).
+//!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
+//!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
+//!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -51,5 +52,6 @@ pub mod rewrite;
 pub mod smtp;
 pub mod spawn;
 pub mod spawner;
+pub mod tcprules;
 pub mod text0;
 pub mod users;

@@ -263,7 +263,7 @@ impl Path {
     pub fn replace_local_ip(
         &mut self,
         liphost: &[u8],
-        is_local: impl Fn(IpAddr) -> bool,
+        mut is_local: impl FnMut(IpAddr) -> bool,
     ) -> Result<(), PathError> {
         let Some(at) = self.addr.iter().rposition(|&b| b == b'@') else { return Ok(()) };
         let Some(ip) = bracket_ip(&self.addr[at + 1..]) else { return Ok(()) };
