@@ -380,6 +380,8 @@ pub const KNOWN: &[Known] = &[
     k("smtpclustercookie", Kind::Line, "none", "cluster loop cookie (first 32 bytes)"),
     k("smtpgreeting", Kind::Line, "me", "text of the SMTP greeting"),
     k("smtproutes", Kind::Map, "none", "domain:relay[:port] routes for qmail-remote"),
+    k("tcp.smtp", Kind::List, "127.0.0.1 may relay", "qmail-tcpsrv rules for qmail-smtpd"),
+    k("tcp.smtp.cdb", Kind::Cdb, "built by init", "compiled tcp.smtp (qmailctl cdb)"),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),

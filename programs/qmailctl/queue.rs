@@ -1,4 +1,5 @@
-//! qmailctl stat, queue, cdb: look at the queue, rebuild the databases.
+//! qmailctl stat, queue, cdb: look at the queue, rebuild the databases (users/cdb, the
+//! control cdbs, and the qmail-tcpsrv rules control/tcp.smtp.cdb).
 
 use anyhow::{Context, Result};
 use qmail::auto::SPLIT;
@@ -99,6 +100,19 @@ pub fn cdb(home: &Path) -> Result<()> {
             .context("unable to run qmail-cdb")?;
         anyhow::ensure!(status.success(), "qmail-cdb {name} failed: {status}");
         println!("control/{name}.cdb rebuilt");
+    }
+    let rules = control.join("tcp.smtp");
+    if rules.exists() {
+        let text = fs::File::open(&rules)
+            .with_context(|| format!("unable to read {}", rules.display()))?;
+        let records = qmail::tcprules::compile(text).context("control/tcp.smtp")?;
+        qmail::tcprules::write_cdb(
+            &records,
+            &control.join("tcp.smtp.cdb"),
+            &control.join("tcp.smtp.tmp"),
+        )
+        .context("unable to write control/tcp.smtp.cdb")?;
+        println!("control/tcp.smtp.cdb rebuilt");
     }
     Ok(())
 }
