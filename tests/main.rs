@@ -9,5 +9,6 @@ mod deliver;
 mod inject;
 mod local;
 mod queue;
+mod smtpd;
 mod spawn;
 mod tcpsrv;

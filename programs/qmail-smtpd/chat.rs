@@ -110,7 +110,11 @@ pub fn run(io: &mut Io) -> End {
 impl Session<'_> {
     /// `ME WORDS[ GREETING]`.
     fn with_greeting(&self, words: &str) -> String {
-        let mut g = format!("{} {words}", self.cfg.me);
+        let mut g = self.cfg.me.clone();
+        if !words.is_empty() {
+            g.push(' ');
+            g.push_str(words);
+        }
         if !self.cfg.greeting.is_empty() {
             g.push(' ');
             g.push_str(&self.cfg.greeting);
@@ -454,7 +458,7 @@ impl Session<'_> {
                 self.rbl_headers.push(header);
             } else if self.rbl_reject.is_none() {
                 self.rbl_reject = Some(format!(
-                    "sorry, your mailserver [{ip}] is rejected by {}: {}",
+                    "sorry, your mailserver [{ip}] is rejected by {}: {} (#5.7.1)",
                     rbl.base, rbl.message
                 ));
             }
