@@ -11,4 +11,5 @@ mod local;
 mod queue;
 mod smtpd;
 mod spawn;
+mod system;
 mod tcpsrv;
