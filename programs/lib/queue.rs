@@ -152,6 +152,14 @@ impl Injection {
         MessageWriter { inj: self }
     }
 
+    /// Give up on this message: close both inputs without an envelope (qmail-queue sees a
+    /// truncated envelope, exits 54 and removes its files) and wait for it, leaving no zombie.
+    pub fn abort(mut self) {
+        drop(self.message.take());
+        drop(self.envelope);
+        let _ = self.child.wait();
+    }
+
     /// Close the message, send the envelope, wait for qmail-queue and say how it went.
     pub fn finish(mut self, envelope: &Envelope) -> Result<(), Verdict> {
         if let Some(mut w) = self.message.take() {
@@ -219,6 +227,23 @@ fn set_nonblocking(f: &impl AsFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abort_waits_for_the_child() {
+        // a stand-in queue program that reads both inputs and fails on a missing envelope
+        let dir = std::env::temp_dir().join(format!("qmail-abort-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let prog = dir.join("bin/qmail-queue");
+        std::fs::write(&prog, "#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit 54\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut inj = Injection::start(&dir).unwrap();
+        let pid = inj.pid();
+        let _ = inj.message().write_all(b"partial");
+        inj.abort();
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "qmail-queue reaped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn paths() {

@@ -59,7 +59,9 @@ pub fn data(s: &mut Session) -> Flow {
             let _ = i.message().write_all(&out);
             if decoder.refused().is_some() || exec.hit() {
                 // refused: stop the queue program now, read on to the end
-                inj = None;
+                if let Some(i) = inj.take() {
+                    i.abort();
+                }
             }
         }
         match step {
