@@ -75,3 +75,49 @@ fn readme_first_command_on_a_fresh_root() {
     assert!(arrived, "the sample message did not arrive in {}", maildir.display());
     assert!(status.success(), "qmailctl run after TERM: {status}");
 }
+
+/// One RCPT to a foreign domain through a server on `port`, from `source`; the reply code.
+fn relay_probe(port: u16, source: &str) -> String {
+    let script = format!(
+        "import smtplib\ntry:\n    s = smtplib.SMTP('127.0.0.1', {port}, timeout=30, source_address=({source:?}, 0))\n\
+         \x20   s.ehlo('c.example')\n    s.mail('a@example.net')\n    print(s.rcpt('x@elsewhere.example')[0])\n\
+         \x20   s.quit()\nexcept smtplib.SMTPServerDisconnected:\n    print('closed')\n"
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert_ok(&out, "python3 relay probe");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn one_tcprules_cdb_for_tcpserver_and_qmail_tcpsrv() {
+    let sb = Sandbox::new();
+    // the rules, compiled by ucspi-tcp's own tcprules
+    let rules = sb.tmp.path().join("tcp.smtp");
+    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n127.0.0.2:deny\n:allow\n").unwrap();
+    let cdb = sb.tmp.path().join("tcp.smtp.cdb");
+    let out = Command::new("tcprules")
+        .arg(&cdb)
+        .arg(sb.tmp.path().join("tcp.smtp.tmp"))
+        .stdin(fs::File::open(&rules).unwrap())
+        .output()
+        .expect("tcprules (ucspi-tcp) must be installed: run tests/run");
+    assert_ok(&out, "tcprules");
+    let smtpd = sb.home.join("bin/qmail-smtpd");
+    for server in ["tcpserver", "qmail-tcpsrv"] {
+        let port = free_port();
+        let program = if server == "tcpserver" { "tcpserver".into() } else { bin("qmail-tcpsrv") };
+        let mut cmd = Command::new(program);
+        cmd.args(["-H", "-R", "-l", "mx.example.org", "-x"])
+            .arg(&cdb)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(&smtpd)
+            .env("QMAILHOME", &sb.home)
+            .stderr(std::process::Stdio::null());
+        let _guard = Guard(cmd.spawn().unwrap());
+        let addr = format!("127.0.0.1:{port}");
+        assert!(wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok()), "{server}");
+        assert_eq!(relay_probe(port, "127.0.0.1"), "250", "{server}: 127.0.0.1 may relay");
+        assert_eq!(relay_probe(port, "127.0.0.2"), "closed", "{server}: 127.0.0.2 is denied");
+        assert_eq!(relay_probe(port, "127.0.0.3"), "553", "{server}: others may not relay");
+    }
+}
