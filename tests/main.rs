@@ -9,6 +9,7 @@ mod deliver;
 mod inject;
 mod local;
 mod queue;
+mod remote;
 mod smtpd;
 mod spawn;
 mod system;

@@ -11,7 +11,10 @@
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
-//!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder).
+//!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
+//!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`remote`]
+//!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
+//!   table of remote hosts that timed out, `queue/lock/tcpto`).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -48,10 +51,13 @@ pub mod netstring;
 pub mod prot;
 pub mod queue;
 pub mod received;
+pub mod remote;
 pub mod rewrite;
 pub mod smtp;
+pub mod smtpreply;
 pub mod spawn;
 pub mod spawner;
 pub mod tcprules;
+pub mod tcpto;
 pub mod text0;
 pub mod users;
