@@ -501,20 +501,19 @@ fn lspawn_falls_back_to_the_alias_user() {
 }
 
 #[test]
-fn rspawn_keeps_everything_queued() {
+fn rspawn_runs_qmail_remote_and_checks_commands() {
     let sb = Sandbox::new();
     let tcpto = sb.queue().join("lock/tcpto");
     fs::write(&tcpto, [7u8; 1024]).unwrap();
+    // no DNS: a route to a loopback port where nothing listens (tests/remote.rs has the rest)
+    sb.control("smtproutes", "example.net:[127.0.0.1]\n");
+    sb.control("remoteport", &format!("{}\n", crate::harness::free_port()));
     let mess = inject(&sb, "r@example.net");
     let mut rspawn = Spawner::start(&sb, "qmail-rspawn", &[]);
     assert_eq!(rspawn.handshake, [0xF4, 0x01]);
     assert_eq!(fs::read(&tcpto).unwrap(), vec![0u8; 1024], "lock/tcpto zeroed");
     rspawn.send(0, &mess, "s@x", "r@example.net");
-    rspawn.expect(
-        0,
-        b'Z',
-        "Remote delivery is not available yet; the message stays queued. (#4.3.0)",
-    );
+    rspawn.expect(0, b'Z', "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)");
     rspawn.send(500, &mess, "s@x", "r@example.net");
     rspawn.expect(500, b'Z', "(#4.3.5)");
     rspawn.send(1, "x", "s@x", "r@example.net");
