@@ -244,9 +244,11 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
                 let dns = resolver(cfg)?;
                 match dns.ips(&name) {
                     Ok(ips) => ips,
-                    Err(dns::DnsError::Hard) => return Err(perm(format!(
+                    Err(dns::DnsError::Hard) => {
+                        return Err(perm(format!(
                         "Sorry, I couldn't find the relay {name} of control/smtproutes. (#5.1.2)\n"
-                    ))),
+                    )))
+                    }
                     Err(dns::DnsError::Soft(e)) => return Err(soft(&e)),
                 }
             }
