@@ -1,0 +1,2 @@
+//! qmail-ldaplookup: placeholder, being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-quotawarn: placeholder, being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! qmail-reply: placeholder, being written.
+fn main() {}

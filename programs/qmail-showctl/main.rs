@@ -1,0 +1,2 @@
+//! qmail-showctl: placeholder, being written.
+fn main() {}
