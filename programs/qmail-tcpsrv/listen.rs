@@ -33,9 +33,9 @@ pub fn port(text: &str) -> Result<u16, String> {
 }
 
 /// Bind and listen; every listener is non-blocking (see [`accept`]).
-pub fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, String> {
+pub fn bind(host: &str, port: u16, backlog: u32) -> Result<Vec<TcpListener>, String> {
     let listeners = match host {
-        "" | "0" => bind_any(port)?,
+        "" | "0" => bind_any(port, backlog)?,
         _ => {
             let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -44,7 +44,7 @@ pub fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, String> {
                     .map_err(|e| format!("unable to figure out IP address for {host}: {e}"))?
                     .collect(),
             };
-            bind_all(&addrs)?
+            bind_all(&addrs, backlog)?
         }
     };
     for l in &listeners {
@@ -53,21 +53,21 @@ pub fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, String> {
     Ok(listeners)
 }
 
-fn bind_any(port: u16) -> Result<Vec<TcpListener>, String> {
+fn bind_any(port: u16, backlog: u32) -> Result<Vec<TcpListener>, String> {
     let six = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-    let v6 = match TcpListener::bind(six) {
+    let v6 = match listen_on(six, backlog) {
         Ok(l) => l,
         // no IPv6 here: IPv4 only
         Err(e)
             if matches!(e.kind(), ErrorKind::AddrNotAvailable | ErrorKind::Unsupported)
                 || e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT) =>
         {
-            return bind_all(&[SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)]);
+            return bind_all(&[SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)], backlog);
         }
         Err(e) => return Err(format!("unable to bind: {e}")),
     };
     let port = v6.local_addr().map_err(|e| format!("unable to get local address: {e}"))?.port();
-    match TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)) {
+    match listen_on(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port), backlog) {
         Ok(v4) => Ok(vec![v6, v4]),
         // the IPv6 socket is dual-stack and already takes IPv4
         Err(e) if e.kind() == ErrorKind::AddrInUse => Ok(vec![v6]),
@@ -75,8 +75,18 @@ fn bind_any(port: u16) -> Result<Vec<TcpListener>, String> {
     }
 }
 
+/// One listening socket with the `-b` backlog (SO_REUSEADDR, as std and tcpserver set it).
+fn listen_on(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
 /// Bind every address on one port (the first one's, when the port is 0).
-fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
+fn bind_all(addrs: &[SocketAddr], backlog: u32) -> Result<Vec<TcpListener>, String> {
     let mut listeners: Vec<TcpListener> = Vec::new();
     for addr in addrs {
         let mut addr = *addr;
@@ -86,7 +96,8 @@ fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
         if listeners.iter().any(|l| l.local_addr().ok() == Some(addr)) {
             continue;
         }
-        listeners.push(TcpListener::bind(addr).map_err(|e| format!("unable to bind {addr}: {e}"))?);
+        listeners
+            .push(listen_on(addr, backlog).map_err(|e| format!("unable to bind {addr}: {e}"))?);
     }
     if listeners.is_empty() {
         return Err("no IP address to bind".into());

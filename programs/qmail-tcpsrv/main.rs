@@ -73,7 +73,7 @@ fn run(opts: Options) -> Result<(), String> {
         .map_err(|e| format!("unable to start the signal thread: {e}"))?;
 
     let port = listen::port(&opts.port)?;
-    let listeners = listen::bind(&opts.host, port)?;
+    let listeners = listen::bind(&opts.host, port, opts.backlog)?;
     let bound = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
