@@ -23,18 +23,24 @@ use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
 use qmail::maildir;
 use qmail::queue::Injection;
+use qmail::quota::{self, Quota};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// Permission bits that must not be set on the home directory or a `.qmail` file
 /// (upstream's `conf-patrn`): writable by others.
 const PATRN: u32 = 0o002;
+
+/// The bounce texts of a full mailbox (ldap.md §4.6).
+const OVER_QUOTA_MAILDIR: &str = "The users mailfolder is over the allowed quota (size). (#5.2.2)";
+const OVER_QUOTA_MBOX: &str = "The users mailbox is over the allowed quota (size). (#5.2.2)";
 
 const USAGE: &str =
     "usage: qmail-local [-nN] [--] user homedir local dash ext domain sender aliasempty (#5.3.5)";
@@ -127,6 +133,8 @@ struct Delivery {
     rpline: Vec<u8>,
     ufline: Vec<u8>,
     env: Vec<(&'static str, Vec<u8>)>,
+    /// The account's Maildir++ quota (`MAILDIRQUOTA`).
+    quota: Option<Quota>,
 }
 
 fn run(args: &Args) -> Result<String, Verdict> {
@@ -140,19 +148,39 @@ fn run(args: &Args) -> Result<String, Verdict> {
     let directory = ldap::Options::from_env()?;
 
     let dot = find_dotqmail(&args.dash, &args.ext, &directory)?;
-    if dot.is_none() && !args.dash.is_empty() {
+    if dot.is_none() && !args.dash.is_empty() && !directory.uses_ldap() {
         return Err(Verdict::perm("Sorry, no mailbox here by that name. (#5.1.1)"));
     }
-    let (text, forward_only, default) = match dot {
-        Some(d) if !d.text.is_empty() => (d.text, d.forward_only, d.default),
-        Some(d) => (args.aliasempty.clone(), false, d.default),
-        None => (args.aliasempty.clone(), false, None),
+    let parse = |text: &[u8], forward_only| {
+        dotqmail::parse(text, forward_only).map_err(|e| Verdict::temp(format!("Uh-oh: {e}")))
     };
-    let instructions =
-        dotqmail::parse(&text, forward_only).map_err(|e| Verdict::temp(format!("Uh-oh: {e}")))?;
-    let new_sender = new_sender(args)?;
+    let (instructions, default, new_sender) = if directory.uses_ldap() {
+        // the directory's instructions, then (in `both` mode) a non-empty .qmail file;
+        // forwarded copies keep the envelope sender
+        let (extra, default) = match dot {
+            Some(d) if !d.text.is_empty() => (parse(&d.text, d.forward_only)?, d.default),
+            Some(d) => (Vec::new(), d.default),
+            None => (Vec::new(), None),
+        };
+        let list = directory.instructions(parse(&args.aliasempty, false)?, extra)?;
+        (list, default, args.sender.clone())
+    } else {
+        let (text, forward_only, default) = match dot {
+            Some(d) if !d.text.is_empty() => (d.text, d.forward_only, d.default),
+            Some(d) => (args.aliasempty.clone(), false, d.default),
+            None => (args.aliasempty.clone(), false, None),
+        };
+        (parse(&text, forward_only)?, default, new_sender(args)?)
+    };
+    for w in &directory.warnings {
+        plan.push_str(w);
+        plan.push('\n');
+    }
 
     if args.plan_only {
+        if directory.replies_to(&args.sender) {
+            plan.push_str("reply\n");
+        }
         for i in &instructions {
             let (what, arg) = match i {
                 Instruction::Program(p) => ("program", p.as_slice()),
@@ -166,11 +194,14 @@ fn run(args: &Args) -> Result<String, Verdict> {
     }
 
     let message = open_message()?;
-    let d = Delivery::new(args, message, &new_sender, default);
+    let d = Delivery::new(args, message, &new_sender, default, directory.quota.clone());
     if is_looping(&d)? {
         return Err(Verdict::perm(
             "This message is looping: it already has my Delivered-To line. (#5.4.6)",
         ));
+    }
+    if directory.replies_to(&args.sender) {
+        d.reply(&args.aliasempty)?;
     }
     let (mut files, mut programs) = (0u32, 0u32);
     let mut forwards: Vec<Address> = Vec::new();
@@ -193,7 +224,8 @@ fn run(args: &Args) -> Result<String, Verdict> {
             Instruction::Forward(a) => forwards.push(a),
         }
     }
-    let mut report = format!("did {files}+{}+{programs}\n", forwards.len());
+    let mut report = plan;
+    report.push_str(&format!("did {files}+{}+{programs}\n", forwards.len()));
     if !forwards.is_empty() {
         d.forward(&new_sender, forwards)?;
         // upstream prints qmail-queue's pid; Injection does not expose it
@@ -347,7 +379,13 @@ fn has_header_line(mut r: impl BufRead, line: &[u8]) -> io::Result<bool> {
 }
 
 impl Delivery {
-    fn new(args: &Args, message: File, new_sender: &[u8], default: Option<Vec<u8>>) -> Self {
+    fn new(
+        args: &Args,
+        message: File,
+        new_sender: &[u8],
+        default: Option<Vec<u8>>,
+        quota: Option<Quota>,
+    ) -> Self {
         let dtline = dotqmail::delivered_to(&args.local, &args.domain);
         let rpline = dotqmail::return_path(&args.sender);
         let ufline = from_line(&args.sender, qmail::date822::unix_now());
@@ -376,7 +414,7 @@ impl Delivery {
         if let Some(d) = default {
             env.push(("DEFAULT", d));
         }
-        Delivery { message, dtline, rpline, ufline, env }
+        Delivery { message, dtline, rpline, ufline, env, quota }
     }
 
     /// The message, positioned at offset 0 (the returned handle shares the offset).
@@ -387,24 +425,100 @@ impl Delivery {
         Ok(f)
     }
 
+    /// Deliver into a Maildir; with a quota, the message is staged first, checked against
+    /// `maildirsize`, accounted for, and only then linked into `new/`.
     fn maildir(&self, path: &[u8]) -> Result<(), Verdict> {
+        let shown = String::from_utf8_lossy(path);
+        let fail = |e: maildir::MaildirError| {
+            Verdict::temp(format!("Unable to deliver to Maildir {shown}: {e} (#{})", e.status()))
+        };
         let header = [&self.rpline[..], &self.dtline].concat();
         let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
-        maildir::deliver(Path::new(OsStr::from_bytes(path)), &header, &mut msg).map(drop).map_err(
-            |e| {
-                Verdict::temp(format!(
-                    "Unable to deliver to Maildir {}: {e} (#{})",
-                    String::from_utf8_lossy(path),
-                    e.status()
-                ))
-            },
-        )
+        let dir = Path::new(OsStr::from_bytes(path));
+        let Some(q) = &self.quota else {
+            return maildir::deliver(dir, &header, &mut msg).map(drop).map_err(fail);
+        };
+        let staged = maildir::stage(dir, &header, &mut msg).map_err(fail)?;
+        let root = quota::root(dir);
+        let qfail = |e: quota::QuotaError| {
+            Verdict::temp(format!("Unable to check quota of {shown}: {e} (#4.3.0)"))
+        };
+        let check = quota::check(&root, q, staged.size()).map_err(qfail)?;
+        if check.over {
+            // the staged file is removed when it goes out of scope
+            self.quotawarn(path)?;
+            return Err(Verdict::perm(OVER_QUOTA_MAILDIR));
+        }
+        if check.warn {
+            self.quotawarn(path)?;
+        }
+        quota::add(&root, staged.size(), 1).map_err(qfail)?;
+        staged.commit().map(drop).map_err(fail)
     }
 
     fn mbox(&self, path: &[u8]) -> Result<(), Verdict> {
         let header = [&self.ufline[..], &self.rpline, &self.dtline].concat();
+        if let Some(q) = &self.quota {
+            let size = self
+                .message
+                .metadata()
+                .map_err(|e| Verdict::temp(format!("Unable to stat message: {e} (#4.3.0)")))?
+                .len()
+                .saturating_add(header.len() as u64);
+            let check = quota::check_mbox(Path::new(OsStr::from_bytes(path)), q, size)
+                .map_err(|e| Verdict::temp(format!("Unable to check quota: {e} (#4.3.0)")))?;
+            if check.over {
+                self.quotawarn(path)?;
+                return Err(Verdict::perm(OVER_QUOTA_MBOX));
+            }
+            if check.warn {
+                self.quotawarn(path)?;
+            }
+        }
         let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
         mbox::deliver(Path::new(OsStr::from_bytes(path)), &header, &mut msg)
+    }
+
+    /// Run `bin/qmail-quotawarn MAILBOX` (no shell) with the message on stdin: 0 goes on,
+    /// 111 or a failure to run it is temporary, anything else permanent (tools.md §11).
+    fn quotawarn(&self, mailbox: &[u8]) -> Result<(), Verdict> {
+        let prog = qmail::auto::home().join("bin/qmail-quotawarn");
+        self.helper(&prog, &[mailbox]).and_then(|code| match code {
+            0 => Ok(()),
+            111 => Err(Verdict::temp("")),
+            _ => Err(Verdict::perm("")),
+        })
+    }
+
+    /// Run `bin/qmail-reply [MAILDIR]` (no shell) before any other delivery; its exit code
+    /// counts as a program's (100 bounces the message, 111 defers it).
+    fn reply(&self, aliasempty: &[u8]) -> Result<(), Verdict> {
+        let prog = qmail::auto::home().join("bin/qmail-reply");
+        let maildir = matches!(aliasempty.first(), Some(b'.' | b'/')) && aliasempty.ends_with(b"/");
+        let args: &[&[u8]] = if maildir { &[aliasempty] } else { &[] };
+        let code = self.helper(&prog, args)?;
+        match program::outcome(std::process::ExitStatus::from_raw(code << 8)) {
+            Ok(_) => Ok(()),
+            Err(v) => Err(v),
+        }
+    }
+
+    /// Run a helper program directly with the message on stdin and the programs'
+    /// environment; its exit code (a crash is temporary).
+    fn helper(&self, prog: &Path, args: &[&[u8]]) -> Result<i32, Verdict> {
+        let _ = io::stdout().flush();
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
+            .stdin(std::process::Stdio::from(self.rewound()?));
+        for (k, v) in &self.env {
+            cmd.env(k, OsStr::from_bytes(v));
+        }
+        let status = cmd.status().map_err(|e| {
+            Verdict::temp(format!("Unable to run {}: {e} (#4.3.0)", prog.display()))
+        })?;
+        status
+            .code()
+            .ok_or_else(|| Verdict::temp(format!("Uh-oh: {} crashed. (#4.3.0)", prog.display())))
     }
 
     fn program(&self, command: &[u8]) -> Result<program::Outcome, Verdict> {
