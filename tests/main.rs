@@ -7,6 +7,7 @@ mod cdb;
 mod ctl;
 mod deliver;
 mod inject;
+mod ldap;
 mod local;
 mod queue;
 mod remote;
