@@ -375,6 +375,7 @@ pub const KNOWN: &[Known] = &[
     k("quotawarning", Kind::Raw, "none (no warnings)", "body of the quota warning"),
     k("rbllist", Kind::List, "none", "RBL zones: basedomain action matchon message"),
     k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
+    k("relaymailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) allowed to relay"),
     k(
         "remoteport",
         Kind::Int,
