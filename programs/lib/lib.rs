@@ -14,7 +14,9 @@
 //!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
 //!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
-//!   table of remote hosts that timed out, `queue/lock/tcpto`).
+//!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
+//!   configuration, RFC 4515 filters, the recipient lookup, the typed account; the only module
+//!   that names `ldap3`).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -45,6 +47,7 @@ pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
 pub mod file;
+pub mod ldap;
 pub mod log;
 pub mod maildir;
 pub mod mailmagic;
