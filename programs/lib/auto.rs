@@ -51,7 +51,6 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-clean",
     "qmail-getpw",
     "qmail-inject",
-    "qmail-ldaplookup",
     "qmail-local",
     "qmail-lspawn",
     "qmail-newu",

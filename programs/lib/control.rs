@@ -346,6 +346,7 @@ pub const KNOWN: &[Known] = &[
     k("ldapobjectclass", Kind::Line, "empty", "objectClass every mail entry must have"),
     secret("ldappassword", "LDAP bind password"),
     k("ldaprebind", Kind::Int, "0", "check passwords by binding as the user"),
+    k("ldaprestrictprog", Kind::Int, "1", "refuse shell metacharacters in deliveryProgramPath"),
     k(
         "ldapserver",
         Kind::List,

@@ -1,2 +1,0 @@
-//! qmail-ldaplookup: placeholder, being written.
-fn main() {}
