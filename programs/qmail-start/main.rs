@@ -38,8 +38,10 @@ struct Users {
     qmaill: Ids,
 }
 
-/// The users of a system installation; in single-user mode started by root, the owner of
-/// `queue/` for everything but qmail-lspawn; otherwise none (everything runs as we do).
+/// Who runs what, decided by the owner of `queue/`: qmailq means a system installation
+/// (each program its qmail user); another user means a single-user installation started by
+/// root (that owner for everything but qmail-lspawn); root, or not being root, means
+/// everything runs as we do.
 fn users(home: &Path) -> Users {
     let none = Users { root: None, qmailr: None, qmailq: None, qmails: None, qmaill: None };
     if !nix::unistd::geteuid().is_root() {
@@ -47,6 +49,12 @@ fn users(home: &Path) -> Users {
     }
     if let Some(owner) = queue_owner(home) {
         return Users { root: None, qmailr: owner, qmailq: owner, qmails: owner, qmaill: owner };
+    }
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(home.join("queue")).map(|m| m.uid()).ok();
+    let qmailq = User::from_name(auto::USER_QMAILQ).ok().flatten().map(|u| u.uid.as_raw());
+    if owner.is_none() || owner != qmailq {
+        return none;
     }
     let gid = |g: &str| Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw());
     let uid = |u: &str| User::from_name(u).ok().flatten().map(|u| u.uid.as_raw());
@@ -70,14 +78,13 @@ fn users(home: &Path) -> Users {
     }
 }
 
-/// The owner of `queue/` when it is not root and no qmail users exist (single-user mode).
+/// The owner of `queue/` in a single-user installation: not root and not qmailq (a queue
+/// owned by qmailq is a system installation, whatever else the machine has).
 fn queue_owner(home: &Path) -> Option<Ids> {
     use std::os::unix::fs::MetadataExt;
-    if User::from_name(auto::USER_QMAILS).ok().flatten().is_some() {
-        return None;
-    }
     let meta = std::fs::metadata(home.join("queue")).ok()?;
-    (meta.uid() != 0).then_some(Some((meta.uid(), meta.gid())))
+    let qmailq = User::from_name(auto::USER_QMAILQ).ok().flatten().map(|u| u.uid.as_raw());
+    (meta.uid() != 0 && Some(meta.uid()) != qmailq).then_some(Some((meta.uid(), meta.gid())))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

@@ -160,10 +160,12 @@ fn owner(home: &Path) -> Option<(u32, u32)> {
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    if let Ok(Some(u)) = nix::unistd::User::from_name(qmail::auto::USER_QMAILD) {
-        return Some((u.uid.as_raw(), u.gid.as_raw()));
-    }
     let meta = fs::metadata(home.join("queue")).ok()?;
+    let user = |name: &str| nix::unistd::User::from_name(name).ok().flatten();
+    // a queue owned by qmailq is a system installation: the SMTP server runs as qmaild
+    if user(qmail::auto::USER_QMAILQ).is_some_and(|u| u.uid.as_raw() == meta.uid()) {
+        return user(qmail::auto::USER_QMAILD).map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+    }
     (meta.uid() != 0).then_some((meta.uid(), meta.gid()))
 }
 
