@@ -545,8 +545,7 @@ fn getpw(sb: &Sandbox, local: &str) -> (i32, Vec<String>) {
     let fields = if out.stdout.is_empty() {
         vec![]
     } else {
-        assert_eq!(out.stdout.last(), Some(&0), "NUL-terminated fields");
-        let body = &out.stdout[..out.stdout.len() - 1];
+        let body = out.stdout.strip_suffix(b"\0\0").expect("NUL-terminated fields, empty record");
         body.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect()
     };
     (code(&out), fields)

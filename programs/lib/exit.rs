@@ -291,9 +291,12 @@ pub fn local_code(code: i32, output: &[u8]) -> Outcome {
     }
 }
 
-/// qmail-getpw's exit codes: 0 found (six fields on stdout), [`PERM`] 100 no argument,
-/// [`TEMP`] 111 `users/cdb` unreadable or corrupt, [`qlx::NFS`] 115 temporary stat error,
-/// [`qlx::NOALIAS`] 116 no alias user, [`qlx::SYS`] 118 passwd temporarily unavailable.
+/// qmail-getpw's exit codes: 0 found (its answer on stdout), [`PERM`] 100 no argument,
+/// [`TEMP`] 111 `users/cdb` unreadable or corrupt, [`qlx::ROOT`] 113 refused uid/gid,
+/// [`qlx::NFS`] 115 temporary stat error, [`qlx::NOALIAS`] 116 no alias user, [`qlx::SYS`] 118
+/// passwd or an LDAP control file temporarily unavailable, and the LDAP rows of
+/// [`local_code`]: 150, 152–160, 162. Any other code is "cannot run qmail-getpw" (`Z`): an
+/// unknown code never bounces.
 /// qmail-lspawn turns a failure into its report here; `Ok` means "parse the output".
 pub fn getpw_status(status: ExitStatus) -> Result<(), Outcome> {
     match status.code() {
@@ -308,7 +311,8 @@ pub fn getpw_code(code: i32) -> Result<(), Outcome> {
         0 => return Ok(()),
         111 => qlx::CDB,
         100 => qlx::USAGE,
-        qlx::NFS | qlx::NOALIAS | qlx::SYS | qlx::NOMEM => code,
+        qlx::ROOT | qlx::NFS | qlx::NOALIAS | qlx::SYS | qlx::NOMEM => code,
+        150 | 152..=160 | 162 => code,
         _ => qlx::EXECPW,
     };
     Err(local_code(qlx, b""))
@@ -466,14 +470,39 @@ mod tests {
             (116, qlx::NOALIAS),
             (118, qlx::SYS),
             (119, qlx::NOMEM),
+            (113, qlx::ROOT),
             (1, qlx::EXECPW),
             (112, qlx::EXECPW),
             (126, qlx::EXECPW),
+            (151, qlx::EXECPW),
+            (161, qlx::EXECPW),
+            (163, qlx::EXECPW),
+            (167, qlx::EXECPW),
+            (255, qlx::EXECPW),
         ];
         for &(code, want) in rows {
             let got = getpw_code(code).expect_err("a failure");
             assert_eq!(got, local_code(want, b""), "getpw exit {code}");
             assert_eq!(got.letter(), b'Z', "a lookup failure never bounces");
+        }
+        // the directory's answers: outages and refusals wait, definite answers bounce
+        let ldap: &[(i32, u8)] = &[
+            (150, b'D'),
+            (152, b'Z'),
+            (153, b'Z'),
+            (154, b'Z'),
+            (155, b'Z'),
+            (156, b'D'),
+            (157, b'D'),
+            (158, b'D'),
+            (159, b'D'),
+            (160, b'D'),
+            (162, b'Z'),
+        ];
+        for &(code, letter) in ldap {
+            let got = getpw_code(code).expect_err("a failure");
+            assert_eq!(got, local_code(code, b""), "getpw exit {code}");
+            assert_eq!(got.letter(), letter, "getpw exit {code}");
         }
         let crashed = getpw_status(ExitStatus::from_raw(11)).expect_err("a failure");
         assert_eq!(crashed, local_code(qlx::EXECPW, b""));

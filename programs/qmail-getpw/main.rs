@@ -1,7 +1,23 @@
-//! qmail-getpw: find the user a local part is delivered to (spec tools §9, pipeline §3.6).
+//! qmail-getpw: find the user a recipient is delivered to (spec tools §9, pipeline §3.6,
+//! ldap.md §2.8–§2.11).
 //!
-//! `qmail-getpw local`, run by qmail-lspawn unprivileged (as `qmailp`, else `nobody`, when
-//! qmail-lspawn is root; as qmail-lspawn's own user otherwise). Looks `local` up in this order:
+//! `qmail-getpw local [domain [size]]`, run by qmail-lspawn unprivileged (as `qmailp`, else
+//! `nobody`, when qmail-lspawn is root; as qmail-lspawn's own user otherwise). `size` is the
+//! size of the queued message in bytes (for `mailSizeMax`).
+//!
+//! With a `domain` and `control/ldapserver` present, `local@domain` is first looked up in the
+//! directory ([`qmail::ldap`]). A hit is checked in the order of ldap.md §2.9: `accountStatus`
+//! (`disabled` exit 159, `deleted` 160; `active`, `noaccess` and unknown words deliver,
+//! DECISIONS 12), `mailSizeMax` (a larger message: 150), `mailHost` (with `ldapcluster` 1, a
+//! host other than `me` or a line of `ldapclusterhosts`: 162, temporary — cluster forwarding
+//! is not built yet), the mail store (§4.2; neither `homeDirectory` nor `mailMessageStore`: a
+//! forward-only account delivered as the alias user), the user name (`uid`) and the ids
+//! (`qmailUID`/`qmailGID`, else `ldapuid`/`ldapgid`; 0 or outside 100..65535: 113, temporary),
+//! then the environment for qmail-local. Nothing found: with `ldaplocaldelivery` 1 (the
+//! default) the classic lookup below on `local` alone; with 0 the alias user straight away. A
+//! directory failure is never "nothing found": 152–155 (temporary) or 156–158 (permanent).
+//!
+//! The classic lookup, in this order:
 //!
 //! 1. `QMAILHOME/users/cdb` (made by qmail-newu from `users/assign`): an exact or wildcard
 //!    assignment, its fields printed as they are;
@@ -11,18 +27,37 @@
 //! 3. the alias user (`alias` in passwd; with no such account, the owner of `QMAILHOME/alias`,
 //!    with that directory as home), dash `-`, ext = all of `local`.
 //!
-//! Prints `user\0uid\0gid\0home\0dash\0ext\0` on stdout.
+//! The answer on stdout (at most [`ANSWER_MAX`] bytes; qmail-lspawn refuses more):
+//!
+//! ```text
+//! user\0uid\0gid\0home\0dash\0ext\0  NAME=value\0 ...  \0
+//! ```
+//!
+//! six fields, then zero or more `NAME=value` records, then an empty record. The names are
+//! the environment qmail-local gets — `QMAILDOTMODE`, `QMAILMODE`, `QMAILREPLYTEXT`,
+//! `QMAILFORWARDS`, `QMAILDELIVERYPROGRAM` (values joined by `:`, a literal `:` written `\:`),
+//! `MAILDIRQUOTA`, `QLDAPGROUP` — and `ALIASEMPTY`, which is not exported but replaces
+//! qmail-lspawn's default delivery (an entry with both `homeDirectory` and
+//! `mailMessageStore`). A classic lookup has no records.
 //!
 //! Exit codes ([`qmail::exit::getpw_status`] reads them): 0 found; 100 no argument; 111
-//! `users/cdb` unreadable or corrupt, or stdout failed; 115 temporary error looking at a home
-//! directory; 116 no alias user; 118 passwd temporarily unavailable.
+//! `users/cdb` unreadable or corrupt, or stdout failed; 113 refused uid or gid; 115 temporary
+//! error looking at a home directory; 116 no alias user; 118 passwd temporarily unavailable or
+//! an unreadable LDAP control file; 150 message larger than `mailSizeMax`; 152–155 LDAP
+//! failure, bad credentials, timeout, server unreachable; 156–158 ambiguous entry, missing or
+//! illegal attribute; 159 account disabled; 160 account deleted; 162 mailbox on another
+//! cluster host. For 113 and 150–162 the report text (one line) is on stdout instead of an
+//! answer; qmail-lspawn keeps the letter its table gives the code and uses that text.
 //!
 //! Security: this is the unprivileged half of the user lookup; it trusts nothing it reads and
-//! qmail-lspawn checks its answer again (six bounded fields, uid ≠ 0). It does not change
-//! users itself: qmail-lspawn starts it as the lookup user.
+//! qmail-lspawn checks its answer again (bounded, uid ≠ 0, known names only). It does not
+//! change users itself: qmail-lspawn starts it as the lookup user. It opens LDAP and never
+//! forks afterwards (ldap3 runs a runtime inside).
 
 use qmail::cdb::Reader;
+use qmail::control::Control;
 use qmail::exit::{self, qlx};
+use qmail::ldap::{self, AccountStatus, Config, Directory, Store};
 use qmail::{auto, users};
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Write};
@@ -33,6 +68,8 @@ use std::process::ExitCode;
 
 /// User names are shorter than this (upstream's GETPW_USERLEN).
 const USERLEN: usize = 32;
+/// The largest answer written (qmail-lspawn reads no more).
+pub const ANSWER_MAX: usize = 65536;
 
 /// The answer: the six fields qmail-lspawn reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,31 +80,64 @@ struct Found {
     home: Vec<u8>,
     dash: Vec<u8>,
     ext: Vec<u8>,
+    /// `NAME=value` records: the environment for qmail-local (and `ALIASEMPTY`).
+    env: Vec<(&'static str, Vec<u8>)>,
 }
 
-/// A failure: the exit code and a line for stderr.
-struct Failure(i32, String);
+/// A failure: the exit code, a line for stderr, and whether that line is also the report
+/// text on stdout (LDAP answers: qmail-lspawn shows it instead of its fixed text).
+struct Failure(i32, String, bool);
+
+impl Failure {
+    fn log(code: i32, why: impl Into<String>) -> Self {
+        Failure(code, why.into(), false)
+    }
+
+    fn report(code: i32, why: impl Into<String>) -> Self {
+        Failure(code, why.into(), true)
+    }
+}
 
 fn main() -> ExitCode {
-    let Some(local) = std::env::args_os().nth(1) else {
-        eprintln!("qmail-getpw: usage: qmail-getpw local");
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(local) = args.first() else {
+        eprintln!("qmail-getpw: usage: qmail-getpw local [domain [size]]");
         return ExitCode::from(exit::PERM);
     };
-    let result = find(&auto::home(), local.as_bytes()).and_then(|found| {
-        io::stdout()
-            .lock()
-            .write_all(&found.encode())
-            .and_then(|()| io::stdout().flush())
-            .map_err(|e| Failure(exit::TEMP.into(), format!("unable to write: {e}")))
+    let domain = args.get(1).map(|d| d.as_bytes());
+    // an unreadable size is no size: mailSizeMax is then not checked here
+    let size = args.get(2).and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok());
+    let home = auto::home();
+    let result = lookup(&home, local.as_bytes(), domain, size).and_then(|found| {
+        let answer = found.encode();
+        if answer.len() > ANSWER_MAX {
+            return Err(Failure::report(
+                158,
+                format!("The directory's answer is over {ANSWER_MAX} bytes. (#5.3.5)"),
+            ));
+        }
+        write_out(&answer)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, why)) => {
+        Err(Failure(code, why, report)) => {
             eprintln!("qmail-getpw: {why}");
+            if report {
+                // the report is best effort: the exit code alone still classifies it
+                let line = format!("{}\n", why.replace(['\n', '\0'], " "));
+                let _ = write_out(line.as_bytes());
+            }
             // the codes are all below 256
             ExitCode::from(u8::try_from(code).unwrap_or(exit::TEMP))
         }
     }
+}
+
+fn write_out(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::log(exit::TEMP.into(), format!("unable to write: {e}")))
 }
 
 impl Found {
@@ -80,10 +150,41 @@ impl Found {
             out.extend_from_slice(field);
             out.push(0);
         }
+        for (name, value) in &self.env {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        out.push(0);
         out
     }
 }
 
+/// The directory first when configured and a domain is given, then the classic lookup.
+fn lookup(
+    home: &Path,
+    local: &[u8],
+    domain: Option<&[u8]>,
+    size: Option<u64>,
+) -> Result<Found, Failure> {
+    if let Some(domain) = domain {
+        let ctl = Control::new(home);
+        let cfg = Config::read(&ctl).map_err(ldap_failure)?;
+        if let Some(cfg) = cfg {
+            let local_delivery = cfg.local_delivery;
+            if let Some(found) = directory(home, &ctl, cfg, local, domain, size)? {
+                return Ok(found);
+            }
+            if !local_delivery {
+                return alias(home, local);
+            }
+        }
+    }
+    find(home, local)
+}
+
+/// The classic lookup: users/cdb, passwd, the alias user.
 fn find(home: &Path, local: &[u8]) -> Result<Found, Failure> {
     if let Some(found) = assigned(home, local)? {
         return Ok(found);
@@ -94,9 +195,167 @@ fn find(home: &Path, local: &[u8]) -> Result<Found, Failure> {
     alias(home, local)
 }
 
+/// A directory failure as an exit code: refused ids are temporary (an administrator fixes the
+/// entry; the message waits), everything else as [`ldap::Error::lspawn_code`] says.
+fn ldap_failure(e: ldap::Error) -> Failure {
+    match e {
+        ldap::Error::BadValue { attr: "qmailUID" | "qmailGID", .. } => Failure::report(
+            qlx::ROOT,
+            format!("Refusing to deliver: {e}").replace("#5.3.5", "#4.3.0"),
+        ),
+        e => Failure::report(e.lspawn_code(), e.to_string()),
+    }
+}
+
+/// Look `local@domain` up in the directory and turn a hit into the answer (ldap.md §2.9).
+/// `Ok(None)`: no entry has the address.
+fn directory(
+    home: &Path,
+    ctl: &Control,
+    cfg: Config,
+    local: &[u8],
+    domain: &[u8],
+    size: Option<u64>,
+) -> Result<Option<Found>, Failure> {
+    let message_store = cfg.message_store.clone();
+    let address = [local, b"@", domain].concat();
+    let mut dir = Directory::new(cfg);
+    let Some(acct) = dir.lookup(&address).map_err(ldap_failure)? else {
+        return Ok(None);
+    };
+    // 1. status (DECISIONS 12)
+    match &acct.status {
+        AccountStatus::Disabled => {
+            return Err(Failure::report(159, "Mailaddress is administratively disabled. (#5.2.1)"))
+        }
+        AccountStatus::Deleted => {
+            return Err(Failure::report(160, "Sorry, no mailbox here by that name. (#5.1.1)"))
+        }
+        AccountStatus::Unknown(word) => {
+            eprintln!("qmail-getpw: unknown accountStatus {word:?} in {}: delivering", acct.dn)
+        }
+        _ => {}
+    }
+    // 2. size
+    if let (Some(max), Some(size)) = (acct.size_max, size) {
+        if size > max {
+            return Err(Failure::report(
+                150,
+                "The message exceeds the maximum size the user accepts. (#5.2.3)",
+            ));
+        }
+    }
+    // 3. cluster: not forwarded yet, so another host's mailbox waits in the queue
+    if let Some(host) = &acct.mail_host {
+        if !ours(ctl, host)? {
+            return Err(Failure::report(
+                162,
+                format!(
+                    "The mailbox of {} is on cluster host {host}; forwarding to it is not \
+                     available. (#4.4.4)",
+                    String::from_utf8_lossy(&address)
+                ),
+            ));
+        }
+    }
+    // 4. the store
+    let store = acct.store(message_store.as_deref()).map_err(ldap_failure)?;
+    let mut env: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let (home_dir, aliasempty) = match store {
+        Store::ForwardOnly => {
+            let mut found = alias(home, local)?;
+            found.env = vec![
+                ("QMAILFORWARDS", join(&acct.forwards).into_bytes()),
+                ("QMAILDOTMODE", b"ldaponly".to_vec()),
+                ("QMAILMODE", b"forwardonly".to_vec()),
+            ];
+            return Ok(Some(found));
+        }
+        Store::Mailbox { home, aliasempty } => (home, aliasempty),
+    };
+    if !home_dir.starts_with('/') {
+        return Err(Failure::report(
+            158,
+            format!("The mail store {home_dir} of {} is not an absolute path. (#5.3.5)", acct.dn),
+        ));
+    }
+    // 5. user and ids
+    let missing = |attr| ldap_failure(ldap::Error::Missing { dn: acct.dn.clone(), attr });
+    let user = acct.user.clone().ok_or_else(|| missing("uid"))?;
+    let uid = acct.uid.ok_or_else(|| missing("qmailUID"))?;
+    let gid = acct.gid.ok_or_else(|| missing("qmailGID"))?;
+    for (what, id) in [("uid", uid), ("gid", gid)] {
+        if !(ldap::ID_MIN..=ldap::ID_MAX).contains(&id) {
+            return Err(Failure::report(
+                qlx::ROOT,
+                format!(
+                    "Refusing to deliver to {}: {what} {id} is outside {}..{}. (#4.3.0)",
+                    acct.dn,
+                    ldap::ID_MIN,
+                    ldap::ID_MAX
+                ),
+            ));
+        }
+    }
+    // 7., 8. the environment (6., dash and ext, come with the account)
+    if let Some(a) = aliasempty {
+        env.push(("ALIASEMPTY", a.into_bytes()));
+    }
+    if acct.group {
+        env.push(("QLDAPGROUP", acct.dn.clone().into_bytes()));
+    }
+    if let Some(q) = acct.maildir_quota() {
+        env.push(("MAILDIRQUOTA", q.into_bytes()));
+    }
+    if !acct.forwards.is_empty() {
+        env.push(("QMAILFORWARDS", join(&acct.forwards).into_bytes()));
+    }
+    if !acct.programs.is_empty() {
+        env.push(("QMAILDELIVERYPROGRAM", join(&acct.programs).into_bytes()));
+    }
+    if let Some(mode) = acct.mode.env() {
+        if let Some(text) = &acct.reply_text {
+            env.push(("QMAILREPLYTEXT", text.clone().into_bytes()));
+        }
+        env.push(("QMAILMODE", mode.into_bytes()));
+    }
+    for word in &acct.mode.unknown {
+        eprintln!("qmail-getpw: undefined mail delivery mode {word:?} in {}", acct.dn);
+    }
+    env.push(("QMAILDOTMODE", acct.dot_mode.as_str().as_bytes().to_vec()));
+    Ok(Some(Found {
+        user: user.into_bytes(),
+        uid,
+        gid,
+        home: home_dir.into_bytes(),
+        dash: acct.dash.as_bytes().to_vec(),
+        ext: acct.ext.clone(),
+        env,
+    }))
+}
+
+/// Whether `host` (a mailHost value) is this host: always with `ldapcluster` 0, else when it
+/// is `me` or a line of `ldapclusterhosts` (case-insensitive, no DNS).
+fn ours(ctl: &Control, host: &str) -> Result<bool, Failure> {
+    let read = |e: qmail::control::ControlError| Failure::report(qlx::SYS, format!("{e} (#4.3.0)"));
+    if ctl.int_or("ldapcluster", 0).map_err(read)? == 0 {
+        return Ok(true);
+    }
+    let me = ctl.me().map_err(read)?.unwrap_or_default();
+    let others = ctl.list("ldapclusterhosts").map_err(read)?.unwrap_or_default();
+    Ok(std::iter::once(me.as_str())
+        .chain(others.iter().map(String::as_str))
+        .any(|h| h.trim().eq_ignore_ascii_case(host.trim())))
+}
+
+/// Values joined by `:`, a literal `:` written `\:` (qmail-local's `split_escaped`).
+fn join(values: &[String]) -> String {
+    values.iter().map(|v| v.replace(':', "\\:")).collect::<Vec<_>>().join(":")
+}
+
 /// Step 1: `users/cdb`. Absent is no assignment; unreadable or corrupt is exit 111.
 fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
-    let cdb = |e: &dyn std::fmt::Display| Failure(exit::TEMP.into(), format!("{e}"));
+    let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP.into(), format!("{e}"));
     let Some(reader) = Reader::open(&home.join(users::CDB))
         .map_err(|e| cdb(&format!("unable to read {}: {e}", users::CDB)))?
     else {
@@ -113,6 +372,7 @@ fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
         home: a.home.into_os_string().into_vec(),
         dash: a.dash.into_bytes(),
         ext: a.ext.into_bytes(),
+        env: Vec::new(),
     }))
 }
 
@@ -135,6 +395,7 @@ fn system_user(local: &[u8]) -> Result<Option<Found>, Failure> {
             home: pw.dir.into_os_string().into_vec(),
             dash,
             ext,
+            env: Vec::new(),
         }));
     }
     Ok(None)
@@ -159,7 +420,7 @@ fn candidates(local: &[u8]) -> Vec<(Vec<u8>, Option<&[u8]>)> {
 /// The passwd entry of `name`; a lookup error is temporary (118).
 fn passwd(name: &str) -> Result<Option<nix::unistd::User>, Failure> {
     nix::unistd::User::from_name(name)
-        .map_err(|e| Failure(qlx::SYS, format!("unable to look up {name} in passwd: {e}")))
+        .map_err(|e| Failure::log(qlx::SYS, format!("unable to look up {name} in passwd: {e}")))
 }
 
 /// Whether `dir` exists and belongs to `uid`. A missing or inaccessible directory is a no; a
@@ -168,7 +429,7 @@ fn owns_home(uid: u32, dir: &Path) -> Result<bool, Failure> {
     match std::fs::metadata(dir) {
         Ok(meta) => Ok(meta.uid() == uid),
         Err(e) if permanent(&e) => Ok(false),
-        Err(e) => Err(Failure(qlx::NFS, format!("unable to stat {}: {e}", dir.display()))),
+        Err(e) => Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display()))),
     }
 }
 
@@ -189,7 +450,10 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
             let dir = home.join("alias");
             let meta = std::fs::metadata(&dir).map_err(|e| {
                 let code = if permanent(&e) { qlx::NOALIAS } else { qlx::NFS };
-                Failure(code, format!("no alias user and unable to stat {}: {e}", dir.display()))
+                Failure::log(
+                    code,
+                    format!("no alias user and unable to stat {}: {e}", dir.display()),
+                )
             })?;
             // name the owner as passwd does; an owner without an entry is still "alias"
             let user = nix::unistd::User::from_uid(meta.uid().into())
@@ -206,6 +470,7 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
         home: dir.into_vec(),
         dash: b"-".to_vec(),
         ext: local.to_vec(),
+        env: Vec::new(),
     })
 }
 
@@ -259,7 +524,19 @@ mod tests {
             home: b"/home/joe".to_vec(),
             dash: b"-".to_vec(),
             ext: b"x".to_vec(),
+            env: Vec::new(),
         };
-        assert_eq!(f.encode(), b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00");
+        assert_eq!(f.encode(), b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00\x00");
+        let f = Found { env: vec![("QMAILMODE", b"reply".to_vec())], ..f };
+        assert_eq!(
+            f.encode(),
+            b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00QMAILMODE=reply\x00\x00"
+        );
+    }
+
+    #[test]
+    fn joining_escapes_colons() {
+        assert_eq!(join(&["a@x".into(), "b:c@y".into()]), "a@x:b\\:c@y");
+        assert_eq!(join(&[]), "");
     }
 }

@@ -6,12 +6,27 @@
 //!
 //! 1. split the recipient at its last `@` into LOCAL and DOMAIN; an empty LOCAL is a success
 //!    with nothing delivered;
-//! 2. find the account ([`lookup`], the one seam the LDAP lookup will replace): run
-//!    `QMAILHOME/bin/qmail-getpw LOCAL` as `qmailp` (else `nobody`) when root, read its six
-//!    fields (bounded), refuse uid 0;
+//! 2. find the account ([`lookup`]): run `QMAILHOME/bin/qmail-getpw LOCAL DOMAIN SIZE` (SIZE:
+//!    the queued message's size in bytes) as `qmailp` (else `nobody`) when root. qmail-getpw
+//!    does the LDAP lookup and its checks (ldap.md §2.9: status, `mailSizeMax`, `mailHost`,
+//!    store, ids) and the classic one; its answer, at most [`ANSWER_MAX`] bytes, is
+//!
+//!    ```text
+//!    user\0uid\0gid\0home\0dash\0ext\0  NAME=value\0 ...  \0
+//!    ```
+//!
+//!    six fields, zero or more records, an empty record, nothing after. Only the names in
+//!    [`EnvName`] are accepted (`QMAILDOTMODE`, `QMAILMODE`, `QMAILREPLYTEXT`,
+//!    `QMAILFORWARDS`, `QMAILDELIVERYPROGRAM`, `MAILDIRQUOTA`, `QLDAPGROUP`, each at most
+//!    once) plus `ALIASEMPTY`, which replaces the `aliasempty` argument for this delivery;
+//!    anything else makes the whole answer bad (112, temporary). uid 0 is refused (113). When
+//!    qmail-getpw fails, its exit code gives the letter through [`qmail::exit::getpw_status`]
+//!    (LDAP outages 152–155 are always `Z`, DECISIONS 2) and a one-line text it printed, if
+//!    any, replaces the table's fixed text;
 //! 3. run `QMAILHOME/bin/qmail-local -- user home LOCAL dash ext DOMAIN SENDER aliasempty` with
 //!    the message on stdin and stdout + stderr on one pipe, as the account's uid/gid when root
-//!    (supplementary groups dropped), as itself otherwise;
+//!    (supplementary groups dropped), as itself otherwise; the environment names above are
+//!    removed from qmail-local's environment and set again from the answer only;
 //! 4. turn its exit status and output (up to 3000 bytes, cut at the first NUL) into the report
 //!    with [`qmail::exit::local_status`].
 //!
@@ -22,8 +37,8 @@
 //! cannot enter `QMAILHOME/queue/mess`, stdout failed, stdin failed or carried a mangled
 //! command.
 //!
-//! Security: root here parses only the six fixed fields of qmail-getpw's answer; the lookup
-//! itself runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
+//! Security: root here parses only qmail-getpw's bounded answer (six fixed fields and
+//! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
 use qmail::auto;
@@ -38,7 +53,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::RwLock;
 
 /// The most bytes of qmail-getpw's answer read.
-const GETPW_MAX: usize = 4096;
+const ANSWER_MAX: usize = 65536;
+/// The most bytes of qmail-getpw's failure text used in a report.
+const TEXT_MAX: usize = 1000;
 
 fn main() -> ExitCode {
     let Some(aliasempty) = std::env::args_os().nth(1) else {
@@ -125,7 +142,11 @@ impl Local {
             return Ok(Outcome::Success(Vec::new()));
         }
         let getpw_as = *self.getpw_as.read().unwrap_or_else(|p| p.into_inner());
-        let account = lookup(&self.home, getpw_as, local)?;
+        let size = message
+            .metadata()
+            .map_err(|_| Outcome::temp("Unable to stat the message. (#4.3.0)\n"))?
+            .len();
+        let (account, env) = lookup(&self.home, getpw_as, local, domain, size)?;
         message
             .seek(SeekFrom::Start(0))
             .map_err(|_| Outcome::temp("Unable to rewind the message. (#4.3.0)\n"))?;
@@ -138,8 +159,14 @@ impl Local {
             .arg(&account.ext)
             .arg(OsStr::from_bytes(domain))
             .arg(OsStr::from_bytes(&sender))
-            .arg(&self.aliasempty)
+            .arg(env.aliasempty.as_ref().unwrap_or(&self.aliasempty))
             .stdin(Stdio::from(message));
+        for name in EnvName::ALL {
+            cmd.env_remove(name.as_str());
+        }
+        for (name, value) in &env.vars {
+            cmd.env(name.as_str(), value);
+        }
         if nix::unistd::geteuid().is_root() {
             RunAs::User { uid: account.uid, gid: account.gid }.apply(&mut cmd)?;
         }
@@ -177,11 +204,19 @@ struct Account {
     ext: OsString,
 }
 
-/// Find the account of `local` (the seam the LDAP lookup replaces): run qmail-getpw as
-/// `run_as` and check its answer. Err is the report to give: temporary for every failure.
-fn lookup(home: &std::path::Path, run_as: RunAs, local: &[u8]) -> Result<Account, Outcome> {
+/// Find the account of `local@domain`: run qmail-getpw as `run_as` and check its answer.
+/// Err is the report to give.
+fn lookup(
+    home: &std::path::Path,
+    run_as: RunAs,
+    local: &[u8],
+    domain: &[u8],
+    size: u64,
+) -> Result<(Account, Env), Outcome> {
     let mut cmd = Command::new(home.join("bin/qmail-getpw"));
     cmd.arg(OsStr::from_bytes(local))
+        .arg(OsStr::from_bytes(domain))
+        .arg(size.to_string())
         .env("QMAILHOME", home)
         .current_dir("/")
         .stdin(Stdio::null())
@@ -189,30 +224,130 @@ fn lookup(home: &std::path::Path, run_as: RunAs, local: &[u8]) -> Result<Account
         .stderr(Stdio::inherit());
     run_as.apply(&mut cmd)?;
     let answer = run_answer(cmd)?;
-    let account = parse_account(&answer).ok_or_else(|| exit::local_code(qlx::USAGE, b""))?;
+    let (account, env) = parse_answer(&answer).ok_or_else(|| exit::local_code(qlx::USAGE, b""))?;
     if account.uid == 0 {
         return Err(exit::local_code(qlx::ROOT, b""));
     }
-    Ok(account)
+    Ok((account, env))
 }
 
-/// Run qmail-getpw, its stdout bounded; its exit status mapped by [`exit::getpw_status`].
+/// Run qmail-getpw, its stdout bounded; its exit status mapped by [`exit::getpw_status`], with
+/// the text it printed (if any) in place of the fixed one.
 fn run_answer(mut cmd: Command) -> Result<Vec<u8>, Outcome> {
     use std::io::Read;
     let mut child =
         cmd.stdout(Stdio::piped()).spawn().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
     let mut answer = Vec::new();
     let read = match child.stdout.take() {
-        Some(out) => out.take(GETPW_MAX as u64 + 1).read_to_end(&mut answer).is_ok(),
+        Some(out) => out.take(ANSWER_MAX as u64 + 1).read_to_end(&mut answer).is_ok(),
         None => false,
     };
     // stdout is closed now: a child still writing gets EPIPE and ends
     let status = child.wait().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
-    exit::getpw_status(status)?;
-    if !read || answer.len() > GETPW_MAX {
+    exit::getpw_status(status).map_err(|fixed| with_text(fixed, &answer))?;
+    if !read || answer.len() > ANSWER_MAX {
         return Err(exit::local_code(qlx::USAGE, b""));
     }
     Ok(answer)
+}
+
+/// The report `fixed` with qmail-getpw's own text: its first line, bounded, printable; the
+/// letter stays the one the exit code gave.
+fn with_text(fixed: Outcome, text: &[u8]) -> Outcome {
+    let line = text.split(|&b| b == b'\n' || b == 0).next().unwrap_or_default();
+    let line = &line[..line.len().min(TEXT_MAX)];
+    if line.is_empty() || !line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return fixed;
+    }
+    let text = [line, b"\n"].concat();
+    match fixed {
+        Outcome::Temp(_) => Outcome::Temp(text),
+        Outcome::Perm(_) => Outcome::Perm(text),
+        // a failure never becomes a success
+        Outcome::Success(_) => exit::local_code(qlx::USAGE, b""),
+    }
+}
+
+/// An environment variable qmail-getpw may set for qmail-local (ldap.md §2.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvName {
+    DotMode,
+    Mode,
+    ReplyText,
+    Forwards,
+    DeliveryProgram,
+    MaildirQuota,
+    Group,
+}
+
+impl EnvName {
+    const ALL: [EnvName; 7] = [
+        EnvName::DotMode,
+        EnvName::Mode,
+        EnvName::ReplyText,
+        EnvName::Forwards,
+        EnvName::DeliveryProgram,
+        EnvName::MaildirQuota,
+        EnvName::Group,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            EnvName::DotMode => "QMAILDOTMODE",
+            EnvName::Mode => "QMAILMODE",
+            EnvName::ReplyText => "QMAILREPLYTEXT",
+            EnvName::Forwards => "QMAILFORWARDS",
+            EnvName::DeliveryProgram => "QMAILDELIVERYPROGRAM",
+            EnvName::MaildirQuota => "MAILDIRQUOTA",
+            EnvName::Group => "QLDAPGROUP",
+        }
+    }
+
+    fn parse(name: &[u8]) -> Option<EnvName> {
+        EnvName::ALL.into_iter().find(|n| n.as_str().as_bytes() == name)
+    }
+}
+
+/// The records after the six fields: qmail-local's environment and the default delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Env {
+    vars: Vec<(EnvName, OsString)>,
+    aliasempty: Option<OsString>,
+}
+
+/// The whole answer: six fields, `NAME=value` records with known names (each at most once),
+/// an empty record, nothing after.
+fn parse_answer(answer: &[u8]) -> Option<(Account, Env)> {
+    let mut fields = answer.split_inclusive(|&b| b == 0);
+    let mut six = Vec::with_capacity(6 * 16);
+    for _ in 0..6 {
+        six.extend_from_slice(fields.next()?);
+    }
+    let account = parse_account(&six)?;
+    let mut env = Env::default();
+    loop {
+        let record = fields.next()?.strip_suffix(b"\0")?;
+        if record.is_empty() {
+            break;
+        }
+        let eq = record.iter().position(|&b| b == b'=')?;
+        let (name, value) = (&record[..eq], &record[eq + 1..]);
+        let value = OsString::from_vec(value.to_vec());
+        if name == b"ALIASEMPTY" {
+            if env.aliasempty.is_some() || value.is_empty() {
+                return None;
+            }
+            env.aliasempty = Some(value);
+            continue;
+        }
+        let name = EnvName::parse(name)?;
+        if env.vars.iter().any(|(n, _)| *n == name) {
+            return None;
+        }
+        env.vars.push((name, value));
+    }
+    // nothing after the empty record
+    fields.next().is_none().then_some((account, env))
 }
 
 /// Six NUL-terminated fields, nothing after: user (non-empty), uid and gid (decimal u32), home
@@ -279,6 +414,79 @@ mod tests {
         }
         let long = [b"joe\x001\x001\x00/".as_slice(), &vec![b'h'; 100_000], b"\0\0\0"].concat();
         assert!(parse_account(&long).is_some(), "the caller bounds the answer, not the parser");
+    }
+
+    #[test]
+    fn whole_answers() {
+        let six = b"joe\x001000\x00100\x00/home/joe\x00\x00\x00".to_vec();
+        let with = |tail: &[u8]| [six.as_slice(), tail].concat();
+        let (acct, env) = parse_answer(&with(b"\0")).unwrap();
+        assert_eq!((acct.user.as_os_str(), env), (OsStr::new("joe"), Env::default()));
+        let (_, env) = parse_answer(&with(
+            b"QMAILMODE=reply:nolocal\0QMAILREPLYTEXT=a=b\nc\0ALIASEMPTY=./Maildir/\0\0",
+        ))
+        .unwrap();
+        assert_eq!(
+            env,
+            Env {
+                vars: vec![
+                    (EnvName::Mode, "reply:nolocal".into()),
+                    (EnvName::ReplyText, "a=b\nc".into()),
+                ],
+                aliasempty: Some("./Maildir/".into()),
+            }
+        );
+        let (_, env) = parse_answer(&with(b"MAILDIRQUOTA=\0\0")).unwrap();
+        assert_eq!(env.vars, vec![(EnvName::MaildirQuota, OsString::new())]);
+        for bad in [
+            // the old six-field answer, no terminating record
+            six.clone(),
+            six[..six.len() - 1].to_vec(),
+            with(b"\0\0"),
+            with(b"\0junk"),
+            with(b"QMAILMODE=x\0"),
+            with(b"QMAILMODE=x"),
+            with(b"PATH=/tmp\0\0"),
+            with(b"LD_PRELOAD=/tmp/x.so\0\0"),
+            with(b"qmailmode=x\0\0"),
+            with(b"QMAILMODE\0\0"),
+            with(b"=x\0\0"),
+            with(b"QMAILMODE=a\0QMAILMODE=b\0\0"),
+            with(b"ALIASEMPTY=./\0ALIASEMPTY=./\0\0"),
+            with(b"ALIASEMPTY=\0\0"),
+            b"joe\x000\x00\x00\x00".to_vec(),
+            vec![0; 100],
+            vec![],
+        ] {
+            assert_eq!(parse_answer(&bad), None, "{:?}", String::from_utf8_lossy(&bad));
+        }
+        // hostile: a huge number of records is linear and still refused on a duplicate
+        let mut many = with(b"");
+        for _ in 0..10_000 {
+            many.extend_from_slice(b"QMAILMODE=x\0");
+        }
+        many.push(0);
+        assert_eq!(parse_answer(&many), None);
+        assert_eq!(parse_answer(&[b'x'; 100_000]), None);
+    }
+
+    #[test]
+    fn failure_texts_keep_their_letter() {
+        let temp = exit::local_code(152, b"");
+        let perm = exit::local_code(159, b"");
+        assert_eq!(
+            with_text(temp.clone(), b"LDAP down (#4.4.3)\n"),
+            Outcome::temp("LDAP down (#4.4.3)\n")
+        );
+        assert_eq!(
+            with_text(perm.clone(), b"gone (#5.2.1)\nmore"),
+            Outcome::perm("gone (#5.2.1)\n")
+        );
+        assert_eq!(with_text(temp.clone(), b""), temp);
+        assert_eq!(with_text(temp.clone(), b"\x1b[31m"), temp);
+        let long = vec![b'a'; 5000];
+        assert_eq!(with_text(perm.clone(), &long).text().len(), TEXT_MAX + 1);
+        assert_eq!(with_text(Outcome::Success(vec![]), b"x").letter(), b'Z');
     }
 
     #[test]
