@@ -8,6 +8,7 @@ mod ctl;
 mod deliver;
 mod inject;
 mod ldap;
+mod ldapadmin;
 mod local;
 mod local_ldap;
 mod queue;

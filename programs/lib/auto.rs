@@ -51,6 +51,7 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-clean",
     "qmail-getpw",
     "qmail-inject",
+    "qmail-ldaplookup",
     "qmail-local",
     "qmail-lspawn",
     "qmail-newu",

@@ -1040,3 +1040,276 @@ mod tests {
         assert_eq!(amb.lspawn_code(), 156);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Administration: DN escaping, write operations, password check by bind (qmailctl user,
+// qmailctl ldap-init, qmail-ldaplookup -p)
+
+/// RFC 4514 escaping of an attribute value inside a DN: `, + " \ < > ;` and `=` anywhere, a
+/// leading `#` or blank, a trailing blank and NUL become `\xx` (hex), as do control
+/// characters, so no value can add an RDN or change the DN's structure.
+pub fn escape_dn(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ')
+            || c.is_control();
+        if special {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One change of [`Directory::modify`]: attribute name and its new values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Set the attribute to exactly these values (none: remove it).
+    Replace(String, Vec<String>),
+    /// Add these values.
+    Add(String, Vec<String>),
+    /// Remove these values (none: the whole attribute).
+    Delete(String, Vec<String>),
+}
+
+/// `userPassword` as `{SSHA}`: base64(SHA1(password ‖ salt) ‖ salt) (tools.md §2.6).
+pub fn ssha(password: &[u8], salt: &[u8]) -> String {
+    let mut data = password.to_vec();
+    data.extend_from_slice(salt);
+    let mut raw = crate::sha1::digest(&data).to_vec();
+    raw.extend_from_slice(salt);
+    format!("{{SSHA}}{}", crate::base64::encode(&raw))
+}
+
+/// Checks `password` against a stored `userPassword` of scheme `{SSHA}` or `{SHA}` (prefix
+/// case-insensitive). `Err` names why it cannot be checked here (another scheme, a damaged
+/// value); an empty password never matches (DECISIONS 8).
+pub fn check_password(stored: &str, password: &[u8]) -> Result<bool, &'static str> {
+    let scheme_end = stored.find('}').filter(|_| stored.starts_with('{'));
+    let Some(end) = scheme_end else {
+        return Err("no {scheme} prefix");
+    };
+    let (scheme, rest) = (stored[1..end].to_ascii_uppercase(), &stored[end + 1..]);
+    let raw = crate::base64::decode(rest.as_bytes());
+    let ok = match scheme.as_str() {
+        "SSHA" => {
+            let raw = raw.map_err(|_| "{SSHA} value is not base64")?;
+            if raw.len() < 20 {
+                return Err("{SSHA} value too short");
+            }
+            let mut data = password.to_vec();
+            data.extend_from_slice(&raw[20..]);
+            crate::sha1::digest(&data)[..] == raw[..20]
+        }
+        "SHA" => {
+            let raw = raw.map_err(|_| "{SHA} value is not base64")?;
+            if raw.len() != 20 {
+                return Err("{SHA} value has the wrong length");
+            }
+            crate::sha1::digest(password)[..] == raw[..]
+        }
+        _ => return Err("scheme not checked locally"),
+    };
+    Ok(ok && !password.is_empty())
+}
+
+impl Directory {
+    /// Adds an entry; attributes with no values are left out.
+    pub fn add(&mut self, dn: &str, attrs: &[(&str, Vec<String>)]) -> Result<(), Error> {
+        let attrs: Vec<(String, std::collections::HashSet<String>)> = attrs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(a, v)| (a.to_string(), v.iter().cloned().collect()))
+            .collect();
+        let timeout = self.cfg.search_timeout;
+        let res = self.connection()?.with_timeout(timeout).add(dn, attrs);
+        self.write_result("add", dn, res)
+    }
+
+    /// Applies `changes` to one entry in one operation.
+    pub fn modify(&mut self, dn: &str, changes: &[Change]) -> Result<(), Error> {
+        use std::collections::HashSet;
+        let set = |v: &[String]| v.iter().cloned().collect::<HashSet<String>>();
+        let mods: Vec<ldap3::Mod<String>> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Replace(a, v) => ldap3::Mod::Replace(a.clone(), set(v)),
+                Change::Add(a, v) => ldap3::Mod::Add(a.clone(), set(v)),
+                Change::Delete(a, v) => ldap3::Mod::Delete(a.clone(), set(v)),
+            })
+            .collect();
+        let timeout = self.cfg.search_timeout;
+        let res = self.connection()?.with_timeout(timeout).modify(dn, mods);
+        self.write_result("modify", dn, res)
+    }
+
+    /// Deletes one (leaf) entry.
+    pub fn delete(&mut self, dn: &str) -> Result<(), Error> {
+        let timeout = self.cfg.search_timeout;
+        let res = self.connection()?.with_timeout(timeout).delete(dn);
+        self.write_result("delete", dn, res)
+    }
+
+    /// Whether `password` binds as `dn`, on a fresh connection of its own (the directory
+    /// checks the password, any scheme it knows). `Ok(false)`: invalid credentials; an empty
+    /// password is refused without asking (an LDAP empty password is an anonymous bind).
+    pub fn bind_check(&self, dn: &str, password: &str) -> Result<bool, Error> {
+        if password.is_empty() {
+            return Ok(false);
+        }
+        let mut cfg = self.cfg.clone();
+        cfg.login = dn.to_string();
+        cfg.password = password.to_string();
+        let mut last = Error::Unreachable("no server in control/ldapserver".to_string());
+        for url in &cfg.servers {
+            match connect(url, &cfg) {
+                Ok(mut c) => {
+                    let _ = c.unbind();
+                    return Ok(true);
+                }
+                Err(Error::Credentials(_)) => return Ok(false),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// A search with its own base and scope (`base` for one entry, `one`, `sub`).
+    pub fn search_at(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, Error> {
+        let timeout = self.cfg.search_timeout;
+        let res = self.connection()?.with_timeout(timeout).search(base, scope, filter, attrs);
+        let (entries, res) = match res {
+            Ok(r) => (r.0, r.1),
+            Err(e) => {
+                self.conn = None;
+                return Err(op_error(e));
+            }
+        };
+        match res.rc {
+            0 => {}
+            3 | 51 => return Err(Error::Timeout),
+            10 => return Err(Error::Referral(res.refs)),
+            32 => return Err(Error::NoSuchBase(base.to_string())),
+            rc => return Err(Error::Failure(format!("search: result code {rc} {}", res.text))),
+        }
+        Ok(entries.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).collect())
+    }
+
+    fn write_result(
+        &mut self,
+        op: &str,
+        dn: &str,
+        res: ldap3::result::Result<ldap3::LdapResult>,
+    ) -> Result<(), Error> {
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.conn = None;
+                return Err(op_error(e));
+            }
+        };
+        match res.rc {
+            0 => Ok(()),
+            3 | 51 => Err(Error::Timeout),
+            10 => Err(Error::Referral(res.refs)),
+            rc => {
+                let what = match rc {
+                    16 => "no such attribute or value",
+                    19 | 21 => "a value is not allowed",
+                    20 => "the value is already there",
+                    32 => "no such entry",
+                    34 => "invalid DN",
+                    50 => "insufficient access rights",
+                    64 | 65 | 67 => "the schema does not allow it",
+                    66 => "the entry has children",
+                    68 => "the entry already exists",
+                    _ => "refused",
+                };
+                let text =
+                    if res.text.is_empty() { String::new() } else { format!(": {}", res.text) };
+                Err(Error::Failure(format!("{op} {dn}: {what} (result code {rc}){text}")))
+            }
+        }
+    }
+}
+
+/// The LDAP result code inside a write failure of [`Directory::add`], [`Directory::modify`]
+/// or [`Directory::delete`], for callers that act on one (68: already exists, 32: no such
+/// entry).
+pub fn result_code(e: &Error) -> Option<u32> {
+    let Error::Failure(text) = e else { return None };
+    let start = text.rfind("(result code ")? + "(result code ".len();
+    text[start..].split(')').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    #[test]
+    fn dn_escaping() {
+        let rows = [
+            ("joe", "joe"),
+            ("a,b", "a\\2cb"),
+            ("a+b=c", "a\\2bb\\3dc"),
+            ("\"x\"", "\\22x\\22"),
+            ("back\\slash", "back\\5cslash"),
+            ("<a>;", "\\3ca\\3e\\3b"),
+            ("#lead", "\\23lead"),
+            ("in#side", "in#side"),
+            (" sp ", "\\20sp\\20"),
+            ("nul\0", "nul\\00"),
+            ("x,ou=evil,dc=example", "x\\2cou\\3devil\\2cdc\\3dexample"),
+            ("é", "é"),
+        ];
+        for (input, want) in rows {
+            assert_eq!(escape_dn(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn ssha_round_trip() {
+        let stored = ssha(b"secret", b"saltsalt");
+        assert!(stored.starts_with("{SSHA}"));
+        assert_eq!(check_password(&stored, b"secret"), Ok(true));
+        assert_eq!(check_password(&stored, b"Secret"), Ok(false));
+        assert_eq!(check_password(&stored.replace("{SSHA}", "{ssha}"), b"secret"), Ok(true));
+        // slappasswd -h {SSHA} -s secret, salt "abcd" (printf 'secretabcd' | sha1sum).
+        let raw = [crate::sha1::digest(b"secretabcd").as_slice(), b"abcd"].concat();
+        let known = format!("{{SSHA}}{}", crate::base64::encode(&raw));
+        assert_eq!(check_password(&known, b"secret"), Ok(true));
+        // {SHA} of "abc" (FIPS 180 vector, base64).
+        assert_eq!(check_password("{SHA}qZk+NkcGgWq6PiVxeFDCbJzQ2J0=", b"abc"), Ok(true));
+        assert_eq!(check_password("{SHA}qZk+NkcGgWq6PiVxeFDCbJzQ2J0=", b"abd"), Ok(false));
+        assert!(check_password("{SSHA}!!!!", b"x").is_err());
+        assert!(check_password("{SSHA}YWJj", b"x").is_err());
+        assert!(check_password("{CRYPT}xyz", b"x").is_err());
+        assert!(check_password("plain", b"plain").is_err());
+        let empty = ssha(b"", b"salt");
+        assert_eq!(check_password(&empty, b""), Ok(false));
+    }
+
+    #[test]
+    fn result_codes() {
+        let e = Error::Failure("add uid=x: the entry already exists (result code 68): x".into());
+        assert_eq!(result_code(&e), Some(68));
+        assert_eq!(result_code(&Error::Timeout), None);
+    }
+}
+
+/// A directory entry as searches return it (DN, text and binary attributes), for programs
+/// that print entries; they never name `ldap3` themselves.
+pub type Entry = SearchEntry;

@@ -4,8 +4,8 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`cdb`], [`child`], [`date822`], [`file`], [`netstring`], [`prot`],
-//!   [`text0`].
+//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`], [`netstring`],
+//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
@@ -39,6 +39,7 @@
 
 pub mod address;
 pub mod auto;
+pub mod base64;
 pub mod cdb;
 pub mod child;
 pub mod control;
@@ -58,6 +59,7 @@ pub mod quota;
 pub mod received;
 pub mod remote;
 pub mod rewrite;
+pub mod sha1;
 pub mod smtp;
 pub mod smtpreply;
 pub mod spawn;
