@@ -121,3 +121,42 @@ fn one_tcprules_cdb_for_tcpserver_and_qmail_tcpsrv() {
         assert_eq!(relay_probe(port, "127.0.0.3"), "553", "{server}: others may not relay");
     }
 }
+
+#[test]
+fn qmailctl_run_restarts_a_listener_that_dies() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("lee");
+    sb.assign(&[("lee", uid, gid, &home)]);
+    let (run, port) = sb.start_smtp();
+    // find qmail-tcpsrv for this root and kill it
+    let needle = sb.home.join("bin/qmail-tcpsrv").to_string_lossy().to_string();
+    let mut killed = 0;
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).split('\0').next() == Some(needle.as_str()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            killed += 1;
+            // gone (or a zombie) before we look for its successor
+            let gone = || {
+                fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|st| {
+                        st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                    })
+                    .unwrap_or(true)
+            };
+            assert!(wait_until(LONG, gone), "qmail-tcpsrv {pid} did not die");
+        }
+    }
+    assert_eq!(killed, 1, "one qmail-tcpsrv for this root");
+    // it comes back, and mail still flows
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok()),
+        "not restarted; log:\n{}",
+        run.log_text()
+    );
+    smtplib(port, "x@example.net", &["lee@example.org"], "Subject: again\r\n\r\nback\r\n");
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1), "{}", run.log_text());
+}
