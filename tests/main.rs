@@ -8,6 +8,7 @@ mod ctl;
 mod deliver;
 mod inject;
 mod ldap;
+mod ldap_deliver;
 mod ldapadmin;
 mod local;
 mod local_ldap;
