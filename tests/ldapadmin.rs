@@ -145,3 +145,333 @@ fn ldaplookup_hostile_values_neither_inject_nor_crash() {
         assert!(!text(&out).contains("dn: uid=victim"), "{hostile:?}: {}", show(&out));
     }
 }
+
+fn ctl(s: &Sandbox, args: &[&str], stdin: &[u8]) -> Output {
+    let home = s.home.to_str().unwrap().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--home", home.as_str()]);
+    s.run("qmailctl", &all, stdin)
+}
+
+#[test]
+fn user_add_then_lookup_mod_show_del() {
+    let (s, base) = setup("users1");
+    s.control("ldapmessagestore", "/var/mail/vhosts/\n");
+    s.control("ldapuid", "2000\n");
+    s.control("ldapgid", "2001\n");
+    let out = ctl(
+        &s,
+        &[
+            "user",
+            "add",
+            "Ann@users1.org",
+            "--alias",
+            "ann.a@users1.org",
+            "--quota-size",
+            "5000000",
+            "--quota-count",
+            "100",
+            "--password-stdin",
+        ],
+        b"s3cret\n",
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(text(&out), format!("qmailctl: added uid=ann,{base}\n"));
+
+    let out = s.run("qmail-ldaplookup", &["-m", "ann.a@users1.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let got = text(&out);
+    // objectClass values come back in no fixed order (the add sends a set).
+    assert!(got.contains("\nobjectClass: inetOrgPerson\n"), "{}", show(&out));
+    assert!(got.contains("\nobjectClass: qmailUser\n"), "{}", show(&out));
+    let entry = got.split_once("\nmail: ").map_or("", |x| x.1);
+    let want = "ann@users1.org\n\
+                mailAlternateAddress: ann.a@users1.org\n\
+                uid: ann\n\
+                accountStatus: undefined -> active\n\
+                mailHost: undefined\n\
+                homeDirectory: /var/mail/vhosts/ann\n\
+                mailMessageStore: /var/mail/vhosts/ann/Maildir/\n\
+                qmailDotMode: undefined\n\
+                qmailUID: 2000\n\
+                qmailGID: 2001\n\
+                mailQuotaSize: 5000000\n\
+                mailQuotaCount: 100\n\
+                mailSizeMax: undefined\n\
+                mailReplyText: undefined\n\
+                \n\
+                Delivery:\n  \
+                status: active: mail is delivered\n  \
+                user: ann, uid 2000, gid 2001\n  \
+                message store: home /var/mail/vhosts/ann, default delivery /var/mail/vhosts/ann/Maildir/\n  \
+                dot mode: ldaponly\n  \
+                delivery mode: local delivery, forwards, programs\n  \
+                forwards: none\n  \
+                programs: none\n  \
+                quota: 5000000 bytes, 100 messages\n  \
+                message size limit: unlimited\n\n\n";
+    assert_eq!(entry, want, "{}", show(&out));
+
+    // The stored password is {SSHA}: right and wrong.
+    let out = s.run("qmail-ldaplookup", &["-u", "ann", "-p", "s3cret"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(text(&out).contains("PASSWORD COMPARE was successful."), "{}", show(&out));
+    let out = s.run("qmail-ldaplookup", &["-u", "ann", "-p", "s3cre"], b"");
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    // The directory agrees: a bind as the entry works with it.
+    let out = std::process::Command::new("ldapwhoami")
+        .args([
+            "-x",
+            "-H",
+            &slapd::shared().url(),
+            "-D",
+            &format!("uid=ann,{base}"),
+            "-w",
+            "s3cret",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    // The same address twice is refused, also as an alias of someone else.
+    let out = ctl(&s, &["user", "add", "ann@users1.org", "--uid", "ann2"], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already an address"), "{}", show(&out));
+    let out = ctl(&s, &["user", "add", "bob@users1.org", "--alias", "ANN.A@users1.org"], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+
+    // mod: status, delivery mode, forwards, aliases, password.
+    let out = ctl(
+        &s,
+        &[
+            "user",
+            "mod",
+            "ann@users1.org",
+            "--status",
+            "disabled",
+            "--delivery-mode",
+            "noforward",
+            "--add-forward",
+            "boss@example.net",
+            "--add-alias",
+            "a@users1.org",
+            "--del-alias",
+            "ann.a@users1.org",
+            "--password",
+            "new pw",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = ctl(&s, &["user", "show", "a@users1.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        text(&out),
+        format!(
+            "dn: uid=ann,{base}\n\
+             objectClass: inetOrgPerson\n\
+             objectClass: qmailUser\n\
+             uid: ann\n\
+             cn: ann\n\
+             mail: ann@users1.org\n\
+             mailAlternateAddress: a@users1.org\n\
+             accountStatus: disabled\n\
+             homeDirectory: /var/mail/vhosts/ann\n\
+             mailMessageStore: /var/mail/vhosts/ann/Maildir/\n\
+             qmailUID: 2000\n\
+             qmailGID: 2001\n\
+             mailQuotaSize: 5000000\n\
+             mailQuotaCount: 100\n\
+             mailForwardingAddress: boss@example.net\n\
+             deliveryMode: noforward\n\
+             userPassword: (set)\n"
+        )
+    );
+    let out = s.run("qmail-ldaplookup", &["-m", "a@users1.org", "-p", "new pw"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(text(&out).contains("status: disabled: mail bounces"), "{}", show(&out));
+    let out = s.run("qmail-ldaplookup", &["-m", "ann.a@users1.org"], b"");
+    assert_eq!(code(&out), 100, "{}", show(&out));
+    let out = ctl(&s, &["user", "mod", "a@users1.org", "--clear-delivery-mode"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(!text(&ctl(&s, &["user", "show", "a@users1.org"], b"")).contains("deliveryMode"));
+    // Bad values are refused before anything is sent.
+    for args in [
+        &["user", "mod", "a@users1.org", "--status", "frozen"][..],
+        &["user", "mod", "a@users1.org", "--delivery-mode", "bogus"][..],
+        &["user", "mod", "a@users1.org"][..],
+        &["user", "mod", "nobody@users1.org", "--status", "active"][..],
+    ] {
+        let out = ctl(&s, args, b"");
+        assert_ne!(code(&out), 0, "{args:?}: {}", show(&out));
+    }
+
+    // A forward-only entry.
+    let out = ctl(&s, &["user", "add", "fwd@users1.org", "--forward", "x@example.net"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = s.run("qmail-ldaplookup", &["-m", "fwd@users1.org"], b"");
+    assert!(text(&out).contains("message store: none: forward-only"), "{}", show(&out));
+
+    // del
+    let out = ctl(&s, &["user", "del", "ann@users1.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = s.run("qmail-ldaplookup", &["-u", "ann"], b"");
+    assert_eq!(code(&out), 100, "{}", show(&out));
+    let out = ctl(&s, &["user", "del", "ann@users1.org"], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no entry has"), "{}", show(&out));
+}
+
+#[test]
+fn user_hostile_values_neither_inject_nor_crash() {
+    let (s, base) = setup("users2");
+    s.control("ldapuid", "2000\n");
+    s.control("ldapgid", "2000\n");
+    slapd::shared().add(&format!(
+        "dn: uid=victim,{base}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\nuid: victim\n\
+         cn: V\nsn: V\nmail: victim@users2.org\nmailMessageStore: /var/mail/v/\n"
+    ));
+    // DN metacharacters: refused in a uid, escaped (RFC 4514) where allowed.
+    let out = ctl(
+        &s,
+        &["user", "add", "odd@users2.org", "--uid", "x,ou=evil+cn=a", "--store", "/v/o/"],
+        b"",
+    );
+    assert_eq!(code(&out), 111, "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uid"), "{}", show(&out));
+    let out = ctl(
+        &s,
+        &["user", "add", "odd@users2.org", "--uid", "#odd", "--name", "A, B+C", "--store", "/v/o/"],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(text(&out), format!("qmailctl: added uid=\\23odd,{base}\n"));
+    let out = ctl(&s, &["user", "show", "odd@users2.org"], b"");
+    assert!(text(&out).contains("uid: #odd\ncn: A, B+C\n"), "{}", show(&out));
+    // Filter metacharacters in addresses find nothing and touch nothing.
+    for hostile in
+        ["*@users2.org", "*)(uid=*@users2.org", "victim)(|(mail=*@users2.org", "\\2a@users2.org"]
+    {
+        for sub in [&["user", "show", hostile][..], &["user", "del", hostile][..]] {
+            let out = ctl(&s, sub, b"");
+            assert_eq!(code(&out), 111, "{sub:?}: {}", show(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("no entry has"),
+                "{}",
+                show(&out)
+            );
+        }
+        let out = ctl(&s, &["user", "mod", hostile, "--status", "deleted"], b"");
+        assert_eq!(code(&out), 111, "{}", show(&out));
+    }
+    let out = ctl(&s, &["user", "show", "victim@users2.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(!text(&out).contains("accountStatus"), "{}", show(&out));
+    // Line breaks never reach LDIF or the directory.
+    let out = ctl(
+        &s,
+        &["user", "add", "nl@users2.org", "--name", "a\nmail: victim@users2.org", "--store", "/x/"],
+        b"",
+    );
+    assert_eq!(code(&out), 111, "{}", show(&out));
+}
+
+#[test]
+fn ldap_init_writes_a_server_that_slaptest_accepts_and_ldif_that_loads() {
+    let s = Sandbox::new();
+    let dir = s.tmp.path().join("slapd");
+    let out = ctl(
+        &s,
+        &[
+            "ldap-init",
+            "--suffix",
+            "dc=init,dc=test",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--server",
+            "127.0.0.1:3899",
+            "--message-store",
+            "/var/mail/vhosts",
+            "--uid",
+            "2000",
+            "--gid",
+            "2000",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let c = |n: &str| std::fs::read_to_string(s.home.join("control").join(n)).unwrap();
+    assert_eq!(c("ldapserver"), "127.0.0.1:3899\n");
+    assert_eq!(c("ldapbasedn"), "dc=init,dc=test\n");
+    assert_eq!(c("ldaplogin"), "cn=admin,dc=init,dc=test\n");
+    assert_eq!(c("ldapmessagestore"), "/var/mail/vhosts/\n");
+    assert_eq!(c("ldapuid"), "2000\n");
+    assert!(c("ldappassword").trim().len() >= 20);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.home.join("control/ldappassword")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "ldappassword is world-readable");
+    let conf = dir.join("slapd.conf");
+    let conf_text = std::fs::read_to_string(&conf).unwrap();
+    assert!(conf_text.contains("rootpw {SSHA}"), "{conf_text}");
+    assert!(!conf_text.contains(c("ldappassword").trim()), "the password in clear");
+    for cmd in [
+        std::process::Command::new("slaptest").args(["-u", "-f"]).arg(&conf).output().unwrap(),
+        std::process::Command::new("slapadd")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-l")
+            .arg(dir.join("base.ldif"))
+            .output()
+            .unwrap(),
+    ] {
+        assert!(cmd.status.success(), "{}", show(&cmd));
+    }
+    // A non-empty directory is refused.
+    let out = ctl(&s, &["ldap-init", "--suffix", "dc=x", "--dir", dir.to_str().unwrap()], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+
+    // --print: the LDIF for an existing directory loads into the shared slapd, and users
+    // then go under its ou=people.
+    let pwfile = s.tmp.path().join("rootpw");
+    std::fs::write(&pwfile, format!("{ROOTPW}\n")).unwrap();
+    let d = slapd::shared();
+    let suffix = "ou=printed,dc=example,dc=org";
+    let out = ctl(
+        &s,
+        &[
+            "ldap-init",
+            "--print",
+            "--suffix",
+            suffix,
+            "--server",
+            &d.server(),
+            "--rootdn",
+            ROOTDN,
+            "--rootpw-file",
+            pwfile.to_str().unwrap(),
+            "--uid",
+            "2000",
+            "--gid",
+            "2000",
+            "--message-store",
+            "/var/mail/vhosts",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        text(&out),
+        format!(
+            "dn: {suffix}\nobjectClass: organizationalUnit\nou: printed\n\n\
+             dn: ou=people,{suffix}\nobjectClass: organizationalUnit\nou: people\n"
+        )
+    );
+    d.add(&text(&out));
+    assert_eq!(c("ldappassword"), format!("{ROOTPW}\n"));
+    let out = ctl(&s, &["user", "add", "new@printed.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(text(&out), format!("qmailctl: added uid=new,ou=people,{suffix}\n"));
+    let out = s.run("qmail-ldaplookup", &["-m", "new@printed.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(text(&out).contains("user: new, uid 2000, gid 2000\n"), "{}", show(&out));
+}

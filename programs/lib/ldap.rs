@@ -1181,31 +1181,29 @@ impl Directory {
         Err(last)
     }
 
-    /// A search with its own base and scope (`base` for one entry, `one`, `sub`).
-    pub fn search_at(
-        &mut self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<Vec<SearchEntry>, Error> {
+    /// Whether the entry `dn` exists (a base search; `noSuchObject` is `Ok(false)`).
+    pub fn exists(&mut self, dn: &str) -> Result<bool, Error> {
         let timeout = self.cfg.search_timeout;
-        let res = self.connection()?.with_timeout(timeout).search(base, scope, filter, attrs);
-        let (entries, res) = match res {
-            Ok(r) => (r.0, r.1),
+        let res = self.connection()?.with_timeout(timeout).search(
+            dn,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["1.1"],
+        );
+        let res = match res {
+            Ok(r) => r.1,
             Err(e) => {
                 self.conn = None;
                 return Err(op_error(e));
             }
         };
         match res.rc {
-            0 => {}
-            3 | 51 => return Err(Error::Timeout),
-            10 => return Err(Error::Referral(res.refs)),
-            32 => return Err(Error::NoSuchBase(base.to_string())),
-            rc => return Err(Error::Failure(format!("search: result code {rc} {}", res.text))),
+            0 => Ok(true),
+            32 => Ok(false),
+            3 | 51 => Err(Error::Timeout),
+            10 => Err(Error::Referral(res.refs)),
+            rc => Err(Error::Failure(format!("search: result code {rc} {}", res.text))),
         }
-        Ok(entries.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).collect())
     }
 
     fn write_result(

@@ -161,7 +161,7 @@ fn run(args: &Args) -> Result<Outcome> {
             }
             out.push_str("\n\n");
         }
-        print!("{out}");
+        emit(&out)?;
         if !unique && args.filter.is_none() {
             let dns = entries.iter().map(|e| e.dn.clone()).collect();
             let address = args.mail.clone().or(args.uid.clone()).unwrap_or_default();
@@ -175,7 +175,7 @@ fn run(args: &Args) -> Result<Outcome> {
         }
         return Ok(Outcome::Found);
     }
-    print!("{out}");
+    emit(&out)?;
     Ok(Outcome::NotFound)
 }
 
@@ -197,13 +197,20 @@ fn check(dir: &Directory, entry: &ldap::Entry, pw: &str) -> Result<Outcome> {
         None => dir.bind_check(&entry.dn, pw).context("bind as the entry")?,
     };
     if ok {
-        println!("PASSWORD COMPARE was successful.");
+        emit("PASSWORD COMPARE was successful.\n")?;
         Ok(Outcome::Found)
     } else {
         let why = if pw.is_empty() { "empty password" } else { "password mismatch" };
-        println!("PASSWORD COMPARE was NOT successful.\n\terror was: {why}");
+        emit(&format!("PASSWORD COMPARE was NOT successful.\n\terror was: {why}\n"))?;
         Ok(Outcome::WrongPassword)
     }
+}
+
+/// Writes to standard output; a failure (a closed pipe, a full disk) is an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("unable to write output")
 }
 
 /// A candidate with neither dash nor extension (a `-u` or `-f` search).

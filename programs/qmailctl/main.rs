@@ -1,10 +1,12 @@
 //! qmailctl: the administrator's front door to a qmail-ldap-rs installation.
 //!
 //! `qmailctl init [--home DIR] [--domain D] [--users]` creates a complete installation root;
-//! `qmailctl up [--home DIR]` creates one when missing and starts the mail system on it.
+//! `qmailctl up [--home DIR]` creates one when missing and starts the mail system on it;
+//! `qmailctl ldap-init` and `qmailctl user add|mod|del|show` provision the LDAP directory.
 //! Exit 0 on success, 100 on a usage error, 111 on any failure. See doc/qmailctl.8.
 
 mod init;
+mod ldap;
 mod queue;
 mod run;
 
@@ -38,6 +40,12 @@ enum Cmd {
     Reload(HomeArg),
     /// Rebuild users/cdb and the control cdbs from their text sources.
     Cdb(HomeArg),
+    /// Write a slapd configuration and base DIT for a new directory (or print the LDIF for an
+    /// existing one) and set the ldap* control files.
+    LdapInit(Box<ldap::InitArgs>),
+    /// Add, change, delete or show a mail user in the directory.
+    #[command(subcommand)]
+    User(Box<ldap::UserCmd>),
 }
 
 #[derive(clap::Args)]
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Cmd::Doqueue(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGALRM),
         Cmd::Reload(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGHUP),
         Cmd::Cdb(home) => queue::cdb(&home.resolve()),
+        Cmd::LdapInit(args) => ldap::init(&args),
+        Cmd::User(cmd) => ldap::user(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
