@@ -330,3 +330,28 @@ fn as_root_the_entry_ids_are_used_and_bad_ones_refused() {
         assert!(Sandbox::maildir_new(h).is_empty(), "delivered to {}", h.display());
     }
 }
+
+#[test]
+fn not_found_falls_back_and_other_cluster_hosts_wait() {
+    let s = slapd::shared();
+    let d = Dir::new("fallback");
+    // not in the directory: users/assign decides (ldaplocaldelivery defaults to 1)
+    let (uid, gid, local) = d.sb.user_home("cal");
+    d.sb.assign(&[("cal", uid, gid, &local)]);
+    let away = d.user(s, "far", "mailHost: other.example.org");
+    let here = d.user(s, "near", "mailHost: MX.example.org");
+    d.sb.control("ldapcluster", "1\n");
+    let run = d.sb.start();
+    d.inject("x@example.net", "cal@example.org", "Subject: c\n\nclassic\n");
+    d.inject("x@example.net", "near@example.org", "Subject: n\n\nhere\n");
+    d.inject("x@example.net", "far@example.org", "Subject: f\n\nelsewhere\n");
+    assert!(wait_files(&local, 1), "no fallback delivery; log:\n{}", run.log_text());
+    assert!(wait_files(&here, 1), "mailHost = me not delivered; log:\n{}", run.log_text());
+    assert!(
+        run.wait_log(LONG, |l| l.contains(": deferral: ") && l.contains("#4.4.4")),
+        "no deferral for another cluster host; log:\n{}",
+        run.log_text()
+    );
+    assert!(Sandbox::maildir_new(&away).is_empty());
+    assert_eq!(run.count_log(|l| l.contains(": failure: ")), 0);
+}
