@@ -444,17 +444,12 @@ fn permanent(e: &io::Error) -> bool {
 
 /// Step 3: the alias user, with dash `-` and ext = all of `local`.
 fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
-    let (user, uid, gid, dir) = match passwd(auto::USER_ALIAS)? {
-        Some(pw) => (pw.name, pw.uid.as_raw(), pw.gid.as_raw(), pw.dir.into_os_string()),
-        None => {
-            let dir = home.join("alias");
-            let meta = std::fs::metadata(&dir).map_err(|e| {
-                let code = if permanent(&e) { qlx::NOALIAS } else { qlx::NFS };
-                Failure::log(
-                    code,
-                    format!("no alias user and unable to stat {}: {e}", dir.display()),
-                )
-            })?;
+    // the installation's own alias/ and its owner (the alias user in a system installation,
+    // the owner in a single-user one); the passwd `alias` entry only when there is none, so
+    // an unrelated installation's users never decide where this one's mail goes
+    let dir = home.join("alias");
+    let (user, uid, gid, dir) = match std::fs::metadata(&dir) {
+        Ok(meta) => {
             // name the owner as passwd does; an owner without an entry is still "alias"
             let user = nix::unistd::User::from_uid(meta.uid().into())
                 .ok()
@@ -462,6 +457,18 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
                 .map_or_else(|| auto::USER_ALIAS.to_string(), |pw| pw.name);
             (user, meta.uid(), meta.gid(), OsString::from(dir))
         }
+        Err(e) if !permanent(&e) => {
+            return Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display())))
+        }
+        Err(e) => match passwd(auto::USER_ALIAS)? {
+            Some(pw) => (pw.name, pw.uid.as_raw(), pw.gid.as_raw(), pw.dir.into_os_string()),
+            None => {
+                return Err(Failure::log(
+                    qlx::NOALIAS,
+                    format!("no alias user and unable to stat {}: {e}", dir.display()),
+                ))
+            }
+        },
     };
     Ok(Found {
         user: user.into_bytes(),
