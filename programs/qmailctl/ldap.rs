@@ -228,7 +228,7 @@ pub fn init(args: &InitArgs) -> Result<()> {
          dn: ou=people,{suffix}\nobjectClass: organizationalUnit\nou: people\n"
     );
     if let Some(dir) = &args.dir {
-        write_server(dir, suffix, &rootdn, &password, &ldif)?;
+        write_server(dir, suffix, &rootdn, &password, &ldif, &args.server)?;
     } else {
         print!("{ldif}");
     }
@@ -310,7 +310,14 @@ fn split_rdn(dn: &str) -> &str {
     dn
 }
 
-fn write_server(dir: &Path, suffix: &str, rootdn: &str, password: &str, ldif: &str) -> Result<()> {
+fn write_server(
+    dir: &Path,
+    suffix: &str,
+    rootdn: &str,
+    password: &str,
+    ldif: &str,
+    server: &str,
+) -> Result<()> {
     if dir.exists() {
         let mut rd =
             fs::read_dir(dir).with_context(|| format!("unable to read {}", dir.display()))?;
@@ -367,7 +374,7 @@ fn write_server(dir: &Path, suffix: &str, rootdn: &str, password: &str, ldif: &s
     eprintln!(
         "qmailctl: wrote {0}/slapd.conf and {0}/base.ldif; load with\n  \
          slapadd -f {0}/slapd.conf -l {0}/base.ldif\nthen start\n  \
-         slapd -f {0}/slapd.conf -h ldap://127.0.0.1/",
+         slapd -f {0}/slapd.conf -h ldap://{server}/",
         dir.display()
     );
     Ok(())
