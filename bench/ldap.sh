@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/ldap.sh: local deliveries per second to 1,000 LDAP users against the same with
+# users/cdb only, in one run, and the latency of one recipient lookup.
+#
+# A private slapd (Debian's slapd, loaded with slapadd) holds 1,000 qmailUser entries; a
+# second installation has the same 1,000 users in users/assign. Each gets N (default 5000)
+# messages of 4 KiB to uniformly random recipients from 10 qmail-inject streams; delivered/s
+# is measured until every message is in a Maildir. The lookup latency is that of one
+# qmail-getpw run (the unprivileged lookup child qmail-lspawn starts per delivery: process
+# start, LDAP connect and bind, search), median and p99 over 500 runs. Not part of cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-5000}
+USERS=${USERS:-1000}
+STREAMS=10
+PORT=${PORT:-3899}
+
+cargo build --release -q
+bin=$PWD/target/release
+schema=$PWD/schema
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/qmail-ldap-bench.XXXXXX")
+chmod 755 "$work"
+cleanup() {
+  [ -n "${runpid:-}" ] && kill -TERM "$runpid" 2>/dev/null && wait "$runpid" 2>/dev/null
+  [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$(id -u)" = 0 ]; then uid=65534 gid=65534 owner=(--owner nobody) as=(setpriv --reuid 65534 --regid 65534 --clear-groups)
+else uid=$(id -u) gid=$(id -g) owner=() as=(); fi
+[ "$uid" -ge 100 ] || { echo "bench/ldap.sh: ids must be >= 100" >&2; exit 1; }
+
+# --- the directory ---
+mkdir -p "$work/db"
+cat > "$work/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+include $schema/qmail.schema
+pidfile $work/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+suffix "dc=bench,dc=example"
+rootdn "cn=admin,dc=bench,dc=example"
+rootpw secret
+directory $work/db
+maxsize 104857600
+index mail,mailAlternateAddress eq
+index objectClass eq
+CONF
+{
+  printf 'dn: dc=bench,dc=example\nobjectClass: dcObject\nobjectClass: organization\ndc: bench\no: Bench\n\n'
+  printf 'dn: ou=people,dc=bench,dc=example\nobjectClass: organizationalUnit\nou: people\n\n'
+  for i in $(seq 0 $((USERS - 1))); do
+    printf 'dn: uid=u%s,ou=people,dc=bench,dc=example\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\nuid: u%s\ncn: u%s\nsn: u%s\nmail: u%s@bench.example\nhomeDirectory: %s/ml/u%s\nmailMessageStore: %s/ml/u%s/Maildir/\nqmailUID: %s\nqmailGID: %s\n\n' \
+      "$i" "$i" "$i" "$i" "$i" "$work" "$i" "$work" "$i" "$uid" "$gid"
+  done
+} > "$work/users.ldif"
+slapadd -q -f "$work/slapd.conf" -l "$work/users.ldif"
+slapd -f "$work/slapd.conf" -h "ldap://127.0.0.1:$PORT/"
+for _ in $(seq 500); do ldapsearch -x -H "ldap://127.0.0.1:$PORT/" -b dc=bench,dc=example -s base >/dev/null 2>&1 && break; sleep 0.02; done
+
+# --- two installations: LDAP and users/cdb, each with its own 1,000 Maildirs ---
+setup() { # name maildir-root
+  local home=$work/$1
+  "$bin/qmailctl" init --home "$home" --domain bench.example "${owner[@]}" >/dev/null
+  for i in $(seq 0 $((USERS - 1))); do mkdir -p "$work/$2/u$i/Maildir/cur" "$work/$2/u$i/Maildir/new" "$work/$2/u$i/Maildir/tmp"; done
+  chown -R "$uid:$gid" "$work/$2"
+}
+setup ldap ml
+printf '127.0.0.1:%s\n' "$PORT" > "$work/ldap/control/ldapserver"
+echo dc=bench,dc=example > "$work/ldap/control/ldapbasedn"
+echo cn=admin,dc=bench,dc=example > "$work/ldap/control/ldaplogin"
+echo secret > "$work/ldap/control/ldappassword"
+chown "$uid:$gid" "$work/ldap/control/"ldap*
+setup cdb mc
+{ for i in $(seq 0 $((USERS - 1))); do printf '=u%s:u%s:%s:%s:%s/mc/u%s:::\n' "$i" "$i" "$uid" "$gid" "$work" "$i"; done; echo .; } > "$work/cdb/users/assign"
+QMAILHOME=$work/cdb "$bin/qmail-newu"
+
+msg=$work/msg
+{ printf 'Subject: bench\n\n'; head -c 3000 /dev/urandom | base64 -w 76; } > "$msg"
+truncate -s 4096 "$msg"
+
+run() { # name maildir-root -> delivered/s
+  local home=$work/$1 per=$((N / STREAMS))
+  QMAILHOME=$home "$bin/qmailctl" run --home "$home" --listen off > "$work/$1.log" 2>&1 &
+  runpid=$!
+  for _ in $(seq 500); do grep -q '^status: local' "$work/$1.log" 2>/dev/null && break; sleep 0.01; done
+  local s e
+  s=$(date +%s.%N)
+  for st in $(seq "$STREAMS"); do
+    ( for _ in $(seq "$per"); do
+        QMAILHOME=$home "${as[@]}" "$bin/qmail-inject" "u$((RANDOM % USERS))@bench.example" < "$msg"
+      done ) &
+  done
+  wait $(jobs -p | grep -v "^$runpid\$") 2>/dev/null || true
+  while [ "$(find "$work/$2" -path '*/new/*' -type f | wc -l)" -lt $((per * STREAMS)) ]; do sleep 0.1; done
+  e=$(date +%s.%N)
+  kill -TERM "$runpid"; wait "$runpid" 2>/dev/null || true; runpid=
+  python3 -c "print('%.1f' % ($((per * STREAMS)) / ($e - $s)))"
+}
+ldap_rate=$(run ldap ml)
+cdb_rate=$(run cdb mc)
+
+latency() { # name -> "median p99" in ms of one qmail-getpw run
+  python3 - "$work/$1" "$bin/qmail-getpw" "$USERS" "${as[@]}" <<'PY'
+import os, random, subprocess, sys, time
+home, getpw, users, prefix = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+env = dict(os.environ, QMAILHOME=home)
+t = []
+for _ in range(500):
+    u = "u%d" % random.randrange(users)
+    s = time.perf_counter()
+    r = subprocess.run(prefix + [getpw, u, "bench.example", "4096"], env=env, capture_output=True)
+    t.append((time.perf_counter() - s) * 1000)
+    assert r.returncode == 0, r
+t.sort()
+print("%.2f %.2f" % (t[len(t) // 2], t[int(len(t) * 0.99)]))
+PY
+}
+read -r lmed lp99 <<<"$(latency ldap)"
+read -r cmed cp99 <<<"$(latency cdb)"
+
+echo "deliveries: $N x 4 KiB to $USERS users (uniform random), 10 qmail-inject streams"
+printf '%-12s %12s %18s\n' "" "delivered/s" "lookup ms (p50/p99)"
+printf '%-12s %12s %18s\n' "LDAP" "$ldap_rate" "$lmed / $lp99"
+printf '%-12s %12s %18s\n' "users/cdb" "$cdb_rate" "$cmed / $cp99"
+python3 -c "print('ratio LDAP/cdb: %.2f' % ($ldap_rate / $cdb_rate))"
