@@ -4,8 +4,8 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`], [`netstring`],
-//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
+//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`], [`getopt`],
+//!   [`netstring`], [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
@@ -48,6 +48,7 @@ pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
 pub mod file;
+pub mod getopt;
 pub mod ldap;
 pub mod log;
 pub mod maildir;

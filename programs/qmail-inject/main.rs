@@ -21,6 +21,7 @@ use qmail::control::Control;
 use qmail::date822::{unix_now, Utc};
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
+use qmail::getopt::{Getopt, Opt};
 use qmail::queue::Injection;
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
@@ -73,57 +74,32 @@ impl Options {
             full_name: None,
             args: Vec::new(),
         };
-        let mut i = 0;
-        while i < args.len() {
-            let arg = &args[i];
-            i += 1;
-            if arg == b"--" {
-                break;
-            }
-            if arg.len() < 2 || arg[0] != b'-' {
-                i -= 1;
-                break;
-            }
-            let mut j = 1;
-            while j < arg.len() {
-                let c = arg[j];
-                j += 1;
-                match c {
-                    b'a' => o.recipients = Recipients::Args,
-                    b'A' => o.recipients = Recipients::Default,
-                    b'h' => o.recipients = Recipients::Header,
-                    b'H' => o.recipients = Recipients::Both,
-                    b'n' => o.queue = false,
-                    b'N' => o.queue = true,
-                    b'f' | b'F' => {
-                        let value = if j < arg.len() {
-                            arg[j..].to_vec()
-                        } else {
-                            let v = args.get(i).ok_or_else(|| {
-                                Verdict::perm(format!(
-                                    "option -{} needs a value; {USAGE}",
-                                    c as char
-                                ))
-                            })?;
-                            i += 1;
-                            v.clone()
-                        };
-                        if c == b'f' {
-                            o.sender = Some(value);
-                        } else {
-                            o.full_name = Some(value);
-                        }
-                        break;
-                    }
-                    _ => {
-                        return Err(Verdict::perm(format!(
-                            "unknown option -{}; {USAGE}",
-                            String::from_utf8_lossy(&[c])
-                        )))
-                    }
+        let mut opts = Getopt::new(args, "aAhHnNf:F:");
+        for opt in opts.by_ref() {
+            match opt {
+                Opt::Flag(b'a') => o.recipients = Recipients::Args,
+                Opt::Flag(b'A') => o.recipients = Recipients::Default,
+                Opt::Flag(b'h') => o.recipients = Recipients::Header,
+                Opt::Flag(b'H') => o.recipients = Recipients::Both,
+                Opt::Flag(b'n') => o.queue = false,
+                Opt::Flag(b'N') => o.queue = true,
+                Opt::Value(b'f', v) => o.sender = Some(v),
+                Opt::Value(_, v) => o.full_name = Some(v),
+                Opt::Missing(c) => {
+                    return Err(Verdict::perm(format!(
+                        "option -{} needs a value; {USAGE}",
+                        c as char
+                    )))
+                }
+                Opt::Flag(c) | Opt::Unknown(c) => {
+                    return Err(Verdict::perm(format!(
+                        "unknown option -{}; {USAGE}",
+                        String::from_utf8_lossy(&[c])
+                    )))
                 }
             }
         }
+        let i = args.len() - opts.rest().len();
         o.args = args[i..].to_vec();
         Ok(o)
     }

@@ -13,6 +13,7 @@
 //! `newaliases`; 111 when the root or a program cannot be reached; otherwise the exit code of
 //! the program it became (qmail-inject: 0 queued, 100 permanent, 111 temporary).
 
+use qmail::getopt::{Getopt, Opt};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
@@ -75,51 +76,26 @@ struct Inject {
 fn parse(args: &[Vec<u8>]) -> Result<Action, ()> {
     let mut inject =
         Inject { header: false, sender: None, full_name: None, recipients: Vec::new() };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if arg == b"--" {
-            break;
-        }
-        if arg.len() < 2 || arg[0] != b'-' {
-            i -= 1;
-            break;
-        }
-        let mut j = 1;
-        while j < arg.len() {
-            let c = arg[j];
-            j += 1;
-            match c {
-                b't' => inject.header = true,
-                b'v' | b'i' | b'm' | b'x' => {}
-                b'E' | b'J' => break,
-                b'e' | b'f' | b'p' | b'o' | b'B' | b'F' | b'b' => {
-                    let value = if j < arg.len() {
-                        arg[j..].to_vec()
-                    } else {
-                        let v = args.get(i).ok_or(())?.clone();
-                        i += 1;
-                        v
-                    };
-                    match c {
-                        b'f' => inject.sender = Some(value),
-                        b'F' => inject.full_name = Some(value),
-                        b'b' => match value.first() {
-                            Some(b'm') => {}
-                            Some(b'p') => return Ok(Action::Mailq),
-                            Some(b's') => return Ok(Action::Smtpd),
-                            _ => return Err(()),
-                        },
-                        // -e (one error mode), -o (options), -p (protocol), -B (body type)
-                        _ => {}
-                    }
-                    break;
-                }
+    let mut opts = Getopt::new(args, "vimtxEJe:f:p:o:B:F:b:");
+    while let Some(opt) = opts.next() {
+        match opt {
+            Opt::Flag(b't') => inject.header = true,
+            Opt::Flag(b'E' | b'J') => opts.skip_rest(),
+            Opt::Flag(_) => {}
+            Opt::Value(b'f', value) => inject.sender = Some(value),
+            Opt::Value(b'F', value) => inject.full_name = Some(value),
+            Opt::Value(b'b', value) => match value.first() {
+                Some(b'm') => {}
+                Some(b'p') => return Ok(Action::Mailq),
+                Some(b's') => return Ok(Action::Smtpd),
                 _ => return Err(()),
-            }
+            },
+            // -e (one error mode), -o (options), -p (protocol), -B (body type)
+            Opt::Value(..) => {}
+            Opt::Missing(_) | Opt::Unknown(_) => return Err(()),
         }
     }
+    let i = args.len() - opts.rest().len();
     inject.recipients = args[i..].to_vec();
     Ok(Action::Inject(inject))
 }
