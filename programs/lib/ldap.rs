@@ -168,7 +168,7 @@ impl From<ControlError> for Error {
 // Configuration
 
 /// The LDAP configuration of one installation (§3).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `ldap://host:port/` URLs, tried in order.
     pub servers: Vec<String>,

@@ -98,17 +98,40 @@ impl Failure {
     }
 }
 
+/// The longest field of a served request (an address part or a size).
+const REQUEST_MAX: usize = 2048;
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.len() == 1 && args[0] == "-s" {
+        return serve();
+    }
     let Some(local) = args.first() else {
-        eprintln!("qmail-getpw: usage: qmail-getpw local [domain [size]]");
+        eprintln!("qmail-getpw: usage: qmail-getpw local [domain [size]] | qmail-getpw -s");
         return ExitCode::from(exit::PERM);
     };
     let domain = args.get(1).map(|d| d.as_bytes());
     // an unreadable size is no size: mailSizeMax is then not checked here
     let size = args.get(2).and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok());
-    let home = auto::home();
-    let result = lookup(&home, local.as_bytes(), domain, size).and_then(|found| {
+    let (code, bytes) = answer(&auto::home(), local.as_bytes(), domain, size, &mut None);
+    if !bytes.is_empty() && write_out(&bytes).is_err() && code == 0 {
+        return ExitCode::from(exit::TEMP);
+    }
+    // the codes are all below 256
+    ExitCode::from(u8::try_from(code).unwrap_or(exit::TEMP))
+}
+
+/// One lookup as (exit code, bytes for stdout): the answer on success, else the report line
+/// (best effort: the code alone still classifies it). `cache` keeps the directory connection
+/// between lookups of a serving process.
+fn answer(
+    home: &Path,
+    local: &[u8],
+    domain: Option<&[u8]>,
+    size: Option<u64>,
+    cache: &mut Option<Directory>,
+) -> (i32, Vec<u8>) {
+    let result = lookup(home, local, domain, size, cache).and_then(|found| {
         let answer = found.encode();
         if answer.len() > ANSWER_MAX {
             return Err(Failure::report(
@@ -116,19 +139,52 @@ fn main() -> ExitCode {
                 format!("The directory's answer is over {ANSWER_MAX} bytes. (#5.3.5)"),
             ));
         }
-        write_out(&answer)
+        Ok(answer)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(answer) => (0, answer),
         Err(Failure(code, why, report)) => {
             eprintln!("qmail-getpw: {why}");
-            if report {
-                // the report is best effort: the exit code alone still classifies it
-                let line = format!("{}\n", why.replace(['\n', '\0'], " "));
-                let _ = write_out(line.as_bytes());
+            let line = if report {
+                format!("{}\n", why.replace(['\n', '\0'], " ")).into_bytes()
+            } else {
+                Vec::new()
+            };
+            (code, line)
+        }
+    }
+}
+
+/// `qmail-getpw -s`: serve lookups for qmail-lspawn over stdin/stdout, keeping the directory
+/// connection open. Request: `local\0domain\0size\0` (an empty domain or size: none).
+/// Answer: a netstring holding the three-digit exit code of a one-shot run and its stdout.
+/// Exit 0 at EOF, 111 on a malformed request or a write error.
+fn serve() -> ExitCode {
+    let home = auto::home();
+    let mut cache = None;
+    let mut input = io::stdin().lock();
+    let mut out = io::stdout().lock();
+    let mut rec = Vec::new();
+    loop {
+        let mut fields: Vec<Vec<u8>> = Vec::with_capacity(3);
+        for i in 0..3 {
+            match qmail::text0::read_record(&mut input, REQUEST_MAX, &mut rec) {
+                Ok(None) if i == 0 => return ExitCode::SUCCESS,
+                Ok(Some(Ok(()))) => fields.push(std::mem::take(&mut rec)),
+                _ => {
+                    eprintln!("qmail-getpw: malformed request");
+                    return ExitCode::from(exit::TEMP);
+                }
             }
-            // the codes are all below 256
-            ExitCode::from(u8::try_from(code).unwrap_or(exit::TEMP))
+        }
+        let domain = (!fields[1].is_empty()).then_some(&fields[1][..]);
+        let size = std::str::from_utf8(&fields[2]).ok().and_then(|s| s.parse::<u64>().ok());
+        let (code, bytes) = answer(&home, &fields[0], domain, size, &mut cache);
+        let mut payload = format!("{:03}", code.clamp(0, 255)).into_bytes();
+        payload.extend_from_slice(&bytes);
+        let framed = qmail::netstring::encode(&payload);
+        if out.write_all(&framed).and_then(|()| out.flush()).is_err() {
+            return ExitCode::from(exit::TEMP);
         }
     }
 }
@@ -167,13 +223,14 @@ fn lookup(
     local: &[u8],
     domain: Option<&[u8]>,
     size: Option<u64>,
+    cache: &mut Option<Directory>,
 ) -> Result<Found, Failure> {
     if let Some(domain) = domain {
         let ctl = Control::new(home);
         let cfg = Config::read(&ctl).map_err(ldap_failure)?;
         if let Some(cfg) = cfg {
             let local_delivery = cfg.local_delivery;
-            if let Some(found) = directory(home, &ctl, cfg, local, domain, size)? {
+            if let Some(found) = directory(home, &ctl, cfg, local, domain, size, cache)? {
                 return Ok(found);
             }
             if !local_delivery {
@@ -216,10 +273,16 @@ fn directory(
     local: &[u8],
     domain: &[u8],
     size: Option<u64>,
+    cache: &mut Option<Directory>,
 ) -> Result<Option<Found>, Failure> {
     let message_store = cfg.message_store.clone();
     let address = [local, b"@", domain].concat();
-    let mut dir = Directory::new(cfg);
+    // a serving process keeps its connection while the configuration stays the same
+    let same = cache.as_ref().is_some_and(|d| d.config() == &cfg);
+    if !same {
+        *cache = Some(Directory::new(cfg));
+    }
+    let Some(dir) = cache.as_mut() else { return Ok(None) };
     let Some(acct) = dir.lookup(&address).map_err(ldap_failure)? else {
         return Ok(None);
     };

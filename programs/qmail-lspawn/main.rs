@@ -128,11 +128,46 @@ struct Local {
     home: PathBuf,
     aliasempty: OsString,
     getpw_as: RwLock<RunAs>,
+    /// the lookup co-process, started on first use and after it died or a reload
+    coproc: std::sync::Mutex<Option<CoProc>>,
 }
 
 impl Local {
     fn new(home: PathBuf, aliasempty: OsString) -> Self {
-        Local { home, aliasempty, getpw_as: RwLock::new(lookup_user()) }
+        Local {
+            home,
+            aliasempty,
+            getpw_as: RwLock::new(lookup_user()),
+            coproc: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Ask the lookup co-process (one request at a time); a co-process that fails is
+    /// replaced and the request tried once more.
+    fn ask(
+        &self,
+        run_as: RunAs,
+        local: &[u8],
+        domain: &[u8],
+        size: u64,
+    ) -> Result<(i32, Vec<u8>), Outcome> {
+        let mut guard = self.coproc.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..2 {
+            if guard.is_none() {
+                *guard = Some(CoProc::start(&self.home, run_as)?);
+            }
+            let Some(cp) = guard.as_mut() else { break };
+            match cp.request(local, domain, size) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    eprintln!("qmail-lspawn: the lookup process failed: {e}; starting another");
+                    if let Some(cp) = guard.take() {
+                        cp.stop();
+                    }
+                }
+            }
+        }
+        Err(exit::local_code(qlx::EXECPW, b""))
     }
 
     fn run(&self, d: Delivery) -> Result<Outcome, Outcome> {
@@ -146,7 +181,7 @@ impl Local {
             .metadata()
             .map_err(|_| Outcome::temp("Unable to stat the message. (#4.3.0)\n"))?
             .len();
-        let (account, env) = lookup(&self.home, getpw_as, local, domain, size)?;
+        let (account, env) = lookup(self, getpw_as, local, domain, size)?;
         message
             .seek(SeekFrom::Start(0))
             .map_err(|_| Outcome::temp("Unable to rewind the message. (#4.3.0)\n"))?;
@@ -189,6 +224,10 @@ impl Deliverer for Local {
 
     fn reload(&self) {
         *self.getpw_as.write().unwrap_or_else(|p| p.into_inner()) = lookup_user();
+        // the next lookup starts a fresh process with the new control files
+        if let Some(cp) = self.coproc.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            cp.stop();
+        }
     }
 }
 
@@ -204,26 +243,20 @@ struct Account {
     ext: OsString,
 }
 
-/// Find the account of `local@domain`: run qmail-getpw as `run_as` and check its answer.
+/// Find the account of `local@domain`: ask the lookup co-process and check its answer.
 /// Err is the report to give.
 fn lookup(
-    home: &std::path::Path,
+    local_deliverer: &Local,
     run_as: RunAs,
     local: &[u8],
     domain: &[u8],
     size: u64,
 ) -> Result<(Account, Env), Outcome> {
-    let mut cmd = Command::new(home.join("bin/qmail-getpw"));
-    cmd.arg(OsStr::from_bytes(local))
-        .arg(OsStr::from_bytes(domain))
-        .arg(size.to_string())
-        .env("QMAILHOME", home)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        // stderr goes to our own (the log); only stdout is the answer
-        .stderr(Stdio::inherit());
-    run_as.apply(&mut cmd)?;
-    let answer = run_answer(cmd)?;
+    let (code, answer) = local_deliverer.ask(run_as, local, domain, size)?;
+    exit::getpw_code(code).map_err(|fixed| with_text(fixed, &answer))?;
+    if answer.len() > ANSWER_MAX {
+        return Err(exit::local_code(qlx::USAGE, b""));
+    }
     let (account, env) = parse_answer(&answer).ok_or_else(|| exit::local_code(qlx::USAGE, b""))?;
     if account.uid == 0 {
         return Err(exit::local_code(qlx::ROOT, b""));
@@ -231,24 +264,78 @@ fn lookup(
     Ok((account, env))
 }
 
-/// Run qmail-getpw, its stdout bounded; its exit status mapped by [`exit::getpw_status`], with
-/// the text it printed (if any) in place of the fixed one.
-fn run_answer(mut cmd: Command) -> Result<Vec<u8>, Outcome> {
-    use std::io::Read;
-    let mut child =
-        cmd.stdout(Stdio::piped()).spawn().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
-    let mut answer = Vec::new();
-    let read = match child.stdout.take() {
-        Some(out) => out.take(ANSWER_MAX as u64 + 1).read_to_end(&mut answer).is_ok(),
-        None => false,
-    };
-    // stdout is closed now: a child still writing gets EPIPE and ends
-    let status = child.wait().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
-    exit::getpw_status(status).map_err(|fixed| with_text(fixed, &answer))?;
-    if !read || answer.len() > ANSWER_MAX {
-        return Err(exit::local_code(qlx::USAGE, b""));
+/// The long-lived lookup process: `qmail-getpw -s`, unprivileged, one per qmail-lspawn. It
+/// keeps its directory connection, so a delivery costs one lookup, not a process start.
+struct CoProc {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl CoProc {
+    fn start(home: &std::path::Path, run_as: RunAs) -> Result<CoProc, Outcome> {
+        let mut cmd = Command::new(home.join("bin/qmail-getpw"));
+        cmd.arg("-s")
+            .env("QMAILHOME", home)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // stderr goes to our own (the log)
+            .stderr(Stdio::inherit());
+        run_as.apply(&mut cmd)?;
+        let mut child = cmd.spawn().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
+        match (child.stdin.take(), child.stdout.take()) {
+            (Some(input), Some(output)) => {
+                Ok(CoProc { child, input, output: std::io::BufReader::new(output) })
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(exit::local_code(qlx::EXECPW, b""))
+            }
+        }
     }
-    Ok(answer)
+
+    /// One request and its answer: (exit code of a one-shot run, its output).
+    fn request(
+        &mut self,
+        local: &[u8],
+        domain: &[u8],
+        size: u64,
+    ) -> std::io::Result<(i32, Vec<u8>)> {
+        use std::io::{BufRead, Read, Write};
+        let mut req = Vec::with_capacity(local.len() + domain.len() + 24);
+        for field in [local, domain, size.to_string().as_bytes()] {
+            qmail::text0::push(&mut req, field);
+        }
+        self.input.write_all(&req)?;
+        self.input.flush()?;
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad answer");
+        // a netstring: the length, then exactly that many bytes and a comma
+        let mut len_text = Vec::new();
+        self.output.by_ref().take(8).read_until(b':', &mut len_text)?;
+        let len = std::str::from_utf8(len_text.strip_suffix(b":").ok_or_else(bad)?)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .filter(|&n| (3..=ANSWER_MAX + 3).contains(&n))
+            .ok_or_else(bad)?;
+        let mut payload = vec![0u8; len + 1];
+        self.output.read_exact(&mut payload)?;
+        if payload.pop() != Some(b',') {
+            return Err(bad());
+        }
+        let code = std::str::from_utf8(&payload[..3])
+            .ok()
+            .and_then(|c| c.parse::<i32>().ok())
+            .ok_or_else(bad)?;
+        Ok((code, payload.split_off(3)))
+    }
+
+    fn stop(mut self) {
+        drop(self.input);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The report `fixed` with qmail-getpw's own text: its first line, bounded, printable; the
