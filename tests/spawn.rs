@@ -634,3 +634,38 @@ fn getpw_reads_passwd() {
     assert_eq!(code, 0);
     assert_eq!(f[5], "root", "root goes to the alias user: {f:?}");
 }
+
+#[test]
+fn getpw_serves_lookups_on_one_process() {
+    let sb = Sandbox::new();
+    let home = sb.tmp.path().join("joe");
+    fs::create_dir_all(&home).unwrap();
+    let uid = nix::unistd::getuid().as_raw().max(100);
+    let text = format!("=joe:joe:{uid}:{uid}:{}:::\n.\n", home.display());
+    fs::write(sb.home.join("users/assign"), text).unwrap();
+    assert_ok(&sb.run("qmail-newu", &[], b""), "qmail-newu");
+    // two requests, one answer each, in order
+    let out = sb.run("qmail-getpw", &["-s"], b"joe\0example.org\04096\0nosuch\0\0\0");
+    assert_eq!(code(&out), 0, "EOF ends the service: {out:?}");
+    let mut rest = &out.stdout[..];
+    let mut answers = Vec::new();
+    while !rest.is_empty() {
+        match qmail::netstring::decode(rest, 1 << 20) {
+            Ok(qmail::netstring::Decoded::Done(payload, tail)) => {
+                answers.push(payload.to_vec());
+                rest = tail;
+            }
+            other => panic!("not a netstring: {other:?} in {:?}", String::from_utf8_lossy(rest)),
+        }
+    }
+    assert_eq!(answers.len(), 2);
+    let expected = format!("000joe\0{uid}\0{uid}\0{}\0\0\0\0", home.display());
+    assert_eq!(String::from_utf8_lossy(&answers[0]), expected);
+    assert!(answers[1].starts_with(b"000"), "the alias user answers for an unknown local part");
+    // malformed requests end the service with 111; nothing half-answered
+    for bad in [&b"joe"[..], b"joe\0example.org", &[b'x'; 5000]] {
+        let out = sb.run("qmail-getpw", &["-s"], bad);
+        assert_eq!(code(&out), 111, "{:?}", String::from_utf8_lossy(&bad[..bad.len().min(20)]));
+        assert!(out.stdout.is_empty());
+    }
+}
