@@ -645,7 +645,7 @@ fn getpw_serves_lookups_on_one_process() {
     fs::write(sb.home.join("users/assign"), text).unwrap();
     assert_ok(&sb.run("qmail-newu", &[], b""), "qmail-newu");
     // two requests, one answer each, in order
-    let out = sb.run("qmail-getpw", &["-s"], b"joe\0example.org\04096\0nosuch\0\0\0");
+    let out = sb.run("qmail-getpw", &["-s"], b"joe\0example.org\x004096\0nosuch\0\0\0");
     assert_eq!(code(&out), 0, "EOF ends the service: {out:?}");
     let mut rest = &out.stdout[..];
     let mut answers = Vec::new();
