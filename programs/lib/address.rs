@@ -75,6 +75,47 @@ impl fmt::Debug for Address {
     }
 }
 
+/// True when a local part must be quoted (RFC 821/5321): empty, a byte outside the atom
+/// characters, a leading or trailing dot, or two dots in a row.
+pub fn needs_quoting(local: &[u8]) -> bool {
+    let atom = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-./=?^_`{|}~".contains(&b);
+    local.is_empty()
+        || !local.iter().all(|&b| atom(b))
+        || local.starts_with(b".")
+        || local.ends_with(b".")
+        || local.windows(2).any(|w| w == b"..")
+}
+
+/// A local part as it is written in an address: quoted (with `\` before CR, LF, `"` and `\`)
+/// when [`needs_quoting`] says so.
+pub fn quote_local(local: &[u8]) -> Vec<u8> {
+    if !needs_quoting(local) {
+        return local.to_vec();
+    }
+    let mut out = Vec::with_capacity(local.len() * 2 + 2);
+    out.push(b'"');
+    for &b in local {
+        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    out
+}
+
+/// An address with its local part (up to the last `@`) quoted when needed and the domain as
+/// it is; the empty address stays empty.
+pub fn quote_address(addr: &[u8]) -> Vec<u8> {
+    if addr.is_empty() {
+        return Vec::new();
+    }
+    match addr.iter().rposition(|&b| b == b'@') {
+        Some(at) => [&quote_local(&addr[..at])[..], &addr[at..]].concat(),
+        None => quote_local(addr),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +128,28 @@ mod tests {
         assert_eq!(Address::new(vec![b'a'; MAX_LEN]).map(|a| a.as_bytes().len()), Ok(MAX_LEN));
         assert_eq!(Address::new(vec![b'a'; MAX_LEN + 1]), Err(AddressError::TooLong));
         assert_eq!(Address::new(b"a\0b".to_vec()), Err(AddressError::Nul));
+    }
+
+    #[test]
+    fn quoting() {
+        let rows: &[(&[u8], &[u8])] = &[
+            (b"joe@example.org", b"joe@example.org"),
+            (b"MAILER-DAEMON", b"MAILER-DAEMON"),
+            (b"a b@c", b"\"a b\"@c"),
+            (b"a\"b@c", b"\"a\\\"b\"@c"),
+            (b".a@c", b"\".a\"@c"),
+            (b"a.@c", b"\"a.\"@c"),
+            (b"a..b@c", b"\"a..b\"@c"),
+            (b"a\r\nb@c", b"\"a\\\r\\\nb\"@c"),
+            (b"@c", b"\"\"@c"),
+            (b"x@y@c", b"\"x@y\"@c"),
+            (b"\xff@c", b"\"\xff\"@c"),
+            (b"", b""),
+        ];
+        for (addr, want) in rows {
+            assert_eq!(quote_address(addr), *want, "{:?}", String::from_utf8_lossy(addr));
+        }
+        assert_eq!(quote_local(b""), b"\"\"");
     }
 
     #[test]

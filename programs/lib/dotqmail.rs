@@ -226,40 +226,11 @@ pub fn delivered_to(local: &[u8], domain: &[u8]) -> Vec<u8> {
 pub fn return_path(sender: &[u8]) -> Vec<u8> {
     let quoted = match sender.iter().rposition(|&b| b == b'@') {
         _ if sender.is_empty() => Vec::new(),
-        Some(at) => [&quote_local(&sender[..at])[..], &sender[at..]].concat(),
-        None => quote_local(sender),
+        Some(at) => [&crate::address::quote_local(&sender[..at])[..], &sender[at..]].concat(),
+        None => crate::address::quote_local(sender),
     };
     let quoted: Vec<u8> = quoted.into_iter().map(|b| if b == b'\n' { b'_' } else { b }).collect();
     [b"Return-Path: <", &quoted[..], b">\n"].concat()
-}
-
-/// Quote a local part as RFC 821/822 want, as little as possible: wrapped in `"` with a
-/// backslash before CR, LF, `"` and `\` when it is empty, has a byte of 128 or more or
-/// outside letters, digits and ``.!#$%&'*+-/=?^_`{|}~``, starts or ends with `.`, or has
-/// `..`; otherwise unchanged.
-pub fn quote_local(local: &[u8]) -> Vec<u8> {
-    if !needs_quoting(local) {
-        return local.to_vec();
-    }
-    let mut out = Vec::with_capacity(local.len() * 2 + 2);
-    out.push(b'"');
-    for &b in local {
-        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-    out
-}
-
-fn needs_quoting(s: &[u8]) -> bool {
-    let atom = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-./=?^_`{|}~".contains(&b);
-    s.is_empty()
-        || !s.iter().all(|&b| atom(b))
-        || s.starts_with(b".")
-        || s.ends_with(b".")
-        || s.windows(2).any(|w| w == b"..")
 }
 
 #[cfg(test)]

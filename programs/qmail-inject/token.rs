@@ -345,40 +345,9 @@ pub fn arg_address(arg: &[u8]) -> Result<Vec<Token>, Unparsable> {
     Ok(toks)
 }
 
-/// Whether a local part must be quoted to be read back as one (upstream's `quote_need`).
-pub fn needs_quotes(s: &[u8]) -> bool {
-    s.is_empty()
-        || s[0] == b'.'
-        || s[s.len() - 1] == b'.'
-        || s.windows(2).any(|w| w == b"..")
-        || s.iter().any(|&b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b)))
-}
+pub use qmail::address::needs_quoting as needs_quotes;
 
-/// An envelope address for people to read: the local part quoted when it needs it.
-pub fn quote_address(addr: &[u8]) -> Vec<u8> {
-    if addr.is_empty() {
-        return Vec::new();
-    }
-    let (local, rest) = match addr.iter().rposition(|&b| b == b'@') {
-        Some(at) => addr.split_at(at),
-        None => (addr, &[][..]),
-    };
-    let mut out = Vec::with_capacity(addr.len() + 2);
-    if needs_quotes(local) {
-        out.push(b'"');
-        for &b in local {
-            if matches!(b, b'"' | b'\\' | b'\r' | b'\n') {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(local);
-    }
-    out.extend_from_slice(rest);
-    out
-}
+pub use qmail::address::quote_address;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {

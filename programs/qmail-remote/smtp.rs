@@ -127,28 +127,10 @@ pub fn check_address(addr: &[u8]) -> bool {
 /// `addr` as it goes inside `<>`: the local part quoted when it is not a dot-atom (upstream's
 /// `quote2`), the domain as it is. An address without `@` (the null sender) is used as is.
 pub fn quote(addr: &[u8]) -> Vec<u8> {
-    let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return addr.to_vec() };
-    let (local, domain) = addr.split_at(at);
-    let atom = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
-    let plain = !local.is_empty()
-        && local.iter().all(|&b| atom(b) || b == b'.')
-        && local.first() != Some(&b'.')
-        && local.last() != Some(&b'.')
-        && !local.windows(2).any(|w| w == b"..");
-    if plain {
+    if !addr.contains(&b'@') {
         return addr.to_vec();
     }
-    let mut out = Vec::with_capacity(addr.len() * 2 + 2);
-    out.push(b'"');
-    for &b in local {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-    out.extend_from_slice(domain);
-    out
+    qmail::address::quote_address(addr)
 }
 
 /// "Remote host said: " and the reply, each line ended by LF.

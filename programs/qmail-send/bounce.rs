@@ -141,35 +141,12 @@ pub fn inject(
     Ok(qp)
 }
 
-/// Quote a local part if it needs it (spec pipeline §5.4's rule).
-pub fn quote_local(local: &[u8]) -> String {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b);
-    let needs = local.is_empty()
-        || local.iter().any(|&b| !plain(b))
-        || local.starts_with(b".")
-        || local.ends_with(b".")
-        || local.windows(2).any(|w| w == b"..");
-    if !needs {
-        return String::from_utf8_lossy(local).into_owned();
-    }
-    let mut out = String::from("\"");
-    for &b in local {
-        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push('\\');
-        }
-        out.push(b as char);
-    }
-    out.push('"');
-    out
+fn quote_local(local: &[u8]) -> String {
+    String::from_utf8_lossy(&qmail::address::quote_local(local)).into_owned()
 }
 
 fn quote_address(addr: &[u8]) -> String {
-    match addr.iter().rposition(|&b| b == b'@') {
-        Some(at) => {
-            format!("{}@{}", quote_local(&addr[..at]), String::from_utf8_lossy(&addr[at + 1..]))
-        }
-        None => quote_local(addr),
-    }
+    String::from_utf8_lossy(&qmail::address::quote_address(addr)).into_owned()
 }
 
 #[cfg(test)]
