@@ -16,7 +16,9 @@
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
 //!   configuration, RFC 4515 filters, the recipient lookup, the typed account; the only module
-//!   that names `ldap3`).
+//!   that names `ldap3`), [`recipient`] (who a local recipient is delivered to: directory,
+//!   users/cdb, passwd, alias — qmail-getpw's lookup), [`verify`] (the verdict on a recipient
+//!   at SMTP time, from the same lookup, for qmail-verify and smmapd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -58,6 +60,7 @@ pub mod prot;
 pub mod queue;
 pub mod quota;
 pub mod received;
+pub mod recipient;
 pub mod remote;
 pub mod rewrite;
 pub mod sha1;
@@ -69,3 +72,4 @@ pub mod tcprules;
 pub mod tcpto;
 pub mod text0;
 pub mod users;
+pub mod verify;

@@ -1,0 +1,249 @@
+//! verify: the verdict on a recipient before the message is accepted — for qmail-verify
+//! (qmail-smtpd's `RCPTCHECK`) and smmapd (Postfix's or Sendmail's socketmap).
+//!
+//! The verdict takes the path delivery takes, with the same code: the address is routed like
+//! qmail-send routes it ([`crate::rewrite`]: `locals`, `virtualdomains`, the percent hack),
+//! then the local part is looked up like qmail-getpw looks it up for qmail-lspawn
+//! ([`crate::recipient`]: the directory with its catch-alls and extensions, `users/cdb`,
+//! passwd, the alias user), and what qmail-local would then refuse is checked where it can be
+//! seen without the message:
+//!
+//! - a classic account (users/cdb, passwd) with an extension, and the alias user, need a
+//!   `.qmail` file of the lookup sequence ([`crate::dotqmail::candidates`]) in the home
+//!   directory, or qmail-local bounces "no mailbox here by that name";
+//! - a directory account with a Maildir++ quota must have room for one more message of no
+//!   size (Maildir++ `maildirsize`, the rules of [`crate::quota`]: storage exactly at the limit
+//!   is room, a count at the limit is not).
+//!
+//! What cannot be seen is not guessed at: a home directory the verifier may not read, or a
+//! `maildirsize` it cannot scan, gives [`Verdict::Deliverable`] and delivery decides. A
+//! directory entry that delivery would bounce for being ambiguous or broken (exit 156–158) is
+//! [`Verdict::Temporary`] here: at SMTP time it waits for the administrator (DECISIONS 10).
+//! The message size is not known at RCPT, so `mailSizeMax` is not checked.
+//!
+//! Texts are delivery's texts; no verdict says more than delivery would (no paths, no file
+//! names, nothing about which lookup step answered).
+
+use crate::control::Control;
+use crate::exit::{self, Outcome};
+use crate::quota::{self, Quota};
+use crate::recipient::{Failure, Found, Lookup, Source};
+use crate::rewrite::{Rewriter, Route};
+use crate::{dotqmail, spawner};
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The longest address verified; a longer one is unknown (SMTP allows 256 bytes).
+pub const ADDRESS_MAX: usize = 1024;
+
+/// The text of an unknown recipient (qmail-local's and qmail-verify's).
+pub const NO_MAILBOX: &str = "Sorry, no mailbox here by that name. (#5.1.1)";
+/// The text of an address without a domain.
+pub const NO_HOST: &str = "Sorry, address must include host name. (#5.1.3)";
+/// The text of a mailbox over its quota (qmail-local's).
+pub const OVER_QUOTA: &str = "The users mailfolder is over the allowed quota (size). (#5.2.2)";
+
+/// The answer for one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivery would take the message.
+    Deliverable,
+    /// No such mailbox (delivery would bounce).
+    Unknown(String),
+    /// The mailbox exists but takes no mail: `accountStatus: disabled`.
+    NotPostable(String),
+    /// The mailbox is full.
+    OverQuota(String),
+    /// Cannot tell now: the directory, a control file or a home directory failed.
+    Temporary(String),
+    /// The domain is not delivered here (not in `locals` or `virtualdomains`).
+    NotLocal,
+}
+
+/// The verifier of one long-lived process: the lookup keeps its directory connection.
+pub struct Verifier {
+    home: PathBuf,
+    lookup: Lookup,
+}
+
+impl Verifier {
+    pub fn new(home: &Path) -> Self {
+        Verifier { home: home.to_path_buf(), lookup: Lookup::new(home) }
+    }
+
+    /// The verdict on `address` (an envelope recipient as given: `local@domain`).
+    pub fn verdict(&mut self, address: &[u8]) -> Verdict {
+        if address.len() > ADDRESS_MAX || address.contains(&0) {
+            return Verdict::Unknown(NO_MAILBOX.into());
+        }
+        if !address.contains(&b'@') {
+            return Verdict::Unknown(NO_HOST.into());
+        }
+        let ctl = Control::new(&self.home);
+        let route = Rewriter::load(&ctl).and_then(|r| r.route(address));
+        let routed = match route {
+            Ok(Route::Local(a)) => a,
+            Ok(Route::Remote(_)) => return Verdict::NotLocal,
+            Err(e) => return Verdict::Temporary(format!("Unable to read controls: {e} (#4.3.0)")),
+        };
+        let (local, domain) = spawner::split_at_last_at(&routed);
+        if local.is_empty() {
+            return Verdict::Unknown(NO_MAILBOX.into());
+        }
+        match self.lookup.find(local, Some(domain), None) {
+            Ok(found) => after_lookup(&found),
+            Err(failure) => from_failure(&failure),
+        }
+    }
+}
+
+/// A lookup failure as a verdict: `disabled` is not postable, `deleted` unknown, every other
+/// failure temporary (the permanent ones too: DECISIONS 10).
+fn from_failure(f: &Failure) -> Verdict {
+    let text = text_of(f);
+    match f.code {
+        159 => Verdict::NotPostable(text),
+        160 => Verdict::Unknown(text),
+        _ => Verdict::Temporary(text.replace("#5.", "#4.")),
+    }
+}
+
+/// The report text of a failure, else the fixed text of qmail-lspawn's table.
+fn text_of(f: &Failure) -> String {
+    let line = f.line();
+    let bytes = if line.is_empty() {
+        match exit::getpw_code(f.code) {
+            Err(Outcome::Temp(t) | Outcome::Perm(t) | Outcome::Success(t)) => t,
+            Ok(()) => Vec::new(),
+        }
+    } else {
+        line
+    };
+    String::from_utf8_lossy(&bytes).trim_end().to_string()
+}
+
+/// What qmail-lspawn and qmail-local would still refuse once the account is known.
+fn after_lookup(found: &Found) -> Verdict {
+    if found.uid == 0 {
+        return Verdict::Temporary(
+            "Temporary failure: refusing to deliver to root. (#4.3.0)".into(),
+        );
+    }
+    let home = Path::new(OsStr::from_bytes(&found.home));
+    match found.source {
+        Source::Directory => quota_verdict(found, home),
+        Source::Assigned | Source::Passwd if found.dash.is_empty() => Verdict::Deliverable,
+        Source::Assigned | Source::Passwd | Source::Alias => {
+            dot_qmail_verdict(home, &found.dash, &found.ext)
+        }
+    }
+}
+
+/// A classic account with an extension: one file of the `.qmail` lookup sequence must exist.
+fn dot_qmail_verdict(home: &Path, dash: &[u8], ext: &[u8]) -> Verdict {
+    for c in dotqmail::candidates(dash, ext) {
+        match std::fs::metadata(home.join(OsStr::from_bytes(&c.name))) {
+            Ok(m) if m.is_file() => return Verdict::Deliverable,
+            Ok(_) => continue,
+            Err(e) if missing(&e) => continue,
+            // not ours to read: delivery decides
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => return Verdict::Deliverable,
+            Err(_) => {
+                return Verdict::Temporary(
+                    "Temporary failure: unable to check the mailbox. (#4.3.0)".into(),
+                )
+            }
+        }
+    }
+    Verdict::Unknown(NO_MAILBOX.into())
+}
+
+/// Names that cannot exist: as qmail-local's lookup treats them.
+fn missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
+    )
+}
+
+/// A directory account: room for one more message in the Maildir of its default delivery.
+fn quota_verdict(found: &Found, home: &Path) -> Verdict {
+    let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
+    let Some(Ok(Some(quota))) = env("MAILDIRQUOTA").map(Quota::parse) else {
+        return Verdict::Deliverable;
+    };
+    let delivery = env("ALIASEMPTY").unwrap_or(b"./Maildir/");
+    let Some(maildir) = maildir_of(home, delivery) else { return Verdict::Deliverable };
+    over_quota(&maildir, &quota)
+}
+
+/// The Maildir of a default delivery line (`./Maildir/`, `/abs/dir/`), if it is one.
+fn maildir_of(home: &Path, delivery: &[u8]) -> Option<PathBuf> {
+    let line = delivery.split(|&b| b == b'\n').next()?;
+    if !line.ends_with(b"/") || !(line.starts_with(b".") || line.starts_with(b"/")) {
+        return None;
+    }
+    Some(home.join(OsStr::from_bytes(line)))
+}
+
+/// Whether a Maildir has room for one more message of no size (a scan that fails: room).
+fn over_quota(maildir: &Path, quota: &Quota) -> Verdict {
+    match quota::check(&quota::root(maildir), quota, 0) {
+        Ok(check) if check.over => Verdict::OverQuota(OVER_QUOTA.into()),
+        _ => Verdict::Deliverable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maildir_lines() {
+        let h = Path::new("/home/joe");
+        assert_eq!(maildir_of(h, b"./Maildir/"), Some(PathBuf::from("/home/joe/./Maildir/")));
+        assert_eq!(maildir_of(h, b"/var/mail/joe/"), Some(PathBuf::from("/var/mail/joe/")));
+        assert_eq!(maildir_of(h, b"./Mailbox"), None);
+        assert_eq!(maildir_of(h, b"|prog"), None);
+        assert_eq!(maildir_of(h, b"&joe@x"), None);
+        assert_eq!(maildir_of(h, b""), None);
+    }
+
+    #[test]
+    fn failures_never_bounce_except_the_definite_ones() {
+        let f = |code| from_failure(&Failure::log(code, "x"));
+        assert!(matches!(f(159), Verdict::NotPostable(_)));
+        assert!(matches!(f(160), Verdict::Unknown(_)));
+        for code in [111, 113, 115, 116, 118, 152, 153, 154, 155, 156, 157, 158, 162, 100] {
+            match f(code) {
+                Verdict::Temporary(t) => assert!(!t.contains("#5."), "{code}: {t}"),
+                v => panic!("{code}: {v:?}"),
+            }
+        }
+        let v = from_failure(&Failure::report(
+            159,
+            "Mailaddress is administratively disabled. (#5.2.1)",
+        ));
+        assert_eq!(
+            v,
+            Verdict::NotPostable("Mailaddress is administratively disabled. (#5.2.1)".into())
+        );
+    }
+
+    #[test]
+    fn hostile_addresses() {
+        let dir = std::env::temp_dir().join(format!("verify-unit-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        std::fs::write(dir.join("control/me"), "example.org\n").unwrap();
+        std::fs::write(dir.join("control/locals"), "example.org\n").unwrap();
+        let mut v = Verifier::new(&dir);
+        assert_eq!(v.verdict(b"nobody"), Verdict::Unknown(NO_HOST.into()));
+        assert_eq!(v.verdict(&[b'a'; 5000]), Verdict::Unknown(NO_MAILBOX.into()));
+        assert_eq!(v.verdict(b"a\0b@example.org"), Verdict::Unknown(NO_MAILBOX.into()));
+        assert_eq!(v.verdict(b"@example.org"), Verdict::Unknown(NO_MAILBOX.into()));
+        assert_eq!(v.verdict(b"x@elsewhere.net"), Verdict::NotLocal);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
