@@ -68,6 +68,7 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-tcpsrv",
     "qmail-tcpto",
     "qmail-todo",
+    "qmail-verify",
     "qmailctl",
     "sendmail",
 ];

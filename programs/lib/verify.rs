@@ -42,6 +42,8 @@ pub const ADDRESS_MAX: usize = 1024;
 pub const NO_MAILBOX: &str = "Sorry, no mailbox here by that name. (#5.1.1)";
 /// The text of an address without a domain.
 pub const NO_HOST: &str = "Sorry, address must include host name. (#5.1.3)";
+/// The text of a disabled account (`accountStatus: disabled`; qmail-getpw's).
+pub const DISABLED: &str = "Mailaddress is administratively disabled. (#5.2.1)";
 /// The text of a mailbox over its quota (qmail-local's).
 pub const OVER_QUOTA: &str = "The users mailfolder is over the allowed quota (size). (#5.2.2)";
 
@@ -196,6 +198,66 @@ fn over_quota(maildir: &Path, quota: &Quota) -> Verdict {
     }
 }
 
+/// The qmail-verify protocol (spec tools §1), shared by qmail-verify, which writes answers,
+/// and qmail-smtpd, which reads them: the request is the address and a NUL; the answer is `K`
+/// alone, or `D` or `Z`, a text and a NUL.
+pub mod wire {
+    /// The longest answer text read; a longer one is a broken verifier.
+    pub const TEXT_MAX: usize = 1024;
+
+    /// One answer.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Answer {
+        /// `K`: take the recipient.
+        Ok,
+        /// `D<text>\0`: refuse it (a 5xx, or what the text's code says).
+        Refused(Vec<u8>),
+        /// `Z<text>\0`: try again later (a 4xx).
+        Temporary(Vec<u8>),
+    }
+
+    /// Bytes that are not an answer.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Malformed;
+
+    impl Answer {
+        /// The answer's bytes; a NUL in the text (never in ours) is replaced by a space.
+        pub fn encode(&self) -> Vec<u8> {
+            let (letter, text) = match self {
+                Answer::Ok => return b"K".to_vec(),
+                Answer::Refused(t) => (b'D', t),
+                Answer::Temporary(t) => (b'Z', t),
+            };
+            let mut out = Vec::with_capacity(text.len() + 2);
+            out.push(letter);
+            out.extend(text.iter().map(|&b| if b == 0 { b' ' } else { b }));
+            out.push(0);
+            out
+        }
+
+        /// Decode the start of `buf` (sans-I/O): `Ok(None)` when more bytes are needed, else
+        /// the answer and the bytes it took. A text over [`TEXT_MAX`] or an unknown letter is
+        /// [`Malformed`].
+        pub fn decode(buf: &[u8]) -> Result<Option<(Answer, usize)>, Malformed> {
+            let Some(&letter) = buf.first() else { return Ok(None) };
+            if letter == b'K' {
+                return Ok(Some((Answer::Ok, 1)));
+            }
+            if letter != b'D' && letter != b'Z' {
+                return Err(Malformed);
+            }
+            let rest = &buf[1..];
+            let Some(nul) = rest.iter().take(TEXT_MAX + 1).position(|&b| b == 0) else {
+                return if rest.len() > TEXT_MAX { Err(Malformed) } else { Ok(None) };
+            };
+            let text = rest[..nul].to_vec();
+            let answer =
+                if letter == b'D' { Answer::Refused(text) } else { Answer::Temporary(text) };
+            Ok(Some((answer, nul + 2)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +307,33 @@ mod tests {
         assert_eq!(v.verdict(b"@example.org"), Verdict::Unknown(NO_MAILBOX.into()));
         assert_eq!(v.verdict(b"x@elsewhere.net"), Verdict::NotLocal);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wire_answers() {
+        use wire::{Answer, Malformed};
+        type Decoded = Result<Option<(Answer, usize)>, Malformed>;
+        let rows: &[(&[u8], Decoded)] = &[
+            (b"", Ok(None)),
+            (b"K", Ok(Some((Answer::Ok, 1)))),
+            (b"Kx", Ok(Some((Answer::Ok, 1)))),
+            (b"Dno\0", Ok(Some((Answer::Refused(b"no".to_vec()), 4)))),
+            (b"Z\0", Ok(Some((Answer::Temporary(Vec::new()), 2)))),
+            (b"Zwait", Ok(None)),
+            (b"X\0", Err(Malformed)),
+        ];
+        for (bytes, want) in rows {
+            assert_eq!(&Answer::decode(bytes), want, "{bytes:?}");
+        }
+        assert_eq!(Answer::decode(&[b'D'; wire::TEXT_MAX + 2]), Err(Malformed));
+        let mut long = vec![b'D'; wire::TEXT_MAX + 1];
+        long.push(0);
+        assert!(matches!(Answer::decode(&long), Ok(Some((Answer::Refused(_), _)))));
+        for a in [Answer::Ok, Answer::Refused(b"a\0b".to_vec()), Answer::Temporary(Vec::new())] {
+            let bytes = a.encode();
+            let (back, used) = Answer::decode(&bytes).unwrap().unwrap();
+            assert_eq!(used, bytes.len());
+            assert_eq!(back.encode(), bytes);
+        }
     }
 }

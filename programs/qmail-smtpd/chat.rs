@@ -7,6 +7,7 @@
 use crate::checks::{self, LocalIps, Verify};
 use crate::config::{Config, Env, SenderCheck, GREETING_REFUSAL_TIMEOUT};
 use crate::dns::{self, Lookup};
+use crate::verify::{self, Reply};
 use crate::{data, End, Io, IoError, Log};
 use qmail::address::Address;
 use qmail::control::Control;
@@ -46,6 +47,8 @@ pub struct Session<'a> {
     rbl_reject: Option<String>,
     local_ips: LocalIps,
     noted_seams: bool,
+    /// qmail-verify, reached at the first check that needs it
+    pub verifier: verify::Client,
 }
 
 /// Run a whole session on `io`.
@@ -81,6 +84,7 @@ pub fn run(io: &mut Io) -> End {
         }
     }
     let local_ips = LocalIps::new(env.local_ip);
+    let verifier = verify::Client::new(&home, cfg.verifysocket.as_deref());
     let mut s = Session {
         io,
         cfg,
@@ -98,6 +102,7 @@ pub fn run(io: &mut Io) -> End {
         rbl_reject: None,
         local_ips,
         noted_seams: false,
+        verifier,
     };
     if s.env.greeting550.is_some() || s.env.greeting421.is_some() {
         return s.refuse_greeting();
@@ -407,25 +412,23 @@ impl Session<'_> {
         }
     }
 
-    /// SENDERCHECK: local senders through the verify seam; others by mode.
+    /// SENDERCHECK: local senders through qmail-verify (a mailbox over quota still exists);
+    /// others by mode.
     fn sender_check(
         &mut self,
         addr: &[u8],
         mode: SenderCheck,
     ) -> Result<Option<Flow>, qmail::control::ControlError> {
-        let domain = addr.iter().rposition(|&b| b == b'@').map_or(&b""[..], |at| &addr[at + 1..]);
-        let domain_text = String::from_utf8_lossy(domain).to_ascii_lowercase();
-        if self.cfg.locals.contains(&domain_text)? {
-            return Ok(match checks::verify_address(addr) {
-                Verify::NotConfigured => {
-                    self.note_seam("SENDERCHECK (directory part)");
-                    None
-                }
-                Verify::Accept => None,
-                Verify::Perm(text) => Some(self.refuse(554, &text)),
-                Verify::Temp(text) => Some(self.say(451, &text)),
+        if checks::domain_is_local(&self.cfg, addr)? {
+            return Ok(match self.verifier.ask(addr) {
+                Reply::Deliverable => None,
+                Reply::Refused(text) if carries(&text, "5.2.2") => None,
+                Reply::Refused(text) => Some(self.refuse(554, &text)),
+                Reply::Temporary(text) if carries(&text, "4.2.2") => None,
+                reply => self.verify_trouble(reply),
             });
         }
+        let domain = addr.iter().rposition(|&b| b == b'@').map_or(&b""[..], |at| &addr[at + 1..]);
         let refused = match mode {
             SenderCheck::Plain => false,
             SenderCheck::Loose => !checks::domain_is_ours(&self.cfg, domain)?,
@@ -433,6 +436,46 @@ impl Session<'_> {
         };
         Ok(refused
             .then(|| self.refuse(554, "sorry, your envelope sender is not allowed here (#5.7.1)")))
+    }
+
+    /// RCPTCHECK for a recipient in a `locals` domain: `D` refuses it (550, or 552 over quota,
+    /// after BADRCPTDELAY), `Z` defers it (451, or 452 over quota); `None` takes it.
+    fn rcpt_check(&mut self, addr: &[u8]) -> Option<Flow> {
+        match self.verifier.ask(addr) {
+            Reply::Deliverable => None,
+            Reply::Refused(text) => {
+                let code = if carries(&text, "5.2.2") { 552 } else { 550 };
+                if self.env.badrcptdelay > 0 {
+                    let _ = self.io.flush();
+                    std::thread::sleep(Duration::from_secs(self.env.badrcptdelay));
+                }
+                Some(self.refuse(code, &text))
+            }
+            Reply::Temporary(text) if carries(&text, "4.2.2") => {
+                self.log.at(3, format_args!("452 {text} ({})", self.env.remote_ip));
+                Some(self.say(452, &text))
+            }
+            reply => self.verify_trouble(reply),
+        }
+    }
+
+    /// The verifier could not say (`Z`, or no answer at all): 451, never a refusal; with
+    /// LDAPSOFTOK the address is taken.
+    fn verify_trouble(&mut self, reply: Reply) -> Option<Flow> {
+        let text = match reply {
+            Reply::Temporary(text) => text,
+            Reply::Unavailable(why) => {
+                self.log.at(3, format_args!("qmail-verify unavailable: {why}"));
+                "unable to verify the address now, try again later (#4.3.0)".to_string()
+            }
+            Reply::Deliverable | Reply::Refused(_) => return None,
+        };
+        if self.env.ldapsoftok {
+            self.log.at(3, format_args!("LDAPSOFTOK: taken unverified: {text}"));
+            return None;
+        }
+        self.log.at(3, format_args!("451 {text} ({})", self.env.remote_ip));
+        Some(self.say(451, &text))
     }
 
     /// The RBL lookups, once per session: X-RBL headers and the first rejecting list.
@@ -520,11 +563,14 @@ impl Session<'_> {
             );
         }
         if self.env.rcptcheck && !self.cfg.goodmailaddr.matches_catchall(addr) {
-            match checks::verify_address(addr) {
-                Verify::NotConfigured => self.note_seam("RCPTCHECK"),
-                Verify::Accept => {}
-                Verify::Perm(text) => return self.refuse(554, &text),
-                Verify::Temp(text) => return self.say(451, &text),
+            match checks::domain_is_local(&self.cfg, addr) {
+                Ok(true) => {
+                    if let Some(flow) = self.rcpt_check(addr) {
+                        return flow;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => return self.control_failure(e),
             }
         }
         let mut full = path.addr.clone();
@@ -542,6 +588,11 @@ impl Session<'_> {
         self.io.reply_as(250, "2.1.5", "ok");
         Flow::Continue
     }
+}
+
+/// Whether a verifier's text carries the enhanced status code `code` (`(#X.Y.Z)`).
+fn carries(text: &str, code: &str) -> bool {
+    crate::enhanced(500, text).is_some_and(|c| c == code)
 }
 
 fn non_empty(text: &str, default: &str) -> String {

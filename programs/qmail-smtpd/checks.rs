@@ -1,7 +1,7 @@
 //! qmail-smtpd's checks: the relay decision (spec §6.3), local IP addresses (for `box@[IP]`),
 //! the sender checks that need no directory, the attachment signatures of REJECTEXEC, and the
-//! seams for the features that come with their own issues (RCPTCHECK / SENDERCHECK's
-//! directory part, SMTP AUTH, POP-before-SMTP).
+//! seams for the features that come with their own issues (SMTP AUTH, POP-before-SMTP). The
+//! directory checks (RCPTCHECK, SENDERCHECK) ask qmail-verify: verify.rs.
 //!
 //! Security: the relay decision fails closed. Without `rcpthosts` only `locals` are accepted;
 //! a control file that cannot be read is a temporary failure, never an "allowed".
@@ -42,6 +42,13 @@ fn suffix_match(set: &DomainSet, domain: &str) -> Result<bool, ControlError> {
         }
     }
     Ok(false)
+}
+
+/// The domain of `addr` (after its last `@`) is in `locals`: the addresses RCPTCHECK and
+/// SENDERCHECK verify. An address without `@` is not.
+pub fn domain_is_local(cfg: &Config, addr: &[u8]) -> Result<bool, ControlError> {
+    let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return Ok(false) };
+    cfg.locals.contains(&String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase())
 }
 
 /// The sender domain is local (in `locals`) or accepted (in rcpthosts): for SENDERCHECK LOOSE.
@@ -115,26 +122,13 @@ fn kernel_local_ips() -> HashSet<IpAddr> {
     ips
 }
 
-/// The answer of a verification seam.
+/// The answer of a seam.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verify {
     /// the feature is not built in yet: behave as if it were switched off
     NotConfigured,
     #[allow(dead_code)]
     Accept,
-    /// `D` text: 554
-    #[allow(dead_code)]
-    Perm(String),
-    /// `Z` text: 451
-    #[allow(dead_code)]
-    Temp(String),
-}
-
-/// Seam for RCPTCHECK and the directory part of SENDERCHECK: qmail-LDAP asks the co-process
-/// `bin/qmail-verify` (`address\0` -> `K`, or `D`/`Z` text `\0`). Comes with the LDAP issue;
-/// until then the feature is off and the caller logs that once.
-pub fn verify_address(_addr: &[u8]) -> Verify {
-    Verify::NotConfigured
 }
 
 /// Seam for SMTP AUTH (SMTPAUTH, AUTHREQUIRED, AUTHPREPEND): the authenticated user name, if

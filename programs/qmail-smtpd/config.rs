@@ -57,6 +57,10 @@ pub struct Env {
     pub authrequired: bool,
     pub authorized: bool,
     pub rcptcheck: bool,
+    /// `LDAPSOFTOK`: a verifier's temporary failure (or its absence) accepts the address
+    pub ldapsoftok: bool,
+    /// `BADRCPTDELAY`: seconds to wait before refusing an unknown recipient (RCPTCHECK)
+    pub badrcptdelay: u64,
     pub smtpauth: bool,
     pub authprepend: Option<String>,
 }
@@ -120,6 +124,8 @@ impl Env {
             authrequired: flag("AUTHREQUIRED"),
             authorized: flag("AUTHORIZED"),
             rcptcheck: flag("RCPTCHECK"),
+            ldapsoftok: flag("LDAPSOFTOK"),
+            badrcptdelay: number("BADRCPTDELAY").unwrap_or(0),
             smtpauth: flag("SMTPAUTH"),
             authprepend: var("AUTHPREPEND"),
         }
@@ -250,6 +256,8 @@ pub struct Config {
     pub rbl: Vec<Rbl>,
     /// read only with REJECTEXEC set
     pub signatures: Vec<Vec<u8>>,
+    /// `verifysocket`: the qmail-verify service's Unix socket (RCPTCHECK, SENDERCHECK)
+    pub verifysocket: Option<String>,
 }
 
 impl Config {
@@ -301,6 +309,7 @@ impl Config {
             relaymailfrom: AddrList::load(c, "relaymailfrom").map_err(e)?,
             rbl,
             signatures,
+            verifysocket: c.line("verifysocket").map_err(e)?,
         })
     }
 }

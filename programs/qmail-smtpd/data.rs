@@ -28,6 +28,7 @@ pub fn data(s: &mut Session) -> Flow {
         s.io.reply(503, "RCPT first (#5.5.1)");
         return Flow::Continue;
     }
+    s.verifier.close_coprocess();
     let mut inj = match Injection::start(&s.home) {
         Ok(inj) => inj,
         Err(v) => {

@@ -21,6 +21,7 @@ mod checks;
 mod config;
 mod data;
 mod dns;
+mod verify;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::fmt;

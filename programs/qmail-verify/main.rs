@@ -1,0 +1,255 @@
+//! qmail-verify: tell qmail-smtpd whether a recipient would be delivered, before the message
+//! is accepted (`RCPTCHECK`, and the directory part of `SENDERCHECK`; spec tools §1).
+//!
+//! `qmail-verify` with no arguments is qmail-smtpd's co-process, as upstream: started lazily
+//! on the first check of a session with the requests on fd 0 and the answers on fd 1 (stderr
+//! is the log), closed at DATA and at the end of the session. `qmail-verify --listen
+//! unix:/path` is the long-lived service qmail-smtpd reaches through `control/verifysocket`,
+//! so that a RCPT costs one lookup and not a process start (see doc/qmail-verify.8).
+//!
+//! Request: the address and a NUL. Answer, exactly one per request ([`qmail::verify::wire`]):
+//! `K` deliverable (and every address of a domain not delivered here: qmail-smtpd asks only
+//! for its `locals`); `D<text>\0` unknown, disabled, or over quota when
+//! `control/rcptcheckquota` is `perm` (the default); `Z<text>\0` over quota when it is `temp`,
+//! and every temporary failure (the directory down, an unreadable file: DECISIONS 2 and 14).
+//! The verdict is [`qmail::verify::Verifier`]'s: the lookup delivery makes, nothing else. A
+//! request over [`REQUEST_MAX`] bytes is answered `D` (unknown) and read up to its NUL.
+//!
+//! Exit codes: 0 end of input; 1 a read or write error on the connection; 100 usage, run as
+//! root, or control files unreadable before any answer; 111 the installation root or the
+//! listening socket cannot be used.
+//!
+//! Security: it refuses to run as root (qmail-smtpd runs it as qmaild). Its answers are fixed
+//! texts chosen by the verdict alone — never a path, a file name, a directory error or which
+//! lookup step answered (upstream's CVE-2020-3811/3812 were such leaks). Nothing from a
+//! request reaches a shell. It opens LDAP and never forks afterwards (ldap3 runs a runtime
+//! inside).
+
+use qmail::control::{Control, ControlError};
+use qmail::rewrite::Rewriter;
+use qmail::verify::wire::Answer;
+use qmail::verify::{Verdict, Verifier, DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The longest request taken: [`qmail::verify::ADDRESS_MAX`] bytes, the NUL not counted.
+pub const REQUEST_MAX: usize = qmail::verify::ADDRESS_MAX;
+
+/// The answer text of an over-quota mailbox with `rcptcheckquota` `temp`.
+const OVER_QUOTA_TEMP: &str = "The users mailfolder is over the allowed quota (size). (#4.2.2)";
+/// The answer text of every temporary failure (the reason goes to the log only).
+const TEMPORARY: &str = "Temporary failure in qmail-verify. (#4.3.0)";
+
+const EXIT_IO: u8 = 1;
+const EXIT_PERM: u8 = 100;
+const EXIT_TEMP: u8 = 111;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let listen = match args.as_slice() {
+        [] => None,
+        [flag, spec] if flag == "--listen" => Some(spec.clone()),
+        _ => {
+            eprintln!("qmail-verify: usage: qmail-verify [--listen unix:/path]");
+            return ExitCode::from(EXIT_PERM);
+        }
+    };
+    if nix::unistd::geteuid().is_root() {
+        eprintln!("qmail-verify: refusing to run as root");
+        return ExitCode::from(EXIT_PERM);
+    }
+    let home = qmail::auto::home();
+    if std::env::set_current_dir(&home).is_err() {
+        eprintln!("qmail-verify: unable to chdir to {}", home.display());
+        return ExitCode::from(EXIT_TEMP);
+    }
+    let policy = match Policy::load(&Control::new(&home)) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("qmail-verify: unable to read controls: {e}");
+            return ExitCode::from(EXIT_PERM);
+        }
+    };
+    match listen {
+        None => match serve(Stdio::new(), &mut Verifier::new(&home), policy) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qmail-verify: {e}");
+                ExitCode::from(EXIT_IO)
+            }
+        },
+        Some(spec) => service(&home, &spec, policy),
+    }
+}
+
+/// `--listen`: not available in this build yet.
+fn service(_home: &Path, spec: &str, _policy: Policy) -> ExitCode {
+    eprintln!("qmail-verify: unable to listen on {spec}: not available in this build");
+    ExitCode::from(EXIT_TEMP)
+}
+
+/// What the control files decide about the answers, read once at the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `control/rcptcheckquota` is `temp`: over quota is `Z` (452 4.2.2), else `D` (552 5.2.2)
+    pub quota_temporary: bool,
+}
+
+impl Policy {
+    /// Read `rcptcheckquota`, and check that the routing files (`locals`, `virtualdomains`,
+    /// `percenthack`) can be read now, so that a broken installation fails at the start.
+    fn load(ctl: &Control) -> Result<Policy, String> {
+        Rewriter::load(ctl).map_err(|e: ControlError| e.to_string())?;
+        let mode = ctl.line("rcptcheckquota").map_err(|e| e.to_string())?;
+        let quota_temporary = match mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("perm") => false,
+            Some("temp") => true,
+            Some(other) => return Err(format!("control/rcptcheckquota: unknown value {other}")),
+        };
+        Ok(Policy { quota_temporary })
+    }
+
+    /// The answer for a verdict: fixed texts only.
+    fn answer(self, verdict: &Verdict) -> Answer {
+        let text = |t: &str| t.as_bytes().to_vec();
+        match verdict {
+            Verdict::Deliverable | Verdict::NotLocal => Answer::Ok,
+            Verdict::Unknown(t) if t == NO_HOST => Answer::Refused(text(NO_HOST)),
+            Verdict::Unknown(_) => Answer::Refused(text(NO_MAILBOX)),
+            Verdict::NotPostable(_) => Answer::Refused(text(DISABLED)),
+            Verdict::OverQuota(_) if self.quota_temporary => {
+                Answer::Temporary(text(OVER_QUOTA_TEMP))
+            }
+            Verdict::OverQuota(_) => Answer::Refused(text(OVER_QUOTA)),
+            Verdict::Temporary(_) => Answer::Temporary(text(TEMPORARY)),
+        }
+    }
+}
+
+/// Answer the requests of one connection until its end of input: the co-process's fds 0 and 1,
+/// or one client of the service. `Err` is a read or write error.
+pub fn serve<C: Read + Write>(conn: C, verifier: &mut Verifier, policy: Policy) -> io::Result<()> {
+    let mut conn = BufReader::with_capacity(4096, conn);
+    let mut request = Vec::with_capacity(256);
+    loop {
+        let answer = match qmail::text0::read_record(&mut conn, REQUEST_MAX, &mut request)? {
+            // a partial request at the end is no request
+            None | Some(Err(qmail::text0::Text0Error::Truncated)) => return Ok(()),
+            Some(Err(qmail::text0::Text0Error::TooLong)) => {
+                if !skip_record(&mut conn)? {
+                    return Ok(());
+                }
+                log(&request, "request too long");
+                Answer::Refused(NO_MAILBOX.as_bytes().to_vec())
+            }
+            Some(Ok(())) => {
+                let verdict = verifier.verdict(&request);
+                if let Verdict::Temporary(why) = &verdict {
+                    log(&request, why);
+                }
+                policy.answer(&verdict)
+            }
+        };
+        let out = conn.get_mut();
+        out.write_all(&answer.encode())?;
+        out.flush()?;
+    }
+}
+
+/// Read up to and including the next NUL; false at the end of input.
+fn skip_record<R: BufRead>(input: &mut R) -> io::Result<bool> {
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        match buf.iter().position(|&b| b == 0) {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    }
+}
+
+/// One log line on stderr: the address (its first 200 bytes, printable) and why.
+fn log(address: &[u8], why: &str) {
+    let shown: String = address
+        .iter()
+        .take(200)
+        .map(|&b| if (32..127).contains(&b) { b as char } else { '?' })
+        .collect();
+    let why: String = why.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    eprintln!("qmail-verify: {shown}: {why}");
+}
+
+/// fds 0 and 1 as one connection.
+struct Stdio {
+    input: io::Stdin,
+    output: io::Stdout,
+}
+
+impl Stdio {
+    fn new() -> Self {
+        Stdio { input: io::stdin(), output: io::stdout() }
+    }
+}
+
+impl Read for Stdio {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for Stdio {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.output.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_fixed_texts() {
+        let perm = Policy { quota_temporary: false };
+        let temp = Policy { quota_temporary: true };
+        let leak = "/home/joe/.qmail-x: Permission denied (#5.1.1)".to_string();
+        let rows = [
+            (perm, Verdict::Deliverable, Answer::Ok),
+            (perm, Verdict::NotLocal, Answer::Ok),
+            (perm, Verdict::Unknown(NO_HOST.into()), Answer::Refused(NO_HOST.into())),
+            (perm, Verdict::Unknown(leak.clone()), Answer::Refused(NO_MAILBOX.into())),
+            (perm, Verdict::NotPostable(leak.clone()), Answer::Refused(DISABLED.into())),
+            (perm, Verdict::OverQuota(leak.clone()), Answer::Refused(OVER_QUOTA.into())),
+            (temp, Verdict::OverQuota(leak.clone()), Answer::Temporary(OVER_QUOTA_TEMP.into())),
+            (temp, Verdict::Temporary(leak.clone()), Answer::Temporary(TEMPORARY.into())),
+        ];
+        for (policy, verdict, want) in rows {
+            assert_eq!(policy.answer(&verdict), want, "{verdict:?}");
+        }
+    }
+
+    #[test]
+    fn long_requests_are_skipped_to_their_end() {
+        let mut input = io::Cursor::new(b"aaaa\0bb\0".to_vec());
+        assert!(skip_record(&mut input).unwrap());
+        assert_eq!(input.position(), 5);
+        assert!(skip_record(&mut input).unwrap());
+        assert!(!skip_record(&mut input).unwrap());
+    }
+}
