@@ -15,19 +15,19 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// A sandbox whose directory is one `ou` of a slapd.
-struct Dir {
-    sb: Sandbox,
-    ou: String,
+/// A sandbox whose directory is one `ou` of a slapd (also used by the verdict tests).
+pub struct Dir {
+    pub sb: Sandbox,
+    pub ou: String,
 }
 
 impl Dir {
     /// A sandbox on the shared slapd, in `ou=ld-<name>`.
-    fn new(name: &str) -> Dir {
+    pub fn new(name: &str) -> Dir {
         Dir::on(slapd::shared(), name)
     }
 
-    fn on(server: &Slapd, name: &str) -> Dir {
+    pub fn on(server: &Slapd, name: &str) -> Dir {
         let ou = server.add_ou(&format!("ld-{name}"));
         let sb = Sandbox::for_delivery();
         sb.control("ldapserver", &format!("{}\n", server.server()));
@@ -38,7 +38,7 @@ impl Dir {
     }
 
     /// The LDIF of `uid=<name>` with `mail: <name>@example.org` and `attrs`.
-    fn entry(&self, name: &str, attrs: &str) -> String {
+    pub fn entry(&self, name: &str, attrs: &str) -> String {
         format!(
             "dn: uid={name},{}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\ncn: {name}\n\
              sn: {name}\nuid: {name}\nmail: {name}@example.org\n{attrs}\n",
@@ -47,7 +47,7 @@ impl Dir {
     }
 
     /// A user with a home of its own (a Maildir in it) and `attrs`; returns the home.
-    fn user(&self, server: &Slapd, name: &str, attrs: &str) -> PathBuf {
+    pub fn user(&self, server: &Slapd, name: &str, attrs: &str) -> PathBuf {
         let (uid, gid, home) = self.sb.user_home(name);
         server.add(&self.entry(
             name,
@@ -59,7 +59,7 @@ impl Dir {
         home
     }
 
-    fn inject(&self, from: &str, to: &str, message: &str) {
+    pub fn inject(&self, from: &str, to: &str, message: &str) {
         self.sb.inject(&["-f", from, to], message);
     }
 }

@@ -19,3 +19,4 @@ mod smtpd;
 mod spawn;
 mod system;
 mod tcpsrv;
+mod verdict;
