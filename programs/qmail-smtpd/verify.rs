@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 /// How long one question may take (upstream's 30 s).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why there was no answer, when it was the timeout.
+const TIMED_OUT: &str = "timeout";
+
 /// How long a closed co-process gets to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
@@ -94,16 +97,16 @@ impl Client {
                 }
             }
         }
-        let deadline = Instant::now() + TIMEOUT;
-        let result = match &mut self.link {
-            Link::Service(stream) => {
-                let mut reader = &*stream;
-                let mut writer = &*stream;
-                exchange(&mut writer, &mut reader, address, deadline)
+        let mut result = self.exchange(address);
+        if let (Err(why), Link::Service(_), Some(path)) = (&result, &self.link, &self.socket) {
+            // the service may have closed a connection left idle: one fresh connection
+            if why != TIMED_OUT {
+                if let Some(stream) = connect(path) {
+                    self.link = Link::Service(stream);
+                    result = self.exchange(address);
+                }
             }
-            Link::Coprocess { input, output, .. } => exchange(input, output, address, deadline),
-            Link::Idle | Link::Broken => Err("no verifier".to_string()),
-        };
+        }
         match result {
             Ok(Answer::Ok) => Reply::Deliverable,
             Ok(Answer::Refused(text)) => {
@@ -120,6 +123,20 @@ impl Client {
         }
     }
 
+    /// One question on the current link.
+    fn exchange(&mut self, address: &[u8]) -> Result<Answer, String> {
+        let deadline = Instant::now() + TIMEOUT;
+        match &mut self.link {
+            Link::Service(stream) => {
+                let mut reader = &*stream;
+                let mut writer = &*stream;
+                exchange(&mut writer, &mut reader, address, deadline)
+            }
+            Link::Coprocess { input, output, .. } => exchange(input, output, address, deadline),
+            Link::Idle | Link::Broken => Err("no verifier".to_string()),
+        }
+    }
+
     /// At DATA: the co-process goes (it is started again at the next check); the service
     /// connection stays.
     pub fn close_coprocess(&mut self) {
@@ -132,10 +149,8 @@ impl Client {
     fn open(&mut self) -> Result<Link, String> {
         if let Some(path) = self.socket.as_ref().filter(|_| !self.socket_tried) {
             self.socket_tried = true;
-            if let Ok(stream) = UnixStream::connect(path) {
-                if stream.set_write_timeout(Some(TIMEOUT)).is_ok() {
-                    return Ok(Link::Service(stream));
-                }
+            if let Some(stream) = connect(path) {
+                return Ok(Link::Service(stream));
             }
         }
         let program = self.home.join("bin/qmail-verify");
@@ -182,6 +197,13 @@ impl Drop for Client {
     }
 }
 
+/// A connection to the service, with the write timeout set.
+fn connect(path: &Path) -> Option<UnixStream> {
+    let stream = UnixStream::connect(path).ok()?;
+    stream.set_write_timeout(Some(TIMEOUT)).ok()?;
+    Some(stream)
+}
+
 /// One question and its answer, by `deadline`. `Err` says why there is no answer.
 fn exchange<W: Write, R: Read + AsFd>(
     w: &mut W,
@@ -218,12 +240,12 @@ fn readable<R: AsFd>(r: &R, deadline: Instant) -> Result<(), String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("timeout".into());
+            return Err(TIMED_OUT.into());
         }
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
-            Ok(0) => return Err("timeout".into()),
+            Ok(0) => return Err(TIMED_OUT.into()),
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("poll: {e}")),

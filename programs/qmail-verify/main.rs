@@ -26,20 +26,25 @@
 //! inside).
 
 use qmail::control::{Control, ControlError};
+use qmail::listener::{self, Conn, Listen, Options};
 use qmail::rewrite::Rewriter;
 use qmail::verify::wire::Answer;
-use qmail::verify::{Verdict, Verifier, DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA};
+use qmail::verify::{Verdict, Verifier, DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA, TEMPORARY};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The longest request taken: [`qmail::verify::ADDRESS_MAX`] bytes, the NUL not counted.
 pub const REQUEST_MAX: usize = qmail::verify::ADDRESS_MAX;
 
 /// The answer text of an over-quota mailbox with `rcptcheckquota` `temp`.
 const OVER_QUOTA_TEMP: &str = "The users mailfolder is over the allowed quota (size). (#4.2.2)";
-/// The answer text of every temporary failure (the reason goes to the log only).
-const TEMPORARY: &str = "Temporary failure in qmail-verify. (#4.3.0)";
+/// Sessions one service worker serves at once: one per qmail-smtpd session that asked.
+const SESSIONS: usize = 256;
+/// How long a connection may stay silent: longer than qmail-smtpd waits for its client
+/// between two commands (`timeoutsmtpd`, 1200 s by default).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 const EXIT_IO: u8 = 1;
 const EXIT_PERM: u8 = 100;
@@ -72,21 +77,51 @@ fn main() -> ExitCode {
         }
     };
     match listen {
-        None => match serve(Stdio::new(), &mut Verifier::new(&home), policy) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("qmail-verify: {e}");
-                ExitCode::from(EXIT_IO)
+        None => {
+            let served = Conn::stdio(CONNECTION_TIMEOUT)
+                .and_then(|conn| serve(conn, &mut Verifier::new(&home), policy));
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("qmail-verify: {e}");
+                    ExitCode::from(EXIT_IO)
+                }
             }
-        },
+        }
         Some(spec) => service(&home, &spec, policy),
     }
 }
 
-/// `--listen`: not available in this build yet.
-fn service(_home: &Path, spec: &str, _policy: Policy) -> ExitCode {
-    eprintln!("qmail-verify: unable to listen on {spec}: not available in this build");
-    ExitCode::from(EXIT_TEMP)
+/// `--listen`: the master of [`qmail::listener`], and its workers, each session on a thread
+/// with a [`Verifier`] (and its directory connection) reused from session to session.
+fn service(home: &Path, spec: &str, policy: Policy) -> ExitCode {
+    let listen: Listen = match spec.parse() {
+        Ok(listen) => listen,
+        Err(e) => {
+            eprintln!("qmail-verify: usage: qmail-verify [--listen unix:/path]: {e}");
+            return ExitCode::from(EXIT_PERM);
+        }
+    };
+    let options =
+        Options { uses: 0, idle: Duration::ZERO, sessions: SESSIONS, timeout: CONNECTION_TIMEOUT };
+    let served = listener::run(
+        "qmail-verify",
+        &listen,
+        &options,
+        || Verifier::new(home),
+        |verifier, conn| {
+            if let Err(e) = serve(conn, verifier, policy) {
+                eprintln!("qmail-verify: {e}");
+            }
+        },
+    );
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmail-verify: unable to listen on {spec}: {e}");
+            ExitCode::from(EXIT_TEMP)
+        }
+    }
 }
 
 /// What the control files decide about the answers, read once at the start.
@@ -190,34 +225,6 @@ fn log(address: &[u8], why: &str) {
         .collect();
     let why: String = why.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
     eprintln!("qmail-verify: {shown}: {why}");
-}
-
-/// fds 0 and 1 as one connection.
-struct Stdio {
-    input: io::Stdin,
-    output: io::Stdout,
-}
-
-impl Stdio {
-    fn new() -> Self {
-        Stdio { input: io::stdin(), output: io::stdout() }
-    }
-}
-
-impl Read for Stdio {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Stdio {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.output.flush()
-    }
 }
 
 #[cfg(test)]
