@@ -376,6 +376,12 @@ pub const KNOWN: &[Known] = &[
     k("quotawarning", Kind::Raw, "none (no warnings)", "body of the quota warning"),
     k("rbllist", Kind::List, "none", "RBL zones: basedomain action matchon message"),
     k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
+    k(
+        "rcptcheckquota",
+        Kind::Line,
+        "perm",
+        "qmail-verify's answer for a full mailbox: perm (552) or temp (452)",
+    ),
     k("relaymailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) allowed to relay"),
     k(
         "remoteport",
@@ -398,6 +404,12 @@ pub const KNOWN: &[Known] = &[
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
+    k(
+        "verifysocket",
+        Kind::Line,
+        "none (co-process)",
+        "Unix socket of the qmail-verify service qmail-smtpd asks",
+    ),
     k("virtualdomains", Kind::Map, "none", "domain:prefix virtual domain routing"),
 ];
 

@@ -10,8 +10,9 @@
 //! server ended it (timeout, bare LF/CR in DATA, header line too long, unreadable control
 //! file, greeting refusal, I/O error). tcpserver only logs the status.
 //!
-//! Security: nothing here runs a shell or interpolates envelope data into a command (the one
-//! child is qmail-queue, exec'd directly). Every input is bounded while it streams: command
+//! Security: nothing here runs a shell or interpolates envelope data into a command (the
+//! children are qmail-queue and, for RCPTCHECK/SENDERCHECK, qmail-verify, exec'd directly;
+//! addresses reach qmail-verify as data on its pipe: verify.rs). Every input is bounded while it streams: command
 //! lines ([`qmail::smtp::MAX_LINE`]), addresses, recipients per message
 //! ([`chat::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
 //! in memory. Only `CRLF.CRLF` ends DATA; a bare LF or CR there ends the session.

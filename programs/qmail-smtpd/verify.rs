@@ -113,7 +113,7 @@ impl Client {
                 Reply::Refused(printable(&text, qmail::verify::NO_MAILBOX))
             }
             Ok(Answer::Temporary(text)) => {
-                Reply::Temporary(printable(&text, "Temporary failure in qmail-verify. (#4.3.0)"))
+                Reply::Temporary(printable(&text, qmail::verify::TEMPORARY))
             }
             Err(why) => {
                 self.close();
