@@ -20,3 +20,4 @@ mod spawn;
 mod system;
 mod tcpsrv;
 mod verdict;
+mod verify;

@@ -67,6 +67,8 @@ const KNOBS: &[&str] = &[
     "AUTHREQUIRED",
     "AUTHORIZED",
     "RCPTCHECK",
+    "LDAPSOFTOK",
+    "BADRCPTDELAY",
     "SMTPAUTH",
     "AUTHPREPEND",
     "NOPBS",
@@ -81,7 +83,7 @@ fn sandbox() -> Sandbox {
 }
 
 /// qmail-smtpd on `sb` with the default environment.
-fn smtpd(sb: &Sandbox) -> Command {
+pub fn smtpd(sb: &Sandbox) -> Command {
     let mut cmd = sb.cmd("qmail-smtpd");
     for k in KNOBS {
         cmd.env_remove(k);
@@ -144,9 +146,14 @@ fn unescape(text: &str) -> Vec<u8> {
 
 /// Run one transcript; the error says what differed, in full.
 fn run_transcript(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).unwrap();
     let sb = sandbox();
-    let mut cmd = smtpd(&sb);
+    let cmd = smtpd(&sb);
+    run_transcript_on(&sb, cmd, path)
+}
+
+/// Run one transcript with `cmd` (qmail-smtpd on `sb`, see [`smtpd`]).
+pub fn run_transcript_on(sb: &Sandbox, mut cmd: Command, path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).unwrap();
     let mut input = Vec::new();
     let mut expected = Vec::new();
     let mut exit = 0;

@@ -375,13 +375,13 @@ pub const KNOWN: &[Known] = &[
     k("queuelifetime", Kind::Int, "604800", "seconds a message may stay in the queue"),
     k("quotawarning", Kind::Raw, "none (no warnings)", "body of the quota warning"),
     k("rbllist", Kind::List, "none", "RBL zones: basedomain action matchon message"),
-    k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
     k(
         "rcptcheckquota",
         Kind::Line,
         "perm",
         "qmail-verify's answer for a full mailbox: perm (552) or temp (452)",
     ),
+    k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
     k("relaymailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) allowed to relay"),
     k(
         "remoteport",
