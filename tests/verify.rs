@@ -15,6 +15,7 @@
 //! ```text
 //! # ldap down            control/ldapserver names a port nobody listens on
 //! # verifier broken      bin/qmail-verify is a program that exits at once
+//! # verifier garbage     bin/qmail-verify is a program that answers `X`
 //! ```
 
 use crate::harness::slapd::{self, Slapd};
@@ -82,9 +83,14 @@ fn ldap_down(sb: &Sandbox) {
 
 /// bin/qmail-verify is a program that exits at once, answering nothing.
 fn break_verifier(sb: &Sandbox) {
+    fake_verifier(sb, "exit 1");
+}
+
+/// bin/qmail-verify is the shell script `body`.
+fn fake_verifier(sb: &Sandbox, body: &str) {
     let prog = sb.home.join("bin/qmail-verify");
     let _ = fs::remove_file(&prog);
-    fs::write(&prog, "#!/bin/sh\nexit 1\n").unwrap();
+    fs::write(&prog, format!("#!/bin/sh\n{body}\n")).unwrap();
     fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
@@ -167,12 +173,9 @@ fn temporary_failures_are_answered_with_a_fixed_text() {
 fn refuses_root_usage_errors_and_broken_controls() {
     let sb = Sandbox::for_delivery();
     if is_root() {
-        let out = run_with(sb.cmd("qmail-verify").arg("-x").args::<[&str; 0], _>([]), b"");
-        let out2 = run_with(&mut sb.cmd("qmail-verify"), b"joe@example.org\0");
-        for o in [&out, &out2] {
-            assert_eq!((code(o), o.stdout.len()), (100, 0), "root: {o:?}");
-        }
-        assert!(String::from_utf8_lossy(&out2.stderr).contains("root"));
+        let out = run_with(&mut sb.cmd("qmail-verify"), b"joe@example.org\0");
+        assert_eq!((code(&out), out.stdout.len()), (100, 0), "root: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
     }
     let out = verify(&sb, &["--frobnicate"], b"");
     assert_eq!(code(&out), 100, "usage");
@@ -184,6 +187,30 @@ fn refuses_root_usage_errors_and_broken_controls() {
     sb.control("rcptcheckquota", "TEMP\n");
     let out = verify(&sb, &[], b"x@elsewhere.net\0");
     assert_eq!((code(&out), show(&out.stdout)), (0, "K".to_string()));
+}
+
+#[test]
+fn exit_codes_of_broken_pipes_and_roots() {
+    let sb = Sandbox::for_delivery();
+    // 1: the answer cannot be written
+    let mut cmd = sb.cmd("qmail-verify");
+    let mut child = unprivileged(&mut cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"x@elsewhere.net\0").unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    // 111: no installation root
+    let mut cmd = sb.cmd("qmail-verify");
+    cmd.env("QMAILHOME", sb.home.join("nonexistent"));
+    let out = run_with(unprivileged(&mut cmd), b"x@elsewhere.net\0");
+    assert_eq!((code(&out), out.stdout.len()), (111, 0));
 }
 
 #[test]
@@ -213,6 +240,9 @@ fn run_verify_transcript(path: &Path) -> Result<(), String> {
     }
     if text.lines().any(|l| l == "# verifier broken") {
         break_verifier(&d.sb);
+    }
+    if text.lines().any(|l| l == "# verifier garbage") {
+        fake_verifier(&d.sb, "printf X\nexec cat >/dev/null");
     }
     let mut cmd = smtpd(&d.sb);
     unprivileged(&mut cmd);
