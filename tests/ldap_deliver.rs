@@ -2,15 +2,16 @@
 //! shared slapd (each test in its own `ou`), messages queued by qmail-inject, qmail-lspawn
 //! running qmail-getpw's directory lookup and qmail-local with the entry's environment.
 //! Users, aliases, forward-only accounts, delivery modes, auto-replies, quota, `mailSizeMax`
-//! and `accountStatus`; faults (slapd stopped mid-run, slapd slower than `ldaptimeout`, a
-//! wrong bind password, a base DN that does not exist) keep the mail queued; as root, the
-//! entry's uid/gid is used and uid 0 or out-of-range ids are refused.
+//! and `accountStatus`; `control/dirmaker` making a missing home; faults (slapd stopped
+//! mid-run, slapd slower than `ldaptimeout`, a wrong bind password, a base DN that does not
+//! exist) keep the mail queued; as root, the entry's uid/gid is used and uid 0 or
+//! out-of-range ids are refused.
 
 use crate::harness::slapd::{self, Slapd, ROOTDN, ROOTPW};
 use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -333,6 +334,33 @@ fn missing_base_dn_defers() {
     assert!(wait_files(&home, 1), "not delivered after the fix; log:\n{}", run.log_text());
     assert!(settled(&run, 1), "{}", run.log_text());
     assert_eq!(Sandbox::maildir_new(&home).len(), 1);
+}
+
+#[test]
+fn dirmaker_creates_a_missing_home() {
+    let s = slapd::shared();
+    let d = Dir::new("dirmaker");
+    // the parent belongs to the entry's ids; the home itself does not exist yet
+    let (uid, gid, parent) = d.sb.user_home("homes");
+    let home = parent.join("nina");
+    let script = d.sb.tmp.path().join("mkhome");
+    fs::write(
+        &script,
+        "#!/bin/sh\nmkdir -m 700 -p \"$1\" && cd \"$1\" && mkdir -p \"${2}new\" \"${2}cur\" \"${2}tmp\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    d.sb.control("dirmaker", &format!("{}\n", script.display()));
+    s.add(&d.entry(
+        "nina",
+        &format!("qmailUID: {uid}\nqmailGID: {gid}\nhomeDirectory: {}", home.display()),
+    ));
+    let run = d.sb.start();
+    d.inject("x@example.net", "nina@example.org", "Subject: new\n\nfirst mail\n");
+    assert!(wait_files(&home, 1), "not delivered; log:\n{}", run.log_text());
+    assert!(read(&Sandbox::maildir_new(&home)[0]).ends_with("first mail\n"));
+    assert_eq!(fs::metadata(&home).unwrap().uid(), uid, "home not made by the mailbox owner");
+    assert!(settled(&run, 1), "{}", run.log_text());
 }
 
 #[test]
