@@ -32,6 +32,40 @@ fn show(out: &Output) -> String {
 }
 
 #[test]
+fn ldaplookup_checks_every_local_password_scheme() {
+    let (s, base) = setup("schemes");
+    // "a good password" in each scheme (slappasswd, openssl passwd, libxcrypt)
+    let rows = [
+        ("smd5", "{SMD5}xCiXRWPrUvc/47xF84LfOQRqF4U="),
+        ("md5", "{md5}Jl0K2Z4VjDBoVRpX/edWjQ=="),
+        ("sha", "{SHA}+PY/+o41iAewg7IitdqgVx9OCq0="),
+        ("md5crypt", "{CRYPT}$1$saltsalt$SyQdaSahdJZCS7SmuoMXU/"),
+        ("sha256crypt", "{crypt}$5$saltsaltsalt$7K7eZIRflJR9g6flhuDvCyp9VcS7.UkyOAGjurnkbQ7"),
+        (
+            "sha512crypt",
+            "{CRYPT}$6$saltsaltsalt$abDOiEcluZJKA0dzsF3gl0E1.9xK7r3WePIpaPNHZhNlEXLyJch.s7Ifi7zRb\
+             KWUvTnLaURc8p/1vxG2y9iia/",
+        ),
+        ("bcrypt", "{CRYPT}$2y$05$abcdefghijklmnopqrstuudPLndKqNxTJdyGgy8u1tt1GUFSmbwZS"),
+    ];
+    for (uid, stored) in rows {
+        slapd::shared().add(&format!(
+            "dn: uid={uid},{base}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@schemes.org\nuserPassword: {stored}\n"
+        ));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", "a good password"], b"");
+        assert_eq!(code(&out), 0, "{uid}: {}", show(&out));
+        assert!(text(&out).ends_with("PASSWORD COMPARE was successful.\n"), "{}", show(&out));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", "a good passwore"], b"");
+        assert_eq!(code(&out), 1, "{uid}: {}", show(&out));
+        assert!(text(&out).contains("error was: password mismatch\n"), "{}", show(&out));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", ""], b"");
+        assert_eq!(code(&out), 1, "{uid}: {}", show(&out));
+        assert!(text(&out).contains("error was: empty password\n"), "{}", show(&out));
+    }
+}
+
+#[test]
 fn ldaplookup_prints_entry_and_delivery() {
     let (s, base) = setup("lookup1");
     slapd::shared().add(&format!(
@@ -40,7 +74,7 @@ fn ldaplookup_prints_entry_and_delivery() {
          userPassword: {}\nmailMessageStore: /var/mail/joe/Maildir/\nhomeDirectory: /var/mail/joe\n\
          qmailUID: 2000\nqmailGID: 2000\nmailQuotaSize: 1000000\ndeliveryMode: noforward\n\
          mailForwardingAddress: other@example.net\n",
-        qmail::ldap::ssha(b"pw", b"salt")
+        qmail::passwd::ssha(b"pw", b"salt")
     ));
     let out = s.run("qmail-ldaplookup", &["-m", "JO@lookup1.org"], b"");
     assert_eq!(code(&out), 0, "{}", show(&out));

@@ -330,7 +330,7 @@ fn write_server(
         .with_context(|| format!("unable to set the mode of {}", dir.display()))?;
     let schema = dir.join("qmail.schema");
     write_private(&schema, QMAIL_SCHEMA.as_bytes(), 0o644)?;
-    let rootpw = ldap::ssha(password.as_bytes(), &random(8)?);
+    let rootpw = qmail::passwd::ssha(password.as_bytes(), &random(8)?);
     let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let conf = format!(
         "# slapd.conf for qmail-ldap-rs, written by qmailctl ldap-init.\n\
@@ -539,7 +539,7 @@ fn password(set: &Settings) -> Result<Option<String>> {
     };
     ensure!(!pw.is_empty(), "empty passwords are not allowed");
     ensure!(!pw.chars().any(char::is_control), "the password holds control characters");
-    Ok(Some(ldap::ssha(pw.as_bytes(), &random(8)?)))
+    Ok(Some(qmail::passwd::ssha(pw.as_bytes(), &random(8)?)))
 }
 
 fn add(a: &AddArgs) -> Result<()> {
