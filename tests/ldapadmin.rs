@@ -1,6 +1,7 @@
 //! LDAP administration against the real shared slapd: qmail-ldaplookup's output, exit codes
-//! and password check; `qmailctl user add|mod|del|show`; `qmailctl ldap-init`'s slapd.conf
-//! and LDIF; hostile values in filters and DNs.
+//! and password check; `qmailctl user add|mod|del|show` (`mod` also moving the mailbox and
+//! changing its ids); `qmailctl ldap-init`'s slapd.conf and LDIF; hostile values in filters
+//! and DNs.
 
 use crate::harness::slapd::{self, ROOTDN, ROOTPW};
 use crate::harness::{code, Sandbox};
@@ -354,6 +355,86 @@ fn user_add_then_lookup_mod_show_del() {
     let out = ctl(&s, &["user", "del", "ann@users1.org"], b"");
     assert_eq!(code(&out), 111, "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no entry has"), "{}", show(&out));
+}
+
+#[test]
+fn user_mod_moves_the_mailbox_and_changes_the_ids() {
+    use std::os::unix::fs::MetadataExt;
+    let (s, base) = setup("users3");
+    let mail = s.tmp.path().join("mail");
+    s.control("ldapmessagestore", &format!("{}/\n", mail.display()));
+    s.control("ldapuid", "2000\n");
+    s.control("ldapgid", "2001\n");
+    let (uid, gid) = if crate::harness::is_root() {
+        (4321, 4322)
+    } else {
+        (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    };
+    let out = ctl(&s, &["user", "add", "mo@users3.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let moved = s.tmp.path().join("moved/mo");
+    let (home, store) = (moved.display().to_string(), format!("{}/Mail/", moved.display()));
+    let (u, g) = (uid.to_string(), gid.to_string());
+    let args = [
+        "user",
+        "mod",
+        "mo@users3.org",
+        "--home-dir",
+        &home,
+        "--store",
+        &store,
+        "--qmail-uid",
+        &u,
+        "--qmail-gid",
+        &g,
+        "--create-home",
+    ];
+    let out = ctl(&s, &args, b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        text(&out),
+        format!("qmailctl: modified uid=mo,{base}\nqmailctl: created {home}\n"),
+        "{}",
+        show(&out)
+    );
+    let shown = text(&ctl(&s, &["user", "show", "mo@users3.org"], b""));
+    for line in [
+        format!("homeDirectory: {home}\n"),
+        format!("mailMessageStore: {store}\n"),
+        format!("qmailUID: {uid}\n"),
+        format!("qmailGID: {gid}\n"),
+    ] {
+        assert!(shown.contains(&line), "no {line:?} in\n{shown}");
+    }
+    for sub in ["", "Mail", "Mail/new", "Mail/cur", "Mail/tmp"] {
+        let meta = std::fs::metadata(moved.join(sub)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{sub}");
+    }
+    let out = s.run("qmail-ldaplookup", &["-m", "mo@users3.org"], b"");
+    assert!(text(&out).contains(&format!("user: mo, uid {uid}, gid {gid}\n")), "{}", show(&out));
+
+    // Bad values are refused and change nothing.
+    for args in [
+        &["--qmail-uid", "0"][..],
+        &["--qmail-gid", "70000"][..],
+        &["--qmail-uid", "99"][..],
+        &["--home-dir", "relative/mo"][..],
+        &["--home-dir", "/a b"][..],
+        &["--store", "/x;rm -rf /"][..],
+        &["--store", "../../etc/"][..],
+    ] {
+        let all: Vec<&str> = ["user", "mod", "mo@users3.org"].iter().chain(args).copied().collect();
+        let out = ctl(&s, &all, b"");
+        assert_eq!(code(&out), 111, "{args:?}: {}", show(&out));
+    }
+    assert_eq!(text(&ctl(&s, &["user", "show", "mo@users3.org"], b"")), shown);
+
+    // --create-home alone needs a home to create.
+    let out = ctl(&s, &["user", "add", "fw@users3.org", "--forward", "x@example.net"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = ctl(&s, &["user", "mod", "fw@users3.org", "--create-home"], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no homeDirectory"), "{}", show(&out));
 }
 
 #[test]
