@@ -31,7 +31,7 @@
 //! The replies must match exactly and completely: a missing or extra line fails, and every
 //! reply line must end in CRLF.
 
-use crate::harness::{assert_ok, bin, code, run_with, Guard, Sandbox};
+use crate::harness::{assert_ok, bin, code, run_with, spawn_piped, Guard, Sandbox};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -239,31 +239,29 @@ pub fn run_transcript_on(sb: &Sandbox, mut cmd: Command, path: &Path) -> Result<
     ))
 }
 
-fn fixtures() -> Vec<PathBuf> {
+/// The transcripts `tests/fixtures/<prefix>*.smtp`, sorted.
+pub fn fixtures(prefix: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("smtpd-") && name.ends_with(".smtp")
+            name.starts_with(prefix) && name.ends_with(".smtp")
         })
         .collect();
     files.sort();
     files
 }
 
-#[test]
-fn transcripts() {
-    let files = fixtures();
-    assert!(files.len() >= 30, "the transcripts are missing: {files:?}");
+/// Run `files` with `run` on four threads; fails listing every transcript that failed.
+pub fn run_all(files: &[PathBuf], run: impl Fn(&Path) -> Result<(), String> + Sync) {
+    let run = &run;
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
-            .chunks(files.len().div_ceil(4))
+            .chunks(files.len().div_ceil(4).max(1))
             .map(|chunk| {
-                scope.spawn(move || {
-                    chunk.iter().filter_map(|f| run_transcript(f).err()).collect::<Vec<_>>()
-                })
+                scope.spawn(move || chunk.iter().filter_map(|f| run(f).err()).collect::<Vec<_>>())
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
@@ -274,6 +272,13 @@ fn transcripts() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+#[test]
+fn transcripts() {
+    let files = fixtures("smtpd-");
+    assert!(files.len() >= 30, "the transcripts are missing: {files:?}");
+    run_all(&files, run_transcript);
 }
 
 /// Run a session fed all at once; the replies as lines.
@@ -451,14 +456,8 @@ struct Live {
 
 impl Live {
     fn start(mut cmd: Command, input: impl FnOnce(&mut dyn Write) + Send + 'static) -> Live {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let replies = BufReader::new(child.stdout.take().unwrap());
+        let (child, mut stdin, stdout) = spawn_piped(&mut cmd);
+        let replies = BufReader::new(stdout);
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let writer = std::thread::spawn(move || {
             let mut w = std::io::BufWriter::new(&mut stdin);
@@ -468,7 +467,7 @@ impl Live {
             // keep the input open (the process alive) until the test is done with it
             let _ = wait.recv();
         });
-        Live { child: Guard(child), replies, writer: Some(writer), release: Some(release) }
+        Live { child, replies, writer: Some(writer), release: Some(release) }
     }
 
     fn line(&mut self) -> String {

@@ -23,16 +23,8 @@ struct Clean {
 
 impl Clean {
     fn start(sb: &Sandbox) -> Self {
-        let mut child = sb
-            .cmd("qmail-clean")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let input = child.stdin.take().unwrap();
-        let output = child.stdout.take().unwrap();
-        Clean { child: Guard(child), input, output }
+        let (child, input, output) = spawn_piped(&mut sb.cmd("qmail-clean"));
+        Clean { child, input, output }
     }
 
     /// Send one request (the `\0` is added) and read the one-byte reply.
@@ -172,16 +164,8 @@ struct Spawner {
 
 impl Spawner {
     fn start(sb: &Sandbox, name: &str, args: &[&str]) -> Self {
-        let mut child = sb
-            .cmd(name)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let input = child.stdin.take();
-        let mut output = child.stdout.take().unwrap();
+        let (child, input, mut output) = spawn_piped(sb.cmd(name).args(args));
+        let input = Some(input);
         let mut handshake = [0u8; 2];
         output.read_exact(&mut handshake).unwrap();
         let (tx, reports) = mpsc::channel();
@@ -197,7 +181,7 @@ impl Spawner {
                 }
             }
         });
-        Spawner { child: Guard(child), input, reports, handshake }
+        Spawner { child, input, reports, handshake }
     }
 
     fn send(&mut self, slot: u16, message: &str, sender: &str, recipient: &str) {

@@ -21,13 +21,13 @@
 use crate::harness::slapd::{self, Slapd};
 use crate::harness::*;
 use crate::ldap_deliver::Dir;
-use crate::smtpd::{run_transcript_on, smtpd};
+use crate::smtpd::{fixtures, run_all, run_transcript_on, smtpd};
 use qmail::verify::{DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA, TEMPORARY};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -251,34 +251,9 @@ fn run_verify_transcript(path: &Path) -> Result<(), String> {
 
 #[test]
 fn rcptcheck_transcripts() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("verify-") && name.ends_with(".smtp")
-        })
-        .collect();
-    files.sort();
+    let files = fixtures("verify-");
     assert!(files.len() >= 8, "the transcripts are missing: {files:?}");
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(files.len().div_ceil(3))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk.iter().filter_map(|f| run_verify_transcript(f).err()).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} transcript(s) failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    run_all(&files, run_verify_transcript);
 }
 
 /// A qmail-smtpd session driven one command at a time.
@@ -290,14 +265,7 @@ struct Live {
 
 impl Live {
     fn start(cmd: &mut Command) -> Live {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let input = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
+        let (child, input, out) = spawn_piped(cmd);
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).split(b'\n') {
@@ -308,7 +276,7 @@ impl Live {
                 }
             }
         });
-        let mut live = Live { child: Guard(child), input, lines };
+        let mut live = Live { child, input, lines };
         live.reply();
         live
     }

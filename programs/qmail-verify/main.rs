@@ -28,6 +28,7 @@
 use qmail::control::{Control, ControlError};
 use qmail::listener::{self, Conn, Listen, Options};
 use qmail::rewrite::Rewriter;
+use qmail::text0::Text0Error;
 use qmail::verify::wire::Answer;
 use qmail::verify::{Verdict, Verifier, DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA, TEMPORARY};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -170,12 +171,12 @@ pub fn serve<C: Read + Write>(conn: C, verifier: &mut Verifier, policy: Policy) 
     loop {
         let answer = match qmail::text0::read_record(&mut conn, REQUEST_MAX, &mut request)? {
             // a partial request at the end is no request
-            None | Some(Err(qmail::text0::Text0Error::Truncated)) => return Ok(()),
-            Some(Err(qmail::text0::Text0Error::TooLong)) => {
-                if !skip_record(&mut conn)? {
+            None | Some(Err(Text0Error::Truncated)) => return Ok(()),
+            Some(Err(Text0Error::TooLong)) => {
+                log(&request, "request too long");
+                if !skip_record(&mut conn, &mut request)? {
                     return Ok(());
                 }
-                log(&request, "request too long");
                 Answer::Refused(NO_MAILBOX.as_bytes().to_vec())
             }
             Some(Ok(())) => {
@@ -192,26 +193,14 @@ pub fn serve<C: Read + Write>(conn: C, verifier: &mut Verifier, policy: Policy) 
     }
 }
 
-/// Read up to and including the next NUL; false at the end of input.
-fn skip_record<R: BufRead>(input: &mut R) -> io::Result<bool> {
+/// Read the rest of an over-long request, up to and including its NUL, [`REQUEST_MAX`]
+/// bytes at a time into `scratch`; false at the end of input.
+fn skip_record<R: BufRead>(input: &mut R, scratch: &mut Vec<u8>) -> io::Result<bool> {
     loop {
-        let buf = match input.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(false);
-        }
-        match buf.iter().position(|&b| b == 0) {
-            Some(i) => {
-                input.consume(i + 1);
-                return Ok(true);
-            }
-            None => {
-                let n = buf.len();
-                input.consume(n);
-            }
+        match qmail::text0::read_record(input, REQUEST_MAX, scratch)? {
+            Some(Ok(())) => return Ok(true),
+            Some(Err(Text0Error::TooLong)) => continue,
+            None | Some(Err(Text0Error::Truncated)) => return Ok(false),
         }
     }
 }
@@ -253,10 +242,12 @@ mod tests {
 
     #[test]
     fn long_requests_are_skipped_to_their_end() {
-        let mut input = io::Cursor::new(b"aaaa\0bb\0".to_vec());
-        assert!(skip_record(&mut input).unwrap());
-        assert_eq!(input.position(), 5);
-        assert!(skip_record(&mut input).unwrap());
-        assert!(!skip_record(&mut input).unwrap());
+        let mut input =
+            io::Cursor::new([vec![b'a'; 3 * REQUEST_MAX], b"\0bb\0cc".to_vec()].concat());
+        let mut scratch = Vec::new();
+        assert!(skip_record(&mut input, &mut scratch).unwrap());
+        assert_eq!(input.position() as usize, 3 * REQUEST_MAX + 1);
+        assert!(skip_record(&mut input, &mut scratch).unwrap());
+        assert!(!skip_record(&mut input, &mut scratch).unwrap());
     }
 }

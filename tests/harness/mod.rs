@@ -260,6 +260,22 @@ impl Drop for Guard {
     }
 }
 
+/// Start `cmd` with its stdin and stdout on pipes (stderr inherited); the child is killed
+/// and reaped when the guard drops.
+pub fn spawn_piped(
+    cmd: &mut Command,
+) -> (Guard, std::process::ChildStdin, std::process::ChildStdout) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("unable to run {cmd:?}: {e}"));
+    let input = child.stdin.take().unwrap();
+    let output = child.stdout.take().unwrap();
+    (Guard(child), input, output)
+}
+
 /// Poll `cond` until it holds or `limit` passes; false on timeout.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
