@@ -30,7 +30,7 @@ use qmail::listener::{self, Conn, Listen, Options};
 use qmail::rewrite::Rewriter;
 use qmail::text0::Text0Error;
 use qmail::verify::wire::Answer;
-use qmail::verify::{Verdict, Verifier, DISABLED, NO_HOST, NO_MAILBOX, OVER_QUOTA, TEMPORARY};
+use qmail::verify::{Verdict, Verifier, NO_MAILBOX};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -146,19 +146,19 @@ impl Policy {
         Ok(Policy { quota_temporary })
     }
 
-    /// The answer for a verdict: fixed texts only.
+    /// The answer for a verdict, with the text a client may see
+    /// ([`Verdict::client_text`]: delivery's fixed texts, a fixed one for every failure).
     fn answer(self, verdict: &Verdict) -> Answer {
-        let text = |t: &str| t.as_bytes().to_vec();
+        let text = verdict.client_text().as_bytes().to_vec();
         match verdict {
             Verdict::Deliverable | Verdict::NotLocal => Answer::Ok,
-            Verdict::Unknown(t) if t == NO_HOST => Answer::Refused(text(NO_HOST)),
-            Verdict::Unknown(_) => Answer::Refused(text(NO_MAILBOX)),
-            Verdict::NotPostable(_) => Answer::Refused(text(DISABLED)),
             Verdict::OverQuota(_) if self.quota_temporary => {
-                Answer::Temporary(text(OVER_QUOTA_TEMP))
+                Answer::Temporary(OVER_QUOTA_TEMP.as_bytes().to_vec())
             }
-            Verdict::OverQuota(_) => Answer::Refused(text(OVER_QUOTA)),
-            Verdict::Temporary(_) => Answer::Temporary(text(TEMPORARY)),
+            Verdict::Temporary(_) => Answer::Temporary(text),
+            Verdict::Unknown(_) | Verdict::NotPostable(_) | Verdict::OverQuota(_) => {
+                Answer::Refused(text)
+            }
         }
     }
 }
@@ -221,19 +221,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_are_fixed_texts() {
+    fn answers() {
+        use qmail::verify::{DISABLED, NO_HOST, OVER_QUOTA, TEMPORARY};
         let perm = Policy { quota_temporary: false };
         let temp = Policy { quota_temporary: true };
-        let leak = "/home/joe/.qmail-x: Permission denied (#5.1.1)".to_string();
+        let leak = "uid=joe,ou=people: two entries for /home/joe (#4.3.5)".to_string();
         let rows = [
             (perm, Verdict::Deliverable, Answer::Ok),
             (perm, Verdict::NotLocal, Answer::Ok),
             (perm, Verdict::Unknown(NO_HOST.into()), Answer::Refused(NO_HOST.into())),
-            (perm, Verdict::Unknown(leak.clone()), Answer::Refused(NO_MAILBOX.into())),
-            (perm, Verdict::NotPostable(leak.clone()), Answer::Refused(DISABLED.into())),
-            (perm, Verdict::OverQuota(leak.clone()), Answer::Refused(OVER_QUOTA.into())),
-            (temp, Verdict::OverQuota(leak.clone()), Answer::Temporary(OVER_QUOTA_TEMP.into())),
-            (temp, Verdict::Temporary(leak.clone()), Answer::Temporary(TEMPORARY.into())),
+            (perm, Verdict::Unknown(NO_MAILBOX.into()), Answer::Refused(NO_MAILBOX.into())),
+            (perm, Verdict::NotPostable(DISABLED.into()), Answer::Refused(DISABLED.into())),
+            (perm, Verdict::OverQuota(OVER_QUOTA.into()), Answer::Refused(OVER_QUOTA.into())),
+            (
+                temp,
+                Verdict::OverQuota(OVER_QUOTA.into()),
+                Answer::Temporary(OVER_QUOTA_TEMP.into()),
+            ),
+            (perm, Verdict::Temporary(leak.clone()), Answer::Temporary(TEMPORARY.into())),
         ];
         for (policy, verdict, want) in rows {
             assert_eq!(policy.answer(&verdict), want, "{verdict:?}");
