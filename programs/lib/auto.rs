@@ -70,4 +70,5 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-todo",
     "qmailctl",
     "sendmail",
+    "smmapd",
 ];
