@@ -34,15 +34,20 @@ use config::{Options, Settings};
 use qmail::control::Control;
 use qmail::socketmap::{self, Parsed, Status};
 use qmail::verify::Verifier;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use qmail::listener::{self, Conn, Listen};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// sysexits' EX_USAGE, as upstream.
 const EX_USAGE: u8 = 64;
 /// Refused to run as root.
 const EX_ROOT: u8 = 100;
+/// Sessions one listening worker serves at the same time, each with its own directory
+/// connection.
+const SESSIONS: usize = 32;
 
 fn main() -> ExitCode {
     let args: Vec<Vec<u8>> = {
@@ -70,27 +75,58 @@ fn main() -> ExitCode {
         .map(|s| std::os::unix::ffi::OsStringExt::into_vec(s))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| b"smmap".to_vec());
-    if opts.debug {
+    let listen = match opts.listen.as_deref().map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(text)) => match text.parse::<Listen>() {
+            Ok(listen) => Some(listen),
+            Err(e) => {
+                eprintln!("smmapd: fatal: --listen {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        Some(Err(_)) => {
+            eprintln!("{}", config::USAGE);
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    // the debugger attaches to the process that serves: in listening mode, each worker
+    if opts.debug && (listen.is_none() || listener::is_worker()) {
         config::debug(&settings, &service);
     }
-    let mut answerer = Answerer {
+    let answerer = || Answerer {
         verifier: Verifier::new(&home),
-        control,
+        control: control.clone(),
         skip_plus: opts.skip_plus,
         quota_perm: settings.quota_perm,
-        service,
+        service: service.clone(),
     };
-    match &opts.listen {
-        None => {
-            let mut conn = Stdio { timeout: settings.client_timeout };
-            let end = session(&mut answerer, &mut conn);
-            if end == End::ProtocolError {
-                conn.linger();
+    let Some(listen) = listen else {
+        let mut conn = match Conn::stdio(settings.client_timeout) {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("smmapd: fatal: unable to use fds 0 and 1: {e}");
+                return ExitCode::from(qmail::exit::TEMP);
             }
-            ExitCode::SUCCESS
+        };
+        if session(&mut answerer(), &mut conn) == End::ProtocolError {
+            linger(&mut conn);
         }
-        Some(_) => {
-            eprintln!("smmapd: fatal: --listen is not available yet");
+        return ExitCode::SUCCESS;
+    };
+    let options = listener::Options {
+        // upstream: a worker exits once `uses` connections are done, and -U 0 means one
+        uses: u32::try_from(opts.uses).unwrap_or(u32::MAX).max(1),
+        idle: Duration::from_secs(opts.idle),
+        sessions: SESSIONS,
+        timeout: settings.client_timeout,
+    };
+    let handle = |a: &mut Answerer, conn: &mut Conn| {
+        session(a, conn);
+    };
+    match listener::run("smmapd", &listen, &options, answerer, handle) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smmapd: fatal: unable to listen: {e}");
             ExitCode::from(qmail::exit::TEMP)
         }
     }
@@ -166,52 +202,23 @@ fn refuse(conn: &mut impl Write, out: &mut Vec<u8>, e: socketmap::ProtocolError)
     End::ProtocolError
 }
 
-/// The connection on fd 0 and fd 1, with a read timeout.
-struct Stdio {
-    timeout: Duration,
-}
-
-impl Read for Stdio {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+/// After a protocol error on fds 0/1: end the output (a socket gets its FIN now) and swallow
+/// what the client is still sending for a moment (at most 2 s, 4 MiB), so that exiting with
+/// unread input does not reset the connection before the client has read the `PERM` reply.
+fn linger(conn: &mut Conn) {
+    let _ = nix::sys::socket::shutdown(io::stdout().as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut sink = [0u8; 8192];
+    let mut left: usize = 4 << 20;
+    while left > 0 && Instant::now() < deadline {
         let stdin = io::stdin();
-        let ms = u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX);
         let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-        if poll(&mut fds, timeout)? == 0 {
-            return Err(io::ErrorKind::TimedOut.into());
+        if !matches!(poll(&mut fds, PollTimeout::from(200u8)), Ok(n) if n > 0) {
+            continue;
         }
-        Ok(nix::unistd::read(stdin.as_fd(), buf)?)
-    }
-}
-
-impl Write for Stdio {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(nix::unistd::write(io::stdout().as_fd(), buf)?)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Stdio {
-    /// After a protocol error: end the output (a socket gets its FIN now) and swallow what the
-    /// client is still sending for a moment, so that closing with unread input does not reset
-    /// the connection before the client has read the `PERM` reply.
-    fn linger(&mut self) {
-        let _ = nix::sys::socket::shutdown(
-            std::os::fd::AsRawFd::as_raw_fd(&io::stdout()),
-            nix::sys::socket::Shutdown::Write,
-        );
-        self.timeout = Duration::from_secs(2);
-        let mut sink = [0u8; 8192];
-        let mut left: usize = 4 << 20;
-        while left > 0 {
-            match self.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
+        match conn.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
