@@ -80,8 +80,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed<'_>, ProtocolError> {
         None => Ok(Parsed::NeedMore),
         Some(b',') => {
             let payload = &buf[start..end];
-            let space =
-                payload.iter().position(|&b| b == b' ').ok_or(ProtocolError::MissingKey)?;
+            let space = payload.iter().position(|&b| b == b' ').ok_or(ProtocolError::MissingKey)?;
             let request = Request { map: &payload[..space], key: &payload[space + 1..] };
             Ok(Parsed::Request(request, end + 1))
         }
@@ -261,12 +260,7 @@ mod tests {
             (Status::Ok, b"A+B@x", b"8:OK A+B@x,"),
         ];
         for (status, text, want) in rows {
-            assert_eq!(
-                reply(*status, text),
-                want.to_vec(),
-                "{:?}",
-                String::from_utf8_lossy(want)
-            );
+            assert_eq!(reply(*status, text), want.to_vec(), "{:?}", String::from_utf8_lossy(want));
         }
         for e in [MissingTerminator, MissingLength, MissingKey, SizeMismatch] {
             let wire = reply(Status::Perm, e.text().as_bytes());

@@ -17,9 +17,11 @@
 //! wildmats: `*`, `?`, `[set]` (`[^set]` negated, `a-z` ranges), `\x` a literal `x`. The
 //! message defaults to [`DEFAULT_MESSAGE`]; control characters in it become spaces.
 
-use crate::cdb::Reader;
+use crate::cdb::{Reader, Writer};
 use crate::control::Control;
 use std::fmt;
+use std::io;
+use std::path::Path;
 
 /// The message of a block without its own.
 pub const DEFAULT_MESSAGE: &str = "Access to this service has been blocked";
@@ -66,6 +68,16 @@ pub fn entries(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         let tab = line.iter().position(|&b| b == b'\t')?;
         Some((&line[..tab], &line[tab + 1..]))
     })
+}
+
+/// Compile the text file into `target` (built in `tmp`, mode 0644): key = the address
+/// lowercased, value = its record; the first line of an address wins, as in the text file.
+pub fn write_cdb(text: &[u8], target: &Path, tmp: &Path) -> io::Result<()> {
+    let mut w = Writer::create(tmp, 0o644)?;
+    for (address, record) in entries(text) {
+        w.add(&address.to_ascii_lowercase(), record)?;
+    }
+    w.finish(target)
 }
 
 /// The verdict of one record on `service`: `Some(message)` when it blocks it.
@@ -235,8 +247,31 @@ mod tests {
     }
 
     #[test]
+    fn compiled() {
+        let dir = std::env::temp_dir().join(format!("userdeny-unit-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        let ctl = Control::new(&dir);
+        let text = b"Bob@Example.org\t2\tsmmap\tfrom the text\n";
+        std::fs::write(ctl.path(TEXT), text).unwrap();
+        let from_text = denied(&ctl, b"bob@example.ORG", b"smmap").unwrap();
+        assert_eq!(from_text.as_deref(), Some("from the text"));
+        write_cdb(
+            b"bob@example.org\t1\tsmmap\nbob@example.org\t1\timap\n",
+            &ctl.path(CDB),
+            &ctl.path("userdeny.tmp"),
+        )
+        .unwrap();
+        // the cdb replaces the text
+        let from_cdb = denied(&ctl, b"BOB@example.org", b"smmap").unwrap();
+        assert_eq!(from_cdb.as_deref(), Some(DEFAULT_MESSAGE));
+        assert_eq!(denied(&ctl, b"ann@example.org", b"smmap").unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn text_file() {
-        let text = b"# comment\nno tab here\nbob@example.org\t1\timap\nBOB@example.org\t1\tsmmap\r\n";
+        let text =
+            b"# comment\nno tab here\nbob@example.org\t1\timap\nBOB@example.org\t1\tsmmap\r\n";
         let all: Vec<_> = entries(text).collect();
         assert_eq!(
             all,

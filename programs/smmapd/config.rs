@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(fill("gdb %s %d # %s", &["smmapd", "42", "smmap"]), "gdb 'smmapd' '42' # 'smmap'");
+        assert_eq!(
+            fill("gdb %s %d # %s", &["smmapd", "42", "smmap"]),
+            "gdb 'smmapd' '42' # 'smmap'"
+        );
         assert_eq!(fill("a %% b %s", &["it's"]), "a % b 'it'\\''s'");
         assert_eq!(fill("%s %s %s %s", &["a"]), "'a' '' '' ''");
         assert_eq!(fill("100%", &[]), "100%");

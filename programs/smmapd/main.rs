@@ -31,11 +31,11 @@ mod config;
 
 use answer::Answerer;
 use config::{Options, Settings};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::control::Control;
+use qmail::listener::{self, Conn, Listen};
 use qmail::socketmap::{self, Parsed, Status};
 use qmail::verify::Verifier;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use qmail::listener::{self, Conn, Listen};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         }
     };
     let service = std::env::var_os("SMMAPD_SERVICE")
-        .map(|s| std::os::unix::ffi::OsStringExt::into_vec(s))
+        .map(std::os::unix::ffi::OsStringExt::into_vec)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| b"smmap".to_vec());
     let listen = match opts.listen.as_deref().map(std::str::from_utf8) {
@@ -155,11 +155,7 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
         match socketmap::parse(&buf) {
             Ok(Parsed::Request(request, used)) => {
                 let (status, text) = answerer.answer(request.key);
-                eprintln!(
-                    "smmapd: pid {pid}: {} {}",
-                    qmail::log::safe(request.key),
-                    status.word()
-                );
+                eprintln!("smmapd: pid {pid}: {} {}", qmail::log::safe(request.key), status.word());
                 out.extend(socketmap::reply(status, &text));
                 buf.drain(..used);
                 continue;
