@@ -390,6 +390,13 @@ pub const KNOWN: &[Known] = &[
         "resolver configuration file for qmail-remote (nameserver may carry :port)",
     ),
     k("signatures", Kind::List, "none", "attachment signatures refused with REJECTEXEC"),
+    k(
+        "smmapddebugcommand",
+        Kind::Line,
+        "none (off)",
+        "command smmapd -D runs: %s %d %s = program, pid, service",
+    ),
+    k("smmapdquotaperm", Kind::Int, "0", "smmapd answers over quota PERM instead of TEMP"),
     k("smtpclustercookie", Kind::Line, "none", "cluster loop cookie (first 32 bytes)"),
     k("smtpgreeting", Kind::Line, "me", "text of the SMTP greeting"),
     k("smtproutes", Kind::Map, "none", "domain:relay[:port] routes for qmail-remote"),
@@ -397,7 +404,15 @@ pub const KNOWN: &[Known] = &[
     k("tcp.smtp.cdb", Kind::Cdb, "built by init", "compiled tcp.smtp (qmailctl cdb)"),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
+    k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
+    k(
+        "userdeny",
+        Kind::Raw,
+        "none",
+        "address TAB version TAB services [TAB message]: smmapd's deny list",
+    ),
+    k("userdeny.cdb", Kind::Cdb, "none", "compiled userdeny (qmailctl cdb); replaces it"),
     k("virtualdomains", Kind::Map, "none", "domain:prefix virtual domain routing"),
 ];
 
