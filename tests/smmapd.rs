@@ -7,7 +7,7 @@
 //! smmapd's own `--listen` (`-U`, `-T`). smmapd refuses root, so it runs as nobody when the
 //! tests run as root.
 
-use crate::harness::slapd::{self, Slapd, ROOTDN, ROOTPW};
+use crate::harness::slapd::{self, Slapd};
 use crate::harness::*;
 use std::fs;
 use std::io::{BufRead, Read, Write};
@@ -32,10 +32,7 @@ impl Map {
     fn new(server: &Slapd, name: &str) -> Map {
         let ou = server.add_ou(&format!("sm-{name}"));
         let sb = Sandbox::for_delivery();
-        sb.control("ldapserver", &format!("{}\n", server.server()));
-        sb.control("ldapbasedn", &format!("{ou}\n"));
-        sb.control("ldaplogin", &format!("{ROOTDN}\n"));
-        sb.control("ldappassword", &format!("{ROOTPW}\n"));
+        server.point(&sb, &ou);
         // the postmap configuration directory (an empty main.cf is enough)
         fs::create_dir_all(sb.tmp.path().join("postfix")).unwrap();
         fs::write(sb.tmp.path().join("postfix/main.cf"), "").unwrap();
