@@ -281,6 +281,43 @@ mod tests {
     }
 
     #[test]
+    fn default_maildirs() {
+        let dir = std::env::temp_dir().join(format!("verify-maildir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        std::fs::create_dir_all(dir.join("joe")).unwrap();
+        let ctl = Control::new(&dir);
+        let home = dir.join("joe");
+        let found = |source, dash: &[u8], env: Vec<(&'static str, Vec<u8>)>| Found {
+            user: b"joe".to_vec(),
+            uid: 1000,
+            gid: 1000,
+            home: home.as_os_str().as_bytes().to_vec(),
+            dash: dash.to_vec(),
+            ext: Vec::new(),
+            env,
+            source,
+        };
+        let dir_account = found(Source::Directory, b"", vec![]);
+        assert_eq!(default_maildir(&ctl, &dir_account), Some(home.join("./Maildir/")));
+        let store = found(Source::Directory, b"", vec![("ALIASEMPTY", b"/m/joe/".to_vec())]);
+        assert_eq!(default_maildir(&ctl, &store), Some(PathBuf::from("/m/joe/")));
+        let fwd = found(Source::Directory, b"", vec![("QMAILMODE", b"forwardonly".to_vec())]);
+        assert_eq!(default_maildir(&ctl, &fwd), None);
+        // classic: control/defaultdelivery, then the user's .qmail
+        let classic = found(Source::Passwd, b"", vec![]);
+        assert_eq!(default_maildir(&ctl, &classic), Some(home.join("./Maildir/")));
+        std::fs::write(ctl.path("defaultdelivery"), "./Mailbox\n./Box/\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), Some(home.join("./Box/")));
+        std::fs::write(home.join(".qmail"), "&x@y\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), None);
+        std::fs::write(home.join(".qmail"), "# c\n/var/m/joe/\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), Some(PathBuf::from("/var/m/joe/")));
+        assert_eq!(default_maildir(&ctl, &found(Source::Assigned, b"-", vec![])), None);
+        assert_eq!(default_maildir(&ctl, &found(Source::Alias, b"-", vec![])), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn failures_never_bounce_except_the_definite_ones() {
         let f = |code| from_failure(&Failure::log(code, "x"));
         assert!(matches!(f(159), Verdict::NotPostable(_)));
