@@ -17,7 +17,6 @@ PORT=${PORT:-3899}
 
 cargo build --release -q
 bin=$PWD/target/release
-schema=$PWD/schema
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/qmail-ldap-bench.XXXXXX")
 chmod 755 "$work"
 cleanup() {
@@ -32,51 +31,19 @@ else uid=$(id -u) gid=$(id -g) owner=() as=(); fi
 [ "$uid" -ge 100 ] || { echo "bench/ldap.sh: ids must be >= 100" >&2; exit 1; }
 
 # --- the directory ---
-mkdir -p "$work/db"
-cat > "$work/slapd.conf" <<CONF
-include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/nis.schema
-include /etc/ldap/schema/inetorgperson.schema
-include $schema/qmail.schema
-pidfile $work/slapd.pid
-modulepath /usr/lib/ldap
-moduleload back_mdb
-database mdb
-suffix "dc=bench,dc=example"
-rootdn "cn=admin,dc=bench,dc=example"
-rootpw secret
-directory $work/db
-maxsize 104857600
-index mail,mailAlternateAddress eq
-index objectClass eq
-CONF
-{
-  printf 'dn: dc=bench,dc=example\nobjectClass: dcObject\nobjectClass: organization\ndc: bench\no: Bench\n\n'
-  printf 'dn: ou=people,dc=bench,dc=example\nobjectClass: organizationalUnit\nou: people\n\n'
-  for i in $(seq 0 $((USERS - 1))); do
-    printf 'dn: uid=u%s,ou=people,dc=bench,dc=example\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\nuid: u%s\ncn: u%s\nsn: u%s\nmail: u%s@bench.example\nhomeDirectory: %s/ml/u%s\nmailMessageStore: %s/ml/u%s/Maildir/\nqmailUID: %s\nqmailGID: %s\n\n' \
-      "$i" "$i" "$i" "$i" "$i" "$work" "$i" "$work" "$i" "$uid" "$gid"
-  done
-} > "$work/users.ldif"
-slapadd -q -f "$work/slapd.conf" -l "$work/users.ldif"
-slapd -f "$work/slapd.conf" -h "ldap://127.0.0.1:$PORT/"
-for _ in $(seq 500); do ldapsearch -x -H "ldap://127.0.0.1:$PORT/" -b dc=bench,dc=example -s base >/dev/null 2>&1 && break; sleep 0.02; done
+. bench/slapd.sh
+bench_slapd "$work" "$PORT" "$USERS" "$uid" "$gid" "$work/ml"
 
 # --- two installations: LDAP and users/cdb, each with its own 1,000 Maildirs ---
-setup() { # name maildir-root
-  local home=$work/$1
-  "$bin/qmailctl" init --home "$home" --domain bench.example "${owner[@]}" >/dev/null
-  for i in $(seq 0 $((USERS - 1))); do mkdir -p "$work/$2/u$i/Maildir/cur" "$work/$2/u$i/Maildir/new" "$work/$2/u$i/Maildir/tmp"; done
-  chown -R "$uid:$gid" "$work/$2"
+setup() { # name
+  "$bin/qmailctl" init --home "$work/$1" --domain bench.example "${owner[@]}" >/dev/null
 }
-setup ldap ml
-printf '127.0.0.1:%s\n' "$PORT" > "$work/ldap/control/ldapserver"
-echo dc=bench,dc=example > "$work/ldap/control/ldapbasedn"
-echo cn=admin,dc=bench,dc=example > "$work/ldap/control/ldaplogin"
-echo secret > "$work/ldap/control/ldappassword"
+setup ldap
+bench_ldap_controls "$work/ldap" "$PORT"
 chown "$uid:$gid" "$work/ldap/control/"ldap*
-setup cdb mc
+setup cdb
+for i in $(seq 0 $((USERS - 1))); do mkdir -p "$work/mc/u$i/Maildir/cur" "$work/mc/u$i/Maildir/new" "$work/mc/u$i/Maildir/tmp"; done
+chown -R "$uid:$gid" "$work/mc"
 { for i in $(seq 0 $((USERS - 1))); do printf '=u%s:u%s:%s:%s:%s/mc/u%s:::\n' "$i" "$i" "$uid" "$gid" "$work" "$i"; done; echo .; } > "$work/cdb/users/assign"
 QMAILHOME=$work/cdb "$bin/qmail-newu"
 

@@ -2,32 +2,34 @@
 //! shared slapd (each test in its own `ou`), messages queued by qmail-inject, qmail-lspawn
 //! running qmail-getpw's directory lookup and qmail-local with the entry's environment.
 //! Users, aliases, forward-only accounts, delivery modes, auto-replies, quota, `mailSizeMax`
-//! and `accountStatus`; faults (slapd stopped mid-run, a wrong bind password) keep the mail
-//! queued; as root, the entry's uid/gid is used and uid 0 or out-of-range ids are refused.
+//! and `accountStatus`; `control/dirmaker` making a missing home; faults (slapd stopped
+//! mid-run, slapd slower than `ldaptimeout`, a wrong bind password, a base DN that does not
+//! exist) keep the mail queued; as root, the entry's uid/gid is used and uid 0 or
+//! out-of-range ids are refused.
 
 use crate::harness::slapd::{self, Slapd, ROOTPW};
 use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// A sandbox whose directory is one `ou` of a slapd.
-struct Dir {
-    sb: Sandbox,
-    ou: String,
+/// A sandbox whose directory is one `ou` of a slapd (also used by the verdict tests).
+pub struct Dir {
+    pub sb: Sandbox,
+    pub ou: String,
 }
 
 impl Dir {
     /// A sandbox on the shared slapd, in `ou=ld-<name>`.
-    fn new(name: &str) -> Dir {
+    pub fn new(name: &str) -> Dir {
         Dir::on(slapd::shared(), name)
     }
 
-    fn on(server: &Slapd, name: &str) -> Dir {
+    pub fn on(server: &Slapd, name: &str) -> Dir {
         let ou = server.add_ou(&format!("ld-{name}"));
         let sb = Sandbox::for_delivery();
         server.point(&sb, &ou);
@@ -35,7 +37,7 @@ impl Dir {
     }
 
     /// The LDIF of `uid=<name>` with `mail: <name>@example.org` and `attrs`.
-    fn entry(&self, name: &str, attrs: &str) -> String {
+    pub fn entry(&self, name: &str, attrs: &str) -> String {
         format!(
             "dn: uid={name},{}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\ncn: {name}\n\
              sn: {name}\nuid: {name}\nmail: {name}@example.org\n{attrs}\n",
@@ -44,7 +46,7 @@ impl Dir {
     }
 
     /// A user with a home of its own (a Maildir in it) and `attrs`; returns the home.
-    fn user(&self, server: &Slapd, name: &str, attrs: &str) -> PathBuf {
+    pub fn user(&self, server: &Slapd, name: &str, attrs: &str) -> PathBuf {
         let (uid, gid, home) = self.sb.user_home(name);
         server.add(&self.entry(
             name,
@@ -56,7 +58,7 @@ impl Dir {
         home
     }
 
-    fn inject(&self, from: &str, to: &str, message: &str) {
+    pub fn inject(&self, from: &str, to: &str, message: &str) {
         self.sb.inject(&["-f", from, to], message);
     }
 }
@@ -275,6 +277,87 @@ fn wrong_bind_password_defers() {
     d.sb.control("ldappassword", &format!("{ROOTPW}\n"));
     run.signal(Signal::SIGALRM, &d.sb.home);
     assert!(wait_files(&home, 1), "not delivered after the fix; log:\n{}", run.log_text());
+}
+
+#[test]
+fn slapd_slower_than_ldaptimeout_defers() {
+    // a private slapd: freezing the shared one would stall the other tests
+    let server = Slapd::new();
+    let d = Dir::on(&server, "slow");
+    d.sb.control("ldaptimeout", "1\n");
+    let home = d.user(&server, "sly", "");
+    let run = d.sb.start();
+    // a first delivery opens the lookup's connection, so the frozen server is met by the
+    // search (ldaptimeout), not by the connect/bind timeout
+    d.inject("x@example.net", "sly@example.org", "Subject: before\n\nbefore\n");
+    assert!(wait_files(&home, 1), "not delivered; log:\n{}", run.log_text());
+    server.pause();
+    d.inject("x@example.net", "sly@example.org", "Subject: slow\n\nwhile frozen\n");
+    let deferred = run.wait_log(LONG, |l| l.contains(": deferral: ") && l.contains("#4.4.3"));
+    server.resume();
+    assert!(deferred, "no deferral; log:\n{}", run.log_text());
+    assert!(
+        run.count_log(|l| l.contains(": deferral: Timeout_while_performing_search")) >= 1,
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(run.count_log(|l| l.contains(": failure: ")), 0, "a timeout bounced");
+    assert_eq!(Sandbox::maildir_new(&home).len(), 1);
+    run.signal(Signal::SIGALRM, &d.sb.home);
+    assert!(wait_files(&home, 2), "not delivered after resume; log:\n{}", run.log_text());
+    assert!(settled(&run, 2), "{}", run.log_text());
+    assert_eq!(Sandbox::maildir_new(&home).len(), 2, "delivered more than once");
+    assert_eq!(run.count_log(|l| l.contains(": failure: ")), 0);
+}
+
+#[test]
+fn missing_base_dn_defers() {
+    let s = slapd::shared();
+    let d = Dir::new("nobase");
+    let home = d.user(s, "nell", "");
+    d.sb.control("ldapbasedn", "ou=nowhere,dc=example,dc=org\n");
+    let run = d.sb.start();
+    d.inject("x@example.net", "nell@example.org", "Subject: n\n\nno base\n");
+    assert!(
+        run.wait_log(LONG, |l| l.contains(": deferral: ") && l.contains("#4.4.3")),
+        "no deferral; log:\n{}",
+        run.log_text()
+    );
+    assert!(run.count_log(|l| l.contains(": deferral: ") && l.contains("ou=nowhere")) >= 1);
+    assert_eq!(run.count_log(|l| l.contains(": failure: ")), 0, "a missing base DN bounced");
+    assert!(Sandbox::maildir_new(&home).is_empty());
+    d.sb.control("ldapbasedn", &format!("{}\n", d.ou));
+    run.signal(Signal::SIGALRM, &d.sb.home);
+    assert!(wait_files(&home, 1), "not delivered after the fix; log:\n{}", run.log_text());
+    assert!(settled(&run, 1), "{}", run.log_text());
+    assert_eq!(Sandbox::maildir_new(&home).len(), 1);
+}
+
+#[test]
+fn dirmaker_creates_a_missing_home() {
+    let s = slapd::shared();
+    let d = Dir::new("dirmaker");
+    // the parent belongs to the entry's ids; the home itself does not exist yet
+    let (uid, gid, parent) = d.sb.user_home("homes");
+    let home = parent.join("nina");
+    let script = d.sb.tmp.path().join("mkhome");
+    fs::write(
+        &script,
+        "#!/bin/sh\nmkdir -m 700 -p \"$1\" && cd \"$1\" && mkdir -p \"${2}new\" \"${2}cur\" \"${2}tmp\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    d.sb.control("dirmaker", &format!("{}\n", script.display()));
+    s.add(&d.entry(
+        "nina",
+        &format!("qmailUID: {uid}\nqmailGID: {gid}\nhomeDirectory: {}", home.display()),
+    ));
+    let run = d.sb.start();
+    d.inject("x@example.net", "nina@example.org", "Subject: new\n\nfirst mail\n");
+    assert!(wait_files(&home, 1), "not delivered; log:\n{}", run.log_text());
+    assert!(read(&Sandbox::maildir_new(&home)[0]).ends_with("first mail\n"));
+    assert_eq!(fs::metadata(&home).unwrap().uid(), uid, "home not made by the mailbox owner");
+    assert!(settled(&run, 1), "{}", run.log_text());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! LDAP administration against the real shared slapd: qmail-ldaplookup's output, exit codes
-//! and password check; `qmailctl user add|mod|del|show`; `qmailctl ldap-init`'s slapd.conf
-//! and LDIF; hostile values in filters and DNs.
+//! and password check; `qmailctl user add|mod|del|show` (`mod` also moving the mailbox and
+//! changing its ids); `qmailctl ldap-init`'s slapd.conf and LDIF; hostile values in filters
+//! and DNs.
 
 use crate::harness::slapd::{self, ROOTDN, ROOTPW};
 use crate::harness::{code, Sandbox};
@@ -29,6 +30,40 @@ fn show(out: &Output) -> String {
 }
 
 #[test]
+fn ldaplookup_checks_every_local_password_scheme() {
+    let (s, base) = setup("schemes");
+    // "a good password" in each scheme (slappasswd, openssl passwd, libxcrypt)
+    let rows = [
+        ("smd5", "{SMD5}xCiXRWPrUvc/47xF84LfOQRqF4U="),
+        ("md5", "{md5}Jl0K2Z4VjDBoVRpX/edWjQ=="),
+        ("sha", "{SHA}+PY/+o41iAewg7IitdqgVx9OCq0="),
+        ("md5crypt", "{CRYPT}$1$saltsalt$SyQdaSahdJZCS7SmuoMXU/"),
+        ("sha256crypt", "{crypt}$5$saltsaltsalt$7K7eZIRflJR9g6flhuDvCyp9VcS7.UkyOAGjurnkbQ7"),
+        (
+            "sha512crypt",
+            "{CRYPT}$6$saltsaltsalt$abDOiEcluZJKA0dzsF3gl0E1.9xK7r3WePIpaPNHZhNlEXLyJch.s7Ifi7zRb\
+             KWUvTnLaURc8p/1vxG2y9iia/",
+        ),
+        ("bcrypt", "{CRYPT}$2y$05$abcdefghijklmnopqrstuudPLndKqNxTJdyGgy8u1tt1GUFSmbwZS"),
+    ];
+    for (uid, stored) in rows {
+        slapd::shared().add(&format!(
+            "dn: uid={uid},{base}\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@schemes.org\nuserPassword: {stored}\n"
+        ));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", "a good password"], b"");
+        assert_eq!(code(&out), 0, "{uid}: {}", show(&out));
+        assert!(text(&out).ends_with("PASSWORD COMPARE was successful.\n"), "{}", show(&out));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", "a good passwore"], b"");
+        assert_eq!(code(&out), 1, "{uid}: {}", show(&out));
+        assert!(text(&out).contains("error was: password mismatch\n"), "{}", show(&out));
+        let out = s.run("qmail-ldaplookup", &["-u", uid, "-p", ""], b"");
+        assert_eq!(code(&out), 1, "{uid}: {}", show(&out));
+        assert!(text(&out).contains("error was: empty password\n"), "{}", show(&out));
+    }
+}
+
+#[test]
 fn ldaplookup_prints_entry_and_delivery() {
     let (s, base) = setup("lookup1");
     slapd::shared().add(&format!(
@@ -37,7 +72,7 @@ fn ldaplookup_prints_entry_and_delivery() {
          userPassword: {}\nmailMessageStore: /var/mail/joe/Maildir/\nhomeDirectory: /var/mail/joe\n\
          qmailUID: 2000\nqmailGID: 2000\nmailQuotaSize: 1000000\ndeliveryMode: noforward\n\
          mailForwardingAddress: other@example.net\n",
-        qmail::ldap::ssha(b"pw", b"salt")
+        qmail::passwd::ssha(b"pw", b"salt")
     ));
     let out = s.run("qmail-ldaplookup", &["-m", "JO@lookup1.org"], b"");
     assert_eq!(code(&out), 0, "{}", show(&out));
@@ -317,6 +352,86 @@ fn user_add_then_lookup_mod_show_del() {
     let out = ctl(&s, &["user", "del", "ann@users1.org"], b"");
     assert_eq!(code(&out), 111, "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no entry has"), "{}", show(&out));
+}
+
+#[test]
+fn user_mod_moves_the_mailbox_and_changes_the_ids() {
+    use std::os::unix::fs::MetadataExt;
+    let (s, base) = setup("users3");
+    let mail = s.tmp.path().join("mail");
+    s.control("ldapmessagestore", &format!("{}/\n", mail.display()));
+    s.control("ldapuid", "2000\n");
+    s.control("ldapgid", "2001\n");
+    let (uid, gid) = if crate::harness::is_root() {
+        (4321, 4322)
+    } else {
+        (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    };
+    let out = ctl(&s, &["user", "add", "mo@users3.org"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let moved = s.tmp.path().join("moved/mo");
+    let (home, store) = (moved.display().to_string(), format!("{}/Mail/", moved.display()));
+    let (u, g) = (uid.to_string(), gid.to_string());
+    let args = [
+        "user",
+        "mod",
+        "mo@users3.org",
+        "--home-dir",
+        &home,
+        "--store",
+        &store,
+        "--qmail-uid",
+        &u,
+        "--qmail-gid",
+        &g,
+        "--create-home",
+    ];
+    let out = ctl(&s, &args, b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        text(&out),
+        format!("qmailctl: modified uid=mo,{base}\nqmailctl: created {home}\n"),
+        "{}",
+        show(&out)
+    );
+    let shown = text(&ctl(&s, &["user", "show", "mo@users3.org"], b""));
+    for line in [
+        format!("homeDirectory: {home}\n"),
+        format!("mailMessageStore: {store}\n"),
+        format!("qmailUID: {uid}\n"),
+        format!("qmailGID: {gid}\n"),
+    ] {
+        assert!(shown.contains(&line), "no {line:?} in\n{shown}");
+    }
+    for sub in ["", "Mail", "Mail/new", "Mail/cur", "Mail/tmp"] {
+        let meta = std::fs::metadata(moved.join(sub)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{sub}");
+    }
+    let out = s.run("qmail-ldaplookup", &["-m", "mo@users3.org"], b"");
+    assert!(text(&out).contains(&format!("user: mo, uid {uid}, gid {gid}\n")), "{}", show(&out));
+
+    // Bad values are refused and change nothing.
+    for args in [
+        &["--qmail-uid", "0"][..],
+        &["--qmail-gid", "70000"][..],
+        &["--qmail-uid", "99"][..],
+        &["--home-dir", "relative/mo"][..],
+        &["--home-dir", "/a b"][..],
+        &["--store", "/x;rm -rf /"][..],
+        &["--store", "../../etc/"][..],
+    ] {
+        let all: Vec<&str> = ["user", "mod", "mo@users3.org"].iter().chain(args).copied().collect();
+        let out = ctl(&s, &all, b"");
+        assert_eq!(code(&out), 111, "{args:?}: {}", show(&out));
+    }
+    assert_eq!(text(&ctl(&s, &["user", "show", "mo@users3.org"], b"")), shown);
+
+    // --create-home alone needs a home to create.
+    let out = ctl(&s, &["user", "add", "fw@users3.org", "--forward", "x@example.net"], b"");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = ctl(&s, &["user", "mod", "fw@users3.org", "--create-home"], b"");
+    assert_eq!(code(&out), 111, "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no homeDirectory"), "{}", show(&out));
 }
 
 #[test]

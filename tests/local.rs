@@ -1,8 +1,8 @@
 //! qmail-local: Maildir and mbox delivery, forwards through the real qmail-queue, programs and
 //! their environment, hostile envelope values, program exit codes, the `.qmail` lookup with
-//! extensions and `-default`, loop detection, and every pre-check. Each test runs the built
-//! qmail-local directly in a sandbox, with the message in a file on fd 0 and a home directory
-//! (0755, owned by the current user) under the sandbox. Tests may run as root, which ignores
+//! extensions and `-default`, loop detection, every pre-check, and `control/dirmaker` for a
+//! missing home. Each test runs the built qmail-local directly in a sandbox, with the message
+//! in a file on fd 0 and a home directory (0755, owned by the current user) under the sandbox. Tests may run as root, which ignores
 //! permission bits, so unwritable targets are made with regular files in the way.
 
 use crate::harness::*;
@@ -551,6 +551,106 @@ fn missing_home_is_temporary() {
         "./Maildir/",
     ]);
     assert_exit(&cmd.output().unwrap(), 111, "#4.3.0");
+}
+
+/// A home that does not exist yet under a parent the delivery user may write, and
+/// `control/dirmaker` naming a script with `body`. As root, qmail-local runs as nobody (it
+/// never runs a dirmaker as root). Returns the run's output and the home.
+fn with_dirmaker(l: &Local, body: Option<&str>) -> (Output, PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let parent = l.sb.tmp.path().join("homes");
+    fs::create_dir(&parent).unwrap();
+    fs::set_permissions(l.sb.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = l.sb.tmp.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    if let Some(body) = body {
+        let script = bin.join("mkhome");
+        fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        // a name without a slash is searched in PATH
+        l.sb.control("dirmaker", "mkhome\n");
+    }
+    let home = parent.join("newbie");
+    let mut cmd = l.cmd(MESSAGE);
+    cmd.env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    if is_root() {
+        std::os::unix::fs::chown(&parent, Some(65534), Some(65534)).unwrap();
+        cmd.uid(65534).gid(65534);
+    }
+    cmd.args(["--", "newbie"]).arg(&home).args([
+        "newbie",
+        "",
+        "",
+        "example.org",
+        "a@b",
+        "./Maildir/",
+    ]);
+    (cmd.output().unwrap(), home)
+}
+
+#[test]
+fn dirmaker_creates_the_home_then_delivers() {
+    let l = Local::new();
+    // $1 the home, $2 the default delivery: the script makes both
+    let (out, home) = with_dirmaker(
+        &l,
+        Some(
+            r#"mkdir -m 700 -p "$1" && cd "$1" && mkdir -p "${2}new" "${2}cur" "${2}tmp" && echo "$2" >args"#,
+        ),
+    );
+    assert_exit(&out, 0, "did 1+0+0");
+    assert_eq!(fs::read_to_string(home.join("args")).unwrap(), "./Maildir/\n");
+    assert_eq!(list(&home.join("Maildir/new")).len(), 1);
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(&home).unwrap().uid();
+    assert_ne!(owner, 0, "the dirmaker ran as root");
+}
+
+#[test]
+fn dirmaker_failures() {
+    let rows = [
+        ("exit 100", 100, "Permanent error in automatic homedir creation. (#5.3.0)"),
+        ("exit 126", 100, "Permanent error in automatic homedir creation. (#5.3.0)"),
+        ("exit 1", 111, "Temporary error in automatic homedir creation. (#4.3.0)"),
+        ("kill -KILL $$", 111, "Automatic homedir creator crashed (#4.3.0)"),
+    ];
+    for (body, want, text) in rows {
+        let l = Local::new();
+        let (out, home) = with_dirmaker(&l, Some(body));
+        assert_exit(&out, want, text);
+        assert!(!home.exists(), "{body}: a home appeared");
+    }
+    // a program that cannot be started is temporary
+    let l = Local::new();
+    l.sb.control("dirmaker", "/nonexistent/mkhome\n");
+    let (out, _) = with_dirmaker(&l, None);
+    assert_exit(&out, 111, "Temporary error in automatic homedir creation. (#4.3.0)");
+}
+
+#[test]
+fn without_dirmaker_a_missing_home_is_temporary() {
+    let l = Local::new();
+    let (out, home) = with_dirmaker(&l, None);
+    assert_exit(&out, 111, "Unable to switch to");
+    assert!(stdout(&out).contains("#4.3.0"));
+    assert!(!home.exists());
+}
+
+#[test]
+fn dirmaker_never_runs_as_root() {
+    if !is_root() {
+        return;
+    }
+    let l = Local::new();
+    let script = l.sb.tmp.path().join("mkhome");
+    fs::write(&script, "#!/bin/sh\nmkdir -p \"$1\"\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    l.sb.control("dirmaker", &format!("{}\n", script.display()));
+    let home = l.sb.tmp.path().join("rootless");
+    let mut cmd = l.cmd(MESSAGE);
+    cmd.args(["--", "joe"]).arg(&home).args(["joe", "", "", "example.org", "a@b", "./Maildir/"]);
+    assert_exit(&cmd.output().unwrap(), 111, "Temporary error in automatic homedir creation");
+    assert!(!home.exists(), "the dirmaker ran as root");
 }
 
 #[test]

@@ -20,3 +20,4 @@ mod smtpd;
 mod spawn;
 mod system;
 mod tcpsrv;
+mod verdict;

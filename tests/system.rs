@@ -175,3 +175,142 @@ fn qmailctl_run_restarts_a_listener_that_dies() {
     assert!(sent, "no SMTP session after the restart; log:\n{}", run.log_text());
     assert!(wait_until(LONG, || !Sandbox::maildir_new(&home).is_empty()), "{}", run.log_text());
 }
+
+/// The README's "With LDAP" section, step by step: init, ldap-init, slapadd + slapd, user add
+/// with an alias, a quota and a password, qmail-ldaplookup, qmailctl run, a message over SMTP
+/// to the alias — in the user's Maildir. As root, the root goes to nobody and the mailboxes
+/// use its ids, as the README says.
+#[test]
+fn readme_with_ldap_from_nothing_to_mail() {
+    crate::harness::slapd::require_slapd();
+    let tmp = TempDir::new("readme-ldap");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("qmail-ldap");
+    let slapd_dir = tmp.path().join("qmail-ldap-slapd");
+    let store = tmp.path().join("qmail-ldap-mail");
+    let ldap_port = free_port();
+    let (uid, gid) = if is_root() {
+        (65534, 65534)
+    } else {
+        (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    };
+    let step = |args: &[&str], stdin: &[u8]| {
+        let mut cmd = Command::new(bin(args[0]));
+        cmd.args(&args[1..]).env("QMAILHOME", &home);
+        let out = run_with(&mut cmd, stdin);
+        assert_ok(&out, &args.join(" "));
+        out
+    };
+    let mut init = vec!["qmailctl", "init", "--domain", "example.org"];
+    if is_root() {
+        init.extend(["--owner", "nobody"]);
+    }
+    step(&init, b"");
+    let (server, uid_s, gid_s) =
+        (format!("127.0.0.1:{ldap_port}"), uid.to_string(), gid.to_string());
+    step(
+        &[
+            "qmailctl",
+            "ldap-init",
+            "--suffix",
+            "dc=example,dc=org",
+            "--dir",
+            slapd_dir.to_str().unwrap(),
+            "--server",
+            &server,
+            "--message-store",
+            store.to_str().unwrap(),
+            "--uid",
+            &uid_s,
+            "--gid",
+            &gid_s,
+        ],
+        b"",
+    );
+    let conf = slapd_dir.join("slapd.conf");
+    let out = Command::new("/usr/sbin/slapadd")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-l")
+        .arg(slapd_dir.join("base.ldif"))
+        .output()
+        .unwrap();
+    assert_ok(&out, "slapadd");
+    let out = Command::new("/usr/sbin/slapd")
+        .arg("-f")
+        .arg(&conf)
+        .args(["-h", &format!("ldap://{server}/")])
+        .output()
+        .unwrap();
+    assert_ok(&out, "slapd");
+    // slapd forks into the background: stop it by its pidfile whatever happens below
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let pidfile = fs::read_dir(&self.0)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(".pid"));
+            if let Some(pid) = pidfile
+                .and_then(|e| fs::read_to_string(e.path()).ok())
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    }
+    let _stop = Stop(slapd_dir.clone());
+    assert!(
+        wait_until(LONG, || std::net::TcpStream::connect(&server).is_ok()),
+        "slapd does not answer"
+    );
+    step(
+        &[
+            "qmailctl",
+            "user",
+            "add",
+            "joe@example.org",
+            "--alias",
+            "joe.user@example.org",
+            "--quota-size",
+            "100000000",
+            "--password-stdin",
+            "--create-home",
+        ],
+        b"a good password\n",
+    );
+    let out = step(&["qmail-ldaplookup", "-m", "joe.user@example.org"], b"");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("joe@example.org"), "{shown}");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(bin("qmailctl"))
+        .args(["run", "--listen", &addr])
+        .env("QMAILHOME", &home)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let up = wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok());
+    if up {
+        smtplib(
+            port,
+            "you@example.org",
+            &["joe.user@example.org"],
+            "Subject: hello\n\nIt works.\n",
+        );
+    }
+    let maildir = store.join("joe/Maildir/new");
+    let arrived =
+        up && wait_until(LONG, || fs::read_dir(&maildir).map(|d| d.count() == 1).unwrap_or(false));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert!(up, "no listener on {addr}");
+    assert!(arrived, "the message did not arrive in {}", maildir.display());
+    assert!(status.success(), "qmailctl run after TERM: {status}");
+}

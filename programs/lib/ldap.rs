@@ -1079,47 +1079,6 @@ pub enum Change {
     Delete(String, Vec<String>),
 }
 
-/// `userPassword` as `{SSHA}`: base64(SHA1(password ‖ salt) ‖ salt) (tools.md §2.6).
-pub fn ssha(password: &[u8], salt: &[u8]) -> String {
-    let mut data = password.to_vec();
-    data.extend_from_slice(salt);
-    let mut raw = crate::sha1::digest(&data).to_vec();
-    raw.extend_from_slice(salt);
-    format!("{{SSHA}}{}", crate::base64::encode(&raw))
-}
-
-/// Checks `password` against a stored `userPassword` of scheme `{SSHA}` or `{SHA}` (prefix
-/// case-insensitive). `Err` names why it cannot be checked here (another scheme, a damaged
-/// value); an empty password never matches (DECISIONS 8).
-pub fn check_password(stored: &str, password: &[u8]) -> Result<bool, &'static str> {
-    let scheme_end = stored.find('}').filter(|_| stored.starts_with('{'));
-    let Some(end) = scheme_end else {
-        return Err("no {scheme} prefix");
-    };
-    let (scheme, rest) = (stored[1..end].to_ascii_uppercase(), &stored[end + 1..]);
-    let raw = crate::base64::decode(rest.as_bytes());
-    let ok = match scheme.as_str() {
-        "SSHA" => {
-            let raw = raw.map_err(|_| "{SSHA} value is not base64")?;
-            if raw.len() < 20 {
-                return Err("{SSHA} value too short");
-            }
-            let mut data = password.to_vec();
-            data.extend_from_slice(&raw[20..]);
-            crate::sha1::digest(&data)[..] == raw[..20]
-        }
-        "SHA" => {
-            let raw = raw.map_err(|_| "{SHA} value is not base64")?;
-            if raw.len() != 20 {
-                return Err("{SHA} value has the wrong length");
-            }
-            crate::sha1::digest(password)[..] == raw[..]
-        }
-        _ => return Err("scheme not checked locally"),
-    };
-    Ok(ok && !password.is_empty())
-}
-
 impl Directory {
     /// Adds an entry; attributes with no values are left out.
     pub fn add(&mut self, dn: &str, attrs: &[(&str, Vec<String>)]) -> Result<(), Error> {
@@ -1276,28 +1235,6 @@ mod admin_tests {
         for (input, want) in rows {
             assert_eq!(escape_dn(input), want, "{input:?}");
         }
-    }
-
-    #[test]
-    fn ssha_round_trip() {
-        let stored = ssha(b"secret", b"saltsalt");
-        assert!(stored.starts_with("{SSHA}"));
-        assert_eq!(check_password(&stored, b"secret"), Ok(true));
-        assert_eq!(check_password(&stored, b"Secret"), Ok(false));
-        assert_eq!(check_password(&stored.replace("{SSHA}", "{ssha}"), b"secret"), Ok(true));
-        // slappasswd -h {SSHA} -s secret, salt "abcd" (printf 'secretabcd' | sha1sum).
-        let raw = [crate::sha1::digest(b"secretabcd").as_slice(), b"abcd"].concat();
-        let known = format!("{{SSHA}}{}", crate::base64::encode(&raw));
-        assert_eq!(check_password(&known, b"secret"), Ok(true));
-        // {SHA} of "abc" (FIPS 180 vector, base64).
-        assert_eq!(check_password("{SHA}qZk+NkcGgWq6PiVxeFDCbJzQ2J0=", b"abc"), Ok(true));
-        assert_eq!(check_password("{SHA}qZk+NkcGgWq6PiVxeFDCbJzQ2J0=", b"abd"), Ok(false));
-        assert!(check_password("{SSHA}!!!!", b"x").is_err());
-        assert!(check_password("{SSHA}YWJj", b"x").is_err());
-        assert!(check_password("{CRYPT}xyz", b"x").is_err());
-        assert!(check_password("plain", b"plain").is_err());
-        let empty = ssha(b"", b"salt");
-        assert_eq!(check_password(&empty, b""), Ok(false));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Two groups of modules; the first never imports the second.
 //!
 //! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`], [`getopt`],
-//!   [`netstring`], [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
+//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
@@ -61,6 +62,7 @@ pub mod log;
 pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
+pub mod passwd;
 pub mod prot;
 pub mod queue;
 pub mod quota;

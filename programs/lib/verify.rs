@@ -21,8 +21,8 @@
 //! [`Verdict::Temporary`] here: at SMTP time it waits for the administrator (DECISIONS 10).
 //! The message size is not known at RCPT, so `mailSizeMax` is not checked.
 //!
-//! Texts are delivery's texts; no verdict says more than delivery would (no paths, no file
-//! names, nothing about which lookup step answered).
+//! Texts are delivery's texts; what a client is told ([`Verdict::client_text`]) says no more
+//! than delivery would (no paths, no entries, nothing about which lookup step answered).
 
 use crate::control::Control;
 use crate::exit::{self, Outcome};
@@ -56,10 +56,27 @@ pub enum Verdict {
     NotPostable(String),
     /// The mailbox is full.
     OverQuota(String),
-    /// Cannot tell now: the directory, a control file or a home directory failed.
+    /// Cannot tell now: the directory, a control file or a home directory failed. The text is
+    /// for the log (it may name directory entries); clients get [`Verdict::client_text`].
     Temporary(String),
     /// The domain is not delivered here (not in `locals` or `virtualdomains`).
     NotLocal,
+}
+
+/// What a client is told on a temporary failure: nothing about entries or files.
+pub const TEMPORARY: &str = "Temporary failure verifying the address. (#4.3.0)";
+
+impl Verdict {
+    /// The text for the client: the fixed texts of delivery for a definite answer, a fixed
+    /// text for a temporary failure (whose own text names entries and files: it is for the
+    /// log only), nothing for deliverable and not-local.
+    pub fn client_text(&self) -> &str {
+        match self {
+            Verdict::Unknown(t) | Verdict::NotPostable(t) | Verdict::OverQuota(t) => t,
+            Verdict::Temporary(_) => TEMPORARY,
+            Verdict::Deliverable | Verdict::NotLocal => "",
+        }
+    }
 }
 
 /// The verifier of one long-lived process: the lookup keeps its directory connection.

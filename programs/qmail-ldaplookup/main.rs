@@ -4,8 +4,10 @@
 //! `... -m address` (the candidate sequence of delivery, catch-alls included) or
 //! `... -f filter` (an administrator's literal filter). Prints each search, then each entry's
 //! attributes in upstream's order (never `userPassword`), then a "Delivery:" block computed
-//! by the same decoding qmail-lspawn uses. `-p` checks a password: `{SSHA}` and `{SHA}`
-//! locally, any other scheme (and every scheme with `ldaprebind`) by binding as the entry.
+//! by the same decoding qmail-lspawn uses. `-p` checks a password: `{SSHA}`, `{SHA}`,
+//! `{SMD5}`, `{MD5}` and `{CRYPT}` (MD5-crypt, SHA-crypt, bcrypt) locally with
+//! `qmail::passwd`, any other scheme (and every scheme with `ldaprebind`) by binding as the
+//! entry.
 //!
 //! Exit 0 found (and, with `-p`, the password matched); 1 the password did not match;
 //! 100 usage error, nothing found, or the entry cannot be delivered to as it stands (bad or
@@ -179,16 +181,12 @@ fn run(args: &Args) -> Result<Outcome> {
     Ok(Outcome::NotFound)
 }
 
-/// The `-p` check: `{SSHA}`/`{SHA}` compared here, anything else (or rebind mode) by a bind
-/// as the entry. Prints upstream's verdict line. A directory failure is an error (111).
+/// The `-p` check: the schemes of `qmail::passwd` compared here, anything else (or rebind
+/// mode) by a bind as the entry. Prints upstream's verdict line. A directory failure is an
+/// error (111).
 fn check(dir: &Directory, entry: &ldap::Entry, pw: &str) -> Result<Outcome> {
-    let stored = entry
-        .attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("userPassword"))
-        .and_then(|(_, v)| v.first().cloned());
-    let local = match &stored {
-        Some(s) if !dir.config().rebind => ldap::check_password(s, pw.as_bytes()).ok(),
+    let local = match stored_password(entry) {
+        Some(s) if !dir.config().rebind => qmail::passwd::check(&s, pw.as_bytes()).ok(),
         _ => None,
     };
     let ok = match local {
@@ -204,6 +202,14 @@ fn check(dir: &Directory, entry: &ldap::Entry, pw: &str) -> Result<Outcome> {
         emit(&format!("PASSWORD COMPARE was NOT successful.\n\terror was: {why}\n"))?;
         Ok(Outcome::WrongPassword)
     }
+}
+
+/// The entry's first `userPassword` value, text or binary.
+fn stored_password(entry: &ldap::Entry) -> Option<Vec<u8>> {
+    let is_pw = |k: &String| k.eq_ignore_ascii_case("userPassword");
+    let text = entry.attrs.iter().find(|(k, _)| is_pw(k)).and_then(|(_, v)| v.first());
+    let binary = entry.bin_attrs.iter().find(|(k, _)| is_pw(k)).and_then(|(_, v)| v.first());
+    text.map(|t| t.as_bytes().to_vec()).or_else(|| binary.cloned())
 }
 
 /// Writes to standard output; a failure (a closed pipe, a full disk) is an error.

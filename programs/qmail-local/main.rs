@@ -8,10 +8,13 @@
 //! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5;
 //! spec pipeline §5.1–5.5.
 //!
+//! A missing home directory is made by `control/dirmaker` when configured (dirmaker.rs).
+//!
 //! Security: envelope values (sender, recipient, extension) reach programs only as
 //! environment variables, never inside the command line; the `.qmail` text is the user's own
 //! and is refused when others may write it (or the home directory).
 
+mod dirmaker;
 mod ldap;
 mod mbox;
 mod program;
@@ -140,6 +143,9 @@ struct Delivery {
 fn run(args: &Args) -> Result<String, Verdict> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let home = Path::new(OsStr::from_bytes(&args.home));
+    if !args.plan_only {
+        dirmaker::make_home(home, &args.aliasempty)?;
+    }
     std::env::set_current_dir(home).map_err(|e| {
         Verdict::temp(format!("Unable to switch to {}: {e} (#4.3.0)", home.display()))
     })?;

@@ -98,21 +98,8 @@ pub struct AddArgs {
     /// The parent entry; default: ou=people under ldapbasedn when it exists, else ldapbasedn.
     #[arg(long, value_name = "DN")]
     pub parent: Option<String>,
-    /// The home directory; default: ldapmessagestore + uid (none for a forward-only entry).
-    #[arg(long, value_name = "DIR")]
-    pub home_dir: Option<String>,
-    /// The maildir (mailMessageStore); default: the home + /Maildir/.
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<String>,
-    /// qmailUID; default: control/ldapuid.
-    #[arg(long, value_name = "N")]
-    pub qmail_uid: Option<u32>,
-    /// qmailGID; default: control/ldapgid.
-    #[arg(long, value_name = "N")]
-    pub qmail_gid: Option<u32>,
-    /// Create the home and its Maildir, owned by the entry's ids (needs root for other ids).
-    #[arg(long)]
-    pub create_home: bool,
+    #[command(flatten)]
+    pub mailbox: Mailbox,
     /// An alternate address (mailAlternateAddress); repeatable.
     #[arg(long, value_name = "ADDRESS")]
     pub alias: Vec<String>,
@@ -146,7 +133,30 @@ pub struct ModArgs {
     #[arg(long, conflicts_with = "delivery_mode")]
     pub clear_delivery_mode: bool,
     #[command(flatten)]
+    pub mailbox: Mailbox,
+    #[command(flatten)]
     pub set: Settings,
+}
+
+/// Where the mail goes and as whom: `add` and `mod` take these.
+#[derive(clap::Args)]
+pub struct Mailbox {
+    /// The home directory (add: default ldapmessagestore + uid, none for a forward-only
+    /// entry).
+    #[arg(long, value_name = "DIR")]
+    pub home_dir: Option<String>,
+    /// The maildir (mailMessageStore; add: default the home + /Maildir/).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<String>,
+    /// qmailUID (add: default control/ldapuid).
+    #[arg(long, value_name = "N")]
+    pub qmail_uid: Option<u32>,
+    /// qmailGID (add: default control/ldapgid).
+    #[arg(long, value_name = "N")]
+    pub qmail_gid: Option<u32>,
+    /// Create the home and its Maildir, owned by the entry's ids (needs root for other ids).
+    #[arg(long)]
+    pub create_home: bool,
 }
 
 /// Settings both `add` and `mod` take.
@@ -330,7 +340,7 @@ fn write_server(
         .with_context(|| format!("unable to set the mode of {}", dir.display()))?;
     let schema = dir.join("qmail.schema");
     write_private(&schema, QMAIL_SCHEMA.as_bytes(), 0o644)?;
-    let rootpw = ldap::ssha(password.as_bytes(), &random(8)?);
+    let rootpw = qmail::passwd::ssha(password.as_bytes(), &random(8)?);
     let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let conf = format!(
         "# slapd.conf for qmail-ldap-rs, written by qmailctl ldap-init.\n\
@@ -530,6 +540,25 @@ fn check_status(s: &str) -> Result<String> {
     Ok(w)
 }
 
+/// An absolute home directory in the path alphabet, without a trailing `/`.
+fn check_home(home: &str) -> Result<String> {
+    let h = home.trim_end_matches('/');
+    ensure!(h.starts_with('/'), "the home directory {home} is not absolute");
+    ldap::check_path(h).map_err(|w| anyhow::anyhow!("home directory {h:?}: {w}"))?;
+    Ok(h.to_string())
+}
+
+/// A mailMessageStore value in the path alphabet.
+fn check_store(store: &str) -> Result<String> {
+    ldap::check_path(store).map_err(|w| anyhow::anyhow!("store {store:?}: {w}"))?;
+    Ok(store.to_string())
+}
+
+/// A qmailUID or qmailGID that delivery accepts (in range, never root).
+fn check_id(id: u32) -> Result<u32> {
+    ldap::decode_id(&id.to_string()).map_err(|w| anyhow::anyhow!("id {id}: {w}"))
+}
+
 /// The `{SSHA}` value for the password the settings name, if any.
 fn password(set: &Settings) -> Result<Option<String>> {
     let pw = match (&set.password, set.password_stdin) {
@@ -539,7 +568,7 @@ fn password(set: &Settings) -> Result<Option<String>> {
     };
     ensure!(!pw.is_empty(), "empty passwords are not allowed");
     ensure!(!pw.chars().any(char::is_control), "the password holds control characters");
-    Ok(Some(ldap::ssha(pw.as_bytes(), &random(8)?)))
+    Ok(Some(qmail::passwd::ssha(pw.as_bytes(), &random(8)?)))
 }
 
 fn add(a: &AddArgs) -> Result<()> {
@@ -554,42 +583,36 @@ fn add(a: &AddArgs) -> Result<()> {
     let mut dir = connect(&a.bind)?;
     let cfg = dir.config().clone();
     // the mailbox: explicit, else under ldapmessagestore; none for a forward-only entry
-    let forward_only = !forwards.is_empty() && a.home_dir.is_none() && a.store.is_none();
+    let mb = &a.mailbox;
+    let forward_only = !forwards.is_empty() && mb.home_dir.is_none() && mb.store.is_none();
     let (home, store) = if forward_only {
         (None, None)
     } else {
-        let home = match (&a.home_dir, &cfg.message_store) {
-            (Some(h), _) => Some(h.trim_end_matches('/').to_string()),
-            (None, Some(prefix)) => Some(format!("{prefix}{uid}")),
-            (None, None) if a.store.is_some() => None,
+        let home = match (&mb.home_dir, &cfg.message_store) {
+            (Some(h), _) => Some(check_home(h)?),
+            (None, Some(prefix)) => Some(check_home(&format!("{prefix}{uid}"))?),
+            (None, None) if mb.store.is_some() => None,
             (None, None) => bail!(
                 "no mailbox: give --home-dir or --store, or set control/ldapmessagestore \
                  (qmailctl ldap-init --message-store)"
             ),
         };
-        let store = a.store.clone().or_else(|| home.as_ref().map(|h| format!("{h}/Maildir/")));
-        (home, store)
+        let store = mb.store.clone().or_else(|| home.as_ref().map(|h| format!("{h}/Maildir/")));
+        (home, store.map(|s| check_store(&s)).transpose()?)
     };
-    if let Some(h) = &home {
-        ensure!(h.starts_with('/'), "the home directory {h} is not absolute");
-        ldap::check_path(h).map_err(|w| anyhow::anyhow!("home directory {h:?}: {w}"))?;
-    }
-    if let Some(s) = &store {
-        ldap::check_path(s).map_err(|w| anyhow::anyhow!("store {s:?}: {w}"))?;
-    }
     let ids = if forward_only {
-        (a.qmail_uid, a.qmail_gid)
+        (mb.qmail_uid, mb.qmail_gid)
     } else {
-        let uid_n = a.qmail_uid.or(cfg.default_uid).context(
+        let uid_n = mb.qmail_uid.or(cfg.default_uid).context(
             "no uid for the mailbox: give --qmail-uid or set control/ldapuid (ldap-init --uid)",
         )?;
-        let gid_n = a.qmail_gid.or(cfg.default_gid).context(
+        let gid_n = mb.qmail_gid.or(cfg.default_gid).context(
             "no gid for the mailbox: give --qmail-gid or set control/ldapgid (ldap-init --gid)",
         )?;
         (Some(uid_n), Some(gid_n))
     };
     for id in [ids.0, ids.1].into_iter().flatten() {
-        ldap::decode_id(&id.to_string()).map_err(|w| anyhow::anyhow!("id {id}: {w}"))?;
+        check_id(id)?;
     }
     for addr in std::iter::once(&mail).chain(&aliases) {
         ensure_free(&mut dir, addr, None)?;
@@ -629,7 +652,7 @@ fn add(a: &AddArgs) -> Result<()> {
     let attrs: Vec<(&str, Vec<String>)> =
         attrs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     dir.add(&dn, &attrs).context("unable to add the entry")?;
-    if a.create_home {
+    if mb.create_home {
         if let (Some(h), Some(s), Some(u), Some(g)) = (&home, &store, ids.0, ids.1) {
             make_mailbox(Path::new(h), s, u, g)?;
         }
@@ -690,6 +713,7 @@ fn modify(m: &ModArgs) -> Result<()> {
     if let Some(pw) = password(&m.set)? {
         changes.push(Change::Replace("userPassword".into(), vec![pw]));
     }
+    changes.extend(mailbox_changes(&m.mailbox)?);
     let add_alias =
         m.add_alias.iter().map(|x| check_address("alias", x)).collect::<Result<Vec<_>>>()?;
     for a in &add_alias {
@@ -722,10 +746,72 @@ fn modify(m: &ModArgs) -> Result<()> {
             });
         }
     }
-    ensure!(!changes.is_empty(), "nothing to change: give at least one option");
-    dir.modify(&entry.dn, &changes).context("unable to modify the entry")?;
-    println!("qmailctl: modified {}", entry.dn);
+    ensure!(
+        !changes.is_empty() || m.mailbox.create_home,
+        "nothing to change: give at least one option"
+    );
+    if !changes.is_empty() {
+        dir.modify(&entry.dn, &changes).context("unable to modify the entry")?;
+        println!("qmailctl: modified {}", entry.dn);
+    }
+    if m.mailbox.create_home {
+        create_home_of(&m.mailbox, &entry, dir.config())?;
+    }
     Ok(())
+}
+
+/// The homeDirectory, mailMessageStore, qmailUID and qmailGID changes `mod` asks for.
+fn mailbox_changes(mb: &Mailbox) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    if let Some(h) = &mb.home_dir {
+        out.push(Change::Replace("homeDirectory".into(), vec![check_home(h)?]));
+    }
+    if let Some(s) = &mb.store {
+        out.push(Change::Replace("mailMessageStore".into(), vec![check_store(s)?]));
+    }
+    if let Some(id) = mb.qmail_uid {
+        out.push(Change::Replace("qmailUID".into(), vec![check_id(id)?.to_string()]));
+    }
+    if let Some(id) = mb.qmail_gid {
+        out.push(Change::Replace("qmailGID".into(), vec![check_id(id)?.to_string()]));
+    }
+    Ok(out)
+}
+
+/// `mod --create-home`: the mailbox as the entry now stands (the new values, else the
+/// entry's, else the defaults), created as [`make_mailbox`] does for `add`.
+fn create_home_of(mb: &Mailbox, entry: &ldap::Entry, cfg: &Config) -> Result<()> {
+    let home = match &mb.home_dir {
+        Some(h) => check_home(h)?,
+        None => first(entry, "homeDirectory").context("the entry has no homeDirectory")?,
+    };
+    let store = mb
+        .store
+        .clone()
+        .or_else(|| first(entry, "mailMessageStore"))
+        .unwrap_or_else(|| format!("{home}/Maildir/"));
+    let id = |new: Option<u32>, attr: &str, default: Option<u32>| -> Result<u32> {
+        if let Some(n) = new {
+            return Ok(n);
+        }
+        let stored = first(entry, attr).map(|v| ldap::decode_id(&v)).transpose();
+        let stored = stored.map_err(|w| anyhow::anyhow!("{attr} of {}: {w}", entry.dn))?;
+        stored.or(default).with_context(|| format!("no {attr} for the mailbox"))
+    };
+    let uid = id(mb.qmail_uid, "qmailUID", cfg.default_uid)?;
+    let gid = id(mb.qmail_gid, "qmailGID", cfg.default_gid)?;
+    make_mailbox(Path::new(&home), &store, uid, gid)?;
+    println!("qmailctl: created {home}");
+    Ok(())
+}
+
+/// The first value of `attr` in `entry`.
+fn first(entry: &ldap::Entry, attr: &str) -> Option<String> {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first().cloned())
 }
 
 /// An entry as `qmailctl user show` prints it: the DN, then the attributes in a fixed order,
