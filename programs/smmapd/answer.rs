@@ -9,6 +9,7 @@
 //! `.qmail-list`).
 
 use qmail::control::Control;
+use qmail::log;
 use qmail::socketmap::Status;
 use qmail::userdeny;
 use qmail::verify::{self, Verdict, Verifier};
@@ -100,8 +101,12 @@ impl Answerer {
             Verdict::NotLocal => (Status::NotFound, NOT_LOCAL.into()),
             Verdict::OverQuota(_) if self.quota_perm => (Status::Perm, OVER_QUOTA.into()),
             Verdict::OverQuota(_) => (Status::Temp, OVER_QUOTA.into()),
-            Verdict::Temporary(text) if checked.timed_out => (Status::Timeout, text.into_bytes()),
-            Verdict::Temporary(text) => (Status::Temp, text.into_bytes()),
+            // the reason names entries and files: for the log only
+            ref v @ Verdict::Temporary(ref reason) => {
+                eprintln!("smmapd: pid {}: {}: {reason}", std::process::id(), log::safe(key));
+                let status = if checked.timed_out { Status::Timeout } else { Status::Temp };
+                (status, v.client_text().into())
+            }
         }
     }
 }
