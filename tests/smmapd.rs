@@ -539,8 +539,16 @@ fn listening_workers_serve_uses_then_make_way_and_exit_when_idle() {
     // TCP too
     let port = free_port();
     let tcp = format!("tcp:127.0.0.1:{port}");
-    let _t = Listening::start(&m, &["--listen", &tcp]);
+    let t = Listening::start(&m, &["--listen", &tcp]);
     let (code, out, err) =
         m.postmap("JOE@example.org", &format!("socketmap:inet:127.0.0.1:{port}:smmap"));
     assert_eq!((code, out.as_str()), (0, "JOE@example.org\n"), "{err}");
+    // a worker whose master is gone stops accepting and exits (-T 60 has not run out)
+    assert!(wait_until(Duration::from_secs(10), || t.session_pids().len() == 1));
+    let worker = t.session_pids()[0];
+    drop(t);
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{worker}")).exists()),
+        "the worker outlived its master"
+    );
 }
