@@ -7,7 +7,7 @@
 //! exist) keep the mail queued; as root, the entry's uid/gid is used and uid 0 or
 //! out-of-range ids are refused.
 
-use crate::harness::slapd::{self, Slapd, ROOTDN, ROOTPW};
+use crate::harness::slapd::{self, Slapd, ROOTPW};
 use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::fs;
@@ -32,10 +32,7 @@ impl Dir {
     pub fn on(server: &Slapd, name: &str) -> Dir {
         let ou = server.add_ou(&format!("ld-{name}"));
         let sb = Sandbox::for_delivery();
-        sb.control("ldapserver", &format!("{}\n", server.server()));
-        sb.control("ldapbasedn", &format!("{ou}\n"));
-        sb.control("ldaplogin", &format!("{ROOTDN}\n"));
-        sb.control("ldappassword", &format!("{ROOTPW}\n"));
+        server.point(&sb, &ou);
         Dir { sb, ou }
     }
 

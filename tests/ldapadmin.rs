@@ -12,10 +12,7 @@ fn setup(ou: &str) -> (Sandbox, String) {
     let s = Sandbox::new();
     let d = slapd::shared();
     let base = d.add_ou(ou);
-    s.control("ldapserver", &format!("{}\n", d.server()));
-    s.control("ldapbasedn", &format!("{base}\n"));
-    s.control("ldaplogin", &format!("{ROOTDN}\n"));
-    s.control("ldappassword", &format!("{ROOTPW}\n"));
+    d.point(&s, &base);
     (s, base)
 }
 

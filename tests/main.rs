@@ -15,6 +15,7 @@ mod local_ldap;
 mod queue;
 mod remote;
 mod showctl;
+mod smmapd;
 mod smtpd;
 mod spawn;
 mod system;

@@ -71,4 +71,5 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-verify",
     "qmailctl",
     "sendmail",
+    "smmapd",
 ];

@@ -13,7 +13,8 @@
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
 //!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
-//!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`remote`]
+//!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`socketmap`]
+//!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
 //!   configuration, RFC 4515 filters, the recipient lookup, the typed account; the only module
@@ -21,7 +22,8 @@
 //!   users/cdb, passwd, alias — qmail-getpw's lookup), [`verify`] (the verdict on a recipient
 //!   at SMTP time, from the same lookup, for qmail-verify and smmapd), [`listener`] (a master
 //!   and generations of worker processes serving a Unix or TCP socket, for smmapd and
-//!   qmail-verify's service mode).
+//!   qmail-verify's service mode), [`userdeny`] (per-user service blocks in Cyrus's record
+//!   format, for smmapd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -71,10 +73,12 @@ pub mod rewrite;
 pub mod sha1;
 pub mod smtp;
 pub mod smtpreply;
+pub mod socketmap;
 pub mod spawn;
 pub mod spawner;
 pub mod tcprules;
 pub mod tcpto;
 pub mod text0;
+pub mod userdeny;
 pub mod users;
 pub mod verify;

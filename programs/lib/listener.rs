@@ -314,7 +314,8 @@ fn reap(name: &str, workers: &mut Vec<Pid>, not_before: &mut Instant) {
 
 /// Start a worker: this executable with our arguments, the socket on fd 3, a pipe on fd 4.
 fn start_worker(socket: &OwnedFd) -> io::Result<(Pid, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe()?;
+    // close-on-exec: a worker that inherited the read end would never see its master go
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(std::env::args_os().skip(1)).env(WORKER_ENV, "1");
     child::map_fds(&mut cmd, vec![(socket.try_clone()?, LISTEN_FD), (write, NOTIFY_FD)]);

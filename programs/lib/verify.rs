@@ -31,7 +31,7 @@ use crate::recipient::{Failure, Found, Lookup, Source};
 use crate::rewrite::{Rewriter, Route};
 use crate::{dotqmail, spawner};
 use std::ffi::OsStr;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -94,27 +94,62 @@ impl Verifier {
 
     /// The verdict on `address` (an envelope recipient as given: `local@domain`).
     pub fn verdict(&mut self, address: &[u8]) -> Verdict {
+        self.detailed(address).verdict
+    }
+
+    /// The verdict on `address` with what smmapd needs besides it: the account's Maildir (for
+    /// its `+detail` folder check) and whether a temporary failure was a directory timeout.
+    pub fn detailed(&mut self, address: &[u8]) -> Detailed {
         if address.len() > ADDRESS_MAX || address.contains(&0) {
-            return Verdict::Unknown(NO_MAILBOX.into());
+            return Verdict::Unknown(NO_MAILBOX.into()).into();
         }
         if !address.contains(&b'@') {
-            return Verdict::Unknown(NO_HOST.into());
+            return Verdict::Unknown(NO_HOST.into()).into();
         }
         let ctl = Control::new(&self.home);
         let route = Rewriter::load(&ctl).and_then(|r| r.route(address));
         let routed = match route {
             Ok(Route::Local(a)) => a,
-            Ok(Route::Remote(_)) => return Verdict::NotLocal,
-            Err(e) => return Verdict::Temporary(format!("Unable to read controls: {e} (#4.3.0)")),
+            Ok(Route::Remote(_)) => return Verdict::NotLocal.into(),
+            Err(e) => {
+                return Verdict::Temporary(format!("Unable to read controls: {e} (#4.3.0)")).into()
+            }
         };
         let (local, domain) = spawner::split_at_last_at(&routed);
         if local.is_empty() {
-            return Verdict::Unknown(NO_MAILBOX.into());
+            return Verdict::Unknown(NO_MAILBOX.into()).into();
         }
         match self.lookup.find(local, Some(domain), None) {
-            Ok(found) => after_lookup(&found),
-            Err(failure) => from_failure(&failure),
+            Ok(found) => Detailed {
+                verdict: after_lookup(&found),
+                maildir: default_maildir(&ctl, &found),
+                timed_out: false,
+            },
+            Err(failure) => Detailed {
+                verdict: from_failure(&failure),
+                maildir: None,
+                timed_out: failure.code == 154,
+            },
         }
+    }
+}
+
+/// A verdict with what smmapd needs besides it ([`Verifier::detailed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detailed {
+    pub verdict: Verdict,
+    /// The Maildir the account's mail is filed into by default, when one can be named: a
+    /// directory account's default delivery, a classic account's `.qmail` or
+    /// `control/defaultdelivery` (its first Maildir line); none for forward-only accounts, the
+    /// alias user and extensions.
+    pub maildir: Option<PathBuf>,
+    /// The verdict is temporary because the directory timed out (qmail-lspawn's 154).
+    pub timed_out: bool,
+}
+
+impl From<Verdict> for Detailed {
+    fn from(verdict: Verdict) -> Self {
+        Detailed { verdict, maildir: None, timed_out: false }
     }
 }
 
@@ -207,6 +242,40 @@ fn maildir_of(home: &Path, delivery: &[u8]) -> Option<PathBuf> {
     Some(home.join(OsStr::from_bytes(line)))
 }
 
+/// The Maildir an account's mail is filed into by default, when one can be named without
+/// reading the message: a directory account's default delivery (`ALIASEMPTY`, else
+/// `./Maildir/`); a classic account without extension, the first Maildir line of its `.qmail`,
+/// else of `control/defaultdelivery` (else `./Maildir/`). `None`: forward-only accounts, the
+/// alias user, extensions, a `.qmail` without a Maildir line, anything unreadable.
+fn default_maildir(ctl: &Control, found: &Found) -> Option<PathBuf> {
+    let home = Path::new(OsStr::from_bytes(&found.home));
+    let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
+    match found.source {
+        Source::Directory if env("QMAILMODE") == Some(b"forwardonly") => None,
+        Source::Directory => maildir_of(home, env("ALIASEMPTY").unwrap_or(b"./Maildir/")),
+        Source::Assigned | Source::Passwd if found.dash.is_empty() => {
+            let dot = std::fs::File::open(home.join(".qmail")).and_then(|f| {
+                let mut text = Vec::new();
+                f.take(dotqmail::MAX_FILE).read_to_end(&mut text).map(|_| text)
+            });
+            let text = match dot {
+                Ok(text) => text,
+                Err(e) if missing(&e) => ctl
+                    .raw("defaultdelivery")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| b"./Maildir/".to_vec()),
+                Err(_) => return None,
+            };
+            text.split(|&b| b == b'\n').find_map(|line| match dotqmail::parse_line(line) {
+                dotqmail::Line::Maildir(dir) => Some(home.join(OsStr::from_bytes(dir))),
+                _ => None,
+            })
+        }
+        Source::Assigned | Source::Passwd | Source::Alias => None,
+    }
+}
+
 /// Whether a Maildir has room for one more message of no size (a scan that fails: room).
 fn over_quota(maildir: &Path, quota: &Quota) -> Verdict {
     match quota::check(&quota::root(maildir), quota, 0) {
@@ -288,6 +357,43 @@ mod tests {
         assert_eq!(maildir_of(h, b"|prog"), None);
         assert_eq!(maildir_of(h, b"&joe@x"), None);
         assert_eq!(maildir_of(h, b""), None);
+    }
+
+    #[test]
+    fn default_maildirs() {
+        let dir = std::env::temp_dir().join(format!("verify-maildir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        std::fs::create_dir_all(dir.join("joe")).unwrap();
+        let ctl = Control::new(&dir);
+        let home = dir.join("joe");
+        let found = |source, dash: &[u8], env: Vec<(&'static str, Vec<u8>)>| Found {
+            user: b"joe".to_vec(),
+            uid: 1000,
+            gid: 1000,
+            home: home.as_os_str().as_bytes().to_vec(),
+            dash: dash.to_vec(),
+            ext: Vec::new(),
+            env,
+            source,
+        };
+        let dir_account = found(Source::Directory, b"", vec![]);
+        assert_eq!(default_maildir(&ctl, &dir_account), Some(home.join("./Maildir/")));
+        let store = found(Source::Directory, b"", vec![("ALIASEMPTY", b"/m/joe/".to_vec())]);
+        assert_eq!(default_maildir(&ctl, &store), Some(PathBuf::from("/m/joe/")));
+        let fwd = found(Source::Directory, b"", vec![("QMAILMODE", b"forwardonly".to_vec())]);
+        assert_eq!(default_maildir(&ctl, &fwd), None);
+        // classic: control/defaultdelivery, then the user's .qmail
+        let classic = found(Source::Passwd, b"", vec![]);
+        assert_eq!(default_maildir(&ctl, &classic), Some(home.join("./Maildir/")));
+        std::fs::write(ctl.path("defaultdelivery"), "./Mailbox\n./Box/\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), Some(home.join("./Box/")));
+        std::fs::write(home.join(".qmail"), "&x@y\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), None);
+        std::fs::write(home.join(".qmail"), "# c\n/var/m/joe/\n").unwrap();
+        assert_eq!(default_maildir(&ctl, &classic), Some(PathBuf::from("/var/m/joe/")));
+        assert_eq!(default_maildir(&ctl, &found(Source::Assigned, b"-", vec![])), None);
+        assert_eq!(default_maildir(&ctl, &found(Source::Alias, b"-", vec![])), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

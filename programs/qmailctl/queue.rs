@@ -101,6 +101,17 @@ pub fn cdb(home: &Path) -> Result<()> {
         anyhow::ensure!(status.success(), "qmail-cdb {name} failed: {status}");
         println!("control/{name}.cdb rebuilt");
     }
+    let deny = control.join(qmail::userdeny::TEXT);
+    if deny.exists() {
+        let text = fs::read(&deny).with_context(|| format!("unable to read {}", deny.display()))?;
+        qmail::userdeny::write_cdb(
+            &text,
+            &control.join(qmail::userdeny::CDB),
+            &control.join("userdeny.tmp"),
+        )
+        .context("unable to write control/userdeny.cdb")?;
+        println!("control/userdeny.cdb rebuilt");
+    }
     let rules = control.join("tcp.smtp");
     if rules.exists() {
         let text = fs::File::open(&rules)

@@ -210,6 +210,15 @@ impl Slapd {
         );
     }
 
+    /// Points the `ldap*` control files of `sb` at this server, searching under `base`, bound
+    /// as the root DN.
+    pub fn point(&self, sb: &super::Sandbox, base: &str) {
+        sb.control("ldapserver", &format!("{}\n", self.server()));
+        sb.control("ldapbasedn", &format!("{base}\n"));
+        sb.control("ldaplogin", &format!("{ROOTDN}\n"));
+        sb.control("ldappassword", &format!("{ROOTPW}\n"));
+    }
+
     /// Adds `ou=<name>,SUFFIX`, a subtree for one test.
     pub fn add_ou(&self, name: &str) -> String {
         let dn = format!("ou={name},{SUFFIX}");
