@@ -167,7 +167,8 @@ fn read_and_write_errors() {
         .stdout(Stdio::from(env_r))
         .spawn()
         .unwrap();
-    fs::File::from(env_w).write_all(ENV).unwrap();
+    // qmail-queue may have given up (and closed the pipe) before the envelope is written
+    let _ = fs::File::from(env_w).write_all(ENV);
     assert_eq!(child.wait().unwrap().code(), Some(54));
     // 53: the disk is "full" (a 1-block file size limit; SIGXFSZ ignored so write fails)
     let mut cmd = Command::new("/bin/sh");
