@@ -1,4 +1,5 @@
-//! log: qmail-send's log lines (spec pipeline §2.11), made safe for one-line logs.
+//! log: qmail-send's log lines (spec pipeline §2.11), made safe for one-line logs, and
+//! [`line`], one whole line to stderr per write.
 
 /// Sanitise a text for a log line: `\n` becomes `/`; bytes below 33, above 126 and `%`
 /// become `_`. So qmail-local's `did 1+0+0\n` logs as `did_1+0+0/`.
@@ -11,6 +12,15 @@ pub fn safe(text: &[u8]) -> String {
             _ => '_',
         })
         .collect()
+}
+
+/// Write one line to stderr with a single write, so that the lines of concurrent sessions
+/// and processes sharing a log never interleave (`eprintln!` writes each piece apart).
+pub fn line(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut buf = text.to_string();
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// User names are shorter than this (upstream's GETPW_USERLEN).
 const USERLEN: usize = 32;
@@ -107,11 +108,36 @@ impl Failure {
 pub struct Lookup {
     home: PathBuf,
     cache: Option<Directory>,
+    /// The directory configuration and when it was read, kept for `ttl`.
+    config: Option<(Option<Config>, Instant)>,
+    ttl: Duration,
 }
 
 impl Lookup {
+    /// A lookup that reads the directory's control files for every address (delivery: a
+    /// changed control file counts from the next delivery on).
     pub fn new(home: &Path) -> Self {
-        Lookup { home: home.to_path_buf(), cache: None }
+        Lookup::with_ttl(home, Duration::ZERO)
+    }
+
+    /// A lookup that keeps the directory's control files for `ttl` (the verifiers: a busy
+    /// service does not read twenty files per address; a change counts within `ttl`).
+    pub fn with_ttl(home: &Path, ttl: Duration) -> Self {
+        Lookup { home: home.to_path_buf(), cache: None, config: None, ttl }
+    }
+
+    /// The directory configuration: read again once older than the ttl.
+    fn config(&mut self) -> Result<Option<Config>, Failure> {
+        if let Some((cfg, at)) = &self.config {
+            if !self.ttl.is_zero() && at.elapsed() < self.ttl {
+                return Ok(cfg.clone());
+            }
+        }
+        let cfg = Config::read(&Control::new(&self.home)).map_err(ldap_failure)?;
+        if !self.ttl.is_zero() {
+            self.config = Some((cfg.clone(), Instant::now()));
+        }
+        Ok(cfg)
     }
 
     /// Find who `local` (at `domain`, when given) is delivered to; `size` is the message size
@@ -122,7 +148,8 @@ impl Lookup {
         domain: Option<&[u8]>,
         size: Option<u64>,
     ) -> Result<Found, Failure> {
-        lookup(&self.home, local, domain, size, &mut self.cache)
+        let cfg = if domain.is_some() { self.config()? } else { None };
+        lookup(&self.home, local, domain, size, cfg, &mut self.cache)
     }
 }
 
@@ -155,11 +182,11 @@ fn lookup(
     local: &[u8],
     domain: Option<&[u8]>,
     size: Option<u64>,
+    cfg: Option<Config>,
     cache: &mut Option<Directory>,
 ) -> Result<Found, Failure> {
     if let Some(domain) = domain {
         let ctl = Control::new(home);
-        let cfg = Config::read(&ctl).map_err(ldap_failure)?;
         if let Some(cfg) = cfg {
             let local_delivery = cfg.local_delivery;
             if let Some(found) = directory(home, &ctl, cfg, local, domain, size, cache)? {

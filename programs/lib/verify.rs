@@ -34,6 +34,7 @@ use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The longest address verified; a longer one is unknown (SMTP allows 256 bytes).
 pub const ADDRESS_MAX: usize = 1024;
@@ -85,11 +86,33 @@ impl Verdict {
 pub struct Verifier {
     home: PathBuf,
     lookup: Lookup,
+    /// The routing tables and when they were read.
+    rewriter: Option<(Rewriter, Instant)>,
 }
+
+/// How long a verifier keeps the control files it has read (routing, directory settings): a
+/// change counts within a second, and a busy service reads no files per address.
+pub const CONTROL_TTL: Duration = Duration::from_secs(1);
 
 impl Verifier {
     pub fn new(home: &Path) -> Self {
-        Verifier { home: home.to_path_buf(), lookup: Lookup::new(home) }
+        Verifier {
+            home: home.to_path_buf(),
+            lookup: Lookup::with_ttl(home, CONTROL_TTL),
+            rewriter: None,
+        }
+    }
+
+    /// The routing tables, read again once older than [`CONTROL_TTL`].
+    fn route(&mut self, address: &[u8]) -> crate::control::Result<Route> {
+        if !self.rewriter.as_ref().is_some_and(|(_, at)| at.elapsed() < CONTROL_TTL) {
+            let r = Rewriter::load(&Control::new(&self.home))?;
+            self.rewriter = Some((r, Instant::now()));
+        }
+        match &self.rewriter {
+            Some((r, _)) => r.route(address),
+            None => Rewriter::load(&Control::new(&self.home))?.route(address),
+        }
     }
 
     /// The verdict on `address` (an envelope recipient as given: `local@domain`).
@@ -106,9 +129,7 @@ impl Verifier {
         if !address.contains(&b'@') {
             return Verdict::Unknown(NO_HOST.into()).into();
         }
-        let ctl = Control::new(&self.home);
-        let route = Rewriter::load(&ctl).and_then(|r| r.route(address));
-        let routed = match route {
+        let routed = match self.route(address) {
             Ok(Route::Local(a)) => a,
             Ok(Route::Remote(_)) => return Verdict::NotLocal.into(),
             Err(e) => {
@@ -122,7 +143,7 @@ impl Verifier {
         match self.lookup.find(local, Some(domain), None) {
             Ok(found) => Detailed {
                 verdict: after_lookup(&found),
-                maildir: default_maildir(&ctl, &found),
+                maildir: default_maildir(&Control::new(&self.home), &found),
                 timed_out: false,
             },
             Err(failure) => Detailed {

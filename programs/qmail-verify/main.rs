@@ -213,7 +213,7 @@ fn log(address: &[u8], why: &str) {
         .map(|&b| if (32..127).contains(&b) { b as char } else { '?' })
         .collect();
     let why: String = why.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
-    eprintln!("qmail-verify: {shown}: {why}");
+    qmail::log::line(format_args!("qmail-verify: {shown}: {why}"));
 }
 
 #[cfg(test)]

@@ -103,7 +103,11 @@ impl Answerer {
             Verdict::OverQuota(_) => (Status::Temp, OVER_QUOTA.into()),
             // the reason names entries and files: for the log only
             ref v @ Verdict::Temporary(ref reason) => {
-                eprintln!("smmapd: pid {}: {}: {reason}", std::process::id(), log::safe(key));
+                log::line(format_args!(
+                    "smmapd: pid {}: {}: {reason}",
+                    std::process::id(),
+                    log::safe(key)
+                ));
                 let status = if checked.timed_out { Status::Timeout } else { Status::Temp };
                 (status, v.client_text().into())
             }

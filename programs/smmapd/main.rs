@@ -147,7 +147,7 @@ pub enum End {
 /// the replies flushed before the next read. A read timeout is an end of input.
 pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
     let pid = std::process::id();
-    eprintln!("smmapd: pid {pid}: connection");
+    qmail::log::line(format_args!("smmapd: pid {pid}: connection"));
     let mut buf: Vec<u8> = Vec::with_capacity(socketmap::FRAME_MAX);
     let mut out: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -155,7 +155,11 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
         match socketmap::parse(&buf) {
             Ok(Parsed::Request(request, used)) => {
                 let (status, text) = answerer.answer(request.key);
-                eprintln!("smmapd: pid {pid}: {} {}", qmail::log::safe(request.key), status.word());
+                qmail::log::line(format_args!(
+                    "smmapd: pid {pid}: {} {}",
+                    qmail::log::safe(request.key),
+                    status.word()
+                ));
                 out.extend(socketmap::reply(status, &text));
                 buf.drain(..used);
                 continue;
