@@ -314,3 +314,34 @@ fn readme_with_ldap_from_nothing_to_mail() {
     assert!(arrived, "the message did not arrive in {}", maildir.display());
     assert!(status.success(), "qmailctl run after TERM: {status}");
 }
+
+/// With `control/verifysocket`, `qmailctl run` supervises `qmail-verify --listen` on that
+/// socket, and qmail-smtpd's RCPTCHECK (set by the tcp.smtp rules) asks it: a known user is
+/// 250, an unknown one 550 5.1.1.
+#[test]
+fn qmailctl_run_serves_qmail_verify_on_verifysocket() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("kim");
+    sb.assign(&[("kim", uid, gid, &home)]);
+    sb.control("verifysocket", "run/verify.sock\n");
+    sb.control("tcp.smtp", ":allow,RCPTCHECK=\"\"\n");
+    assert_ok(&sb.run("qmailctl", &["cdb"], b""), "qmailctl cdb");
+    let (run, port) = sb.start_smtp();
+    let script = format!(
+        "import smtplib\ns = smtplib.SMTP('127.0.0.1', {port}, timeout=30)\ns.ehlo('c.example')\n\
+         s.mail('a@example.net')\nfor r in ['kim@example.org', 'nobody-here@example.org']:\n\
+         \x20   c, t = s.rcpt(r)\n    print(c, t.decode())\ns.quit()\n"
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert_ok(&out, "python3 smtplib");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() == 2 && lines[0].starts_with("250 "), "{text}\nlog:\n{}", run.log_text());
+    assert!(lines[1].starts_with("550 5.1.1"), "{text}\nlog:\n{}", run.log_text());
+    assert!(
+        run.wait_log(LONG, |l| l.starts_with("qmail-verify: worker") && l.contains("accepting")),
+        "the service did not answer; log:\n{}",
+        run.log_text()
+    );
+    assert!(sb.home.join("run/verify.sock").exists());
+}

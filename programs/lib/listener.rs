@@ -192,8 +192,9 @@ pub fn is_worker() -> bool {
     std::env::var_os(WORKER_ENV).is_some()
 }
 
-/// Bind or take the listening socket.
-fn bind(listen: &Listen) -> io::Result<OwnedFd> {
+/// Bind or take the listening socket (also for a supervisor that keeps the socket and hands
+/// it to its child as `fd:3`).
+pub fn bind(listen: &Listen) -> io::Result<OwnedFd> {
     match listen {
         Listen::Unix(path) => {
             if let Ok(meta) = std::fs::symlink_metadata(path) {

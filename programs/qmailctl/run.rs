@@ -6,6 +6,10 @@
 //! log goes to stdout. A child that dies is restarted (after a second); Ctrl-C or TERM stops
 //! both cleanly (qmail-send finishes its running deliveries) and `run` returns when they have
 //! exited. qmail-send's pid is kept in `run/qmail-send.pid` for `doqueue` and `reload`.
+//!
+//! With `control/verifysocket` present, `run` also binds that Unix socket (relative names
+//! under the root) and supervises `bin/qmail-verify --listen fd:3` on it, as the SMTP
+//! server's user: the socket stays with `run`, so a restarted qmail-verify loses no client.
 
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -14,7 +18,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,12 +56,16 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
     if listen.0.is_some() {
         kids.push(Kid { name: "qmail-tcpsrv", pid: None, restart_at: Some(Instant::now()) });
     }
+    let verify = verify_socket(home)?;
+    if verify.is_some() {
+        kids.push(Kid { name: "qmail-verify", pid: None, restart_at: Some(Instant::now()) });
+    }
     let mut stopping = false;
     loop {
         if !stopping {
             for kid in kids.iter_mut() {
                 if kid.pid.is_none() && kid.restart_at.is_some_and(|t| Instant::now() >= t) {
-                    let pid = start(home, kid.name, &aliasempty, listen)?;
+                    let pid = start(home, kid.name, &aliasempty, listen, verify.as_ref())?;
                     kid.pid = Some(pid);
                     kid.restart_at = None;
                     if kid.name == "qmail-send" {
@@ -114,10 +122,46 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
     Ok(())
 }
 
+/// The socket of `control/verifysocket`, bound, when the file exists.
+fn verify_socket(home: &Path) -> Result<Option<OwnedFd>> {
+    let Some(path) = qmail::control::Control::new(home)
+        .line("verifysocket")
+        .context("unable to read control/verifysocket")?
+    else {
+        return Ok(None);
+    };
+    let path = home.join(path);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("unable to create {}", dir.display()))?;
+    }
+    let socket = qmail::listener::bind(&qmail::listener::Listen::Unix(path.clone()))
+        .with_context(|| format!("unable to listen on {}", path.display()))?;
+    Ok(Some(socket))
+}
+
 /// Start one supervised program; its output goes to our stdout.
-fn start(home: &Path, name: &str, aliasempty: &str, listen: &Listen) -> Result<Pid> {
+fn start(
+    home: &Path,
+    name: &str,
+    aliasempty: &str,
+    listen: &Listen,
+    verify: Option<&OwnedFd>,
+) -> Result<Pid> {
     let bin = home.join("bin");
     let mut cmd = match name {
+        "qmail-verify" => {
+            let mut c = Command::new(bin.join("qmail-verify"));
+            c.args(["--listen", "fd:3"]);
+            if let Some(socket) = verify {
+                qmail::child::map_fds(&mut c, vec![(socket.try_clone()?, 3)]);
+            }
+            if let Some((uid, gid)) = owner(home) {
+                use std::os::unix::process::CommandExt;
+                c.uid(uid).gid(gid);
+            }
+            c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
+            c
+        }
         "qmail-send" => {
             let mut c = Command::new(bin.join("qmail-start"));
             c.arg(aliasempty);
