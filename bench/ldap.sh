@@ -15,10 +15,8 @@ USERS=${USERS:-1000}
 STREAMS=10
 PORT=${PORT:-3899}
 
-cargo build --release -q
-bin=$PWD/target/release
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/qmail-ldap-bench.XXXXXX")
-chmod 755 "$work"
+. bench/common.sh
+bench_setup ldap
 cleanup() {
   [ -n "${runpid:-}" ] && kill -TERM "$runpid" 2>/dev/null && wait "$runpid" 2>/dev/null
   [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
@@ -26,8 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$(id -u)" = 0 ]; then uid=65534 gid=65534 owner=(--owner nobody) as=(setpriv --reuid 65534 --regid 65534 --clear-groups)
-else uid=$(id -u) gid=$(id -g) owner=() as=(); fi
 [ "$uid" -ge 100 ] || { echo "bench/ldap.sh: ids must be >= 100" >&2; exit 1; }
 
 # --- the directory ---

@@ -15,10 +15,8 @@ SESSIONS=${SESSIONS:-20}
 RCPTS=${RCPTS:-50}
 PORT=${PORT:-3898}
 
-cargo build --release -q
-bin=$PWD/target/release
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/qmail-rcptcheck-bench.XXXXXX")
-chmod 755 "$work"
+. bench/common.sh
+bench_setup rcptcheck
 cleanup() {
   [ -n "${svcpid:-}" ] && kill -TERM "$svcpid" 2>/dev/null && wait "$svcpid" 2>/dev/null
   [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
@@ -26,8 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$(id -u)" = 0 ]; then uid=65534 gid=65534 owner=(--owner nobody) as=(setpriv --reuid 65534 --regid 65534 --clear-groups)
-else uid=$(id -u) gid=$(id -g) owner=() as=(); fi
 
 . bench/slapd.sh
 bench_slapd "$work" "$PORT" "$USERS" "$uid" "$gid" "$work/ml"

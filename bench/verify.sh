@@ -29,10 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
 
-cargo build --release -q
-bin=$PWD/target/release
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/qmail-verify-bench.XXXXXX")
-chmod 755 "$work"
+. bench/common.sh
+bench_setup verify
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -42,8 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$(id -u)" = 0 ]; then uid=65534 gid=65534 owner=(--owner nobody) as=(setpriv --reuid 65534 --regid 65534 --clear-groups)
-else uid=$(id -u) gid=$(id -g) owner=() as=(); fi
 
 . bench/slapd.sh
 bench_slapd "$work" "$PORT" "$USERS" "$uid" "$gid" "$work/ml"
@@ -96,7 +92,7 @@ PY
 # --- 2. Postfix: socketmap to smmapd versus its own ldap: table ---
 pf=$work/pf
 mkdir -p "$pf"
-printf 'compatibility_level = 3.6\nmaillog_file = /dev/null\n' > "$pf/main.cf"
+printf 'compatibility_level = 3.6\n' > "$pf/main.cf"
 cat > "$pf/ldap.cf" <<CF
 server_host = ldap://127.0.0.1:$PORT
 version = 3

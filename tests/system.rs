@@ -56,23 +56,25 @@ fn readme_first_command_on_a_fresh_root() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let home = tmp.path().join("qmail-demo");
+    let mut cmd = Command::new(bin("qmailctl"));
+    cmd.arg("run").arg("--home").arg(&home).env_remove("QMAILHOME");
+    run_send_and_see(cmd, "demo@localhost", &home.join("demo/Maildir/new"));
+}
+
+/// Start `run` (a `qmailctl run` command) with the listener on a free port, send the
+/// README's sample message to `to` with smtplib, see it arrive in `maildir`, stop with TERM.
+fn run_send_and_see(mut run: Command, to: &str, maildir: &std::path::Path) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(bin("qmailctl"))
-        .args(["run", "--listen", &addr, "--home"])
-        .arg(&home)
-        .env_remove("QMAILHOME")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        run.args(["--listen", &addr]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let up = wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok());
     if up {
-        smtplib(port, "you@example.org", &["demo@localhost"], "Subject: hello\n\nIt works.\n");
+        smtplib(port, "you@example.org", &[to], "Subject: hello\n\nIt works.\n");
     }
-    let maildir = home.join("demo/Maildir/new");
     let arrived =
-        up && wait_until(LONG, || fs::read_dir(&maildir).map(|d| d.count() == 1).unwrap_or(false));
+        up && wait_until(LONG, || fs::read_dir(maildir).map(|d| d.count() == 1).unwrap_or(false));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let status = child.wait().unwrap();
     assert!(up, "no listener on {addr}");
@@ -287,32 +289,9 @@ fn readme_with_ldap_from_nothing_to_mail() {
     let out = step(&["qmail-ldaplookup", "-m", "joe.user@example.org"], b"");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("joe@example.org"), "{shown}");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(bin("qmailctl"))
-        .args(["run", "--listen", &addr])
-        .env("QMAILHOME", &home)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let up = wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok());
-    if up {
-        smtplib(
-            port,
-            "you@example.org",
-            &["joe.user@example.org"],
-            "Subject: hello\n\nIt works.\n",
-        );
-    }
-    let maildir = store.join("joe/Maildir/new");
-    let arrived =
-        up && wait_until(LONG, || fs::read_dir(&maildir).map(|d| d.count() == 1).unwrap_or(false));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let status = child.wait().unwrap();
-    assert!(up, "no listener on {addr}");
-    assert!(arrived, "the message did not arrive in {}", maildir.display());
-    assert!(status.success(), "qmailctl run after TERM: {status}");
+    let mut cmd = Command::new(bin("qmailctl"));
+    cmd.arg("run").env("QMAILHOME", &home);
+    run_send_and_see(cmd, "joe.user@example.org", &store.join("joe/Maildir/new"));
 }
 
 /// With `control/verifysocket`, `qmailctl run` supervises `qmail-verify --listen` on that
