@@ -100,6 +100,26 @@ impl Map {
         (guard, port)
     }
 
+    /// smmapd under ucspi-unix's `unixserver` on a socket in `dir`, ready; the socket path.
+    fn unixserver(&self, dir: &Path) -> (Guard, PathBuf) {
+        let socket = dir.join("smmapd.sock");
+        let mut cmd = Command::new("unixserver");
+        cmd.env("QMAILHOME", &self.sb.home).env_remove("SMMAPD_SERVICE");
+        cmd.args(["-q", "-m", "000"])
+            .arg(&socket)
+            .arg(bin("smmapd"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        nobody(&mut cmd);
+        let guard = Guard(cmd.spawn().expect("unixserver (ucspi-unix) must be installed"));
+        let ready = wait_until(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+        assert!(ready, "unixserver did not start on {}", socket.display());
+        (guard, socket)
+    }
+
     /// `postmap -q key MAP`: (exit code, stdout, stderr).
     fn postmap(&self, key: &str, map: &str) -> (i32, String, String) {
         let out = Command::new("postmap")
@@ -212,6 +232,13 @@ fn every_verdict_through_postmap_and_on_the_wire() {
     let (code, out, err) = m.postmap("full@example.org", &map);
     assert!(code != 0 && out.is_empty(), "{code} {out}");
     assert!(err.contains("socketmap server temporary error: Over quota"), "{err}");
+    // and the unix: form, smmapd under ucspi-unix's unixserver
+    let (_unix, socket) = m.unixserver(&m.open_dir("unix"));
+    let map = format!("socketmap:unix:{}:smmap", socket.display());
+    let (code, out, err) = m.postmap("Ann.Other@Example.ORG", &map);
+    assert_eq!((code, out.as_str()), (0, "Ann.Other@Example.ORG\n"), "{err}");
+    let (code, out, err) = m.postmap("nobody-here@example.org", &map);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
 
     // over quota as a permanent failure: the control file, overridden by -C
     m.sb.control("smmapdquotaperm", "1\n");
