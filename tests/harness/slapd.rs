@@ -182,6 +182,9 @@ impl Slapd {
         if let Some(pid) = st.pid {
             kill(pid, "-STOP");
             st.paused = true;
+            // kill(2) only queues the signal: wait until every thread has stopped, or a
+            // request sent right now might still be answered
+            super::wait_until(Duration::from_secs(10), || all_stopped(pid));
         }
     }
 
@@ -278,6 +281,17 @@ fn alive(pid: i32) -> bool {
         Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in /proc/PID/task/*/stat).
+fn all_stopped(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|t| {
+        fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(true)
+    })
 }
 
 fn kill(pid: i32, sig: &str) {
