@@ -491,7 +491,10 @@ struct Listening {
 
 impl Listening {
     fn start(m: &Map, args: &[&str]) -> Listening {
-        let mut cmd = m.smmapd(args);
+        Listening::start_command(m.smmapd(args))
+    }
+
+    fn start_command(mut cmd: Command) -> Listening {
         let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let err = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -578,4 +581,40 @@ fn listening_workers_serve_uses_then_make_way_and_exit_when_idle() {
         wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{worker}")).exists()),
         "the worker outlived its master"
     );
+}
+
+#[test]
+fn a_replaced_program_serves_from_the_next_worker() {
+    let s = slapd::shared();
+    let m = Map::new(s, "upgrade");
+    m.cdb_user();
+    // a copy of smmapd that the test may replace, as an upgrade replaces the installed one
+    let dir = m.open_dir("upgrade");
+    let exe = dir.join("smmapd");
+    fs::copy(bin("smmapd"), &exe).unwrap();
+    let socket = dir.join("smmapd.sock");
+    let mut cmd = m.smmapd(&["-U", "1", "--listen", &format!("unix:{}", socket.display())]);
+    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
+    let envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> =
+        cmd.get_envs().map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string()))).collect();
+    cmd = Command::new(&exe);
+    cmd.args(args);
+    for (k, v) in envs {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    nobody(&mut cmd);
+    let l = Listening::start_command(cmd);
+    let map = format!("socketmap:unix:{}:smmap", socket.display());
+    let (code, out, err) = m.postmap("joe@example.org", &map);
+    assert_eq!((code, out.as_str()), (0, "joe@example.org\n"), "{err}");
+    // replaced on disk (a new inode, the old one deleted), as cp to a temp name + mv does
+    let tmp = dir.join("smmapd.new");
+    fs::copy(bin("smmapd"), &tmp).unwrap();
+    fs::rename(&tmp, &exe).unwrap();
+    let (code, out, err) = m.postmap("joe@example.org", &map);
+    assert_eq!((code, out.as_str()), (0, "joe@example.org\n"), "{err}\n{:?}", l.lines());
+    assert!(!l.lines().iter().any(|x| x.contains("unable to start a worker")), "{:?}", l.lines());
 }

@@ -17,6 +17,9 @@
 //! connection, finishes its open sessions and exits 0. A worker whose master is gone (the
 //! pipe's reader closed) stops accepting too.
 //!
+//! Workers run the executable found at the master's start under the same path, so a program
+//! replaced on disk (an upgrade) serves from its next worker on.
+//!
 //! The master ends on TERM or INT: it sends TERM to its workers, waits for them, and exits 0.
 //! A worker that dies abnormally is replaced no sooner than a second later.
 //!
@@ -228,6 +231,9 @@ pub fn bind(listen: &Listen) -> io::Result<OwnedFd> {
 
 /// The master: start workers as connections arrive, reap them, end on TERM.
 fn master(name: &str, listen: &Listen) -> io::Result<()> {
+    // the executable's path, taken now: once the file is replaced (an upgrade), the running
+    // image's /proc/self/exe names a deleted file, and new workers must run the new one
+    let exe = std::env::current_exe()?;
     let socket = bind(listen)?;
     let mut mask = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
@@ -278,7 +284,7 @@ fn master(name: &str, listen: &Listen) -> io::Result<()> {
             // the accepting worker closed its pipe: it accepts no more
             accepting = None;
         } else {
-            match start_worker(&socket) {
+            match start_worker(&exe, &socket) {
                 Ok((pid, pipe)) => {
                     workers.push(pid);
                     accepting = Some(pipe);
@@ -314,10 +320,10 @@ fn reap(name: &str, workers: &mut Vec<Pid>, not_before: &mut Instant) {
 }
 
 /// Start a worker: this executable with our arguments, the socket on fd 3, a pipe on fd 4.
-fn start_worker(socket: &OwnedFd) -> io::Result<(Pid, OwnedFd)> {
+fn start_worker(exe: &std::path::Path, socket: &OwnedFd) -> io::Result<(Pid, OwnedFd)> {
     // close-on-exec: a worker that inherited the read end would never see its master go
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1)).env(WORKER_ENV, "1");
     child::map_fds(&mut cmd, vec![(socket.try_clone()?, LISTEN_FD), (write, NOTIFY_FD)]);
     let child = cmd.spawn()?;
