@@ -4,7 +4,8 @@
 # 1. smmapd (listening mode, one worker, its sessions keeping their LDAP connections):
 #    lookups per second over one persistent socketmap connection and over 10 concurrent
 #    ones, with median and p99 latency, from a Python client speaking the socketmap protocol.
-# 2. The peer: Postfix itself. `postmap -q -` with N keys (one process, one connection)
+# 2. The peer: Postfix itself. `postmap -q -` with N keys (one process, one connection; the
+#    better of two runs each)
 #    through `socketmap:inet:` to smmapd, and through Postfix's own `ldap:` table to the
 #    same slapd (postfix-ldap): lookups per second of each, and the ratio.
 # 3. RCPT-to-250 latency of qmail-smtpd with RCPTCHECK off, with the per-session
@@ -112,8 +113,13 @@ timed() { # what -> lookups/s
   [ "$(wc -l < "$work/found")" = "$N" ] || { echo "postmap $1 found $(wc -l < "$work/found") of $N:" >&2; head -3 "$work/postmap.err" >&2; exit 1; }
   python3 -c "print('%.0f' % ($N / ($e - $s)))"
 }
-pm_smmap=$(timed "socketmap:inet:127.0.0.1:$SPORT:smmap")
-pm_ldap=$(timed "ldap:$pf/ldap.cf")
+best() { # map -> the better of two runs
+  local a b
+  a=$(timed "$1"); b=$(timed "$1")
+  python3 -c "print(max($a, $b))"
+}
+pm_ldap=$(best "ldap:$pf/ldap.cf")
+pm_smmap=$(best "socketmap:inet:127.0.0.1:$SPORT:smmap")
 
 read -r _ one_rate one_med one_p99 <<<"$(grep '^one' "$work/smmap.txt")"
 read -r _ ten_rate ten_med ten_p99 <<<"$(grep '^ten' "$work/smmap.txt")"
