@@ -6,7 +6,7 @@
 //! `.qmail` file (or the default delivery, "aliasempty") into a list of [`Instruction`]s, and
 //! refuses a file that qmail-local must not act on (first line blank, a NUL byte, file or
 //! program lines in a forward-only file) before anything is delivered; [`return_path`],
-//! [`delivered_to`] and [`quote_local`] build the header lines. Files are bounded by
+//! [`delivered_to`] and [`crate::address::quote_local`] build the header lines. Files are bounded by
 //! [`MAX_FILE`]; every error here is one the user can fix, so callers treat it as temporary.
 
 use crate::address::{Address, AddressError};
@@ -221,7 +221,7 @@ pub fn delivered_to(local: &[u8], domain: &[u8]) -> Vec<u8> {
     [b"Delivered-To: ", &addr[..], b"\n"].concat()
 }
 
-/// `Return-Path: <SENDER>\n` with the local part quoted when needed ([`quote_local`]) and
+/// `Return-Path: <SENDER>\n` with the local part quoted when needed ([`crate::address::quote_local`]) and
 /// newlines turned into `_`. The null sender gives `Return-Path: <>`.
 pub fn return_path(sender: &[u8]) -> Vec<u8> {
     let quoted = match sender.iter().rposition(|&b| b == b'@') {

@@ -4,7 +4,7 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`], [`getopt`],
+//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
 //!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],

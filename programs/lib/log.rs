@@ -1,5 +1,5 @@
 //! log: qmail-send's log lines (spec pipeline §2.11), made safe for one-line logs, and
-//! [`line`], one whole line to stderr per write.
+//! [`line`](fn@line), one whole line to stderr per write.
 
 /// Sanitise a text for a log line: `\n` becomes `/`; bytes below 33, above 126 and `%`
 /// become `_`. So qmail-local's `did 1+0+0\n` logs as `did_1+0+0/`.

@@ -2,8 +2,8 @@
 //!
 //! `smmapd [-C config] [-U uses] [-T timeout] [-D] [-p] [--listen unix:/path|tcp:host:port|fd:N]`
 //!
-//! Answers socketmap requests (`<len>:<map> <address>,`, [`qmail::socketmap`]) with `OK
-//! <address>`, `NOTFOUND <why>`, `TEMP <why>`, `TIMEOUT <why>` or `PERM <why>`, from the
+//! Answers socketmap requests (`<len>:<map> <address>,`, [`qmail::socketmap`]) with
+//! `OK <address>`, `NOTFOUND <why>`, `TEMP <why>`, `TIMEOUT <why>` or `PERM <why>`, from the
 //! verdict delivery itself would reach ([`qmail::verify`]: `locals`/`virtualdomains`, LDAP with
 //! its catch-alls, `users/cdb`, passwd, the alias user, `accountStatus`, the Maildir++ quota),
 //! after the user deny list ([`qmail::userdeny`]) and with the seed's plus addressing
