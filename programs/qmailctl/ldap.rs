@@ -267,16 +267,18 @@ pub fn init(args: &InitArgs) -> Result<()> {
         }
     }
     let owner = fs::metadata(&control).context("unable to stat control/")?;
+    let group = readers_group(&home).unwrap_or(owner.gid());
     for (name, value, mode) in files {
         let path = control.join(name);
         write_private(&path, format!("{value}\n").as_bytes(), mode)?;
-        // control/ belongs to the installation's owner; so do the files (qmail-getpw reads
-        // ldappassword as that user or group).
+        // control/ belongs to the installation's owner; so do the files. The group is the
+        // one whose members read ldappassword: qmail-getpw (qmailp) and qmail-verify
+        // (qmaild) in a system installation, the owner's otherwise.
         if nix::unistd::geteuid().is_root() {
             nix::unistd::chown(
                 &path,
                 Some(nix::unistd::Uid::from_raw(owner.uid())),
-                Some(nix::unistd::Gid::from_raw(owner.gid())),
+                Some(nix::unistd::Gid::from_raw(group)),
             )
             .with_context(|| format!("unable to chown {}", path.display()))?;
         }
@@ -870,4 +872,17 @@ mod tests {
         assert!(check_status("Disabled").is_ok());
         assert!(check_status("frozen").is_err());
     }
+}
+
+/// In a system installation (the queue belongs to qmailq), the group of the unprivileged
+/// readers of `ldappassword`: `nofiles`, the group of qmailp (qmail-getpw) and qmaild
+/// (qmail-verify, smmapd's usual user aside). `None` for a single-user installation.
+fn readers_group(home: &Path) -> Option<u32> {
+    let queue = fs::metadata(home.join("queue")).ok()?;
+    let qmailq = nix::unistd::User::from_name(qmail::auto::USER_QMAILQ).ok().flatten()?;
+    if qmailq.uid.as_raw() != queue.uid() {
+        return None;
+    }
+    let group = nix::unistd::Group::from_name(qmail::auto::GROUP_NOFILES).ok().flatten()?;
+    Some(group.gid.as_raw())
 }
