@@ -846,6 +846,19 @@ fn render(entry: &ldap::Entry) -> String {
     out
 }
 
+/// In a system installation (the queue belongs to qmailq), the group of the unprivileged
+/// readers of `ldappassword`: `nofiles`, the group of qmailp (qmail-getpw) and qmaild
+/// (qmail-verify, smmapd's usual user aside). `None` for a single-user installation.
+fn readers_group(home: &Path) -> Option<u32> {
+    let queue = fs::metadata(home.join("queue")).ok()?;
+    let qmailq = nix::unistd::User::from_name(qmail::auto::USER_QMAILQ).ok().flatten()?;
+    if qmailq.uid.as_raw() != queue.uid() {
+        return None;
+    }
+    let group = nix::unistd::Group::from_name(qmail::auto::GROUP_NOFILES).ok().flatten()?;
+    Some(group.gid.as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -872,17 +885,4 @@ mod tests {
         assert!(check_status("Disabled").is_ok());
         assert!(check_status("frozen").is_err());
     }
-}
-
-/// In a system installation (the queue belongs to qmailq), the group of the unprivileged
-/// readers of `ldappassword`: `nofiles`, the group of qmailp (qmail-getpw) and qmaild
-/// (qmail-verify, smmapd's usual user aside). `None` for a single-user installation.
-fn readers_group(home: &Path) -> Option<u32> {
-    let queue = fs::metadata(home.join("queue")).ok()?;
-    let qmailq = nix::unistd::User::from_name(qmail::auto::USER_QMAILQ).ok().flatten()?;
-    if qmailq.uid.as_raw() != queue.uid() {
-        return None;
-    }
-    let group = nix::unistd::Group::from_name(qmail::auto::GROUP_NOFILES).ok().flatten()?;
-    Some(group.gid.as_raw())
 }
