@@ -726,3 +726,30 @@ fn wrong_arguments_are_permanent() {
     }
     assert!(l.maildir("new").is_empty());
 }
+
+#[test]
+fn automaildirmake_creates_a_missing_maildir() {
+    let l = Local::new();
+    l.file(".qmail", b"./Fresh/\n");
+    // off (the default): a missing Maildir is a temporary failure
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
+    assert!(!l.path("Fresh").exists());
+    l.sb.control("automaildirmake", "1\n");
+    let out = l.run(&Call::default(), MESSAGE);
+    assert_exit(&out, 0, "did 1+0+0");
+    assert_eq!(list(&l.path("Fresh/new")).len(), 1);
+    for sub in ["", "tmp", "cur", "new"] {
+        let mode = fs::metadata(l.path("Fresh").join(sub)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{sub}");
+    }
+    // something in the way: temporary, nothing delivered
+    make_maildir(&l.path("Half"));
+    fs::remove_dir(l.path("Half/cur")).unwrap();
+    l.file("Half/cur", b"");
+    l.file(".qmail", b"./Half/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "seems to be corrupted");
+    assert!(list(&l.path("Half/new")).is_empty());
+    // a missing parent is not created
+    l.file(".qmail", b"./no/parent/\n");
+    assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
+}

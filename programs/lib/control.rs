@@ -284,6 +284,7 @@ const fn secret(name: &'static str, meaning: &'static str) -> Known {
 /// doc/qmail-control.5.
 pub const KNOWN: &[Known] = &[
     k("aliasdomains", Kind::Map, "none", "alias:real domain substitution for LDAP lookups"),
+    k("automaildirmake", Kind::Int, "0", "1: qmail-local creates a missing Maildir (0700)"),
     k("badmailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) refused at MAIL"),
     k(
         "badmailfrom-unknown",

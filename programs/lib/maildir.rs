@@ -71,6 +71,29 @@ impl fmt::Display for MaildirError {
 
 impl std::error::Error for MaildirError {}
 
+/// Create the Maildir `maildir` where it is missing: the directory itself and its `tmp/`,
+/// `cur/` and `new/`, mode 0700 (upstream's AUTOMAILDIRMAKE). The parent must exist; an
+/// existing part that is not a directory is an error ("corrupted").
+pub fn make(maildir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = fs::DirBuilder::new();
+    builder.mode(0o700);
+    for dir in
+        [maildir.to_path_buf(), maildir.join("tmp"), maildir.join("cur"), maildir.join("new")]
+    {
+        match builder.create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !fs::metadata(&dir)?.is_dir() {
+                    return Err(io::Error::other(format!("{} is not a directory", dir.display())));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Deliver `header` followed by `message` into `maildir`; the path of the new file.
 pub fn deliver(
     maildir: &Path,

@@ -240,6 +240,15 @@ fn run(args: &Args) -> Result<String, Verdict> {
     Ok(report)
 }
 
+/// `control/automaildirmake` 1: a missing Maildir is created before a delivery to it
+/// (upstream's AUTOMAILDIRMAKE build option; off by default, as there).
+fn auto_maildir_make() -> Result<bool, Verdict> {
+    qmail::control::Control::new(&qmail::auto::home())
+        .int_or("automaildirmake", 0)
+        .map(|n| n != 0)
+        .map_err(|e| Verdict::temp(format!("Uh-oh: {e} (#4.3.0)")))
+}
+
 /// The home directory must not be writable by others; a sticky home means the user is
 /// editing the `.qmail` files (upstream's convention): try again later.
 fn check_home(plan_only: bool, plan: &mut String) -> Result<(), Verdict> {
@@ -441,6 +450,11 @@ impl Delivery {
         let header = [&self.rpline[..], &self.dtline].concat();
         let mut msg = BufReader::with_capacity(64 * 1024, self.rewound()?);
         let dir = Path::new(OsStr::from_bytes(path));
+        if auto_maildir_make()? {
+            maildir::make(dir).map_err(|e| {
+                Verdict::temp(format!("Uh-oh: maildir {shown} seems to be corrupted: {e} (#4.2.1)"))
+            })?;
+        }
         let Some(q) = &self.quota else {
             return maildir::deliver(dir, &header, &mut msg).map(drop).map_err(fail);
         };
