@@ -23,7 +23,8 @@
 //! The master ends on TERM or INT: it sends TERM to its workers, waits for them, and exits 0.
 //! A worker that dies abnormally is replaced no sooner than a second later.
 //!
-//! Everything is logged on stderr, one line per event, prefixed with the program name.
+//! Everything is logged on stderr, one line per event and per write (the log is often a pipe
+//! shared with other programs), prefixed with the program name.
 
 use crate::child;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -246,7 +247,7 @@ fn master(name: &str, listen: &Listen) -> io::Result<()> {
     let mut accepting: Option<OwnedFd> = None;
     let mut not_before = Instant::now();
     let mut stopping = false;
-    eprintln!("{name}: listening, pid {}", std::process::id());
+    crate::log::line(format_args!("{name}: listening, pid {}", std::process::id()));
     loop {
         reap(name, &mut workers, &mut not_before);
         if stopping && workers.is_empty() {
@@ -290,7 +291,7 @@ fn master(name: &str, listen: &Listen) -> io::Result<()> {
                     accepting = Some(pipe);
                 }
                 Err(e) => {
-                    eprintln!("{name}: unable to start a worker: {e}");
+                    crate::log::line(format_args!("{name}: unable to start a worker: {e}"));
                     not_before = Instant::now() + Duration::from_secs(1);
                 }
             }
@@ -311,7 +312,9 @@ fn reap(name: &str, workers: &mut Vec<Pid>, not_before: &mut Instant) {
                     WaitStatus::Exited(_, 0) | WaitStatus::Signaled(_, Signal::SIGTERM, _)
                 );
                 if !normal {
-                    eprintln!("{name}: worker {pid} ended abnormally: {status:?}");
+                    crate::log::line(format_args!(
+                        "{name}: worker {pid} ended abnormally: {status:?}"
+                    ));
                     *not_before = Instant::now() + Duration::from_secs(1);
                 }
             }
@@ -351,15 +354,15 @@ where
     let _ = SigSet::empty().thread_set_mask();
     let (Some(socket), Some(notify)) = (child::inherited(LISTEN_FD), child::inherited(NOTIFY_FD))
     else {
-        eprintln!("{name}: worker {pid}: no socket or pipe from the master");
+        crate::log::line(format_args!("{name}: worker {pid}: no socket or pipe from the master"));
         std::process::exit(111);
     };
     let socket = match Socket::new(socket) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
+            crate::log::line(format_args!(
                 "{name}: worker {pid}: descriptor {LISTEN_FD} is not a listening socket: {e}"
-            );
+            ));
             std::process::exit(111);
         }
     };
@@ -367,7 +370,7 @@ where
     let activity = Mutex::new(Activity { open: 0, last: Instant::now() });
     let changed = Condvar::new();
     let pool: Mutex<Vec<S>> = Mutex::new(Vec::new());
-    eprintln!("{name}: worker {pid} accepting");
+    crate::log::line(format_args!("{name}: worker {pid} accepting"));
     std::thread::scope(|scope| {
         let mut served: u32 = 0;
         let why = loop {
@@ -422,7 +425,7 @@ where
         };
         drop(socket);
         drop(notify);
-        eprintln!("{name}: worker {pid} accepts no more: {why}");
+        crate::log::line(format_args!("{name}: worker {pid} accepts no more: {why}"));
     });
     std::process::exit(0);
 }

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
-            eprintln!("qmail-clean: fatal: {why}");
+            qmail::log::line(format_args!("qmail-clean: fatal: {why}"));
             ExitCode::from(exit::TEMP)
         }
     }

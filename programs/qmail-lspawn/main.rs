@@ -59,7 +59,7 @@ const TEXT_MAX: usize = 1000;
 
 fn main() -> ExitCode {
     let Some(aliasempty) = std::env::args_os().nth(1) else {
-        eprintln!("qmail-lspawn: usage: qmail-lspawn aliasempty");
+        qmail::log::line(format_args!("qmail-lspawn: usage: qmail-lspawn aliasempty"));
         return ExitCode::from(exit::PERM);
     };
     let home = match std::path::absolute(auto::home()) {
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
 }
 
 fn fatal(why: &str) -> ExitCode {
-    eprintln!("qmail-lspawn: fatal: {why}");
+    qmail::log::line(format_args!("qmail-lspawn: fatal: {why}"));
     ExitCode::from(exit::TEMP)
 }
 
@@ -160,7 +160,9 @@ impl Local {
             match cp.request(local, domain, size) {
                 Ok(answer) => return Ok(answer),
                 Err(e) => {
-                    eprintln!("qmail-lspawn: the lookup process failed: {e}; starting another");
+                    qmail::log::line(format_args!(
+                        "qmail-lspawn: the lookup process failed: {e}; starting another"
+                    ));
                     if let Some(cp) = guard.take() {
                         cp.stop();
                     }

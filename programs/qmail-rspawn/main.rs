@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 }
 
 fn fatal(why: &str) -> ExitCode {
-    eprintln!("qmail-rspawn: fatal: {why}");
+    qmail::log::line(format_args!("qmail-rspawn: fatal: {why}"));
     ExitCode::from(exit::TEMP)
 }
 

@@ -23,7 +23,7 @@ use std::process::{Command, ExitCode, Stdio};
 fn main() -> ExitCode {
     // start() only returns on failure: on success this process has become qmail-send
     let Err(err) = start();
-    eprintln!("qmail-start: fatal: {err}");
+    qmail::log::line(format_args!("qmail-start: fatal: {err}"));
     ExitCode::from(qmail::exit::TEMP)
 }
 

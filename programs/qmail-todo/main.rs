@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("qmail-todo: fatal: {e}");
+            qmail::log::line(format_args!("qmail-todo: fatal: {e}"));
             ExitCode::from(qmail::exit::TEMP)
         }
     }

@@ -57,23 +57,25 @@ fn main() -> ExitCode {
         [] => None,
         [flag, spec] if flag == "--listen" => Some(spec.clone()),
         _ => {
-            eprintln!("qmail-verify: usage: qmail-verify [--listen unix:/path]");
+            qmail::log::line(format_args!(
+                "qmail-verify: usage: qmail-verify [--listen unix:/path]"
+            ));
             return ExitCode::from(EXIT_PERM);
         }
     };
     if nix::unistd::geteuid().is_root() {
-        eprintln!("qmail-verify: refusing to run as root");
+        qmail::log::line(format_args!("qmail-verify: refusing to run as root"));
         return ExitCode::from(EXIT_PERM);
     }
     let home = qmail::auto::home();
     if std::env::set_current_dir(&home).is_err() {
-        eprintln!("qmail-verify: unable to chdir to {}", home.display());
+        qmail::log::line(format_args!("qmail-verify: unable to chdir to {}", home.display()));
         return ExitCode::from(EXIT_TEMP);
     }
     let policy = match Policy::load(&Control::new(&home)) {
         Ok(policy) => policy,
         Err(e) => {
-            eprintln!("qmail-verify: unable to read controls: {e}");
+            qmail::log::line(format_args!("qmail-verify: unable to read controls: {e}"));
             return ExitCode::from(EXIT_PERM);
         }
     };
@@ -84,7 +86,7 @@ fn main() -> ExitCode {
             match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("qmail-verify: {e}");
+                    qmail::log::line(format_args!("qmail-verify: {e}"));
                     ExitCode::from(EXIT_IO)
                 }
             }
@@ -99,7 +101,9 @@ fn service(home: &Path, spec: &str, policy: Policy) -> ExitCode {
     let listen: Listen = match spec.parse() {
         Ok(listen) => listen,
         Err(e) => {
-            eprintln!("qmail-verify: usage: qmail-verify [--listen unix:/path]: {e}");
+            qmail::log::line(format_args!(
+                "qmail-verify: usage: qmail-verify [--listen unix:/path]: {e}"
+            ));
             return ExitCode::from(EXIT_PERM);
         }
     };
@@ -112,14 +116,14 @@ fn service(home: &Path, spec: &str, policy: Policy) -> ExitCode {
         || Verifier::new(home),
         |verifier, conn| {
             if let Err(e) = serve(conn, verifier, policy) {
-                eprintln!("qmail-verify: {e}");
+                qmail::log::line(format_args!("qmail-verify: {e}"));
             }
         },
     );
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("qmail-verify: unable to listen on {spec}: {e}");
+            qmail::log::line(format_args!("qmail-verify: unable to listen on {spec}: {e}"));
             ExitCode::from(EXIT_TEMP)
         }
     }

@@ -77,7 +77,7 @@ impl Answerer {
             Ok(Some(message)) => return (Status::NotFound, message.into_bytes()),
             Ok(None) => {}
             // upstream fails open: a broken deny list does not stop mail
-            Err(e) => eprintln!("smmapd: warning: {e}: allowing"),
+            Err(e) => qmail::log::line(format_args!("smmapd: warning: {e}: allowing")),
         }
         let checked = self.verifier.detailed(&base);
         let folder = detail.filter(|d| !self.skip_plus && !d.is_empty());
@@ -88,7 +88,9 @@ impl Answerer {
                 Some(Ok(true)) => {}
                 None | Some(Ok(false)) => return (Status::NotFound, verify::NO_MAILBOX.into()),
                 Some(Err(e)) => {
-                    eprintln!("smmapd: warning: unable to check a folder: {e}");
+                    qmail::log::line(format_args!(
+                        "smmapd: warning: unable to check a folder: {e}"
+                    ));
                     return (Status::Temp, IO_ERROR.into());
                 }
             }

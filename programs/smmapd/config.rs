@@ -137,12 +137,18 @@ fn parse_file(path: &Path) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
-            eprintln!("smmapd: warning: {}: ignoring {line:?}", path.display());
+            qmail::log::line(format_args!(
+                "smmapd: warning: {}: ignoring {line:?}",
+                path.display()
+            ));
             continue;
         };
         let (name, value) = (name.trim(), value.trim());
         if !NAMES.iter().any(|(n, a)| *n == name || *a == name) {
-            eprintln!("smmapd: warning: {}: unknown setting {name}", path.display());
+            qmail::log::line(format_args!(
+                "smmapd: warning: {}: unknown setting {name}",
+                path.display()
+            ));
             continue;
         }
         out.push((name.to_string(), value.to_string()));
@@ -171,7 +177,9 @@ fn leading_number(v: &str) -> Option<u64> {
 /// command is configured.
 pub fn debug(settings: &Settings, service: &[u8]) {
     let Some(format) = &settings.debug_command else {
-        eprintln!("smmapd: warning: -D given but no smmapddebugcommand configured");
+        qmail::log::line(format_args!(
+            "smmapd: warning: -D given but no smmapddebugcommand configured"
+        ));
         return;
     };
     let argv0 = std::env::args_os().next().unwrap_or_default();
@@ -179,13 +187,15 @@ pub fn debug(settings: &Settings, service: &[u8]) {
     let pid = std::process::id().to_string();
     let service = String::from_utf8_lossy(service);
     let command = fill(format, &[&argv0, &pid, &service]);
-    eprintln!("smmapd: running debug command {command}");
+    qmail::log::line(format_args!("smmapd: running debug command {command}"));
     match std::process::Command::new("/bin/sh").arg("-c").arg(&command).status() {
         Ok(status) if !status.success() => {
-            eprintln!("smmapd: warning: debug command failed: {status}")
+            qmail::log::line(format_args!("smmapd: warning: debug command failed: {status}"))
         }
         Ok(_) => {}
-        Err(e) => eprintln!("smmapd: warning: unable to run the debug command: {e}"),
+        Err(e) => {
+            qmail::log::line(format_args!("smmapd: warning: unable to run the debug command: {e}"))
+        }
     }
 }
 

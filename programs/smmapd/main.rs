@@ -55,11 +55,11 @@ fn main() -> ExitCode {
         std::env::args_os().skip(1).map(|a| a.into_vec()).collect()
     };
     let Some(opts) = Options::parse(&args) else {
-        eprintln!("{}", config::USAGE);
+        qmail::log::line(format_args!("{}", config::USAGE));
         return ExitCode::from(EX_USAGE);
     };
     if nix::unistd::geteuid().is_root() {
-        eprintln!("smmapd: fatal: refusing to run as root");
+        qmail::log::line(format_args!("smmapd: fatal: refusing to run as root"));
         return ExitCode::from(EX_ROOT);
     }
     let home = qmail::auto::home();
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     let settings = match Settings::read(&control, opts.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("smmapd: fatal: {e}");
+            qmail::log::line(format_args!("smmapd: fatal: {e}"));
             return ExitCode::from(qmail::exit::TEMP);
         }
     };
@@ -80,12 +80,12 @@ fn main() -> ExitCode {
         Some(Ok(text)) => match text.parse::<Listen>() {
             Ok(listen) => Some(listen),
             Err(e) => {
-                eprintln!("smmapd: fatal: --listen {e}");
+                qmail::log::line(format_args!("smmapd: fatal: --listen {e}"));
                 return ExitCode::from(EX_USAGE);
             }
         },
         Some(Err(_)) => {
-            eprintln!("{}", config::USAGE);
+            qmail::log::line(format_args!("{}", config::USAGE));
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         let mut conn = match Conn::stdio(settings.client_timeout) {
             Ok(conn) => conn,
             Err(e) => {
-                eprintln!("smmapd: fatal: unable to use fds 0 and 1: {e}");
+                qmail::log::line(format_args!("smmapd: fatal: unable to use fds 0 and 1: {e}"));
                 return ExitCode::from(qmail::exit::TEMP);
             }
         };
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
     match listener::run("smmapd", &listen, &options, answerer, handle) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("smmapd: fatal: unable to listen: {e}");
+            qmail::log::line(format_args!("smmapd: fatal: unable to listen: {e}"));
             ExitCode::from(qmail::exit::TEMP)
         }
     }
@@ -176,11 +176,11 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
-                eprintln!("smmapd: pid {pid}: client timed out");
+                qmail::log::line(format_args!("smmapd: pid {pid}: client timed out"));
                 0
             }
             Err(e) => {
-                eprintln!("smmapd: pid {pid}: read failed: {e}");
+                qmail::log::line(format_args!("smmapd: pid {pid}: read failed: {e}"));
                 return End::Failed;
             }
         };
@@ -196,7 +196,7 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
 
 /// Answer a protocol error with `PERM` (after the replies still pending) and give up.
 fn refuse(conn: &mut impl Write, out: &mut Vec<u8>, e: socketmap::ProtocolError) -> End {
-    eprintln!("smmapd: pid {}: {}", std::process::id(), e.text());
+    qmail::log::line(format_args!("smmapd: pid {}: {}", std::process::id(), e.text()));
     out.extend(socketmap::reply(Status::Perm, e.text().as_bytes()));
     let _ = conn.write_all(out).and_then(|()| conn.flush());
     End::ProtocolError
