@@ -42,6 +42,32 @@ fn is_allowed(name: &[u8]) -> bool {
         || name.starts_with(b"x-")
 }
 
+/// A line of a generated header: always written, or written unless the `%HEADER%` block
+/// has a field of that (lowercase) name.
+pub enum Line<'a> {
+    Always(Vec<u8>),
+    Unless(&'a [u8], Vec<u8>),
+}
+
+/// The header of a generated message: `lines` in order (each `Unless` dropped when the
+/// template's `fields` has that field), then the template's fields.
+pub fn header(lines: Vec<Line<'_>>, fields: &[Field]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        match line {
+            Line::Always(l) => out.extend_from_slice(&l),
+            Line::Unless(name, l) if !fields.iter().any(|f| f.name == name) => {
+                out.extend_from_slice(&l)
+            }
+            Line::Unless(..) => {}
+        }
+    }
+    for f in fields {
+        out.extend_from_slice(&f.text);
+    }
+    out
+}
+
 /// Parse header fields up to the first empty line (or the end); the rest is the body. A
 /// line that is neither a field nor a continuation is dropped.
 pub fn fields(data: &[u8]) -> (Vec<Field>, &[u8]) {
@@ -145,6 +171,20 @@ pub fn expand(text: &[u8], subject: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_defaults_give_way_to_template_fields() {
+        let (fields, _) = split(b"%HEADER%\nSubject: mine\nTo: evil@x\n\nbody");
+        let h = header(
+            vec![
+                Line::Unless(b"from", b"From: <d@x>\n".to_vec()),
+                Line::Always(b"To: <t@x>\n".to_vec()),
+                Line::Unless(b"subject", b"Subject: default\n".to_vec()),
+            ],
+            &fields,
+        );
+        assert_eq!(h, b"From: <d@x>\nTo: <t@x>\nSubject: mine\n");
+    }
 
     #[test]
     fn header_blocks() {

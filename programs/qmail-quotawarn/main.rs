@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use qmail::control::Control;
 use qmail::date822::Utc;
 use qmail::exit::Verdict;
-use qmail::mailmagic;
+use qmail::mailmagic::{self, Line};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -101,26 +101,24 @@ fn compose(
         )
         .as_bytes(),
     );
-    let has = |n: &[u8]| fields.iter().any(|f| f.name == n);
-    if !has(b"from") {
-        m.extend_from_slice(format!("From: Qmail-QUOTAGUARD <MAILER-DAEMON@{me}>\n").as_bytes());
-    }
-    m.extend_from_slice(b"To: <");
-    m.extend(recipient.iter().filter(|&&b| b != b'\n' && b != b'\r'));
-    m.extend_from_slice(b">\n");
-    if !has(b"subject") {
-        m.extend_from_slice(b"Subject: QUOTA-WARNING!\n");
-    }
-    m.extend_from_slice(b"MIME-Version: 1.0\n");
-    if !has(b"content-type") {
-        m.extend_from_slice(b"Content-Type: text/plain; charset=iso-8859-1\n");
-    }
-    if !has(b"content-transfer-encoding") {
-        m.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
-    }
-    for f in &fields {
-        m.extend_from_slice(&f.text);
-    }
+    let to: Vec<u8> = recipient.iter().copied().filter(|&b| b != b'\n' && b != b'\r').collect();
+    m.extend_from_slice(&mailmagic::header(
+        vec![
+            Line::Unless(b"from", format!("From: Qmail-QUOTAGUARD <MAILER-DAEMON@{me}>\n").into()),
+            Line::Always([&b"To: <"[..], &to, b">\n"].concat()),
+            Line::Unless(b"subject", b"Subject: QUOTA-WARNING!\n".to_vec()),
+            Line::Always(b"MIME-Version: 1.0\n".to_vec()),
+            Line::Unless(
+                b"content-type",
+                b"Content-Type: text/plain; charset=iso-8859-1\n".to_vec(),
+            ),
+            Line::Unless(
+                b"content-transfer-encoding",
+                b"Content-Transfer-Encoding: 8bit\n".to_vec(),
+            ),
+        ],
+        &fields,
+    ));
     m.push(b'\n');
     m.extend_from_slice(body);
     if !m.ends_with(b"\n") {

@@ -23,7 +23,7 @@ use qmail::address::Address;
 use qmail::date822::Utc;
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
-use qmail::mailmagic::{self, Field};
+use qmail::mailmagic::{self, Field, Line};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -231,27 +231,21 @@ fn compose(
         )
         .as_bytes(),
     );
-    let has = |n: &[u8]| fields.iter().any(|f| f.name == n);
-    if !has(b"from") {
-        m.extend_from_slice(&[&b"From: <"[..], recipient, b">\n"].concat());
-    }
-    m.extend_from_slice(&[&b"To: <"[..], sender, b">\n"].concat());
-    if !has(b"subject") {
-        m.extend_from_slice(b"Subject: [Auto-Reply] %SUBJECT%\n");
-    }
-    m.extend_from_slice(b"MIME-Version: 1.0\n");
-    if !has(b"content-type") {
-        m.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\n");
-    }
-    if !has(b"content-transfer-encoding") {
-        m.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
-    }
-    m.extend_from_slice(
-        b"X-Mailer: qmail-reply (by qmail-ldap)\nPrecedence: junk\nAuto-Submitted: auto-replied\n",
-    );
-    for f in &fields {
-        m.extend_from_slice(&f.text);
-    }
+    m.extend_from_slice(&mailmagic::header(
+        vec![
+            Line::Unless(b"from", [&b"From: <"[..], recipient, b">\n"].concat()),
+            Line::Always([&b"To: <"[..], sender, b">\n"].concat()),
+            Line::Unless(b"subject", b"Subject: [Auto-Reply] %SUBJECT%\n".to_vec()),
+            Line::Always(b"MIME-Version: 1.0\n".to_vec()),
+            Line::Unless(b"content-type", b"Content-Type: text/plain; charset=utf-8\n".to_vec()),
+            Line::Unless(b"content-transfer-encoding", b"Content-Transfer-Encoding: 8bit\n".to_vec()),
+            Line::Always(
+                b"X-Mailer: qmail-reply (by qmail-ldap)\nPrecedence: junk\nAuto-Submitted: auto-replied\n"
+                    .to_vec(),
+            ),
+        ],
+        &fields,
+    ));
     let mut out = mailmagic::expand(&m, &subject);
     out.push(b'\n');
     out.extend_from_slice(&mailmagic::expand(body, &subject));
