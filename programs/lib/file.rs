@@ -8,6 +8,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// fsync a directory, making its entries (new links, renames) durable.
+/// Errors that mean "no such file" for a lookup of a name (a `.qmail` file, a Maildir
+/// folder): ENOENT, and names that cannot exist (a path component that is not a directory,
+/// too long, a symlink loop). Anything else (EACCES, EIO) is not an answer.
+pub fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
+    )
+}
+
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

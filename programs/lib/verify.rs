@@ -31,7 +31,7 @@ use crate::recipient::{Failure, Found, Lookup, Source};
 use crate::rewrite::{Rewriter, Route};
 use crate::{dotqmail, spawner};
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -222,7 +222,7 @@ fn dot_qmail_verdict(home: &Path, dash: &[u8], ext: &[u8]) -> Verdict {
         match std::fs::metadata(home.join(OsStr::from_bytes(&c.name))) {
             Ok(m) if m.is_file() => return Verdict::Deliverable,
             Ok(_) => continue,
-            Err(e) if missing(&e) => continue,
+            Err(e) if crate::file::is_missing(&e) => continue,
             // not ours to read: delivery decides
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => return Verdict::Deliverable,
             Err(_) => {
@@ -233,14 +233,6 @@ fn dot_qmail_verdict(home: &Path, dash: &[u8], ext: &[u8]) -> Verdict {
         }
     }
     Verdict::Unknown(NO_MAILBOX.into())
-}
-
-/// Names that cannot exist: as qmail-local's lookup treats them.
-fn missing(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
-    )
 }
 
 /// A directory account: room for one more message in the Maildir of its default delivery.
@@ -281,7 +273,7 @@ fn default_maildir(ctl: &Control, found: &Found) -> Option<PathBuf> {
             });
             let text = match dot {
                 Ok(text) => text,
-                Err(e) if missing(&e) => ctl
+                Err(e) if crate::file::is_missing(&e) => ctl
                     .raw("defaultdelivery")
                     .ok()
                     .flatten()

@@ -296,7 +296,7 @@ fn find_dotqmail(
             .open(name)
         {
             Ok(f) => f,
-            Err(e) if is_missing(&e) => continue,
+            Err(e) if qmail::file::is_missing(&e) => continue,
             Err(e) => return Err(temp(e)),
         };
         let st = file.metadata().map_err(temp)?;
@@ -320,19 +320,10 @@ fn find_dotqmail(
     Ok(None)
 }
 
-/// Errors that mean "no such file" for the lookup: ENOENT, and names that cannot exist
-/// (a path component that is not a directory, too long, a symlink loop).
-fn is_missing(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
-    )
-}
-
 fn exists(name: &[u8]) -> Result<bool, Verdict> {
     match std::fs::metadata(OsStr::from_bytes(name)) {
         Ok(_) => Ok(true),
-        Err(e) if is_missing(&e) => Ok(false),
+        Err(e) if qmail::file::is_missing(&e) => Ok(false),
         Err(e) => Err(Verdict::temp(format!(
             "Unable to stat {}: {e} (#4.2.1)",
             String::from_utf8_lossy(name)

@@ -137,14 +137,7 @@ fn folder_exists(maildir: &Path, detail: &[u8]) -> io::Result<bool> {
     match std::fs::metadata(maildir.join(OsStr::from_bytes(&name)).join("cur")) {
         Ok(meta) => Ok(meta.is_dir()),
         Err(e) if e.raw_os_error() == Some(libc::EACCES) => Ok(true),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP)
-            ) =>
-        {
-            Ok(false)
-        }
+        Err(e) if qmail::file::is_missing(&e) => Ok(false),
         Err(e) => Err(e),
     }
 }
