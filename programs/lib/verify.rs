@@ -117,12 +117,13 @@ impl Verifier {
 
     /// The verdict on `address` (an envelope recipient as given: `local@domain`).
     pub fn verdict(&mut self, address: &[u8]) -> Verdict {
-        self.detailed(address).verdict
+        self.detailed(address, false).verdict
     }
 
     /// The verdict on `address` with what smmapd needs besides it: the account's Maildir (for
-    /// its `+detail` folder check) and whether a temporary failure was a directory timeout.
-    pub fn detailed(&mut self, address: &[u8]) -> Detailed {
+    /// its `+detail` folder check; looked for only `with_maildir`, as it may read a `.qmail`
+    /// file) and whether a temporary failure was a directory timeout.
+    pub fn detailed(&mut self, address: &[u8], with_maildir: bool) -> Detailed {
         if address.len() > ADDRESS_MAX || address.contains(&0) {
             return Verdict::Unknown(NO_MAILBOX.into()).into();
         }
@@ -143,7 +144,9 @@ impl Verifier {
         match self.lookup.find(local, Some(domain), None) {
             Ok(found) => Detailed {
                 verdict: after_lookup(&found),
-                maildir: default_maildir(&Control::new(&self.home), &found),
+                maildir: with_maildir
+                    .then(|| default_maildir(&Control::new(&self.home), &found))
+                    .flatten(),
                 timed_out: false,
             },
             Err(failure) => Detailed {

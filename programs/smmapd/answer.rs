@@ -79,8 +79,8 @@ impl Answerer {
             // upstream fails open: a broken deny list does not stop mail
             Err(e) => qmail::log::line(format_args!("smmapd: warning: {e}: allowing")),
         }
-        let checked = self.verifier.detailed(&base);
         let folder = detail.filter(|d| !self.skip_plus && !d.is_empty());
+        let checked = self.verifier.detailed(&base, folder.is_some());
         if let (Some(detail), Verdict::Deliverable | Verdict::OverQuota(_)) =
             (folder, &checked.verdict)
         {
