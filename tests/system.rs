@@ -324,3 +324,16 @@ fn qmailctl_run_serves_qmail_verify_on_verifysocket() {
     );
     assert!(sb.home.join("run/verify.sock").exists());
 }
+
+/// A `control/verifysocket` naming something that is not a socket stops `qmailctl run` at
+/// once with a clear error, rather than running without the service.
+#[test]
+fn qmailctl_run_refuses_a_verifysocket_that_is_not_a_socket() {
+    let sb = Sandbox::new();
+    sb.control("verifysocket", "control/me\n");
+    let out = run_with(sb.cmd("qmailctl").args(["run", "--listen", "off"]), b"");
+    assert_ne!(code(&out), 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unable to listen on") && err.contains("not a socket"), "{err}");
+    assert!(sb.home.join("control/me").is_file(), "the file in the way was touched");
+}
