@@ -17,12 +17,6 @@ PORT=${PORT:-3899}
 
 . bench/common.sh
 bench_setup ldap
-cleanup() {
-  [ -n "${runpid:-}" ] && kill -TERM "$runpid" 2>/dev/null && wait "$runpid" 2>/dev/null
-  [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 [ "$uid" -ge 100 ] || { echo "bench/ldap.sh: ids must be >= 100" >&2; exit 1; }
 
@@ -51,6 +45,7 @@ run() { # name maildir-root -> delivered/s
   local home=$work/$1 per=$((N / STREAMS))
   QMAILHOME=$home "$bin/qmailctl" run --home "$home" --listen off > "$work/$1.log" 2>&1 &
   runpid=$!
+  pids+=("$runpid")
   for _ in $(seq 500); do grep -q '^status: local' "$work/$1.log" 2>/dev/null && break; sleep 0.01; done
   local s e
   s=$(date +%s.%N)

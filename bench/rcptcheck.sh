@@ -17,12 +17,6 @@ PORT=${PORT:-3898}
 
 . bench/common.sh
 bench_setup rcptcheck
-cleanup() {
-  [ -n "${svcpid:-}" ] && kill -TERM "$svcpid" 2>/dev/null && wait "$svcpid" 2>/dev/null
-  [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 
 . bench/slapd.sh
@@ -64,6 +58,7 @@ read -r off50 off99 off1 <<<"$(measure "")"
 read -r co50 co99 co1 <<<"$(measure 1)"
 "${as[@]}" env QMAILHOME="$work/home" "$bin/qmail-verify" --listen "unix:$work/run/verify.sock" 2>/dev/null &
 svcpid=$!
+pids+=("$svcpid")
 for _ in $(seq 500); do [ -S "$work/run/verify.sock" ] && break; sleep 0.01; done
 echo "$work/run/verify.sock" > "$work/home/control/verifysocket"
 read -r sv50 sv99 sv1 <<<"$(measure 1)"

@@ -32,15 +32,6 @@ fi
 
 . bench/common.sh
 bench_setup verify
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -f "$work/slapd.pid" ] && kill "$(cat "$work/slapd.pid")" 2>/dev/null
-  sleep 0.2
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 
 . bench/slapd.sh
 bench_slapd "$work" "$PORT" "$USERS" "$uid" "$gid" "$work/ml"
