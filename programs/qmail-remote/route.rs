@@ -3,7 +3,10 @@
 //! - [`find_route`]: `control/smtproutes` lines `domain:relay[:port]`, looked up for the host,
 //!   then each suffix of it starting at a `.`, then the empty key; the first matching line in
 //!   file order wins. An empty relay means "no route, look up MX records" (for exceptions).
-//!   The relay may be a name or an address literal `[192.0.2.1]` / `[2001:db8::1]`.
+//!   The relay may be a name, an IPv4 address `192.0.2.1`, or an address literal
+//!   `[192.0.2.1]` / `[2001:db8::1]` / `[IPv6:2001:db8::1]`. A relay of digits and dots that is
+//!   not an IPv4 address, and an IPv6 address without brackets (it cannot be told from
+//!   `host:port`), are bad routes: a temporary failure, never a DNS name.
 //! - [`literal`]: a host `[IP]` (also `[IPv6:...]`) names its address directly.
 //! - [`order`]: MX records by preference, lowest first, random among equal preferences.
 //! - [`cap`]: MX records at or above the best preference of any of this host's own
@@ -12,7 +15,7 @@
 //! Security: smtproutes is the administrator's; the host comes from the envelope and is only
 //! compared and parsed here, never used to build a path.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A route from smtproutes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +69,19 @@ fn parse_relay(value: &str) -> Result<Route, BadRoute> {
         let ip = literal_ip(inside).ok_or_else(bad)?;
         (Relay::Ip(ip), after)
     } else {
-        match first.split_once(':') {
-            Some((name, _)) => (Relay::Name(name.to_ascii_lowercase()), &first[name.len()..]),
-            None => (Relay::Name(first.to_ascii_lowercase()), ""),
+        let (host, after) = first.split_at(first.find(':').unwrap_or(first.len()));
+        if after.get(1..).is_some_and(|p| p.contains(':')) {
+            // `2001:db8::1:25` is an address, or an address and a port: only brackets tell
+            let v6 = |s: &str| s.parse::<Ipv6Addr>().is_ok();
+            if v6(first) || first.rsplit_once(':').is_some_and(|(a, _)| v6(a)) {
+                return Err(BadRoute(format!(
+                    "smtproutes has a bad relay: {first} (write an IPv6 address in brackets, \
+                     [2001:db8::1] or [2001:db8::1]:port)"
+                )));
+            }
+            return Err(bad());
         }
+        (bare_relay(host).ok_or_else(bad)?, after)
     };
     let port = match port {
         "" => None,
@@ -82,10 +94,20 @@ fn parse_relay(value: &str) -> Result<Route, BadRoute> {
             Some(port)
         }
     };
-    if matches!(&relay, Relay::Name(n) if n.is_empty()) {
-        return Err(bad());
-    }
     Ok(Route::Relay { relay, port })
+}
+
+/// A relay without brackets: digits and dots only is an IPv4 address in dotted decimal (as
+/// upstream's `dns_ip` reads it before asking the DNS), or nothing; anything else is a name.
+/// Leading zeros are refused, since `010` reads as 8 to inet_aton and as 10 to upstream.
+fn bare_relay(host: &str) -> Option<Relay> {
+    if host.is_empty() {
+        None
+    } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        host.parse::<Ipv4Addr>().ok().map(|ip| Relay::Ip(IpAddr::V4(ip)))
+    } else {
+        Some(Relay::Name(host.to_ascii_lowercase()))
+    }
 }
 
 /// The address of a host written `[IP]`; `None` when `host` is not a literal. `Err` when it
@@ -167,25 +189,93 @@ mod tests {
         assert_eq!(find_route(&dup, "d.org"), Ok(relay("first", None)));
     }
 
+    /// Every form of relay, as `find_route` reads it from a line `d.org:<relay>`: `Ok` with
+    /// the relay (`N` a name, `I` an address) and port, `Err` with a piece of the message.
     #[test]
-    fn relays() {
-        let one = |v: &str| find_route(&routes(&[("d.org", v)]), "d.org");
-        assert_eq!(
-            one("[192.0.2.1]:2525"),
-            Ok(Some(Route::Relay {
-                relay: Relay::Ip("192.0.2.1".parse().unwrap()),
-                port: Some(2525)
-            }))
-        );
-        assert_eq!(
-            one("[IPv6:2001:db8::1]"),
-            Ok(Some(Route::Relay { relay: Relay::Ip("2001:db8::1".parse().unwrap()), port: None }))
-        );
-        assert_eq!(one("  "), Ok(Some(Route::Mx)));
-        for bad in ["r:0", "r:x", "r:70000", "r:", ":25", "[1.2.3]", "[::1", "[::1]x", "r:25:26"] {
-            assert!(one(bad).is_err(), "{bad}");
+    fn relay_forms() {
+        enum Want {
+            N(&'static str, Option<u16>),
+            I(&'static str, Option<u16>),
+            Mx,
+            Bad(&'static str),
         }
-        assert!(one("relay.example user secret").unwrap_err().0.contains("AUTH"));
+        use Want::*;
+        let table = [
+            // names
+            ("relay.example", N("relay.example", None)),
+            ("Relay.Example:2525", N("relay.example", Some(2525))),
+            ("localhost", N("localhost", None)),
+            ("123.example", N("123.example", None)),
+            ("0x7f.1", N("0x7f.1", None)),
+            // IPv4 addresses, bare and bracketed
+            ("127.0.0.1", I("127.0.0.1", None)),
+            ("127.0.0.1:2525", I("127.0.0.1", Some(2525))),
+            ("10.0.0.5", I("10.0.0.5", None)),
+            ("255.255.255.255:65535", I("255.255.255.255", Some(65535))),
+            ("[192.0.2.1]", I("192.0.2.1", None)),
+            ("[192.0.2.1]:2525", I("192.0.2.1", Some(2525))),
+            // IPv6 addresses: in brackets only
+            ("[2001:db8::1]", I("2001:db8::1", None)),
+            ("[2001:db8::1]:2525", I("2001:db8::1", Some(2525))),
+            ("[IPv6:2001:db8::1]", I("2001:db8::1", None)),
+            ("[ipv6:::1]:26", I("::1", Some(26))),
+            ("[::ffff:192.0.2.1]", I("::ffff:192.0.2.1", None)),
+            // no relay: MX records
+            ("", Mx),
+            ("  ", Mx),
+            // digits and dots that are no IPv4 address: never a name for the DNS
+            ("1.2.3", Bad("bad relay: 1.2.3")),
+            ("1.2.3:25", Bad("bad relay: 1.2.3:25")),
+            ("999.1.1.1", Bad("bad relay: 999.1.1.1")),
+            ("1.2.3.4.5", Bad("bad relay")),
+            ("1.2.3.4.", Bad("bad relay")),
+            ("010.0.0.5", Bad("bad relay")),
+            ("12345", Bad("bad relay")),
+            ("...", Bad("bad relay")),
+            // bare IPv6: cannot be told from host:port
+            ("2001:db8::1", Bad("in brackets")),
+            ("2001:db8::1:25", Bad("in brackets")),
+            ("::1", Bad("in brackets")),
+            ("::1:2525", Bad("in brackets")),
+            // bad brackets, ports and the rest
+            ("[1.2.3]", Bad("bad relay")),
+            ("[999.1.1.1]", Bad("bad relay")),
+            ("[relay.example]", Bad("bad relay")),
+            ("[]", Bad("bad relay")),
+            ("[::1", Bad("bad relay")),
+            ("[::1]x", Bad("bad relay")),
+            ("[::1]:", Bad("bad relay")),
+            ("r:0", Bad("bad relay: r:0")),
+            ("r:x", Bad("bad relay")),
+            ("r:70000", Bad("bad relay")),
+            ("r:", Bad("bad relay")),
+            (":25", Bad("bad relay")),
+            ("r:25:26", Bad("bad relay: r:25:26")),
+            ("127.0.0.1:0", Bad("bad relay")),
+            ("relay.example user secret", Bad("SMTP AUTH")),
+        ];
+        for (value, want) in table {
+            let got = find_route(&routes(&[("d.org", value)]), "d.org");
+            let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+            match want {
+                N(name, port) => assert_eq!(got, Ok(relay(name, port)), "{value:?}"),
+                I(addr, port) => assert_eq!(
+                    got,
+                    Ok(Some(Route::Relay { relay: Relay::Ip(ip(addr)), port })),
+                    "{value:?}"
+                ),
+                Mx => assert_eq!(got, Ok(Some(Route::Mx)), "{value:?}"),
+                Bad(text) => match got {
+                    Err(BadRoute(message)) => {
+                        assert!(message.contains(text), "{value:?}: {message}")
+                    }
+                    ok => panic!("{value:?}: {ok:?}, wanted a bad route saying {text:?}"),
+                },
+            }
+        }
+        // only an address that could be read two ways gets the hint about brackets
+        let hint = |v: &str| find_route(&routes(&[("d.org", v)]), "d.org").unwrap_err().0;
+        assert!(!hint("r:25:26").contains("brackets"));
     }
 
     #[test]
