@@ -1,13 +1,14 @@
 //! Remote delivery: qmail-remote against a real DNS server (Debian's dnsmasq, started per
 //! test on a loopback address of its own) and real receivers (Postfix's smtp-sink, this
-//! project's qmail-smtpd under ucspi-tcp's tcpserver, and small scripted or hostile servers
-//! written here); qmail-rspawn and qmail-send through the whole system; qmail-tcpto and
-//! qmail-tcpok.
+//! project's qmail-smtpd under ucspi-tcp's tcpserver or `qmailctl run`'s listener, and small
+//! scripted or hostile servers written here); qmail-rspawn and qmail-send through the whole
+//! system; qmail-tcpto and qmail-tcpok.
 //!
 //! Every test takes its own block of loopback addresses (127.A.B.x, from the process id and a
 //! counter), so tests run in parallel; receivers listen on the test's port, which the
 //! sending root names in `control/remoteport`, and dnsmasq on port 5300 + n of the test's
-//! first address, named in the resolv.conf file of `control/resolvconf`.
+//! first address, named in the resolv.conf file of `control/resolvconf`. `qmailctl run`'s
+//! listener is on 127.0.0.1 and a free port of its own.
 
 use crate::harness::*;
 use std::fs::{self, File};
@@ -776,6 +777,54 @@ fn tcpserver_smtpd(sb: &Sandbox, ip: &str, port: u16, env: &[(&str, &str)]) -> G
         "tcpserver did not start on {addr}"
     );
     guard
+}
+
+/// A route whose relay is a bare IPv4 address and port (`domain:127.0.0.1:PORT`, no DNS
+/// involved) carries a message from one root to the SMTP listener of another; a relay that
+/// only looks like an address keeps the message queued (#4.3.5) until the route is fixed.
+#[test]
+fn a_route_to_a_bare_address_and_port_reaches_a_second_root() {
+    use nix::sys::signal::Signal;
+    // the receiving root: route.test is local; qmailctl run's listener on 127.0.0.1
+    let b = Sandbox::for_delivery();
+    b.control("locals", "mx.example.org\nexample.org\nroute.test\n");
+    let (uid, gid, home) = b.user_home("kim");
+    b.assign(&[("kim", uid, gid, &home)]);
+    let (b_run, port) = b.start_smtp();
+    // the sending root, first with a relay that is no address (one number short)
+    let a = Sandbox::for_delivery();
+    a.control("smtproutes", &format!("route.test:127.0.0:{port}\n"));
+    let a_run = a.start();
+    a.inject(&["-fsnd@example.org", "kim@route.test"], "Subject: routed\n\nby address\n");
+    assert!(
+        a_run.wait_log(LONG, |l| l.contains("deferral:")
+            && l.contains("bad_relay:_127.0.0:")
+            && l.contains("(#4.3.5)")),
+        "no deferral; log:\n{}",
+        a_run.log_text()
+    );
+    assert_eq!(a.check_queue(), 1, "still queued");
+    a.control("smtproutes", &format!("route.test:127.0.0.1:{port}\n"));
+    a_run.signal(Signal::SIGALRM, &a.home);
+    assert!(
+        wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1),
+        "not delivered; sending log:\n{}\nreceiving log:\n{}",
+        a_run.log_text(),
+        b_run.log_text()
+    );
+    let text = fs::read_to_string(&Sandbox::maildir_new(&home)[0]).unwrap();
+    assert!(
+        text.starts_with("Return-Path: <snd@example.org>\nDelivered-To: kim@route.test\n"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: routed\n") && text.ends_with("by address\n"), "{text}");
+    assert!(
+        a_run.wait_log(LONG, |l| l.contains("success:") && l.contains("127.0.0.1_accepted")),
+        "log:\n{}",
+        a_run.log_text()
+    );
+    assert!(wait_until(LONG, || a.check_queue() == 0), "log:\n{}", a_run.log_text());
+    assert_eq!(a_run.count_log(|l| l.contains("failure:")), 0, "{}", a_run.log_text());
 }
 
 #[test]
