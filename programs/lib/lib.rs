@@ -8,6 +8,7 @@
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
 //!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`],
+//!   [`clean`] (qmail-clean's requests and replies, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
@@ -49,6 +50,7 @@ pub mod auto;
 pub mod base64;
 pub mod cdb;
 pub mod child;
+pub mod clean;
 pub mod control;
 pub mod date822;
 pub mod dotqmail;

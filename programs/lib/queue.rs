@@ -8,6 +8,7 @@
 use crate::auto::SPLIT;
 use crate::envelope::Envelope;
 use crate::exit::{self, Verdict};
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,6 +45,31 @@ pub const DIRS: &[Dir] = &[
     Dir { path: "bounce", owner: Owner::Qmails, mode: 0o700, split: false },
     Dir { path: "lock", owner: Owner::Qmailq, mode: 0o750, split: false },
 ];
+
+/// Who runs an installation root, read from the owner of its `queue/` directory: the one rule
+/// qmail-start, qmail-lspawn, qmail-queue and qmailctl share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installation {
+    /// `queue/` belongs to qmailq: each program runs as its qmail user (`qmailctl init --users`).
+    System,
+    /// `queue/` belongs to another user, not root: that user plays every qmail user
+    /// (`qmailctl init`, by that user or for `--owner`).
+    Owned { uid: u32, gid: u32 },
+    /// `queue/` belongs to root (an installation made by an older `qmailctl init`).
+    Root,
+}
+
+/// The [`Installation`] of the root `home`.
+pub fn installation(home: &Path) -> io::Result<Installation> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(home.join("queue"))?;
+    let qmailq = nix::unistd::User::from_name(crate::auto::USER_QMAILQ).ok().flatten();
+    Ok(match meta.uid() {
+        0 => Installation::Root,
+        uid if qmailq.is_some_and(|q| q.uid.as_raw() == uid) => Installation::System,
+        uid => Installation::Owned { uid, gid: meta.gid() },
+    })
+}
 
 /// The queue directory of an installation root.
 #[derive(Debug, Clone)]
@@ -84,6 +110,58 @@ pub fn split_name(dir: &str, id: u64) -> String {
 pub fn info_sender(info: &[u8]) -> Vec<u8> {
     let rec = info.strip_prefix(b"F").unwrap_or(info);
     rec.split(|&b| b == 0).next().unwrap_or(b"").to_vec()
+}
+
+/// What a message file without `todo/id` and without `info/S/id` is (doc/INTERNALS.md,
+/// "Leftovers"). Such a file is never waiting mail: it will not be delivered as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// A qmail-queue is still writing it (it holds the injection lock): leave it alone.
+    Injecting,
+    /// Nobody will ever finish it: what a crashed or failed injection left, or a finished
+    /// message whose `info/` was removed just before a crash. It may be removed now.
+    Debris,
+}
+
+/// Take the injection lock on qmail-queue's new message file: an exclusive `flock`, taken
+/// before the file gets its `mess/` name and held until qmail-queue exits (after the commit
+/// point, or after removing its files). The lock ends with the process, whatever kills it.
+pub fn lock_injection(file: File) -> io::Result<Flock<File>> {
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io::Error::from(e))
+}
+
+/// Classify message `id` of the queue directory `queue`: `None` when it is queued (`todo/id`
+/// or `info/S/id` exists) or already gone, else what kind of [`Leftover`] it is.
+///
+/// The order of the checks makes this safe while qmail-queue and qmail-todo run: the lock
+/// first (a live injection holds it from before the file has its name until after `todo/id`
+/// exists), then `todo/id`, then `info/S/id` (qmail-todo writes info before it removes
+/// todo). Only qmail-send removes `info/S/id`, and it asks this question itself.
+pub fn leftover(queue: &Path, id: u64) -> io::Result<Option<Leftover>> {
+    let mess = match File::open(queue.join(split_name("mess", id))) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match Flock::lock(mess, FlockArg::LockSharedNonblock) {
+        Ok(_unlocked_on_drop) => {}
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(Some(Leftover::Injecting)),
+        Err((_, e)) => return Err(e.into()),
+    }
+    if present(&queue.join(format!("todo/{id}")))? || present(&queue.join(split_name("info", id)))?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Leftover::Debris))
+}
+
+/// Whether `path` exists; a failure other than "no such file" is an error, never "absent".
+fn present(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Poke qmail-send: open the trigger FIFO without blocking, write one byte, close. Every error
@@ -242,6 +320,30 @@ mod tests {
         let _ = inj.message().write_all(b"partial");
         inj.abort();
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "qmail-queue reaped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn leftovers() {
+        let dir = std::env::temp_dir().join(format!("qmail-leftover-{}", std::process::id()));
+        for sub in ["mess/1", "info/1", "todo"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let mess = dir.join(split_name("mess", 24));
+        assert_eq!(leftover(&dir, 24).unwrap(), None, "gone");
+        std::fs::write(&mess, "x").unwrap();
+        assert_eq!(leftover(&dir, 24).unwrap(), Some(Leftover::Debris));
+        // a live injection holds the lock
+        let held = lock_injection(File::open(&mess).unwrap()).unwrap();
+        assert_eq!(leftover(&dir, 24).unwrap(), Some(Leftover::Injecting));
+        drop(held);
+        assert_eq!(leftover(&dir, 24).unwrap(), Some(Leftover::Debris));
+        // committed, or preprocessed: queued
+        std::fs::write(dir.join("todo/24"), "").unwrap();
+        assert_eq!(leftover(&dir, 24).unwrap(), None);
+        std::fs::remove_file(dir.join("todo/24")).unwrap();
+        std::fs::write(dir.join(split_name("info", 24)), "F\0").unwrap();
+        assert_eq!(leftover(&dir, 24).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

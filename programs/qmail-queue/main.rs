@@ -11,6 +11,10 @@
 //! The sequence (spec pipeline §1.6): pid file → link into `mess/S/id` (id = inode) → Received
 //! line + message, fsync → fsync `mess/S` → `intd/id` with `u`, `p`, `F`, `T` records, fsync →
 //! link into `todo/id` (the commit point) → fsync `todo/` → poke `lock/trigger` → exit 0.
+//! From the pid file's creation to the exit it holds an exclusive `flock` on the message file
+//! (the injection lock), which tells qmail-send a live injection from a dead one.
+//! Run by root without the setuid bit on a queue owned by another user, it first becomes the
+//! queue's owner (exit 62 if it cannot), so that what it queues can be delivered.
 //! Unlike upstream, every failure before the commit point removes the files made so far
 //! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout still exits
 //! without cleanup, as the cleanup pass expects.
@@ -79,11 +83,15 @@ fn run() -> Result<(), QueueExit> {
     std::env::set_current_dir("queue").map_err(|_| QueueExit::NoQueueDir)?;
     let pid = getpid().as_raw() as u32;
     let uid = getuid().as_raw();
+    become_queue_owner()?;
     let mut debris = Debris::default();
 
-    // 1. a unique pid file; its inode number is the message id
+    // 1. a unique pid file; its inode number is the message id. The injection lock is taken
+    //    before the file gets its mess/ name and held until exit, so qmail-send can tell this
+    //    live injection from the debris of a dead one (qmail::queue::leftover)
     let (pidfile, file) = make_pidfile(pid)?;
     debris.pidfile = Some(pidfile.clone());
+    let file = qmail::queue::lock_injection(file).map_err(|_| debris.clean(QueueExit::PidFile))?;
     let id = file.metadata().map_err(|_| debris.clean(QueueExit::PidFile))?.ino();
     pause.at("pid");
 
@@ -102,7 +110,6 @@ fn run() -> Result<(), QueueExit> {
     file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
     fsync_dir(mess.parent().unwrap_or(Path::new("mess")))
         .map_err(|_| debris.clean(QueueExit::WriteError))?;
-    drop(file);
     pause.at("fsync");
 
     // 4. the envelope into intd/id
@@ -132,6 +139,29 @@ fn run() -> Result<(), QueueExit> {
 
     qmail::queue::pull_trigger(Path::new("lock/trigger"));
     Ok(())
+}
+
+/// Run by root (not through the setuid bit) on a queue that belongs to someone else (a
+/// system installation's qmailq, or the owner of a `qmailctl init --owner` root): become that
+/// owner first, so the queued files are the queue owner's, as qmail-send and qmail-clean
+/// need. Files made by root there would never be delivered ("message has wrong owner").
+/// Failing to switch is exit 62 with a line on stderr saying why.
+fn become_queue_owner() -> Result<(), QueueExit> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let meta = fs::metadata(".").map_err(|_| QueueExit::NoQueueDir)?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    qmail::prot::drop_to(meta.uid(), meta.gid()).map(drop).map_err(|e| {
+        let _ = writeln!(
+            io::stderr(),
+            "qmail-queue: running as root, unable to become the queue's owner (uid {}): {e}",
+            meta.uid()
+        );
+        QueueExit::NoQueueDir
+    })
 }
 
 /// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, seq 1 to 9.

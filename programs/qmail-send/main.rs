@@ -14,9 +14,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use qmail::auto::{self, SPLIT};
+use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::date822::unix_now;
 use qmail::log::safe;
+use qmail::queue::Leftover;
 use qmail::rewrite::Rewriter;
 use qmail::spawn::{Command, ReportDecoder};
 use std::cmp::Reverse;
@@ -31,8 +33,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Retry after trouble with the file system.
 const TROUBLE: i64 = 123;
-/// Debris of a crashed injection is this old before it is removed (36 hours).
-const OSSIFIED: i64 = 129_600;
 /// Time between cleanup sweeps.
 const SWEEP: i64 = 76_431;
 /// The most a poll sleeps.
@@ -42,11 +42,20 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("qmail-send: fatal: {e}");
-            let _ = writeln!(io::stdout(), "alert: {e}");
+            // fd 0 is the log (fd 1 and 2 are qmail-lspawn's pipes)
+            if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
+                let _ = File::from(fd)
+                    .write_all(format!("alert: qmail-send: {e}; exiting\n").as_bytes());
+            }
             ExitCode::from(qmail::exit::TEMP)
         }
     }
+}
+
+/// Trouble finishing a message: tried again later, unless qmail-clean is gone.
+enum Trouble {
+    Later(String),
+    Lost(String),
 }
 
 /// One delivery channel: local (lspawn) or remote (rspawn).
@@ -92,8 +101,7 @@ struct Send {
     control: Control,
     log: File,
     chans: [Channel; 2],
-    clean_w: File,
-    clean_r: File,
+    cleaner: Client,
     todo_w: File,
     todo_r: File,
     todo_buf: Vec<u8>,
@@ -109,6 +117,15 @@ struct Send {
 }
 
 fn run() -> Result<(), String> {
+    // first of all: from here on TERM, ALRM and HUP wait for the main loop (qmailctl doqueue
+    // and reload signal only a process that blocks them)
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGALRM, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
     let home = auto::home();
     let control = Control::new(&home);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -157,8 +174,7 @@ fn run() -> Result<(), String> {
         control,
         log,
         chans: [chan("local", 10, l_to, l_from, lconc), chan("remote", 20, r_to, r_from, rconc)],
-        clean_w,
-        clean_r,
+        cleaner: Client::new(clean_w, clean_r),
         todo_w,
         todo_r,
         todo_buf: Vec::new(),
@@ -171,14 +187,6 @@ fn run() -> Result<(), String> {
         next_sweep: 0,
         completions: BinaryHeap::new(),
     };
-    let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGALRM, Signal::SIGHUP] {
-        mask.add(s);
-    }
-    mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
-    let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| format!("signalfd: {e}"))?;
-
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete
     let _ = send.todo_w.write_all(b"S");
@@ -291,9 +299,9 @@ impl Send {
                 self.log("status: exiting");
                 return Ok(());
             }
-            self.run_completions();
+            self.run_completions()?;
             if unix_now() >= self.next_sweep && !self.exitasap {
-                self.cleanup_sweep();
+                self.cleanup_sweep()?;
             }
             self.schedule()?;
             self.flush_outboxes()?;
@@ -651,11 +659,11 @@ impl Send {
         }
     }
 
-    /// Spec §2.8: bounce if needed, then remove the message.
-    /// Spec §2.9: remove what crashed injections left behind: a message file untouched for
-    /// 36 hours (longer than qmail-queue's 24-hour limit, so never a live injection) with
-    /// neither info nor todo.
-    fn cleanup_sweep(&mut self) {
+    /// Remove what will never be delivered (doc/INTERNALS.md, "Leftovers"): a message file
+    /// with neither todo nor info that no live qmail-queue holds, i.e. the debris of a crashed
+    /// injection or a finished message whose info was removed just before a crash. Runs at
+    /// start, so no crash leaves such a file listed as queued mail, and then now and again.
+    fn cleanup_sweep(&mut self) -> Result<(), String> {
         let now = unix_now();
         for s in 0..SPLIT {
             let Ok(dir) = fs::read_dir(format!("mess/{s}")) else { continue };
@@ -663,73 +671,78 @@ impl Send {
                 let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
                     continue;
                 };
-                let Ok(meta) = e.metadata() else { continue };
-                if now - meta.atime() < OSSIFIED
-                    || Path::new(&path("info", id)).exists()
-                    || Path::new(&format!("todo/{id}")).exists()
-                {
-                    continue;
+                match qmail::queue::leftover(Path::new("."), id) {
+                    Ok(Some(Leftover::Debris)) => {}
+                    Ok(None | Some(Leftover::Injecting)) => continue,
+                    Err(e) => {
+                        self.log(&format!("warning: unable to check msg {id}: {e}"));
+                        continue;
+                    }
                 }
-                self.log(&format!("warning: removing debris of msg {id} (a crashed injection)"));
-                if let Err(e) = self.clean(&format!("foop/{id}")) {
-                    self.log(&format!("warning: {e}"));
+                self.log(&format!("warning: removing leftover msg {id} (nothing will deliver it)"));
+                match self.cleaner.request(clean::Request::Foop(id)) {
+                    Ok(()) => {}
+                    Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
+                    Err(e) => self.log(&format!("warning: {e}")),
                 }
             }
         }
         self.next_sweep = now + SWEEP;
+        Ok(())
     }
 
-    fn run_completions(&mut self) {
+    /// Finish the messages due; losing qmail-clean is fatal (the set is restarted).
+    fn run_completions(&mut self) -> Result<(), String> {
         let now = unix_now();
         while let Some(Reverse((due, id))) = self.completions.peek().copied() {
             if due > now {
                 break;
             }
             self.completions.pop();
-            if let Err(e) = self.complete(id) {
-                self.log(&format!(
-                    "warning: trouble completing msg {id}: {e}; will try again later"
-                ));
-                self.completions.push(Reverse((now + TROUBLE, id)));
+            match self.complete(id) {
+                Ok(()) => {}
+                Err(Trouble::Lost(e)) => return Err(format!("oh no! {e}")),
+                Err(Trouble::Later(e)) => {
+                    self.log(&format!(
+                        "warning: trouble completing msg {id}: {e}; will try again later"
+                    ));
+                    self.completions.push(Reverse((now + TROUBLE, id)));
+                }
             }
         }
+        Ok(())
     }
 
-    fn complete(&mut self, id: u64) -> Result<(), String> {
+    /// Spec §2.8: bounce if needed, then remove the message (info first, then the message
+    /// file through qmail-clean).
+    fn complete(&mut self, id: u64) -> Result<(), Trouble> {
         let bounce_path = PathBuf::from(format!("bounce/{id}"));
         let info_path = path("info", id);
         if bounce_path.exists() {
-            let info = fs::read(&info_path).map_err(|e| format!("{info_path}: {e}"))?;
+            let info =
+                fs::read(&info_path).map_err(|e| Trouble::Later(format!("{info_path}: {e}")))?;
             let sender = qmail::queue::info_sender(&info);
             if bounce::route(&sender, &self.bounce).is_none() {
                 self.log(&format!("triple bounce: discarding bounce/{id}"));
             } else {
                 let mess = PathBuf::from(path("mess", id));
                 let qp = bounce::inject(&self.home, &self.bounce, &sender, &bounce_path, &mess)
-                    .map_err(|v| v.to_string())?;
+                    .map_err(|v| Trouble::Later(v.to_string()))?;
                 self.log(&format!("bounce msg {id} qp {qp}"));
             }
-            fs::remove_file(&bounce_path).map_err(|e| format!("unlink bounce/{id}: {e}"))?;
+            fs::remove_file(&bounce_path)
+                .map_err(|e| Trouble::Later(format!("unlink bounce/{id}: {e}")))?;
         }
         self.log(&format!("end msg {id}"));
         match fs::remove_file(&info_path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("unlink {info_path}: {e}")),
+            Err(e) => return Err(Trouble::Later(format!("unlink {info_path}: {e}"))),
         }
-        self.clean(&format!("foop/{id}"))
-    }
-
-    fn clean(&mut self, request: &str) -> Result<(), String> {
-        self.clean_w
-            .write_all(format!("{request}\0").as_bytes())
-            .map_err(|e| format!("qmail-clean: {e}"))?;
-        let mut b = [0u8; 1];
-        match self.clean_r.read(&mut b) {
-            Ok(1) if b[0] == b'+' => Ok(()),
-            Ok(1) => Err(format!("qmail-clean answered {} to {request}", b[0] as char)),
-            _ => Err("oh no! lost the qmail-clean connection".into()),
-        }
+        self.cleaner.request(clean::Request::Foop(id)).map_err(|e| match e {
+            CleanError::Lost(_) => Trouble::Lost(e.to_string()),
+            CleanError::Refused(..) => Trouble::Later(e.to_string()),
+        })
     }
 
     /// Records from qmail-todo: `D<L|R|B|X><id>`, `L<log line>`, `X`.

@@ -5,10 +5,12 @@
 //! `B` or `X`, then the id: schedule the message for local, remote, both or completion; `L`
 //! and a log line; `X` on exit); fd 2 to its own qmail-clean, fd 3 from its replies. Watches `queue/lock/trigger` and scans
 //! `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
-//! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure.
+//! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure or when its
+//! qmail-clean is gone (qmail-send then loses qmail-todo and exits, and the set is restarted).
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
+use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::log::safe;
 use qmail::rewrite::{Rewriter, Route};
@@ -45,8 +47,7 @@ struct Todo {
     control: Control,
     rewriter: Rewriter,
     out: File,
-    clean_w: File,
-    clean_r: File,
+    cleaner: Client,
 }
 
 fn run() -> Result<(), String> {
@@ -59,7 +60,8 @@ fn run() -> Result<(), String> {
     let clean_w = dup(io::stderr().as_fd())?;
     let clean_r = File::from(qmail::child::inherited(3).ok_or("fd 3 is not open")?);
     let queue = File::open(".").map_err(|e| format!("unable to open the queue: {e}"))?;
-    let mut todo = Todo { queue, control, rewriter, out, clean_w, clean_r };
+    let cleaner = Client::new(clean_w, clean_r);
+    let mut todo = Todo { queue, control, rewriter, out, cleaner };
     let input = dup(io::stdin().as_fd())?;
 
     // wait for qmail-send's go-ahead: it has finished scanning the queue
@@ -178,8 +180,11 @@ impl Todo {
                 continue;
             }
             for (id, kind) in done {
-                match self.clean(id) {
+                // todo/id and intd/id go; losing qmail-clean is fatal (qmail-send then
+                // loses us and the whole set is restarted)
+                match self.cleaner.request(clean::Request::Todo(id)) {
                     Ok(()) => self.send(format!("D{kind}{id}").as_bytes()),
+                    Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
                     Err(e) => self.log(&format!(
                         "warning: trouble with todo/{id}: {e}; will try again later"
                     )),
@@ -269,19 +274,6 @@ impl Todo {
             w.into_inner().map_err(|e| werr(e.into_error()))?;
         }
         Ok(kind)
-    }
-
-    /// Ask qmail-clean to remove `todo/id` and `intd/id`.
-    fn clean(&mut self, id: u64) -> Result<(), String> {
-        self.clean_w
-            .write_all(format!("todo/{id}\0").as_bytes())
-            .map_err(|e| format!("qmail-clean: {e}"))?;
-        let mut b = [0u8; 1];
-        match self.clean_r.read(&mut b) {
-            Ok(1) if b[0] == b'+' => Ok(()),
-            Ok(1) => Err(format!("qmail-clean answered {}", b[0] as char)),
-            _ => Err("qmail-clean went away".into()),
-        }
     }
 
     fn log(&mut self, line: &str) {

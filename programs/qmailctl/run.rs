@@ -200,26 +200,49 @@ fn start(
 /// Running as root, the owner of a single-user root (qmailctl init --owner) runs the SMTP
 /// server; a system installation's smtpd runs as qmaild.
 fn owner(home: &Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
+    use qmail::queue::Installation;
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    let meta = fs::metadata(home.join("queue")).ok()?;
-    let user = |name: &str| nix::unistd::User::from_name(name).ok().flatten();
-    // a queue owned by qmailq is a system installation: the SMTP server runs as qmaild
-    if user(qmail::auto::USER_QMAILQ).is_some_and(|u| u.uid.as_raw() == meta.uid()) {
-        return user(qmail::auto::USER_QMAILD).map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+    match qmail::queue::installation(home).ok()? {
+        Installation::System => {
+            let qmaild = nix::unistd::User::from_name(qmail::auto::USER_QMAILD).ok().flatten()?;
+            Some((qmaild.uid.as_raw(), qmaild.gid.as_raw()))
+        }
+        Installation::Owned { uid, gid } => Some((uid, gid)),
+        Installation::Root => None,
     }
-    (meta.uid() != 0).then_some((meta.uid(), meta.gid()))
 }
 
-/// Send `sig` to the running qmail-send.
+/// Send `sig` to the running qmail-send, once it is ready for it.
 pub fn signal(home: &Path, sig: Signal) -> Result<()> {
     let path = pid_file(home);
     let text = fs::read_to_string(&path)
         .with_context(|| format!("unable to read {}: is qmailctl run running?", path.display()))?;
     let pid: i32 = text.trim().parse().with_context(|| format!("bad pid in {}", path.display()))?;
+    // qmail-send takes ALRM and HUP from a signalfd, blocking them; until it does (qmail-start
+    // still setting up, or qmail-send just started) they would kill it, so wait for that
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !blocks(pid, sig) {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("qmail-send (pid {pid}) is not running: is qmailctl run running?");
+        }
+        if Instant::now() >= deadline {
+            bail!("qmail-send (pid {pid}) is not ready for signals; try again in a moment");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     kill(Pid::from_raw(pid), sig)
         .with_context(|| format!("unable to signal qmail-send (pid {pid})"))?;
     Ok(())
+}
+
+/// Whether process `pid` blocks `sig` (the `SigBlk` mask of /proc/PID/status).
+fn blocks(pid: i32, sig: Signal) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig as i32 - 1)) != 0)
 }

@@ -1,0 +1,228 @@
+//! clean: the protocol between qmail-clean and its two clients, qmail-send and qmail-todo
+//! (spec pipeline §2.13; doc/qmail-clean.8). Both ends use this module.
+//!
+//! - Request: `foop/<id>` or `todo/<id>` followed by `\0`, 6 to 99 bytes before the `\0`,
+//!   digits only after the prefix. `foop/<id>` removes `intd/<id>` and `mess/<id mod 23>/<id>`;
+//!   `todo/<id>` removes `intd/<id>` and `todo/<id>`.
+//! - Reply, one byte: `+` done, `!` an unlink failed (other than "no such file"), `x` bad
+//!   request.
+//!
+//! A client that loses qmail-clean (a write fails, or the reply is end of file) gets
+//! [`CleanError::Lost`]: the caller must treat it as fatal and exit, so that its supervisor
+//! restarts the whole set (a message can never be finished without qmail-clean).
+
+use crate::auto::SPLIT;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// The longest request, without its `\0`.
+pub const MAX_REQUEST: usize = 99;
+/// The shortest request, without its `\0` (`foop/` and one digit).
+pub const MIN_REQUEST: usize = 6;
+
+/// A valid request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `foop/<id>`: the message was never fully queued, or is done.
+    Foop(u64),
+    /// `todo/<id>`: the envelope was preprocessed.
+    Todo(u64),
+}
+
+impl Request {
+    /// Parse the bytes before the `\0`.
+    pub fn parse(raw: &[u8]) -> Option<Request> {
+        if !(MIN_REQUEST..=MAX_REQUEST).contains(&raw.len()) {
+            return None;
+        }
+        let (prefix, digits) = raw.split_at(5);
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        // all digits, at most 94 of them: only overflow can fail
+        let id: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        match prefix {
+            b"foop/" => Some(Request::Foop(id)),
+            b"todo/" => Some(Request::Todo(id)),
+            _ => None,
+        }
+    }
+
+    /// The request on the wire, with its `\0`.
+    pub fn encode(self) -> Vec<u8> {
+        match self {
+            Request::Foop(id) => format!("foop/{id}\0"),
+            Request::Todo(id) => format!("todo/{id}\0"),
+        }
+        .into_bytes()
+    }
+
+    /// The files to remove, relative to the queue.
+    pub fn files(self) -> [PathBuf; 2] {
+        match self {
+            Request::Foop(id) => {
+                [format!("intd/{id}").into(), format!("mess/{}/{id}", id % SPLIT).into()]
+            }
+            Request::Todo(id) => [format!("intd/{id}").into(), format!("todo/{id}").into()],
+        }
+    }
+}
+
+/// Splits qmail-clean's input into requests, storing at most [`MAX_REQUEST`] + 1 bytes of one.
+#[derive(Debug, Default)]
+pub struct Requests {
+    buf: Vec<u8>,
+    /// the current request is too long: drop bytes until its `\0`
+    overlong: bool,
+}
+
+impl Requests {
+    /// Take one byte; at a `\0`, the request it ends (`None` inside: a bad request).
+    pub fn push(&mut self, byte: u8) -> Option<Option<Request>> {
+        if byte != 0 {
+            if self.buf.len() > MAX_REQUEST {
+                self.overlong = true;
+            } else {
+                self.buf.push(byte);
+            }
+            return None;
+        }
+        let request = if self.overlong { None } else { Request::parse(&self.buf) };
+        self.buf.clear();
+        self.overlong = false;
+        Some(request)
+    }
+}
+
+/// Why a request was not carried out.
+#[derive(Debug)]
+pub enum CleanError {
+    /// qmail-clean is gone: fatal for the client.
+    Lost(String),
+    /// qmail-clean answered, but did not remove the files (`!`) or refused the request (`x`):
+    /// try again later.
+    Refused(Request, u8),
+}
+
+impl std::fmt::Display for CleanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CleanError::Lost(why) => write!(f, "lost the qmail-clean connection: {why}"),
+            CleanError::Refused(req, reply) => {
+                let req = String::from_utf8_lossy(&req.encode()).trim_end_matches('\0').to_string();
+                write!(f, "qmail-clean answered {} to {req}", char::from(*reply))
+            }
+        }
+    }
+}
+
+/// The client end: requests on `to`, replies from `from`.
+pub struct Client {
+    to: File,
+    from: File,
+}
+
+impl Client {
+    pub fn new(to: File, from: File) -> Self {
+        Client { to, from }
+    }
+
+    /// Send one request and wait for its reply.
+    pub fn request(&mut self, request: Request) -> Result<(), CleanError> {
+        self.to.write_all(&request.encode()).map_err(|e| CleanError::Lost(e.to_string()))?;
+        let mut b = [0u8; 1];
+        loop {
+            return match self.from.read(&mut b) {
+                Ok(1) if b[0] == b'+' => Ok(()),
+                Ok(1) => Err(CleanError::Refused(request, b[0])),
+                Ok(_) => Err(CleanError::Lost("end of file".into())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(CleanError::Lost(e.to_string())),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(input: &[u8]) -> Vec<Option<Request>> {
+        let mut r = Requests::default();
+        input.iter().filter_map(|&b| r.push(b)).collect()
+    }
+
+    #[test]
+    fn requests() {
+        use Request::*;
+        let rows: &[(&[u8], Option<Request>)] = &[
+            (b"foop/1", Some(Foop(1))),
+            (b"todo/457", Some(Todo(457))),
+            (b"foop/0457", Some(Foop(457))),
+            (b"foop/", None),
+            (b"todo/", None),
+            (b"foop", None),
+            (b"", None),
+            (b"fooq/1", None),
+            (b"FOOP/1", None),
+            (b"foop/1a", None),
+            (b"foop/-1", None),
+            (b"foop/+1", None),
+            (b"foop/1 ", None),
+            (b"foop/../1", None),
+            (b"todo/1/2", None),
+            (b"foop/18446744073709551615", Some(Foop(u64::MAX))),
+            (b"foop/18446744073709551616", None),
+        ];
+        for (raw, want) in rows {
+            assert_eq!(&Request::parse(raw), want, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(Foop(470).files(), [PathBuf::from("intd/470"), PathBuf::from("mess/10/470")]);
+        assert_eq!(Todo(470).files(), [PathBuf::from("intd/470"), PathBuf::from("todo/470")]);
+        for r in [Foop(0), Todo(470), Foop(u64::MAX)] {
+            let wire = r.encode();
+            assert_eq!(split(&wire), vec![Some(r)], "encode and parse agree");
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        // 99 bytes before the NUL is the most; the digits themselves overflow a u64 though
+        let zeros = |n: usize| [b"todo/".as_slice(), &vec![b'0'; n - 6], b"7"].concat();
+        assert_eq!(Request::parse(&zeros(99)), Some(Request::Todo(7)));
+        assert_eq!(Request::parse(&zeros(100)), None);
+    }
+
+    #[test]
+    fn hostile_streams() {
+        let long = [vec![b'1'; 100_000], vec![0]].concat();
+        let input = [b"foop/1\0".as_slice(), &long, b"todo/2\0\0\0", b"todo/3"].concat();
+        let got = split(&input);
+        assert_eq!(got, vec![Some(Request::Foop(1)), None, Some(Request::Todo(2)), None, None]);
+        let mut r = Requests::default();
+        for _ in 0..1_000_000 {
+            r.push(b'9');
+        }
+        assert!(r.buf.len() <= MAX_REQUEST + 1);
+    }
+
+    #[test]
+    fn a_lost_peer_is_told_apart_from_a_refusal() {
+        let pipe = || {
+            let (r, w) = nix::unistd::pipe().unwrap();
+            (File::from(r), File::from(w))
+        };
+        // the peer answers `!`, then goes away
+        let (req_r, req_w) = pipe();
+        let (rep_r, mut rep_w) = pipe();
+        rep_w.write_all(b"!").unwrap();
+        drop(rep_w);
+        let mut client = Client::new(req_w, rep_r);
+        assert!(matches!(client.request(Request::Foop(1)), Err(CleanError::Refused(_, b'!'))));
+        assert!(matches!(client.request(Request::Foop(2)), Err(CleanError::Lost(_))));
+        // nobody reads the requests any more: a write fails (EPIPE, SIGPIPE is ignored)
+        drop(req_r);
+        assert!(matches!(client.request(Request::Todo(3)), Err(CleanError::Lost(_))));
+    }
+}
