@@ -207,6 +207,9 @@ fn readme_with_ldap_from_nothing_to_mail() {
     let mut init = vec!["qmailctl", "init", "--domain", "example.org"];
     if is_root() {
         init.extend(["--owner", "nobody"]);
+        // as on a machine that also has a system installation: the lookup must still run as
+        // the root's owner, who alone can read its ldappassword
+        ensure_user("qmailp");
     }
     step(&init, b"");
     let (server, uid_s, gid_s) =
@@ -336,4 +339,78 @@ fn qmailctl_run_refuses_a_verifysocket_that_is_not_a_socket() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unable to listen on") && err.contains("not a socket"), "{err}");
     assert!(sb.home.join("control/me").is_file(), "the file in the way was touched");
+}
+
+/// Create the system user `name` when it is missing (root only).
+fn ensure_user(name: &str) {
+    if nix::unistd::User::from_name(name).unwrap().is_some() {
+        return;
+    }
+    let out = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        .output()
+        .unwrap();
+    // another test may have made it in the meantime
+    assert!(
+        out.status.success() || nix::unistd::User::from_name(name).unwrap().is_some(),
+        "useradd {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `qmailctl init` run by root without --users or --owner gives the root to nobody, so that
+/// mail to postmaster, to root and to unknown local users reaches the alias Maildir instead
+/// of being deferred for ever ("Refusing to deliver as root").
+#[test]
+fn init_as_root_gives_the_root_to_nobody() {
+    if !is_root() {
+        return; // the case only exists for root; CI runs as root
+    }
+    let tmp = TempDir::new("root-init");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("home");
+    let out = Command::new(bin("qmailctl"))
+        .args(["init", "--home"])
+        .arg(&home)
+        .args(["--domain", "example.org"])
+        .env_remove("QMAILHOME")
+        .output()
+        .unwrap();
+    assert_ok(&out, "qmailctl init as root");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("goes to nobody"));
+    for dir in ["queue", "queue/mess", "alias", "alias/Maildir", "control"] {
+        let meta = fs::metadata(home.join(dir)).unwrap();
+        assert_eq!(meta.uid(), 65534, "{dir} belongs to nobody");
+    }
+    fs::write(home.join("control/me"), "mx.example.org\n").unwrap();
+    fs::write(home.join("control/locals"), "mx.example.org\nexample.org\n").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(bin("qmailctl"))
+        .args(["run", "--listen", &addr, "--home"])
+        .arg(&home)
+        .env_remove("QMAILHOME")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let up = wait_until(LONG, || std::net::TcpStream::connect(&addr).is_ok());
+    if up {
+        // the unknown user's bounce goes to the sender, postmaster: the third file
+        smtplib(
+            port,
+            "postmaster@example.org",
+            &["postmaster@example.org", "root@example.org", "nosuchuser@example.org"],
+            "Subject: to the alias\n\nhello\n",
+        );
+    }
+    let maildir = home.join("alias/Maildir/new");
+    let arrived =
+        up && wait_until(LONG, || fs::read_dir(&maildir).map(|d| d.count() == 3).unwrap_or(false));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert!(up, "no listener on {addr}");
+    assert!(arrived, "postmaster, root and the unknown user's bounce did not reach ~alias");
+    assert!(status.success(), "{status}");
 }

@@ -7,7 +7,8 @@
 //! 1. split the recipient at its last `@` into LOCAL and DOMAIN; an empty LOCAL is a success
 //!    with nothing delivered;
 //! 2. find the account ([`lookup`]): run `QMAILHOME/bin/qmail-getpw LOCAL DOMAIN SIZE` (SIZE:
-//!    the queued message's size in bytes) as `qmailp` (else `nobody`) when root. qmail-getpw
+//!    the queued message's size in bytes) when root as the owner of a single-user installation
+//!    (who owns its control files), else as `qmailp` (else `nobody`). qmail-getpw
 //!    does the LDAP lookup and its checks (ldap.md §2.9: status, `mailSizeMax`, `mailHost`,
 //!    store, ids) and the classic one; its answer, at most [`ANSWER_MAX`] bytes, is
 //!
@@ -43,12 +44,13 @@
 
 use qmail::auto;
 use qmail::exit::{self, qlx, Outcome};
+use qmail::queue::Installation;
 use qmail::spawner::{self, Deliverer, Delivery};
 use std::ffi::{OsStr, OsString};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::RwLock;
 
@@ -108,10 +110,14 @@ impl RunAs {
     }
 }
 
-/// The user qmail-getpw runs as: `qmailp`, else `nobody`, when root.
-fn lookup_user() -> RunAs {
+/// The user qmail-getpw runs as, when root: the owner of a single-user installation (who
+/// owns its control files, `ldappassword` included), else `qmailp`, else `nobody`.
+fn lookup_user(home: &Path) -> RunAs {
     if !nix::unistd::geteuid().is_root() {
         return RunAs::Myself;
+    }
+    if let Ok(Installation::Owned { uid, gid }) = qmail::queue::installation(home) {
+        return RunAs::User { uid, gid };
     }
     for name in [auto::USER_QMAILP, "nobody"] {
         if let Ok(Some(pw)) = nix::unistd::User::from_name(name) {
@@ -135,9 +141,9 @@ struct Local {
 impl Local {
     fn new(home: PathBuf, aliasempty: OsString) -> Self {
         Local {
+            getpw_as: RwLock::new(lookup_user(&home)),
             home,
             aliasempty,
-            getpw_as: RwLock::new(lookup_user()),
             coproc: std::sync::Mutex::new(None),
         }
     }
@@ -225,7 +231,7 @@ impl Deliverer for Local {
     }
 
     fn reload(&self) {
-        *self.getpw_as.write().unwrap_or_else(|p| p.into_inner()) = lookup_user();
+        *self.getpw_as.write().unwrap_or_else(|p| p.into_inner()) = lookup_user(&self.home);
         // the next lookup starts a fresh process with the new control files
         if let Some(cp) = self.coproc.lock().unwrap_or_else(|p| p.into_inner()).take() {
             cp.stop();

@@ -15,6 +15,7 @@
 
 use nix::unistd::{Group, User};
 use qmail::auto;
+use qmail::queue::Installation;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -47,14 +48,19 @@ fn users(home: &Path) -> Users {
     if !nix::unistd::geteuid().is_root() {
         return none;
     }
-    if let Some(owner) = queue_owner(home) {
-        return Users { root: None, qmailr: owner, qmailq: owner, qmails: owner, qmaill: owner };
-    }
-    use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(home.join("queue")).map(|m| m.uid()).ok();
-    let qmailq = User::from_name(auto::USER_QMAILQ).ok().flatten().map(|u| u.uid.as_raw());
-    if owner.is_none() || owner != qmailq {
-        return none;
+    match qmail::queue::installation(home) {
+        Ok(Installation::Owned { uid, gid }) => {
+            let owner = Some((uid, gid));
+            return Users {
+                root: None,
+                qmailr: owner,
+                qmailq: owner,
+                qmails: owner,
+                qmaill: owner,
+            };
+        }
+        Ok(Installation::System) => {}
+        Ok(Installation::Root) | Err(_) => return none,
     }
     let gid = |g: &str| Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw());
     let uid = |u: &str| User::from_name(u).ok().flatten().map(|u| u.uid.as_raw());
@@ -76,15 +82,6 @@ fn users(home: &Path) -> Users {
         },
         _ => none,
     }
-}
-
-/// The owner of `queue/` in a single-user installation: not root and not qmailq (a queue
-/// owned by qmailq is a system installation, whatever else the machine has).
-fn queue_owner(home: &Path) -> Option<Ids> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(home.join("queue")).ok()?;
-    let qmailq = User::from_name(auto::USER_QMAILQ).ok().flatten().map(|u| u.uid.as_raw());
-    (meta.uid() != 0 && Some(meta.uid()) != qmailq).then_some(Some((meta.uid(), meta.gid())))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

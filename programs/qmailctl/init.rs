@@ -1,7 +1,9 @@
 //! qmailctl init: create a complete installation root.
 //!
 //! Single-user mode (the default): everything belongs to the invoking user, `bin/` holds
-//! symbolic links to the built programs, and the system works without root. System mode
+//! symbolic links to the built programs, and the system works without root. Run by root, a
+//! single-user root goes to `--owner`, by default `nobody` (a root-owned root would make root
+//! the alias user, and nothing is delivered as root). System mode
 //! (`--users`, root only): the qmail users and groups are created when missing, the programs
 //! are copied into `bin/` (qmail-queue setuid qmailq, mode 04711), and the queue tree gets the
 //! owners and modes of spec pipeline §1.5. An existing root is left exactly as it is.
@@ -41,6 +43,11 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     if args.owner.is_some() && !Uid::effective().is_root() {
         bail!("--owner needs root");
     }
+    let owner = match &args.owner {
+        Some(o) => Some(o.clone()),
+        None if Uid::effective().is_root() && !args.users => Some(default_owner()?),
+        None => None,
+    };
     let ids = if args.users {
         if !Uid::effective().is_root() {
             bail!("--users needs root");
@@ -61,11 +68,28 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     make_alias(&home, ids.as_ref())?;
     make_queue(&home, ids.as_ref())?;
     install_programs(&home, ids.as_ref())?;
-    if let Some(owner) = &args.owner {
+    if let Some(owner) = &owner {
         give_to(&home, owner)?;
     }
     println!("qmailctl: created installation root {} for {me}", home.display());
     Ok(Outcome::Created)
+}
+
+/// Run by root without `--users` or `--owner`: a root-owned single-user root would make root
+/// the alias user, and nothing is ever delivered as root, so the root goes to `nobody`.
+fn default_owner() -> Result<String> {
+    const NOBODY: &str = "nobody";
+    if User::from_name(NOBODY)?.is_none() {
+        bail!(
+            "running as root, a single-user installation needs an owner that is not root, and \
+             there is no user {NOBODY}: use --owner USER, or --users for a system installation"
+        );
+    }
+    println!(
+        "qmailctl: running as root: the installation goes to {NOBODY} (choose with --owner \
+         USER, or --users for a system installation)"
+    );
+    Ok(NOBODY.to_string())
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<()> {

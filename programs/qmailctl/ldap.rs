@@ -850,9 +850,7 @@ fn render(entry: &ldap::Entry) -> String {
 /// readers of `ldappassword`: `nofiles`, the group of qmailp (qmail-getpw) and qmaild
 /// (qmail-verify, smmapd's usual user aside). `None` for a single-user installation.
 fn readers_group(home: &Path) -> Option<u32> {
-    let queue = fs::metadata(home.join("queue")).ok()?;
-    let qmailq = nix::unistd::User::from_name(qmail::auto::USER_QMAILQ).ok().flatten()?;
-    if qmailq.uid.as_raw() != queue.uid() {
+    if qmail::queue::installation(home).ok()? != qmail::queue::Installation::System {
         return None;
     }
     let group = nix::unistd::Group::from_name(qmail::auto::GROUP_NOFILES).ok().flatten()?;

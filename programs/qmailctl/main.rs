@@ -76,6 +76,7 @@ pub struct InitArgs {
     pub users: bool,
     /// Root only, without --users: give the whole installation to this user, who then plays
     /// every qmail user (qmail-start runs everything but qmail-lspawn as the owner of queue/).
+    /// Run by root without --users or --owner, init gives the root to `nobody`.
     #[arg(long, conflicts_with = "users")]
     pub owner: Option<String>,
 }
@@ -119,15 +120,12 @@ fn main() -> ExitCode {
 fn up(args: &RunArgs) -> anyhow::Result<()> {
     let home = args.home.resolve();
     if !home.join("control/me").exists() {
-        let owner = nix::unistd::geteuid()
-            .is_root()
-            .then(|| "nobody".to_string())
-            .filter(|n| nix::unistd::User::from_name(n).ok().flatten().is_some());
+        // as root, init gives the new root to nobody
         let init_args = InitArgs {
             home: HomeArg { home: Some(home.clone()) },
             domain: Some("localhost".to_string()),
             users: false,
-            owner,
+            owner: None,
         };
         init::init(&init_args)?;
         init::demo_user(&home)?;

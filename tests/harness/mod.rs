@@ -83,8 +83,11 @@ impl Sandbox {
             .arg(&home)
             .args(["--domain", "example.org"])
             .env_remove("QMAILHOME");
-        if owned && is_root() {
-            cmd.args(["--owner", "nobody"]);
+        if is_root() {
+            // as root, init gives a single-user root to nobody, with or without --owner
+            if owned {
+                cmd.args(["--owner", "nobody"]);
+            }
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
         }
