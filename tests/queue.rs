@@ -424,7 +424,11 @@ fn an_unreadable_queue_is_an_error_not_an_empty_listing() {
     use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     fs::set_permissions(sb.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    // as root, run as nobody (queue/ is 0750 root); otherwise take our own right away
+    // todo/ readable (as by group qmail), info/0 not: as root, run as nobody; otherwise take
+    // our own right away
+    for dir in ["", "todo"] {
+        fs::set_permissions(sb.queue().join(dir), fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let info = sb.queue().join("info/0");
     fs::set_permissions(&info, fs::Permissions::from_mode(0o000)).unwrap();
     for prog in ["qmail-qread", "qmail-qstat"] {

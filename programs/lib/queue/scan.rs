@@ -82,14 +82,16 @@ impl fmt::Display for Trouble {
 
 /// The waiting messages of the queue `queue` (the `queue/` directory), sorted by id.
 pub fn waiting(queue: &Path) -> Result<Vec<(u64, State)>, Error> {
+    // todo first: a message preprocessed meanwhile is then seen in todo or in info, never
+    // in neither
     let mut ids = BTreeMap::new();
-    for s in 0..SPLIT {
-        for id in dir_ids(&queue.join(format!("info/{s}")))? {
-            ids.insert(id, State::Preprocessed);
-        }
-    }
     for id in dir_ids(&queue.join("todo"))? {
         ids.insert(id, State::Todo);
+    }
+    for s in 0..SPLIT {
+        for id in dir_ids(&queue.join(format!("info/{s}")))? {
+            ids.entry(id).or_insert(State::Preprocessed);
+        }
     }
     Ok(ids.into_iter().collect())
 }
