@@ -1,5 +1,6 @@
-//! qmail-queue: every row of its exit-code table, the queue files it leaves, and crash safety
-//! (SIGKILL at each step of the injection sequence).
+//! The queue: qmail-queue's exit-code table, the queue files it leaves, and crash safety
+//! (SIGKILL at each step of the injection sequence); what qmail-qread (mailq, sendmail -bp,
+//! qmailctl queue) and qmail-qstat (qmailctl stat) show of it.
 
 use crate::harness::*;
 use std::fs;
@@ -319,4 +320,129 @@ fn dir_nonempty(dir: &Path) -> bool {
 
 fn sb_mess_nonempty(queue: &Path) -> bool {
     (0..23).any(|i| dir_nonempty(&queue.join(format!("mess/{i}"))))
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The stdout of a listing that must succeed.
+fn listing(out: &std::process::Output, what: &str) -> String {
+    assert_ok(out, what);
+    assert!(out.stderr.is_empty(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Every way to list the queue (qmail-qread, mailq, sendmail -bp, qmailctl queue) prints
+/// `want`; both ways to count it (qmail-qstat, qmailctl stat) print `counts`.
+fn assert_listed(sb: &Sandbox, want: &str, counts: &str) {
+    use std::os::unix::process::CommandExt;
+    let home = sb.home.to_str().unwrap();
+    assert_eq!(listing(&sb.run("qmail-qread", &[], b""), "qmail-qread"), want);
+    assert_eq!(listing(&sb.run("sendmail", &["-bp"], b""), "sendmail -bp"), want);
+    assert_eq!(listing(&sb.run("qmailctl", &["queue", "--home", home], b""), "queue"), want);
+    let mut mailq = sb.cmd("sendmail");
+    mailq.arg0("mailq");
+    assert_eq!(listing(&run_with(&mut mailq, b""), "mailq"), want);
+    // through a link named mailq, with a QMAILHOME relative to the working directory
+    let link = sb.tmp.path().join("mailq");
+    if !link.exists() {
+        std::os::unix::fs::symlink(bin("sendmail"), &link).unwrap();
+    }
+    let mut mailq = Command::new(&link);
+    mailq.env("QMAILHOME", "home").current_dir(sb.tmp.path());
+    assert_eq!(listing(&run_with(&mut mailq, b""), "mailq, relative QMAILHOME"), want);
+    assert_eq!(listing(&sb.run("qmail-qstat", &[], b""), "qmail-qstat"), counts);
+    assert_eq!(listing(&sb.run("qmailctl", &["stat", "--home", home], b""), "stat"), counts);
+}
+
+/// `d Mon yyyy hh:mm:ss GMT  #id  size  <sender> ` for message `id`, dated by `file`.
+fn header(sb: &Sandbox, id: u64, file: &str, sender: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let time = fs::metadata(sb.queue().join(file)).unwrap().mtime();
+    let date = qmail::date822::Utc::from_unix(time).rfc822().replace(" -0000", "");
+    let size = fs::metadata(sb.queue().join(format!("mess/{}/{id}", id % 23))).unwrap().len();
+    format!("{date} GMT  #{id}  {size}  <{sender}> ")
+}
+
+#[test]
+fn mailq_and_qstat_show_deferred_mail_and_skip_debris() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, alice) = sb.user_home("alice");
+    let (euid, egid, erin) = sb.user_home("erin");
+    sb.assign(&[("alice", uid, gid, &alice), ("erin", euid, egid, &erin)]);
+    // erin's delivery defers (Maildir/tmp is a file); far.test's host refuses connections
+    let tmp = erin.join("Maildir/tmp");
+    fs::remove_dir(&tmp).unwrap();
+    fs::write(&tmp, "").unwrap();
+    sb.control("smtproutes", &format!("far.test:[127.0.0.1]:{}\n", free_port()));
+    assert_listed(&sb, "", "messages in queue: 0\nmessages in queue but not yet preprocessed: 0\n");
+
+    let run = sb.start();
+    sb.inject(
+        &["-f", "frank@example.org", "alice@example.org", "erin@example.org", "bob@far.test"],
+        "Subject: later\n\nbody\n",
+    );
+    let deferrals = || run.count_log(|l| l.contains(": deferral: "));
+    assert!(wait_until(LONG, || deferrals() >= 2), "no deferrals; log:\n{}", run.log_text());
+    let id: u64 = sb.files("info")[0].parse().unwrap();
+    let want = format!(
+        "{}\n  done\tlocal\talice@example.org\n\tlocal\terin@example.org\n\tremote\tbob@far.test\n",
+        header(&sb, id, &format!("info/{}/{id}", id % 23), "frank@example.org")
+    );
+    // alice's delivery is marked done once its report is in
+    let qread = || String::from_utf8_lossy(&sb.run("qmail-qread", &[], b"").stdout).into_owned();
+    assert!(wait_until(LONG, || qread() == want), "{}\nwant:\n{want}", qread());
+    let one = "messages in queue: 1\nmessages in queue but not yet preprocessed: 0\n";
+    assert_listed(&sb, &want, one);
+
+    // debris of a crash: a message file with neither info nor todo is not waiting mail
+    let debris = sb.queue().join("mess/1/1");
+    fs::write(&debris, "Received: (qmail 1 invoked by uid 0); ...\n\nhalf a mess").unwrap();
+    assert_listed(&sb, &want, one);
+    drop(run);
+
+    // queued while nothing runs: committed, not yet preprocessed
+    sb.inject(&["-f", "", "erin@example.org"], "Subject: waiting\n\nbody\n");
+    let todo = sb.todo();
+    assert_eq!(todo.len(), 1);
+    let tid = todo[0].id;
+    let waiting = format!(
+        "{} not yet preprocessed\n\ttodo\terin@example.org\n",
+        header(&sb, tid, &format!("todo/{tid}"), "")
+    );
+    let both = if tid < id { waiting.clone() + &want } else { want.clone() + &waiting };
+    assert_listed(
+        &sb,
+        &both,
+        "messages in queue: 2\nmessages in queue but not yet preprocessed: 1\n",
+    );
+    assert!(debris.exists());
+}
+
+#[test]
+fn an_unreadable_queue_is_an_error_not_an_empty_listing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    fs::set_permissions(sb.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // todo/ readable (as by group qmail), info/0 not: as root, run as nobody; otherwise take
+    // our own right away
+    for dir in ["", "todo"] {
+        fs::set_permissions(sb.queue().join(dir), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let info = sb.queue().join("info/0");
+    fs::set_permissions(&info, fs::Permissions::from_mode(0o000)).unwrap();
+    for prog in ["qmail-qread", "qmail-qstat"] {
+        let mut cmd = sb.cmd(prog);
+        if is_root() {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = run_with(&mut cmd, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 111, "{prog}: {err}");
+        assert!(out.stdout.is_empty(), "{prog}: {}", String::from_utf8_lossy(&out.stdout));
+        let want = format!("{prog}: fatal: unable to read {}: Permission denied", info.display());
+        assert!(err.starts_with(&want), "{prog}: {err}");
+        assert!(err.contains("only root and qmails may read the queue"), "{prog}: {err}");
+    }
+    fs::set_permissions(&info, fs::Permissions::from_mode(0o700)).unwrap();
 }

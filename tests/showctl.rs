@@ -85,7 +85,8 @@ fn report_shows_values_defaults_secrets_and_problems() {
     expect_block(
         &out,
         "ldapgrouppassword",
-        "ldapgrouppassword: (Default.) bind password for qmail-group: empty.\n",
+        "ldapgrouppassword: (Default.) bind password for qmail-group (not implemented yet: \
+         ignored): empty.\n",
     );
     expect_block(&out, "rcpthosts", "rcpthosts: Oops! control/rcpthosts.cdb is a corrupt cdb.\n");
     expect_block(

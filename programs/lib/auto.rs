@@ -55,6 +55,8 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-local",
     "qmail-lspawn",
     "qmail-newu",
+    "qmail-qread",
+    "qmail-qstat",
     "qmail-queue",
     "qmail-quotawarn",
     "qmail-remote",

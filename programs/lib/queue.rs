@@ -3,7 +3,10 @@
 //! Layout: message id = inode number of `mess/S/id`, `S = id mod SPLIT`. `intd/` and `todo/`
 //! are not split. [`Injection`] runs `bin/qmail-queue` (or the `QMAILQUEUE` stand-in) with the
 //! message on its fd 0, the envelope on its fd 1 and a custom-error pipe on fd 4, and turns its
-//! exit status into a [`Verdict`] through [`crate::exit::queue_status`].
+//! exit status into a [`Verdict`] through [`crate::exit::queue_status`]. [`scan`] says which
+//! messages are waiting (qmail-qread, qmail-qstat).
+
+pub mod scan;
 
 use crate::auto::SPLIT;
 use crate::envelope::Envelope;

@@ -1,74 +1,27 @@
-//! qmailctl stat, queue, cdb: look at the queue, rebuild the databases (users/cdb, the
-//! control cdbs, and the qmail-tcpsrv rules control/tcp.smtp.cdb).
+//! qmailctl stat, queue, cdb: look at the queue (as qmail-qstat and qmail-qread, through the
+//! same [`qmail::queue::scan`]), rebuild the databases (users/cdb, the control cdbs, and the
+//! qmail-tcpsrv rules control/tcp.smtp.cdb).
 
 use anyhow::{Context, Result};
-use qmail::auto::SPLIT;
-use qmail::date822::Utc;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-fn count_files(dir: &Path) -> usize {
-    let Ok(rd) = fs::read_dir(dir) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => count_files(&e.path()),
-            Ok(_) => 1,
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// `qmail-qstat`'s two lines.
+/// `qmail-qstat`'s two lines (the same library function).
 pub fn stat(home: &Path) -> Result<()> {
-    let q = home.join("queue");
-    fs::metadata(&q).with_context(|| format!("unable to read {}", q.display()))?;
-    println!("messages in queue: {}", count_files(&q.join("mess")));
-    println!("messages in queue but not yet preprocessed: {}", count_files(&q.join("todo")));
+    let counts = qmail::queue::scan::count(&home.join("queue"))?;
+    print!("{counts}");
     Ok(())
 }
 
-fn printable(b: &[u8]) -> String {
-    b.iter().map(|&c| if (32..127).contains(&c) { c as char } else { '_' }).collect()
-}
-
-/// `qmail-qread`'s listing: one line per message, then its recipients.
+/// `qmail-qread`'s listing (the same library function): one line per message, then its
+/// recipients. A message that cannot be read is a warning, and the run fails at the end.
 pub fn list(home: &Path) -> Result<()> {
-    let q = home.join("queue");
-    let mut ids = Vec::new();
-    for s in 0..SPLIT {
-        let Ok(rd) = fs::read_dir(q.join(format!("mess/{s}"))) else { continue };
-        ids.extend(rd.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok()));
-    }
-    ids.sort_unstable();
-    for id in ids {
-        let s = id % SPLIT;
-        let info = q.join(format!("info/{s}/{id}"));
-        let (meta, sender) = match (fs::metadata(&info), fs::read(&info)) {
-            (Ok(m), Ok(data)) => (m, qmail::queue::info_sender(&data)),
-            _ => {
-                let todo = if q.join(format!("todo/{id}")).exists() {
-                    " (not yet preprocessed)"
-                } else {
-                    ""
-                };
-                println!("#{id}{todo}");
-                continue;
-            }
-        };
-        let size = fs::metadata(q.join(format!("mess/{s}/{id}"))).map(|m| m.len()).unwrap_or(0);
-        let bouncing = if q.join(format!("bounce/{id}")).exists() { " bouncing" } else { "" };
-        let date = Utc::from_unix(meta.mtime()).rfc822().replace(" -0000", "");
-        println!("{date} GMT  #{id}  {size}  <{}> {bouncing}", printable(&sender));
-        for chan in ["local", "remote"] {
-            let Ok(data) = fs::read(q.join(format!("{chan}/{s}/{id}"))) else { continue };
-            for rec in data.split(|&b| b == 0).filter(|r| !r.is_empty()) {
-                let done = if rec[0] == b'D' { "  done" } else { "" };
-                println!("{done}\t{chan}\t{}", printable(&rec[1..]));
-            }
-        }
-    }
+    let mut out = std::io::stdout().lock();
+    let troubles = qmail::queue::scan::list(&home.join("queue"), &mut out, |t| {
+        qmail::log::line(format_args!("qmailctl: warning: {t}"));
+    })?;
+    anyhow::ensure!(troubles == 0, "{troubles} message(s) could not be read");
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! sendmail: the sendmail interface, translated to qmail-inject.
 //!
 //! `sendmail [-t] [-fsender] [-Fname] [-bm|-bp|-bs] [-i -oi -v -m -e* -o* -x -B* -p* -E -J]
-//! [--] [recip ...]` changes to the installation root and execs `bin/qmail-inject -a` (or `-H`
-//! with `-t`: header recipients and arguments) `[-f sender] -- recip ...`; `-F name` is passed
-//! as MAILNAME, and `-f S` also as QMAILUSER/QMAILHOST so that a generated From: names S.
-//! `-bp`, or running as `mailq`, execs `bin/qmail-qread`; `-bs` execs `bin/qmail-smtpd` on
-//! stdin/stdout, setting RELAYCLIENT, DATABYTES, PROTO and the TCP* variables first when
-//! PROTO is unset. Envelope data goes to the programs as arguments only, never through a
-//! shell. See doc/sendmail.8.
+//! [--] [recip ...]` changes to the installation root (a relative QMAILHOME is passed on made
+//! absolute) and execs `bin/qmail-inject -a` (or `-H` with `-t`: header recipients and
+//! arguments) `[-f sender] -- recip ...`; `-F name` is passed as MAILNAME, and `-f S` also as
+//! QMAILUSER/QMAILHOST so that a generated From: names S. `-bp`, or running as `mailq`, execs
+//! `bin/qmail-qread`; `-bs` execs `bin/qmail-smtpd` on stdin/stdout, setting RELAYCLIENT,
+//! DATABYTES, PROTO and the TCP* variables first when PROTO is unset. Envelope data goes to
+//! the programs as arguments only, never through a shell. See doc/sendmail.8.
 //!
 //! Exit codes: 100 usage (an unknown option or `-b` mode, a missing value) or run as
 //! `newaliases`; 111 when the root or a program cannot be reached; otherwise the exit code of
@@ -38,8 +38,13 @@ fn main() -> ExitCode {
         );
     }
     let home = qmail::auto::home();
+    // the programs run inside the root, where a relative QMAILHOME names another directory
+    let home = std::path::absolute(&home).unwrap_or(home);
     if let Err(e) = std::env::set_current_dir(&home) {
         return fail(111, &format!("fatal: unable to switch to {}: {e}", home.display()));
+    }
+    if std::env::var_os("QMAILHOME").is_some_and(|h| !h.is_empty()) {
+        std::env::set_var("QMAILHOME", &home);
     }
     let action =
         if name == b"mailq" { Ok(Action::Mailq) } else { parse(argv.get(1..).unwrap_or_default()) };
