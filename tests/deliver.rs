@@ -140,7 +140,17 @@ fn temporary_failure_retries_and_lifetime_expires() {
     let run = sb.start();
     inject(&sb, &["-f", "frank@example.org", "erin@example.org"], "Subject: expire\n\nbody\n");
     assert!(run.wait_log(LONG, |l| l.contains(": deferral: ")), "{}", run.log_text());
-    std::thread::sleep(Duration::from_millis(2100));
+    // wait until the message is older than its 1-second lifetime (by its info file's mtime,
+    // which is how qmail-send dates it)
+    let expired = || {
+        let ids = sb.files("info");
+        let Some(id) = ids.first().and_then(|n| n.parse::<u64>().ok()) else { return false };
+        let info = sb.queue().join(format!("info/{}/{id}", id % 23));
+        use std::os::unix::fs::MetadataExt;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        fs::metadata(info).is_ok_and(|m| m.mtime() + 1 < now.as_secs() as i64)
+    };
+    assert!(wait_until(LONG, expired), "{}", run.log_text());
     run.signal(Signal::SIGALRM, &sb.home);
     assert!(wait_files(&fhome, 1), "no bounce after expiry; log:\n{}", run.log_text());
     let b = fs::read_to_string(&Sandbox::maildir_new(&fhome)[0]).unwrap();

@@ -299,7 +299,22 @@ fn sigkill_mid_message_and_mid_envelope() {
             e.write_all(b"Fa@b\0Tc@").unwrap();
             let queue = sb.queue();
             assert!(wait_until(Duration::from_secs(20), || dir_nonempty(&queue.join("intd"))));
-            std::thread::sleep(Duration::from_millis(50));
+            // killed while it waits for the rest of the envelope: its main thread is in
+            // read(2) on the envelope pipe (fd 1, or a copy of it)
+            let pid = q.child.0.id();
+            let reading_envelope = || {
+                let Ok(call) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall")) else {
+                    return false;
+                };
+                let mut words = call.split_whitespace();
+                let (Some("0"), Some(fd)) = (words.next(), words.next()) else { return false };
+                let Ok(fd) = u32::from_str_radix(fd.trim_start_matches("0x"), 16) else {
+                    return false;
+                };
+                let link = |n: u32| fs::read_link(format!("/proc/{pid}/fd/{n}")).ok();
+                link(fd).is_some() && link(fd) == link(1)
+            };
+            assert!(wait_until(Duration::from_secs(20), reading_envelope), "never read fd 1");
             q.child.0.kill().unwrap();
             q.child.0.wait().unwrap();
             drop(e);

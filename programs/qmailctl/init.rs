@@ -261,7 +261,10 @@ fn install_stripped(src: &Path, dst: &Path) -> Result<()> {
     let out = match strip_debug(&data) {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("qmailctl: warning: {} copied with its debug information: {e}", src.display());
+            eprintln!(
+                "qmailctl: warning: {} copied with its debug information: {e}",
+                src.display()
+            );
             data
         }
     };
