@@ -16,8 +16,8 @@
 //! Run by root without the setuid bit on a queue owned by another user, it first becomes the
 //! queue's owner (exit 62 if it cannot), so that what it queues can be delivered.
 //! Unlike upstream, every failure before the commit point removes the files made so far
-//! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout still exits
-//! without cleanup, as the cleanup pass expects.
+//! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout exits without
+//! cleanup, and the lock ending with the process lets qmail-send's next sweep remove them.
 
 use nix::unistd::{getpid, getuid, User};
 use qmail::auto;
@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// qmail-queue gives up after a day ("DEATH"); the cleanup pass waits 36 hours.
+/// qmail-queue gives up after a day ("DEATH").
 const DEATH: Duration = Duration::from_secs(86400);
 
 /// I/O buffer size for the message and the envelope (recipients are streamed, never held).
@@ -47,7 +47,8 @@ fn main() -> ExitCode {
     let death = Pause::from_env().death().unwrap_or(DEATH);
     std::thread::spawn(move || {
         std::thread::sleep(death);
-        // no cleanup: a live qmail-queue is never older than the 36-hour cleanup threshold
+        // no cleanup here: the injection lock ends with the process, and qmail-send's sweep
+        // removes what is left
         std::process::exit(i32::from(QueueExit::Timeout.code()));
     });
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));

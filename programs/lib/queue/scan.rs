@@ -8,8 +8,8 @@
 //! its recipients in `local/<S>/<id>` and `remote/<S>/<id>`). A message file `mess/<S>/<id>`
 //! with neither is not waiting mail: it is a qmail-queue still writing (nothing is committed
 //! before `todo/<id>` is linked), or debris of a crash (an injection that died, or a finished
-//! message whose info was removed before its message file), which qmail-send removes after
-//! 36 hours. It is neither listed nor counted. When both todo and info exist, preprocessing
+//! message whose info was removed before its message file), which qmail-send removes at its
+//! next start or sweep ([`super::leftover`]). It is neither listed nor counted. When both todo and info exist, preprocessing
 //! was interrupted and is redone from todo: the message counts once, as not yet preprocessed.
 //!
 //! # Reading
