@@ -132,9 +132,14 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
     }
     let listen = run::Listen((args.listen != "off").then(|| args.listen.clone()));
     if let Some(addr) = &listen.0 {
+        let demo = home.join("demo/Maildir/new");
+        let demo = if demo.is_dir() {
+            format!("; mail for demo@localhost lands in {}", demo.display())
+        } else {
+            String::new()
+        };
         println!(
-            "qmailctl: mail system in {0}; SMTP on {addr}; mail for demo@localhost lands in \
-             {0}/demo/Maildir/new; Ctrl-C stops it",
+            "qmailctl: mail system in {}; SMTP on {addr}{demo}; Ctrl-C stops it",
             home.display()
         );
     }
