@@ -335,6 +335,7 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
 /// A qmail-queue of `sb` stopped (SIGSTOP) at `step`, its message written; the guard and
 /// the envelope pipe that lets it finish.
 fn paused_injection(sb: &Sandbox, step: &str, message: &[u8]) -> (Guard, fs::File) {
+    require_test_hooks();
     use std::io::Write;
     use std::os::unix::process::CommandExt;
     let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();

@@ -185,6 +185,7 @@ fn read_and_write_errors() {
 
 #[test]
 fn timeout_and_bug() {
+    require_test_hooks();
     let sb = Sandbox::new();
     // 52: the message never ends; the (shortened) 24-hour alarm fires
     let mut cmd = sb.cmd("qmail-queue");
@@ -247,6 +248,7 @@ fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
 
 #[test]
 fn sigkill_at_every_step() {
+    require_test_hooks();
     let body: Vec<u8> = b"Subject: crash\n\n".iter().copied().chain(vec![b'z'; 200_000]).collect();
     let mut env = b"Fsender@example.org\0".to_vec();
     for i in 0..500 {

@@ -231,7 +231,8 @@ fn record(out: &mut impl Write, tag: u8, addr: &[u8]) -> io::Result<()> {
     out.write_all(&[0])
 }
 
-/// Test-only hooks, honoured only when not running setuid/setgid (like `QMAILHOME`):
+/// Test-only hooks, compiled in only with the cargo feature `test-hooks` (tests/run turns it
+/// on; an installed build has none) and honoured only when not running setuid/setgid:
 /// `QMAILQUEUE_TEST_PAUSE=<step>` makes qmail-queue stop itself (SIGSTOP) at that step so a
 /// test can kill it there, `QMAILQUEUE_TEST_PAUSE=panic:<step>` makes it panic there (exit 81),
 /// and `QMAILQUEUE_TEST_DEATH=<seconds>` shortens the 24-hour timeout. Steps: pid, mess, body,
@@ -239,11 +240,17 @@ fn record(out: &mut impl Write, tag: u8, addr: &[u8]) -> io::Result<()> {
 struct Pause(Option<String>);
 
 impl Pause {
+    #[cfg(feature = "test-hooks")]
     fn from_env() -> Self {
         if auto::setugid() {
             return Pause(None);
         }
         Pause(std::env::var("QMAILQUEUE_TEST_PAUSE").ok())
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn from_env() -> Self {
+        Pause(None)
     }
 
     fn at(&self, step: &str) {
@@ -256,11 +263,17 @@ impl Pause {
         }
     }
 
+    #[cfg(feature = "test-hooks")]
     fn death(&self) -> Option<Duration> {
         if auto::setugid() {
             return None;
         }
         let secs = std::env::var("QMAILQUEUE_TEST_DEATH").ok()?.parse().ok()?;
         Some(Duration::from_secs(secs))
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn death(&self) -> Option<Duration> {
+        None
     }
 }

@@ -13,6 +13,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Fail loudly unless qmail-queue's test hooks are compiled in (`QMAILQUEUE_TEST_PAUSE`, ...):
+/// they exist only with the cargo feature `test-hooks`, which tests/run turns on.
+pub fn require_test_hooks() {
+    if !cfg!(feature = "test-hooks") {
+        panic!("this test needs qmail-queue's test hooks: run tests/run (cargo test --features test-hooks)");
+    }
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
