@@ -11,6 +11,8 @@
 //! `qmail-cdb: fatal: ...` on stderr, leaving the old `target.cdb` untouched and removing
 //! `tmpfile`. See doc/qmail-cdb.8.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::sys::stat::{umask, Mode};

@@ -15,6 +15,8 @@
 //! name no other file. A request longer than the limit is skipped to its `\0` without being
 //! stored.
 
+#![forbid(unsafe_code)]
+
 use qmail::clean::{Request, Requests};
 use qmail::{auto, exit};
 use std::fs;

@@ -56,6 +56,8 @@
 //! change users itself: qmail-lspawn starts it as the lookup user. It opens LDAP and never
 //! forks afterwards (ldap3 runs a runtime inside).
 
+#![forbid(unsafe_code)]
+
 use qmail::exit;
 use qmail::recipient::{Failure, Lookup};
 use std::ffi::OsString;

@@ -12,6 +12,8 @@
 //! or a permanent refusal by qmail-queue; 111 temporary failure (unreadable control file, read
 //! error, qmail-queue failing temporarily). Errors are printed as `qmail-inject: fatal: ...`.
 
+#![forbid(unsafe_code)]
+
 mod header;
 mod token;
 

@@ -14,6 +14,8 @@
 //! ambiguous values); 111 LDAP trouble (unreachable, bind refused, timeout, no such base) or
 //! no LDAP configured. See doc/qmail-ldaplookup.8.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use qmail::control::Control;

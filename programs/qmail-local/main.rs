@@ -14,6 +14,8 @@
 //! environment variables, never inside the command line; the `.qmail` text is the user's own
 //! and is refused when others may write it (or the home directory).
 
+#![forbid(unsafe_code)]
+
 mod dirmaker;
 mod ldap;
 mod mbox;

@@ -42,6 +42,8 @@
 //! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
+#![forbid(unsafe_code)]
+
 use qmail::auto;
 use qmail::exit::{self, qlx, Outcome};
 use qmail::queue::Installation;

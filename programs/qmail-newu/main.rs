@@ -10,6 +10,8 @@
 //! `qmail-newu: fatal: <reason>` on stderr (`bad format in users/assign line N: ...` for a
 //! malformed file). Arguments are refused with 111 as well. See doc/qmail-newu.8.
 
+#![forbid(unsafe_code)]
+
 use qmail::cdb::Writer;
 use qmail::users::{self, Assign};
 use std::fs::File;

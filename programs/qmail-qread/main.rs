@@ -14,6 +14,8 @@
 //!
 //! Security: no privileges; reads the queue with the caller's rights.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

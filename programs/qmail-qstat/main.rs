@@ -10,6 +10,8 @@
 //!
 //! Security: no privileges; reads directory listings only, with the caller's rights.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

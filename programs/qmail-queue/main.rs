@@ -19,6 +19,8 @@
 //! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout exits without
 //! cleanup, and the lock ending with the process lets qmail-send's next sweep remove them.
 
+#![forbid(unsafe_code)]
+
 use nix::unistd::{getpid, getuid, User};
 use qmail::auto;
 use qmail::date822::Utc;

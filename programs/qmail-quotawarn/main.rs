@@ -11,6 +11,8 @@
 //! exclusive lock. Exits 0 written or not needed, 100 usage or missing USER/HOST, 111 missing
 //! RECIPIENT/DTLINE or any I/O failure. See doc/qmail-quotawarn.8.
 
+#![forbid(unsafe_code)]
+
 use nix::fcntl::{Flock, FlockArg};
 use qmail::control::Control;
 use qmail::date822::Utc;

@@ -16,6 +16,8 @@
 //! every read and write has a timeout. Envelope addresses holding CR, LF or NUL never reach
 //! the wire.
 
+#![forbid(unsafe_code)]
+
 mod dns;
 mod route;
 mod smtp;

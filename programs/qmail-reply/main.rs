@@ -16,6 +16,8 @@
 //! permanent queue error (qmail-local then bounces the message), 111 temporary failures.
 //! See doc/qmail-reply.8.
 
+#![forbid(unsafe_code)]
+
 mod md5;
 
 use nix::fcntl::{Flock, FlockArg};

@@ -16,6 +16,8 @@
 //! Security: no privileges; it reads only the fixed command format and qmail-remote's
 //! records, whose size is bounded ([`OUTPUT_MAX`]).
 
+#![forbid(unsafe_code)]
+
 use qmail::auto;
 use qmail::exit::{self, Outcome};
 use qmail::spawner::{self, Deliverer, Delivery};

@@ -8,6 +8,8 @@
 //! qmail-lspawn to re-read theirs. Exit 0 after TERM; 111 when it cannot start (controls,
 //! `lock/sendmutex` held by another qmail-send, a missing descriptor) or loses a partner.
 
+#![forbid(unsafe_code)]
+
 mod bounce;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

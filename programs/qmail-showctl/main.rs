@@ -10,6 +10,8 @@
 //! but cannot be read, or when standard output fails; 100 on a usage error. See
 //! doc/qmail-showctl.8.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use qmail::auto;

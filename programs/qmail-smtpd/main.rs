@@ -17,6 +17,8 @@
 //! ([`chat::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
 //! in memory. Only `CRLF.CRLF` ends DATA; a bare LF or CR there ends the session.
 
+#![forbid(unsafe_code)]
+
 mod chat;
 mod checks;
 mod config;

@@ -13,6 +13,8 @@
 //! runs as that owner. Otherwise everything runs as the invoking user. Exit 111 on any set-up
 //! failure.
 
+#![forbid(unsafe_code)]
+
 use nix::unistd::{Group, User};
 use qmail::auto;
 use qmail::queue::Installation;

@@ -9,6 +9,8 @@
 //!
 //! Security: no privileges; run it as root or as the queue owner.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -11,6 +11,8 @@
 //! Security: no privileges; the file's bytes are decoded by [`qmail::tcpto::Table`], which
 //! accepts any content.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -8,6 +8,8 @@
 //! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure or when its
 //! qmail-clean is gone (qmail-send then loses qmail-todo and exits, and the set is restarted).
 
+#![forbid(unsafe_code)]
+
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};

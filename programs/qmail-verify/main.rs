@@ -25,6 +25,8 @@
 //! request reaches a shell. It opens LDAP and never forks afterwards (ldap3 runs a runtime
 //! inside).
 
+#![forbid(unsafe_code)]
+
 use qmail::control::{Control, ControlError};
 use qmail::listener::{self, Conn, Listen, Options};
 use qmail::rewrite::Rewriter;

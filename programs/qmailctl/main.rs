@@ -5,6 +5,8 @@
 //! `qmailctl ldap-init` and `qmailctl user add|mod|del|show` provision the LDAP directory.
 //! Exit 0 on success, 100 on a usage error, 111 on any failure. See doc/qmailctl.8.
 
+#![forbid(unsafe_code)]
+
 mod init;
 mod ldap;
 mod queue;

@@ -13,6 +13,8 @@
 //! `newaliases`; 111 when the root or a program cannot be reached; otherwise the exit code of
 //! the program it became (qmail-inject: 0 queued, 100 permanent, 111 temporary).
 
+#![forbid(unsafe_code)]
+
 use qmail::getopt::{Getopt, Opt};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -26,6 +26,8 @@
 //! 111 a configuration that cannot be read, or a socket that cannot be set up. See
 //! doc/smmapd.8.
 
+#![forbid(unsafe_code)]
+
 mod answer;
 mod config;
 
