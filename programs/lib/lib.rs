@@ -9,7 +9,8 @@
 //!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
-//!   [`clean`] (qmail-clean's requests and replies, both ends),
+//!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`] (qmail-send's
+//!   commands to qmail-todo and its records back, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
@@ -82,6 +83,7 @@ pub mod spawner;
 pub mod tcprules;
 pub mod tcpto;
 pub mod text0;
+pub mod todo;
 pub mod userdeny;
 pub mod users;
 pub mod verify;
