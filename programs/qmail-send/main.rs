@@ -796,16 +796,13 @@ impl Send {
 /// `Pbox=rhost@H`.
 fn verp(sender: &[u8], recipient: &[u8]) -> Vec<u8> {
     let Some(base) = sender.strip_suffix(b"-@[]") else { return sender.to_vec() };
-    let Some(at) = base.iter().rposition(|&b| b == b'@') else { return sender.to_vec() };
-    let (p, h) = (&base[..at], &base[at + 1..]);
+    let (p, Some(h)) = qmail::address::split(base) else { return sender.to_vec() };
     let mut out = p.to_vec();
-    match recipient.iter().rposition(|&b| b == b'@') {
-        Some(rat) => {
-            out.extend_from_slice(&recipient[..rat]);
-            out.push(b'=');
-            out.extend_from_slice(&recipient[rat + 1..]);
-        }
-        None => out.extend_from_slice(recipient),
+    let (rbox, rhost) = qmail::address::split(recipient);
+    out.extend_from_slice(rbox);
+    if let Some(rhost) = rhost {
+        out.push(b'=');
+        out.extend_from_slice(rhost);
     }
     out.push(b'@');
     out.extend_from_slice(h);

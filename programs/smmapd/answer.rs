@@ -49,10 +49,7 @@ struct Key<'a> {
 
 impl<'a> Key<'a> {
     fn split(key: &'a [u8]) -> Self {
-        let (local, domain) = match key.iter().rposition(|&b| b == b'@') {
-            Some(at) => (&key[..at], Some(&key[at + 1..])),
-            None => (key, None),
-        };
+        let (local, domain) = qmail::address::split(key);
         let (user, detail) = match local.iter().position(|&b| b == b'+') {
             Some(plus) => (&local[..plus], Some(&local[plus + 1..])),
             None => (local, None),
