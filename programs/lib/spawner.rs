@@ -221,10 +221,9 @@ fn read_commands(mut input: impl Read, tx: &Sender<Event>) {
     let mut decoder = CommandDecoder::new();
     let mut buf = [0u8; 4096];
     let end = loop {
-        let n = match input.read(&mut buf) {
+        let n = match crate::timeoutio::read(&mut input, &mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(ServeError::Read(e)),
         };
         decoder.feed(&buf[..n]);

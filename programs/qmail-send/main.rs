@@ -17,9 +17,9 @@ use qmail::auto::{self, SPLIT};
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::date822::unix_now;
-use qmail::log::safe;
 use qmail::queue::Leftover;
 use qmail::rewrite::Rewriter;
+use qmail::safe::log as safe;
 use qmail::spawn::{Command, ReportDecoder};
 use qmail::todo::{self, Channels};
 use std::cmp::Reverse;
@@ -156,7 +156,7 @@ fn run() -> Result<(), String> {
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let bounce = bounce::BounceConf::load(&control).map_err(|e| e.to_string())?;
     for f in [&l_to, &r_to] {
-        set_nonblocking(f);
+        qmail::timeoutio::set_nonblocking(f);
     }
     let chan = |name, c, to, from, n| Channel {
         name,
@@ -200,16 +200,6 @@ fn handshake(from: &File) -> io::Result<u16> {
     let mut b = [0u8; 2];
     (&*from).read_exact(&mut b)?;
     Ok(u16::from_le_bytes(b))
-}
-
-fn set_nonblocking(f: &File) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let _ = fcntl(
-            f.as_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-        );
-    }
 }
 
 fn isqrt(n: i64) -> i64 {

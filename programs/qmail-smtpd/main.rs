@@ -84,8 +84,8 @@ impl Io {
     fn stdio() -> io::Result<Io> {
         let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
         let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        set_nonblocking(&input);
-        set_nonblocking(&output);
+        qmail::timeoutio::set_nonblocking(&input);
+        qmail::timeoutio::set_nonblocking(&output);
         Ok(Io {
             input,
             output,
@@ -197,14 +197,6 @@ fn wait(f: &File, events: PollFlags, deadline: Instant) -> Result<(), IoError> {
     }
 }
 
-fn set_nonblocking(f: &File) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-        let _ = fcntl(f.as_fd(), FcntlArg::F_SETFL(flags));
-    }
-}
-
 /// The enhanced status code of a reply: the last `(#X.Y.Z)` in `text`, else `2.0.0`,
 /// `4.0.0` or `5.0.0` by the reply's class; `None` for 1xx/3xx.
 pub fn enhanced(code: u16, text: &str) -> Option<String> {
@@ -242,11 +234,9 @@ impl Log {
     pub fn at(&self, level: u8, text: fmt::Arguments<'_>) {
         if level <= self.level {
             // one line each: client-chosen bytes cannot forge or break log lines
-            let text = text.to_string();
-            let mut line = format!("qmail-smtpd {}: ", self.pid).into_bytes();
-            line.extend(text.bytes().map(|b| if (32..127).contains(&b) { b } else { b'?' }));
-            line.push(b'\n');
-            let _ = io::stderr().write_all(&line);
+            let text = qmail::safe::printable(text.to_string().as_bytes(), '?');
+            let _ =
+                io::stderr().write_all(format!("qmail-smtpd {}: {text}\n", self.pid).as_bytes());
         }
     }
 }

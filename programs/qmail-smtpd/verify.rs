@@ -259,7 +259,7 @@ fn printable(text: &[u8], default: &str) -> String {
     if text.is_empty() {
         return default.to_string();
     }
-    text.iter().map(|&b| if (32..127).contains(&b) { b as char } else { '?' }).collect()
+    qmail::safe::printable(text, '?')
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
-use qmail::log::safe;
 use qmail::rewrite::{Rewriter, Route};
+use qmail::safe::log as safe;
 use qmail::text0::{self, Text0Error};
 use qmail::todo::{Channels, Command, Record};
 use std::fs::{self, File, OpenOptions};
@@ -312,13 +312,9 @@ fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Result<File, String> {
 /// The next command byte from qmail-send (`Some(None)`: not a command); `None` at end of file.
 fn read_command(input: &File) -> Option<Option<Command>> {
     let mut b = [0u8; 1];
-    loop {
-        match (&*input).read(&mut b) {
-            Ok(1) => return Some(Command::parse(b[0])),
-            Ok(_) => return None,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
+    match qmail::timeoutio::read(&mut &*input, &mut b) {
+        Ok(1) => Some(Command::parse(b[0])),
+        _ => None,
     }
 }
 

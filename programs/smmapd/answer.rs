@@ -105,7 +105,7 @@ impl Answerer {
                 log::line(format_args!(
                     "smmapd: pid {}: {}: {reason}",
                     std::process::id(),
-                    log::safe(key)
+                    qmail::safe::log(key)
                 ));
                 let status = if checked.timed_out { Status::Timeout } else { Status::Temp };
                 (status, v.client_text().into())

@@ -157,7 +157,7 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
                 let (status, text) = answerer.answer(request.key);
                 qmail::log::line(format_args!(
                     "smmapd: pid {pid}: {} {}",
-                    qmail::log::safe(request.key),
+                    qmail::safe::log(request.key),
                     status.word()
                 ));
                 out.extend(socketmap::reply(status, &text));
