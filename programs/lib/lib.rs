@@ -7,7 +7,8 @@
 //! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
 //!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`],
-//!   [`timeoutio`] (reads retried after EINTR, non-blocking descriptors).
+//!   [`timeoutio`] (reads and writes by a deadline, reads retried after EINTR, non-blocking
+//!   descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`](mod@todo) (qmail-send's

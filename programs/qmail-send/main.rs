@@ -347,8 +347,7 @@ impl Send {
         if let Some(Reverse((t, _))) = self.completions.peek() {
             due = due.min(*t);
         }
-        let ms = ((due - now).max(0) * 1000).min(i64::from(i32::MAX));
-        PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX)
+        qmail::timeoutio::poll_timeout(Duration::from_secs((due - now).max(0) as u64))
     }
 
     fn signal(&mut self, signo: i32) {

@@ -86,8 +86,7 @@ fn run() -> Result<(), String> {
         if let Some(t) = &trigger {
             fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
         }
-        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        let n = match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        let n = match poll(&mut fds, qmail::timeoutio::poll_timeout(wait)) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("poll: {e}")),
