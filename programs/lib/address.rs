@@ -49,12 +49,9 @@ impl Address {
         self.0 == b"#@[]"
     }
 
-    /// Local part and domain, split at the last `@`; `None` for the domain when there is no `@`.
+    /// Local part and domain, as [`split`] gives them.
     pub fn split(&self) -> (&[u8], Option<&[u8]>) {
-        match self.0.iter().rposition(|&b| b == b'@') {
-            Some(i) => (&self.0[..i], Some(&self.0[i + 1..])),
-            None => (&self.0, None),
-        }
+        split(&self.0)
     }
 
     /// The domain, lowercased (ASCII), if there is an `@`.
@@ -72,6 +69,15 @@ impl fmt::Display for Address {
 impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<{self}>")
+    }
+}
+
+/// Local part and domain of `addr`, split at the last `@`; `None` for the domain when there is
+/// no `@` (all of `addr` is then the local part). The `@` itself is at `local.len()`.
+pub fn split(addr: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match addr.iter().rposition(|&b| b == b'@') {
+        Some(i) => (&addr[..i], Some(&addr[i + 1..])),
+        None => (addr, None),
     }
 }
 
@@ -110,9 +116,9 @@ pub fn quote_address(addr: &[u8]) -> Vec<u8> {
     if addr.is_empty() {
         return Vec::new();
     }
-    match addr.iter().rposition(|&b| b == b'@') {
-        Some(at) => [&quote_local(&addr[..at])[..], &addr[at..]].concat(),
-        None => quote_local(addr),
+    match split(addr) {
+        (local, Some(_)) => [&quote_local(local)[..], &addr[local.len()..]].concat(),
+        (local, None) => quote_local(local),
     }
 }
 
@@ -164,6 +170,7 @@ mod tests {
         for &(addr, local, domain) in rows {
             let a = Address::new(addr).unwrap();
             assert_eq!(a.split(), (local.as_bytes(), domain.map(str::as_bytes)), "{addr}");
+            assert_eq!(a.split(), split(addr.as_bytes()));
         }
         let a = Address::new("Joe@Example.COM").unwrap();
         assert_eq!(a.domain_lower().as_deref(), Some(&b"example.com"[..]));

@@ -13,7 +13,7 @@
 
 use crate::auto::SPLIT;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The longest request, without its `\0`.
@@ -132,14 +132,11 @@ impl Client {
     pub fn request(&mut self, request: Request) -> Result<(), CleanError> {
         self.to.write_all(&request.encode()).map_err(|e| CleanError::Lost(e.to_string()))?;
         let mut b = [0u8; 1];
-        loop {
-            return match self.from.read(&mut b) {
-                Ok(1) if b[0] == b'+' => Ok(()),
-                Ok(1) => Err(CleanError::Refused(request, b[0])),
-                Ok(_) => Err(CleanError::Lost("end of file".into())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(CleanError::Lost(e.to_string())),
-            };
+        match crate::timeoutio::read(&mut self.from, &mut b) {
+            Ok(1) if b[0] == b'+' => Ok(()),
+            Ok(1) => Err(CleanError::Refused(request, b[0])),
+            Ok(_) => Err(CleanError::Lost("end of file".into())),
+            Err(e) => Err(CleanError::Lost(e.to_string())),
         }
     }
 }

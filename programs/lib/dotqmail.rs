@@ -221,14 +221,11 @@ pub fn delivered_to(local: &[u8], domain: &[u8]) -> Vec<u8> {
     [b"Delivered-To: ", &addr[..], b"\n"].concat()
 }
 
-/// `Return-Path: <SENDER>\n` with the local part quoted when needed ([`crate::address::quote_local`]) and
-/// newlines turned into `_`. The null sender gives `Return-Path: <>`.
+/// `Return-Path: <SENDER>\n` with the local part quoted when needed
+/// ([`crate::address::quote_address`]) and newlines turned into `_`. The null sender gives
+/// `Return-Path: <>`.
 pub fn return_path(sender: &[u8]) -> Vec<u8> {
-    let quoted = match sender.iter().rposition(|&b| b == b'@') {
-        _ if sender.is_empty() => Vec::new(),
-        Some(at) => [&crate::address::quote_local(&sender[..at])[..], &sender[at..]].concat(),
-        None => crate::address::quote_local(sender),
-    };
+    let quoted = crate::address::quote_address(sender);
     let quoted: Vec<u8> = quoted.into_iter().map(|b| if b == b'\n' { b'_' } else { b }).collect();
     [b"Return-Path: <", &quoted[..], b">\n"].concat()
 }

@@ -1,6 +1,11 @@
 //! getopt: short options as qmail's programs take them (djb's sgetopt): bundled flags
 //! (`-an`), values attached or separate (`-fS`, `-f S`), `--` or the first non-option ends the
 //! options. Bytes, not strings: arguments may be any bytes.
+//!
+//! The one parser of the getopt-style programs (qmail-inject, sendmail, qmail-tcpsrv): the
+//! caller maps [`Opt::Missing`] and [`Opt::Unknown`] to its own usage message and exit code,
+//! which clap would not let a program called by other programs choose. Tools for people use
+//! clap.
 
 /// One option from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -746,10 +746,9 @@ impl Directory {
     /// falls back to users/cdb and passwd when `ldaplocaldelivery` allows). An address
     /// without `@` is never searched.
     pub fn lookup(&mut self, address: &[u8]) -> Result<Option<Account>, Error> {
-        let Some(at) = address.iter().rposition(|&b| b == b'@') else {
+        let (local, Some(domain)) = crate::address::split(address) else {
             return Ok(None);
         };
-        let (local, domain) = (&address[..at], &address[at + 1..]);
         let domain = domain.to_ascii_lowercase();
         let domain = self
             .cfg

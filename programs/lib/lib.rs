@@ -6,11 +6,15 @@
 //!
 //! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
-//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
+//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`],
+//!   [`timeoutio`] (reads and writes by a deadline, reads retried after EINTR, non-blocking
+//!   descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
-//!   [`clean`] (qmail-clean's requests and replies, both ends),
-//!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
+//!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`](mod@todo) (qmail-send's
+//!   commands to qmail-todo and its records back, both ends),
+//!   [`received`], [`rewrite`], [`log`], [`safe`] (every sanitizer of untrusted text, one per
+//!   destination), [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
@@ -76,6 +80,7 @@ pub mod received;
 pub mod recipient;
 pub mod remote;
 pub mod rewrite;
+pub mod safe;
 pub mod sha1;
 pub mod smtp;
 pub mod smtpreply;
@@ -85,6 +90,8 @@ pub mod spawner;
 pub mod tcprules;
 pub mod tcpto;
 pub mod text0;
+pub mod timeoutio;
+pub mod todo;
 pub mod userdeny;
 pub mod users;
 pub mod verify;

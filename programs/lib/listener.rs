@@ -27,7 +27,8 @@
 //! shared with other programs), prefixed with the program name.
 
 use crate::child;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::timeoutio::{self, poll_timeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -124,43 +125,18 @@ impl Conn {
     pub fn socket(fd: OwnedFd, timeout: Duration) -> Conn {
         Conn { read: fd, write: None, timeout }
     }
-
-    fn wait(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> io::Result<()> {
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd, flags)];
-        loop {
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Conn::wait(self.read.as_fd(), PollFlags::POLLIN, self.timeout)?;
-        loop {
-            match nix::unistd::read(&self.read, buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        timeoutio::read_by(self.read.as_fd(), buf, Instant::now() + self.timeout)
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.write.as_ref().unwrap_or(&self.read);
-        Conn::wait(fd.as_fd(), PollFlags::POLLOUT, self.timeout)?;
-        loop {
-            match nix::unistd::write(fd, buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        timeoutio::write_by(fd.as_fd(), buf, Instant::now() + self.timeout)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -261,8 +237,8 @@ fn master(name: &str, listen: &Listen) -> io::Result<()> {
             (None, true) => fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN)),
             (None, false) => {}
         }
-        let ms = if wait.is_zero() { 1000 } else { wait.as_millis().min(1000) as i32 };
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        let second = Duration::from_secs(1);
+        match poll(&mut fds, poll_timeout(if wait.is_zero() { second } else { wait.min(second) })) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -396,8 +372,8 @@ where
                 PollFd::new(socket.as_fd(), PollFlags::POLLIN),
                 PollFd::new(notify.as_fd(), PollFlags::empty()),
             ];
-            let ms = i32::try_from(timeout.as_millis()).unwrap_or(1000).max(1);
-            if poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)).is_err() {
+            let timeout = poll_timeout(timeout.max(Duration::from_millis(1)));
+            if poll(&mut fds, timeout).is_err() {
                 continue;
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {

@@ -176,10 +176,9 @@ fn write_all(file: File, header: &[u8], message: &mut impl Read) -> Result<u64, 
     let mut size = header.len() as u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match message.read(&mut buf) {
+        let n = match crate::timeoutio::read(message, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(MaildirError::Read(e)),
         };
         out.write_all(&buf[..n]).map_err(MaildirError::Write)?;

@@ -14,7 +14,7 @@ use crate::exit::{self, Verdict};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -212,7 +212,7 @@ impl Injection {
         drop(cmd);
         let stdin = child.stdin.take().expect("stdin was piped");
         let custom = File::from(custom_r);
-        set_nonblocking(&custom);
+        crate::timeoutio::set_nonblocking(&custom);
         Ok(Injection {
             child,
             message: Some(BufWriter::with_capacity(64 * 1024, stdin)),
@@ -295,14 +295,6 @@ pub fn inject(home: &Path, message: &[u8], envelope: &Envelope) -> Result<(), Ve
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
-}
-
-fn set_nonblocking(f: &impl AsFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-        let _ = fcntl(f.as_fd(), FcntlArg::F_SETFL(flags));
-    }
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ impl Rewriter {
         }
         // the percent hack, bounded by the number of % signs
         loop {
-            let at = addr.iter().rposition(|&b| b == b'@').unwrap_or(0);
-            let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
+            let (local, domain) = crate::address::split(&addr);
+            let (at, domain) = (local.len(), lower(domain.unwrap_or_default()));
             if !self.percenthack.contains(&domain) {
                 break;
             }
@@ -65,8 +65,7 @@ impl Rewriter {
                 None => break,
             }
         }
-        let at = addr.iter().rposition(|&b| b == b'@').unwrap_or(0);
-        let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
+        let domain = lower(crate::address::split(&addr).1.unwrap_or_default());
         if self.locals.contains(&domain)? {
             return Ok(Route::Local(addr));
         }
@@ -85,7 +84,7 @@ impl Rewriter {
         if self.virtualdomains.is_empty() {
             return None;
         }
-        let whole = String::from_utf8_lossy(addr).to_ascii_lowercase();
+        let whole = lower(addr);
         if let Some(p) = self.virtualdomains.get(&whole) {
             return Some(p);
         }
@@ -105,11 +104,8 @@ impl Rewriter {
     /// Undo a virtual-domain prefix for a bounce: `prefix-user@dom` → `user@dom` when `dom`
     /// maps to `prefix`.
     pub fn strip_prefix(&self, addr: &[u8]) -> Vec<u8> {
-        let at = match addr.iter().rposition(|&b| b == b'@') {
-            Some(at) => at,
-            None => return addr.to_vec(),
-        };
-        let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
+        let (_, Some(domain)) = crate::address::split(addr) else { return addr.to_vec() };
+        let domain = lower(domain);
         if let Some(prefix) = self.virtualdomains.get(&domain) {
             let p = prefix.as_bytes();
             if !p.is_empty() && addr.len() > p.len() && addr.starts_with(p) && addr[p.len()] == b'-'
@@ -119,6 +115,11 @@ impl Rewriter {
         }
         addr.to_vec()
     }
+}
+
+/// A domain or address as the control files list it: text, lowercase.
+fn lower(domain: &[u8]) -> String {
+    String::from_utf8_lossy(domain).to_ascii_lowercase()
 }
 
 #[cfg(test)]

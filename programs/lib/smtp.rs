@@ -265,8 +265,8 @@ impl Path {
         liphost: &[u8],
         mut is_local: impl FnMut(IpAddr) -> bool,
     ) -> Result<(), PathError> {
-        let Some(at) = self.addr.iter().rposition(|&b| b == b'@') else { return Ok(()) };
-        let Some(ip) = bracket_ip(&self.addr[at + 1..]) else { return Ok(()) };
+        let (local, Some(domain)) = crate::address::split(&self.addr) else { return Ok(()) };
+        let (at, Some(ip)) = (local.len(), bracket_ip(domain)) else { return Ok(()) };
         if is_local(ip) {
             self.addr.truncate(at + 1);
             self.addr.extend_from_slice(liphost);

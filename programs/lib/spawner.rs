@@ -50,21 +50,6 @@ pub struct Delivery {
     pub recipient: Vec<u8>,
 }
 
-impl Delivery {
-    /// The recipient split at its last `@`: (local part, domain).
-    pub fn split_recipient(&self) -> (&[u8], &[u8]) {
-        split_at_last_at(&self.recipient)
-    }
-}
-
-/// `addr` split at its last `@`; with none, all of it is the local part.
-pub fn split_at_last_at(addr: &[u8]) -> (&[u8], &[u8]) {
-    match addr.iter().rposition(|&b| b == b'@') {
-        Some(i) => (&addr[..i], &addr[i + 1..]),
-        None => (addr, &[]),
-    }
-}
-
 /// Enter `home/queue/mess`; the uid owning `home/queue`, which message files must have.
 pub fn enter_queue(home: &Path) -> io::Result<u32> {
     let queue = home.join("queue");
@@ -236,10 +221,9 @@ fn read_commands(mut input: impl Read, tx: &Sender<Event>) {
     let mut decoder = CommandDecoder::new();
     let mut buf = [0u8; 4096];
     let end = loop {
-        let n = match input.read(&mut buf) {
+        let n = match crate::timeoutio::read(&mut input, &mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(ServeError::Read(e)),
         };
         decoder.feed(&buf[..n]);
@@ -371,14 +355,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn recipients_split_at_the_last_at() {
-        assert_eq!(split_at_last_at(b"a@b@c"), (&b"a@b"[..], &b"c"[..]));
-        assert_eq!(split_at_last_at(b"@c"), (&b""[..], &b"c"[..]));
-        assert_eq!(split_at_last_at(b"a@"), (&b"a"[..], &b""[..]));
-        assert_eq!(split_at_last_at(b"a"), (&b"a"[..], &b""[..]));
     }
 
     #[test]

@@ -25,11 +25,11 @@
 //! than delivery would (no paths, no entries, nothing about which lookup step answered).
 
 use crate::control::Control;
+use crate::dotqmail;
 use crate::exit::{self, Outcome};
 use crate::quota::{self, Quota};
 use crate::recipient::{Failure, Found, Lookup, Source};
 use crate::rewrite::{Rewriter, Route};
-use crate::{dotqmail, spawner};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -137,7 +137,8 @@ impl Verifier {
                 return Verdict::Temporary(format!("Unable to read controls: {e} (#4.3.0)")).into()
             }
         };
-        let (local, domain) = spawner::split_at_last_at(&routed);
+        let (local, domain) = crate::address::split(&routed);
+        let domain = domain.unwrap_or_default();
         if local.is_empty() {
             return Verdict::Unknown(NO_MAILBOX.into()).into();
         }

@@ -20,7 +20,7 @@
 use qmail::clean::{Request, Requests};
 use qmail::{auto, exit};
 use std::fs;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -51,10 +51,9 @@ fn run() -> Result<(), String> {
     let mut until_sweep = SWEEP_EVERY;
     let mut buf = [0u8; 4096];
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match qmail::timeoutio::read(&mut input, &mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("unable to read requests: {e}")),
         };
         for &byte in &buf[..n] {

@@ -330,10 +330,7 @@ pub fn unquote(addr: &[Token]) -> Vec<u8> {
 /// A command-line or `-f` address as tokens, as upstream's `quote2` then parse: the part
 /// before the last `@` is one word, the part after it is tokenized.
 pub fn arg_address(arg: &[u8]) -> Result<Vec<Token>, Unparsable> {
-    let (local, domain) = match arg.iter().rposition(|&b| b == b'@') {
-        Some(at) => (&arg[..at], Some(&arg[at + 1..])),
-        None => (arg, None),
-    };
+    let (local, domain) = qmail::address::split(arg);
     let mut toks = Vec::new();
     if !local.is_empty() {
         toks.push(if needs_quotes(local) { Quote(local.to_vec()) } else { Atom(local.to_vec()) });

@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use qmail::control::Control;
 use qmail::ldap::{self, Account, Candidate, Config, Directory, Store};
+use qmail::safe::controls;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -136,11 +137,11 @@ fn run(args: &Args) -> Result<Outcome> {
     for (filter, cand) in searches {
         out.push_str(&format!(
             "Searching ldap for: {}\nunder dn: {}\n",
-            clean(&filter),
-            clean(&dir.config().base)
+            controls(&filter),
+            controls(&dir.config().base)
         ));
         let entries =
-            dir.search(&filter, &attrs).with_context(|| format!("search {}", clean(&filter)))?;
+            dir.search(&filter, &attrs).with_context(|| format!("search {}", controls(&filter)))?;
         match entries.len() {
             0 => {
                 out.push_str("No entries found.\n\n");
@@ -159,7 +160,7 @@ fn run(args: &Args) -> Result<Outcome> {
             match ldap::decode(entry, &cand, dir.config()) {
                 Ok(acct) => print_delivery(&mut out, &acct, dir.config()),
                 Err(e) => {
-                    out.push_str(&format!("Delivery: impossible: {}\n", clean(&e.to_string())));
+                    out.push_str(&format!("Delivery: impossible: {}\n", controls(&e.to_string())));
                     problem.get_or_insert(e);
                 }
             }
@@ -236,7 +237,7 @@ fn with_class(core: String, cfg: &Config) -> String {
 /// The filters delivery tries for `address` (ldap.md §2.3–§2.4), alias domains applied.
 fn mail_searches(address: &str, cfg: &Config) -> Result<Vec<(String, Candidate)>> {
     let Some((local, domain)) = address.rsplit_once('@') else {
-        bail!("{}: an address needs an @domain", clean(address));
+        bail!("{}: an address needs an @domain", controls(address));
     };
     let domain = domain.to_ascii_lowercase();
     let domain = cfg
@@ -255,11 +256,6 @@ fn mail_searches(address: &str, cfg: &Config) -> Result<Vec<(String, Candidate)>
         .collect())
 }
 
-/// Control characters shown as `?`: directory values never reach the terminal raw.
-fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
 /// The entry's attributes in upstream's order; every value, `userPassword` never.
 fn print_entry(out: &mut String, entry: &ldap::Entry) {
     let values = |name: &str| -> Vec<String> {
@@ -267,14 +263,14 @@ fn print_entry(out: &mut String, entry: &ldap::Entry) {
             .attrs
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.iter().map(|s| clean(s)))
+            .flat_map(|(_, v)| v.iter().map(|s| controls(s)))
             .collect();
         if entry.bin_attrs.keys().any(|k| k.eq_ignore_ascii_case(name)) {
             v.push("(not UTF-8)".to_string());
         }
         v
     };
-    out.push_str(&format!("dn: {}\n{}\n", clean(&entry.dn), "-".repeat(72)));
+    out.push_str(&format!("dn: {}\n{}\n", controls(&entry.dn), "-".repeat(72)));
     let mut line = |name: &str, undefined: Option<&str>| {
         let v = values(name);
         if v.is_empty() {
@@ -322,11 +318,14 @@ fn print_delivery(out: &mut String, a: &Account, cfg: &Config) {
         S::NoPop => "nopop: mail is delivered; no POP or IMAP login".to_string(),
         S::Disabled => "disabled: mail bounces (administratively disabled, #5.2.1)".to_string(),
         S::Deleted => "deleted: mail bounces as for an unknown user (#5.1.1)".to_string(),
-        S::Unknown(w) => format!("{}: unknown status, treated as noaccess", clean(w)),
+        S::Unknown(w) => format!("{}: unknown status, treated as noaccess", controls(w)),
     };
     out.push_str(&format!("  status: {status}\n"));
     if let Some(h) = &a.mail_host {
-        out.push_str(&format!("  mail host: {} (delivered here only if that is us)\n", clean(h)));
+        out.push_str(&format!(
+            "  mail host: {} (delivered here only if that is us)\n",
+            controls(h)
+        ));
     }
     let id = |v: Option<u32>| v.map_or("none (refused)".to_string(), |n| n.to_string());
     out.push_str(&format!(
@@ -341,7 +340,7 @@ fn print_delivery(out: &mut String, a: &Account, cfg: &Config) {
             aliasempty.as_deref().unwrap_or("./Maildir/ (qmail-local's default)")
         ),
         Ok(Store::ForwardOnly) => "none: forward-only account, delivered as the alias user".into(),
-        Err(e) => format!("impossible: {}", clean(&e.to_string())),
+        Err(e) => format!("impossible: {}", controls(&e.to_string())),
     };
     out.push_str(&format!("  message store: {store}\n"));
     out.push_str(&format!("  dot mode: {}\n", a.dot_mode.as_str()));
@@ -353,14 +352,14 @@ fn print_delivery(out: &mut String, a: &Account, cfg: &Config) {
         mode.push("automatic reply");
     }
     let unknown: Vec<String> =
-        a.mode.unknown.iter().map(|w| format!("unknown {}", clean(w))).collect();
+        a.mode.unknown.iter().map(|w| format!("unknown {}", controls(w))).collect();
     mode.extend(unknown.iter().map(String::as_str));
     out.push_str(&format!("  delivery mode: {}\n", mode.join(", ")));
     let list = |v: &[String]| {
         if v.is_empty() {
             "none".to_string()
         } else {
-            v.iter().map(|s| clean(s)).collect::<Vec<_>>().join(", ")
+            v.iter().map(|s| controls(s)).collect::<Vec<_>>().join(", ")
         }
     };
     out.push_str(&format!("  forwards: {}\n", list(&a.forwards)));

@@ -121,10 +121,9 @@ fn copy_quoted(input: &mut impl Read, out: &mut impl Write) -> Result<(), Failur
     let mut start: Option<(u64, usize)> = Some((0, 0));
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match qmail::timeoutio::read(input, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Failure::Read(e)),
         };
         let mut rest = &buf[..n];

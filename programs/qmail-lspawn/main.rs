@@ -182,7 +182,8 @@ impl Local {
 
     fn run(&self, d: Delivery) -> Result<Outcome, Outcome> {
         let Delivery { mut message, sender, recipient, .. } = d;
-        let (local, domain) = spawner::split_at_last_at(&recipient);
+        let (local, domain) = qmail::address::split(&recipient);
+        let domain = domain.unwrap_or_default();
         if local.is_empty() {
             return Ok(Outcome::Success(Vec::new()));
         }

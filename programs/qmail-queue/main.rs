@@ -30,7 +30,7 @@ use qmail::file::fsync_dir;
 use qmail::queue::split_name;
 use qmail::received::{self, Invoked};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -199,10 +199,9 @@ fn write_message(file: &File, received: &[u8]) -> Result<(), QueueExit> {
     let mut input = io::stdin().lock();
     let mut buf = vec![0u8; BUF];
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match qmail::timeoutio::read(&mut input, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(QueueExit::ReadError),
         };
         out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;

@@ -341,10 +341,9 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
     let mut chunk = vec![0u8; CHUNK];
     let mut wire = Vec::with_capacity(2 * CHUNK + 8);
     loop {
-        let n = match message.read(&mut chunk) {
+        let n = match qmail::timeoutio::read(&mut message, &mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 // drop the connection without the final dot: nothing is delivered
                 out.message(b'Z', b"Unable to read the message. (#4.3.0)\n");

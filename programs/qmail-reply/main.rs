@@ -185,10 +185,10 @@ fn answerable(sender: &[u8], junk: &[Vec<u8>]) -> bool {
         return false;
     }
     let lower = sender.to_ascii_lowercase();
-    let Some(at) = lower.iter().rposition(|&b| b == b'@') else {
+    let (local, Some(_)) = qmail::address::split(&lower) else {
         return false;
     };
-    let (local, domain) = (&lower[..at], &lower[at..]);
+    let domain = &lower[local.len()..]; // with its `@`
     let suffixes = local.iter().enumerate().filter(|(_, &b)| b == b'-').map(|(i, _)| &local[i..]);
     let mut forms: Vec<&[u8]> = vec![&lower, local, domain];
     forms.extend(suffixes);
@@ -222,7 +222,7 @@ fn compose(
     let subject = mailmagic::subject(header);
     let (fields, body) = mailmagic::split(text);
     let date = Utc::from_unix(now).rfc822();
-    let host = recipient.rsplit(|&b| b == b'@').next().unwrap_or_default();
+    let host = qmail::address::split(recipient).1.unwrap_or(recipient);
     let mut m = Vec::new();
     m.extend_from_slice(dtline);
     m.extend_from_slice(

@@ -62,7 +62,7 @@ struct Remote {
 impl Deliverer for Remote {
     fn deliver(&self, d: Delivery) -> Outcome {
         let Delivery { mut message, sender, recipient, .. } = d;
-        let (_, domain) = spawner::split_at_last_at(&recipient);
+        let domain = qmail::address::split(&recipient).1.unwrap_or_default();
         if message.seek(SeekFrom::Start(0)).is_err() {
             return Outcome::temp("Unable to rewind the message. (#4.3.0)\n");
         }

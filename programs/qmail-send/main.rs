@@ -19,10 +19,11 @@ use qmail::auto::{self, SPLIT};
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::date822::unix_now;
-use qmail::log::safe;
 use qmail::queue::Leftover;
 use qmail::rewrite::Rewriter;
+use qmail::safe::log as safe;
 use qmail::spawn::{Command, ReportDecoder};
+use qmail::todo::{self, Channels};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -106,7 +107,7 @@ struct Send {
     cleaner: Client,
     todo_w: File,
     todo_r: File,
-    todo_buf: Vec<u8>,
+    todo_in: todo::Decoder,
     rewriter: Rewriter,
     bounce: bounce::BounceConf,
     lifetime: i64,
@@ -157,7 +158,7 @@ fn run() -> Result<(), String> {
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let bounce = bounce::BounceConf::load(&control).map_err(|e| e.to_string())?;
     for f in [&l_to, &r_to] {
-        set_nonblocking(f);
+        qmail::timeoutio::set_nonblocking(f);
     }
     let chan = |name, c, to, from, n| Channel {
         name,
@@ -179,7 +180,7 @@ fn run() -> Result<(), String> {
         cleaner: Client::new(clean_w, clean_r),
         todo_w,
         todo_r,
-        todo_buf: Vec::new(),
+        todo_in: todo::Decoder::new(),
         rewriter,
         bounce,
         lifetime,
@@ -191,7 +192,7 @@ fn run() -> Result<(), String> {
     };
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete
-    let _ = send.todo_w.write_all(b"S");
+    let _ = send.todo_w.write_all(&[todo::Command::Start.byte()]);
     send.status();
     send.main_loop(&signals)
 }
@@ -201,16 +202,6 @@ fn handshake(from: &File) -> io::Result<u16> {
     let mut b = [0u8; 2];
     (&*from).read_exact(&mut b)?;
     Ok(u16::from_le_bytes(b))
-}
-
-fn set_nonblocking(f: &File) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let _ = fcntl(
-            f.as_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-        );
-    }
 }
 
 fn isqrt(n: i64) -> i64 {
@@ -358,15 +349,14 @@ impl Send {
         if let Some(Reverse((t, _))) = self.completions.peek() {
             due = due.min(*t);
         }
-        let ms = ((due - now).max(0) * 1000).min(i64::from(i32::MAX));
-        PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX)
+        qmail::timeoutio::poll_timeout(Duration::from_secs((due - now).max(0) as u64))
     }
 
     fn signal(&mut self, signo: i32) {
         match Signal::try_from(signo) {
             Ok(Signal::SIGTERM) if !self.exitasap => {
                 self.exitasap = true;
-                let _ = self.todo_w.write_all(b"X");
+                let _ = self.todo_w.write_all(&[todo::Command::Exit.byte()]);
                 self.status();
             }
             Ok(Signal::SIGALRM) => {
@@ -389,7 +379,7 @@ impl Send {
                         self.log(&format!("alert: unable to reread controls: {e}"))
                     }
                 }
-                let _ = self.todo_w.write_all(b"H");
+                let _ = self.todo_w.write_all(&[todo::Command::Reload.byte()]);
                 self.chans[0].outbox.extend(Command::reload().encode());
             }
             _ => {}
@@ -747,7 +737,7 @@ impl Send {
         })
     }
 
-    /// Records from qmail-todo: `D<L|R|B|X><id>`, `L<log line>`, `X`.
+    /// Records from qmail-todo (`qmail::todo`).
     fn read_todo(&mut self) -> Result<(), String> {
         let mut buf = [0u8; 16384];
         let n = match self.todo_r.read(&mut buf) {
@@ -762,44 +752,33 @@ impl Send {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(format!("reading from qmail-todo: {e}")),
         };
-        self.todo_buf.extend_from_slice(&buf[..n]);
-        while let Some(i) = self.todo_buf.iter().position(|&b| b == 0) {
-            let rec: Vec<u8> = self.todo_buf.drain(..=i).collect();
-            self.todo_record(&rec[..rec.len() - 1]);
-        }
-        if self.todo_buf.len() > qmail::spawn::MAX_REPORT {
-            self.log("warning: qmail-todo record too long, dropped");
-            self.todo_buf.clear();
+        self.todo_in.feed(&buf[..n]);
+        while let Some(record) = self.todo_in.next() {
+            self.todo_record(record);
         }
         Ok(())
     }
 
-    fn todo_record(&mut self, rec: &[u8]) {
-        match rec.first() {
-            Some(b'L') => {
-                let text = String::from_utf8_lossy(&rec[1..]).trim_end_matches('\n').to_string();
-                self.log(&text);
-            }
-            Some(b'X') => self.todo_done = true,
-            Some(b'D') if rec.len() > 2 => {
-                let Some(id) =
-                    std::str::from_utf8(&rec[2..]).ok().and_then(|s| s.parse::<u64>().ok())
-                else {
-                    self.log("warning: bad record from qmail-todo");
-                    return;
-                };
-                let now = unix_now();
-                match rec[1] {
-                    b'L' => self.chans[0].queue.push(Reverse((now, id))),
-                    b'R' => self.chans[1].queue.push(Reverse((now, id))),
-                    b'B' => {
-                        self.chans[0].queue.push(Reverse((now, id)));
-                        self.chans[1].queue.push(Reverse((now, id)));
+    fn todo_record(&mut self, record: Result<todo::Record, todo::RecordError>) {
+        match record {
+            Ok(todo::Record::Log(line)) => self.log(&String::from_utf8_lossy(&line)),
+            Ok(todo::Record::Exit) => self.todo_done = true,
+            Ok(todo::Record::Done(channels, id)) => {
+                let due = Reverse((unix_now(), id));
+                match channels {
+                    Channels::Local => self.chans[0].queue.push(due),
+                    Channels::Remote => self.chans[1].queue.push(due),
+                    Channels::Both => {
+                        self.chans[0].queue.push(due);
+                        self.chans[1].queue.push(due);
                     }
-                    _ => self.completions.push(Reverse((now, id))),
+                    Channels::Neither => self.completions.push(due),
                 }
             }
-            _ => self.log("warning: bad record from qmail-todo"),
+            Err(todo::RecordError::TooLong) => {
+                self.log("warning: qmail-todo record too long, dropped")
+            }
+            Err(todo::RecordError::Bad) => self.log("warning: bad record from qmail-todo"),
         }
     }
 }
@@ -808,16 +787,13 @@ impl Send {
 /// `Pbox=rhost@H`.
 fn verp(sender: &[u8], recipient: &[u8]) -> Vec<u8> {
     let Some(base) = sender.strip_suffix(b"-@[]") else { return sender.to_vec() };
-    let Some(at) = base.iter().rposition(|&b| b == b'@') else { return sender.to_vec() };
-    let (p, h) = (&base[..at], &base[at + 1..]);
+    let (p, Some(h)) = qmail::address::split(base) else { return sender.to_vec() };
     let mut out = p.to_vec();
-    match recipient.iter().rposition(|&b| b == b'@') {
-        Some(rat) => {
-            out.extend_from_slice(&recipient[..rat]);
-            out.push(b'=');
-            out.extend_from_slice(&recipient[rat + 1..]);
-        }
-        None => out.extend_from_slice(recipient),
+    let (rbox, rhost) = qmail::address::split(recipient);
+    out.extend_from_slice(rbox);
+    if let Some(rhost) = rhost {
+        out.push(b'=');
+        out.extend_from_slice(rhost);
     }
     out.push(b'@');
     out.extend_from_slice(h);

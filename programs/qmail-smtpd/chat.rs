@@ -389,8 +389,7 @@ impl Session<'_> {
 
     /// RETURNMXCHECK: the sender's domain must have an MX, A or AAAA record.
     fn return_mx_check(&mut self, addr: &[u8]) -> Option<Flow> {
-        let at = addr.iter().rposition(|&b| b == b'@')?;
-        let domain = String::from_utf8_lossy(&addr[at + 1..]).into_owned();
+        let domain = String::from_utf8_lossy(qmail::address::split(addr).1?).into_owned();
         if smtp::bracket_ip(domain.as_bytes()).is_some() {
             return None;
         }
@@ -428,7 +427,7 @@ impl Session<'_> {
                 reply => self.verify_trouble(reply),
             });
         }
-        let domain = addr.iter().rposition(|&b| b == b'@').map_or(&b""[..], |at| &addr[at + 1..]);
+        let domain = qmail::address::split(addr).1.unwrap_or_default();
         let refused = match mode {
             SenderCheck::Plain => false,
             SenderCheck::Loose => !checks::domain_is_ours(&self.cfg, domain)?,
@@ -519,7 +518,7 @@ impl Session<'_> {
             return self.say(555, "syntax error (#5.5.4)");
         }
         let addr = path.addr.as_slice();
-        let local = addr.iter().rposition(|&b| b == b'@').map_or(addr, |at| &addr[..at]);
+        let (local, _) = qmail::address::split(addr);
         if self.env.blockrelayprobe && local.iter().any(|b| matches!(b, b'@' | b'%' | b'!')) {
             let text = format!("sorry, we don't relay for [{}] (#5.7.1)", self.env.remote_ip);
             return self.refuse(553, &text);

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// `@` (completed locally later), a `locals` domain (unless NOLOCAL), or the domain or one of
 /// its `.suffix`es in `rcpthosts` / `morercpthosts.cdb`.
 pub fn rcpt_allowed(cfg: &Config, env: &Env, addr: &[u8]) -> Result<bool, ControlError> {
-    let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return Ok(true) };
-    let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
+    let (_, Some(domain)) = qmail::address::split(addr) else { return Ok(true) };
+    let domain = String::from_utf8_lossy(domain).to_ascii_lowercase();
     if !env.nolocal && cfg.locals.contains(&domain)? {
         return Ok(true);
     }
@@ -47,8 +47,8 @@ fn suffix_match(set: &DomainSet, domain: &str) -> Result<bool, ControlError> {
 /// The domain of `addr` (after its last `@`) is in `locals`: the addresses RCPTCHECK and
 /// SENDERCHECK verify. An address without `@` is not.
 pub fn domain_is_local(cfg: &Config, addr: &[u8]) -> Result<bool, ControlError> {
-    let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return Ok(false) };
-    cfg.locals.contains(&String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase())
+    let (_, Some(domain)) = qmail::address::split(addr) else { return Ok(false) };
+    cfg.locals.contains(&String::from_utf8_lossy(domain).to_ascii_lowercase())
 }
 
 /// The sender domain is local (in `locals`) or accepted (in rcpthosts): for SENDERCHECK LOOSE.
@@ -68,8 +68,7 @@ pub fn domain_is_ours(cfg: &Config, domain: &[u8]) -> Result<bool, ControlError>
 /// The sender is plausible (SANITYCHECK): an `@`, a non-empty local part and domain, and a
 /// dot in the domain.
 pub fn sane_sender(addr: &[u8]) -> bool {
-    let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return false };
-    let (local, domain) = (&addr[..at], &addr[at + 1..]);
+    let (local, Some(domain)) = qmail::address::split(addr) else { return false };
     !local.is_empty() && !domain.is_empty() && domain.contains(&b'.')
 }
 

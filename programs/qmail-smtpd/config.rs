@@ -156,9 +156,10 @@ impl AddrList {
         if self.has(&addr) {
             return true;
         }
-        match addr.iter().rposition(|&b| b == b'@') {
-            Some(at) => self.has(&addr[at..]) || self.has(&addr[..=at]),
-            None => false,
+        match qmail::address::split(&addr) {
+            // `@domain` and `local@`
+            (local, Some(_)) => self.has(&addr[local.len()..]) || self.has(&addr[..=local.len()]),
+            (_, None) => false,
         }
     }
 
@@ -169,8 +170,8 @@ impl AddrList {
             return true;
         }
         let addr = addr.to_ascii_lowercase();
-        let Some(at) = addr.iter().rposition(|&b| b == b'@') else { return false };
-        let (local, domain) = (&addr[..at], &addr[at..]);
+        let (local, Some(_)) = qmail::address::split(&addr) else { return false };
+        let domain = &addr[local.len()..]; // with its `@`
         let catchall = |prefix: &[u8]| {
             let mut key = prefix.to_vec();
             key.extend_from_slice(b"catchall");

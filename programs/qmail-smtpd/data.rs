@@ -15,6 +15,7 @@ use qmail::date822::{unix_now, Utc};
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
 use qmail::queue::Injection;
+use qmail::safe::received as safe;
 use qmail::smtp::{DataDecoder, DataError, Refusal, Step};
 use std::io::Write;
 
@@ -118,7 +119,7 @@ pub fn data(s: &mut Session) -> Flow {
 }
 
 /// The lines qmail-smtpd puts before the message: X-RBL lines, then the Received line of the
-/// qmail-LDAP form (every field through [`safe`]).
+/// qmail-LDAP form (every field through [`qmail::safe::received`]).
 fn header(s: &Session, sender: &qmail::address::Address) -> String {
     let mut h = String::new();
     for line in &s.rbl_headers {
@@ -156,29 +157,4 @@ fn header(s: &Session, sender: &qmail::address::Address) -> String {
     h.push_str(&Utc::now().rfc822());
     h.push('\n');
     h
-}
-
-/// Received-line sanitising: letters, digits and `.@%+/=:-[]_#` pass, anything else is `?`.
-pub fn safe(text: &[u8]) -> String {
-    text.iter()
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || b".@%+/=:-[]_#".contains(&b) {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sanitising() {
-        assert_eq!(safe(b"a.b-c_d#e@[1.2.3.4]"), "a.b-c_d#e@[1.2.3.4]");
-        assert_eq!(safe(b"evil\r\nX-Injected: yes"), "evil??X-Injected:?yes");
-        assert_eq!(safe("caf\u{e9} (x)".as_bytes()), "caf????x?");
-    }
 }

@@ -26,10 +26,10 @@ mod data;
 mod dns;
 mod verify;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use qmail::timeoutio;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -86,8 +86,8 @@ impl Io {
     fn stdio() -> io::Result<Io> {
         let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
         let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        set_nonblocking(&input);
-        set_nonblocking(&output);
+        timeoutio::set_nonblocking(&input);
+        timeoutio::set_nonblocking(&output);
         Ok(Io {
             input,
             output,
@@ -123,17 +123,14 @@ impl Io {
             self.start = 0;
         }
         let deadline = Instant::now() + self.timeout;
-        loop {
-            wait(&self.input, PollFlags::POLLIN, deadline)?;
-            match self.input.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err(IoError::Eof),
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(());
-                }
-                Err(e) if retry(&e) => continue,
-                Err(_) => return Err(IoError::Broken),
+        match timeoutio::read_by(self.input.as_fd(), &mut self.buf[self.end..], deadline) {
+            Ok(0) => Err(IoError::Eof),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
             }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(IoError::Timeout),
+            Err(_) => Err(IoError::Broken),
         }
     }
 
@@ -161,11 +158,10 @@ impl Io {
         let deadline = Instant::now() + self.timeout;
         let mut done = 0;
         while done < self.out.len() {
-            wait(&self.output, PollFlags::POLLOUT, deadline)?;
-            match self.output.write(&self.out[done..]) {
+            match timeoutio::write_by(self.output.as_fd(), &self.out[done..], deadline) {
                 Ok(0) => return Err(IoError::Broken),
                 Ok(n) => done += n,
-                Err(e) if retry(&e) => continue,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
                 Err(_) => {
                     self.out.clear();
                     return Err(IoError::Broken);
@@ -174,36 +170,6 @@ impl Io {
         }
         self.out.clear();
         Ok(())
-    }
-}
-
-fn retry(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
-}
-
-/// Wait until `f` is ready for `events` or `deadline` passes.
-fn wait(f: &File, events: PollFlags, deadline: Instant) -> Result<(), IoError> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(IoError::Timeout);
-        }
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(f.as_fd(), events)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Err(IoError::Timeout),
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return Err(IoError::Broken),
-        }
-    }
-}
-
-fn set_nonblocking(f: &File) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(f.as_fd(), FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-        let _ = fcntl(f.as_fd(), FcntlArg::F_SETFL(flags));
     }
 }
 
@@ -244,11 +210,9 @@ impl Log {
     pub fn at(&self, level: u8, text: fmt::Arguments<'_>) {
         if level <= self.level {
             // one line each: client-chosen bytes cannot forge or break log lines
-            let text = text.to_string();
-            let mut line = format!("qmail-smtpd {}: ", self.pid).into_bytes();
-            line.extend(text.bytes().map(|b| if (32..127).contains(&b) { b } else { b'?' }));
-            line.push(b'\n');
-            let _ = io::stderr().write_all(&line);
+            let text = qmail::safe::printable(text.to_string().as_bytes(), '?');
+            let _ =
+                io::stderr().write_all(format!("qmail-smtpd {}: {text}\n", self.pid).as_bytes());
         }
     }
 }

@@ -16,9 +16,8 @@
 //! shell or a command line; the answer is bounded ([`qmail::verify::wire::TEXT_MAX`]) and its
 //! text made printable before it reaches the client.
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::verify::wire::Answer;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -205,7 +204,7 @@ fn connect(path: &Path) -> Option<UnixStream> {
 }
 
 /// One question and its answer, by `deadline`. `Err` says why there is no answer.
-fn exchange<W: Write, R: Read + AsFd>(
+fn exchange<W: Write, R: AsFd>(
     w: &mut W,
     r: &mut R,
     address: &[u8],
@@ -218,11 +217,10 @@ fn exchange<W: Write, R: Read + AsFd>(
     let mut got = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
-        readable(r, deadline)?;
-        let n = match r.read(&mut chunk) {
+        let n = match qmail::timeoutio::read_by(r.as_fd(), &mut chunk, deadline) {
             Ok(0) => return Err("end of file".into()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(TIMED_OUT.into()),
             Err(e) => return Err(format!("read: {e}")),
         };
         got.extend_from_slice(&chunk[..n]);
@@ -235,31 +233,13 @@ fn exchange<W: Write, R: Read + AsFd>(
     }
 }
 
-/// Wait until `r` has bytes (or its end) to read, at most until `deadline`.
-fn readable<R: AsFd>(r: &R, deadline: Instant) -> Result<(), String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(TIMED_OUT.into());
-        }
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Err(TIMED_OUT.into()),
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-    }
-}
-
 /// An answer text for the client: printable ASCII (anything else becomes `?`), or `default`
 /// when empty.
 fn printable(text: &[u8], default: &str) -> String {
     if text.is_empty() {
         return default.to_string();
     }
-    text.iter().map(|&b| if (32..127).contains(&b) { b as char } else { '?' }).collect()
+    qmail::safe::printable(text, '?')
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! qmail-tcpsrv's command line: tcpserver's getopt-style options (clustered flags, `-c5` or
-//! `-c 5`, `--` ends the options, the first non-option starts the arguments).
+//! qmail-tcpsrv's command line: tcpserver's getopt-style options, read by [`qmail::getopt`]
+//! (clustered flags, `-c5` or `-c 5`, `--` ends the options, the first non-option starts the
+//! arguments).
 
+use qmail::getopt::{Getopt, Opt};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -56,57 +58,37 @@ pub fn parse(
         program: OsString::new(),
         args: Vec::new(),
     };
-    let mut i = 0;
-    while let Some(arg) = argv.get(i).map(|a| a.as_bytes()) {
-        if arg == b"--" {
-            i += 1;
-            break;
-        }
-        if arg.len() < 2 || arg[0] != b'-' {
-            break;
-        }
-        i += 1;
-        let mut j = 1;
-        while j < arg.len() {
-            let opt = arg[j];
-            j += 1;
-            if b"cxBgublt".contains(&opt) {
-                let value: &[u8] = if j < arg.len() {
-                    &arg[j..]
-                } else {
-                    i += 1;
-                    argv.get(i - 1)
-                        .map(|a| a.as_bytes())
-                        .ok_or_else(|| format!("option -{} needs a value", opt as char))?
-                };
-                j = arg.len();
-                option(&mut o, opt, value)?;
-                continue;
-            }
-            match opt {
-                b'1' => o.print_port = true,
-                b'X' => o.allow_missing_rules = true,
-                b'd' => o.nodelay = false,
-                b'D' => o.nodelay = true,
-                b'v' => o.verbosity = 2,
-                b'Q' => o.verbosity = 1,
-                b'q' => o.verbosity = 0,
-                // no DNS and no ident: accepted for compatibility, see the man page
-                b'h' | b'H' | b'p' | b'P' | b'r' | b'R' | b'o' | b'O' => {}
-                b'U' => {
-                    if let Some(uid) = uid_env {
-                        o.uid = number(b'U', uid.as_bytes())?;
-                    }
-                    if let Some(gid) = gid_env {
-                        o.gid = number(b'U', gid.as_bytes())?;
-                    }
+    let bytes: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let mut opts = Getopt::new(&bytes, "1UXpPhHrRoOdDqQvc:x:B:g:u:b:l:t:");
+    for opt in opts.by_ref() {
+        match opt {
+            Opt::Value(c, value) => option(&mut o, c, &value)?,
+            Opt::Flag(b'1') => o.print_port = true,
+            Opt::Flag(b'X') => o.allow_missing_rules = true,
+            Opt::Flag(b'd') => o.nodelay = false,
+            Opt::Flag(b'D') => o.nodelay = true,
+            Opt::Flag(b'v') => o.verbosity = 2,
+            Opt::Flag(b'Q') => o.verbosity = 1,
+            Opt::Flag(b'q') => o.verbosity = 0,
+            Opt::Flag(b'U') => {
+                if let Some(uid) = uid_env {
+                    o.uid = number(b'U', uid.as_bytes())?;
                 }
-                _ => return Err(format!("unknown option -{}", String::from_utf8_lossy(&[opt]))),
+                if let Some(gid) = gid_env {
+                    o.gid = number(b'U', gid.as_bytes())?;
+                }
+            }
+            // no DNS and no ident: -hHpPrRoO are accepted for compatibility, see the man page
+            Opt::Flag(_) => {}
+            Opt::Missing(c) => return Err(format!("option -{} needs a value", c as char)),
+            Opt::Unknown(c) => {
+                return Err(format!("unknown option -{}", String::from_utf8_lossy(&[c])))
             }
         }
     }
-    let rest = &argv[i.min(argv.len())..];
-    let [host, port, program, args @ ..] = rest else {
+    let rest: Vec<OsString> =
+        opts.rest().iter().map(|a| OsStr::from_bytes(a).to_os_string()).collect();
+    let [host, port, program, args @ ..] = rest.as_slice() else {
         return Err("host, port and program are needed".into());
     };
     o.host = host.to_str().ok_or("the host is not text")?.to_string();
@@ -187,5 +169,10 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(p(&["-vc"]).unwrap_err(), "option -c needs a value");
+        assert_eq!(p(&["-vZ", "0", "1", "x"]).unwrap_err(), "unknown option -Z");
+        assert_eq!(p(&["-c5x", "0", "1", "x"]).unwrap_err(), "-c wants a number, not 5x");
+        let o = p(&["-qc", "7", "-", "1", "x"]).unwrap();
+        assert_eq!((o.verbosity, o.limit, o.host.as_str()), (0, 7, "-"));
     }
 }

@@ -58,7 +58,7 @@ pub fn serve(server: &Server, stream: TcpStream, slot: Slot) {
         Err(why) => return drop_conn(why),
     };
     let describe = |pid: u32| {
-        let field = |v: &[u8]| safe(v);
+        let field = |v: &[u8]| qmail::safe::safecats(v);
         format!(
             "{} {pid} {}:{}:{} :{}::{}",
             if decision.deny { "deny" } else { "ok" },
@@ -131,37 +131,4 @@ fn rules(server: &Server, ip: &[u8]) -> Result<Decision, String> {
 /// An IPv4 peer seen through a dual-stack socket (`::ffff:1.2.3.4`) is an IPv4 peer.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
-
-/// tcpserver's safecats: bytes outside 33..=126, `:` and `%` become `?`; at most 100 bytes,
-/// then `...`.
-fn safe(value: &[u8]) -> String {
-    let mut out: String = value
-        .iter()
-        .take(100)
-        .map(|&c| match c {
-            b':' | b'%' => '?',
-            33..=126 => c as char,
-            _ => '?',
-        })
-        .collect();
-    if value.len() >= 100 {
-        out.push_str("...");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safe_fields() {
-        assert_eq!(safe(b"127.0.0.1"), "127.0.0.1");
-        assert_eq!(safe(b"::1"), "??1");
-        assert_eq!(safe(b"a b%c\x7f\xff\n"), "a?b?c???");
-        assert_eq!(safe(&[b'x'; 99]), "x".repeat(99));
-        assert_eq!(safe(&[b'x'; 100]), format!("{}...", "x".repeat(100)));
-        assert_eq!(safe(&[b'x'; 5000]), format!("{}...", "x".repeat(100)));
-    }
 }

@@ -1,10 +1,8 @@
 //! qmail-todo: preprocess new messages for qmail-send (qmail-ldap's EXTERNAL_TODO).
 //!
-//! Started by qmail-start. fd 0: one-byte commands from qmail-send (`S` start, `H` re-read
-//! control files, `X` finish); fd 1: NUL-terminated records to qmail-send (`D`, then `L`, `R`,
-//! `B` or `X`, then the id: schedule the message for local, remote, both or completion; `L`
-//! and a log line; `X` on exit); fd 2 to its own qmail-clean, fd 3 from its replies. Watches `queue/lock/trigger` and scans
-//! `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
+//! Started by qmail-start. fd 0: one-byte commands from qmail-send, fd 1: records to
+//! qmail-send (both in `qmail::todo`); fd 2 to its own qmail-clean, fd 3 from its replies.
+//! Watches `queue/lock/trigger` and scans `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
 //! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure or when its
 //! qmail-clean is gone (qmail-send then loses qmail-todo and exits, and the set is restarted).
 
@@ -14,9 +12,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
-use qmail::log::safe;
 use qmail::rewrite::{Rewriter, Route};
+use qmail::safe::log as safe;
 use qmail::text0::{self, Text0Error};
+use qmail::todo::{Channels, Command, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -68,9 +67,9 @@ fn run() -> Result<(), String> {
 
     // wait for qmail-send's go-ahead: it has finished scanning the queue
     loop {
-        match read_byte(&input) {
-            Some(b'S') => break,
-            Some(b'X') | None => return todo.finish(),
+        match read_command(&input) {
+            Some(Some(Command::Start)) => break,
+            Some(Some(Command::Exit)) | None => return todo.finish(),
             Some(_) => {}
         }
     }
@@ -89,8 +88,7 @@ fn run() -> Result<(), String> {
         if let Some(t) = &trigger {
             fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
         }
-        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        let n = match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        let n = match poll(&mut fds, qmail::timeoutio::poll_timeout(wait)) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("poll: {e}")),
@@ -127,9 +125,9 @@ enum Flow {
 impl Todo {
     /// Act on one command byte from qmail-send.
     fn command(&mut self, input: &File) -> Flow {
-        match read_byte(input) {
-            None | Some(b'X') => Flow::Stop,
-            Some(b'H') => {
+        match read_command(input) {
+            None | Some(Some(Command::Exit)) => Flow::Stop,
+            Some(Some(Command::Reload)) => {
                 match Rewriter::load(&self.control) {
                     Ok(r) => {
                         self.rewriter = r;
@@ -185,7 +183,7 @@ impl Todo {
                 // todo/id and intd/id go; losing qmail-clean is fatal (qmail-send then
                 // loses us and the whole set is restarted)
                 match self.cleaner.request(clean::Request::Todo(id)) {
-                    Ok(()) => self.send(format!("D{kind}{id}").as_bytes()),
+                    Ok(()) => self.send(Record::Done(kind, id)),
                     Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
                     Err(e) => self.log(&format!(
                         "warning: trouble with todo/{id}: {e}; will try again later"
@@ -199,7 +197,7 @@ impl Todo {
     /// Spec §2.2, first half: write info, local and remote for `id` (not yet durable) and say
     /// which channels it uses. The caller syncs the batch, then has todo removed and tells
     /// qmail-send. Any failure leaves todo in place and the whole step is redone later.
-    fn prepare(&mut self, id: u64) -> Result<char, String> {
+    fn prepare(&mut self, id: u64) -> Result<Channels, String> {
         let split = id % SPLIT;
         let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
         let size =
@@ -266,12 +264,7 @@ impl Todo {
         if !sender_seen {
             return Err("envelope without sender".into());
         }
-        let kind = match (local_f.is_some(), remote_f.is_some()) {
-            (true, true) => 'B',
-            (true, false) => 'L',
-            (false, true) => 'R',
-            (false, false) => 'X',
-        };
+        let kind = Channels::of(local_f.is_some(), remote_f.is_some());
         for w in [local_f, remote_f].into_iter().flatten() {
             w.into_inner().map_err(|e| werr(e.into_error()))?;
         }
@@ -279,22 +272,16 @@ impl Todo {
     }
 
     fn log(&mut self, line: &str) {
-        let mut rec = Vec::with_capacity(line.len() + 3);
-        rec.push(b'L');
-        rec.extend_from_slice(line.as_bytes());
-        rec.push(b'\n');
-        self.send(&rec);
+        self.send(Record::Log(line.as_bytes().to_vec()));
     }
 
-    fn send(&mut self, record: &[u8]) {
-        let mut rec = record.to_vec();
-        rec.push(0);
+    fn send(&mut self, record: Record) {
         // if qmail-send is gone, the next read of fd 0 sees EOF and we exit
-        let _ = self.out.write_all(&rec);
+        let _ = self.out.write_all(&record.encode());
     }
 
     fn finish(mut self) -> Result<(), String> {
-        self.send(b"X");
+        self.send(Record::Exit);
         Ok(())
     }
 }
@@ -323,15 +310,12 @@ fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Result<File, String> {
     fd.try_clone_to_owned().map(File::from).map_err(|e| format!("dup: {e}"))
 }
 
-fn read_byte(input: &File) -> Option<u8> {
+/// The next command byte from qmail-send (`Some(None)`: not a command); `None` at end of file.
+fn read_command(input: &File) -> Option<Option<Command>> {
     let mut b = [0u8; 1];
-    loop {
-        match (&*input).read(&mut b) {
-            Ok(1) => return Some(b[0]),
-            Ok(_) => return None,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
+    match qmail::timeoutio::read(&mut &*input, &mut b) {
+        Ok(1) => Some(Command::parse(b[0])),
+        _ => None,
     }
 }
 

@@ -213,12 +213,8 @@ fn skip_record<R: BufRead>(input: &mut R, scratch: &mut Vec<u8>) -> io::Result<b
 
 /// One log line on stderr: the address (its first 200 bytes, printable) and why.
 fn log(address: &[u8], why: &str) {
-    let shown: String = address
-        .iter()
-        .take(200)
-        .map(|&b| if (32..127).contains(&b) { b as char } else { '?' })
-        .collect();
-    let why: String = why.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let shown = qmail::safe::printable(&address[..address.len().min(200)], '?');
+    let why = qmail::safe::controls(why);
     qmail::log::line(format_args!("qmail-verify: {shown}: {why}"));
 }
 

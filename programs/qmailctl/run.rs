@@ -12,7 +12,7 @@
 //! server's user: the socket stays with `run`, so a restarted qmail-verify loses no client.
 
 use anyhow::{bail, Context, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -84,9 +84,8 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
             .map(|t| t.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(3600));
-        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        match poll(&mut fds, qmail::timeoutio::poll_timeout(wait)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => bail!("poll: {e}"),
         }

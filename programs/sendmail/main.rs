@@ -117,15 +117,15 @@ impl Inject {
             cmd.arg("-f").arg(OsStr::from_bytes(sender));
             let bare =
                 sender.strip_prefix(b"<").and_then(|s| s.strip_suffix(b">")).unwrap_or(sender);
-            match bare.iter().rposition(|&b| b == b'@') {
-                Some(at) => {
-                    cmd.env("QMAILUSER", OsStr::from_bytes(&bare[..at]));
-                    cmd.env("QMAILHOST", OsStr::from_bytes(&bare[at + 1..]));
+            match qmail::address::split(bare) {
+                (user, Some(host)) => {
+                    cmd.env("QMAILUSER", OsStr::from_bytes(user));
+                    cmd.env("QMAILHOST", OsStr::from_bytes(host));
                 }
-                None if !bare.is_empty() => {
-                    cmd.env("QMAILUSER", OsStr::from_bytes(bare));
+                (user, None) if !user.is_empty() => {
+                    cmd.env("QMAILUSER", OsStr::from_bytes(user));
                 }
-                None => {}
+                (_, None) => {}
             }
         }
         if let Some(name) = &self.full_name {

@@ -49,10 +49,7 @@ struct Key<'a> {
 
 impl<'a> Key<'a> {
     fn split(key: &'a [u8]) -> Self {
-        let (local, domain) = match key.iter().rposition(|&b| b == b'@') {
-            Some(at) => (&key[..at], Some(&key[at + 1..])),
-            None => (key, None),
-        };
+        let (local, domain) = qmail::address::split(key);
         let (user, detail) = match local.iter().position(|&b| b == b'+') {
             Some(plus) => (&local[..plus], Some(&local[plus + 1..])),
             None => (local, None),
@@ -108,7 +105,7 @@ impl Answerer {
                 log::line(format_args!(
                     "smmapd: pid {}: {}: {reason}",
                     std::process::id(),
-                    log::safe(key)
+                    qmail::safe::log(key)
                 ));
                 let status = if checked.timed_out { Status::Timeout } else { Status::Temp };
                 (status, v.client_text().into())

@@ -33,7 +33,7 @@ mod config;
 
 use answer::Answerer;
 use config::{Options, Settings};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use qmail::control::Control;
 use qmail::listener::{self, Conn, Listen};
 use qmail::socketmap::{self, Parsed, Status};
@@ -159,7 +159,7 @@ pub fn session(answerer: &mut Answerer, conn: &mut (impl Read + Write)) -> End {
                 let (status, text) = answerer.answer(request.key);
                 qmail::log::line(format_args!(
                     "smmapd: pid {pid}: {} {}",
-                    qmail::log::safe(request.key),
+                    qmail::safe::log(request.key),
                     status.word()
                 ));
                 out.extend(socketmap::reply(status, &text));
@@ -212,11 +212,9 @@ fn linger(conn: &mut Conn) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut sink = [0u8; 8192];
     let mut left: usize = 4 << 20;
-    while left > 0 && Instant::now() < deadline {
-        let stdin = io::stdin();
-        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        if !matches!(poll(&mut fds, PollTimeout::from(200u8)), Ok(n) if n > 0) {
-            continue;
+    while left > 0 {
+        if qmail::timeoutio::wait(io::stdin().as_fd(), PollFlags::POLLIN, deadline).is_err() {
+            break;
         }
         match conn.read(&mut sink) {
             Ok(0) | Err(_) => break,

@@ -23,6 +23,7 @@
 use super::split_name;
 use crate::auto::SPLIT;
 use crate::date822::Utc;
+use crate::safe::printable;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -288,7 +289,7 @@ impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let date = Utc::from_unix(self.time).rfc822();
         let date = date.strip_suffix(" -0000").unwrap_or(&date);
-        write!(f, "{date} GMT  #{}  {}  <{}> ", self.id, self.size, printable(&self.sender))?;
+        write!(f, "{date} GMT  #{}  {}  <{}> ", self.id, self.size, printable(&self.sender, '_'))?;
         if self.bouncing {
             f.write_str(" bouncing")?;
         }
@@ -298,14 +299,10 @@ impl fmt::Display for Message {
         f.write_str("\n")?;
         for r in &self.recipients {
             let done = if r.done { "  done" } else { "" };
-            writeln!(f, "{done}\t{}\t{}", r.channel.name(), printable(&r.address))?;
+            writeln!(f, "{done}\t{}\t{}", r.channel.name(), printable(&r.address, '_'))?;
         }
         Ok(())
     }
-}
-
-fn printable(b: &[u8]) -> String {
-    b.iter().map(|&c| if (32..127).contains(&c) { c as char } else { '_' }).collect()
 }
 
 /// Write the listing of every waiting message to `out`, passing each [`Trouble`] to
