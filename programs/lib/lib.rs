@@ -5,8 +5,8 @@
 //! Two groups of modules; the first never imports the second.
 //!
 //! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
-//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
-//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
+//!   digests are RustCrypto's `sha1` and `md-5` crates), [`prot`], [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends),
@@ -73,7 +73,6 @@ pub mod received;
 pub mod recipient;
 pub mod remote;
 pub mod rewrite;
-pub mod sha1;
 pub mod smtp;
 pub mod smtpreply;
 pub mod socketmap;

@@ -14,6 +14,7 @@
 //! matches (DECISIONS 8), whatever is stored.
 
 use md5::{Digest, Md5};
+use sha1::Sha1;
 use std::fmt;
 use subtle::ConstantTimeEq;
 
@@ -75,7 +76,7 @@ fn split_scheme(stored: &[u8]) -> Result<(String, &[u8]), Error> {
 }
 
 fn sha1(data: &[u8]) -> Vec<u8> {
-    crate::sha1::digest(data).to_vec()
+    Sha1::digest(data).to_vec()
 }
 
 fn md5(data: &[u8]) -> Vec<u8> {
@@ -216,6 +217,32 @@ mod tests {
         assert_eq!(check(stored, &[b'x'; 80]), Ok(true));
         assert_eq!(check(stored, &[b'x'; 72]), Ok(true));
         assert_eq!(check(stored, &[b'x'; 71]), Ok(false));
+    }
+
+    /// The digests under the schemes: FIPS 180 and RFC 1321 example vectors, lengths around
+    /// the padding boundary, and the NIST one-million-`a` message.
+    #[test]
+    fn digest_vectors() {
+        let hex = |d: Vec<u8>| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sha1_rows: &[(&[u8], &str)] = &[
+            (b"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (b"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            (
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "84983e441c3bd26ebaae4aa1f95129e5e54670f1",
+            ),
+            (
+                b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+                "a49b2446a02c645bf419f995b67091253a04a259",
+            ),
+            (&[b'a'; 55], "c1c8bbdc22796e28c0e15163d20899b65621d65a"),
+            (&[b'a'; 56], "c2db330f6083854c99d4b5bfb6e8f29f201be699"),
+            (&[b'a'; 64], "0098ba824b5c16427bd7a1122a5a442a25ec644d"),
+        ];
+        for (data, want) in sha1_rows {
+            assert_eq!(hex(sha1(data)), *want, "{}", String::from_utf8_lossy(data));
+        }
+        assert_eq!(hex(sha1(&vec![b'a'; 1_000_000])), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
     }
 
     #[test]
