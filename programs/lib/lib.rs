@@ -4,9 +4,10 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
+//! - General support: [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
-//!   digests are RustCrypto's `sha1` and `md-5` crates), [`prot`], [`text0`].
+//!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
+//!   standard engine), [`prot`], [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends),
@@ -48,7 +49,6 @@
 
 pub mod address;
 pub mod auto;
-pub mod base64;
 pub mod cdb;
 pub mod child;
 pub mod clean;

@@ -13,6 +13,8 @@
 //! entry) does so. Digests are compared in constant time; an empty given password never
 //! matches (DECISIONS 8), whatever is stored.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use md5::{Digest, Md5};
 use sha1::Sha1;
 use std::fmt;
@@ -62,7 +64,7 @@ pub fn check(stored: &[u8], given: &[u8]) -> Result<bool, Error> {
 pub fn ssha(password: &[u8], salt: &[u8]) -> String {
     let mut raw = sha1(&[password, salt].concat());
     raw.extend_from_slice(salt);
-    format!("{{SSHA}}{}", crate::base64::encode(&raw))
+    format!("{{SSHA}}{}", BASE64.encode(&raw))
 }
 
 /// The upper-cased scheme name and the text after `}`.
@@ -103,8 +105,10 @@ fn salted(rest: &[u8], given: &[u8], len: usize, h: fn(&[u8]) -> Vec<u8>) -> Res
     Ok(same(&h(&[given, salt].concat()), digest))
 }
 
+/// The standard alphabet with `=` padding (RFC 4648), decoded strictly: a wrong length, a
+/// byte outside the alphabet, misplaced padding or non-zero trailing bits are errors.
 fn decode(rest: &[u8]) -> Result<Vec<u8>, Error> {
-    crate::base64::decode(rest).map_err(|_| Error::Malformed("value is not base64"))
+    BASE64.decode(rest).map_err(|_| Error::Malformed("value is not base64"))
 }
 
 /// `{CRYPT}`: recompute the crypt(3) string with the stored one as the setting (its format,
@@ -243,6 +247,28 @@ mod tests {
             assert_eq!(hex(sha1(data)), *want, "{}", String::from_utf8_lossy(data));
         }
         assert_eq!(hex(sha1(&vec![b'a'; 1_000_000])), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+    }
+
+    #[test]
+    fn base64_vectors_and_strict_decoding() {
+        let rows = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, enc) in rows {
+            assert_eq!(BASE64.encode(plain), enc);
+            assert_eq!(decode(enc.as_bytes()).as_deref(), Ok(plain.as_bytes()));
+        }
+        assert_eq!(BASE64.encode([0xfb, 0xff]), "+/8=");
+        for bad in ["Zg=", "Zg===", "Z===", "Zm9v=Zm9", "Zh==", "Zm9=", "Zm 9", "Zm9\n", "Zg==Zg=="]
+        {
+            assert!(decode(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! would then fail as ambiguous.
 
 use anyhow::{bail, ensure, Context, Result};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use qmail::control::Control;
 use qmail::ldap::{self, Change, Config, Directory};
 use std::fs;
@@ -231,7 +233,7 @@ pub fn init(args: &InitArgs) -> Result<()> {
     let password = match &args.rootpw_file {
         Some(f) => read_secret(f)?,
         None if args.print => bail!("--print needs --rootpw-file: the existing administrator's"),
-        None => qmail::base64::encode(&random(18)?),
+        None => BASE64.encode(random(18)?),
     };
     let ldif = format!(
         "dn: {suffix}\n{class_lines}\n\
