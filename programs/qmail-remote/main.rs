@@ -345,18 +345,11 @@ fn my_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Random numbers for shuffling MX records of equal preference: the standard library's
-/// per-process random hash keys, stirred with a counter.
+/// Random numbers for shuffling MX records of equal preference, from the kernel. Should
+/// that fail (a kernel without getrandom(2) and without /dev/urandom), equal preferences keep
+/// the DNS server's order.
 fn random_source() -> impl FnMut() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    let mut n = 0u64;
-    move || {
-        n += 1;
-        let mut h = state.build_hasher();
-        h.write_u64(n);
-        h.finish()
-    }
+    || getrandom::u64().unwrap_or(0)
 }
 
 enum Connect {
