@@ -4,7 +4,8 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
+//! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
+//!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
 //!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
 //!   standard engine), [`prot`], [`text0`].
@@ -54,6 +55,7 @@ pub mod child;
 pub mod clean;
 pub mod control;
 pub mod date822;
+pub mod dns;
 pub mod dotqmail;
 pub mod envelope;
 pub mod exit;

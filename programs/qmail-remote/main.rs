@@ -16,11 +16,11 @@
 //! every read and write has a timeout. Envelope addresses holding CR, LF or NUL never reach
 //! the wire.
 
-mod dns;
 mod route;
 mod smtp;
 
 use qmail::control::Control;
+use qmail::dns;
 use qmail::tcpto;
 use route::{Relay, Route, Target};
 use smtp::{Out, Params, Step};
@@ -315,7 +315,7 @@ fn finish(targets: Vec<Target>, port: u16, host: &str) -> Result<(Vec<Target>, u
     }
 }
 
-fn resolver(cfg: &Config) -> Result<dns::Dns, Fail> {
+fn resolver(cfg: &Config) -> Result<dns::Resolver, Fail> {
     let text = match std::fs::read(&cfg.resolvconf) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -326,8 +326,9 @@ fn resolver(cfg: &Config) -> Result<dns::Dns, Fail> {
             )))
         }
     };
-    let conf = dns::parse_resolv_conf(&text[..text.len().min(64 * 1024)]);
-    dns::Dns::new(&conf).map_err(|e| temp(format!("Unable to start the resolver: {e}. (#4.3.0)\n")))
+    let conf = dns::Config::from_resolv_conf(&text[..text.len().min(64 * 1024)]);
+    dns::Resolver::new(&conf)
+        .map_err(|e| temp(format!("Unable to start the resolver: {e}. (#4.3.0)\n")))
 }
 
 /// The addresses of this host's interfaces (upstream's `ipme`).

@@ -21,7 +21,6 @@ mod chat;
 mod checks;
 mod config;
 mod data;
-mod dns;
 mod verify;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
