@@ -1,6 +1,10 @@
-//! date822: dates in UTC as qmail writes them, `22 Nov 2026 00:31:12 -0000` (day not
-//! zero-padded), for Received lines and Date headers, and the `YYYYMMDDhhmmss` stamp of
-//! Message-IDs. No time-zone database: qmail writes UTC with `-0000`.
+//! date822: dates in UTC as qmail writes them, kept by hand: `httpdate` writes only
+//! `Sun, 06 Nov 1994 08:49:37 GMT`, and `time` would add six crates for twenty lines of
+//! calendar arithmetic and refuses years beyond 9999, which a file's mtime can reach.
+//!
+//! The forms: `22 Nov 2026 00:31:12 -0000` (day not zero-padded) for Received lines and Date
+//! headers, and the `YYYYMMDDhhmmss` stamp of Message-IDs. No time-zone database: qmail
+//! writes UTC with `-0000`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

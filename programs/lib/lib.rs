@@ -4,11 +4,12 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`base64`], [`cdb`], [`child`], [`date822`], [`file`](mod@file), [`getopt`],
-//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`),
-//!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`],
-//!   [`timeoutio`] (reads and writes by a deadline, reads retried after EINTR, non-blocking
-//!   descriptors, poll timeouts).
+//! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
+//!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
+//!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
+//!   standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
+//!   reads retried after EINTR, non-blocking descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`](mod@todo) (qmail-send's
@@ -54,13 +55,13 @@
 
 pub mod address;
 pub mod auto;
-pub mod base64;
 pub mod cdb;
 #[allow(unsafe_code)] // the one audited exception: see the module
 pub mod child;
 pub mod clean;
 pub mod control;
 pub mod date822;
+pub mod dns;
 pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
@@ -81,7 +82,6 @@ pub mod recipient;
 pub mod remote;
 pub mod rewrite;
 pub mod safe;
-pub mod sha1;
 pub mod smtp;
 pub mod smtpreply;
 pub mod socketmap;

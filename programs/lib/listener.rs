@@ -42,7 +42,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::str::FromStr;
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The environment variable that makes [`run`] act as a worker.
 const WORKER_ENV: &str = "QMAIL_LISTENER_WORKER";
@@ -475,11 +475,8 @@ fn randomised(t: Duration) -> Duration {
     if secs <= 1 {
         return t;
     }
-    let noise = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
-        ^ u64::from(std::process::id());
+    // without a kernel random source every worker idles for `t` alone
+    let noise = getrandom::u64().unwrap_or(0);
     Duration::from_secs(secs + noise % secs)
 }
 

@@ -13,7 +13,10 @@
 //! entry) does so. Digests are compared in constant time; an empty given password never
 //! matches (DECISIONS 8), whatever is stored.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use md5::{Digest, Md5};
+use sha1::Sha1;
 use std::fmt;
 use subtle::ConstantTimeEq;
 
@@ -61,7 +64,7 @@ pub fn check(stored: &[u8], given: &[u8]) -> Result<bool, Error> {
 pub fn ssha(password: &[u8], salt: &[u8]) -> String {
     let mut raw = sha1(&[password, salt].concat());
     raw.extend_from_slice(salt);
-    format!("{{SSHA}}{}", crate::base64::encode(&raw))
+    format!("{{SSHA}}{}", BASE64.encode(&raw))
 }
 
 /// The upper-cased scheme name and the text after `}`.
@@ -75,7 +78,7 @@ fn split_scheme(stored: &[u8]) -> Result<(String, &[u8]), Error> {
 }
 
 fn sha1(data: &[u8]) -> Vec<u8> {
-    crate::sha1::digest(data).to_vec()
+    Sha1::digest(data).to_vec()
 }
 
 fn md5(data: &[u8]) -> Vec<u8> {
@@ -102,8 +105,10 @@ fn salted(rest: &[u8], given: &[u8], len: usize, h: fn(&[u8]) -> Vec<u8>) -> Res
     Ok(same(&h(&[given, salt].concat()), digest))
 }
 
+/// The standard alphabet with `=` padding (RFC 4648), decoded strictly: a wrong length, a
+/// byte outside the alphabet, misplaced padding or non-zero trailing bits are errors.
 fn decode(rest: &[u8]) -> Result<Vec<u8>, Error> {
-    crate::base64::decode(rest).map_err(|_| Error::Malformed("value is not base64"))
+    BASE64.decode(rest).map_err(|_| Error::Malformed("value is not base64"))
 }
 
 /// `{CRYPT}`: recompute the crypt(3) string with the stored one as the setting (its format,
@@ -216,6 +221,54 @@ mod tests {
         assert_eq!(check(stored, &[b'x'; 80]), Ok(true));
         assert_eq!(check(stored, &[b'x'; 72]), Ok(true));
         assert_eq!(check(stored, &[b'x'; 71]), Ok(false));
+    }
+
+    /// The digests under the schemes: FIPS 180 and RFC 1321 example vectors, lengths around
+    /// the padding boundary, and the NIST one-million-`a` message.
+    #[test]
+    fn digest_vectors() {
+        let hex = |d: Vec<u8>| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sha1_rows: &[(&[u8], &str)] = &[
+            (b"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (b"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            (
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "84983e441c3bd26ebaae4aa1f95129e5e54670f1",
+            ),
+            (
+                b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+                "a49b2446a02c645bf419f995b67091253a04a259",
+            ),
+            (&[b'a'; 55], "c1c8bbdc22796e28c0e15163d20899b65621d65a"),
+            (&[b'a'; 56], "c2db330f6083854c99d4b5bfb6e8f29f201be699"),
+            (&[b'a'; 64], "0098ba824b5c16427bd7a1122a5a442a25ec644d"),
+        ];
+        for (data, want) in sha1_rows {
+            assert_eq!(hex(sha1(data)), *want, "{}", String::from_utf8_lossy(data));
+        }
+        assert_eq!(hex(sha1(&vec![b'a'; 1_000_000])), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+    }
+
+    #[test]
+    fn base64_vectors_and_strict_decoding() {
+        let rows = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, enc) in rows {
+            assert_eq!(BASE64.encode(plain), enc);
+            assert_eq!(decode(enc.as_bytes()).as_deref(), Ok(plain.as_bytes()));
+        }
+        assert_eq!(BASE64.encode([0xfb, 0xff]), "+/8=");
+        for bad in ["Zg=", "Zg===", "Z===", "Zm9v=Zm9", "Zh==", "Zm9=", "Zm 9", "Zm9\n", "Zg==Zg=="]
+        {
+            assert!(decode(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -18,11 +18,11 @@
 
 #![forbid(unsafe_code)]
 
-mod dns;
 mod route;
 mod smtp;
 
 use qmail::control::Control;
+use qmail::dns;
 use qmail::tcpto;
 use route::{Relay, Route, Target};
 use smtp::{Out, Params, Step};
@@ -317,7 +317,7 @@ fn finish(targets: Vec<Target>, port: u16, host: &str) -> Result<(Vec<Target>, u
     }
 }
 
-fn resolver(cfg: &Config) -> Result<dns::Dns, Fail> {
+fn resolver(cfg: &Config) -> Result<dns::Resolver, Fail> {
     let text = match std::fs::read(&cfg.resolvconf) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -328,8 +328,9 @@ fn resolver(cfg: &Config) -> Result<dns::Dns, Fail> {
             )))
         }
     };
-    let conf = dns::parse_resolv_conf(&text[..text.len().min(64 * 1024)]);
-    dns::Dns::new(&conf).map_err(|e| temp(format!("Unable to start the resolver: {e}. (#4.3.0)\n")))
+    let conf = dns::Config::from_resolv_conf(&text[..text.len().min(64 * 1024)]);
+    dns::Resolver::new(&conf)
+        .map_err(|e| temp(format!("Unable to start the resolver: {e}. (#4.3.0)\n")))
 }
 
 /// The addresses of this host's interfaces (upstream's `ipme`).
@@ -347,18 +348,11 @@ fn my_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Random numbers for shuffling MX records of equal preference: the standard library's
-/// per-process random hash keys, stirred with a counter.
+/// Random numbers for shuffling MX records of equal preference, from the kernel. Should
+/// that fail (a kernel without getrandom(2) and without /dev/urandom), equal preferences keep
+/// the DNS server's order.
 fn random_source() -> impl FnMut() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    let mut n = 0u64;
-    move || {
-        n += 1;
-        let mut h = state.build_hasher();
-        h.write_u64(n);
-        h.finish()
-    }
+    || getrandom::u64().unwrap_or(0)
 }
 
 enum Connect {

@@ -18,8 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-mod md5;
-
+use md5::{Digest, Md5};
 use nix::fcntl::{Flock, FlockArg};
 use qmail::address::Address;
 use qmail::date822::Utc;
@@ -156,7 +155,7 @@ fn run(args: &[Vec<u8>]) -> Result<(), Verdict> {
     if from_robot(&header) {
         return Ok(());
     }
-    let hash = md5::hex(&text);
+    let hash = text_hash(&text);
     let now = qmail::date822::unix_now();
     let db = args.maildir.as_ref().map(|m| Db::open(PathBuf::from(OsStr::from_bytes(m))));
     if let Some(Ok(db)) = &db {
@@ -316,6 +315,12 @@ fn recent(t: i64, now: i64) -> bool {
     t <= now.saturating_add(WINDOW) && now.saturating_sub(t) < WINDOW
 }
 
+/// The name of a reply text in the database: its MD5 as 32 lowercase hex digits (upstream's
+/// `QRDBv1:` line; nothing here needs collision resistance).
+fn text_hash(text: &[u8]) -> String {
+    Md5::digest(text).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The database text: `QRDBv1:<md5 of the text>` then `<sender>:<hex time>` lines. Another
 /// hash (a changed text) or a bad first line means no entries; a bad line is skipped alone.
 /// The sender is everything before the last `:`, compared whole (never as a prefix).
@@ -355,6 +360,23 @@ fn render_db(mut entries: Vec<(Vec<u8>, i64)>, hash: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_hash_is_rfc1321_md5() {
+        let rows: &[(&str, &str)] = &[
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ];
+        for (input, want) in rows {
+            assert_eq!(text_hash(input.as_bytes()), *want, "{input:?}");
+        }
+    }
 
     #[test]
     fn args() {

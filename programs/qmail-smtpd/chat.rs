@@ -6,12 +6,13 @@
 
 use crate::checks::{self, LocalIps, Verify};
 use crate::config::{Config, Env, SenderCheck, GREETING_REFUSAL_TIMEOUT};
-use crate::dns::{self, Lookup};
 use crate::verify::{self, Reply};
 use crate::{data, End, Io, IoError, Log};
 use qmail::address::Address;
 use qmail::control::Control;
+use qmail::dns;
 use qmail::smtp::{self, CommandReader, Input, PathError, Verb};
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Session<'a> {
     pub rbl_headers: Vec<String>,
     rbl_done: bool,
     rbl_reject: Option<String>,
+    /// the resolver for RBL and RETURNMXCHECK, made at the first lookup (`None`: none to ask)
+    dns: OnceCell<Option<dns::Resolver>>,
     local_ips: LocalIps,
     noted_seams: bool,
     /// qmail-verify, reached at the first check that needs it
@@ -100,6 +103,7 @@ pub fn run(io: &mut Io) -> End {
         rbl_headers: Vec::new(),
         rbl_done: false,
         rbl_reject: None,
+        dns: OnceCell::new(),
         local_ips,
         noted_seams: false,
         verifier,
@@ -393,16 +397,20 @@ impl Session<'_> {
         if smtp::bracket_ip(domain.as_bytes()).is_some() {
             return None;
         }
-        match dns::mail_domain_exists(&domain) {
-            Lookup::Found(()) => None,
-            Lookup::Soft => {
+        let exists = match resolver(&self.dns) {
+            Some(dns) => dns.mail_domain_exists(&domain),
+            None => Err(dns::DnsError::Soft("no resolver".into())),
+        };
+        match exists {
+            Ok(true) => None,
+            Err(dns::DnsError::Soft(_)) => {
                 self.io.reply(
                     421,
                     "unable to verify your envelope sender domain, try again later (#4.3.0)",
                 );
                 Some(Flow::Continue)
             }
-            Lookup::NotFound => {
+            Ok(false) | Err(dns::DnsError::Hard) => {
                 Some(self.refuse(
                     554,
                     "sorry, your envelope sender domain has no MX or A record (#5.1.8)",
@@ -483,8 +491,13 @@ impl Session<'_> {
             return;
         }
         let Ok(ip) = self.env.remote_ip.parse::<IpAddr>() else { return };
+        let Some(dns) = resolver(&self.dns) else { return };
         for rbl in &self.cfg.rbl {
-            let Lookup::Found(answers) = dns::a(&dns::rbl_name(ip, &rbl.base)) else { continue };
+            // not listed, or the lookup failed: both are ignored
+            let answers = match dns.ipv4(&dns::dnsbl_name(ip, &rbl.base)) {
+                Ok(answers) if !answers.is_empty() => answers,
+                _ => continue,
+            };
             if rbl.matchon.is_some_and(|m| !answers.contains(&m)) {
                 continue;
             }
@@ -600,4 +613,10 @@ fn non_empty(text: &str, default: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// The resolver of RBL and RETURNMXCHECK (DNSCACHEIP, doc/qmail-smtpd.8), made at the first
+/// lookup; `None` when there is none to ask.
+fn resolver(cell: &OnceCell<Option<dns::Resolver>>) -> Option<&dns::Resolver> {
+    cell.get_or_init(|| dns::Config::dnscache().and_then(|c| dns::Resolver::new(&c).ok())).as_ref()
 }

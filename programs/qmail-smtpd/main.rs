@@ -23,7 +23,6 @@ mod chat;
 mod checks;
 mod config;
 mod data;
-mod dns;
 mod verify;
 
 use qmail::timeoutio;

@@ -12,11 +12,13 @@
 //! never printed. An address already carried by another entry is refused, since delivery
 //! would then fail as ambiguous.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use qmail::control::Control;
 use qmail::ldap::{self, Change, Config, Directory};
 use std::fs;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -231,7 +233,7 @@ pub fn init(args: &InitArgs) -> Result<()> {
     let password = match &args.rootpw_file {
         Some(f) => read_secret(f)?,
         None if args.print => bail!("--print needs --rootpw-file: the existing administrator's"),
-        None => qmail::base64::encode(&random(18)?),
+        None => BASE64.encode(random(18)?),
     };
     let ldif = format!(
         "dn: {suffix}\n{class_lines}\n\
@@ -411,11 +413,10 @@ fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("unable to rename to {}", path.display()))
 }
 
+/// `n` random bytes from the kernel (getrandom(2), or /dev/urandom on old kernels).
 fn random(n: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; n];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("unable to read /dev/urandom")?;
+    getrandom::fill(&mut buf).map_err(|e| anyhow!("unable to get random bytes: {e}"))?;
     Ok(buf)
 }
 
