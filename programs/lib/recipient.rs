@@ -34,7 +34,7 @@
 
 use crate::cdb::Reader;
 use crate::control::Control;
-use crate::exit::{self, qlx};
+use crate::exit::{self, LdapExit, Qlx};
 use crate::ldap::{self, AccountStatus, Config, Directory, Store};
 use crate::{auto, users};
 use std::ffi::OsString;
@@ -85,12 +85,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn log(code: i32, why: impl Into<String>) -> Self {
-        Failure { code, why: why.into(), report: false }
+    pub fn log(code: impl Into<i32>, why: impl Into<String>) -> Self {
+        Failure { code: code.into(), why: why.into(), report: false }
     }
 
-    pub fn report(code: i32, why: impl Into<String>) -> Self {
-        Failure { code, why: why.into(), report: true }
+    pub fn report(code: impl Into<i32>, why: impl Into<String>) -> Self {
+        Failure { code: code.into(), why: why.into(), report: true }
     }
 
     /// The report line qmail-getpw prints (one line), or nothing when the fixed text of the
@@ -216,7 +216,7 @@ fn find(home: &Path, local: &[u8]) -> Result<Found, Failure> {
 fn ldap_failure(e: ldap::Error) -> Failure {
     match e {
         ldap::Error::BadValue { attr: "qmailUID" | "qmailGID", .. } => Failure::report(
-            qlx::ROOT,
+            Qlx::Root,
             format!("Refusing to deliver: {e}").replace("#5.3.5", "#4.3.0"),
         ),
         e => Failure::report(e.lspawn_code(), e.to_string()),
@@ -248,10 +248,16 @@ fn directory(
     // 1. status (DECISIONS 12)
     match &acct.status {
         AccountStatus::Disabled => {
-            return Err(Failure::report(159, "Mailaddress is administratively disabled. (#5.2.1)"))
+            return Err(Failure::report(
+                LdapExit::Disabled,
+                "Mailaddress is administratively disabled. (#5.2.1)",
+            ))
         }
         AccountStatus::Deleted => {
-            return Err(Failure::report(160, "Sorry, no mailbox here by that name. (#5.1.1)"))
+            return Err(Failure::report(
+                LdapExit::Deleted,
+                "Sorry, no mailbox here by that name. (#5.1.1)",
+            ))
         }
         AccountStatus::Unknown(word) => {
             eprintln!("qmail-getpw: unknown accountStatus {word:?} in {}: delivering", acct.dn)
@@ -262,7 +268,7 @@ fn directory(
     if let (Some(max), Some(size)) = (acct.size_max, size) {
         if size > max {
             return Err(Failure::report(
-                150,
+                LdapExit::TooBig,
                 "The message exceeds the maximum size the user accepts. (#5.2.3)",
             ));
         }
@@ -271,7 +277,7 @@ fn directory(
     if let Some(host) = &acct.mail_host {
         if !ours(ctl, host)? {
             return Err(Failure::report(
-                162,
+                LdapExit::ClusterTemp,
                 format!(
                     "The mailbox of {} is on cluster host {host}; forwarding to it is not \
                      available. (#4.4.4)",
@@ -298,7 +304,7 @@ fn directory(
     };
     if !home_dir.starts_with('/') {
         return Err(Failure::report(
-            158,
+            LdapExit::BadValue,
             format!("The mail store {home_dir} of {} is not an absolute path. (#5.3.5)", acct.dn),
         ));
     }
@@ -310,7 +316,7 @@ fn directory(
     for (what, id) in [("uid", uid), ("gid", gid)] {
         if !(ldap::ID_MIN..=ldap::ID_MAX).contains(&id) {
             return Err(Failure::report(
-                qlx::ROOT,
+                Qlx::Root,
                 format!(
                     "Refusing to deliver to {}: {what} {id} is outside {}..{}. (#4.3.0)",
                     acct.dn,
@@ -361,7 +367,7 @@ fn directory(
 /// Whether `host` (a mailHost value) is this host: always with `ldapcluster` 0, else when it
 /// is `me` or a line of `ldapclusterhosts` (case-insensitive, no DNS).
 fn ours(ctl: &Control, host: &str) -> Result<bool, Failure> {
-    let read = |e: crate::control::ControlError| Failure::report(qlx::SYS, format!("{e} (#4.3.0)"));
+    let read = |e: crate::control::ControlError| Failure::report(Qlx::Sys, format!("{e} (#4.3.0)"));
     if ctl.int_or("ldapcluster", 0).map_err(read)? == 0 {
         return Ok(true);
     }
@@ -379,7 +385,7 @@ fn join(values: &[String]) -> String {
 
 /// Step 1: `users/cdb`. Absent is no assignment; unreadable or corrupt is exit 111.
 fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
-    let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP.into(), format!("{e}"));
+    let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP, format!("{e}"));
     let Some(reader) = Reader::open(&home.join(users::CDB))
         .map_err(|e| cdb(&format!("unable to read {}: {e}", users::CDB)))?
     else {
@@ -446,7 +452,7 @@ fn candidates(local: &[u8]) -> Vec<(Vec<u8>, Option<&[u8]>)> {
 /// The passwd entry of `name`; a lookup error is temporary (118).
 fn passwd(name: &str) -> Result<Option<nix::unistd::User>, Failure> {
     nix::unistd::User::from_name(name)
-        .map_err(|e| Failure::log(qlx::SYS, format!("unable to look up {name} in passwd: {e}")))
+        .map_err(|e| Failure::log(Qlx::Sys, format!("unable to look up {name} in passwd: {e}")))
 }
 
 /// Whether `dir` exists and belongs to `uid`. A missing or inaccessible directory is a no; a
@@ -455,7 +461,7 @@ fn owns_home(uid: u32, dir: &Path) -> Result<bool, Failure> {
     match std::fs::metadata(dir) {
         Ok(meta) => Ok(meta.uid() == uid),
         Err(e) if permanent(&e) => Ok(false),
-        Err(e) => Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display()))),
+        Err(e) => Err(Failure::log(Qlx::Nfs, format!("unable to stat {}: {e}", dir.display()))),
     }
 }
 
@@ -484,13 +490,13 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
             (user, meta.uid(), meta.gid(), OsString::from(dir))
         }
         Err(e) if !permanent(&e) => {
-            return Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display())))
+            return Err(Failure::log(Qlx::Nfs, format!("unable to stat {}: {e}", dir.display())))
         }
         Err(e) => match passwd(auto::USER_ALIAS)? {
             Some(pw) => (pw.name, pw.uid.as_raw(), pw.gid.as_raw(), pw.dir.into_os_string()),
             None => {
                 return Err(Failure::log(
-                    qlx::NOALIAS,
+                    Qlx::NoAlias,
                     format!("no alias user and unable to stat {}: {e}", dir.display()),
                 ))
             }

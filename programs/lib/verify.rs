@@ -25,7 +25,7 @@
 //! than delivery would (no paths, no entries, nothing about which lookup step answered).
 
 use crate::control::Control;
-use crate::exit::{self, Outcome};
+use crate::exit::{self, LdapExit, Outcome};
 use crate::quota::{self, Quota};
 use crate::recipient::{Failure, Found, Lookup, Source};
 use crate::rewrite::{Rewriter, Route};
@@ -152,7 +152,7 @@ impl Verifier {
             Err(failure) => Detailed {
                 verdict: from_failure(&failure),
                 maildir: None,
-                timed_out: failure.code == 154,
+                timed_out: LdapExit::from_code(failure.code) == Some(LdapExit::Timeout),
             },
         }
     }
@@ -181,9 +181,9 @@ impl From<Verdict> for Detailed {
 /// failure temporary (the permanent ones too: DECISIONS 10).
 fn from_failure(f: &Failure) -> Verdict {
     let text = text_of(f);
-    match f.code {
-        159 => Verdict::NotPostable(text),
-        160 => Verdict::Unknown(text),
+    match LdapExit::from_code(f.code) {
+        Some(LdapExit::Disabled) => Verdict::NotPostable(text),
+        Some(LdapExit::Deleted) => Verdict::Unknown(text),
         _ => Verdict::Temporary(text.replace("#5.", "#4.")),
     }
 }

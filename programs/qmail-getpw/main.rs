@@ -102,7 +102,7 @@ fn answer(
         let answer = found.encode();
         if answer.len() > ANSWER_MAX {
             return Err(Failure::report(
-                158,
+                exit::LdapExit::BadValue,
                 format!("The directory's answer is over {ANSWER_MAX} bytes. (#5.3.5)"),
             ));
         }

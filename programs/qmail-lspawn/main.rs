@@ -43,7 +43,7 @@
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
 use qmail::auto;
-use qmail::exit::{self, qlx, Outcome};
+use qmail::exit::{self, Outcome, Qlx};
 use qmail::queue::Installation;
 use qmail::spawner::{self, Deliverer, Delivery};
 use std::ffi::{OsStr, OsString};
@@ -104,8 +104,8 @@ impl RunAs {
                 cmd.uid(uid).gid(gid);
                 Ok(())
             }
-            RunAs::User { .. } => Err(exit::local_code(qlx::ROOT, b"")),
-            RunAs::Nobody => Err(exit::local_code(qlx::EXECPW, b"")),
+            RunAs::User { .. } => Err(Qlx::Root.report()),
+            RunAs::Nobody => Err(Qlx::ExecPw.report()),
         }
     }
 }
@@ -175,7 +175,7 @@ impl Local {
                 }
             }
         }
-        Err(exit::local_code(qlx::EXECPW, b""))
+        Err(Qlx::ExecPw.report())
     }
 
     fn run(&self, d: Delivery) -> Result<Outcome, Outcome> {
@@ -215,8 +215,8 @@ impl Local {
         }
         // a missing or unexecutable qmail-local is a broken installation, not a property of
         // the message: always temporary (upstream bounces on a "permanent" errno)
-        let child = spawner::run_child(cmd, exit::LOCAL_OUTPUT_MAX)
-            .map_err(|_| exit::local_code(qlx::EXECSOFT, b""))?;
+        let child =
+            spawner::run_child(cmd, exit::LOCAL_OUTPUT_MAX).map_err(|_| Qlx::ExecSoft.report())?;
         let mut output = child.output;
         if child.cut {
             output.extend_from_slice(b"\n(qmail-lspawn: report too long, cut after 3000 bytes)\n");
@@ -263,11 +263,11 @@ fn lookup(
     let (code, answer) = local_deliverer.ask(run_as, local, domain, size)?;
     exit::getpw_code(code).map_err(|fixed| with_text(fixed, &answer))?;
     if answer.len() > ANSWER_MAX {
-        return Err(exit::local_code(qlx::USAGE, b""));
+        return Err(Qlx::Usage.report());
     }
-    let (account, env) = parse_answer(&answer).ok_or_else(|| exit::local_code(qlx::USAGE, b""))?;
+    let (account, env) = parse_answer(&answer).ok_or_else(|| Qlx::Usage.report())?;
     if account.uid == 0 {
-        return Err(exit::local_code(qlx::ROOT, b""));
+        return Err(Qlx::Root.report());
     }
     Ok((account, env))
 }
@@ -291,7 +291,7 @@ impl CoProc {
             // stderr goes to our own (the log)
             .stderr(Stdio::inherit());
         run_as.apply(&mut cmd)?;
-        let mut child = cmd.spawn().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
+        let mut child = cmd.spawn().map_err(|_| Qlx::ExecPw.report())?;
         match (child.stdin.take(), child.stdout.take()) {
             (Some(input), Some(output)) => {
                 Ok(CoProc { child, input, output: std::io::BufReader::new(output) })
@@ -299,7 +299,7 @@ impl CoProc {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(exit::local_code(qlx::EXECPW, b""))
+                Err(Qlx::ExecPw.report())
             }
         }
     }
@@ -359,7 +359,7 @@ fn with_text(fixed: Outcome, text: &[u8]) -> Outcome {
         Outcome::Temp(_) => Outcome::Temp(text),
         Outcome::Perm(_) => Outcome::Perm(text),
         // a failure never becomes a success
-        Outcome::Success(_) => exit::local_code(qlx::USAGE, b""),
+        Outcome::Success(_) => Qlx::Usage.report(),
     }
 }
 
