@@ -9,7 +9,8 @@
 //!   [`prot`], [`sha1`] (for the `{SHA}`/`{SSHA}` password schemes), [`text0`].
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
-//!   [`clean`] (qmail-clean's requests and replies, both ends),
+//!   [`clean`] (qmail-clean's requests and replies, both ends), [`account`] (the account
+//!   qmail-getpw tells qmail-lspawn about, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
@@ -46,6 +47,7 @@
 //! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]) and the plain
 //! 0 / 100 / 111 of the tools ([`exit::PERM`], [`exit::TEMP`]).
 
+pub mod account;
 pub mod address;
 pub mod auto;
 pub mod base64;

@@ -32,6 +32,7 @@
 //! timeout, server unreachable; 156–158 ambiguous entry, missing or illegal attribute; 159
 //! account disabled; 160 account deleted; 162 mailbox on another cluster host.
 
+use crate::account::{EnvName, ALIASEMPTY};
 use crate::cdb::Reader;
 use crate::control::Control;
 use crate::exit::{self, LdapExit, Qlx};
@@ -293,9 +294,9 @@ fn directory(
         Store::ForwardOnly => {
             let mut found = alias(home, local)?;
             found.env = vec![
-                ("QMAILFORWARDS", join(&acct.forwards).into_bytes()),
-                ("QMAILDOTMODE", b"ldaponly".to_vec()),
-                ("QMAILMODE", b"forwardonly".to_vec()),
+                (EnvName::Forwards.as_str(), join(&acct.forwards).into_bytes()),
+                (EnvName::DotMode.as_str(), b"ldaponly".to_vec()),
+                (EnvName::Mode.as_str(), b"forwardonly".to_vec()),
             ];
             found.source = Source::Directory;
             return Ok(Some(found));
@@ -328,30 +329,30 @@ fn directory(
     }
     // 7., 8. the environment (6., dash and ext, come with the account)
     if let Some(a) = aliasempty {
-        env.push(("ALIASEMPTY", a.into_bytes()));
+        env.push((ALIASEMPTY, a.into_bytes()));
     }
     if acct.group {
-        env.push(("QLDAPGROUP", acct.dn.clone().into_bytes()));
+        env.push((EnvName::Group.as_str(), acct.dn.clone().into_bytes()));
     }
     if let Some(q) = acct.maildir_quota() {
-        env.push(("MAILDIRQUOTA", q.into_bytes()));
+        env.push((EnvName::MaildirQuota.as_str(), q.into_bytes()));
     }
     if !acct.forwards.is_empty() {
-        env.push(("QMAILFORWARDS", join(&acct.forwards).into_bytes()));
+        env.push((EnvName::Forwards.as_str(), join(&acct.forwards).into_bytes()));
     }
     if !acct.programs.is_empty() {
-        env.push(("QMAILDELIVERYPROGRAM", join(&acct.programs).into_bytes()));
+        env.push((EnvName::DeliveryProgram.as_str(), join(&acct.programs).into_bytes()));
     }
     if let Some(mode) = acct.mode.env() {
         if let Some(text) = &acct.reply_text {
-            env.push(("QMAILREPLYTEXT", text.clone().into_bytes()));
+            env.push((EnvName::ReplyText.as_str(), text.clone().into_bytes()));
         }
-        env.push(("QMAILMODE", mode.into_bytes()));
+        env.push((EnvName::Mode.as_str(), mode.into_bytes()));
     }
     for word in &acct.mode.unknown {
         eprintln!("qmail-getpw: undefined mail delivery mode {word:?} in {}", acct.dn);
     }
-    env.push(("QMAILDOTMODE", acct.dot_mode.as_str().as_bytes().to_vec()));
+    env.push((EnvName::DotMode.as_str(), acct.dot_mode.as_str().as_bytes().to_vec()));
     Ok(Some(Found {
         user: user.into_bytes(),
         uid,

@@ -24,6 +24,7 @@
 //! Texts are delivery's texts; what a client is told ([`Verdict::client_text`]) says no more
 //! than delivery would (no paths, no entries, nothing about which lookup step answered).
 
+use crate::account::{EnvName, ALIASEMPTY};
 use crate::control::Control;
 use crate::exit::{self, LdapExit, Outcome};
 use crate::quota::{self, Quota};
@@ -241,10 +242,10 @@ fn dot_qmail_verdict(home: &Path, dash: &[u8], ext: &[u8]) -> Verdict {
 /// A directory account: room for one more message in the Maildir of its default delivery.
 fn quota_verdict(found: &Found, home: &Path) -> Verdict {
     let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
-    let Some(Ok(Some(quota))) = env("MAILDIRQUOTA").map(Quota::parse) else {
+    let Some(Ok(Some(quota))) = env(EnvName::MaildirQuota.as_str()).map(Quota::parse) else {
         return Verdict::Deliverable;
     };
-    let delivery = env("ALIASEMPTY").unwrap_or(b"./Maildir/");
+    let delivery = env(ALIASEMPTY).unwrap_or(b"./Maildir/");
     let Some(maildir) = maildir_of(home, delivery) else { return Verdict::Deliverable };
     over_quota(&maildir, &quota)
 }
@@ -267,8 +268,8 @@ fn default_maildir(ctl: &Control, found: &Found) -> Option<PathBuf> {
     let home = Path::new(OsStr::from_bytes(&found.home));
     let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
     match found.source {
-        Source::Directory if env("QMAILMODE") == Some(b"forwardonly") => None,
-        Source::Directory => maildir_of(home, env("ALIASEMPTY").unwrap_or(b"./Maildir/")),
+        Source::Directory if env(EnvName::Mode.as_str()) == Some(b"forwardonly") => None,
+        Source::Directory => maildir_of(home, env(ALIASEMPTY).unwrap_or(b"./Maildir/")),
         Source::Assigned | Source::Passwd if found.dash.is_empty() => {
             let dot = std::fs::File::open(home.join(".qmail")).and_then(|f| {
                 let mut text = Vec::new();

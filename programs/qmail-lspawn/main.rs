@@ -42,6 +42,7 @@
 //! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
+use qmail::account::{EnvName, ALIASEMPTY};
 use qmail::auto;
 use qmail::exit::{self, Outcome, Qlx};
 use qmail::queue::Installation;
@@ -363,46 +364,6 @@ fn with_text(fixed: Outcome, text: &[u8]) -> Outcome {
     }
 }
 
-/// An environment variable qmail-getpw may set for qmail-local (ldap.md §2.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EnvName {
-    DotMode,
-    Mode,
-    ReplyText,
-    Forwards,
-    DeliveryProgram,
-    MaildirQuota,
-    Group,
-}
-
-impl EnvName {
-    const ALL: [EnvName; 7] = [
-        EnvName::DotMode,
-        EnvName::Mode,
-        EnvName::ReplyText,
-        EnvName::Forwards,
-        EnvName::DeliveryProgram,
-        EnvName::MaildirQuota,
-        EnvName::Group,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            EnvName::DotMode => "QMAILDOTMODE",
-            EnvName::Mode => "QMAILMODE",
-            EnvName::ReplyText => "QMAILREPLYTEXT",
-            EnvName::Forwards => "QMAILFORWARDS",
-            EnvName::DeliveryProgram => "QMAILDELIVERYPROGRAM",
-            EnvName::MaildirQuota => "MAILDIRQUOTA",
-            EnvName::Group => "QLDAPGROUP",
-        }
-    }
-
-    fn parse(name: &[u8]) -> Option<EnvName> {
-        EnvName::ALL.into_iter().find(|n| n.as_str().as_bytes() == name)
-    }
-}
-
 /// The records after the six fields: qmail-local's environment and the default delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Env {
@@ -428,7 +389,7 @@ fn parse_answer(answer: &[u8]) -> Option<(Account, Env)> {
         let eq = record.iter().position(|&b| b == b'=')?;
         let (name, value) = (&record[..eq], &record[eq + 1..]);
         let value = OsString::from_vec(value.to_vec());
-        if name == b"ALIASEMPTY" {
+        if name == ALIASEMPTY.as_bytes() {
             if env.aliasempty.is_some() || value.is_empty() {
                 return None;
             }
