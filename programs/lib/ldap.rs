@@ -498,6 +498,10 @@ impl DeliveryMode {
 
 /// The directory entry a recipient address resolved to, decoded and checked (§1.6, §1.7,
 /// §4). Defaults from the configuration are applied (uid/gid, quota, dot mode).
+///
+/// This is the directory's view of the entry (status, size limit, cluster host, ...), not what
+/// qmail-lspawn is told: [`crate::recipient`] checks it and turns it into the record
+/// [`crate::account::Account`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub dn: String,

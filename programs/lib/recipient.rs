@@ -32,7 +32,7 @@
 //! timeout, server unreachable; 156–158 ambiguous entry, missing or illegal attribute; 159
 //! account disabled; 160 account deleted; 162 mailbox on another cluster host.
 
-use crate::account::{EnvName, ALIASEMPTY};
+use crate::account::{Account, EnvName};
 use crate::cdb::Reader;
 use crate::control::Control;
 use crate::exit::{self, LdapExit, Qlx};
@@ -61,18 +61,11 @@ pub enum Source {
     Alias,
 }
 
-/// Who the recipient is delivered to: the six fields qmail-lspawn reads, and the environment
-/// for qmail-local.
+/// Who the recipient is delivered to: the record qmail-getpw sends qmail-lspawn, and which
+/// step of the lookup found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub user: Vec<u8>,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: Vec<u8>,
-    pub dash: Vec<u8>,
-    pub ext: Vec<u8>,
-    /// `NAME=value` records: the environment for qmail-local (and `ALIASEMPTY`).
-    pub env: Vec<(&'static str, Vec<u8>)>,
+    pub account: Account,
     pub source: Source,
 }
 
@@ -151,29 +144,6 @@ impl Lookup {
     ) -> Result<Found, Failure> {
         let cfg = if domain.is_some() { self.config()? } else { None };
         lookup(&self.home, local, domain, size, cfg, &mut self.cache)
-    }
-}
-
-impl Found {
-    /// qmail-getpw's answer: six NUL-terminated fields, the `NAME=value` records, an empty
-    /// record.
-    pub fn encode(&self) -> Vec<u8> {
-        let (uid, gid) = (self.uid.to_string(), self.gid.to_string());
-        let mut out = Vec::new();
-        for field in
-            [&self.user[..], uid.as_bytes(), gid.as_bytes(), &self.home, &self.dash, &self.ext]
-        {
-            out.extend_from_slice(field);
-            out.push(0);
-        }
-        for (name, value) in &self.env {
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'=');
-            out.extend_from_slice(value);
-            out.push(0);
-        }
-        out.push(0);
-        out
     }
 }
 
@@ -289,14 +259,13 @@ fn directory(
     }
     // 4. the store
     let store = acct.store(message_store.as_deref()).map_err(ldap_failure)?;
-    let mut env: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let (home_dir, aliasempty) = match store {
         Store::ForwardOnly => {
             let mut found = alias(home, local)?;
-            found.env = vec![
-                (EnvName::Forwards.as_str(), join(&acct.forwards).into_bytes()),
-                (EnvName::DotMode.as_str(), b"ldaponly".to_vec()),
-                (EnvName::Mode.as_str(), b"forwardonly".to_vec()),
+            found.account.env = vec![
+                (EnvName::Forwards, join(&acct.forwards).into_bytes()),
+                (EnvName::DotMode, b"ldaponly".to_vec()),
+                (EnvName::Mode, b"forwardonly".to_vec()),
             ];
             found.source = Source::Directory;
             return Ok(Some(found));
@@ -327,42 +296,45 @@ fn directory(
             ));
         }
     }
-    // 7., 8. the environment (6., dash and ext, come with the account)
-    if let Some(a) = aliasempty {
-        env.push((ALIASEMPTY, a.into_bytes()));
-    }
+    // 6., dash and ext, come with the account
+    let account = Account {
+        dash: acct.dash.as_bytes().to_vec(),
+        ext: acct.ext.clone(),
+        env: environment(&acct),
+        aliasempty: aliasempty.map(String::into_bytes),
+        ..Account::plain(user.into_bytes(), uid, gid, home_dir.into_bytes())
+    };
+    Ok(Some(Found { account, source: Source::Directory }))
+}
+
+/// Steps 7 and 8: qmail-local's environment from a directory entry. [`ldap::Account`] is the
+/// directory's view of the entry; this and the checks of [`directory`] turn it into the
+/// record.
+fn environment(acct: &ldap::Account) -> Vec<(EnvName, Vec<u8>)> {
+    let mut env = Vec::new();
     if acct.group {
-        env.push((EnvName::Group.as_str(), acct.dn.clone().into_bytes()));
+        env.push((EnvName::Group, acct.dn.clone().into_bytes()));
     }
     if let Some(q) = acct.maildir_quota() {
-        env.push((EnvName::MaildirQuota.as_str(), q.into_bytes()));
+        env.push((EnvName::MaildirQuota, q.into_bytes()));
     }
     if !acct.forwards.is_empty() {
-        env.push((EnvName::Forwards.as_str(), join(&acct.forwards).into_bytes()));
+        env.push((EnvName::Forwards, join(&acct.forwards).into_bytes()));
     }
     if !acct.programs.is_empty() {
-        env.push((EnvName::DeliveryProgram.as_str(), join(&acct.programs).into_bytes()));
+        env.push((EnvName::DeliveryProgram, join(&acct.programs).into_bytes()));
     }
     if let Some(mode) = acct.mode.env() {
         if let Some(text) = &acct.reply_text {
-            env.push((EnvName::ReplyText.as_str(), text.clone().into_bytes()));
+            env.push((EnvName::ReplyText, text.clone().into_bytes()));
         }
-        env.push((EnvName::Mode.as_str(), mode.into_bytes()));
+        env.push((EnvName::Mode, mode.into_bytes()));
     }
     for word in &acct.mode.unknown {
         eprintln!("qmail-getpw: undefined mail delivery mode {word:?} in {}", acct.dn);
     }
-    env.push((EnvName::DotMode.as_str(), acct.dot_mode.as_str().as_bytes().to_vec()));
-    Ok(Some(Found {
-        user: user.into_bytes(),
-        uid,
-        gid,
-        home: home_dir.into_bytes(),
-        dash: acct.dash.as_bytes().to_vec(),
-        ext: acct.ext.clone(),
-        env,
-        source: Source::Directory,
-    }))
+    env.push((EnvName::DotMode, acct.dot_mode.as_str().as_bytes().to_vec()));
+    env
 }
 
 /// Whether `host` (a mailHost value) is this host: always with `ldapcluster` 0, else when it
@@ -396,16 +368,7 @@ fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
     // has no exact entry; it skips the wildcards too rather than match a mangled copy
     let Ok(local) = std::str::from_utf8(local) else { return Ok(None) };
     let Some(a) = users::lookup(&reader, local).map_err(|e| cdb(&e))? else { return Ok(None) };
-    Ok(Some(Found {
-        user: a.user.into_bytes(),
-        uid: a.uid,
-        gid: a.gid,
-        home: a.home.into_os_string().into_vec(),
-        dash: a.dash.into_bytes(),
-        ext: a.ext.into_bytes(),
-        env: Vec::new(),
-        source: Source::Assigned,
-    }))
+    Ok(Some(Found { account: a.into(), source: Source::Assigned }))
 }
 
 /// Step 2: the passwd database, longest candidate first.
@@ -420,16 +383,17 @@ fn system_user(local: &[u8]) -> Result<Option<Found>, Failure> {
             Some(rest) => (b"-".to_vec(), rest.to_vec()),
             None => (Vec::new(), Vec::new()),
         };
-        return Ok(Some(Found {
-            user: pw.name.into_bytes(),
-            uid: pw.uid.as_raw(),
-            gid: pw.gid.as_raw(),
-            home: pw.dir.into_os_string().into_vec(),
+        let account = Account {
             dash,
             ext,
-            env: Vec::new(),
-            source: Source::Passwd,
-        }));
+            ..Account::plain(
+                pw.name.into_bytes(),
+                pw.uid.as_raw(),
+                pw.gid.as_raw(),
+                pw.dir.into_os_string().into_vec(),
+            )
+        };
+        return Ok(Some(Found { account, source: Source::Passwd }));
     }
     Ok(None)
 }
@@ -503,16 +467,12 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
             }
         },
     };
-    Ok(Found {
-        user: user.into_bytes(),
-        uid,
-        gid,
-        home: dir.into_vec(),
+    let account = Account {
         dash: b"-".to_vec(),
         ext: local.to_vec(),
-        env: Vec::new(),
-        source: Source::Alias,
-    })
+        ..Account::plain(user.into_bytes(), uid, gid, dir.into_vec())
+    };
+    Ok(Found { account, source: Source::Alias })
 }
 
 #[cfg(test)]
@@ -554,26 +514,6 @@ mod tests {
         // hostile: many dashes stay linear in output size per candidate count
         let dashes = vec![b'-'; 100_000];
         assert_eq!(candidates(&dashes).len(), 31);
-    }
-
-    #[test]
-    fn encoding() {
-        let f = Found {
-            user: b"joe".to_vec(),
-            uid: 1000,
-            gid: 100,
-            home: b"/home/joe".to_vec(),
-            dash: b"-".to_vec(),
-            ext: b"x".to_vec(),
-            env: Vec::new(),
-            source: Source::Alias,
-        };
-        assert_eq!(f.encode(), b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00\x00");
-        let f = Found { env: vec![("QMAILMODE", b"reply".to_vec())], ..f };
-        assert_eq!(
-            f.encode(),
-            b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00QMAILMODE=reply\x00\x00"
-        );
     }
 
     #[test]

@@ -56,15 +56,13 @@
 //! change users itself: qmail-lspawn starts it as the lookup user. It opens LDAP and never
 //! forks afterwards (ldap3 runs a runtime inside).
 
+use qmail::account::ANSWER_MAX;
 use qmail::exit;
 use qmail::recipient::{Failure, Lookup};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
-
-/// The largest answer written (qmail-lspawn reads no more).
-pub const ANSWER_MAX: usize = 65536;
 
 /// The longest field of a served request (an address part or a size).
 const REQUEST_MAX: usize = 2048;
@@ -99,7 +97,7 @@ fn answer(
     size: Option<u64>,
 ) -> (i32, Vec<u8>) {
     let result = lookup.find(local, domain, size).and_then(|found| {
-        let answer = found.encode();
+        let answer = found.account.encode();
         if answer.len() > ANSWER_MAX {
             return Err(Failure::report(
                 exit::LdapExit::BadValue,
