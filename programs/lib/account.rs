@@ -15,13 +15,40 @@
 //! absolute; every name is one of [`EnvName`] or [`ALIASEMPTY`] (whose value is not empty),
 //! each at most once. Anything else is refused whole. A uid of 0 decodes: refusing it is the
 //! caller's policy (qmail-lspawn's exit 113).
+//!
+//! `qmail-getpw -s` answers each request with a frame ([`frame`], [`read_frame`]): a netstring
+//! whose payload is the three-digit exit code a one-shot run would have had, then what it
+//! would have printed (the record, or a failure's report line), at most [`ANSWER_MAX`] bytes.
 
+use crate::netstring;
 use crate::users::Assignment;
+use std::io::{self, BufRead};
 use std::os::unix::ffi::OsStringExt;
 
 /// The most bytes of qmail-getpw's answer: qmail-getpw writes no more, qmail-lspawn reads no
 /// more.
 pub const ANSWER_MAX: usize = 65536;
+
+/// One answer of `qmail-getpw -s`: the exit code of a one-shot run (clamped to 0..=255) and
+/// the bytes it prints.
+pub fn frame(code: i32, answer: &[u8]) -> Vec<u8> {
+    let mut payload = format!("{:03}", code.clamp(0, 255)).into_bytes();
+    payload.extend_from_slice(answer);
+    netstring::encode(&payload)
+}
+
+/// Read one answer of `qmail-getpw -s`: the exit code and the bytes; a frame that is not
+/// three digits and at most [`ANSWER_MAX`] bytes is `InvalidData`.
+pub fn read_frame(input: &mut impl BufRead) -> io::Result<(i32, Vec<u8>)> {
+    let mut payload = netstring::read(input, ANSWER_MAX + 3)?;
+    let code = match payload.get(..3) {
+        Some(digits) if digits.iter().all(u8::is_ascii_digit) => {
+            digits.iter().fold(0, |n, d| n * 10 + i32::from(d - b'0'))
+        }
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad frame")),
+    };
+    Ok((code, payload.split_off(3)))
+}
 
 /// The account a local part is delivered to: the six fields qmail-lspawn hands qmail-local,
 /// and the records of the directory for qmail-local's environment.
@@ -313,6 +340,29 @@ mod tests {
         assert!(many.len() <= ANSWER_MAX);
         assert_eq!(Account::decode(&many), None);
         assert_eq!(Account::decode(&[b'x'; 100_000]), None);
+    }
+
+    #[test]
+    fn frames() {
+        let mut two = frame(0, b"joe\0");
+        two.extend(frame(159, b"gone\n"));
+        assert_eq!(two, b"7:000joe\0,8:159gone\n,");
+        let mut input = &two[..];
+        assert_eq!(read_frame(&mut input).unwrap(), (0, b"joe\0".to_vec()));
+        assert_eq!(read_frame(&mut input).unwrap(), (159, b"gone\n".to_vec()));
+        assert_eq!(read_frame(&mut input).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let full = frame(0, &[b'x'; ANSWER_MAX]);
+        assert_eq!(read_frame(&mut &full[..]).unwrap().1.len(), ANSWER_MAX);
+        for bad in [
+            frame(0, &[b'x'; ANSWER_MAX + 1]),
+            netstring::encode(b"12"),
+            netstring::encode(b"+12x"),
+            netstring::encode(b"x00"),
+            b"3:000;".to_vec(),
+        ] {
+            let got = read_frame(&mut &bad[..]).unwrap_err();
+            assert_eq!(got.kind(), io::ErrorKind::InvalidData, "{bad:?}");
+        }
     }
 
     #[test]

@@ -117,7 +117,8 @@ fn answer(
 
 /// `qmail-getpw -s`: serve lookups for qmail-lspawn over stdin/stdout, keeping the directory
 /// connection open. Request: `local\0domain\0size\0` (an empty domain or size: none).
-/// Answer: a netstring holding the three-digit exit code of a one-shot run and its stdout.
+/// Answer: a frame ([`qmail::account::frame`]): a netstring holding the three-digit exit code
+/// of a one-shot run and its stdout.
 /// Exit 0 at EOF, 111 on a malformed request or a write error.
 fn serve() -> ExitCode {
     let mut lookup = Lookup::new(&qmail::auto::home());
@@ -139,9 +140,7 @@ fn serve() -> ExitCode {
         let domain = (!fields[1].is_empty()).then_some(&fields[1][..]);
         let size = std::str::from_utf8(&fields[2]).ok().and_then(|s| s.parse::<u64>().ok());
         let (code, bytes) = answer(&mut lookup, &fields[0], domain, size);
-        let mut payload = format!("{:03}", code.clamp(0, 255)).into_bytes();
-        payload.extend_from_slice(&bytes);
-        let framed = qmail::netstring::encode(&payload);
+        let framed = qmail::account::frame(code, &bytes);
         if out.write_all(&framed).and_then(|()| out.flush()).is_err() {
             return ExitCode::from(exit::TEMP);
         }

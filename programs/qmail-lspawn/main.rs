@@ -10,7 +10,9 @@
 //!    the queued message's size in bytes) when root as the owner of a single-user installation
 //!    (who owns its control files), else as `qmailp` (else `nobody`). qmail-getpw
 //!    does the LDAP lookup and its checks (ldap.md §2.9: status, `mailSizeMax`, `mailHost`,
-//!    store, ids) and the classic one; its answer, at most [`ANSWER_MAX`] bytes, is
+//!    store, ids) and the classic one; its answer (read from the long-lived `qmail-getpw -s`
+//!    in one frame, [`qmail::account::read_frame`]), at most [`qmail::account::ANSWER_MAX`]
+//!    bytes, is
 //!
 //!    ```text
 //!    user\0uid\0gid\0home\0dash\0ext\0  NAME=value\0 ...  \0
@@ -42,7 +44,7 @@
 //! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
-use qmail::account::{Account, EnvName, ANSWER_MAX};
+use qmail::account::{Account, EnvName};
 use qmail::auto;
 use qmail::exit::{self, Outcome, Qlx};
 use qmail::queue::Installation;
@@ -295,32 +297,14 @@ impl CoProc {
         domain: &[u8],
         size: u64,
     ) -> std::io::Result<(i32, Vec<u8>)> {
-        use std::io::{BufRead, Read, Write};
+        use std::io::Write;
         let mut req = Vec::with_capacity(local.len() + domain.len() + 24);
         for field in [local, domain, size.to_string().as_bytes()] {
             qmail::text0::push(&mut req, field);
         }
         self.input.write_all(&req)?;
         self.input.flush()?;
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad answer");
-        // a netstring: the length, then exactly that many bytes and a comma
-        let mut len_text = Vec::new();
-        self.output.by_ref().take(8).read_until(b':', &mut len_text)?;
-        let len = std::str::from_utf8(len_text.strip_suffix(b":").ok_or_else(bad)?)
-            .ok()
-            .and_then(|t| t.parse::<usize>().ok())
-            .filter(|&n| (3..=ANSWER_MAX + 3).contains(&n))
-            .ok_or_else(bad)?;
-        let mut payload = vec![0u8; len + 1];
-        self.output.read_exact(&mut payload)?;
-        if payload.pop() != Some(b',') {
-            return Err(bad());
-        }
-        let code = std::str::from_utf8(&payload[..3])
-            .ok()
-            .and_then(|c| c.parse::<i32>().ok())
-            .ok_or_else(bad)?;
-        Ok((code, payload.split_off(3)))
+        qmail::account::read_frame(&mut self.output)
     }
 
     fn stop(mut self) {
