@@ -44,8 +44,10 @@
 //!
 //! Exit codes are a protocol. Each contract is written once, in [`exit`], and used both by the
 //! program that exits and by the program that reads the status: qmail-queue's table
-//! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]) and the plain
-//! 0 / 100 / 111 of the tools ([`exit::PERM`], [`exit::TEMP`]).
+//! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]), qmail-lspawn's
+//! codes ([`exit::Qlx`]) and qmail-ldap's 150–169 ([`exit::LdapExit`]), both read by
+//! [`exit::local_status`] and [`exit::getpw_status`], and the plain 0 / 100 / 111 of the tools
+//! ([`exit::PERM`], [`exit::TEMP`]).
 
 pub mod account;
 pub mod address;
