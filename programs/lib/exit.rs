@@ -4,9 +4,9 @@
 //!   (qmail-smtpd, qmail-inject, qmail-local forwards, qmail-send bounces) turns the wait status
 //!   into a [`Verdict`] with [`queue_status`].
 //! - The tools' plain contract: 0 success, [`PERM`] 100 permanent, [`TEMP`] 111 temporary.
-//! - Local delivery (spec pipeline §3.6): qmail-local's and qmail-lspawn's own codes ([`qlx`])
-//!   become a spawn report ([`Outcome`]) through [`local_status`]; qmail-getpw's exit codes
-//!   become one through [`getpw_status`].
+//! - Local delivery (spec pipeline §3.6): qmail-local's and qmail-lspawn's own codes ([`Qlx`])
+//!   and qmail-ldap's 150–169 ([`LdapExit`]) become a spawn report ([`Outcome`]) through
+//!   [`local_status`]; qmail-getpw's exit codes become one through [`getpw_status`].
 
 use std::fmt;
 use std::process::ExitStatus;
@@ -215,28 +215,193 @@ impl Outcome {
 }
 
 /// The exit codes of qmail-lspawn's delivery children beyond qmail-local's 0 / 100 / 111
-/// (upstream's `qlx.h` and qmail-ldap's additions).
-pub mod qlx {
+/// (upstream's `qlx.h`): qmail-lspawn reports them for a delivery that never reached
+/// qmail-local, and qmail-getpw exits with some of them ([`getpw_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Qlx {
     /// Internal bug, bad lookup data, or the switch to the user failed.
-    pub const USAGE: i32 = 112;
+    Usage = 112,
     /// The user's uid is 0.
-    pub const ROOT: i32 = 113;
+    Root = 113,
     /// A temporary error looking at the home directory (NFS).
-    pub const NFS: i32 = 115;
+    Nfs = 115,
     /// No alias user.
-    pub const NOALIAS: i32 = 116;
+    NoAlias = 116,
     /// `users/cdb` cannot be read.
-    pub const CDB: i32 = 117;
+    Cdb = 117,
     /// A temporary system failure (passwd unavailable).
-    pub const SYS: i32 = 118;
+    Sys = 118,
     /// Out of memory.
-    pub const NOMEM: i32 = 119;
+    NoMem = 119,
     /// qmail-local cannot be run, temporarily.
-    pub const EXECSOFT: i32 = 120;
+    ExecSoft = 120,
     /// qmail-getpw cannot be run.
-    pub const EXECPW: i32 = 121;
+    ExecPw = 121,
     /// qmail-local cannot be run, permanently.
-    pub const EXECHARD: i32 = 126;
+    ExecHard = 126,
+}
+
+impl Qlx {
+    pub const ALL: [Qlx; 10] = [
+        Qlx::Usage,
+        Qlx::Root,
+        Qlx::Nfs,
+        Qlx::NoAlias,
+        Qlx::Cdb,
+        Qlx::Sys,
+        Qlx::NoMem,
+        Qlx::ExecSoft,
+        Qlx::ExecPw,
+        Qlx::ExecHard,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The row of an exit status, if it is one of this table.
+    pub fn from_code(code: i32) -> Option<Qlx> {
+        Qlx::ALL.into_iter().find(|q| i32::from(q.code()) == code)
+    }
+
+    /// The report qmail-lspawn gives for this code.
+    pub fn report(self) -> Outcome {
+        let t = |s: &str| Outcome::temp(s);
+        match self {
+            Qlx::Usage => t("Internal qmail-lspawn bug or bad user data. (#4.3.0)\n"),
+            Qlx::Root => t("Refusing to deliver as root. (#4.3.0)\n"),
+            Qlx::Nfs => t("Temporary error looking up the user, possibly NFS. (#4.3.0)\n"),
+            Qlx::NoAlias => t("Unable to find the alias user. (#4.3.0)\n"),
+            Qlx::Cdb => t("Unable to read users/cdb. (#4.3.0)\n"),
+            Qlx::Sys => t("Temporary system failure looking up the user. (#4.3.0)\n"),
+            Qlx::NoMem => t("Out of memory in qmail-lspawn. (#4.3.0)\n"),
+            Qlx::ExecSoft => t("Unable to run qmail-local. (#4.3.0)\n"),
+            Qlx::ExecPw => t("Unable to run qmail-getpw. (#4.3.0)\n"),
+            Qlx::ExecHard => Outcome::perm("Unable to run qmail-local. (#5.3.0)\n"),
+        }
+    }
+}
+
+impl From<Qlx> for i32 {
+    fn from(q: Qlx) -> i32 {
+        q.code().into()
+    }
+}
+
+/// qmail-ldap's exit codes 150–169: the directory's answers and failures, with which
+/// qmail-getpw exits (through [`crate::recipient::Failure`]) and which qmail-lspawn turns into
+/// its report ([`getpw_code`], [`local_code`]); the verifiers read them too. See
+/// doc/qmail-getpw.8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LdapExit {
+    /// The message is larger than `mailSizeMax`.
+    TooBig = 150,
+    /// Any other LDAP failure (a referral, a missing search base, ...).
+    Failure = 152,
+    /// The bind was refused.
+    Credentials = 153,
+    /// The search or the bind ran out of time.
+    Timeout = 154,
+    /// No server could be reached.
+    Unreachable = 155,
+    /// More than one entry carries the address.
+    Ambiguous = 156,
+    /// A mandatory attribute is missing.
+    Missing = 157,
+    /// An attribute holds an illegal value.
+    BadValue = 158,
+    /// `accountStatus: disabled`.
+    Disabled = 159,
+    /// `accountStatus: deleted`.
+    Deleted = 160,
+    /// The mailbox is on another cluster host: temporary.
+    ClusterTemp = 162,
+    /// Forwarding to the cluster host failed for good.
+    ClusterPerm = 163,
+    /// The home directory maker failed, temporarily.
+    DirMakerTemp = 167,
+    /// The home directory maker failed for good.
+    DirMakerPerm = 168,
+    /// The home directory maker crashed.
+    DirMakerCrash = 169,
+}
+
+impl LdapExit {
+    pub const ALL: [LdapExit; 15] = [
+        LdapExit::TooBig,
+        LdapExit::Failure,
+        LdapExit::Credentials,
+        LdapExit::Timeout,
+        LdapExit::Unreachable,
+        LdapExit::Ambiguous,
+        LdapExit::Missing,
+        LdapExit::BadValue,
+        LdapExit::Disabled,
+        LdapExit::Deleted,
+        LdapExit::ClusterTemp,
+        LdapExit::ClusterPerm,
+        LdapExit::DirMakerTemp,
+        LdapExit::DirMakerPerm,
+        LdapExit::DirMakerCrash,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The row of an exit status, if it is one of this table.
+    pub fn from_code(code: i32) -> Option<LdapExit> {
+        LdapExit::ALL.into_iter().find(|l| i32::from(l.code()) == code)
+    }
+
+    /// Whether qmail-getpw exits with this code (the others are qmail-lspawn's and
+    /// qmail-local's).
+    pub fn from_getpw(self) -> bool {
+        !matches!(
+            self,
+            LdapExit::ClusterPerm
+                | LdapExit::DirMakerTemp
+                | LdapExit::DirMakerPerm
+                | LdapExit::DirMakerCrash
+        )
+    }
+
+    /// The report qmail-lspawn gives for this code (its fixed text).
+    pub fn report(self) -> Outcome {
+        let t = |s: &str| Outcome::temp(s);
+        let p = |s: &str| Outcome::perm(s);
+        match self {
+            LdapExit::TooBig => p("The message is larger than the mailbox accepts. (#5.2.3)\n"),
+            LdapExit::Failure => t("Temporary LDAP failure. (#4.4.3)\n"),
+            LdapExit::Credentials => t("LDAP bind failed: bad credentials. (#4.4.3)\n"),
+            LdapExit::Timeout => t("LDAP search timed out. (#4.4.3)\n"),
+            LdapExit::Unreachable => t("LDAP server unreachable. (#4.4.3)\n"),
+            LdapExit::Ambiguous => p("Ambiguous LDAP result: more than one entry. (#5.3.5)\n"),
+            LdapExit::Missing => p("A mandatory LDAP attribute is missing. (#5.3.5)\n"),
+            LdapExit::BadValue => p("An LDAP attribute holds an illegal value. (#5.3.5)\n"),
+            LdapExit::Disabled => p("This mailbox is administratively disabled. (#5.2.1)\n"),
+            LdapExit::Deleted => p("Sorry, no mailbox here by that name. (#5.1.1)\n"),
+            LdapExit::ClusterTemp => {
+                t("Temporary failure forwarding to the cluster host. (#4.4.4)\n")
+            }
+            LdapExit::ClusterPerm => {
+                p("Permanent failure forwarding to the cluster host. (#5.4.4)\n")
+            }
+            LdapExit::DirMakerTemp => {
+                t("Temporary failure creating the home directory. (#4.3.0)\n")
+            }
+            LdapExit::DirMakerPerm => p("Unable to create the home directory. (#5.3.0)\n"),
+            LdapExit::DirMakerCrash => t("The home directory maker crashed. (#4.3.0)\n"),
+        }
+    }
+}
+
+impl From<LdapExit> for i32 {
+    fn from(l: LdapExit) -> i32 {
+        l.code().into()
+    }
 }
 
 /// The most bytes of a child's output put into a report (qmail-lspawn; spec §3.4).
@@ -251,71 +416,55 @@ pub fn local_status(status: ExitStatus, output: &[u8]) -> Outcome {
     }
 }
 
-/// The same mapping from a plain exit code.
+/// The same mapping from a plain exit code: qmail-local's 0 / 100 / 111 (and the sysexits
+/// that mean "try again") with its output, then the rows of [`Qlx`] and [`LdapExit`] with
+/// their fixed texts; any other code is permanent, with the output.
 pub fn local_code(code: i32, output: &[u8]) -> Outcome {
     let output = match output.iter().position(|&b| b == 0) {
         Some(i) => &output[..i],
         None => output,
     };
-    let t = |s: &str| Outcome::temp(s);
-    let p = |s: &str| Outcome::perm(s);
     match code {
         0 => Outcome::Success(output.to_vec()),
         111 | 71 | 74 | 75 => Outcome::temp(output),
-        qlx::USAGE => t("Internal qmail-lspawn bug or bad user data. (#4.3.0)\n"),
-        qlx::ROOT => t("Refusing to deliver as root. (#4.3.0)\n"),
-        qlx::NFS => t("Temporary error looking up the user, possibly NFS. (#4.3.0)\n"),
-        qlx::NOALIAS => t("Unable to find the alias user. (#4.3.0)\n"),
-        qlx::CDB => t("Unable to read users/cdb. (#4.3.0)\n"),
-        qlx::SYS => t("Temporary system failure looking up the user. (#4.3.0)\n"),
-        qlx::NOMEM => t("Out of memory in qmail-lspawn. (#4.3.0)\n"),
-        qlx::EXECSOFT => t("Unable to run qmail-local. (#4.3.0)\n"),
-        qlx::EXECPW => t("Unable to run qmail-getpw. (#4.3.0)\n"),
-        qlx::EXECHARD => p("Unable to run qmail-local. (#5.3.0)\n"),
-        150 => p("The message is larger than the mailbox accepts. (#5.2.3)\n"),
-        152 => t("Temporary LDAP failure. (#4.4.3)\n"),
-        153 => t("LDAP bind failed: bad credentials. (#4.4.3)\n"),
-        154 => t("LDAP search timed out. (#4.4.3)\n"),
-        155 => t("LDAP server unreachable. (#4.4.3)\n"),
-        156 => p("Ambiguous LDAP result: more than one entry. (#5.3.5)\n"),
-        157 => p("A mandatory LDAP attribute is missing. (#5.3.5)\n"),
-        158 => p("An LDAP attribute holds an illegal value. (#5.3.5)\n"),
-        159 => p("This mailbox is administratively disabled. (#5.2.1)\n"),
-        160 => p("Sorry, no mailbox here by that name. (#5.1.1)\n"),
-        162 => t("Temporary failure forwarding to the cluster host. (#4.4.4)\n"),
-        163 => p("Permanent failure forwarding to the cluster host. (#5.4.4)\n"),
-        167 => t("Temporary failure creating the home directory. (#4.3.0)\n"),
-        168 => p("Unable to create the home directory. (#5.3.0)\n"),
-        169 => t("The home directory maker crashed. (#4.3.0)\n"),
-        _ => Outcome::perm(output),
+        _ => match (Qlx::from_code(code), LdapExit::from_code(code)) {
+            (Some(q), _) => q.report(),
+            (None, Some(l)) => l.report(),
+            (None, None) => Outcome::perm(output),
+        },
     }
 }
 
 /// qmail-getpw's exit codes: 0 found (its answer on stdout), [`PERM`] 100 no argument,
-/// [`TEMP`] 111 `users/cdb` unreadable or corrupt, [`qlx::ROOT`] 113 refused uid/gid,
-/// [`qlx::NFS`] 115 temporary stat error, [`qlx::NOALIAS`] 116 no alias user, [`qlx::SYS`] 118
-/// passwd or an LDAP control file temporarily unavailable, and the LDAP rows of
-/// [`local_code`]: 150, 152–160, 162. Any other code is "cannot run qmail-getpw" (`Z`): an
-/// unknown code never bounces.
+/// [`TEMP`] 111 `users/cdb` unreadable or corrupt, [`Qlx::Root`] 113 refused uid/gid,
+/// [`Qlx::Nfs`] 115 temporary stat error, [`Qlx::NoAlias`] 116 no alias user, [`Qlx::Sys`] 118
+/// passwd or an LDAP control file temporarily unavailable, and the rows of [`LdapExit`] it
+/// exits with ([`LdapExit::from_getpw`]: 150, 152–160, 162). Any other code is "cannot run
+/// qmail-getpw" (`Z`): an unknown code never bounces.
 /// qmail-lspawn turns a failure into its report here; `Ok` means "parse the output".
 pub fn getpw_status(status: ExitStatus) -> Result<(), Outcome> {
     match status.code() {
         Some(code) => getpw_code(code),
-        None => Err(local_code(qlx::EXECPW, b"")),
+        None => Err(Qlx::ExecPw.report()),
     }
 }
 
 /// The same mapping from a plain exit code.
 pub fn getpw_code(code: i32) -> Result<(), Outcome> {
-    let qlx = match code {
+    use Qlx::*;
+    match code {
         0 => return Ok(()),
-        111 => qlx::CDB,
-        100 => qlx::USAGE,
-        qlx::ROOT | qlx::NFS | qlx::NOALIAS | qlx::SYS | qlx::NOMEM => code,
-        150 | 152..=160 | 162 => code,
-        _ => qlx::EXECPW,
-    };
-    Err(local_code(qlx, b""))
+        111 => return Err(Cdb.report()),
+        100 => return Err(Usage.report()),
+        _ => {}
+    }
+    if let Some(q @ (Root | Nfs | NoAlias | Sys | NoMem)) = Qlx::from_code(code) {
+        return Err(q.report());
+    }
+    match LdapExit::from_code(code) {
+        Some(l) if l.from_getpw() => Err(l.report()),
+        _ => Err(ExecPw.report()),
+    }
 }
 
 #[cfg(test)]
@@ -448,6 +597,20 @@ mod tests {
     }
 
     #[test]
+    fn the_tables_round_trip() {
+        for q in Qlx::ALL {
+            assert_eq!(Qlx::from_code(q.into()), Some(q));
+            assert_eq!(local_code(q.into(), b"out"), q.report());
+        }
+        for l in LdapExit::ALL {
+            assert_eq!(LdapExit::from_code(l.into()), Some(l));
+            assert_eq!(local_code(l.into(), b"out"), l.report());
+            assert_eq!(getpw_code(l.into()).is_err_and(|o| o == l.report()), l.from_getpw());
+        }
+        assert_eq!((Qlx::from_code(0), LdapExit::from_code(161)), (None, None));
+    }
+
+    #[test]
     fn local_status_of_a_crash() {
         use std::os::unix::process::ExitStatusExt;
         let crashed = local_status(ExitStatus::from_raw(9), b"did 1+0+0\n");
@@ -464,21 +627,21 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(getpw_code(0), Ok(()));
         let rows: &[(i32, i32)] = &[
-            (111, qlx::CDB),
-            (100, qlx::USAGE),
-            (115, qlx::NFS),
-            (116, qlx::NOALIAS),
-            (118, qlx::SYS),
-            (119, qlx::NOMEM),
-            (113, qlx::ROOT),
-            (1, qlx::EXECPW),
-            (112, qlx::EXECPW),
-            (126, qlx::EXECPW),
-            (151, qlx::EXECPW),
-            (161, qlx::EXECPW),
-            (163, qlx::EXECPW),
-            (167, qlx::EXECPW),
-            (255, qlx::EXECPW),
+            (111, Qlx::Cdb.into()),
+            (100, Qlx::Usage.into()),
+            (115, Qlx::Nfs.into()),
+            (116, Qlx::NoAlias.into()),
+            (118, Qlx::Sys.into()),
+            (119, Qlx::NoMem.into()),
+            (113, Qlx::Root.into()),
+            (1, Qlx::ExecPw.into()),
+            (112, Qlx::ExecPw.into()),
+            (126, Qlx::ExecPw.into()),
+            (151, Qlx::ExecPw.into()),
+            (161, Qlx::ExecPw.into()),
+            (163, Qlx::ExecPw.into()),
+            (167, Qlx::ExecPw.into()),
+            (255, Qlx::ExecPw.into()),
         ];
         for &(code, want) in rows {
             let got = getpw_code(code).expect_err("a failure");
@@ -505,6 +668,6 @@ mod tests {
             assert_eq!(got.letter(), letter, "getpw exit {code}");
         }
         let crashed = getpw_status(ExitStatus::from_raw(11)).expect_err("a failure");
-        assert_eq!(crashed, local_code(qlx::EXECPW, b""));
+        assert_eq!(crashed, local_code(Qlx::ExecPw.into(), b""));
     }
 }

@@ -17,6 +17,7 @@
 //! [`Directory`] may `exec`, but must not `fork` and carry on.
 
 use crate::control::{Control, ControlError};
+use crate::exit::{LdapExit, Qlx};
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
 use std::collections::HashMap;
 use std::fmt;
@@ -102,17 +103,20 @@ impl Error {
         )
     }
 
-    /// qmail-lspawn's child exit code for this failure (§2.11).
+    /// qmail-getpw's exit code for this failure, which qmail-lspawn reads (doc/qmail-getpw.8): a row of
+    /// [`LdapExit`], or [`Qlx::Sys`] for an unusable control file.
     pub fn lspawn_code(&self) -> i32 {
         match self {
-            Error::Control(_) | Error::Config(_) => 118,
-            Error::Credentials(_) => 153,
-            Error::Timeout => 154,
-            Error::Unreachable(_) => 155,
-            Error::Referral(_) | Error::NoSuchBase(_) | Error::Failure(_) => 152,
-            Error::Ambiguous { .. } | Error::TooMany { .. } => 156,
-            Error::Missing { .. } => 157,
-            Error::BadValue { .. } => 158,
+            Error::Control(_) | Error::Config(_) => Qlx::Sys.into(),
+            Error::Credentials(_) => LdapExit::Credentials.into(),
+            Error::Timeout => LdapExit::Timeout.into(),
+            Error::Unreachable(_) => LdapExit::Unreachable.into(),
+            Error::Referral(_) | Error::NoSuchBase(_) | Error::Failure(_) => {
+                LdapExit::Failure.into()
+            }
+            Error::Ambiguous { .. } | Error::TooMany { .. } => LdapExit::Ambiguous.into(),
+            Error::Missing { .. } => LdapExit::Missing.into(),
+            Error::BadValue { .. } => LdapExit::BadValue.into(),
         }
     }
 }
@@ -494,6 +498,10 @@ impl DeliveryMode {
 
 /// The directory entry a recipient address resolved to, decoded and checked (§1.6, §1.7,
 /// §4). Defaults from the configuration are applied (uid/gid, quota, dot mode).
+///
+/// This is the directory's view of the entry (status, size limit, cluster host, ...), not what
+/// qmail-lspawn is told: [`crate::recipient`] checks it and turns it into the record
+/// [`crate::account::Account`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub dn: String,

@@ -13,7 +13,8 @@
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`](mod@todo) (qmail-send's
-//!   commands to qmail-todo and its records back, both ends),
+//!   commands to qmail-todo and its records back, both ends), [`account`] (the account
+//!   qmail-getpw tells qmail-lspawn about, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`safe`] (every sanitizer of untrusted text, one per
 //!   destination), [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
@@ -48,11 +49,14 @@
 //!
 //! Exit codes are a protocol. Each contract is written once, in [`exit`], and used both by the
 //! program that exits and by the program that reads the status: qmail-queue's table
-//! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]) and the plain
-//! 0 / 100 / 111 of the tools ([`exit::PERM`], [`exit::TEMP`]).
+//! ([`exit::QueueExit`], mapped to a D/Z verdict by [`exit::queue_status`]), qmail-lspawn's
+//! codes ([`exit::Qlx`]) and qmail-ldap's 150–169 ([`exit::LdapExit`]), both read by
+//! [`exit::local_status`] and [`exit::getpw_status`], and the plain 0 / 100 / 111 of the tools
+//! ([`exit::PERM`], [`exit::TEMP`]).
 
 #![deny(unsafe_code)]
 
+pub mod account;
 pub mod address;
 pub mod auto;
 pub mod cdb;

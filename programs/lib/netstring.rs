@@ -1,7 +1,10 @@
 //! netstring: `<decimal length>:<bytes>,` (djb), sans-I/O and bounded.
 //!
 //! [`decode`] takes the bytes received so far and answers a payload and the rest, "need more",
-//! or an error; the length is limited by the caller before anything is buffered.
+//! or an error; the length is limited by the caller before anything is buffered. [`read`] takes
+//! one netstring from a blocking reader, with the same checks and the same limit.
+
+use std::io::{self, BufRead, Read};
 
 /// The outcome of decoding a buffer that may hold only part of a netstring.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,12 +33,22 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
 
 /// Decode the netstring at the start of `buf`, refusing lengths over `max`.
 pub fn decode(buf: &[u8], max: usize) -> Result<Decoded<'_>, NetstringError> {
+    let Some((len, start)) = header(buf, max)? else {
+        return Ok(Decoded::NeedMore);
+    };
+    let end = start + len;
+    match buf.get(end) {
+        None => Ok(Decoded::NeedMore),
+        Some(b',') => Ok(Decoded::Done(&buf[start..end], &buf[end + 1..])),
+        Some(_) => Err(NetstringError::Format),
+    }
+}
+
+/// The length announced at the start of `buf` and where the payload starts, or `None` when
+/// the `:` has not come yet.
+fn header(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, NetstringError> {
     let mut len: usize = 0;
-    let mut i = 0;
-    loop {
-        let Some(&c) = buf.get(i) else {
-            return Ok(Decoded::NeedMore);
-        };
+    for (i, &c) in buf.iter().enumerate() {
         match c {
             b'0'..=b'9' => {
                 if i == 1 && buf[0] == b'0' {
@@ -47,18 +60,35 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Decoded<'_>, NetstringError> {
                     .filter(|&l| l <= max)
                     .ok_or(NetstringError::TooLong)?;
             }
-            b':' if i > 0 => break,
+            b':' if i > 0 => return Ok(Some((len, i + 1))),
             _ => return Err(NetstringError::Format),
         }
-        i += 1;
     }
-    let start = i + 1;
-    let end = start + len;
-    match buf.get(end) {
-        None => Ok(Decoded::NeedMore),
-        Some(b',') => Ok(Decoded::Done(&buf[start..end], &buf[end + 1..])),
-        Some(_) => Err(NetstringError::Format),
+    Ok(None)
+}
+
+/// Read one netstring from `input`, refusing lengths over `max`, and answer its payload.
+/// Nothing past the `,` is consumed. A malformed or too long netstring is `InvalidData`, an
+/// end of input inside it `UnexpectedEof`.
+pub fn read(input: &mut impl BufRead, max: usize) -> io::Result<Vec<u8>> {
+    let invalid = |e: NetstringError| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"));
+    // the digits of max, and the colon
+    let header_max = max.checked_ilog10().unwrap_or(0) as usize + 2;
+    let mut head = Vec::with_capacity(header_max);
+    input.take(header_max as u64).read_until(b':', &mut head)?;
+    let (len, _) = match header(&head, max).map_err(invalid)? {
+        Some(found) if found.1 == head.len() => found,
+        _ if head.len() < header_max && head.last() != Some(&b':') => {
+            return Err(io::ErrorKind::UnexpectedEof.into())
+        }
+        _ => return Err(invalid(NetstringError::Format)),
+    };
+    let mut payload = vec![0; len + 1];
+    input.read_exact(&mut payload)?;
+    if payload.pop() != Some(b',') {
+        return Err(invalid(NetstringError::Format));
     }
+    Ok(payload)
 }
 
 #[cfg(test)]
@@ -90,10 +120,41 @@ mod tests {
     }
 
     #[test]
+    fn reading() {
+        let read_all = |mut input: &[u8], max| {
+            let got = read(&mut input, max).map_err(|e| e.kind());
+            (got, input.to_vec())
+        };
+        let eof = Err(io::ErrorKind::UnexpectedEof);
+        let invalid = Err(io::ErrorKind::InvalidData);
+        type Row<'a> = (&'a [u8], usize, Result<&'a [u8], io::ErrorKind>, &'a [u8]);
+        let rows: &[Row] = &[
+            (b"0:,", 10, Ok(b""), b""),
+            (b"5:hello,rest", 10, Ok(b"hello"), b"rest"),
+            (b"10:0123456789,", 10, Ok(b"0123456789"), b""),
+            (b"5:hel", 10, eof, b""),
+            (b"", 10, eof, b""),
+            (b"12", 100, eof, b""),
+            (b"5:hello;", 10, invalid, b""),
+            (b":x,", 10, invalid, b"x,"),
+            (b"05:hello,", 10, invalid, b"hello,"),
+            (b"11:hello world,", 10, invalid, b"hello world,"),
+            (b"100:", 10, invalid, b":"),
+            (b"99999999999999999999999999:", usize::MAX, invalid, b"99999:"),
+        ];
+        for (input, max, want, rest) in rows {
+            let want = want.map(<[u8]>::to_vec);
+            let got = read_all(input, *max);
+            assert_eq!(got, (want, rest.to_vec()), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
     fn round_trip() {
         for payload in [&b""[..], b"a", b"with\0nul,and:colon", &[0xff; 300]] {
             let enc = encode(payload);
             assert_eq!(decode(&enc, 1000), Ok(Done(payload, b"")));
+            assert_eq!(read(&mut &enc[..], payload.len()).unwrap(), payload);
         }
     }
 }

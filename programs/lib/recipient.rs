@@ -32,9 +32,10 @@
 //! timeout, server unreachable; 156–158 ambiguous entry, missing or illegal attribute; 159
 //! account disabled; 160 account deleted; 162 mailbox on another cluster host.
 
+use crate::account::{Account, EnvName};
 use crate::cdb::Reader;
 use crate::control::Control;
-use crate::exit::{self, qlx};
+use crate::exit::{self, LdapExit, Qlx};
 use crate::ldap::{self, AccountStatus, Config, Directory, Store};
 use crate::{auto, users};
 use std::ffi::OsString;
@@ -60,18 +61,11 @@ pub enum Source {
     Alias,
 }
 
-/// Who the recipient is delivered to: the six fields qmail-lspawn reads, and the environment
-/// for qmail-local.
+/// Who the recipient is delivered to: the record qmail-getpw sends qmail-lspawn, and which
+/// step of the lookup found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub user: Vec<u8>,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: Vec<u8>,
-    pub dash: Vec<u8>,
-    pub ext: Vec<u8>,
-    /// `NAME=value` records: the environment for qmail-local (and `ALIASEMPTY`).
-    pub env: Vec<(&'static str, Vec<u8>)>,
+    pub account: Account,
     pub source: Source,
 }
 
@@ -85,12 +79,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn log(code: i32, why: impl Into<String>) -> Self {
-        Failure { code, why: why.into(), report: false }
+    pub fn log(code: impl Into<i32>, why: impl Into<String>) -> Self {
+        Failure { code: code.into(), why: why.into(), report: false }
     }
 
-    pub fn report(code: i32, why: impl Into<String>) -> Self {
-        Failure { code, why: why.into(), report: true }
+    pub fn report(code: impl Into<i32>, why: impl Into<String>) -> Self {
+        Failure { code: code.into(), why: why.into(), report: true }
     }
 
     /// The report line qmail-getpw prints (one line), or nothing when the fixed text of the
@@ -153,29 +147,6 @@ impl Lookup {
     }
 }
 
-impl Found {
-    /// qmail-getpw's answer: six NUL-terminated fields, the `NAME=value` records, an empty
-    /// record.
-    pub fn encode(&self) -> Vec<u8> {
-        let (uid, gid) = (self.uid.to_string(), self.gid.to_string());
-        let mut out = Vec::new();
-        for field in
-            [&self.user[..], uid.as_bytes(), gid.as_bytes(), &self.home, &self.dash, &self.ext]
-        {
-            out.extend_from_slice(field);
-            out.push(0);
-        }
-        for (name, value) in &self.env {
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'=');
-            out.extend_from_slice(value);
-            out.push(0);
-        }
-        out.push(0);
-        out
-    }
-}
-
 /// The directory first when configured and a domain is given, then the classic lookup.
 fn lookup(
     home: &Path,
@@ -216,7 +187,7 @@ fn find(home: &Path, local: &[u8]) -> Result<Found, Failure> {
 fn ldap_failure(e: ldap::Error) -> Failure {
     match e {
         ldap::Error::BadValue { attr: "qmailUID" | "qmailGID", .. } => Failure::report(
-            qlx::ROOT,
+            Qlx::Root,
             format!("Refusing to deliver: {e}").replace("#5.3.5", "#4.3.0"),
         ),
         e => Failure::report(e.lspawn_code(), e.to_string()),
@@ -248,10 +219,16 @@ fn directory(
     // 1. status (DECISIONS 12)
     match &acct.status {
         AccountStatus::Disabled => {
-            return Err(Failure::report(159, "Mailaddress is administratively disabled. (#5.2.1)"))
+            return Err(Failure::report(
+                LdapExit::Disabled,
+                "Mailaddress is administratively disabled. (#5.2.1)",
+            ))
         }
         AccountStatus::Deleted => {
-            return Err(Failure::report(160, "Sorry, no mailbox here by that name. (#5.1.1)"))
+            return Err(Failure::report(
+                LdapExit::Deleted,
+                "Sorry, no mailbox here by that name. (#5.1.1)",
+            ))
         }
         AccountStatus::Unknown(word) => {
             eprintln!("qmail-getpw: unknown accountStatus {word:?} in {}: delivering", acct.dn)
@@ -262,7 +239,7 @@ fn directory(
     if let (Some(max), Some(size)) = (acct.size_max, size) {
         if size > max {
             return Err(Failure::report(
-                150,
+                LdapExit::TooBig,
                 "The message exceeds the maximum size the user accepts. (#5.2.3)",
             ));
         }
@@ -271,7 +248,7 @@ fn directory(
     if let Some(host) = &acct.mail_host {
         if !ours(ctl, host)? {
             return Err(Failure::report(
-                162,
+                LdapExit::ClusterTemp,
                 format!(
                     "The mailbox of {} is on cluster host {host}; forwarding to it is not \
                      available. (#4.4.4)",
@@ -282,14 +259,13 @@ fn directory(
     }
     // 4. the store
     let store = acct.store(message_store.as_deref()).map_err(ldap_failure)?;
-    let mut env: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let (home_dir, aliasempty) = match store {
         Store::ForwardOnly => {
             let mut found = alias(home, local)?;
-            found.env = vec![
-                ("QMAILFORWARDS", join(&acct.forwards).into_bytes()),
-                ("QMAILDOTMODE", b"ldaponly".to_vec()),
-                ("QMAILMODE", b"forwardonly".to_vec()),
+            found.account.env = vec![
+                (EnvName::Forwards, join(&acct.forwards).into_bytes()),
+                (EnvName::DotMode, b"ldaponly".to_vec()),
+                (EnvName::Mode, b"forwardonly".to_vec()),
             ];
             found.source = Source::Directory;
             return Ok(Some(found));
@@ -298,7 +274,7 @@ fn directory(
     };
     if !home_dir.starts_with('/') {
         return Err(Failure::report(
-            158,
+            LdapExit::BadValue,
             format!("The mail store {home_dir} of {} is not an absolute path. (#5.3.5)", acct.dn),
         ));
     }
@@ -310,7 +286,7 @@ fn directory(
     for (what, id) in [("uid", uid), ("gid", gid)] {
         if !(ldap::ID_MIN..=ldap::ID_MAX).contains(&id) {
             return Err(Failure::report(
-                qlx::ROOT,
+                Qlx::Root,
                 format!(
                     "Refusing to deliver to {}: {what} {id} is outside {}..{}. (#4.3.0)",
                     acct.dn,
@@ -320,48 +296,51 @@ fn directory(
             ));
         }
     }
-    // 7., 8. the environment (6., dash and ext, come with the account)
-    if let Some(a) = aliasempty {
-        env.push(("ALIASEMPTY", a.into_bytes()));
-    }
+    // 6., dash and ext, come with the account
+    let account = Account {
+        dash: acct.dash.as_bytes().to_vec(),
+        ext: acct.ext.clone(),
+        env: environment(&acct),
+        aliasempty: aliasempty.map(String::into_bytes),
+        ..Account::plain(user.into_bytes(), uid, gid, home_dir.into_bytes())
+    };
+    Ok(Some(Found { account, source: Source::Directory }))
+}
+
+/// Steps 7 and 8: qmail-local's environment from a directory entry. [`ldap::Account`] is the
+/// directory's view of the entry; this and the checks of [`directory`] turn it into the
+/// record.
+fn environment(acct: &ldap::Account) -> Vec<(EnvName, Vec<u8>)> {
+    let mut env = Vec::new();
     if acct.group {
-        env.push(("QLDAPGROUP", acct.dn.clone().into_bytes()));
+        env.push((EnvName::Group, acct.dn.clone().into_bytes()));
     }
     if let Some(q) = acct.maildir_quota() {
-        env.push(("MAILDIRQUOTA", q.into_bytes()));
+        env.push((EnvName::MaildirQuota, q.into_bytes()));
     }
     if !acct.forwards.is_empty() {
-        env.push(("QMAILFORWARDS", join(&acct.forwards).into_bytes()));
+        env.push((EnvName::Forwards, join(&acct.forwards).into_bytes()));
     }
     if !acct.programs.is_empty() {
-        env.push(("QMAILDELIVERYPROGRAM", join(&acct.programs).into_bytes()));
+        env.push((EnvName::DeliveryProgram, join(&acct.programs).into_bytes()));
     }
     if let Some(mode) = acct.mode.env() {
         if let Some(text) = &acct.reply_text {
-            env.push(("QMAILREPLYTEXT", text.clone().into_bytes()));
+            env.push((EnvName::ReplyText, text.clone().into_bytes()));
         }
-        env.push(("QMAILMODE", mode.into_bytes()));
+        env.push((EnvName::Mode, mode.into_bytes()));
     }
     for word in &acct.mode.unknown {
         eprintln!("qmail-getpw: undefined mail delivery mode {word:?} in {}", acct.dn);
     }
-    env.push(("QMAILDOTMODE", acct.dot_mode.as_str().as_bytes().to_vec()));
-    Ok(Some(Found {
-        user: user.into_bytes(),
-        uid,
-        gid,
-        home: home_dir.into_bytes(),
-        dash: acct.dash.as_bytes().to_vec(),
-        ext: acct.ext.clone(),
-        env,
-        source: Source::Directory,
-    }))
+    env.push((EnvName::DotMode, acct.dot_mode.as_str().as_bytes().to_vec()));
+    env
 }
 
 /// Whether `host` (a mailHost value) is this host: always with `ldapcluster` 0, else when it
 /// is `me` or a line of `ldapclusterhosts` (case-insensitive, no DNS).
 fn ours(ctl: &Control, host: &str) -> Result<bool, Failure> {
-    let read = |e: crate::control::ControlError| Failure::report(qlx::SYS, format!("{e} (#4.3.0)"));
+    let read = |e: crate::control::ControlError| Failure::report(Qlx::Sys, format!("{e} (#4.3.0)"));
     if ctl.int_or("ldapcluster", 0).map_err(read)? == 0 {
         return Ok(true);
     }
@@ -379,7 +358,7 @@ fn join(values: &[String]) -> String {
 
 /// Step 1: `users/cdb`. Absent is no assignment; unreadable or corrupt is exit 111.
 fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
-    let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP.into(), format!("{e}"));
+    let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP, format!("{e}"));
     let Some(reader) = Reader::open(&home.join(users::CDB))
         .map_err(|e| cdb(&format!("unable to read {}: {e}", users::CDB)))?
     else {
@@ -389,16 +368,7 @@ fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
     // has no exact entry; it skips the wildcards too rather than match a mangled copy
     let Ok(local) = std::str::from_utf8(local) else { return Ok(None) };
     let Some(a) = users::lookup(&reader, local).map_err(|e| cdb(&e))? else { return Ok(None) };
-    Ok(Some(Found {
-        user: a.user.into_bytes(),
-        uid: a.uid,
-        gid: a.gid,
-        home: a.home.into_os_string().into_vec(),
-        dash: a.dash.into_bytes(),
-        ext: a.ext.into_bytes(),
-        env: Vec::new(),
-        source: Source::Assigned,
-    }))
+    Ok(Some(Found { account: a.into(), source: Source::Assigned }))
 }
 
 /// Step 2: the passwd database, longest candidate first.
@@ -413,16 +383,17 @@ fn system_user(local: &[u8]) -> Result<Option<Found>, Failure> {
             Some(rest) => (b"-".to_vec(), rest.to_vec()),
             None => (Vec::new(), Vec::new()),
         };
-        return Ok(Some(Found {
-            user: pw.name.into_bytes(),
-            uid: pw.uid.as_raw(),
-            gid: pw.gid.as_raw(),
-            home: pw.dir.into_os_string().into_vec(),
+        let account = Account {
             dash,
             ext,
-            env: Vec::new(),
-            source: Source::Passwd,
-        }));
+            ..Account::plain(
+                pw.name.into_bytes(),
+                pw.uid.as_raw(),
+                pw.gid.as_raw(),
+                pw.dir.into_os_string().into_vec(),
+            )
+        };
+        return Ok(Some(Found { account, source: Source::Passwd }));
     }
     Ok(None)
 }
@@ -446,7 +417,7 @@ fn candidates(local: &[u8]) -> Vec<(Vec<u8>, Option<&[u8]>)> {
 /// The passwd entry of `name`; a lookup error is temporary (118).
 fn passwd(name: &str) -> Result<Option<nix::unistd::User>, Failure> {
     nix::unistd::User::from_name(name)
-        .map_err(|e| Failure::log(qlx::SYS, format!("unable to look up {name} in passwd: {e}")))
+        .map_err(|e| Failure::log(Qlx::Sys, format!("unable to look up {name} in passwd: {e}")))
 }
 
 /// Whether `dir` exists and belongs to `uid`. A missing or inaccessible directory is a no; a
@@ -455,7 +426,7 @@ fn owns_home(uid: u32, dir: &Path) -> Result<bool, Failure> {
     match std::fs::metadata(dir) {
         Ok(meta) => Ok(meta.uid() == uid),
         Err(e) if permanent(&e) => Ok(false),
-        Err(e) => Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display()))),
+        Err(e) => Err(Failure::log(Qlx::Nfs, format!("unable to stat {}: {e}", dir.display()))),
     }
 }
 
@@ -484,28 +455,24 @@ fn alias(home: &Path, local: &[u8]) -> Result<Found, Failure> {
             (user, meta.uid(), meta.gid(), OsString::from(dir))
         }
         Err(e) if !permanent(&e) => {
-            return Err(Failure::log(qlx::NFS, format!("unable to stat {}: {e}", dir.display())))
+            return Err(Failure::log(Qlx::Nfs, format!("unable to stat {}: {e}", dir.display())))
         }
         Err(e) => match passwd(auto::USER_ALIAS)? {
             Some(pw) => (pw.name, pw.uid.as_raw(), pw.gid.as_raw(), pw.dir.into_os_string()),
             None => {
                 return Err(Failure::log(
-                    qlx::NOALIAS,
+                    Qlx::NoAlias,
                     format!("no alias user and unable to stat {}: {e}", dir.display()),
                 ))
             }
         },
     };
-    Ok(Found {
-        user: user.into_bytes(),
-        uid,
-        gid,
-        home: dir.into_vec(),
+    let account = Account {
         dash: b"-".to_vec(),
         ext: local.to_vec(),
-        env: Vec::new(),
-        source: Source::Alias,
-    })
+        ..Account::plain(user.into_bytes(), uid, gid, dir.into_vec())
+    };
+    Ok(Found { account, source: Source::Alias })
 }
 
 #[cfg(test)]
@@ -547,26 +514,6 @@ mod tests {
         // hostile: many dashes stay linear in output size per candidate count
         let dashes = vec![b'-'; 100_000];
         assert_eq!(candidates(&dashes).len(), 31);
-    }
-
-    #[test]
-    fn encoding() {
-        let f = Found {
-            user: b"joe".to_vec(),
-            uid: 1000,
-            gid: 100,
-            home: b"/home/joe".to_vec(),
-            dash: b"-".to_vec(),
-            ext: b"x".to_vec(),
-            env: Vec::new(),
-            source: Source::Alias,
-        };
-        assert_eq!(f.encode(), b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00\x00");
-        let f = Found { env: vec![("QMAILMODE", b"reply".to_vec())], ..f };
-        assert_eq!(
-            f.encode(),
-            b"joe\x001000\x00100\x00/home/joe\x00-\x00x\x00QMAILMODE=reply\x00\x00"
-        );
     }
 
     #[test]

@@ -24,9 +24,10 @@
 //! Texts are delivery's texts; what a client is told ([`Verdict::client_text`]) says no more
 //! than delivery would (no paths, no entries, nothing about which lookup step answered).
 
+use crate::account::{Account, EnvName};
 use crate::control::Control;
 use crate::dotqmail;
-use crate::exit::{self, Outcome};
+use crate::exit::{self, LdapExit, Outcome};
 use crate::quota::{self, Quota};
 use crate::recipient::{Failure, Found, Lookup, Source};
 use crate::rewrite::{Rewriter, Route};
@@ -153,7 +154,7 @@ impl Verifier {
             Err(failure) => Detailed {
                 verdict: from_failure(&failure),
                 maildir: None,
-                timed_out: failure.code == 154,
+                timed_out: LdapExit::from_code(failure.code) == Some(LdapExit::Timeout),
             },
         }
     }
@@ -182,9 +183,9 @@ impl From<Verdict> for Detailed {
 /// failure temporary (the permanent ones too: DECISIONS 10).
 fn from_failure(f: &Failure) -> Verdict {
     let text = text_of(f);
-    match f.code {
-        159 => Verdict::NotPostable(text),
-        160 => Verdict::Unknown(text),
+    match LdapExit::from_code(f.code) {
+        Some(LdapExit::Disabled) => Verdict::NotPostable(text),
+        Some(LdapExit::Deleted) => Verdict::Unknown(text),
         _ => Verdict::Temporary(text.replace("#5.", "#4.")),
     }
 }
@@ -205,17 +206,18 @@ fn text_of(f: &Failure) -> String {
 
 /// What qmail-lspawn and qmail-local would still refuse once the account is known.
 fn after_lookup(found: &Found) -> Verdict {
-    if found.uid == 0 {
+    let account = &found.account;
+    if account.uid == 0 {
         return Verdict::Temporary(
             "Temporary failure: refusing to deliver to root. (#4.3.0)".into(),
         );
     }
-    let home = Path::new(OsStr::from_bytes(&found.home));
+    let home = Path::new(OsStr::from_bytes(&account.home));
     match found.source {
-        Source::Directory => quota_verdict(found, home),
-        Source::Assigned | Source::Passwd if found.dash.is_empty() => Verdict::Deliverable,
+        Source::Directory => quota_verdict(account, home),
+        Source::Assigned | Source::Passwd if account.dash.is_empty() => Verdict::Deliverable,
         Source::Assigned | Source::Passwd | Source::Alias => {
-            dot_qmail_verdict(home, &found.dash, &found.ext)
+            dot_qmail_verdict(home, &account.dash, &account.ext)
         }
     }
 }
@@ -240,12 +242,11 @@ fn dot_qmail_verdict(home: &Path, dash: &[u8], ext: &[u8]) -> Verdict {
 }
 
 /// A directory account: room for one more message in the Maildir of its default delivery.
-fn quota_verdict(found: &Found, home: &Path) -> Verdict {
-    let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
-    let Some(Ok(Some(quota))) = env("MAILDIRQUOTA").map(Quota::parse) else {
+fn quota_verdict(account: &Account, home: &Path) -> Verdict {
+    let Some(Ok(Some(quota))) = account.var(EnvName::MaildirQuota).map(Quota::parse) else {
         return Verdict::Deliverable;
     };
-    let delivery = env("ALIASEMPTY").unwrap_or(b"./Maildir/");
+    let delivery = account.aliasempty.as_deref().unwrap_or(b"./Maildir/");
     let Some(maildir) = maildir_of(home, delivery) else { return Verdict::Deliverable };
     over_quota(&maildir, &quota)
 }
@@ -265,12 +266,14 @@ fn maildir_of(home: &Path, delivery: &[u8]) -> Option<PathBuf> {
 /// else of `control/defaultdelivery` (else `./Maildir/`). `None`: forward-only accounts, the
 /// alias user, extensions, a `.qmail` without a Maildir line, anything unreadable.
 fn default_maildir(ctl: &Control, found: &Found) -> Option<PathBuf> {
-    let home = Path::new(OsStr::from_bytes(&found.home));
-    let env = |name: &str| found.env.iter().find(|(n, _)| *n == name).map(|(_, v)| &v[..]);
+    let account = &found.account;
+    let home = Path::new(OsStr::from_bytes(&account.home));
     match found.source {
-        Source::Directory if env("QMAILMODE") == Some(b"forwardonly") => None,
-        Source::Directory => maildir_of(home, env("ALIASEMPTY").unwrap_or(b"./Maildir/")),
-        Source::Assigned | Source::Passwd if found.dash.is_empty() => {
+        Source::Directory if account.var(EnvName::Mode) == Some(b"forwardonly") => None,
+        Source::Directory => {
+            maildir_of(home, account.aliasempty.as_deref().unwrap_or(b"./Maildir/"))
+        }
+        Source::Assigned | Source::Passwd if account.dash.is_empty() => {
             let dot = std::fs::File::open(home.join(".qmail")).and_then(|f| {
                 let mut text = Vec::new();
                 f.take(dotqmail::MAX_FILE).read_to_end(&mut text).map(|_| text)
@@ -383,15 +386,17 @@ mod tests {
         std::fs::create_dir_all(dir.join("joe")).unwrap();
         let ctl = Control::new(&dir);
         let home = dir.join("joe");
-        let found = |source, dash: &[u8], env: Vec<(&'static str, Vec<u8>)>| Found {
-            user: b"joe".to_vec(),
-            uid: 1000,
-            gid: 1000,
-            home: home.as_os_str().as_bytes().to_vec(),
-            dash: dash.to_vec(),
-            ext: Vec::new(),
-            env,
-            source,
+        let found = |source, dash: &[u8], env: Vec<(&'static str, Vec<u8>)>| {
+            let home = home.as_os_str().as_bytes().to_vec();
+            let mut account = Account::plain(b"joe".to_vec(), 1000, 1000, home);
+            account.dash = dash.to_vec();
+            for (name, value) in env {
+                match EnvName::parse(name.as_bytes()) {
+                    Some(name) => account.env.push((name, value)),
+                    None => account.aliasempty = Some(value),
+                }
+            }
+            Found { account, source }
         };
         let dir_account = found(Source::Directory, b"", vec![]);
         assert_eq!(default_maildir(&ctl, &dir_account), Some(home.join("./Maildir/")));

@@ -58,15 +58,13 @@
 
 #![forbid(unsafe_code)]
 
+use qmail::account::ANSWER_MAX;
 use qmail::exit;
 use qmail::recipient::{Failure, Lookup};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
-
-/// The largest answer written (qmail-lspawn reads no more).
-pub const ANSWER_MAX: usize = 65536;
 
 /// The longest field of a served request (an address part or a size).
 const REQUEST_MAX: usize = 2048;
@@ -101,10 +99,10 @@ fn answer(
     size: Option<u64>,
 ) -> (i32, Vec<u8>) {
     let result = lookup.find(local, domain, size).and_then(|found| {
-        let answer = found.encode();
+        let answer = found.account.encode();
         if answer.len() > ANSWER_MAX {
             return Err(Failure::report(
-                158,
+                exit::LdapExit::BadValue,
                 format!("The directory's answer is over {ANSWER_MAX} bytes. (#5.3.5)"),
             ));
         }
@@ -121,7 +119,8 @@ fn answer(
 
 /// `qmail-getpw -s`: serve lookups for qmail-lspawn over stdin/stdout, keeping the directory
 /// connection open. Request: `local\0domain\0size\0` (an empty domain or size: none).
-/// Answer: a netstring holding the three-digit exit code of a one-shot run and its stdout.
+/// Answer: a frame ([`qmail::account::frame`]): a netstring holding the three-digit exit code
+/// of a one-shot run and its stdout.
 /// Exit 0 at EOF, 111 on a malformed request or a write error.
 fn serve() -> ExitCode {
     let mut lookup = Lookup::new(&qmail::auto::home());
@@ -143,9 +142,7 @@ fn serve() -> ExitCode {
         let domain = (!fields[1].is_empty()).then_some(&fields[1][..]);
         let size = std::str::from_utf8(&fields[2]).ok().and_then(|s| s.parse::<u64>().ok());
         let (code, bytes) = answer(&mut lookup, &fields[0], domain, size);
-        let mut payload = format!("{:03}", code.clamp(0, 255)).into_bytes();
-        payload.extend_from_slice(&bytes);
-        let framed = qmail::netstring::encode(&payload);
+        let framed = qmail::account::frame(code, &bytes);
         if out.write_all(&framed).and_then(|()| out.flush()).is_err() {
             return ExitCode::from(exit::TEMP);
         }

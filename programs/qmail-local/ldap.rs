@@ -14,6 +14,7 @@
 //! outside the path set plus space, TAB, LF, `" ' + , \`, and — unless `control/ldaprestrictprog`
 //! is `0` — when they hold a shell metacharacter (ldap.md §1.7, `RESTRICT_PROG`).
 
+use qmail::account::EnvName;
 use qmail::address::Address;
 use qmail::dotqmail::Instruction;
 use qmail::exit::Verdict;
@@ -118,7 +119,7 @@ impl Options {
         var: impl Fn(&str) -> Option<Vec<u8>>,
         restrict_programs: bool,
     ) -> Result<Options, Verdict> {
-        let quota = match var("MAILDIRQUOTA") {
+        let quota = match var(EnvName::MaildirQuota.as_str()) {
             Some(q) => Quota::parse(&q).map_err(|_| {
                 Verdict::temp(format!(
                     "Uh-oh: invalid MAILDIRQUOTA {:?}. (#4.3.5)",
@@ -127,7 +128,7 @@ impl Options {
             })?,
             None => None,
         };
-        let dot = match var("QMAILDOTMODE") {
+        let dot = match var(EnvName::DotMode.as_str()) {
             None => DotMode::DotOnly,
             Some(w) => DotMode::parse(&w).ok_or_else(|| {
                 Verdict::perm(format!(
@@ -142,10 +143,10 @@ impl Options {
             (Mode::default(), Vec::new(), Vec::new(), false)
         } else {
             (
-                Mode::parse(&var("QMAILMODE").unwrap_or_default(), &mut warnings),
-                list("QMAILFORWARDS"),
-                list("QMAILDELIVERYPROGRAM"),
-                var("QMAILREPLYTEXT").is_some_and(|t| !t.is_empty()),
+                Mode::parse(&var(EnvName::Mode.as_str()).unwrap_or_default(), &mut warnings),
+                list(EnvName::Forwards.as_str()),
+                list(EnvName::DeliveryProgram.as_str()),
+                var(EnvName::ReplyText.as_str()).is_some_and(|t| !t.is_empty()),
             )
         };
         Ok(Options {

@@ -10,14 +10,16 @@
 //!    the queued message's size in bytes) when root as the owner of a single-user installation
 //!    (who owns its control files), else as `qmailp` (else `nobody`). qmail-getpw
 //!    does the LDAP lookup and its checks (ldap.md §2.9: status, `mailSizeMax`, `mailHost`,
-//!    store, ids) and the classic one; its answer, at most [`ANSWER_MAX`] bytes, is
+//!    store, ids) and the classic one; its answer (read from the long-lived `qmail-getpw -s`
+//!    in one frame, [`qmail::account::read_frame`]), at most [`qmail::account::ANSWER_MAX`]
+//!    bytes, is
 //!
 //!    ```text
 //!    user\0uid\0gid\0home\0dash\0ext\0  NAME=value\0 ...  \0
 //!    ```
 //!
-//!    six fields, zero or more records, an empty record, nothing after. Only the names in
-//!    [`EnvName`] are accepted (`QMAILDOTMODE`, `QMAILMODE`, `QMAILREPLYTEXT`,
+//!    six fields, zero or more records, an empty record, nothing after, decoded by
+//!    [`Account::decode`] (doc/INTERNALS.md). Only the names in [`EnvName`] are accepted (`QMAILDOTMODE`, `QMAILMODE`, `QMAILREPLYTEXT`,
 //!    `QMAILFORWARDS`, `QMAILDELIVERYPROGRAM`, `MAILDIRQUOTA`, `QLDAPGROUP`, each at most
 //!    once) plus `ALIASEMPTY`, which replaces the `aliasempty` argument for this delivery;
 //!    anything else makes the whole answer bad (112, temporary). uid 0 is refused (113). When
@@ -44,20 +46,19 @@
 
 #![forbid(unsafe_code)]
 
+use qmail::account::{Account, EnvName};
 use qmail::auto;
-use qmail::exit::{self, qlx, Outcome};
+use qmail::exit::{self, Outcome, Qlx};
 use qmail::queue::Installation;
 use qmail::spawner::{self, Deliverer, Delivery};
 use std::ffi::{OsStr, OsString};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::RwLock;
 
-/// The most bytes of qmail-getpw's answer read.
-const ANSWER_MAX: usize = 65536;
 /// The most bytes of qmail-getpw's failure text used in a report.
 const TEXT_MAX: usize = 1000;
 
@@ -106,8 +107,8 @@ impl RunAs {
                 cmd.uid(uid).gid(gid);
                 Ok(())
             }
-            RunAs::User { .. } => Err(exit::local_code(qlx::ROOT, b"")),
-            RunAs::Nobody => Err(exit::local_code(qlx::EXECPW, b"")),
+            RunAs::User { .. } => Err(Qlx::Root.report()),
+            RunAs::Nobody => Err(Qlx::ExecPw.report()),
         }
     }
 }
@@ -177,7 +178,7 @@ impl Local {
                 }
             }
         }
-        Err(exit::local_code(qlx::EXECPW, b""))
+        Err(Qlx::ExecPw.report())
     }
 
     fn run(&self, d: Delivery) -> Result<Outcome, Outcome> {
@@ -192,34 +193,34 @@ impl Local {
             .metadata()
             .map_err(|_| Outcome::temp("Unable to stat the message. (#4.3.0)\n"))?
             .len();
-        let (account, env) = lookup(self, getpw_as, local, domain, size)?;
+        let account = lookup(self, getpw_as, local, domain, size)?;
         message
             .seek(SeekFrom::Start(0))
             .map_err(|_| Outcome::temp("Unable to rewind the message. (#4.3.0)\n"))?;
         let mut cmd = Command::new(self.home.join("bin/qmail-local"));
         cmd.arg("--")
-            .arg(&account.user)
-            .arg(&account.home)
+            .arg(OsStr::from_bytes(&account.user))
+            .arg(OsStr::from_bytes(&account.home))
             .arg(OsStr::from_bytes(local))
-            .arg(&account.dash)
-            .arg(&account.ext)
+            .arg(OsStr::from_bytes(&account.dash))
+            .arg(OsStr::from_bytes(&account.ext))
             .arg(OsStr::from_bytes(domain))
             .arg(OsStr::from_bytes(&sender))
-            .arg(env.aliasempty.as_ref().unwrap_or(&self.aliasempty))
+            .arg(account.aliasempty.as_deref().map_or(&self.aliasempty[..], OsStr::from_bytes))
             .stdin(Stdio::from(message));
         for name in EnvName::ALL {
             cmd.env_remove(name.as_str());
         }
-        for (name, value) in &env.vars {
-            cmd.env(name.as_str(), value);
+        for (name, value) in &account.env {
+            cmd.env(name.as_str(), OsStr::from_bytes(value));
         }
         if nix::unistd::geteuid().is_root() {
             RunAs::User { uid: account.uid, gid: account.gid }.apply(&mut cmd)?;
         }
         // a missing or unexecutable qmail-local is a broken installation, not a property of
         // the message: always temporary (upstream bounces on a "permanent" errno)
-        let child = spawner::run_child(cmd, exit::LOCAL_OUTPUT_MAX)
-            .map_err(|_| exit::local_code(qlx::EXECSOFT, b""))?;
+        let child =
+            spawner::run_child(cmd, exit::LOCAL_OUTPUT_MAX).map_err(|_| Qlx::ExecSoft.report())?;
         let mut output = child.output;
         if child.cut {
             output.extend_from_slice(b"\n(qmail-lspawn: report too long, cut after 3000 bytes)\n");
@@ -242,18 +243,6 @@ impl Deliverer for Local {
     }
 }
 
-/// The account a local part is delivered to: the six fields of qmail-getpw, uid not 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Account {
-    user: OsString,
-    uid: u32,
-    gid: u32,
-    /// absolute
-    home: OsString,
-    dash: OsString,
-    ext: OsString,
-}
-
 /// Find the account of `local@domain`: ask the lookup co-process and check its answer.
 /// Err is the report to give.
 fn lookup(
@@ -262,17 +251,14 @@ fn lookup(
     local: &[u8],
     domain: &[u8],
     size: u64,
-) -> Result<(Account, Env), Outcome> {
+) -> Result<Account, Outcome> {
     let (code, answer) = local_deliverer.ask(run_as, local, domain, size)?;
     exit::getpw_code(code).map_err(|fixed| with_text(fixed, &answer))?;
-    if answer.len() > ANSWER_MAX {
-        return Err(exit::local_code(qlx::USAGE, b""));
-    }
-    let (account, env) = parse_answer(&answer).ok_or_else(|| exit::local_code(qlx::USAGE, b""))?;
+    let account = Account::decode(&answer).ok_or_else(|| Qlx::Usage.report())?;
     if account.uid == 0 {
-        return Err(exit::local_code(qlx::ROOT, b""));
+        return Err(Qlx::Root.report());
     }
-    Ok((account, env))
+    Ok(account)
 }
 
 /// The long-lived lookup process: `qmail-getpw -s`, unprivileged, one per qmail-lspawn. It
@@ -294,7 +280,7 @@ impl CoProc {
             // stderr goes to our own (the log)
             .stderr(Stdio::inherit());
         run_as.apply(&mut cmd)?;
-        let mut child = cmd.spawn().map_err(|_| exit::local_code(qlx::EXECPW, b""))?;
+        let mut child = cmd.spawn().map_err(|_| Qlx::ExecPw.report())?;
         match (child.stdin.take(), child.stdout.take()) {
             (Some(input), Some(output)) => {
                 Ok(CoProc { child, input, output: std::io::BufReader::new(output) })
@@ -302,7 +288,7 @@ impl CoProc {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(exit::local_code(qlx::EXECPW, b""))
+                Err(Qlx::ExecPw.report())
             }
         }
     }
@@ -314,32 +300,14 @@ impl CoProc {
         domain: &[u8],
         size: u64,
     ) -> std::io::Result<(i32, Vec<u8>)> {
-        use std::io::{BufRead, Read, Write};
+        use std::io::Write;
         let mut req = Vec::with_capacity(local.len() + domain.len() + 24);
         for field in [local, domain, size.to_string().as_bytes()] {
             qmail::text0::push(&mut req, field);
         }
         self.input.write_all(&req)?;
         self.input.flush()?;
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad answer");
-        // a netstring: the length, then exactly that many bytes and a comma
-        let mut len_text = Vec::new();
-        self.output.by_ref().take(8).read_until(b':', &mut len_text)?;
-        let len = std::str::from_utf8(len_text.strip_suffix(b":").ok_or_else(bad)?)
-            .ok()
-            .and_then(|t| t.parse::<usize>().ok())
-            .filter(|&n| (3..=ANSWER_MAX + 3).contains(&n))
-            .ok_or_else(bad)?;
-        let mut payload = vec![0u8; len + 1];
-        self.output.read_exact(&mut payload)?;
-        if payload.pop() != Some(b',') {
-            return Err(bad());
-        }
-        let code = std::str::from_utf8(&payload[..3])
-            .ok()
-            .and_then(|c| c.parse::<i32>().ok())
-            .ok_or_else(bad)?;
-        Ok((code, payload.split_off(3)))
+        qmail::account::read_frame(&mut self.output)
     }
 
     fn stop(mut self) {
@@ -362,211 +330,13 @@ fn with_text(fixed: Outcome, text: &[u8]) -> Outcome {
         Outcome::Temp(_) => Outcome::Temp(text),
         Outcome::Perm(_) => Outcome::Perm(text),
         // a failure never becomes a success
-        Outcome::Success(_) => exit::local_code(qlx::USAGE, b""),
+        Outcome::Success(_) => Qlx::Usage.report(),
     }
-}
-
-/// An environment variable qmail-getpw may set for qmail-local (ldap.md §2.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EnvName {
-    DotMode,
-    Mode,
-    ReplyText,
-    Forwards,
-    DeliveryProgram,
-    MaildirQuota,
-    Group,
-}
-
-impl EnvName {
-    const ALL: [EnvName; 7] = [
-        EnvName::DotMode,
-        EnvName::Mode,
-        EnvName::ReplyText,
-        EnvName::Forwards,
-        EnvName::DeliveryProgram,
-        EnvName::MaildirQuota,
-        EnvName::Group,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            EnvName::DotMode => "QMAILDOTMODE",
-            EnvName::Mode => "QMAILMODE",
-            EnvName::ReplyText => "QMAILREPLYTEXT",
-            EnvName::Forwards => "QMAILFORWARDS",
-            EnvName::DeliveryProgram => "QMAILDELIVERYPROGRAM",
-            EnvName::MaildirQuota => "MAILDIRQUOTA",
-            EnvName::Group => "QLDAPGROUP",
-        }
-    }
-
-    fn parse(name: &[u8]) -> Option<EnvName> {
-        EnvName::ALL.into_iter().find(|n| n.as_str().as_bytes() == name)
-    }
-}
-
-/// The records after the six fields: qmail-local's environment and the default delivery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Env {
-    vars: Vec<(EnvName, OsString)>,
-    aliasempty: Option<OsString>,
-}
-
-/// The whole answer: six fields, `NAME=value` records with known names (each at most once),
-/// an empty record, nothing after.
-fn parse_answer(answer: &[u8]) -> Option<(Account, Env)> {
-    let mut fields = answer.split_inclusive(|&b| b == 0);
-    let mut six = Vec::with_capacity(6 * 16);
-    for _ in 0..6 {
-        six.extend_from_slice(fields.next()?);
-    }
-    let account = parse_account(&six)?;
-    let mut env = Env::default();
-    loop {
-        let record = fields.next()?.strip_suffix(b"\0")?;
-        if record.is_empty() {
-            break;
-        }
-        let eq = record.iter().position(|&b| b == b'=')?;
-        let (name, value) = (&record[..eq], &record[eq + 1..]);
-        let value = OsString::from_vec(value.to_vec());
-        if name == b"ALIASEMPTY" {
-            if env.aliasempty.is_some() || value.is_empty() {
-                return None;
-            }
-            env.aliasempty = Some(value);
-            continue;
-        }
-        let name = EnvName::parse(name)?;
-        if env.vars.iter().any(|(n, _)| *n == name) {
-            return None;
-        }
-        env.vars.push((name, value));
-    }
-    // nothing after the empty record
-    fields.next().is_none().then_some((account, env))
-}
-
-/// Six NUL-terminated fields, nothing after: user (non-empty), uid and gid (decimal u32), home
-/// (absolute), dash, ext.
-fn parse_account(answer: &[u8]) -> Option<Account> {
-    let body = answer.strip_suffix(b"\0")?;
-    let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
-    let [user, uid, gid, home, dash, ext] = fields[..] else { return None };
-    let number = |b: &[u8]| -> Option<u32> {
-        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(b).ok()?.parse().ok()
-    };
-    if user.is_empty() || home.first() != Some(&b'/') {
-        return None;
-    }
-    let os = |b: &[u8]| OsString::from_vec(b.to_vec());
-    Some(Account {
-        user: os(user),
-        uid: number(uid)?,
-        gid: number(gid)?,
-        home: os(home),
-        dash: os(dash),
-        ext: os(ext),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers() {
-        let good = parse_account(b"joe\x001000\x00100\x00/home/joe\x00-\x00x-y\x00").unwrap();
-        assert_eq!(
-            good,
-            Account {
-                user: "joe".into(),
-                uid: 1000,
-                gid: 100,
-                home: "/home/joe".into(),
-                dash: "-".into(),
-                ext: "x-y".into(),
-            }
-        );
-        assert_eq!(parse_account(b"r\x000\x000\x00/\x00\x00\x00").unwrap().uid, 0);
-        for bad in [
-            &b""[..],
-            b"\0",
-            b"joe\x001000\x00100\x00/home/joe\x00-\x00x-y",
-            b"joe\x001000\x00100\x00/home/joe\x00-\x00x-y\x00\x00",
-            b"joe\x001000\x00100\x00/home/joe\x00-\x00",
-            b"\x001000\x00100\x00/home/joe\x00-\x00x\x00",
-            b"joe\x00-1\x00100\x00/home/joe\x00-\x00x\x00",
-            b"joe\x00+1\x00100\x00/home/joe\x00-\x00x\x00",
-            b"joe\x00\x00100\x00/home/joe\x00-\x00x\x00",
-            b"joe\x004294967296\x00100\x00/home/joe\x00-\x00x\x00",
-            b"joe\x001000\x00x\x00/home/joe\x00-\x00x\x00",
-            b"joe\x001000\x00100\x00home/joe\x00-\x00x\x00",
-            b"joe\x001000\x00100\x00\x00-\x00x\x00",
-        ] {
-            assert_eq!(parse_account(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-        let long = [b"joe\x001\x001\x00/".as_slice(), &vec![b'h'; 100_000], b"\0\0\0"].concat();
-        assert!(parse_account(&long).is_some(), "the caller bounds the answer, not the parser");
-    }
-
-    #[test]
-    fn whole_answers() {
-        let six = b"joe\x001000\x00100\x00/home/joe\x00\x00\x00".to_vec();
-        let with = |tail: &[u8]| [six.as_slice(), tail].concat();
-        let (acct, env) = parse_answer(&with(b"\0")).unwrap();
-        assert_eq!((acct.user.as_os_str(), env), (OsStr::new("joe"), Env::default()));
-        let (_, env) = parse_answer(&with(
-            b"QMAILMODE=reply:nolocal\0QMAILREPLYTEXT=a=b\nc\0ALIASEMPTY=./Maildir/\0\0",
-        ))
-        .unwrap();
-        assert_eq!(
-            env,
-            Env {
-                vars: vec![
-                    (EnvName::Mode, "reply:nolocal".into()),
-                    (EnvName::ReplyText, "a=b\nc".into()),
-                ],
-                aliasempty: Some("./Maildir/".into()),
-            }
-        );
-        let (_, env) = parse_answer(&with(b"MAILDIRQUOTA=\0\0")).unwrap();
-        assert_eq!(env.vars, vec![(EnvName::MaildirQuota, OsString::new())]);
-        for bad in [
-            // the old six-field answer, no terminating record
-            six.clone(),
-            six[..six.len() - 1].to_vec(),
-            with(b"\0\0"),
-            with(b"\0junk"),
-            with(b"QMAILMODE=x\0"),
-            with(b"QMAILMODE=x"),
-            with(b"PATH=/tmp\0\0"),
-            with(b"LD_PRELOAD=/tmp/x.so\0\0"),
-            with(b"qmailmode=x\0\0"),
-            with(b"QMAILMODE\0\0"),
-            with(b"=x\0\0"),
-            with(b"QMAILMODE=a\0QMAILMODE=b\0\0"),
-            with(b"ALIASEMPTY=./\0ALIASEMPTY=./\0\0"),
-            with(b"ALIASEMPTY=\0\0"),
-            b"joe\x000\x00\x00\x00".to_vec(),
-            vec![0; 100],
-            vec![],
-        ] {
-            assert_eq!(parse_answer(&bad), None, "{:?}", String::from_utf8_lossy(&bad));
-        }
-        // hostile: a huge number of records is linear and still refused on a duplicate
-        let mut many = with(b"");
-        for _ in 0..10_000 {
-            many.extend_from_slice(b"QMAILMODE=x\0");
-        }
-        many.push(0);
-        assert_eq!(parse_answer(&many), None);
-        assert_eq!(parse_answer(&[b'x'; 100_000]), None);
-    }
 
     #[test]
     fn failure_texts_keep_their_letter() {

@@ -129,7 +129,7 @@ fn run(args: &[Vec<u8>]) -> Result<(), Verdict> {
     let args = Args::parse(args).ok_or_else(|| Verdict::perm(USAGE))?;
     let text = match &args.text_file {
         Some(f) => read_file(f)?,
-        None => env("QMAILREPLYTEXT")?,
+        None => env(qmail::account::EnvName::ReplyText.as_str())?,
     };
     let dtline = env("DTLINE")?;
     let sender = env("SENDER")?;
