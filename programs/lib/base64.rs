@@ -1,4 +1,4 @@
-//! base64: the standard alphabet with `=` padding (RFC 4648 §4), as `userPassword` schemes
+//! base64: the standard alphabet with `=` padding (RFC 4648 section 4), as `userPassword` schemes
 //! store their digests. Decoding is strict: a wrong length, a character outside the
 //! alphabet, misplaced padding or non-zero trailing bits are errors, never guessed around.
 

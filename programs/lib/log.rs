@@ -1,4 +1,4 @@
-//! log: qmail-send's log lines (spec pipeline §2.11), made safe for one-line logs, and
+//! log: qmail-send's log lines (doc/qmail-send.8, "Log"), made safe for one-line logs, and
 //! [`line`](fn@line), one whole line to stderr per write.
 
 /// Sanitise a text for a log line: `\n` becomes `/`; bytes below 33, above 126 and `%`

@@ -1,4 +1,4 @@
-//! sha1: SHA-1 (FIPS 180-4 §6.1), for the `{SHA}` and `{SSHA}` password schemes only — never
+//! sha1: SHA-1 (FIPS 180-4 section 6.1), for the `{SHA}` and `{SSHA}` password schemes only — never
 //! for anything that needs collision resistance.
 
 /// The 20-byte digest of `data`.
