@@ -1,4 +1,4 @@
-//! qmail-smtpd's DATA (spec §6.5): start qmail-queue, answer 354, write the X-RBL and
+//! qmail-smtpd's DATA (doc/qmail-smtpd.8, DATA): start qmail-queue, answer 354, write the X-RBL and
 //! Received lines, then stream the decoded body into the queue as it arrives (memory: one read
 //! buffer), and answer with the queue's verdict.
 //!

@@ -4,7 +4,7 @@
 //! control files, `X` finish); fd 1: NUL-terminated records to qmail-send (`D`, then `L`, `R`,
 //! `B` or `X`, then the id: schedule the message for local, remote, both or completion; `L`
 //! and a log line; `X` on exit); fd 2 to its own qmail-clean, fd 3 from its replies. Watches `queue/lock/trigger` and scans
-//! `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
+//! `queue/todo/` (doc/qmail-todo.8), so a deep delivery queue never delays new mail.
 //! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure or when its
 //! qmail-clean is gone (qmail-send then loses qmail-todo and exits, and the set is restarted).
 
@@ -196,9 +196,9 @@ impl Todo {
         Ok(Flow::Go)
     }
 
-    /// Spec §2.2, first half: write info, local and remote for `id` (not yet durable) and say
-    /// which channels it uses. The caller syncs the batch, then has todo removed and tells
-    /// qmail-send. Any failure leaves todo in place and the whole step is redone later.
+    /// Preprocessing, first half (doc/qmail-todo.8): write info, local and remote for `id` (not yet
+    /// durable) and say which channels it uses. The caller syncs the batch, then has todo removed
+    /// and tells qmail-send. Any failure leaves todo in place and the whole step is redone later.
     fn prepare(&mut self, id: u64) -> Result<char, String> {
         let split = id % SPLIT;
         let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
