@@ -1,4 +1,4 @@
-//! smtp: the server side of SMTP, sans-I/O (doc/qmail-smtpd.8, "Addresses", DATA).
+//! smtp: the server side of SMTP, sans-I/O (doc/qmail-smtpd.8, "Addresses", "DATA").
 //!
 //! Bytes in, a parsed command or "need more" out; the program owns the socket, the timeouts
 //! and the replies. Three parsers, each bounded while it streams:

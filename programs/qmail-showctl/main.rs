@@ -36,7 +36,7 @@ const PATERNALISM: u32 = 0o002;
 /// The user-ext delimiter (`conf-break`).
 const BREAK: char = '-';
 
-/// List files whose `.cdb` variant replaces them entirely (doc/qmail-control.5, Formats).
+/// List files whose `.cdb` variant replaces them entirely (doc/qmail-control.5, "Formats").
 const CDB_VARIANTS: &[&str] = &["locals", "rcpthosts"];
 
 fn main() -> ExitCode {
