@@ -1,6 +1,6 @@
-//! qmail-local with the environment qmail-lspawn sets from a directory entry (spec pipeline
-//! §5.6, ldap.md §4): dot modes, deliveryMode words and their combinations, forwards into the
-//! real queue, directory programs and their refusal, the Maildir++ quota (under, warning,
+//! qmail-local with the environment qmail-lspawn sets from a directory entry (doc/qmail-local.8,
+//! "Directory (LDAP) environment"): dot modes, deliveryMode words and their combinations, forwards
+//! into the real queue, directory programs and their refusal, the Maildir++ quota (under, warning,
 //! over, a corrupt `maildirsize`), qmail-quotawarn's single warning and qmail-reply's
 //! once-per-sender answer. The built qmail-local runs directly in a sandbox, as in local.rs.
 

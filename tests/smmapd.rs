@@ -1,4 +1,4 @@
-//! smmapd, the socket map daemon (spec edges §1): every verdict (directory users, users/cdb,
+//! smmapd, the socket map daemon (doc/smmapd.8): every verdict (directory users, users/cdb,
 //! the alias user, disabled, deleted, noaccess, unknown, not local, over quota, slapd down),
 //! plus addressing with and without `-p`, upper-case keys, the user deny list (text and cdb),
 //! the command line, and hostile clients (100 KB, not a netstring, half a netstring, pipelined

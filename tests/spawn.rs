@@ -319,7 +319,7 @@ fn lspawn_maps_every_exit_code() {
     let mess = inject(&sb, "t-x@example.org");
     let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
     let (uid, _) = delivery_ids();
-    // success: the arguments of spec §3.6, the message on stdin, the user's uid
+    // success: the arguments of doc/qmail-lspawn.8, the message on stdin, the user's uid
     lspawn.send(7, &mess, "sender@example.net", "T-Exit-0@Example.org");
     let text = lspawn.expect(7, b'K', "args: -- tuser ");
     let want = format!(

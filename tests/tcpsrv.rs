@@ -1,6 +1,6 @@
 //! qmail-tcpsrv and the tcprules library against ucspi-tcp: the environment contract, rules
 //! cdbs written by the real `tcprules` and judged by the real `tcprulescheck`, the `-c` limit,
-//! IPv6, SIGTERM, the verbose log and the exit codes (spec edges.md §3, invariants 47–57).
+//! IPv6, SIGTERM, the verbose log and the exit codes (doc/qmail-tcpsrv.8).
 
 use crate::harness::{bin, is_root, wait_until, Guard, TempDir};
 use qmail::tcprules;

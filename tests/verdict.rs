@@ -6,7 +6,7 @@
 //! qmail-lspawn, qmail-getpw, qmail-local) and the first delivery attempt's result compared:
 //! deliverable ↔ success, unknown / not postable / over quota ↔ failure (a bounce), temporary
 //! ↔ deferral. The one deliberate difference: an address two entries claim bounces at
-//! delivery but is a temporary failure at SMTP time (DECISIONS 10).
+//! delivery but is a temporary failure at SMTP time (doc/DECISIONS.md, 10).
 
 use crate::harness::slapd;
 use crate::harness::*;
@@ -122,7 +122,7 @@ fn verdict_agrees_with_delivery() {
         ("a*b@example.org", Some(Delivery::Failure)),
         ("(x)@example.org", Some(Delivery::Failure)),
         ("back\\slash@example.org", Some(Delivery::Failure)),
-        // DECISIONS 10: the verdict waits, delivery bounces
+        // doc/DECISIONS.md, 10: the verdict waits, delivery bounces
         ("twice@example.org", None),
     ];
     // verdicts first: the deliveries below change nothing they depend on

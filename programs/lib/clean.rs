@@ -1,5 +1,5 @@
 //! clean: the protocol between qmail-clean and its two clients, qmail-send and qmail-todo
-//! (spec pipeline §2.13; doc/qmail-clean.8). Both ends use this module.
+//! (doc/qmail-clean.8). Both ends use this module.
 //!
 //! - Request: `foop/<id>` or `todo/<id>` followed by `\0`, 6 to 99 bytes before the `\0`,
 //!   digits only after the prefix. `foop/<id>` removes `intd/<id>` and `mess/<id mod 23>/<id>`;

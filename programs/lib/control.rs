@@ -1,4 +1,4 @@
-//! control: qmail's control files under `QMAILHOME/control` (spec pipeline §8).
+//! control: qmail's control files under `QMAILHOME/control` (doc/qmail-control.5).
 //!
 //! - Absent is data, unreadable is temporary: every read returns `Result<Option<_>>`; a
 //!   missing file (ENOENT) is `Ok(None)` and the caller's default applies; any other failure is

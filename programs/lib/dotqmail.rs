@@ -1,5 +1,5 @@
-//! dotqmail: the `.qmail` file format (spec pipeline §5.3, doc/dot-qmail.5) and the header
-//! lines qmail-local writes (§5.2).
+//! dotqmail: the `.qmail` file format (doc/dot-qmail.5) and the header
+//! lines qmail-local writes (doc/qmail-local.8, DESCRIPTION).
 //!
 //! Sans-I/O: bytes in, typed values out. [`candidates`] is the lookup sequence for an
 //! extension as a pure function (the caller opens the files); [`parse`] turns the text of a
@@ -180,8 +180,8 @@ pub fn candidates(dash: &[u8], ext: &[u8]) -> Vec<Candidate> {
     out
 }
 
-/// The two files that change the forwarding sender (§5.3): `.qmail<dash><safeext>-owner` and
-/// `.qmail<dash><safeext>-owner-default`.
+/// The two files that change the forwarding sender (doc/dot-qmail.5, OWNER FILES):
+/// `.qmail<dash><safeext>-owner` and `.qmail<dash><safeext>-owner-default`.
 pub fn owner_names(dash: &[u8], ext: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut base = b".qmail".to_vec();
     base.extend_from_slice(dash);

@@ -4,7 +4,7 @@
 //!   (qmail-smtpd, qmail-inject, qmail-local forwards, qmail-send bounces) turns the wait status
 //!   into a [`Verdict`] with [`queue_status`].
 //! - The tools' plain contract: 0 success, [`PERM`] 100 permanent, [`TEMP`] 111 temporary.
-//! - Local delivery (spec pipeline §3.6): qmail-local's and qmail-lspawn's own codes ([`Qlx`])
+//! - Local delivery (doc/qmail-lspawn.8): qmail-local's and qmail-lspawn's own codes ([`Qlx`])
 //!   and qmail-ldap's 150–169 ([`LdapExit`]) become a spawn report ([`Outcome`]) through
 //!   [`local_status`]; qmail-getpw's exit codes become one through [`getpw_status`].
 
@@ -68,8 +68,8 @@ impl fmt::Display for Verdict {
 
 impl std::error::Error for Verdict {}
 
-/// qmail-queue's exit codes (spec pipeline §1.4). Filters standing in through `QMAILQUEUE`
-/// may use the filter-only rows.
+/// qmail-queue's exit codes (doc/qmail-queue.8, EXIT CODES). Filters standing in through
+/// `QMAILQUEUE` may use the filter-only rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum QueueExit {
@@ -404,11 +404,11 @@ impl From<LdapExit> for i32 {
     }
 }
 
-/// The most bytes of a child's output put into a report (qmail-lspawn; spec §3.4).
+/// The most bytes of a child's output put into a report (doc/qmail-lspawn.8).
 pub const LOCAL_OUTPUT_MAX: usize = 3000;
 
 /// Turn the wait status and collected output of a qmail-lspawn delivery child into the
-/// report, per the table of spec §3.6. The output is cut at its first NUL.
+/// report, per the table of doc/qmail-lspawn.8. The output is cut at its first NUL.
 pub fn local_status(status: ExitStatus, output: &[u8]) -> Outcome {
     match status.code() {
         Some(code) => local_code(code, output),

@@ -1,17 +1,19 @@
-//! ldap: the directory side of qmail-LDAP (spec ldap.md §2–§4), the only module that names
+//! ldap: the directory side of qmail-LDAP (doc/qmail-ldap.7), the only module that names
 //! the `ldap3` crate.
 //!
-//! - [`Config`] is read from the `ldap*` control files (§3); an absent `ldapserver` means LDAP
-//!   is not configured (`Ok(None)`).
+//! - [`Config`] is read from the `ldap*` control files (doc/qmail-ldap.7, CONTROL FILES); an absent
+//!   `ldapserver` means LDAP is not configured (`Ok(None)`).
 //! - [`Directory`] holds one connection, opened on first use and reused while it stays up:
 //!   servers tried in `ldapserver` order, each with a connect-and-bind timeout
 //!   ([`CONNECT_TIMEOUT`]); searches limited by `ldaptimeout` both on the server and here.
-//! - [`Directory::lookup`] runs the candidate sequence of §2.4 ([`candidates`]) with filters
-//!   built by [`address_filter`] (values escaped per RFC 4515 by [`escape`]) and returns a
-//!   typed [`Account`], `Ok(None)` when nothing matched, or an [`Error`] that says whether it
-//!   is temporary ([`Error::is_temporary`]). An outage is never "nothing found": LDAP down,
-//!   bind failure, timeout, referral and a missing base DN are all temporary (DECISIONS 2).
-//! - Attribute values are decoded strictly (§1.7): a bad value is permanent, never guessed.
+//! - [`Directory::lookup`] runs the candidate sequence of doc/qmail-ldap.7, LOOKUP ([`candidates`])
+//!   with filters built by [`address_filter`] (values escaped per RFC 4515 by [`escape`]) and
+//!   returns a typed [`Account`], `Ok(None)` when nothing matched, or an [`Error`] that says
+//!   whether it is temporary ([`Error::is_temporary`]). An outage is never "nothing found": LDAP
+//!   down, bind failure, timeout, referral and a missing base DN are all temporary
+//!   (doc/DECISIONS.md, 2).
+//! - Attribute values are decoded strictly (doc/qmail-ldap.7, ATTRIBUTES and FAILURES): a bad value
+//!   is permanent, never guessed.
 //!
 //! ldap3's sync connection runs a tokio runtime inside: a process that has opened a
 //! [`Directory`] may `exec`, but must not `fork` and carry on.
@@ -23,7 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-/// Connect and bind timeout per server (upstream has none; DECISIONS 3).
+/// Connect and bind timeout per server (upstream has none; doc/DECISIONS.md, 3).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Search time limit without `ldaptimeout`.
 pub const DEFAULT_TIMEOUT: u64 = 30;
@@ -37,7 +39,7 @@ pub const ID_MAX: u32 = 65535;
 /// The qmail user-extension delimiter.
 pub const BREAK: char = '-';
 
-/// What a delivery lookup asks for (§2.5).
+/// What a delivery lookup asks for (doc/qmail-ldap.7, LOOKUP).
 pub const ACCOUNT_ATTRS: &[&str] = &[
     "uid",
     "mail",
@@ -81,7 +83,8 @@ pub enum Error {
     /// Any other LDAP failure (temporary, 152).
     Failure(String),
     /// More than one entry carries the address (156). Permanent at delivery, temporary at
-    /// SMTP time (DECISIONS 10): [`Error::is_temporary`] says permanent, qmail-verify maps it.
+    /// SMTP time (doc/DECISIONS.md, 10): [`Error::is_temporary`] says permanent, qmail-verify maps
+    /// it.
     Ambiguous { address: String, dns: Vec<String> },
     /// A single-valued attribute holds several values (permanent, 156).
     TooMany { dn: String, attr: &'static str },
@@ -103,8 +106,8 @@ impl Error {
         )
     }
 
-    /// qmail-getpw's exit code for this failure, which qmail-lspawn reads (doc/qmail-getpw.8): a row of
-    /// [`LdapExit`], or [`Qlx::Sys`] for an unusable control file.
+    /// qmail-getpw's exit code for this failure, which qmail-lspawn reads (doc/qmail-getpw.8): a
+    /// row of [`LdapExit`], or [`Qlx::Sys`] for an unusable control file.
     pub fn lspawn_code(&self) -> i32 {
         match self {
             Error::Control(_) | Error::Config(_) => Qlx::Sys.into(),
@@ -171,7 +174,7 @@ impl From<ControlError> for Error {
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
-/// The LDAP configuration of one installation (§3).
+/// The LDAP configuration of one installation (doc/qmail-ldap.7, CONTROL FILES).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `ldap://host:port/` URLs, tried in order.
@@ -195,7 +198,7 @@ pub struct Config {
     pub rebind: bool,
     /// `aliasdomains`: lowercase alias domain → real domain.
     pub alias_domains: Vec<(String, String)>,
-    /// Probe `prefix-catchall@` forms (DECISIONS 9: on).
+    /// Probe `prefix-catchall@` forms (doc/DECISIONS.md, 9: on).
     pub dash_ext: bool,
 }
 
@@ -320,7 +323,7 @@ pub fn escape(value: &[u8]) -> String {
     out
 }
 
-/// The filter for one candidate address (§2.3), already folded and escaped.
+/// The filter for one candidate address (doc/qmail-ldap.7, LOOKUP), already folded and escaped.
 pub fn address_filter(address: &[u8], objectclass: Option<&str>) -> String {
     let v = escape(&address.to_ascii_lowercase());
     let core = format!("(|(mail={v})(mailAlternateAddress={v}))");
@@ -331,7 +334,7 @@ pub fn address_filter(address: &[u8], objectclass: Option<&str>) -> String {
 }
 
 /// One probe of the candidate sequence: the local part to search for, and the dash and ext
-/// qmail-local gets when it matches (§2.10).
+/// qmail-local gets when it matches (doc/qmail-ldap.7, LOOKUP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub local: Vec<u8>,
@@ -339,8 +342,8 @@ pub struct Candidate {
     pub ext: Vec<u8>,
 }
 
-/// The candidate sequence of §2.4 for a local part: itself, then (with `dash_ext`)
-/// `prefix-catchall` for each prefix ending before one of the first [`DASH_EXT_LEVELS`]
+/// The candidate sequence of doc/qmail-ldap.7 (LOOKUP) for a local part: itself, then (with
+/// `dash_ext`) `prefix-catchall` for each prefix ending before one of the first [`DASH_EXT_LEVELS`]
 /// dashes, longest first, then `catchall`.
 pub fn candidates(local: &[u8], dash_ext: bool) -> Vec<Candidate> {
     let mut out = vec![Candidate { local: local.to_vec(), dash: "", ext: Vec::new() }];
@@ -379,7 +382,7 @@ pub fn candidates(local: &[u8], dash_ext: bool) -> Vec<Candidate> {
 // ---------------------------------------------------------------------------------------------
 // The account
 
-/// `accountStatus` (DECISIONS 12).
+/// `accountStatus` (doc/DECISIONS.md, 12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountStatus {
     /// `active` or absent.
@@ -424,7 +427,7 @@ impl AccountStatus {
     }
 }
 
-/// `qmailDotMode` (§4.4, DECISIONS 11): case-insensitive.
+/// `qmailDotMode` (doc/qmail-local.8, QMAILDOTMODE; doc/DECISIONS.md, 11): case-insensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DotMode {
     LdapOnly,
@@ -459,7 +462,8 @@ impl DotMode {
     }
 }
 
-/// `deliveryMode` values (§4.3): switches, lowercased; unknown words kept for a warning.
+/// `deliveryMode` values (doc/qmail-local.8, QMAILMODE): switches, lowercased; unknown words kept
+/// for a warning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryMode {
     pub nolocal: bool,
@@ -496,8 +500,8 @@ impl DeliveryMode {
     }
 }
 
-/// The directory entry a recipient address resolved to, decoded and checked (§1.6, §1.7,
-/// §4). Defaults from the configuration are applied (uid/gid, quota, dot mode).
+/// The directory entry a recipient address resolved to, decoded and checked (doc/qmail-ldap.7,
+/// ATTRIBUTES). Defaults from the configuration are applied (uid/gid, quota, dot mode).
 ///
 /// This is the directory's view of the entry (status, size limit, cluster host, ...), not what
 /// qmail-lspawn is told: [`crate::recipient`] checks it and turns it into the record
@@ -505,7 +509,7 @@ impl DeliveryMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub dn: String,
-    /// The `uid` attribute: the user name handed to qmail-local (checked per §1.7).
+    /// The `uid` attribute: the user name handed to qmail-local (checked per doc/qmail-ldap.7).
     pub user: Option<String>,
     /// `qmailUID` (range-checked) or `ldapuid`.
     pub uid: Option<u32>,
@@ -515,7 +519,7 @@ pub struct Account {
     pub home: Option<String>,
     /// `mailMessageStore`: path-checked.
     pub store: Option<String>,
-    /// dash and ext for qmail-local, from the candidate that matched (§2.10).
+    /// dash and ext for qmail-local, from the candidate that matched (doc/qmail-ldap.7, LOOKUP).
     pub dash: &'static str,
     pub ext: Vec<u8>,
     pub status: AccountStatus,
@@ -535,7 +539,7 @@ pub struct Account {
     pub group: bool,
 }
 
-/// Where mail for an account goes (§4.2).
+/// Where mail for an account goes (doc/qmail-getpw.8, "The directory").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Store {
     /// A mailbox: `$HOME`, and the default delivery when the entry names one (else the
@@ -546,7 +550,7 @@ pub enum Store {
 }
 
 impl Account {
-    /// Resolves the mail store (§4.2); `message_store` is `ldapmessagestore`.
+    /// Resolves the mail store (doc/qmail-getpw.8); `message_store` is `ldapmessagestore`.
     pub fn store(&self, message_store: Option<&str>) -> Result<Store, Error> {
         let bad = |why| Error::BadValue { dn: self.dn.clone(), attr: "mailMessageStore", why };
         match (&self.home, &self.store) {
@@ -621,7 +625,8 @@ impl<'a> Attrs<'a> {
     }
 }
 
-/// Decodes an entry found for `candidate` (§1.7); `cfg` supplies the defaults.
+/// Decodes an entry found for `candidate` (doc/qmail-ldap.7, ATTRIBUTES); `cfg` supplies the
+/// defaults.
 pub fn decode(entry: &SearchEntry, candidate: &Candidate, cfg: &Config) -> Result<Account, Error> {
     let a = Attrs::new(entry);
     let user = a.single("uid")?.map(|u| check_user(u).map(|()| u.to_string()));
@@ -750,8 +755,8 @@ impl Directory {
         &self.cfg
     }
 
-    /// Looks a recipient address up (§2.3–§2.6). `Ok(None)`: no entry has it (the caller
-    /// falls back to users/cdb and passwd when `ldaplocaldelivery` allows). An address
+    /// Looks a recipient address up (doc/qmail-ldap.7, LOOKUP). `Ok(None)`: no entry has it (the
+    /// caller falls back to users/cdb and passwd when `ldaplocaldelivery` allows). An address
     /// without `@` is never searched.
     pub fn lookup(&mut self, address: &[u8]) -> Result<Option<Account>, Error> {
         let (local, Some(domain)) = crate::address::split(address) else {

@@ -1,5 +1,5 @@
 //! listener: serve a protocol on a listening socket with a master process and generations of
-//! worker processes, as Cyrus's master serves smmapd (spec edges.md §1.3) — for smmapd and
+//! worker processes, as Cyrus's master serves smmapd (doc/smmapd.8, LISTENING) — for smmapd and
 //! qmail-verify's service mode. The same session handler also serves one connection on fds
 //! 0/1 ([`Conn::stdio`]) for tcpserver, unixserver, inetd or qmail-tcpsrv.
 //!

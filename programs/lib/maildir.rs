@@ -1,4 +1,4 @@
-//! maildir: crash-safe delivery into a Maildir (spec pipeline §5.4).
+//! maildir: crash-safe delivery into a Maildir (doc/qmail-local.8, DESCRIPTION).
 //!
 //! The sequence: create `tmp/NAME` exclusively (mode 0600), write the header lines and the
 //! message, fsync, close → link to `new/NAME,S=<size>` → unlink `tmp/NAME` → fsync `new/`.
@@ -7,8 +7,8 @@
 //! temporary file (and a link that could not be made durable) is removed.
 //!
 //! [`stage`] and [`Staged::commit`] split the sequence at the point where quota accounting
-//! (§5.6) needs to act: the file is written and its size known, but not yet in `new/`.
-//! Dropping a [`Staged`] without committing removes the temporary file.
+//! (doc/qmail-local.8, MAILDIRQUOTA) needs to act: the file is written and its size known, but not
+//! yet in `new/`. Dropping a [`Staged`] without committing removes the temporary file.
 //!
 //! Names are `SECONDS.MmicrosPpidQseq.HOST`: the sequence number makes them unique for any
 //! number of deliveries from one process in one second; `/` and `:` in the host name are

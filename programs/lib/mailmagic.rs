@@ -1,6 +1,6 @@
-//! mailmagic: the `%HEADER%` block of reply and warning texts (upstream `mailmagic.c`, spec
-//! tools.md §10, §11), shared by qmail-reply and qmail-quotawarn, and the header scan of an
-//! incoming message.
+//! mailmagic: the `%HEADER%` block of reply and warning texts (upstream `mailmagic.c`,
+//! doc/qmail-reply.8, doc/qmail-quotawarn.8), shared by qmail-reply and qmail-quotawarn, and the
+//! header scan of an incoming message.
 //!
 //! A text that starts with a `%HEADER%` line carries header fields up to the first empty line;
 //! only `From:`, `Subject:`, `Content-Type:`, `Content-Transfer-Encoding:` and `X-...` pass

@@ -1,5 +1,5 @@
-//! passwd: `userPassword` schemes (tools.md §2.6, DECISIONS 19): check a given password
-//! against a stored value, and make new `{SSHA}` values.
+//! passwd: `userPassword` schemes (doc/qmail-ldaplookup.8, doc/DECISIONS.md, 19): check a given
+//! password against a stored value, and make new `{SSHA}` values.
 //!
 //! A stored value is `{SCHEME}rest`, the scheme name case-insensitive. Checked here:
 //!
@@ -11,7 +11,7 @@
 //! Anything else (no prefix, `{MD4}`, `{RMD160}`, `{NS-MTA-MD5}`, traditional DES crypt) is
 //! [`Error::Unsupported`]: a caller that can ask the directory server instead (a bind as the
 //! entry) does so. Digests are compared in constant time; an empty given password never
-//! matches (DECISIONS 8), whatever is stored.
+//! matches (doc/DECISIONS.md, 8), whatever is stored.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

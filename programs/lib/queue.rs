@@ -1,4 +1,5 @@
-//! queue: the queue's layout (spec pipeline §1.5) and the client side of qmail-queue (§1.3).
+//! queue: the queue's layout (doc/INTERNALS.md) and the client side of qmail-queue
+//! (doc/qmail-queue.8).
 //!
 //! Layout: message id = inode number of `mess/S/id`, `S = id mod SPLIT`. `intd/` and `todo/`
 //! are not split. [`Injection`] runs `bin/qmail-queue` (or the `QMAILQUEUE` stand-in) with the
@@ -35,7 +36,7 @@ pub struct Dir {
     pub split: bool,
 }
 
-/// Every directory of the queue tree, parents first (spec pipeline §1.5).
+/// Every directory of the queue tree, parents first (doc/INTERNALS.md, "Layout").
 pub const DIRS: &[Dir] = &[
     Dir { path: "", owner: Owner::Qmailq, mode: 0o750, split: false },
     Dir { path: "pid", owner: Owner::Qmailq, mode: 0o700, split: false },

@@ -1,4 +1,4 @@
-//! quota: Maildir++ quotas (spec pipeline §5.6, ldap.md §4.6), as qmail-local enforces them.
+//! quota: Maildir++ quotas (doc/qmail-local.8, MAILDIRQUOTA), as qmail-local enforces them.
 //!
 //! `MAILDIRQUOTA` (`<bytes>S,<count>C`, either part optional, 0 = unlimited) is parsed into a
 //! [`Quota`]. The usage of a Maildir lives in `maildirsize` at the top of the Maildir: line 1
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Usage (after the new message) at or above this percentage of either limit runs the quota
-/// warning (upstream's `QUOTA_WARNING_LEVEL`, DECISIONS 17).
+/// warning (upstream's `QUOTA_WARNING_LEVEL`, doc/DECISIONS.md, 17).
 pub const WARN_PERCENT: u64 = 70;
 /// A `maildirsize` this big or bigger is recalculated.
 pub const RECALC_SIZE: u64 = 5120;

@@ -1,13 +1,13 @@
-//! recipient: who a local recipient is delivered to — the lookup of qmail-getpw (spec tools
-//! §9, pipeline §3.6, ldap.md §2.8–§2.11), shared by delivery (qmail-getpw, run for
+//! recipient: who a local recipient is delivered to — the lookup of qmail-getpw (doc/qmail-getpw.8,
+//! doc/qmail-ldap.7), shared by delivery (qmail-getpw, run for
 //! qmail-lspawn) and verification ([`crate::verify`], for qmail-verify and smmapd), so that
 //! both always reach the same answer for the same address.
 //!
 //! With a `domain` and `control/ldapserver` present, `local@domain` is first looked up in the
-//! directory ([`crate::ldap`]). A hit is checked in the order of ldap.md §2.9: `accountStatus`
-//! (`disabled` 159, `deleted` 160; `active`, `noaccess` and unknown words deliver, DECISIONS
-//! 12), `mailSizeMax` (a larger message: 150), `mailHost` (with `ldapcluster` 1, a host other
-//! than `me` or a line of `ldapclusterhosts`: 162, temporary), the mail store (§4.2; neither
+//! directory ([`crate::ldap`]). A hit is checked in the order of doc/qmail-getpw.8: `accountStatus`
+//! (`disabled` 159, `deleted` 160; `active`, `noaccess` and unknown words deliver,
+//! doc/DECISIONS.md, 12), `mailSizeMax` (a larger message: 150), `mailHost` (with `ldapcluster` 1,
+//! a host other than `me` or a line of `ldapclusterhosts`: 162, temporary), the mail store (neither
 //! `homeDirectory` nor `mailMessageStore`: a forward-only account delivered as the alias user),
 //! the user name (`uid`) and the ids (`qmailUID`/`qmailGID`, else `ldapuid`/`ldapgid`; 0 or
 //! outside 100..65535: 113, temporary), then the environment for qmail-local. Nothing found:
@@ -194,7 +194,7 @@ fn ldap_failure(e: ldap::Error) -> Failure {
     }
 }
 
-/// Look `local@domain` up in the directory and turn a hit into the answer (ldap.md §2.9).
+/// Look `local@domain` up in the directory and turn a hit into the answer (doc/qmail-getpw.8).
 /// `Ok(None)`: no entry has the address.
 fn directory(
     home: &Path,
@@ -216,7 +216,7 @@ fn directory(
     let Some(acct) = dir.lookup(&address).map_err(ldap_failure)? else {
         return Ok(None);
     };
-    // 1. status (DECISIONS 12)
+    // 1. status (doc/DECISIONS.md, 12)
     match &acct.status {
         AccountStatus::Disabled => {
             return Err(Failure::report(

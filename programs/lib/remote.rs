@@ -1,5 +1,5 @@
-//! remote: qmail-remote's output protocol (spec pipeline §4.2), written by qmail-remote and
-//! read by qmail-rspawn, which turns it into one spawn report (§3.7).
+//! remote: qmail-remote's output protocol (doc/qmail-remote.8, "Output"), written by qmail-remote
+//! and read by qmail-rspawn, which turns it into one spawn report (doc/qmail-rspawn.8).
 //!
 //! The output is zero or more recipient reports (`r` accepted, `h` permanently rejected, `s`
 //! temporarily rejected), then one message report (`K` accepted, `Z` temporary failure, `D`

@@ -1,4 +1,4 @@
-//! rewrite: the local/remote decision for a recipient (spec pipeline §2.3), shared by
+//! rewrite: the local/remote decision for a recipient (doc/qmail-todo.8), shared by
 //! qmail-todo (which routes) and qmail-send (which strips virtual-domain prefixes in bounces).
 //!
 //! 1. No `@`: append `@envnoathost`.

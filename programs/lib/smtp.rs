@@ -1,4 +1,4 @@
-//! smtp: the server side of SMTP, sans-I/O (spec pipeline §6.1, §6.5).
+//! smtp: the server side of SMTP, sans-I/O (doc/qmail-smtpd.8, "Addresses", "DATA").
 //!
 //! Bytes in, a parsed command or "need more" out; the program owns the socket, the timeouts
 //! and the replies. Three parsers, each bounded while it streams:
@@ -156,7 +156,7 @@ impl CommandReader {
     }
 }
 
-/// A MAIL or RCPT address as received, after the rules of spec §6.1.
+/// A MAIL or RCPT address as received, after the rules of doc/qmail-smtpd.8, "Addresses".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Path {
     /// The address: no NUL, no control characters, at most [`MAX_ADDRESS`] bytes.
@@ -258,8 +258,8 @@ impl Path {
             || self.addr.iter().filter(|&&b| b == b'@').count() > 1
     }
 
-    /// `box@[IP]` with a local IP becomes `box@LIPHOST` (spec §6.1). `is_local` says whether an
-    /// address is one of this host's. The result is bounded by [`MAX_ADDRESS`] again.
+    /// `box@[IP]` with a local IP becomes `box@LIPHOST` (doc/qmail-smtpd.8). `is_local` says
+    /// whether an address is one of this host's. The result is bounded by [`MAX_ADDRESS`] again.
     pub fn replace_local_ip(
         &mut self,
         liphost: &[u8],

@@ -1,5 +1,5 @@
-//! smtpreply: the sans-I/O reader of SMTP server replies, for qmail-remote (spec pipeline
-//! §4.4).
+//! smtpreply: the sans-I/O reader of SMTP server replies, for qmail-remote (doc/qmail-remote.8,
+//! "The SMTP dialogue").
 //!
 //! Bytes in, [`Reply`] out: [`ReplyReader::push`] consumes what it is given up to the end of
 //! one reply and returns it when complete. A reply is one or more lines `NNN-text` ending with

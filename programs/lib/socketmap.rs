@@ -1,4 +1,5 @@
-//! socketmap: the Sendmail/Postfix socket map protocol (edges §1.4), sans-I/O and bounded.
+//! socketmap: the Sendmail/Postfix socket map protocol (doc/smmapd.8, PROTOCOL), sans-I/O and
+//! bounded.
 //!
 //! A request is a netstring (`<decimal length>:<payload>,`) whose payload is
 //! `<mapname> SP <key>`, split at the first space (the key keeps any further spaces). A reply
@@ -189,7 +190,7 @@ mod tests {
             (b"23:", Ok(Parsed::NeedMore)),
             (b"23:cyrus alice", Ok(Parsed::NeedMore)),
             (b"23:cyrus alice@example.org", Ok(Parsed::NeedMore)),
-            // the table of edges.md 1.4
+            // the errors of doc/smmapd.8, PROTOCOL
             (b"23:cyrus alice@example.org;", Err(MissingTerminator)),
             (b"23:cyrus alice@example.org\n", Err(MissingTerminator)),
             (b":cyrus x,", Err(MissingLength)),

@@ -1,5 +1,5 @@
 //! spawn: the protocol between qmail-send and its spawners, qmail-lspawn and qmail-rspawn
-//! (spec pipeline §3), with qmail-ldap's two-byte little-endian slot numbers.
+//! (doc/INTERNALS.md, "The spawn protocol"), with qmail-ldap's two-byte little-endian slot numbers.
 //!
 //! - Handshake: the spawner writes its slot limit as 2 bytes LE.
 //! - Command (send → spawner): slot (2 bytes LE), `S/ID\0`, `SENDER\0`, `RECIPIENT\0`. The

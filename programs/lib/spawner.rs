@@ -1,5 +1,5 @@
-//! spawner: the engine shared by qmail-lspawn and qmail-rspawn (upstream's `spawn.c`; spec
-//! pipeline §3).
+//! spawner: the engine shared by qmail-lspawn and qmail-rspawn (upstream's `spawn.c`;
+//! doc/INTERNALS.md, "The spawn protocol").
 //!
 //! [`serve`] writes the handshake (the slot limit [`LIMIT`] as 2 bytes LE) on stdout, reads
 //! commands from stdin with [`CommandDecoder`], checks each ([`check`], then
@@ -58,8 +58,8 @@ pub fn enter_queue(home: &Path) -> io::Result<u32> {
     Ok(owner)
 }
 
-/// The checks of spec §3.2 that need no file: slot in range and free, message path well
-/// formed, recipient with an `@`. `busy` tells whether the slot is taken.
+/// The checks (doc/INTERNALS.md, "The spawn protocol") that need no file: slot in range and free,
+/// message path well formed, recipient with an `@`. `busy` tells whether the slot is taken.
 pub fn check(cmd: &Command, busy: bool) -> Result<(), Outcome> {
     if cmd.slot >= LIMIT {
         return Err(Outcome::temp("Internal error: delivery number out of range. (#4.3.5)\n"));

@@ -1,5 +1,5 @@
-//! tcpto: the table of remote hosts that timed out, `queue/lock/tcpto` (spec pipeline §4.5,
-//! tools §15), shared by qmail-remote, qmail-rspawn, qmail-tcpto and qmail-tcpok.
+//! tcpto: the table of remote hosts that timed out, `queue/lock/tcpto` (doc/qmail-tcpto.8,
+//! doc/qmail-tcpok.8), shared by qmail-remote, qmail-rspawn, qmail-tcpto and qmail-tcpok.
 //!
 //! The file is 1024 bytes: 64 records of 16 bytes, each bytes 0–3 an IPv4 address, byte 4
 //! the count of recent connect timeouts (0–10), bytes 8–11 the time of the last one

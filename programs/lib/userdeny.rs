@@ -1,5 +1,5 @@
-//! userdeny: per-user service blocks in Cyrus's `user_deny.db` record format (edges §1.7), for
-//! smmapd.
+//! userdeny: per-user service blocks in Cyrus's `user_deny.db` record format (doc/smmapd.8, USER
+//! DENY LIST), for smmapd.
 //!
 //! A record is `<version> TAB <wildmat list> [TAB <message>]`, keyed by the address without
 //! its `+detail`, lowercased. The sources, under `QMAILHOME/control`:

@@ -1,5 +1,5 @@
 //! users: the fixed user assignments of `users/assign` and their database `users/cdb`
-//! (spec tools §9, upstream `qmail-newu.c`, `qmail-lspawn.c`, `qmail-users(5)`).
+//! (doc/qmail-users.5, upstream `qmail-newu.c`, `qmail-lspawn.c`, `qmail-users(5)`).
 //!
 //! - [`parse`] reads `users/assign` (bytes in, records out, every line bounded). qmail-newu
 //!   turns the result into `users/cdb` with [`Assign::records`].

@@ -18,7 +18,7 @@
 //! What cannot be seen is not guessed at: a home directory the verifier may not read, or a
 //! `maildirsize` it cannot scan, gives [`Verdict::Deliverable`] and delivery decides. A
 //! directory entry that delivery would bounce for being ambiguous or broken (exit 156–158) is
-//! [`Verdict::Temporary`] here: at SMTP time it waits for the administrator (DECISIONS 10).
+//! [`Verdict::Temporary`] here: at SMTP time it waits for the administrator (doc/DECISIONS.md, 10).
 //! The message size is not known at RCPT, so `mailSizeMax` is not checked.
 //!
 //! Texts are delivery's texts; what a client is told ([`Verdict::client_text`]) says no more
@@ -180,7 +180,7 @@ impl From<Verdict> for Detailed {
 }
 
 /// A lookup failure as a verdict: `disabled` is not postable, `deleted` unknown, every other
-/// failure temporary (the permanent ones too: DECISIONS 10).
+/// failure temporary (the permanent ones too: doc/DECISIONS.md, 10).
 fn from_failure(f: &Failure) -> Verdict {
     let text = text_of(f);
     match LdapExit::from_code(f.code) {
@@ -304,9 +304,9 @@ fn over_quota(maildir: &Path, quota: &Quota) -> Verdict {
     }
 }
 
-/// The qmail-verify protocol (spec tools §1), shared by qmail-verify, which writes answers,
-/// and qmail-smtpd, which reads them: the request is the address and a NUL; the answer is `K`
-/// alone, or `D` or `Z`, a text and a NUL.
+/// The qmail-verify protocol (doc/qmail-verify.8, "The protocol"), shared by qmail-verify, which
+/// writes answers, and qmail-smtpd, which reads them: the request is the address and a NUL; the
+/// answer is `K` alone, or `D` or `Z`, a text and a NUL.
 pub mod wire {
     /// The longest answer text read; a longer one is a broken verifier.
     pub const TEXT_MAX: usize = 1024;

@@ -1,7 +1,7 @@
 //! qmail-cdb: turn a list (one key per line) into a cdb of keys with empty values.
 //!
 //! `qmail-cdb target.cdb tmpfile < list`, as for `control/locals.cdb` and
-//! `control/rcpthosts.cdb` (spec tools §8). Each line is lowercased (ASCII) and loses its
+//! `control/rcpthosts.cdb` (doc/qmail-cdb.8). Each line is lowercased (ASCII) and loses its
 //! trailing blanks, TABs, CR and LF; empty lines and lines starting with `#` are skipped;
 //! leading blanks stay. The cdb is built in `tmpfile` (umask 033, so mode 0644), fsynced and
 //! renamed onto `target.cdb`, whose directory is then fsynced: readers see the old database or

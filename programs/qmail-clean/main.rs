@@ -1,4 +1,4 @@
-//! qmail-clean: remove a message's queue files on request (spec pipeline §2.13).
+//! qmail-clean: remove a message's queue files on request (doc/qmail-clean.8).
 //!
 //! Run by qmail-start as qmailq, one for qmail-send and one for qmail-todo, with requests on
 //! stdin and replies on stdout; no arguments. It works in `QMAILHOME/queue`.

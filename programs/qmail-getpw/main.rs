@@ -1,5 +1,5 @@
-//! qmail-getpw: find the user a recipient is delivered to (spec tools §9, pipeline §3.6,
-//! ldap.md §2.8–§2.11).
+//! qmail-getpw: find the user a recipient is delivered to (doc/qmail-getpw.8,
+//! doc/qmail-ldap.7).
 //!
 //! `qmail-getpw local [domain [size]]`, run by qmail-lspawn unprivileged (as `qmailp`, else
 //! `nobody`, when qmail-lspawn is root; as qmail-lspawn's own user otherwise). `size` is the
@@ -8,11 +8,11 @@
 //! The lookup itself is [`qmail::recipient`] (shared with the verifiers, so that qmail-verify
 //! and smmapd always agree with delivery); this program prints its answer. In short: with a
 //! `domain` and `control/ldapserver` present, `local@domain` is first looked up in the
-//! directory ([`qmail::ldap`]). A hit is checked in the order of ldap.md §2.9: `accountStatus`
+//! directory ([`qmail::ldap`]). A hit is checked in the order of doc/qmail-getpw.8: `accountStatus`
 //! (`disabled` exit 159, `deleted` 160; `active`, `noaccess` and unknown words deliver,
-//! DECISIONS 12), `mailSizeMax` (a larger message: 150), `mailHost` (with `ldapcluster` 1, a
-//! host other than `me` or a line of `ldapclusterhosts`: 162, temporary — cluster forwarding
-//! is not built yet), the mail store (§4.2; neither `homeDirectory` nor `mailMessageStore`: a
+//! doc/DECISIONS.md, 12), `mailSizeMax` (a larger message: 150), `mailHost` (with `ldapcluster` 1,
+//! a host other than `me` or a line of `ldapclusterhosts`: 162, temporary — cluster forwarding
+//! is not built yet), the mail store (neither `homeDirectory` nor `mailMessageStore`: a
 //! forward-only account delivered as the alias user), the user name (`uid`) and the ids
 //! (`qmailUID`/`qmailGID`, else `ldapuid`/`ldapgid`; 0 or outside 100..65535: 113, temporary),
 //! then the environment for qmail-local. Nothing found: with `ldaplocaldelivery` 1 (the

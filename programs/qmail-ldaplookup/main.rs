@@ -234,7 +234,7 @@ fn with_class(core: String, cfg: &Config) -> String {
     }
 }
 
-/// The filters delivery tries for `address` (ldap.md §2.3–§2.4), alias domains applied.
+/// The filters delivery tries for `address` (doc/qmail-ldap.7, LOOKUP), alias domains applied.
 fn mail_searches(address: &str, cfg: &Config) -> Result<Vec<(String, Candidate)>> {
     let Some((local, domain)) = address.rsplit_once('@') else {
         bail!("{}: an address needs an @domain", controls(address));

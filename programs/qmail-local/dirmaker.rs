@@ -1,5 +1,5 @@
 //! dirmaker: create a missing home directory with the program named in `control/dirmaker`
-//! (spec ldap.md §6).
+//! (doc/qmail-local.8, DESCRIPTION).
 //!
 //! Called before qmail-local changes to the home directory. Only when `stat(home)` says
 //! ENOENT and `control/dirmaker` names a program, that program runs directly (no shell; a
@@ -21,7 +21,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
-/// The texts of ldap.md §6 (upstream qmail-lspawn's exit codes 168, 167 and 169).
+/// The texts of doc/qmail-local.8 (upstream qmail-lspawn's exit codes 168, 167 and 169).
 const PERMANENT: &str = "Permanent error in automatic homedir creation. (#5.3.0)";
 const TEMPORARY: &str = "Temporary error in automatic homedir creation. (#4.3.0)";
 const CRASHED: &str = "Automatic homedir creator crashed (#4.3.0)";

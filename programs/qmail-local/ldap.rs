@@ -1,5 +1,5 @@
-//! ldap: what qmail-lspawn's directory lookup asks of this delivery (spec pipeline §5.6,
-//! ldap.md §4.3–4.6) — the one seam where LDAP behaviour joins qmail-local.
+//! ldap: what qmail-lspawn's directory lookup asks of this delivery (doc/qmail-local.8,
+//! "Directory (LDAP) environment") — the one seam where LDAP behaviour joins qmail-local.
 //!
 //! qmail-lspawn passes the directory's answer in the environment: `QMAILDOTMODE` (which
 //! sources of instructions count), `QMAILMODE` (deliveryMode words, `:`-separated),
@@ -8,11 +8,11 @@
 //! case-insensitive. Without `QMAILDOTMODE` (or with `dotonly`) qmail-local behaves as plain
 //! qmail and ignores the LDAP variables, except the quota, which belongs to the account.
 //!
-//! `none` means "no `.qmail` files at all, LDAP instructions only" (DECISIONS 11; upstream
+//! `none` means "no `.qmail` files at all, LDAP instructions only" (doc/DECISIONS.md, 11; upstream
 //! bounced it): it behaves as `ldaponly`. An unknown dot-mode is a permanent failure
 //! (`#5.3.5`). Programs from the directory are refused (`#5.3.5`) when they hold characters
 //! outside the path set plus space, TAB, LF, `" ' + , \`, and — unless `control/ldaprestrictprog`
-//! is `0` — when they hold a shell metacharacter (ldap.md §1.7, `RESTRICT_PROG`).
+//! is `0` — when they hold a shell metacharacter (doc/qmail-local.8, `RESTRICT_PROG`).
 
 use qmail::account::EnvName;
 use qmail::address::Address;
@@ -20,7 +20,7 @@ use qmail::dotqmail::Instruction;
 use qmail::exit::Verdict;
 use qmail::quota::Quota;
 
-/// Which instruction sources count (ldap.md §4.4).
+/// Which instruction sources count (doc/qmail-local.8, QMAILDOTMODE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DotMode {
     /// `.qmail` files only; LDAP values ignored (also the mode without `QMAILDOTMODE`).
@@ -48,7 +48,7 @@ impl DotMode {
     }
 }
 
-/// The deliveryMode words that change anything (ldap.md §4.3).
+/// The deliveryMode words that change anything (doc/qmail-local.8, QMAILMODE).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mode {
     pub nolocal: bool,
@@ -243,7 +243,7 @@ pub fn split_escaped(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// ldap.md §1.7: a program from the directory may hold letters, digits, `@ _ . # - / : =`,
+/// doc/qmail-local.8: a program from the directory may hold letters, digits, `@ _ . # - / : =`,
 /// space, TAB, LF, `" ' + , \`; with `restrict` no shell metacharacter either (the
 /// metacharacters are outside that set anyway, so `restrict` = false lets them through).
 pub fn check_program(p: &[u8], restrict: bool) -> Result<(), Verdict> {

@@ -5,8 +5,7 @@
 //! offset 0 for every instruction). Exits 0 when every instruction succeeded (stdout
 //! `did F+W+P`, and `qp 0` when forwards were queued), 100 on a permanent failure, 111 on a
 //! temporary one; the reason is printed on stdout and becomes the bounce or log text. `-n`
-//! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5;
-//! spec pipeline §5.1–5.5.
+//! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5.
 //!
 //! A missing home directory is made by `control/dirmaker` when configured (dirmaker.rs).
 //!
@@ -43,7 +42,7 @@ use std::process::ExitCode;
 /// (upstream's `conf-patrn`): writable by others.
 const PATRN: u32 = 0o002;
 
-/// The bounce texts of a full mailbox (ldap.md §4.6).
+/// The bounce texts of a full mailbox (doc/qmail-local.8, MAILDIRQUOTA).
 const OVER_QUOTA_MAILDIR: &str = "The users mailfolder is over the allowed quota (size). (#5.2.2)";
 const OVER_QUOTA_MBOX: &str = "The users mailbox is over the allowed quota (size). (#5.2.2)";
 
@@ -277,8 +276,8 @@ struct DotQmail {
     default: Option<Vec<u8>>,
 }
 
-/// Try the candidates of §5.3 in order. Missing (or not a regular file) goes on to the next;
-/// a file that exists but cannot be read is a temporary failure.
+/// Try the candidates of doc/qmail-local.8 in order. Missing (or not a regular file) goes on to the
+/// next; a file that exists but cannot be read is a temporary failure.
 fn find_dotqmail(
     dash: &[u8],
     ext: &[u8],
@@ -333,8 +332,8 @@ fn exists(name: &[u8]) -> Result<bool, Verdict> {
     }
 }
 
-/// NEWSENDER (§5.3): the `-owner` and `-owner-default` files may change the sender of
-/// forwarded copies.
+/// NEWSENDER (doc/dot-qmail.5, OWNER FILES): the `-owner` and `-owner-default` files may change the
+/// sender of forwarded copies.
 fn new_sender(args: &Args) -> Result<Vec<u8>, Verdict> {
     if args.sender.is_empty() || args.sender == b"#@[]" {
         return Ok(args.sender.clone());
@@ -493,7 +492,7 @@ impl Delivery {
     }
 
     /// Run `bin/qmail-quotawarn MAILBOX` (no shell) with the message on stdin: 0 goes on,
-    /// 111 or a failure to run it is temporary, anything else permanent (tools.md §11).
+    /// 111 or a failure to run it is temporary, anything else permanent (doc/qmail-quotawarn.8).
     fn quotawarn(&self, mailbox: &[u8]) -> Result<(), Verdict> {
         let prog = qmail::auto::home().join("bin/qmail-quotawarn");
         self.helper(&prog, &[mailbox]).and_then(|code| match code {

@@ -1,4 +1,4 @@
-//! mbox: the mbox-file delivery of qmail-local (spec pipeline §5.5).
+//! mbox: the mbox-file delivery of qmail-local (doc/qmail-local.8, DESCRIPTION).
 //!
 //! Open for append (created 0600), take an exclusive `flock` within 30 seconds (a timeout is
 //! a temporary failure; any other locking error delivers unlocked, as upstream), remember

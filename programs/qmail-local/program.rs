@@ -1,4 +1,4 @@
-//! program: the `|command` delivery of qmail-local (spec pipeline §5.3).
+//! program: the `|command` delivery of qmail-local (doc/dot-qmail.5).
 //!
 //! Runs `/bin/sh -c COMMAND` with the command exactly as written in the `.qmail` file, in the
 //! home directory, the message on stdin from offset 0, stdout and stderr shared with

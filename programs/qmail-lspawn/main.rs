@@ -1,4 +1,4 @@
-//! qmail-lspawn: run local deliveries for qmail-send (spec pipeline §3, §3.6).
+//! qmail-lspawn: run local deliveries for qmail-send (doc/qmail-lspawn.8).
 //!
 //! `qmail-lspawn aliasempty`, started by qmail-start (as root in a multi-user installation),
 //! commands on stdin, reports on stdout, through the shared engine [`qmail::spawner`]. Per
@@ -9,7 +9,7 @@
 //! 2. find the account ([`lookup`]): run `QMAILHOME/bin/qmail-getpw LOCAL DOMAIN SIZE` (SIZE:
 //!    the queued message's size in bytes) when root as the owner of a single-user installation
 //!    (who owns its control files), else as `qmailp` (else `nobody`). qmail-getpw
-//!    does the LDAP lookup and its checks (ldap.md §2.9: status, `mailSizeMax`, `mailHost`,
+//!    does the LDAP lookup and its checks (doc/qmail-getpw.8: status, `mailSizeMax`, `mailHost`,
 //!    store, ids) and the classic one; its answer (read from the long-lived `qmail-getpw -s`
 //!    in one frame, [`qmail::account::read_frame`]), at most [`qmail::account::ANSWER_MAX`]
 //!    bytes, is
@@ -24,7 +24,7 @@
 //!    once) plus `ALIASEMPTY`, which replaces the `aliasempty` argument for this delivery;
 //!    anything else makes the whole answer bad (112, temporary). uid 0 is refused (113). When
 //!    qmail-getpw fails, its exit code gives the letter through [`qmail::exit::getpw_status`]
-//!    (LDAP outages 152–155 are always `Z`, DECISIONS 2) and a one-line text it printed, if
+//!    (LDAP outages 152–155 are always `Z`, doc/DECISIONS.md, 2) and a one-line text it printed, if
 //!    any, replaces the table's fixed text;
 //! 3. run `QMAILHOME/bin/qmail-local -- user home LOCAL dash ext DOMAIN SENDER aliasempty` with
 //!    the message on stdin and stdout + stderr on one pipe, as the account's uid/gid when root

@@ -1,6 +1,6 @@
 //! qmail-newu: rebuild `users/cdb` from `users/assign`.
 //!
-//! `qmail-newu` takes no arguments. It reads `QMAILHOME/users/assign` (spec tools §9, format in
+//! `qmail-newu` takes no arguments. It reads `QMAILHOME/users/assign` (doc/qmail-newu.8, format in
 //! doc/qmail-users.5) completely, and only when every line up to the `.` line is well formed
 //! builds `users/cdb.tmp`, fsyncs it and renames it onto `users/cdb` (the record format and the
 //! parser live in `qmail::users`). A bad file therefore never leaves `users/cdb.tmp` behind

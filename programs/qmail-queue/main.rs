@@ -3,12 +3,12 @@
 //! Takes no arguments and prints nothing. Reads the message on fd 0 and, after storing it, the
 //! envelope on fd 1 (`F<sender>\0`, `T<recipient>\0`..., `\0`). Installed setuid qmailq
 //! (04711) in a system installation: it then ignores `QMAILHOME` and reads nothing but its two
-//! inputs. The exit code is the protocol (spec pipeline §1.4, [`qmail::exit::QueueExit`]):
+//! inputs. The exit code is the protocol (doc/qmail-queue.8, [`qmail::exit::QueueExit`]):
 //! 0 queued, 11 address too long, 52 timeout, 53 write error or disk full, 54 read error,
 //! 61/62 no home/queue, 63 pid file, 64 link into mess, 65 intd, 66 link into todo, 81 bug,
 //! 91 envelope format error.
 //!
-//! The sequence (spec pipeline §1.6): pid file → link into `mess/S/id` (id = inode) → Received
+//! The sequence (doc/qmail-queue.8): pid file → link into `mess/S/id` (id = inode) → Received
 //! line + message, fsync → fsync `mess/S` → `intd/id` with `u`, `p`, `F`, `T` records, fsync →
 //! link into `todo/id` (the commit point) → fsync `todo/` → poke `lock/trigger` → exit 0.
 //! From the pid file's creation to the exit it holds an exclusive `flock` on the message file

@@ -1,4 +1,4 @@
-//! qmail-quotawarn: put one quota warning into a mailbox (spec tools.md §11).
+//! qmail-quotawarn: put one quota warning into a mailbox (doc/qmail-quotawarn.8).
 //!
 //! `qmail-quotawarn MAILBOX`, run by qmail-local (never through a shell) with the message on
 //! stdin (unused) when a Maildir++ quota is 70% used or exceeded. MAILBOX is a Maildir when it

@@ -1,4 +1,4 @@
-//! qmail-remote: send one message to the mail server of one domain by SMTP (spec pipeline §4).
+//! qmail-remote: send one message to the mail server of one domain by SMTP (doc/qmail-remote.8).
 //!
 //! `qmail-remote host sender recip...`, no options, run by qmail-rspawn with the message (a
 //! regular file) on fd 0. It picks the servers for `host` ([`route`]: `control/smtproutes`,

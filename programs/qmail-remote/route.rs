@@ -1,4 +1,4 @@
-//! route: where qmail-remote sends a message (spec pipeline §4.3) — the pure part.
+//! route: where qmail-remote sends a message (doc/qmail-remote.8) — the pure part.
 //!
 //! - [`find_route`]: `control/smtproutes` lines `domain:relay[:port]`, looked up for the host,
 //!   then each suffix of it starting at a `.`, then the empty key; the first matching line in

@@ -1,5 +1,5 @@
-//! smtp: qmail-remote's SMTP client dialogue on one connection (spec pipeline §4.4), and the
-//! records it writes (§4.2).
+//! smtp: qmail-remote's SMTP client dialogue on one connection (doc/qmail-remote.8, "The SMTP
+//! dialogue"), and the records it writes ("Output").
 //!
 //! [`deliver`] runs greeting, EHLO (HELO when EHLO is refused), MAIL (with `SIZE=` when the
 //! server offers SIZE), RCPT for every recipient (pipelined in groups when the server offers

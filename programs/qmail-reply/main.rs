@@ -1,4 +1,4 @@
-//! qmail-reply: the vacation auto-reply (spec tools.md §10, pipeline §5.6).
+//! qmail-reply: the vacation auto-reply (doc/qmail-reply.8).
 //!
 //! `qmail-reply [-f textfile] [-j junkfile] [maildir]`, run by qmail-local (directly, never
 //! through a shell) for deliveryMode `reply`, with the message on stdin and `QMAILREPLYTEXT`
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// A sender is answered once per this many seconds (DECISIONS 18).
+/// A sender is answered once per this many seconds (doc/DECISIONS.md, 18).
 const WINDOW: i64 = 1_209_600;
 /// The database keeps the newest entries up to this size.
 const DB_KEEP: usize = 128 * 1024;

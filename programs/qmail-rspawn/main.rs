@@ -1,4 +1,4 @@
-//! qmail-rspawn: run remote deliveries for qmail-send (spec pipeline §3, §3.7).
+//! qmail-rspawn: run remote deliveries for qmail-send (doc/qmail-rspawn.8).
 //!
 //! `qmail-rspawn`, started by qmail-start (as `qmailr` in a multi-user installation; it
 //! switches to no one), commands on stdin, reports on stdout, through the shared engine

@@ -1,4 +1,4 @@
-//! qmail-send's bounces (spec pipeline §2.8): the QSBMF paragraphs appended per permanent
+//! qmail-send's bounces (doc/qmail-send.8, "Bounces"): the QSBMF paragraphs appended per permanent
 //! failure, and the bounce message injected when a message completes.
 
 use qmail::address::Address;

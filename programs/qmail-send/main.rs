@@ -1,4 +1,4 @@
-//! qmail-send: schedule deliveries, retry, bounce (spec pipeline §2).
+//! qmail-send: schedule deliveries, retry, bounce (doc/qmail-send.8).
 //!
 //! Started by qmail-start with fd 0 = log (written), fd 1/2 = commands to / reports from
 //! qmail-lspawn, fd 3/4 = the same for qmail-rspawn, fd 5/6 = requests to / replies from
@@ -219,7 +219,7 @@ fn isqrt(n: i64) -> i64 {
     x as i64
 }
 
-/// The next attempt: `birth + (isqrt(age) + c)^2` (spec §2.5).
+/// The next attempt: `birth + (isqrt(age) + c)^2` (doc/qmail-send.8, "Channels and retries").
 fn next_retry(birth: i64, now: i64, c: i64) -> i64 {
     let age = (now - birth).max(0);
     let r = isqrt(age) + c;
@@ -260,8 +260,9 @@ impl Send {
         self.log(&line);
     }
 
-    /// Spec §2.9: every preprocessed message (info present, todo absent) is scheduled at its
-    /// channel files' mtimes; one without channel files goes to completion.
+    /// At start (doc/INTERNALS.md, "qmail-send's cycle"), every preprocessed message (info present,
+    /// todo absent) is scheduled at its channel files' mtimes; one without channel files goes to
+    /// completion.
     fn startup_scan(&mut self) {
         for s in 0..SPLIT {
             let Ok(dir) = fs::read_dir(format!("info/{s}")) else { continue };
@@ -404,7 +405,7 @@ impl Send {
         Ok(())
     }
 
-    /// Start deliveries while slots are free (spec §2.5).
+    /// Start deliveries while slots are free (doc/INTERNALS.md, "qmail-send's cycle").
     fn schedule(&mut self) -> Result<(), String> {
         if self.exitasap {
             return Ok(());
@@ -586,7 +587,7 @@ impl Send {
         Ok(())
     }
 
-    /// Spec §2.6: act on one delivery result.
+    /// Act on one delivery result (doc/INTERNALS.md, "qmail-send's cycle").
     fn report(&mut self, c: usize, slot: usize, letter: u8, text: &[u8]) {
         let Some(Some(d)) = self.chans[c].slots.get(slot) else {
             self.log(&format!("warning: report for a free slot {slot} of {}", self.chans[c].name));
@@ -705,8 +706,8 @@ impl Send {
         Ok(())
     }
 
-    /// Spec §2.8: bounce if needed, then remove the message (info first, then the message
-    /// file through qmail-clean).
+    /// Completion (doc/INTERNALS.md, "qmail-send's cycle"): bounce if needed, then remove the
+    /// message (info first, then the message file through qmail-clean).
     fn complete(&mut self, id: u64) -> Result<(), Trouble> {
         let bounce_path = PathBuf::from(format!("bounce/{id}"));
         let info_path = path("info", id);
@@ -783,8 +784,8 @@ impl Send {
     }
 }
 
-/// The VERP sender rewrite (spec §2.8): `P@H-@[]` with recipient `box@rhost` is sent as
-/// `Pbox=rhost@H`.
+/// The VERP sender rewrite (doc/qmail-send.8, "Bounces"): `P@H-@[]` with recipient `box@rhost` is
+/// sent as `Pbox=rhost@H`.
 fn verp(sender: &[u8], recipient: &[u8]) -> Vec<u8> {
     let Some(base) = sender.strip_suffix(b"-@[]") else { return sender.to_vec() };
     let (p, Some(h)) = qmail::address::split(base) else { return sender.to_vec() };

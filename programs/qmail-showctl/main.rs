@@ -4,7 +4,7 @@
 //! the compile-time settings, then one block per file of [`control::KNOWN`] (its value, or
 //! `(Default.)` with the default and meaning), then a line for every other file in `control/`.
 //! Secrets (`ldappassword`, `pbssecret`, ...) are shown as `(set, N bytes)`, never their value
-//! (DECISIONS 7); control characters in values are shown as `?`.
+//! (doc/DECISIONS.md, 7); control characters in values are shown as `?`.
 //!
 //! Exit 0; 111 when the root or `control/` cannot be entered, when `me` or `ldapserver` exists
 //! but cannot be read, or when standard output fails; 100 on a usage error. See
@@ -36,7 +36,7 @@ const PATERNALISM: u32 = 0o002;
 /// The user-ext delimiter (`conf-break`).
 const BREAK: char = '-';
 
-/// List files whose `.cdb` variant replaces them entirely (spec pipeline §8.1).
+/// List files whose `.cdb` variant replaces them entirely (doc/qmail-control.5, "Formats").
 const CDB_VARIANTS: &[&str] = &["locals", "rcpthosts"];
 
 fn main() -> ExitCode {

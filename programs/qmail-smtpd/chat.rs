@@ -1,5 +1,6 @@
 //! qmail-smtpd's dialogue: the greeting (and its refusal), HELO/EHLO, MAIL and RCPT with the
-//! checks of spec §6.4 in their order, RSET, NOOP, VRFY, HELP, QUIT; DATA is in data.rs.
+//! checks of doc/qmail-smtpd.8 ("Checks") in their order, RSET, NOOP, VRFY, HELP, QUIT; DATA is in
+//! data.rs.
 //!
 //! Replies to MAIL, RCPT and RSET are held for PIPELINING; every other reply is flushed at
 //! once. Recipients per message are bounded by [`MAX_RECIPIENTS`].
@@ -16,7 +17,7 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// The most recipients of one message; past it RCPT answers 452 (RFC 5321 §4.5.3.1.10: the
+/// The most recipients of one message; past it RCPT answers 452 (RFC 5321 section 4.5.3.1.10: the
 /// client sends the rest in another transaction).
 pub const MAX_RECIPIENTS: usize = 10_000;
 
@@ -229,7 +230,8 @@ impl Session<'_> {
         self.relay = self.initial_relay.clone();
     }
 
-    /// 550GREETING / 421GREETING (spec §6.6): refuse at the greeting; only QUIT works.
+    /// 550GREETING / 421GREETING (doc/qmail-smtpd.8, "Greeting refusal"): refuse at the greeting;
+    /// only QUIT works.
     fn refuse_greeting(&mut self) -> End {
         let (code, text) = match (&self.env.greeting550, &self.env.greeting421) {
             (Some(t), _) => (554, non_empty(t, "administratively denied (#5.7.1)")),

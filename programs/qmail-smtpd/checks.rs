@@ -1,7 +1,7 @@
-//! qmail-smtpd's checks: the relay decision (spec §6.3), local IP addresses (for `box@[IP]`),
-//! the sender checks that need no directory, the attachment signatures of REJECTEXEC, and the
-//! seams for the features that come with their own issues (SMTP AUTH, POP-before-SMTP). The
-//! directory checks (RCPTCHECK, SENDERCHECK) ask qmail-verify: verify.rs.
+//! qmail-smtpd's checks: the relay decision (doc/qmail-smtpd.8, "Relaying"), local IP addresses
+//! (for `box@[IP]`), the sender checks that need no directory, the attachment signatures of
+//! REJECTEXEC, and the seams for the features that come with their own issues (SMTP AUTH,
+//! POP-before-SMTP). The directory checks (RCPTCHECK, SENDERCHECK) ask qmail-verify: verify.rs.
 //!
 //! Security: the relay decision fails closed. Without `rcpthosts` only `locals` are accepted;
 //! a control file that cannot be read is a temporary failure, never an "allowed".
@@ -72,9 +72,9 @@ pub fn sane_sender(addr: &[u8]) -> bool {
     !local.is_empty() && !domain.is_empty() && domain.contains(&b'.')
 }
 
-/// The addresses of this host, for `box@[IP]` (spec §6.1): loopback, the unspecified address,
-/// `TCPLOCALIP`, and every address the kernel routes locally (`/proc/net/fib_trie` LOCAL
-/// entries and `/proc/net/if_inet6`). Read once, when first needed.
+/// The addresses of this host, for `box@[IP]` (doc/qmail-smtpd.8, "Addresses"): loopback, the
+/// unspecified address, `TCPLOCALIP`, and every address the kernel routes locally
+/// (`/proc/net/fib_trie` LOCAL entries and `/proc/net/if_inet6`). Read once, when first needed.
 pub struct LocalIps {
     env_ip: Option<IpAddr>,
     ips: Option<HashSet<IpAddr>>,

@@ -1,4 +1,4 @@
-//! qmail-smtpd's configuration: the environment (spec §6.2) and the control files (§8), both
+//! qmail-smtpd's configuration: the environment and the control files (doc/qmail-smtpd.8), both
 //! read once when the connection starts.
 //!
 //! Absent is data, unreadable is temporary: a control file that exists but cannot be read
@@ -10,7 +10,7 @@ use std::env;
 use std::net::IpAddr;
 use std::os::unix::ffi::OsStringExt;
 
-/// `timeoutsmtpd` when the file is absent (DECISIONS.md 16: the man page's 1200 s).
+/// `timeoutsmtpd` when the file is absent (doc/DECISIONS.md, 16: the man page's 1200 s).
 pub const DEFAULT_TIMEOUT: u64 = 1200;
 /// The read timeout in greeting-refusal mode (550GREETING / 421GREETING).
 pub const GREETING_REFUSAL_TIMEOUT: u64 = 20;

@@ -1,5 +1,5 @@
-//! qmail-smtpd's DATA (spec §6.5): start qmail-queue, answer 354, write the X-RBL and
-//! Received lines, then stream the decoded body into the queue as it arrives (memory: one read
+//! qmail-smtpd's DATA (doc/qmail-smtpd.8, "DATA"): start qmail-queue, answer 354, write the X-RBL
+//! and Received lines, then stream the decoded body into the queue as it arrives (memory: one read
 //! buffer), and answer with the queue's verdict.
 //!
 //! The decoder (`qmail::smtp::DataDecoder`) enforces the bare LF/CR policy, the header line

@@ -1,4 +1,4 @@
-//! qmail-smtpd: receive mail over SMTP and queue it (spec pipeline §6, the qmail-LDAP form).
+//! qmail-smtpd: receive mail over SMTP and queue it (doc/qmail-smtpd.8, the qmail-LDAP form).
 //!
 //! Run once per connection by a TCP server (qmail-tcpsrv, or ucspi-tcp's tcpserver) as
 //! qmaild, with the client on fd 0 and the answers going to fd 1; takes no arguments; reads

@@ -1,5 +1,5 @@
 //! qmail-smtpd's client of qmail-verify, for RCPTCHECK and the directory part of SENDERCHECK
-//! (spec tools §1, pipeline §6.4).
+//! (doc/qmail-verify.8; doc/qmail-smtpd.8, "Recipient verification").
 //!
 //! The verifier is reached lazily, at the first address of the session that needs it: the
 //! service named by `control/verifysocket` (a Unix socket, `qmail-verify --listen`), connected
@@ -8,7 +8,7 @@
 //! started again at the next check. One question at a time: `address\0`, then `K`, or `D`/`Z`
 //! with a text and a NUL ([`qmail::verify::wire`]), within [`TIMEOUT`].
 //!
-//! An outage is never a refusal (DECISIONS 2 and 14): no answer, end of file, a timeout or
+//! An outage is never a refusal (doc/DECISIONS.md, 2 and 14): no answer, end of file, a timeout or
 //! bytes that are not an answer give [`Reply::Unavailable`], and the verifier is not asked
 //! again in this session.
 //!

@@ -1,4 +1,4 @@
-//! qmail-start: wire up and start the delivery processes (spec pipeline §7.3).
+//! qmail-start: wire up and start the delivery processes (doc/qmail-start.8).
 //!
 //! `qmail-start [aliasempty [logger [args...]]]`. Starts qmail-lspawn (with `aliasempty`,
 //! default `./Mailbox`), qmail-rspawn, two qmail-clean, qmail-todo and the optional logger,

@@ -1,4 +1,4 @@
-//! qmail-tcpok: forget every remote host's timeouts (tools §15, pipeline §4.5).
+//! qmail-tcpok: forget every remote host's timeouts (doc/qmail-tcpok.8).
 //!
 //! `qmail-tcpok`, no arguments: overwrites `QMAILHOME/queue/lock/tcpto` with 1024 NUL bytes
 //! under its exclusive lock, so qmail-remote tries every host again at once. Prints nothing.

@@ -1,4 +1,4 @@
-//! qmail-tcpto: print the table of remote hosts that timed out (tools §15, pipeline §4.5).
+//! qmail-tcpto: print the table of remote hosts that timed out (doc/qmail-tcpto.8).
 //!
 //! `qmail-tcpto`, no arguments: reads `QMAILHOME/queue/lock/tcpto` under its exclusive lock
 //! and prints, for each record with a count of at least 1,

@@ -2,7 +2,7 @@
 //!
 //! Started by qmail-start. fd 0: one-byte commands from qmail-send, fd 1: records to
 //! qmail-send (both in `qmail::todo`); fd 2 to its own qmail-clean, fd 3 from its replies.
-//! Watches `queue/lock/trigger` and scans `queue/todo/` (spec pipeline §2.2, §2.12), so a deep delivery queue never delays new mail.
+//! Watches `queue/lock/trigger` and scans `queue/todo/` (doc/qmail-todo.8), so a deep delivery queue never delays new mail.
 //! Exit 0 after `X` or when qmail-send goes away; 111 on a start-up failure or when its
 //! qmail-clean is gone (qmail-send then loses qmail-todo and exits, and the set is restarted).
 
@@ -194,7 +194,7 @@ impl Todo {
         Ok(Flow::Go)
     }
 
-    /// Spec §2.2, first half: write info, local and remote for `id` (not yet durable) and say
+    /// Preprocessing, first half (doc/qmail-todo.8): write info, local and remote for `id` (not yet durable) and say
     /// which channels it uses. The caller syncs the batch, then has todo removed and tells
     /// qmail-send. Any failure leaves todo in place and the whole step is redone later.
     fn prepare(&mut self, id: u64) -> Result<Channels, String> {

@@ -1,5 +1,5 @@
 //! qmail-verify: tell qmail-smtpd whether a recipient would be delivered, before the message
-//! is accepted (`RCPTCHECK`, and the directory part of `SENDERCHECK`; spec tools §1).
+//! is accepted (`RCPTCHECK`, and the directory part of `SENDERCHECK`; doc/qmail-verify.8).
 //!
 //! `qmail-verify` with no arguments is qmail-smtpd's co-process, as upstream: started lazily
 //! on the first check of a session with the requests on fd 0 and the answers on fd 1 (stderr
@@ -11,7 +11,8 @@
 //! `K` deliverable (and every address of a domain not delivered here: qmail-smtpd asks only
 //! for its `locals`); `D<text>\0` unknown, disabled, or over quota when
 //! `control/rcptcheckquota` is `perm` (the default); `Z<text>\0` over quota when it is `temp`,
-//! and every temporary failure (the directory down, an unreadable file: DECISIONS 2 and 14).
+//! and every temporary failure (the directory down, an unreadable file:
+//! doc/DECISIONS.md, 2 and 14).
 //! The verdict is [`qmail::verify::Verifier`]'s: the lookup delivery makes, nothing else. A
 //! request over [`REQUEST_MAX`] bytes is answered `D` (unknown) and read up to its NUL.
 //!

@@ -6,7 +6,7 @@
 //! the alias user, and nothing is delivered as root). System mode
 //! (`--users`, root only): the qmail users and groups are created when missing, the programs
 //! are copied into `bin/` (qmail-queue setuid qmailq, mode 04711), and the queue tree gets the
-//! owners and modes of spec pipeline §1.5. An existing root is left exactly as it is.
+//! owners and modes of doc/INTERNALS.md, "Layout". An existing root is left exactly as it is.
 
 use crate::InitArgs;
 use anyhow::{bail, Context, Result};

@@ -1,4 +1,5 @@
-//! qmailctl ldap-init and qmailctl user: provisioning the directory (ldap.md §1).
+//! qmailctl ldap-init and qmailctl user: provisioning the directory (doc/qmail-ldap.7,
+//! doc/qmailctl.8).
 //!
 //! `ldap-init` writes a slapd.conf (the stock schemas, qmail.schema, one mdb database, access
 //! rules that hide `userPassword`), the qmail schema and a base DIT LDIF (the suffix entry and

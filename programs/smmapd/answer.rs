@@ -1,5 +1,5 @@
 //! smmapd's answer to one key: userdeny, then the verdict of [`qmail::verify`] (the lookup
-//! delivery makes), then the `+detail` folder — edges §1.5 and §1.8, in upstream's order.
+//! delivery makes), then the `+detail` folder — doc/smmapd.8, DESCRIPTION, in upstream's order.
 //!
 //! The key is `local@domain`, split at the LAST `@`; the detail starts at the FIRST `+` of the
 //! local part. The local part (without the detail) and the domain are lowercased for the

@@ -1,4 +1,5 @@
-//! smmapd's command line (edges §1.2) and settings: control files, overridden by `-C file`.
+//! smmapd's command line (doc/smmapd.8, OPTIONS) and settings: control files, overridden by
+//! `-C file`.
 //!
 //! Options are separate arguments, as upstream: `-U 30`, never `-U30` or bundled `-Dp`;
 //! anything else is a usage error (exit 64). The `-C` file holds `name: value` lines (blank and
