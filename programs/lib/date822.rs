@@ -73,6 +73,25 @@ impl Utc {
     }
 }
 
+/// `Thu Nov 22 00:31:12 2026` for `secs` since the epoch: C's asctime, as mbox `From ` lines
+/// carry it (qmail-local, qmail-quotawarn).
+pub fn asctime(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    let t = Utc::from_unix(secs);
+    // 1 Jan 1970 was a Thursday
+    let wday = (secs.div_euclid(86400) + 4).rem_euclid(7) as usize;
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} {}",
+        DAYS[wday],
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
+    )
+}
+
 /// Seconds since the epoch now (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -96,5 +115,9 @@ mod tests {
             assert_eq!(t.rfc822(), text, "{secs}");
             assert_eq!(t.stamp(), stamp, "{secs}");
         }
+        assert_eq!(asctime(0), "Thu Jan 01 00:00:00 1970");
+        assert_eq!(asctime(1_795_307_472), "Sun Nov 22 00:31:12 2026");
+        assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
+        assert_eq!(asctime(-1), "Wed Dec 31 23:59:59 1969");
     }
 }

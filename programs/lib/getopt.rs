@@ -2,10 +2,10 @@
 //! (`-an`), values attached or separate (`-fS`, `-f S`), `--` or the first non-option ends the
 //! options. Bytes, not strings: arguments may be any bytes.
 //!
-//! The one parser of the getopt-style programs (qmail-inject, sendmail, qmail-tcpsrv): the
-//! caller maps [`Opt::Missing`] and [`Opt::Unknown`] to its own usage message and exit code,
-//! which clap would not let a program called by other programs choose. Tools for people use
-//! clap.
+//! The one parser of the getopt-style programs (qmail-inject, sendmail, qmail-tcpsrv,
+//! qmail-local): the caller maps [`Opt::Missing`] and [`Opt::Unknown`] to its own usage
+//! message and exit code, which clap would not let a program called by other programs choose.
+//! Tools for people use clap.
 
 /// One option from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,10 +21,10 @@ mod mbox;
 mod program;
 
 use qmail::address::Address;
-use qmail::date822::Utc;
 use qmail::dotqmail::{self, Instruction};
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
+use qmail::getopt::{Getopt, Opt};
 use qmail::maildir;
 use qmail::queue::Injection;
 use qmail::quota::{self, Quota};
@@ -89,31 +89,21 @@ struct Args {
 
 impl Args {
     fn parse(args: Vec<OsString>) -> Option<Args> {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let mut plan_only = false;
-        let mut rest = args.as_slice();
-        while let Some(first) = rest.first() {
-            let a = first.as_bytes();
-            if a == b"--" {
-                rest = &rest[1..];
-                break;
+        let mut opts = Getopt::new(&args, "nN");
+        for opt in opts.by_ref() {
+            match opt {
+                Opt::Flag(b'n') => plan_only = true,
+                Opt::Flag(b'N') => plan_only = false,
+                _ => return None,
             }
-            if a.len() < 2 || a[0] != b'-' {
-                break;
-            }
-            for &c in &a[1..] {
-                match c {
-                    b'n' => plan_only = true,
-                    b'N' => plan_only = false,
-                    _ => return None,
-                }
-            }
-            rest = &rest[1..];
         }
-        let [user, home, local, dash, ext, domain, sender, aliasempty] = rest else {
+        let [user, home, local, dash, ext, domain, sender, aliasempty] = opts.rest() else {
             return None;
         };
-        let b = |s: &OsString| s.as_bytes().to_vec();
-        if !home.as_bytes().starts_with(b"/") {
+        let b = |s: &Vec<u8>| s.clone();
+        if !home.starts_with(b"/") {
             return None;
         }
         Some(Args {
@@ -592,9 +582,6 @@ fn host_parts(host: &[u8]) -> (&[u8], &[u8], &[u8]) {
 /// The mbox `From ` line: `From SENDER Www Mmm DD HH:MM:SS YYYY\n` in UTC; `MAILER-DAEMON`
 /// for the null sender; space, tab and LF in the sender become `-`.
 fn from_line(sender: &[u8], now: i64) -> Vec<u8> {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let mut line = b"From ".to_vec();
     if sender.is_empty() {
         line.extend_from_slice(b"MAILER-DAEMON");
@@ -603,17 +590,9 @@ fn from_line(sender: &[u8], now: i64) -> Vec<u8> {
             sender.iter().map(|&b| if matches!(b, b' ' | b'\t' | b'\n') { b'-' } else { b }),
         );
     }
-    let t = Utc::from_unix(now);
-    // 1 Jan 1970 was a Thursday
-    let wday = (now.div_euclid(86400) + 4).rem_euclid(7) as usize;
-    let month = MONTHS.get(t.month as usize - 1).copied().unwrap_or("Jan");
-    line.extend_from_slice(
-        format!(
-            " {} {month} {:02} {:02}:{:02}:{:02} {}\n",
-            DAYS[wday], t.day, t.hour, t.minute, t.second, t.year
-        )
-        .as_bytes(),
-    );
+    line.push(b' ');
+    line.extend_from_slice(qmail::date822::asctime(now).as_bytes());
+    line.push(b'\n');
     line
 }
 

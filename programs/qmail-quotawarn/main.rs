@@ -194,9 +194,8 @@ fn append_mbox(path: &Path, marker: &[u8], warning: &[u8], now: i64) -> io::Resu
             }
         }
     }
-    let t = Utc::from_unix(now);
-    let mut out =
-        format!("From MAILER-DAEMON {}\nReturn-Path: <>\n", asctime(now, &t)).into_bytes();
+    let mut out = format!("From MAILER-DAEMON {}\nReturn-Path: <>\n", qmail::date822::asctime(now))
+        .into_bytes();
     for l in warning.split_inclusive(|&b| b == b'\n') {
         let body = l.iter().skip_while(|&&b| b == b'>').copied().collect::<Vec<u8>>();
         if body.starts_with(b"From ") {
@@ -208,19 +207,6 @@ fn append_mbox(path: &Path, marker: &[u8], warning: &[u8], now: i64) -> io::Resu
     let mut w = &*locked;
     w.write_all(&out)?;
     locked.sync_all()
-}
-
-/// `Www Mmm DD HH:MM:SS YYYY`, UTC.
-fn asctime(now: i64, t: &Utc) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let wday = (now.div_euclid(86400) + 4).rem_euclid(7) as usize;
-    let month = MONTHS.get((t.month as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
-    format!(
-        "{} {month} {:02} {:02}:{:02}:{:02} {}",
-        DAYS[wday], t.day, t.hour, t.minute, t.second, t.year
-    )
 }
 
 #[cfg(test)]
@@ -246,6 +232,5 @@ mod tests {
         assert!(s.contains("Subject: Full!\n") && !s.contains("QUOTA-WARNING!"));
         assert!(!s.contains("evil"));
         assert!(s.ends_with("\n\nYour box is full.\n"));
-        assert_eq!(asctime(0, &Utc::from_unix(0)), "Thu Jan 01 00:00:00 1970");
     }
 }
