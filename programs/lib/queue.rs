@@ -7,6 +7,7 @@
 //! exit status into a [`Verdict`] through [`crate::exit::queue_status`]. [`scan`] says which
 //! messages are waiting (qmail-qread, qmail-qstat).
 
+pub mod records;
 pub mod scan;
 
 use crate::auto::SPLIT;
@@ -110,11 +111,7 @@ pub fn split_name(dir: &str, id: u64) -> String {
     format!("{dir}/{}/{id}", id % SPLIT)
 }
 
-/// The sender recorded in an `info/S/id` file (`F<sender>\0`).
-pub fn info_sender(info: &[u8]) -> Vec<u8> {
-    let rec = info.strip_prefix(b"F").unwrap_or(info);
-    rec.split(|&b| b == 0).next().unwrap_or(b"").to_vec()
-}
+pub use records::info_sender;
 
 /// What a message file without `todo/id` and without `info/S/id` is (doc/INTERNALS.md,
 /// "Leftovers"). Such a file is never waiting mail: it will not be delivered as it stands.
@@ -349,8 +346,5 @@ mod tests {
         assert_eq!(q.split_path("mess", 457), Path::new("/var/qmail/queue/mess/20/457"));
         assert_eq!(q.flat_path("todo", 457), Path::new("/var/qmail/queue/todo/457"));
         assert_eq!(split_name("info", 23), "info/0/23");
-        assert_eq!(info_sender(b"Fa@b\0"), b"a@b");
-        assert_eq!(info_sender(b"F\0"), b"");
-        assert_eq!(info_sender(b""), b"");
     }
 }

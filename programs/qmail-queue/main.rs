@@ -27,6 +27,7 @@ use qmail::date822::Utc;
 use qmail::envelope::{self, EnvelopeError};
 use qmail::exit::QueueExit;
 use qmail::file::fsync_dir;
+use qmail::queue::records::Record;
 use qmail::queue::split_name;
 use qmail::received::{self, Invoked};
 use std::fs::{self, File, OpenOptions};
@@ -217,19 +218,14 @@ fn write_envelope(file: &File, uid: u32, pid: u32) -> Result<(), QueueExit> {
     let mut out = BufWriter::with_capacity(BUF, file);
     let werr = |_| QueueExit::WriteError;
     let eerr = |e: EnvelopeError| e.exit();
-    write!(out, "u{uid}\0p{pid}\0").map_err(werr)?;
+    Record::Uid(uid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
+    Record::Pid(pid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
     let sender = reader.sender().map_err(eerr)?;
-    record(&mut out, b'F', sender.as_bytes()).map_err(werr)?;
+    Record::Sender(sender.as_bytes()).write(&mut out).map_err(werr)?;
     while let Some(r) = reader.recipient().map_err(eerr)? {
-        record(&mut out, b'T', r.as_bytes()).map_err(werr)?;
+        Record::Recipient(r.as_bytes()).write(&mut out).map_err(werr)?;
     }
     out.flush().map_err(werr)
-}
-
-fn record(out: &mut impl Write, tag: u8, addr: &[u8]) -> io::Result<()> {
-    out.write_all(&[tag])?;
-    out.write_all(addr)?;
-    out.write_all(&[0])
 }
 
 /// Test-only hooks, compiled in only with the cargo feature `test-hooks` (tests/run turns it

@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
+use qmail::queue::records::Record as QueueRecord;
 use qmail::rewrite::{Rewriter, Route};
 use qmail::safe::log as safe;
 use qmail::text0::{self, Text0Error};
@@ -232,19 +233,19 @@ impl Todo {
                 Some(Err(Text0Error::TooLong)) => return Err("envelope record too long".into()),
                 Some(Ok(())) => {}
             }
-            match rec.first() {
-                Some(b'u') => uid = safe(&rec[1..]),
-                Some(b'p') => pid = safe(&rec[1..]),
-                Some(b'F') if !sender_seen => {
+            match QueueRecord::parse(&rec) {
+                Some(QueueRecord::Uid(u)) => uid = safe(u),
+                Some(QueueRecord::Pid(p)) => pid = safe(p),
+                Some(QueueRecord::Sender(s)) if !sender_seen => {
                     sender_seen = true;
-                    info_f.write_all(&rec).and_then(|_| info_f.write_all(&[0])).map_err(werr)?;
+                    QueueRecord::Sender(s).write(&mut info_f).map_err(werr)?;
                     self.log(&format!(
                         "info msg {id}: bytes {size} from <{}> qp {pid} uid {uid}",
-                        safe(&rec[1..])
+                        safe(s)
                     ));
                 }
-                Some(b'T') => {
-                    let route = self.rewriter.route(&rec[1..]).map_err(|e| e.to_string())?;
+                Some(QueueRecord::Recipient(r)) => {
+                    let route = self.rewriter.route(r).map_err(|e| e.to_string())?;
                     let (file, path, addr) = match &route {
                         Route::Local(a) => (&mut local_f, &local, a),
                         Route::Remote(a) => (&mut remote_f, &remote, a),
@@ -253,10 +254,7 @@ impl Todo {
                         *file = Some(BufWriter::new(create(path)?));
                     }
                     let w = file.as_mut().expect("just created");
-                    w.write_all(b"T")
-                        .and_then(|_| w.write_all(addr))
-                        .and_then(|_| w.write_all(&[0]))
-                        .map_err(werr)?;
+                    QueueRecord::Recipient(addr).write(w).map_err(werr)?;
                 }
                 _ => return Err("unknown envelope record".into()),
             }

@@ -20,6 +20,7 @@
 //! by the caller while the listing goes on. In a system installation `info/`, `local/`,
 //! `remote/` and `bounce/` are mode 0700, owned by qmails: only root and qmails can read them.
 
+use super::records::{self, Record};
 use super::split_name;
 use crate::auto::SPLIT;
 use crate::date822::Utc;
@@ -199,10 +200,10 @@ fn read_todo(queue: &Path, id: u64) -> Result<Option<Message>, Trouble> {
     let mut sender = None;
     let mut recipients = Vec::new();
     // a record cut short is not a recipient (todo is complete once linked; this is damage)
-    for rec in data.split_inclusive(|&b| b == 0).filter_map(|r| r.strip_suffix(b"\0")) {
-        match rec.split_first() {
-            Some((b'F', s)) if sender.is_none() => sender = Some(s.to_vec()),
-            Some((b'T', a)) => recipients.push(Recipient {
+    for rec in records::all(&data) {
+        match rec {
+            Record::Sender(s) if sender.is_none() => sender = Some(s.to_vec()),
+            Record::Recipient(a) => recipients.push(Recipient {
                 channel: Channel::Todo,
                 done: false,
                 address: a.to_vec(),
@@ -243,13 +244,13 @@ fn read_preprocessed(queue: &Path, id: u64) -> Result<Option<Message>, Trouble> 
             Err(t) if t.error.kind() == io::ErrorKind::NotFound => continue,
             Err(t) => return Err(t),
         };
-        for rec in data.split_inclusive(|&b| b == 0).filter_map(|r| r.strip_suffix(b"\0")) {
-            let done = match rec.first() {
-                Some(b'T') => false,
-                Some(b'D') => true,
+        for rec in records::all(&data) {
+            let (done, address) = match rec {
+                Record::Recipient(a) => (false, a),
+                Record::Done(a) => (true, a),
                 _ => continue,
             };
-            recipients.push(Recipient { channel, done, address: rec[1..].to_vec() });
+            recipients.push(Recipient { channel, done, address: address.to_vec() });
         }
     }
     Ok(Some(Message {
