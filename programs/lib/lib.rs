@@ -25,13 +25,13 @@
 //!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
-//!   configuration, RFC 4515 filters, the recipient lookup, the typed account; the only module
-//!   that names `ldap3`), [`recipient`] (who a local recipient is delivered to: directory,
-//!   users/cdb, passwd, alias — qmail-getpw's lookup), [`verify`] (the verdict on a recipient
-//!   at SMTP time, from the same lookup, for qmail-verify and smmapd), [`listener`] (a master
-//!   and generations of worker processes serving a Unix or TCP socket, for smmapd and
-//!   qmail-verify's service mode), [`userdeny`] (per-user service blocks in Cyrus's record
-//!   format, for smmapd).
+//!   configuration, connection, RFC 4515 filters, the recipient lookup, the typed account,
+//!   qmailctl's write operations; the only module that names `ldap3`), [`recipient`] (who a
+//!   local recipient is delivered to: directory, users/cdb, passwd, alias — qmail-getpw's
+//!   lookup), [`verify`] (the verdict on a recipient at SMTP time, from the same lookup, for
+//!   qmail-verify and smmapd), [`listener`] (a master and generations of worker processes
+//!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
+//!   (per-user service blocks in Cyrus's record format, for smmapd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.

@@ -8,9 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod init;
-mod ldap;
+mod ldapinit;
 mod queue;
 mod run;
+mod user;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,10 +45,10 @@ enum Cmd {
     Cdb(HomeArg),
     /// Write a slapd configuration and base DIT for a new directory (or print the LDIF for an
     /// existing one) and set the ldap* control files.
-    LdapInit(Box<ldap::InitArgs>),
+    LdapInit(Box<ldapinit::InitArgs>),
     /// Add, change, delete or show a mail user in the directory.
     #[command(subcommand)]
-    User(Box<ldap::UserCmd>),
+    User(Box<user::UserCmd>),
 }
 
 #[derive(clap::Args)]
@@ -106,8 +107,8 @@ fn main() -> ExitCode {
         Cmd::Doqueue(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGALRM),
         Cmd::Reload(home) => run::signal(&home.resolve(), nix::sys::signal::Signal::SIGHUP),
         Cmd::Cdb(home) => queue::cdb(&home.resolve()),
-        Cmd::LdapInit(args) => ldap::init(&args),
-        Cmd::User(cmd) => ldap::user(&cmd),
+        Cmd::LdapInit(args) => ldapinit::init(&args),
+        Cmd::User(cmd) => user::user(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
