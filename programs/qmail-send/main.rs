@@ -11,15 +11,21 @@
 #![forbid(unsafe_code)]
 
 mod bounce;
+mod complete;
+mod due;
+mod log;
+
+use complete::Completion;
+use due::TROUBLE;
+use log::Log;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use qmail::auto::{self, SPLIT};
-use qmail::clean::{self, CleanError, Client};
+use qmail::clean::Client;
 use qmail::control::Control;
 use qmail::date822::unix_now;
-use qmail::queue::Leftover;
 use qmail::rewrite::Rewriter;
 use qmail::safe::log as safe;
 use qmail::spawn::{Command, ReportDecoder};
@@ -30,14 +36,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Retry after trouble with the file system.
-const TROUBLE: i64 = 123;
-/// Time between cleanup sweeps.
-const SWEEP: i64 = 76_431;
 /// The most a poll sleeps.
 const MAX_SLEEP: i64 = 1500;
 
@@ -53,12 +55,6 @@ fn main() -> ExitCode {
             ExitCode::from(qmail::exit::TEMP)
         }
     }
-}
-
-/// Trouble finishing a message: tried again later, unless qmail-clean is gone.
-enum Trouble {
-    Later(String),
-    Lost(String),
 }
 
 /// One delivery channel: local (lspawn) or remote (rspawn).
@@ -100,23 +96,18 @@ struct Pass {
 }
 
 struct Send {
-    home: PathBuf,
     control: Control,
-    log: File,
+    log: Log,
     chans: [Channel; 2],
-    cleaner: Client,
+    finish: Completion,
     todo_w: File,
     todo_r: File,
     todo_in: todo::Decoder,
     rewriter: Rewriter,
-    bounce: bounce::BounceConf,
     lifetime: i64,
     delnum: u64,
     exitasap: bool,
     todo_done: bool,
-    next_sweep: i64,
-    /// messages whose completion must be retried: (due, id)
-    completions: BinaryHeap<Reverse<(i64, u64)>>,
 }
 
 fn run() -> Result<(), String> {
@@ -173,22 +164,18 @@ fn run() -> Result<(), String> {
         active: HashSet::new(),
     };
     let mut send = Send {
-        home,
         control,
-        log,
+        log: Log::new(log),
         chans: [chan("local", 10, l_to, l_from, lconc), chan("remote", 20, r_to, r_from, rconc)],
-        cleaner: Client::new(clean_w, clean_r),
+        finish: Completion::new(home, bounce, Client::new(clean_w, clean_r)),
         todo_w,
         todo_r,
         todo_in: todo::Decoder::new(),
         rewriter,
-        bounce,
         lifetime,
         delnum: 0,
         exitasap: false,
         todo_done: false,
-        next_sweep: 0,
-        completions: BinaryHeap::new(),
     };
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete
@@ -243,10 +230,6 @@ fn path(dir: &str, id: u64) -> String {
 }
 
 impl Send {
-    fn log(&mut self, line: &str) {
-        let _ = self.log.write_all(format!("{line}\n").as_bytes());
-    }
-
     fn status(&mut self) {
         let busy = |c: &Channel| c.slots.iter().filter(|s| s.is_some()).count();
         let line = format!(
@@ -257,7 +240,7 @@ impl Send {
             self.chans[1].slots.len(),
             if self.exitasap { " exitasap" } else { "" }
         );
-        self.log(&line);
+        self.log.line(&line);
     }
 
     /// At start (doc/INTERNALS.md, "qmail-send's cycle"), every preprocessed message (info present,
@@ -281,7 +264,7 @@ impl Send {
                     }
                 }
                 if !any {
-                    self.completions.push(Reverse((0, id)));
+                    self.finish.waiting().push(0, id);
                 }
             }
         }
@@ -290,12 +273,12 @@ impl Send {
     fn main_loop(&mut self, signals: &SignalFd) -> Result<(), String> {
         loop {
             if self.exitasap && self.idle() && self.todo_done {
-                self.log("status: exiting");
+                self.log.line("status: exiting");
                 return Ok(());
             }
-            self.run_completions()?;
-            if unix_now() >= self.next_sweep && !self.exitasap {
-                self.cleanup_sweep()?;
+            self.finish.run(&mut self.log)?;
+            if !self.exitasap {
+                self.finish.sweep(&mut self.log)?;
             }
             self.schedule()?;
             self.flush_outboxes()?;
@@ -347,8 +330,8 @@ impl Send {
                 }
             }
         }
-        if let Some(Reverse((t, _))) = self.completions.peek() {
-            due = due.min(*t);
+        if let Some(t) = self.finish.next() {
+            due = due.min(t);
         }
         qmail::timeoutio::poll_timeout(Duration::from_secs((due - now).max(0) as u64))
     }
@@ -367,17 +350,17 @@ impl Send {
                         c.queue.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
                     c.queue.extend(all);
                 }
-                self.log("status: retrying every message now (ALRM)");
+                self.log.line("status: retrying every message now (ALRM)");
             }
             Ok(Signal::SIGHUP) => {
                 match (Rewriter::load(&self.control), bounce::BounceConf::load(&self.control)) {
                     (Ok(r), Ok(b)) => {
                         self.rewriter = r;
-                        self.bounce = b;
-                        self.log("status: reread control files (HUP)");
+                        self.finish.reconfigure(b);
+                        self.log.line("status: reread control files (HUP)");
                     }
                     (Err(e), _) | (_, Err(e)) => {
-                        self.log(&format!("alert: unable to reread controls: {e}"))
+                        self.log.line(&format!("alert: unable to reread controls: {e}"))
                     }
                 }
                 let _ = self.todo_w.write_all(&[todo::Command::Reload.byte()]);
@@ -446,7 +429,7 @@ impl Send {
                 }
                 Ok(None) => continue, // the channel file is gone: nothing to do
                 Err(e) => {
-                    self.log(&format!(
+                    self.log.line(&format!(
                         "warning: trouble opening {}: {e}; will try again later",
                         path(chan_dir(c), id)
                     ));
@@ -500,7 +483,7 @@ impl Send {
                     pass.undone = true;
                     let line =
                         format!("warning: trouble reading {}: {e}", path(chan_dir(c), pass.id));
-                    self.log(&line);
+                    self.log.line(&line);
                     self.maybe_finish(c, pi);
                     return;
                 }
@@ -532,7 +515,7 @@ impl Send {
                 Some(Delivery { num, id, offset: start, recipient: recipient.clone() });
             let line =
                 format!("starting delivery {num}: msg {id} to {} {}", ch.name, safe(&recipient));
-            self.log(&line);
+            self.log.line(&line);
             self.status();
             return;
         }
@@ -551,7 +534,7 @@ impl Send {
         if pass.undone {
             let t = UNIX_EPOCH + Duration::from_secs(pass.next.max(0) as u64);
             if let Err(e) = pass.file.set_modified(t) {
-                self.log(&format!("warning: unable to utime {file_path}: {e}"));
+                self.log.line(&format!("warning: unable to utime {file_path}: {e}"));
             }
             self.chans[c].queue.push(Reverse((pass.next, id)));
             return;
@@ -559,14 +542,14 @@ impl Send {
         drop(pass);
         if let Err(e) = fs::remove_file(&file_path) {
             if e.kind() != io::ErrorKind::NotFound {
-                self.log(&format!("warning: unable to unlink {file_path}: {e}"));
+                self.log.line(&format!("warning: unable to unlink {file_path}: {e}"));
                 self.chans[c].queue.push(Reverse((unix_now() + TROUBLE, id)));
                 return;
             }
         }
         let other = path(chan_dir(1 - c), id);
         if !Path::new(&other).exists() {
-            self.completions.push(Reverse((0, id)));
+            self.finish.waiting().push(0, id);
         }
     }
 
@@ -590,12 +573,13 @@ impl Send {
     /// Act on one delivery result (doc/INTERNALS.md, "qmail-send's cycle").
     fn report(&mut self, c: usize, slot: usize, letter: u8, text: &[u8]) {
         let Some(Some(d)) = self.chans[c].slots.get(slot) else {
-            self.log(&format!("warning: report for a free slot {slot} of {}", self.chans[c].name));
+            self.log
+                .line(&format!("warning: report for a free slot {slot} of {}", self.chans[c].name));
             return;
         };
         let (num, id, offset) = (d.num, d.id, d.offset);
         if letter == b'L' {
-            self.log(&format!("delivery {num}: log: {}", safe(text)));
+            self.log.line(&format!("delivery {num}: log: {}", safe(text)));
             return;
         }
         let d = self.chans[c].slots[slot].take().expect("checked above");
@@ -604,7 +588,7 @@ impl Send {
         let mut letter = letter;
         let mut text = text.to_vec();
         if !matches!(letter, b'K' | b'Z' | b'D') {
-            self.log(&format!("delivery {num}: report mangled, will defer"));
+            self.log.line(&format!("delivery {num}: report mangled, will defer"));
             letter = b'Z';
         }
         if letter == b'Z' && expired {
@@ -618,20 +602,20 @@ impl Send {
         }
         match letter {
             b'K' => {
-                self.log(&format!("delivery {num}: success: {}", safe(&text)));
+                self.log.line(&format!("delivery {num}: success: {}", safe(&text)));
                 self.mark_done(c, pi, offset);
             }
             b'Z' => {
-                self.log(&format!("delivery {num}: deferral: {}", safe(&text)));
+                self.log.line(&format!("delivery {num}: deferral: {}", safe(&text)));
                 self.chans[c].passes[pi].undone = true;
             }
             _ => {
-                self.log(&format!("delivery {num}: failure: {}", safe(&text)));
+                self.log.line(&format!("delivery {num}: failure: {}", safe(&text)));
                 let rcpt = self.rewriter.strip_prefix(&d.recipient);
                 match bounce::append(Path::new(&format!("bounce/{id}")), &rcpt, &text) {
                     Ok(()) => self.mark_done(c, pi, offset),
                     Err(e) => {
-                        self.log(&format!("warning: unable to append to bounce/{id}: {e}"));
+                        self.log.line(&format!("warning: unable to append to bounce/{id}: {e}"));
                         self.chans[c].passes[pi].undone = true;
                     }
                 }
@@ -648,94 +632,8 @@ impl Send {
         if let Err(e) = pass.file.write_at(b"D", offset) {
             pass.undone = true;
             let id = pass.id;
-            self.log(&format!("warning: unable to mark a recipient of msg {id} done: {e}"));
+            self.log.line(&format!("warning: unable to mark a recipient of msg {id} done: {e}"));
         }
-    }
-
-    /// Remove what will never be delivered (doc/INTERNALS.md, "Leftovers"): a message file
-    /// with neither todo nor info that no live qmail-queue holds, i.e. the debris of a crashed
-    /// injection or a finished message whose info was removed just before a crash. Runs at
-    /// start, so no crash leaves such a file listed as queued mail, and then now and again.
-    fn cleanup_sweep(&mut self) -> Result<(), String> {
-        let now = unix_now();
-        for s in 0..SPLIT {
-            let Ok(dir) = fs::read_dir(format!("mess/{s}")) else { continue };
-            for e in dir.flatten() {
-                let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
-                    continue;
-                };
-                match qmail::queue::leftover(Path::new("."), id) {
-                    Ok(Some(Leftover::Debris)) => {}
-                    Ok(None | Some(Leftover::Injecting)) => continue,
-                    Err(e) => {
-                        self.log(&format!("warning: unable to check msg {id}: {e}"));
-                        continue;
-                    }
-                }
-                self.log(&format!("warning: removing leftover msg {id} (nothing will deliver it)"));
-                match self.cleaner.request(clean::Request::Foop(id)) {
-                    Ok(()) => {}
-                    Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
-                    Err(e) => self.log(&format!("warning: {e}")),
-                }
-            }
-        }
-        self.next_sweep = now + SWEEP;
-        Ok(())
-    }
-
-    /// Finish the messages due; losing qmail-clean is fatal (the set is restarted).
-    fn run_completions(&mut self) -> Result<(), String> {
-        let now = unix_now();
-        while let Some(Reverse((due, id))) = self.completions.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.completions.pop();
-            match self.complete(id) {
-                Ok(()) => {}
-                Err(Trouble::Lost(e)) => return Err(format!("oh no! {e}")),
-                Err(Trouble::Later(e)) => {
-                    self.log(&format!(
-                        "warning: trouble completing msg {id}: {e}; will try again later"
-                    ));
-                    self.completions.push(Reverse((now + TROUBLE, id)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Completion (doc/INTERNALS.md, "qmail-send's cycle"): bounce if needed, then remove the
-    /// message (info first, then the message file through qmail-clean).
-    fn complete(&mut self, id: u64) -> Result<(), Trouble> {
-        let bounce_path = PathBuf::from(format!("bounce/{id}"));
-        let info_path = path("info", id);
-        if bounce_path.exists() {
-            let info =
-                fs::read(&info_path).map_err(|e| Trouble::Later(format!("{info_path}: {e}")))?;
-            let sender = qmail::queue::info_sender(&info);
-            if bounce::route(&sender, &self.bounce).is_none() {
-                self.log(&format!("triple bounce: discarding bounce/{id}"));
-            } else {
-                let mess = PathBuf::from(path("mess", id));
-                let qp = bounce::inject(&self.home, &self.bounce, &sender, &bounce_path, &mess)
-                    .map_err(|v| Trouble::Later(v.to_string()))?;
-                self.log(&format!("bounce msg {id} qp {qp}"));
-            }
-            fs::remove_file(&bounce_path)
-                .map_err(|e| Trouble::Later(format!("unlink bounce/{id}: {e}")))?;
-        }
-        self.log(&format!("end msg {id}"));
-        match fs::remove_file(&info_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Trouble::Later(format!("unlink {info_path}: {e}"))),
-        }
-        self.cleaner.request(clean::Request::Foop(id)).map_err(|e| match e {
-            CleanError::Lost(_) => Trouble::Lost(e.to_string()),
-            CleanError::Refused(..) => Trouble::Later(e.to_string()),
-        })
     }
 
     /// Records from qmail-todo (`qmail::todo`).
@@ -762,10 +660,11 @@ impl Send {
 
     fn todo_record(&mut self, record: Result<todo::Record, todo::RecordError>) {
         match record {
-            Ok(todo::Record::Log(line)) => self.log(&String::from_utf8_lossy(&line)),
+            Ok(todo::Record::Log(line)) => self.log.line(&String::from_utf8_lossy(&line)),
             Ok(todo::Record::Exit) => self.todo_done = true,
             Ok(todo::Record::Done(channels, id)) => {
-                let due = Reverse((unix_now(), id));
+                let now = unix_now();
+                let due = Reverse((now, id));
                 match channels {
                     Channels::Local => self.chans[0].queue.push(due),
                     Channels::Remote => self.chans[1].queue.push(due),
@@ -773,13 +672,13 @@ impl Send {
                         self.chans[0].queue.push(due);
                         self.chans[1].queue.push(due);
                     }
-                    Channels::Neither => self.completions.push(due),
+                    Channels::Neither => self.finish.waiting().push(now, id),
                 }
             }
             Err(todo::RecordError::TooLong) => {
-                self.log("warning: qmail-todo record too long, dropped")
+                self.log.line("warning: qmail-todo record too long, dropped")
             }
-            Err(todo::RecordError::Bad) => self.log("warning: bad record from qmail-todo"),
+            Err(todo::RecordError::Bad) => self.log.line("warning: bad record from qmail-todo"),
         }
     }
 }
