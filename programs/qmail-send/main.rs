@@ -14,10 +14,12 @@ mod bounce;
 mod complete;
 mod due;
 mod log;
+mod todo;
 
 use complete::Completion;
 use due::TROUBLE;
 use log::Log;
+use todo::Todo;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -29,7 +31,7 @@ use qmail::date822::unix_now;
 use qmail::rewrite::Rewriter;
 use qmail::safe::log as safe;
 use qmail::spawn::{Command, ReportDecoder};
-use qmail::todo::{self, Channels};
+use qmail::todo::Channels;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -100,14 +102,11 @@ struct Send {
     log: Log,
     chans: [Channel; 2],
     finish: Completion,
-    todo_w: File,
-    todo_r: File,
-    todo_in: todo::Decoder,
+    todo: Todo,
     rewriter: Rewriter,
     lifetime: i64,
     delnum: u64,
     exitasap: bool,
-    todo_done: bool,
 }
 
 fn run() -> Result<(), String> {
@@ -168,18 +167,15 @@ fn run() -> Result<(), String> {
         log: Log::new(log),
         chans: [chan("local", 10, l_to, l_from, lconc), chan("remote", 20, r_to, r_from, rconc)],
         finish: Completion::new(home, bounce, Client::new(clean_w, clean_r)),
-        todo_w,
-        todo_r,
-        todo_in: todo::Decoder::new(),
+        todo: Todo::new(todo_w, todo_r),
         rewriter,
         lifetime,
         delnum: 0,
         exitasap: false,
-        todo_done: false,
     };
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete
-    let _ = send.todo_w.write_all(&[todo::Command::Start.byte()]);
+    send.todo.start();
     send.status();
     send.main_loop(&signals)
 }
@@ -272,7 +268,7 @@ impl Send {
 
     fn main_loop(&mut self, signals: &SignalFd) -> Result<(), String> {
         loop {
-            if self.exitasap && self.idle() && self.todo_done {
+            if self.exitasap && self.idle() && self.todo.done() {
                 self.log.line("status: exiting");
                 return Ok(());
             }
@@ -287,7 +283,7 @@ impl Send {
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.todo_r.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.todo.fd(), PollFlags::POLLIN),
             ];
             for c in &self.chans {
                 let ev = if c.outbox.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
@@ -340,7 +336,7 @@ impl Send {
         match Signal::try_from(signo) {
             Ok(Signal::SIGTERM) if !self.exitasap => {
                 self.exitasap = true;
-                let _ = self.todo_w.write_all(&[todo::Command::Exit.byte()]);
+                self.todo.exit();
                 self.status();
             }
             Ok(Signal::SIGALRM) => {
@@ -363,7 +359,7 @@ impl Send {
                         self.log.line(&format!("alert: unable to reread controls: {e}"))
                     }
                 }
-                let _ = self.todo_w.write_all(&[todo::Command::Reload.byte()]);
+                self.todo.reload();
                 self.chans[0].outbox.extend(Command::reload().encode());
             }
             _ => {}
@@ -636,50 +632,22 @@ impl Send {
         }
     }
 
-    /// Records from qmail-todo (`qmail::todo`).
+    /// Schedule the messages qmail-todo has handed over.
     fn read_todo(&mut self) -> Result<(), String> {
-        let mut buf = [0u8; 16384];
-        let n = match self.todo_r.read(&mut buf) {
-            Ok(0) => {
-                if self.exitasap {
-                    self.todo_done = true;
-                    return Ok(());
+        for (channels, id) in self.todo.read(&mut self.log, self.exitasap)? {
+            let now = unix_now();
+            let due = Reverse((now, id));
+            match channels {
+                Channels::Local => self.chans[0].queue.push(due),
+                Channels::Remote => self.chans[1].queue.push(due),
+                Channels::Both => {
+                    self.chans[0].queue.push(due);
+                    self.chans[1].queue.push(due);
                 }
-                return Err("oh no! lost the qmail-todo connection".into());
+                Channels::Neither => self.finish.waiting().push(now, id),
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(format!("reading from qmail-todo: {e}")),
-        };
-        self.todo_in.feed(&buf[..n]);
-        while let Some(record) = self.todo_in.next() {
-            self.todo_record(record);
         }
         Ok(())
-    }
-
-    fn todo_record(&mut self, record: Result<todo::Record, todo::RecordError>) {
-        match record {
-            Ok(todo::Record::Log(line)) => self.log.line(&String::from_utf8_lossy(&line)),
-            Ok(todo::Record::Exit) => self.todo_done = true,
-            Ok(todo::Record::Done(channels, id)) => {
-                let now = unix_now();
-                let due = Reverse((now, id));
-                match channels {
-                    Channels::Local => self.chans[0].queue.push(due),
-                    Channels::Remote => self.chans[1].queue.push(due),
-                    Channels::Both => {
-                        self.chans[0].queue.push(due);
-                        self.chans[1].queue.push(due);
-                    }
-                    Channels::Neither => self.finish.waiting().push(now, id),
-                }
-            }
-            Err(todo::RecordError::TooLong) => {
-                self.log.line("warning: qmail-todo record too long, dropped")
-            }
-            Err(todo::RecordError::Bad) => self.log.line("warning: bad record from qmail-todo"),
-        }
     }
 }
 
