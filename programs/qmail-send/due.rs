@@ -30,4 +30,10 @@ impl Due {
         self.0.pop();
         Some(id)
     }
+
+    /// Make every id due at `now`.
+    pub fn all_at(&mut self, now: i64) {
+        let all: Vec<_> = self.0.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
+        self.0.extend(all);
+    }
 }
