@@ -7,37 +7,41 @@
 //! now; HUP re-reads the bounce control files and virtualdomains and tells qmail-todo and
 //! qmail-lspawn to re-read theirs. Exit 0 after TERM; 111 when it cannot start (controls,
 //! `lock/sendmutex` held by another qmail-send, a missing descriptor) or loses a partner.
+//!
+//! This file starts it and runs its loop (doc/INTERNALS.md, "qmail-send's cycle"); the
+//! channels are in channel.rs, completion and the leftovers sweep in complete.rs, the link
+//! to qmail-todo in todo.rs.
 
 #![forbid(unsafe_code)]
 
 mod bounce;
+mod channel;
+mod complete;
+mod due;
+mod log;
+mod todo;
+
+use channel::{Chan, Channels};
+use complete::Completion;
+use log::Log;
+use todo::Todo;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use qmail::auto::{self, SPLIT};
-use qmail::clean::{self, CleanError, Client};
+use qmail::clean::Client;
 use qmail::control::Control;
 use qmail::date822::unix_now;
-use qmail::queue::Leftover;
 use qmail::rewrite::Rewriter;
-use qmail::safe::log as safe;
-use qmail::spawn::{Command, ReportDecoder};
-use qmail::todo::{self, Channels};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Retry after trouble with the file system.
-const TROUBLE: i64 = 123;
-/// Time between cleanup sweeps.
-const SWEEP: i64 = 76_431;
 /// The most a poll sleeps.
 const MAX_SLEEP: i64 = 1500;
 
@@ -55,68 +59,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Trouble finishing a message: tried again later, unless qmail-clean is gone.
-enum Trouble {
-    Later(String),
-    Lost(String),
-}
-
-/// One delivery channel: local (lspawn) or remote (rspawn).
-struct Channel {
-    name: &'static str,
-    /// the `C` of the retry formula
-    c: i64,
-    to: File,
-    from: File,
-    outbox: Vec<u8>,
-    reports: ReportDecoder,
-    slots: Vec<Option<Delivery>>,
-    passes: Vec<Pass>,
-    /// (due time, id), earliest first
-    queue: BinaryHeap<Reverse<(i64, u64)>>,
-    active: HashSet<u64>,
-}
-
-/// A running delivery in a slot.
-struct Delivery {
-    num: u64,
-    id: u64,
-    offset: u64,
-    recipient: Vec<u8>,
-}
-
-/// A pass over one message's channel file.
-struct Pass {
-    id: u64,
-    file: File,
-    reader: BufReader<File>,
-    offset: u64,
-    eof: bool,
-    outstanding: usize,
-    undone: bool,
-    next: i64,
-    expired: bool,
-    sender: Vec<u8>,
-}
-
 struct Send {
-    home: PathBuf,
     control: Control,
-    log: File,
-    chans: [Channel; 2],
-    cleaner: Client,
-    todo_w: File,
-    todo_r: File,
-    todo_in: todo::Decoder,
+    log: Log,
+    chans: Channels,
+    finish: Completion,
+    todo: Todo,
+    /// `virtualdomains`, to strip a recipient's prefix in a bounce (re-read on HUP)
     rewriter: Rewriter,
-    bounce: bounce::BounceConf,
-    lifetime: i64,
-    delnum: u64,
-    exitasap: bool,
-    todo_done: bool,
-    next_sweep: i64,
-    /// messages whose completion must be retried: (due, id)
-    completions: BinaryHeap<Reverse<(i64, u64)>>,
 }
 
 fn run() -> Result<(), String> {
@@ -157,43 +107,18 @@ fn run() -> Result<(), String> {
     let lifetime = control.int_or("queuelifetime", 604_800).map_err(|e| e.to_string())? as i64;
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let bounce = bounce::BounceConf::load(&control).map_err(|e| e.to_string())?;
-    for f in [&l_to, &r_to] {
-        qmail::timeoutio::set_nonblocking(f);
-    }
-    let chan = |name, c, to, from, n| Channel {
-        name,
-        c,
-        to,
-        from,
-        outbox: Vec::new(),
-        reports: ReportDecoder::new(),
-        slots: (0..n).map(|_| None).collect(),
-        passes: Vec::new(),
-        queue: BinaryHeap::new(),
-        active: HashSet::new(),
-    };
     let mut send = Send {
-        home,
         control,
-        log,
-        chans: [chan("local", 10, l_to, l_from, lconc), chan("remote", 20, r_to, r_from, rconc)],
-        cleaner: Client::new(clean_w, clean_r),
-        todo_w,
-        todo_r,
-        todo_in: todo::Decoder::new(),
+        log: Log::new(log),
+        chans: Channels::new([(l_to, l_from, lconc), (r_to, r_from, rconc)], lifetime),
+        finish: Completion::new(home, bounce, Client::new(clean_w, clean_r)),
+        todo: Todo::new(todo_w, todo_r),
         rewriter,
-        bounce,
-        lifetime,
-        delnum: 0,
-        exitasap: false,
-        todo_done: false,
-        next_sweep: 0,
-        completions: BinaryHeap::new(),
     };
     send.startup_scan();
     // qmail-todo may start now: the queue scan is complete
-    let _ = send.todo_w.write_all(&[todo::Command::Start.byte()]);
-    send.status();
+    send.todo.start();
+    send.chans.status(&mut send.log);
     send.main_loop(&signals)
 }
 
@@ -204,62 +129,7 @@ fn handshake(from: &File) -> io::Result<u16> {
     Ok(u16::from_le_bytes(b))
 }
 
-fn isqrt(n: i64) -> i64 {
-    if n <= 0 {
-        return 0;
-    }
-    let n = n as u128;
-    let mut x = (n as f64).sqrt() as u128;
-    while x * x > n {
-        x -= 1;
-    }
-    while (x + 1) * (x + 1) <= n {
-        x += 1;
-    }
-    x as i64
-}
-
-/// The next attempt: `birth + (isqrt(age) + c)^2` (doc/qmail-send.8, "Channels and retries").
-fn next_retry(birth: i64, now: i64, c: i64) -> i64 {
-    let age = (now - birth).max(0);
-    let r = isqrt(age) + c;
-    birth + r * r
-}
-
-fn mtime(m: &fs::Metadata) -> i64 {
-    m.mtime()
-}
-
-fn chan_dir(chan: usize) -> &'static str {
-    if chan == 0 {
-        "local"
-    } else {
-        "remote"
-    }
-}
-
-fn path(dir: &str, id: u64) -> String {
-    format!("{dir}/{}/{id}", id % SPLIT)
-}
-
 impl Send {
-    fn log(&mut self, line: &str) {
-        let _ = self.log.write_all(format!("{line}\n").as_bytes());
-    }
-
-    fn status(&mut self) {
-        let busy = |c: &Channel| c.slots.iter().filter(|s| s.is_some()).count();
-        let line = format!(
-            "status: local {}/{} remote {}/{}{}",
-            busy(&self.chans[0]),
-            self.chans[0].slots.len(),
-            busy(&self.chans[1]),
-            self.chans[1].slots.len(),
-            if self.exitasap { " exitasap" } else { "" }
-        );
-        self.log(&line);
-    }
-
     /// At start (doc/INTERNALS.md, "qmail-send's cycle"), every preprocessed message (info present,
     /// todo absent) is scheduled at its channel files' mtimes; one without channel files goes to
     /// completion.
@@ -274,14 +144,14 @@ impl Send {
                     continue; // qmail-todo redoes it
                 }
                 let mut any = false;
-                for c in 0..2 {
-                    if let Ok(m) = fs::metadata(path(chan_dir(c), id)) {
-                        self.chans[c].queue.push(Reverse((mtime(&m), id)));
+                for c in Chan::ALL {
+                    if let Ok(m) = fs::metadata(c.path(id)) {
+                        self.chans.queue(c, m.mtime(), id);
                         any = true;
                     }
                 }
                 if !any {
-                    self.completions.push(Reverse((0, id)));
+                    self.finish.waiting().push(0, id);
                 }
             }
         }
@@ -289,27 +159,25 @@ impl Send {
 
     fn main_loop(&mut self, signals: &SignalFd) -> Result<(), String> {
         loop {
-            if self.exitasap && self.idle() && self.todo_done {
-                self.log("status: exiting");
+            if self.chans.exiting() && self.chans.idle() && self.todo.done() {
+                self.log.line("status: exiting");
                 return Ok(());
             }
-            self.run_completions()?;
-            if unix_now() >= self.next_sweep && !self.exitasap {
-                self.cleanup_sweep()?;
+            self.finish.run(&mut self.log)?;
+            if !self.chans.exiting() {
+                self.finish.sweep(&mut self.log)?;
             }
-            self.schedule()?;
-            self.flush_outboxes()?;
+            self.chans.schedule(&mut self.log, self.finish.waiting());
+            self.chans.flush()?;
             let timeout = self.timeout();
             let mut fds = vec![
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.chans[0].from.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.chans[1].from.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.todo_r.as_fd(), PollFlags::POLLIN),
+                self.chans.poll_reports(Chan::Local),
+                self.chans.poll_reports(Chan::Remote),
+                PollFd::new(self.todo.fd(), PollFlags::POLLIN),
+                self.chans.poll_commands(Chan::Local),
+                self.chans.poll_commands(Chan::Remote),
             ];
-            for c in &self.chans {
-                let ev = if c.outbox.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
-                fds.push(PollFd::new(c.to.as_fd(), ev));
-            }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -322,9 +190,10 @@ impl Send {
                     self.signal(info.ssi_signo as i32);
                 }
             }
-            for c in 0..2 {
-                if ready[1 + c] {
-                    self.read_reports(c)?;
+            for (i, c) in Chan::ALL.into_iter().enumerate() {
+                if ready[1 + i] {
+                    let done = self.finish.waiting();
+                    self.chans.read_reports(&mut self.log, done, &self.rewriter, c)?;
                 }
             }
             if ready[3] {
@@ -333,498 +202,59 @@ impl Send {
         }
     }
 
-    fn idle(&self) -> bool {
-        self.chans.iter().all(|c| c.slots.iter().all(Option::is_none) && c.outbox.is_empty())
-    }
-
     fn timeout(&self) -> PollTimeout {
         let now = unix_now();
         let mut due = now + MAX_SLEEP;
-        for c in &self.chans {
-            if c.slots.iter().any(Option::is_none) {
-                if let Some(Reverse((t, _))) = c.queue.peek() {
-                    due = due.min(*t);
-                }
-            }
-        }
-        if let Some(Reverse((t, _))) = self.completions.peek() {
-            due = due.min(*t);
+        for t in [self.chans.next_due(), self.finish.next()].into_iter().flatten() {
+            due = due.min(t);
         }
         qmail::timeoutio::poll_timeout(Duration::from_secs((due - now).max(0) as u64))
     }
 
     fn signal(&mut self, signo: i32) {
         match Signal::try_from(signo) {
-            Ok(Signal::SIGTERM) if !self.exitasap => {
-                self.exitasap = true;
-                let _ = self.todo_w.write_all(&[todo::Command::Exit.byte()]);
-                self.status();
+            Ok(Signal::SIGTERM) if !self.chans.exiting() => {
+                self.chans.exit_asap();
+                self.todo.exit();
+                self.chans.status(&mut self.log);
             }
             Ok(Signal::SIGALRM) => {
-                let now = unix_now();
-                for c in &mut self.chans {
-                    let all: Vec<_> =
-                        c.queue.drain().map(|Reverse((_, id))| Reverse((now, id))).collect();
-                    c.queue.extend(all);
-                }
-                self.log("status: retrying every message now (ALRM)");
+                self.chans.retry_all(unix_now());
+                self.log.line("status: retrying every message now (ALRM)");
             }
             Ok(Signal::SIGHUP) => {
                 match (Rewriter::load(&self.control), bounce::BounceConf::load(&self.control)) {
                     (Ok(r), Ok(b)) => {
                         self.rewriter = r;
-                        self.bounce = b;
-                        self.log("status: reread control files (HUP)");
+                        self.finish.reconfigure(b);
+                        self.log.line("status: reread control files (HUP)");
                     }
                     (Err(e), _) | (_, Err(e)) => {
-                        self.log(&format!("alert: unable to reread controls: {e}"))
+                        self.log.line(&format!("alert: unable to reread controls: {e}"))
                     }
                 }
-                let _ = self.todo_w.write_all(&[todo::Command::Reload.byte()]);
-                self.chans[0].outbox.extend(Command::reload().encode());
+                self.todo.reload();
+                self.chans.reload();
             }
             _ => {}
         }
     }
 
-    fn flush_outboxes(&mut self) -> Result<(), String> {
-        for c in &mut self.chans {
-            while !c.outbox.is_empty() {
-                match (&c.to).write(&c.outbox) {
-                    Ok(n) => {
-                        c.outbox.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(format!("oh no! lost the {} spawn connection: {e}", c.name))
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Start deliveries while slots are free (doc/INTERNALS.md, "qmail-send's cycle").
-    fn schedule(&mut self) -> Result<(), String> {
-        if self.exitasap {
-            return Ok(());
-        }
-        let now = unix_now();
-        for c in 0..2 {
-            while let Some(slot) = self.chans[c].slots.iter().position(Option::is_none) {
-                // a pass with records left, else the next due message
-                let pi = match self.chans[c].passes.iter().position(|p| !p.eof) {
-                    Some(pi) => pi,
-                    None => match self.open_next_pass(c, now) {
-                        Some(pi) => pi,
-                        None => break,
-                    },
-                };
-                self.advance(c, pi, slot);
-            }
-        }
-        Ok(())
-    }
-
-    /// Open the pass of the earliest due message of channel `c`.
-    fn open_next_pass(&mut self, c: usize, now: i64) -> Option<usize> {
-        loop {
-            let Reverse((due, id)) = *self.chans[c].queue.peek()?;
-            if due > now {
-                return None;
-            }
-            self.chans[c].queue.pop();
-            if self.chans[c].active.contains(&id) {
-                continue;
-            }
-            match self.open_pass(c, id, now) {
-                Ok(Some(p)) => {
-                    self.chans[c].active.insert(id);
-                    self.chans[c].passes.push(p);
-                    return Some(self.chans[c].passes.len() - 1);
-                }
-                Ok(None) => continue, // the channel file is gone: nothing to do
-                Err(e) => {
-                    self.log(&format!(
-                        "warning: trouble opening {}: {e}; will try again later",
-                        path(chan_dir(c), id)
-                    ));
-                    self.chans[c].queue.push(Reverse((now + TROUBLE, id)));
-                }
-            }
-        }
-    }
-
-    fn open_pass(&mut self, c: usize, id: u64, now: i64) -> io::Result<Option<Pass>> {
-        let file = match OpenOptions::new().read(true).write(true).open(path(chan_dir(c), id)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let info_path = path("info", id);
-        let info = fs::read(&info_path)?;
-        let birth = fs::metadata(&info_path)?.mtime();
-        let sender = qmail::queue::info_sender(&info);
-        let reader = BufReader::new(file.try_clone()?);
-        Ok(Some(Pass {
-            id,
-            file,
-            reader,
-            offset: 0,
-            eof: false,
-            outstanding: 0,
-            undone: false,
-            next: next_retry(birth, now, self.chans[c].c),
-            expired: now > birth + self.lifetime,
-            sender,
-        }))
-    }
-
-    /// Read the next `T` record of pass `pi` and start it in `slot`; finish the pass at EOF.
-    fn advance(&mut self, c: usize, pi: usize, slot: usize) {
-        let mut rec = Vec::new();
-        loop {
-            let pass = &mut self.chans[c].passes[pi];
-            rec.clear();
-            let start = pass.offset;
-            match pass.reader.read_until(0, &mut rec) {
-                Ok(0) => {
-                    pass.eof = true;
-                    self.maybe_finish(c, pi);
-                    return;
-                }
-                Ok(n) => pass.offset += n as u64,
-                Err(e) => {
-                    pass.eof = true;
-                    pass.undone = true;
-                    let line =
-                        format!("warning: trouble reading {}: {e}", path(chan_dir(c), pass.id));
-                    self.log(&line);
-                    self.maybe_finish(c, pi);
-                    return;
-                }
-            }
-            if rec.last() != Some(&0) {
-                pass.eof = true; // a partial record: ignore it
-                self.maybe_finish(c, pi);
-                return;
-            }
-            rec.pop();
-            if rec.first() != Some(&b'T') {
-                continue; // done (`D`) or unknown
-            }
-            let recipient = rec[1..].to_vec();
-            pass.outstanding += 1;
-            let id = pass.id;
-            let sender = verp(&pass.sender, &recipient);
-            self.delnum += 1;
-            let num = self.delnum;
-            let cmd = Command {
-                slot: slot as u16,
-                message: format!("{}/{id}", id % SPLIT).into_bytes(),
-                sender,
-                recipient: recipient.clone(),
-            };
-            let ch = &mut self.chans[c];
-            ch.outbox.extend(cmd.encode());
-            ch.slots[slot] =
-                Some(Delivery { num, id, offset: start, recipient: recipient.clone() });
-            let line =
-                format!("starting delivery {num}: msg {id} to {} {}", ch.name, safe(&recipient));
-            self.log(&line);
-            self.status();
-            return;
-        }
-    }
-
-    /// End pass `pi` if it has read everything and nothing is outstanding.
-    fn maybe_finish(&mut self, c: usize, pi: usize) {
-        let pass = &self.chans[c].passes[pi];
-        if !pass.eof || pass.outstanding > 0 {
-            return;
-        }
-        let pass = self.chans[c].passes.swap_remove(pi);
-        self.chans[c].active.remove(&pass.id);
-        let id = pass.id;
-        let file_path = path(chan_dir(c), id);
-        if pass.undone {
-            let t = UNIX_EPOCH + Duration::from_secs(pass.next.max(0) as u64);
-            if let Err(e) = pass.file.set_modified(t) {
-                self.log(&format!("warning: unable to utime {file_path}: {e}"));
-            }
-            self.chans[c].queue.push(Reverse((pass.next, id)));
-            return;
-        }
-        drop(pass);
-        if let Err(e) = fs::remove_file(&file_path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                self.log(&format!("warning: unable to unlink {file_path}: {e}"));
-                self.chans[c].queue.push(Reverse((unix_now() + TROUBLE, id)));
-                return;
-            }
-        }
-        let other = path(chan_dir(1 - c), id);
-        if !Path::new(&other).exists() {
-            self.completions.push(Reverse((0, id)));
-        }
-    }
-
-    fn read_reports(&mut self, c: usize) -> Result<(), String> {
-        let mut buf = [0u8; 16384];
-        let n = match (&self.chans[c].from).read(&mut buf) {
-            Ok(0) => {
-                return Err(format!("oh no! lost the {} spawn connection", self.chans[c].name))
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(format!("reading from the {} spawner: {e}", self.chans[c].name)),
-        };
-        self.chans[c].reports.feed(&buf[..n]);
-        while let Some(r) = self.chans[c].reports.next() {
-            self.report(c, r.slot as usize, r.letter, &r.text);
-        }
-        Ok(())
-    }
-
-    /// Act on one delivery result (doc/INTERNALS.md, "qmail-send's cycle").
-    fn report(&mut self, c: usize, slot: usize, letter: u8, text: &[u8]) {
-        let Some(Some(d)) = self.chans[c].slots.get(slot) else {
-            self.log(&format!("warning: report for a free slot {slot} of {}", self.chans[c].name));
-            return;
-        };
-        let (num, id, offset) = (d.num, d.id, d.offset);
-        if letter == b'L' {
-            self.log(&format!("delivery {num}: log: {}", safe(text)));
-            return;
-        }
-        let d = self.chans[c].slots[slot].take().expect("checked above");
-        let Some(pi) = self.chans[c].passes.iter().position(|p| p.id == id) else { return };
-        let expired = self.chans[c].passes[pi].expired;
-        let mut letter = letter;
-        let mut text = text.to_vec();
-        if !matches!(letter, b'K' | b'Z' | b'D') {
-            self.log(&format!("delivery {num}: report mangled, will defer"));
-            letter = b'Z';
-        }
-        if letter == b'Z' && expired {
-            letter = b'D';
-            if !text.ends_with(b"\n") && !text.is_empty() {
-                text.push(b'\n');
-            }
-            text.extend_from_slice(
-                b"I'm not going to try again; this message has been in the queue too long.\n",
-            );
-        }
-        match letter {
-            b'K' => {
-                self.log(&format!("delivery {num}: success: {}", safe(&text)));
-                self.mark_done(c, pi, offset);
-            }
-            b'Z' => {
-                self.log(&format!("delivery {num}: deferral: {}", safe(&text)));
-                self.chans[c].passes[pi].undone = true;
-            }
-            _ => {
-                self.log(&format!("delivery {num}: failure: {}", safe(&text)));
-                let rcpt = self.rewriter.strip_prefix(&d.recipient);
-                match bounce::append(Path::new(&format!("bounce/{id}")), &rcpt, &text) {
-                    Ok(()) => self.mark_done(c, pi, offset),
-                    Err(e) => {
-                        self.log(&format!("warning: unable to append to bounce/{id}: {e}"));
-                        self.chans[c].passes[pi].undone = true;
-                    }
-                }
-            }
-        }
-        self.chans[c].passes[pi].outstanding -= 1;
-        self.maybe_finish(c, pi);
-        self.status();
-    }
-
-    /// Overwrite the record's `T` with `D` (no fsync: a lost mark only repeats a delivery).
-    fn mark_done(&mut self, c: usize, pi: usize, offset: u64) {
-        let pass = &mut self.chans[c].passes[pi];
-        if let Err(e) = pass.file.write_at(b"D", offset) {
-            pass.undone = true;
-            let id = pass.id;
-            self.log(&format!("warning: unable to mark a recipient of msg {id} done: {e}"));
-        }
-    }
-
-    /// Remove what will never be delivered (doc/INTERNALS.md, "Leftovers"): a message file
-    /// with neither todo nor info that no live qmail-queue holds, i.e. the debris of a crashed
-    /// injection or a finished message whose info was removed just before a crash. Runs at
-    /// start, so no crash leaves such a file listed as queued mail, and then now and again.
-    fn cleanup_sweep(&mut self) -> Result<(), String> {
-        let now = unix_now();
-        for s in 0..SPLIT {
-            let Ok(dir) = fs::read_dir(format!("mess/{s}")) else { continue };
-            for e in dir.flatten() {
-                let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
-                    continue;
-                };
-                match qmail::queue::leftover(Path::new("."), id) {
-                    Ok(Some(Leftover::Debris)) => {}
-                    Ok(None | Some(Leftover::Injecting)) => continue,
-                    Err(e) => {
-                        self.log(&format!("warning: unable to check msg {id}: {e}"));
-                        continue;
-                    }
-                }
-                self.log(&format!("warning: removing leftover msg {id} (nothing will deliver it)"));
-                match self.cleaner.request(clean::Request::Foop(id)) {
-                    Ok(()) => {}
-                    Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
-                    Err(e) => self.log(&format!("warning: {e}")),
-                }
-            }
-        }
-        self.next_sweep = now + SWEEP;
-        Ok(())
-    }
-
-    /// Finish the messages due; losing qmail-clean is fatal (the set is restarted).
-    fn run_completions(&mut self) -> Result<(), String> {
-        let now = unix_now();
-        while let Some(Reverse((due, id))) = self.completions.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.completions.pop();
-            match self.complete(id) {
-                Ok(()) => {}
-                Err(Trouble::Lost(e)) => return Err(format!("oh no! {e}")),
-                Err(Trouble::Later(e)) => {
-                    self.log(&format!(
-                        "warning: trouble completing msg {id}: {e}; will try again later"
-                    ));
-                    self.completions.push(Reverse((now + TROUBLE, id)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Completion (doc/INTERNALS.md, "qmail-send's cycle"): bounce if needed, then remove the
-    /// message (info first, then the message file through qmail-clean).
-    fn complete(&mut self, id: u64) -> Result<(), Trouble> {
-        let bounce_path = PathBuf::from(format!("bounce/{id}"));
-        let info_path = path("info", id);
-        if bounce_path.exists() {
-            let info =
-                fs::read(&info_path).map_err(|e| Trouble::Later(format!("{info_path}: {e}")))?;
-            let sender = qmail::queue::info_sender(&info);
-            if bounce::route(&sender, &self.bounce).is_none() {
-                self.log(&format!("triple bounce: discarding bounce/{id}"));
-            } else {
-                let mess = PathBuf::from(path("mess", id));
-                let qp = bounce::inject(&self.home, &self.bounce, &sender, &bounce_path, &mess)
-                    .map_err(|v| Trouble::Later(v.to_string()))?;
-                self.log(&format!("bounce msg {id} qp {qp}"));
-            }
-            fs::remove_file(&bounce_path)
-                .map_err(|e| Trouble::Later(format!("unlink bounce/{id}: {e}")))?;
-        }
-        self.log(&format!("end msg {id}"));
-        match fs::remove_file(&info_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Trouble::Later(format!("unlink {info_path}: {e}"))),
-        }
-        self.cleaner.request(clean::Request::Foop(id)).map_err(|e| match e {
-            CleanError::Lost(_) => Trouble::Lost(e.to_string()),
-            CleanError::Refused(..) => Trouble::Later(e.to_string()),
-        })
-    }
-
-    /// Records from qmail-todo (`qmail::todo`).
+    /// Schedule the messages qmail-todo has handed over.
     fn read_todo(&mut self) -> Result<(), String> {
-        let mut buf = [0u8; 16384];
-        let n = match self.todo_r.read(&mut buf) {
-            Ok(0) => {
-                if self.exitasap {
-                    self.todo_done = true;
-                    return Ok(());
+        use qmail::todo::Channels as To;
+        for (channels, id) in self.todo.read(&mut self.log, self.chans.exiting())? {
+            let now = unix_now();
+            match channels {
+                To::Local => self.chans.queue(Chan::Local, now, id),
+                To::Remote => self.chans.queue(Chan::Remote, now, id),
+                To::Both => {
+                    self.chans.queue(Chan::Local, now, id);
+                    self.chans.queue(Chan::Remote, now, id);
                 }
-                return Err("oh no! lost the qmail-todo connection".into());
+                To::Neither => self.finish.waiting().push(now, id),
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(format!("reading from qmail-todo: {e}")),
-        };
-        self.todo_in.feed(&buf[..n]);
-        while let Some(record) = self.todo_in.next() {
-            self.todo_record(record);
         }
         Ok(())
-    }
-
-    fn todo_record(&mut self, record: Result<todo::Record, todo::RecordError>) {
-        match record {
-            Ok(todo::Record::Log(line)) => self.log(&String::from_utf8_lossy(&line)),
-            Ok(todo::Record::Exit) => self.todo_done = true,
-            Ok(todo::Record::Done(channels, id)) => {
-                let due = Reverse((unix_now(), id));
-                match channels {
-                    Channels::Local => self.chans[0].queue.push(due),
-                    Channels::Remote => self.chans[1].queue.push(due),
-                    Channels::Both => {
-                        self.chans[0].queue.push(due);
-                        self.chans[1].queue.push(due);
-                    }
-                    Channels::Neither => self.completions.push(due),
-                }
-            }
-            Err(todo::RecordError::TooLong) => {
-                self.log("warning: qmail-todo record too long, dropped")
-            }
-            Err(todo::RecordError::Bad) => self.log("warning: bad record from qmail-todo"),
-        }
-    }
-}
-
-/// The VERP sender rewrite (doc/qmail-send.8, "Bounces"): `P@H-@[]` with recipient `box@rhost` is
-/// sent as `Pbox=rhost@H`.
-fn verp(sender: &[u8], recipient: &[u8]) -> Vec<u8> {
-    let Some(base) = sender.strip_suffix(b"-@[]") else { return sender.to_vec() };
-    let (p, Some(h)) = qmail::address::split(base) else { return sender.to_vec() };
-    let mut out = p.to_vec();
-    let (rbox, rhost) = qmail::address::split(recipient);
-    out.extend_from_slice(rbox);
-    if let Some(rhost) = rhost {
-        out.push(b'=');
-        out.extend_from_slice(rhost);
-    }
-    out.push(b'@');
-    out.extend_from_slice(h);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_schedule() {
-        assert_eq!(isqrt(0), 0);
-        assert_eq!(isqrt(99), 9);
-        assert_eq!(isqrt(100), 10);
-        assert_eq!(isqrt(i64::MAX), 3_037_000_499);
-        // local: birth + 100, 400, 900 ...; remote: birth + 400, 1600, 3600 ...
-        assert_eq!(next_retry(1000, 1000, 10), 1100);
-        assert_eq!(next_retry(1000, 1100, 10), 1000 + 400);
-        assert_eq!(next_retry(1000, 1400, 10), 1000 + 900);
-        assert_eq!(next_retry(1000, 1000, 20), 1400);
-        assert_eq!(next_retry(1000, 1400, 20), 1000 + 1600);
-        // a birth in the future counts as age 0
-        assert_eq!(next_retry(5000, 1000, 10), 5100);
-    }
-
-    #[test]
-    fn verp_rewrite() {
-        assert_eq!(verp(b"list-@host-@[]", b"box@rhost"), b"list-box=rhost@host");
-        assert_eq!(verp(b"a@b", b"c@d"), b"a@b");
-        assert_eq!(verp(b"", b"c@d"), b"");
     }
 }
