@@ -10,6 +10,7 @@ use crate::log::Log;
 use nix::poll::{PollFd, PollFlags};
 use qmail::auto::SPLIT;
 use qmail::date822::unix_now;
+use qmail::queue::records::{self, Record};
 use qmail::queue::split_name;
 use qmail::rewrite::Rewriter;
 use qmail::safe::log as safe;
@@ -327,10 +328,10 @@ impl Channels {
                 return;
             }
             rec.pop();
-            if rec.first() != Some(&b'T') {
+            let Some(Record::Recipient(recipient)) = Record::parse(&rec) else {
                 continue; // done (`D`) or unknown
-            }
-            let recipient = rec[1..].to_vec();
+            };
+            let recipient = recipient.to_vec();
             pass.outstanding += 1;
             let id = pass.id;
             let sender = verp(&pass.sender, &recipient);
@@ -468,7 +469,7 @@ impl Channels {
     /// Overwrite the record's `T` with `D` (no fsync: a lost mark only repeats a delivery).
     fn mark_done(&mut self, log: &mut Log, c: Chan, pi: usize, offset: u64) {
         let pass = &mut self.chans[c].passes[pi];
-        if let Err(e) = pass.file.write_at(b"D", offset) {
+        if let Err(e) = pass.file.write_at(&[records::DONE], offset) {
             pass.undone = true;
             let id = pass.id;
             log.line(&format!("warning: unable to mark a recipient of msg {id} done: {e}"));
