@@ -7,8 +7,10 @@
 
 use crate::checks::{self, LocalIps, Verify};
 use crate::config::{Config, Env, SenderCheck, GREETING_REFUSAL_TIMEOUT};
+use crate::data;
+use crate::io::{Io, IoError};
+use crate::log::Log;
 use crate::verify::{self, Reply};
-use crate::{data, End, Io, IoError, Log};
 use qmail::address::Address;
 use qmail::control::Control;
 use qmail::dns;
@@ -20,6 +22,17 @@ use std::time::Duration;
 /// The most recipients of one message; past it RCPT answers 452 (RFC 5321 section 4.5.3.1.10: the
 /// client sends the rest in another transaction).
 pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// the client said QUIT
+    Quit,
+    /// the client closed the connection
+    Closed,
+    /// the server ended it (after a final reply, if it could send one)
+    Dropped,
+}
 
 /// What a command handler wants next.
 pub enum Flow {
@@ -73,7 +86,7 @@ pub fn run(io: &mut Io) -> End {
             return End::Dropped;
         }
     };
-    io.timeout = Duration::from_secs(cfg.timeout);
+    io.set_timeout(Duration::from_secs(cfg.timeout));
     log.at(
         2,
         format_args!(
@@ -243,7 +256,7 @@ impl Session<'_> {
         if self.env.smtp550disconnect {
             return End::Dropped;
         }
-        self.io.timeout = Duration::from_secs(GREETING_REFUSAL_TIMEOUT);
+        self.io.set_timeout(Duration::from_secs(GREETING_REFUSAL_TIMEOUT));
         loop {
             let cmd = match self.next() {
                 Ok(Input::Command(cmd)) => cmd,
@@ -606,7 +619,7 @@ impl Session<'_> {
 
 /// Whether a verifier's text carries the enhanced status code `code` (`(#X.Y.Z)`).
 fn carries(text: &str, code: &str) -> bool {
-    crate::enhanced(500, text).is_some_and(|c| c == code)
+    crate::io::enhanced(500, text).is_some_and(|c| c == code)
 }
 
 fn non_empty(text: &str, default: &str) -> String {

@@ -8,9 +8,8 @@
 //! removes what it wrote. A bare LF or CR (or an over-long header line) ends the session at
 //! once: nothing after it is read, so no second message can be smuggled in.
 
-use crate::chat::{Flow, Session};
+use crate::chat::{End, Flow, Session};
 use crate::checks::{self, ExecCheck};
-use crate::End;
 use qmail::date822::{unix_now, Utc};
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
@@ -45,7 +44,7 @@ pub fn data(s: &mut Session) -> Flow {
     let mut decoder = DataDecoder::new(s.cfg.databytes);
     let signatures = std::mem::take(&mut s.cfg.signatures);
     let mut exec = ExecCheck::new(&signatures);
-    let mut out = Vec::with_capacity(crate::READ_BUF);
+    let mut out = Vec::with_capacity(crate::io::READ_BUF);
     let result = loop {
         if s.io.data().is_empty() {
             if let Err(end) = s.fill() {
