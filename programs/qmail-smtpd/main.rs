@@ -14,26 +14,29 @@
 //! children are qmail-queue and, for RCPTCHECK/SENDERCHECK, qmail-verify, exec'd directly;
 //! addresses reach qmail-verify as data on its pipe: verify.rs). Every input is bounded while it streams: command
 //! lines ([`qmail::smtp::MAX_LINE`]), addresses, recipients per message
-//! ([`chat::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
+//! ([`envelope::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
 //! in memory. Only `CRLF.CRLF` ends DATA; a bare LF or CR there ends the session.
 
 #![forbid(unsafe_code)]
 
-mod chat;
 mod checks;
 mod config;
+mod conn;
 mod data;
+mod envelope;
 mod io;
 mod log;
+mod session;
+mod transaction;
 mod verify;
 
-use chat::End;
+use conn::End;
 use io::Io;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let Ok(mut io) = Io::stdio() else { return ExitCode::from(1) };
-    let end = chat::run(&mut io);
+    let end = session::run(&mut io);
     let _ = io.flush();
     match end {
         End::Quit | End::Closed => ExitCode::SUCCESS,
