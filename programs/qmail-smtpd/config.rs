@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::env;
 use std::net::IpAddr;
 use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 /// `timeoutsmtpd` when the file is absent (doc/DECISIONS.md, 16: the man page's 1200 s).
 pub const DEFAULT_TIMEOUT: u64 = 1200;
@@ -237,6 +238,9 @@ pub fn parse_rbllist(lines: &[String]) -> Result<Vec<Rbl>, String> {
 
 /// The control files, read once per connection.
 pub struct Config {
+    /// the installation root the control files were read under; qmail-queue and qmail-verify
+    /// are run from it
+    pub home: PathBuf,
     pub me: String,
     pub greeting: String,
     pub localiphost: String,
@@ -262,8 +266,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read every control file. The error is the text for the log.
-    pub fn load(c: &Control, env: &Env) -> Result<Config, String> {
+    /// Read every control file under `home`. The error is the text for the log.
+    pub fn load(home: &Path, env: &Env) -> Result<Config, String> {
+        let c = &Control::new(home);
         let e = |e: ControlError| e.to_string();
         let me = c.me().map_err(e)?.ok_or("control/me is missing")?;
         let rcpthosts_cdb = c.path("rcpthosts.cdb").exists();
@@ -294,6 +299,7 @@ impl Config {
             Vec::new()
         };
         Ok(Config {
+            home: home.to_path_buf(),
             greeting: c.line("smtpgreeting").map_err(e)?.unwrap_or_default(),
             localiphost: c.line("localiphost").map_err(e)?.unwrap_or_else(|| me.clone()),
             me,

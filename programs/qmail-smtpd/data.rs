@@ -8,9 +8,12 @@
 //! removes what it wrote. A bare LF or CR (or an over-long header line) ends the session at
 //! once: nothing after it is read, so no second message can be smuggled in.
 
-use crate::chat::{Flow, Session};
 use crate::checks::{self, ExecCheck};
-use crate::End;
+use crate::config::{Config, Env};
+use crate::conn::{Conn, End, Flow};
+use crate::envelope::Gate;
+use crate::transaction::Transaction;
+use qmail::address::Address;
 use qmail::date822::{unix_now, Utc};
 use qmail::envelope::Envelope;
 use qmail::exit::Verdict;
@@ -19,43 +22,51 @@ use qmail::safe::received as safe;
 use qmail::smtp::{DataDecoder, DataError, Refusal, Step};
 use std::io::Write;
 
-/// Handle DATA.
-pub fn data(s: &mut Session) -> Flow {
-    let Some(sender) = s.sender.clone() else {
-        s.io.reply(503, "MAIL first (#5.5.1)");
+/// Handle DATA: the transaction's message, from the client to the queue.
+pub fn data(
+    conn: &mut Conn,
+    cfg: &Config,
+    env: &Env,
+    helo: Option<&[u8]>,
+    txn: &mut Transaction,
+    gate: &mut Gate,
+) -> Flow {
+    let Some(sender) = txn.sender().cloned() else {
+        conn.reply(503, "MAIL first (#5.5.1)");
         return Flow::Continue;
     };
-    if s.rcpts.is_empty() {
-        s.io.reply(503, "RCPT first (#5.5.1)");
+    if txn.rcpts().is_empty() {
+        conn.reply(503, "RCPT first (#5.5.1)");
         return Flow::Continue;
     }
-    s.verifier.close_coprocess();
-    let mut inj = match Injection::start(&s.home) {
+    gate.close_coprocess();
+    let mut inj = match Injection::start(&cfg.home) {
         Ok(inj) => inj,
         Err(v) => {
-            s.log.at(3, format_args!("unable to start the queue: {v}"));
-            s.io.reply(451, "qqt failure (#4.3.0)");
+            conn.log().at(3, format_args!("unable to start the queue: {v}"));
+            conn.reply(451, "qqt failure (#4.3.0)");
             return Flow::Continue;
         }
     };
     let qp = inj.pid();
-    s.io.reply(354, "go ahead");
-    let _ = inj.message().write_all(header(s, &sender).as_bytes());
+    conn.reply(354, "go ahead");
+    let first = txn.rcpts().first();
+    let header = header(env, helo, gate.rbl_headers(), &sender, first);
+    let _ = inj.message().write_all(header.as_bytes());
     let mut inj = Some(inj);
-    let mut decoder = DataDecoder::new(s.cfg.databytes);
-    let signatures = std::mem::take(&mut s.cfg.signatures);
-    let mut exec = ExecCheck::new(&signatures);
-    let mut out = Vec::with_capacity(crate::READ_BUF);
+    let mut decoder = DataDecoder::new(cfg.databytes);
+    let mut exec = ExecCheck::new(&cfg.signatures);
+    let mut out = Vec::with_capacity(crate::io::READ_BUF);
     let result = loop {
-        if s.io.data().is_empty() {
-            if let Err(end) = s.fill() {
+        if conn.input().is_empty() {
+            if let Err(end) = conn.fill() {
                 // the queue program sees EOF without an envelope and cleans up
                 return Flow::End(end);
             }
         }
         out.clear();
-        let (n, step) = decoder.push(s.io.data(), &mut out);
-        s.io.consume(n);
+        let (n, step) = decoder.push(conn.input(), &mut out);
+        conn.consume(n);
         if let Some(i) = inj.as_mut() {
             exec.scan(&out);
             let _ = i.message().write_all(&out);
@@ -80,15 +91,13 @@ pub fn data(s: &mut Session) -> Flow {
                     }
                     DataError::HeaderTooLong => (500, "header line too long (#5.5.2)"),
                 };
-                s.log.at(3, format_args!("{code} {text} ({})", s.env.remote_ip));
-                s.io.reply(code, text);
+                conn.log().at(3, format_args!("{code} {text} ({})", env.remote_ip));
+                conn.reply(code, text);
                 return Flow::End(End::Dropped);
             }
         }
     };
-    s.cfg.signatures = signatures;
-    let rcpts = std::mem::take(&mut s.rcpts);
-    s.reset();
+    let rcpts = txn.end();
     let verdict = match (result, inj) {
         (Err(Refusal::TooBig), _) => {
             Err(Verdict::perm("sorry, that message size exceeds my databytes limit (#5.3.4)"))
@@ -101,18 +110,18 @@ pub fn data(s: &mut Session) -> Flow {
     };
     match verdict {
         Ok(()) => {
-            let text = format!("ok {} qp {qp} by {}", unix_now(), s.cfg.me);
-            s.log.at(2, format_args!("message queued: {text}"));
-            s.io.reply(250, &text);
+            let text = format!("ok {} qp {qp} by {}", unix_now(), cfg.me);
+            conn.log().at(2, format_args!("message queued: {text}"));
+            conn.reply(250, &text);
         }
         Err(Verdict::Perm(text)) => {
-            s.log.at(3, format_args!("message refused: {text}"));
+            conn.log().at(3, format_args!("message refused: {text}"));
             let code = if text.contains("(#5.3.4)") { 552 } else { 554 };
-            s.io.reply(code, &text);
+            conn.reply(code, &text);
         }
         Err(Verdict::Temp(text)) => {
-            s.log.at(3, format_args!("message not queued: {text}"));
-            s.io.reply(451, &text);
+            conn.log().at(3, format_args!("message not queued: {text}"));
+            conn.reply(451, &text);
         }
     }
     Flow::Continue
@@ -120,16 +129,21 @@ pub fn data(s: &mut Session) -> Flow {
 
 /// The lines qmail-smtpd puts before the message: X-RBL lines, then the Received line of the
 /// qmail-LDAP form (every field through [`qmail::safe::received`]).
-fn header(s: &Session, sender: &qmail::address::Address) -> String {
+fn header(
+    env: &Env,
+    helo: Option<&[u8]>,
+    rbl_headers: &[String],
+    sender: &Address,
+    first: Option<&Address>,
+) -> String {
     let mut h = String::new();
-    for line in &s.rbl_headers {
+    for line in rbl_headers {
         h.push_str(line);
         h.push('\n');
     }
-    let env = &s.env;
     h.push_str("Received: from ");
     h.push_str(&safe(env.remote_host.as_bytes()));
-    if let Some(helo) = &s.helo {
+    if let Some(helo) = helo {
         if !helo.eq_ignore_ascii_case(env.remote_host.as_bytes()) {
             h.push_str(" (HELO ");
             h.push_str(&safe(helo));
@@ -152,7 +166,7 @@ fn header(s: &Session, sender: &qmail::address::Address) -> String {
     h.push_str(">)\n          by ");
     h.push_str(&safe(env.local_host.as_bytes()));
     h.push_str(" (qmail-ldap-rs) with SMTP\n          for <");
-    h.push_str(&safe(s.rcpts.first().map_or(&b""[..], |r| r.as_bytes())));
+    h.push_str(&safe(first.map_or(&b""[..], |r| r.as_bytes())));
     h.push_str(">; ");
     h.push_str(&Utc::now().rfc822());
     h.push('\n');

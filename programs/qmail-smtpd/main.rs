@@ -14,224 +14,32 @@
 //! children are qmail-queue and, for RCPTCHECK/SENDERCHECK, qmail-verify, exec'd directly;
 //! addresses reach qmail-verify as data on its pipe: verify.rs). Every input is bounded while it streams: command
 //! lines ([`qmail::smtp::MAX_LINE`]), addresses, recipients per message
-//! ([`chat::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
+//! ([`envelope::MAX_RECIPIENTS`]), header lines and `databytes`; the message body is never held
 //! in memory. Only `CRLF.CRLF` ends DATA; a bare LF or CR there ends the session.
 
 #![forbid(unsafe_code)]
 
-mod chat;
 mod checks;
 mod config;
+mod conn;
 mod data;
+mod envelope;
+mod io;
+mod log;
+mod session;
+mod transaction;
 mod verify;
 
-use qmail::timeoutio;
-use std::fmt;
-use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::AsFd;
+use conn::End;
+use io::Io;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let Ok(mut io) = Io::stdio() else { return ExitCode::from(1) };
-    let end = chat::run(&mut io);
+    let end = session::run(&mut io);
     let _ = io.flush();
     match end {
         End::Quit | End::Closed => ExitCode::SUCCESS,
         End::Dropped => ExitCode::from(1),
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// the client said QUIT
-    Quit,
-    /// the client closed the connection
-    Closed,
-    /// the server ended it (after a final reply, if it could send one)
-    Dropped,
-}
-
-/// Why a read or write failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoError {
-    Timeout,
-    /// end of input from the client
-    Eof,
-    /// a read or write error; the client is gone
-    Broken,
-}
-
-/// The client connection: a bounded read buffer, the reply buffer, the per-read timeout.
-/// Replies are held until the next read (or an explicit flush): that is PIPELINING.
-pub struct Io {
-    input: File,
-    output: File,
-    pub timeout: Duration,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    out: Vec<u8>,
-}
-
-/// The read buffer: the most client bytes held at once.
-const READ_BUF: usize = 64 * 1024;
-
-impl Io {
-    /// fd 0 and fd 1 (duplicated, so that std's own buffers are out of the way), non-blocking:
-    /// every wait is a poll with the timeout.
-    fn stdio() -> io::Result<Io> {
-        let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
-        let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        timeoutio::set_nonblocking(&input);
-        timeoutio::set_nonblocking(&output);
-        Ok(Io {
-            input,
-            output,
-            timeout: Duration::from_secs(config::DEFAULT_TIMEOUT),
-            buf: vec![0; READ_BUF].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            out: Vec::with_capacity(4096),
-        })
-    }
-
-    /// The client bytes read and not yet consumed.
-    pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    pub fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
-    }
-
-    /// Flush the replies, then wait (at most the timeout) for more client bytes.
-    pub fn fill(&mut self) -> Result<(), IoError> {
-        self.flush()?;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if self.end == self.buf.len() {
-            // the caller consumes what it can before asking for more; a full buffer is a bug
-            // in the caller, handled by making room
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let deadline = Instant::now() + self.timeout;
-        match timeoutio::read_by(self.input.as_fd(), &mut self.buf[self.end..], deadline) {
-            Ok(0) => Err(IoError::Eof),
-            Ok(n) => {
-                self.end += n;
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(IoError::Timeout),
-            Err(_) => Err(IoError::Broken),
-        }
-    }
-
-    /// Queue one reply line; CRLF is added.
-    pub fn line(&mut self, text: impl fmt::Display) {
-        let _ = write!(self.out, "{text}\r\n");
-    }
-
-    /// Queue a reply: `CODE X.Y.Z text` (RFC 2034; the enhanced code is the text's own
-    /// `(#X.Y.Z)` when it has one, else the class default). 3xx replies carry none.
-    pub fn reply(&mut self, code: u16, text: &str) {
-        match enhanced(code, text) {
-            Some(status) => self.line(format_args!("{code} {status} {text}")),
-            None => self.line(format_args!("{code} {text}")),
-        }
-    }
-
-    /// Queue a reply with a given enhanced status code (`250 2.1.5 ok`).
-    pub fn reply_as(&mut self, code: u16, status: &str, text: &str) {
-        self.line(format_args!("{code} {status} {text}"));
-    }
-
-    /// Send every queued reply, waiting at most the timeout.
-    pub fn flush(&mut self) -> Result<(), IoError> {
-        let deadline = Instant::now() + self.timeout;
-        let mut done = 0;
-        while done < self.out.len() {
-            match timeoutio::write_by(self.output.as_fd(), &self.out[done..], deadline) {
-                Ok(0) => return Err(IoError::Broken),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
-                Err(_) => {
-                    self.out.clear();
-                    return Err(IoError::Broken);
-                }
-            }
-        }
-        self.out.clear();
-        Ok(())
-    }
-}
-
-/// The enhanced status code of a reply: the last `(#X.Y.Z)` in `text`, else `2.0.0`,
-/// `4.0.0` or `5.0.0` by the reply's class; `None` for 1xx/3xx.
-pub fn enhanced(code: u16, text: &str) -> Option<String> {
-    let class = code / 100;
-    if !matches!(class, 2 | 4 | 5) {
-        return None;
-    }
-    let found = text.rmatch_indices("(#").find_map(|(i, _)| {
-        let rest = &text[i + 2..];
-        let end = rest.find(')')?;
-        let code = &rest[..end];
-        let parts: Vec<&str> = code.split('.').collect();
-        let ok = parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-        ok.then(|| code.to_string())
-    });
-    Some(found.unwrap_or_else(|| format!("{class}.0.0")))
-}
-
-/// The `LOGLEVEL` log: `qmail-smtpd PID: text` on stderr, for levels up to the one set
-/// (1 fatal, 2 accounting, 3 errors and options, 4 verbose).
-#[derive(Debug, Clone, Copy)]
-pub struct Log {
-    level: u8,
-    pid: u32,
-}
-
-impl Log {
-    pub fn new(level: u8) -> Self {
-        Log { level: level.min(4), pid: std::process::id() }
-    }
-
-    pub fn at(&self, level: u8, text: fmt::Arguments<'_>) {
-        if level <= self.level {
-            // one line each: client-chosen bytes cannot forge or break log lines
-            let text = qmail::safe::printable(text.to_string().as_bytes(), '?');
-            let _ =
-                io::stderr().write_all(format!("qmail-smtpd {}: {text}\n", self.pid).as_bytes());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enhanced_codes() {
-        let rows: &[(u16, &str, Option<&str>)] = &[
-            (250, "ok", Some("2.0.0")),
-            (553, "sorry (#5.7.1)", Some("5.7.1")),
-            (451, "a (#4.3.0) b (#4.4.2)", Some("4.4.2")),
-            (451, "broken (#4.x.0)", Some("4.0.0")),
-            (354, "go ahead", None),
-            (221, "bye (#", Some("2.0.0")),
-        ];
-        for &(code, text, want) in rows {
-            assert_eq!(enhanced(code, text).as_deref(), want, "{text}");
-        }
     }
 }

@@ -1,0 +1,242 @@
+//! qmail-smtpd's session: it reads the environment and the control files, greets the client
+//! (or refuses it at the greeting), and answers its commands in turn: HELO/EHLO, RSET, NOOP,
+//! VRFY, HELP, QUIT and AUTH here, MAIL and RCPT in envelope.rs, DATA in data.rs
+//! (doc/qmail-smtpd.8).
+//!
+//! Replies to MAIL, RCPT and RSET are held for PIPELINING; every other reply is flushed at
+//! once.
+
+use crate::checks::{self, Verify};
+use crate::config::{Config, Env, GREETING_REFUSAL_TIMEOUT};
+use crate::conn::{Conn, End, Flow};
+use crate::data;
+use crate::envelope::Gate;
+use crate::io::Io;
+use crate::log::Log;
+use crate::transaction::Transaction;
+use qmail::smtp::{Input, Verb};
+use std::time::Duration;
+
+/// One SMTP session.
+struct Session<'a> {
+    conn: Conn<'a>,
+    cfg: Config,
+    env: Env,
+    /// what the client called itself at HELO or EHLO
+    helo: Option<Vec<u8>>,
+    txn: Transaction,
+    gate: Gate,
+    /// a seam's variable was logged as set but not built in (once a session)
+    noted_seams: bool,
+}
+
+/// Run a whole session on `io`.
+pub fn run(io: &mut Io) -> End {
+    let env = Env::read();
+    let log = Log::new(env.loglevel);
+    let home = qmail::auto::home();
+    if std::env::set_current_dir(&home).is_err() {
+        log.at(1, format_args!("fatal: unable to chdir to {}", home.display()));
+        io.reply(421, "unable to chdir to qmail home (#4.3.0)");
+        return End::Dropped;
+    }
+    let cfg = match Config::load(&home, &env) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            log.at(1, format_args!("fatal: {e}"));
+            io.reply(421, "unable to read controls (#4.3.0)");
+            return End::Dropped;
+        }
+    };
+    io.set_timeout(Duration::from_secs(cfg.timeout));
+    log.at(
+        2,
+        format_args!(
+            "connection from {} ({}) to {}",
+            env.remote_ip, env.remote_host, env.local_host
+        ),
+    );
+    let mut relay = env.relayclient.clone();
+    if relay.is_none() && std::env::var_os("NOPBS").is_none() {
+        if let Verify::Accept = checks::pbs_relay(&env.remote_ip) {
+            relay = Some(Vec::new());
+        }
+    }
+    let gate = Gate::new(&cfg, &env);
+    let mut s = Session {
+        conn: Conn::new(io, log, &env),
+        cfg,
+        env,
+        helo: None,
+        txn: Transaction::new(relay),
+        gate,
+        noted_seams: false,
+    };
+    if s.env.greeting550.is_some() || s.env.greeting421.is_some() {
+        return s.refuse_greeting();
+    }
+    let greeting = s.with_greeting("ESMTP");
+    s.conn.line(format_args!("220 {greeting}"));
+    s.chat()
+}
+
+impl Session<'_> {
+    /// `ME WORDS[ GREETING]`.
+    fn with_greeting(&self, words: &str) -> String {
+        let mut g = self.cfg.me.clone();
+        if !words.is_empty() {
+            g.push(' ');
+            g.push_str(words);
+        }
+        if !self.cfg.greeting.is_empty() {
+            g.push(' ');
+            g.push_str(&self.cfg.greeting);
+        }
+        g.trim_end().to_string()
+    }
+
+    /// The commands, one after another, until the session ends.
+    fn chat(&mut self) -> End {
+        loop {
+            let input = match self.conn.next() {
+                Ok(input) => input,
+                Err(end) => return end,
+            };
+            let cmd = match input {
+                Input::TooLong => {
+                    self.conn.reply(500, "line too long (#5.5.2)");
+                    let _ = self.conn.flush();
+                    continue;
+                }
+                Input::Command(cmd) => cmd,
+            };
+            let flow = match cmd.verb {
+                Verb::Helo => self.helo(cmd.arg, false),
+                Verb::Ehlo => self.helo(cmd.arg, true),
+                Verb::Mail => {
+                    self.gate.mail(&mut self.conn, &self.cfg, &self.env, &mut self.txn, &cmd.arg)
+                }
+                Verb::Rcpt => {
+                    self.gate.rcpt(&mut self.conn, &self.cfg, &self.env, &mut self.txn, &cmd.arg)
+                }
+                Verb::Data => data::data(
+                    &mut self.conn,
+                    &self.cfg,
+                    &self.env,
+                    self.helo.as_deref(),
+                    &mut self.txn,
+                    &mut self.gate,
+                ),
+                Verb::Rset => {
+                    self.txn.reset();
+                    self.conn.reply(250, "flushed");
+                    Flow::Continue
+                }
+                Verb::Noop => self.conn.say(250, "ok"),
+                Verb::Vrfy => self.conn.say(252, "send some mail, i'll try my best"),
+                Verb::Help => self.conn.say(214, "qmail-ldap-rs: this is an SMTP server"),
+                Verb::Quit => {
+                    let bye = format!("{} Goodbye.", self.cfg.me);
+                    self.conn.reply(221, &bye);
+                    Flow::End(End::Quit)
+                }
+                Verb::Auth => self.auth(),
+                Verb::Starttls => self.conn.say(502, "STARTTLS not available (#5.5.1)"),
+                Verb::Unknown => self.conn.say(502, "unimplemented (#5.5.1)"),
+            };
+            match flow {
+                Flow::Continue => {
+                    if !matches!(cmd.verb, Verb::Mail | Verb::Rcpt | Verb::Rset)
+                        && self.conn.flush().is_err()
+                    {
+                        return End::Dropped;
+                    }
+                }
+                Flow::End(end) => return end,
+            }
+        }
+    }
+
+    /// 550GREETING / 421GREETING (doc/qmail-smtpd.8, "Greeting refusal"): refuse at the greeting;
+    /// only QUIT works.
+    fn refuse_greeting(&mut self) -> End {
+        let (code, text) = match (&self.env.greeting550, &self.env.greeting421) {
+            (Some(t), _) => (554, non_empty(t, "administratively denied (#5.7.1)")),
+            (None, Some(t)) => (421, non_empty(t, "temporarily not available (#4.3.2)")),
+            (None, None) => return End::Dropped,
+        };
+        self.conn.log().at(2, format_args!("greeting refused: {code} {text}"));
+        self.conn.line(format_args!("{code} {} {text}", self.cfg.me));
+        if self.env.smtp550disconnect {
+            return End::Dropped;
+        }
+        self.conn.set_timeout(Duration::from_secs(GREETING_REFUSAL_TIMEOUT));
+        loop {
+            let cmd = match self.conn.next() {
+                Ok(Input::Command(cmd)) => cmd,
+                Ok(Input::TooLong) => {
+                    self.conn.reply(500, "line too long (#5.5.2)");
+                    continue;
+                }
+                Err(end) => return end,
+            };
+            match cmd.verb {
+                Verb::Quit => {
+                    let bye = format!("{} Goodbye.", self.cfg.me);
+                    self.conn.reply(221, &bye);
+                    return End::Quit;
+                }
+                Verb::Helo | Verb::Ehlo if code == 421 => {
+                    self.conn.reply(421, &text);
+                }
+                _ => self.conn.reply(503, "bad sequence of commands (#5.5.1)"),
+            }
+            if self.conn.flush().is_err() {
+                return End::Dropped;
+            }
+        }
+    }
+
+    fn helo(&mut self, arg: Vec<u8>, extended: bool) -> Flow {
+        self.txn.reset();
+        let first = self.with_greeting("");
+        if extended {
+            self.conn.line(format_args!("250-{first}"));
+            self.conn.line("250-PIPELINING");
+            if self.cfg.databytes > 0 {
+                self.conn.line(format_args!("250-SIZE {}", self.cfg.databytes));
+            }
+            self.conn.line("250-ENHANCEDSTATUSCODES");
+            self.conn.line("250 8BITMIME");
+        } else {
+            self.conn.line(format_args!("250 {first}"));
+        }
+        self.helo = Some(arg);
+        Flow::Continue
+    }
+
+    /// AUTH: the seam. Until SMTP AUTH is built, it is "not enabled" (502).
+    fn auth(&mut self) -> Flow {
+        if self.env.smtpauth {
+            self.note_seam("SMTPAUTH");
+        }
+        self.conn.say(502, "AUTH not available (#5.5.1)")
+    }
+
+    fn note_seam(&mut self, name: &str) {
+        if !self.noted_seams {
+            self.noted_seams = true;
+            self.conn
+                .log()
+                .at(3, format_args!("{name} is set but not available in this build: ignored"));
+        }
+    }
+}
+
+fn non_empty(text: &str, default: &str) -> String {
+    if text.is_empty() {
+        default.to_string()
+    } else {
+        text.to_string()
+    }
+}
