@@ -311,6 +311,15 @@ pub mod wire {
     /// The longest answer text read; a longer one is a broken verifier.
     pub const TEXT_MAX: usize = 1024;
 
+    /// The longest request taken (read with [`crate::text0::read_record`]): an address of at
+    /// most [`super::ADDRESS_MAX`] bytes, the NUL not counted.
+    pub const REQUEST_MAX: usize = super::ADDRESS_MAX;
+
+    /// A request's bytes: the address and a NUL.
+    pub fn request(address: &[u8]) -> Vec<u8> {
+        [address, b"\0"].concat()
+    }
+
     /// One answer.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Answer {

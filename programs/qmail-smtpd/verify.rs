@@ -210,10 +210,9 @@ fn exchange<W: Write, R: AsFd>(
     address: &[u8],
     deadline: Instant,
 ) -> Result<Answer, String> {
-    let mut request = Vec::with_capacity(address.len() + 1);
-    request.extend_from_slice(address);
-    request.push(0);
-    w.write_all(&request).and_then(|()| w.flush()).map_err(|e| format!("write: {e}"))?;
+    w.write_all(&qmail::verify::wire::request(address))
+        .and_then(|()| w.flush())
+        .map_err(|e| format!("write: {e}"))?;
     let mut got = Vec::new();
     let mut chunk = [0u8; 512];
     loop {

@@ -32,15 +32,12 @@ use qmail::control::{Control, ControlError};
 use qmail::listener::{self, Conn, Listen, Options};
 use qmail::rewrite::Rewriter;
 use qmail::text0::Text0Error;
-use qmail::verify::wire::Answer;
+use qmail::verify::wire::{Answer, REQUEST_MAX};
 use qmail::verify::{Verdict, Verifier, NO_MAILBOX};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// The longest request taken: [`qmail::verify::ADDRESS_MAX`] bytes, the NUL not counted.
-pub const REQUEST_MAX: usize = qmail::verify::ADDRESS_MAX;
 
 /// The answer text of an over-quota mailbox with `rcptcheckquota` `temp`.
 const OVER_QUOTA_TEMP: &str = "The users mailfolder is over the allowed quota (size). (#4.2.2)";
