@@ -192,15 +192,17 @@ fn refuses_root_usage_errors_and_broken_controls() {
 #[test]
 fn exit_codes_of_broken_pipes_and_roots() {
     let sb = Sandbox::for_delivery();
-    // 1: the answer cannot be written
+    // 1: the answer cannot be written. /dev/full fails every write, whatever else runs: a
+    // pipe whose read end we close is not enough, since a child forked meanwhile by another
+    // test thread may still hold that end until it execs, and then the write succeeds
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     let mut cmd = sb.cmd("qmail-verify");
     let mut child = unprivileged(&mut cmd)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(full)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let mut input = child.stdin.take().unwrap();
     input.write_all(b"x@elsewhere.net\0").unwrap();
     drop(input);
