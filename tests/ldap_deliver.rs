@@ -435,4 +435,20 @@ fn not_found_falls_back_and_other_cluster_hosts_wait() {
     );
     assert!(Sandbox::maildir_new(&away).is_empty());
     assert_eq!(run.count_log(|l| l.contains(": failure: ")), 0);
+    // qmail-ldaplookup says what delivery does with each mailHost
+    let shown = |addr: &str| {
+        let out = d.sb.run("qmail-ldaplookup", &["-m", addr], b"");
+        assert_ok(&out, "qmail-ldaplookup");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let far = shown("far@example.org");
+    assert!(
+        far.contains("mail host: other.example.org (another cluster host: mail waits"),
+        "{far}"
+    );
+    let near = shown("near@example.org");
+    assert!(near.contains("mail host: MX.example.org (this host: delivered here)"), "{near}");
+    d.sb.control("ldapcluster", "0\n");
+    let far = shown("far@example.org");
+    assert!(far.contains("(ignored (ldapcluster is 0): delivered here)"), "{far}");
 }

@@ -338,8 +338,9 @@ fn environment(acct: &ldap::Account) -> Vec<(EnvName, Vec<u8>)> {
 }
 
 /// Whether `host` (a mailHost value) is this host: always with `ldapcluster` 0, else when it
-/// is `me` or a line of `ldapclusterhosts` (case-insensitive, no DNS).
-fn ours(ctl: &Control, host: &str) -> Result<bool, Failure> {
+/// is `me` or a line of `ldapclusterhosts` (case-insensitive, no DNS). Delivery and
+/// qmail-ldaplookup's account both ask this.
+pub fn ours(ctl: &Control, host: &str) -> Result<bool, Failure> {
     let read = |e: crate::control::ControlError| Failure::report(Qlx::Sys, format!("{e} (#4.3.0)"));
     if ctl.int_or("ldapcluster", 0).map_err(read)? == 0 {
         return Ok(true);

@@ -158,7 +158,7 @@ fn run(args: &Args) -> Result<Outcome> {
         for entry in &entries {
             print_entry(&mut out, entry);
             match ldap::decode(entry, &cand, dir.config()) {
-                Ok(acct) => print_delivery(&mut out, &acct, dir.config()),
+                Ok(acct) => print_delivery(&mut out, &acct, dir.config(), &ctl),
                 Err(e) => {
                     out.push_str(&format!("Delivery: impossible: {}\n", controls(&e.to_string())));
                     problem.get_or_insert(e);
@@ -309,7 +309,7 @@ fn print_entry(out: &mut String, entry: &ldap::Entry) {
 }
 
 /// What qmail-lspawn and qmail-local would do with the decoded account.
-fn print_delivery(out: &mut String, a: &Account, cfg: &Config) {
+fn print_delivery(out: &mut String, a: &Account, cfg: &Config, ctl: &Control) {
     use ldap::AccountStatus as S;
     out.push_str("\nDelivery:\n");
     let status = match &a.status {
@@ -322,10 +322,17 @@ fn print_delivery(out: &mut String, a: &Account, cfg: &Config) {
     };
     out.push_str(&format!("  status: {status}\n"));
     if let Some(h) = &a.mail_host {
-        out.push_str(&format!(
-            "  mail host: {} (delivered here only if that is us)\n",
-            controls(h)
-        ));
+        let clustered = ctl.int_or("ldapcluster", 0).unwrap_or(0) != 0;
+        let what = match qmail::recipient::ours(ctl, h) {
+            Ok(true) if clustered => "this host: delivered here",
+            Ok(true) => "ignored (ldapcluster is 0): delivered here",
+            Ok(false) => {
+                "another cluster host: mail waits in the queue (#4.4.4), forwarding to cluster \
+                 hosts is not built yet"
+            }
+            Err(_) => "unknown: a control file cannot be read (delivery defers)",
+        };
+        out.push_str(&format!("  mail host: {} ({what})\n", controls(h)));
     }
     let id = |v: Option<u32>| v.map_or("none (refused)".to_string(), |n| n.to_string());
     out.push_str(&format!(
