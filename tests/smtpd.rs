@@ -818,3 +818,125 @@ s.quit()
     let second = todo.iter().find(|m| m.sender() == "py2@client.example.net").unwrap();
     assert_eq!(second.recipients(), ["c@example.org"]);
 }
+
+/// A self-signed certificate and its key for `mx.example.org`, in one PEM file at
+/// `control/smtpcert` (made with openssl, as an administrator would).
+fn make_smtpcert(sb: &Sandbox) {
+    let dir = sb.tmp.path();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg("/CN=mx.example.org")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed");
+    assert_ok(&out, "openssl req");
+    let pem = [std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()].concat();
+    std::fs::write(sb.home.join("control/smtpcert"), pem).unwrap();
+}
+
+/// STARTTLS with Python's smtplib: offered in EHLO, the message travels encrypted and the
+/// Received line says so; after the handshake STARTTLS is no longer offered.
+#[test]
+fn starttls_with_python_smtplib() {
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    let (_server, port) = tcpserver(&sb, &[]);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.ehlo("py.example")
+assert s.has_extn("starttls"), s.esmtp_features
+code, _ = s.starttls(context=ctx)
+assert code == 220, code
+s.ehlo("py.example")
+assert not s.has_extn("starttls"), s.esmtp_features
+assert s.sock.version().startswith("TLSv1."), s.sock.version()
+s.sendmail("tls@client.example.net", ["u@example.org"], b"Subject: tls\r\n\r\nsecret\r\n")
+s.quit()
+"#;
+    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
+    assert_ok(&out, "python3 smtplib starttls");
+    let todo = sb.todo();
+    assert_eq!(todo.len(), 1);
+    let text = todo[0].text();
+    assert!(text.contains(" (qmail-ldap-rs) with (TLSv1."), "{text}");
+    assert!(text.contains(" cipher ") && text.contains(") encrypted SMTP\n"), "{text}");
+    assert!(text.ends_with("Subject: tls\n\nsecret\n"), "{text}");
+}
+
+/// Commands pipelined behind STARTTLS (in the same packet, before the handshake) are thrown
+/// away, never run inside the TLS session (the CVE-2011-0411 class); HELO state and the
+/// envelope start afresh after the handshake.
+#[test]
+fn starttls_discards_what_was_pipelined_before_the_handshake() {
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    let (_server, port) = tcpserver(&sb, &[("RELAYCLIENT", "")]);
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def session(behind):
+    raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+    f = raw.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    raw.sendall(b"EHLO py.example\r\n")
+    while True:
+        line = f.readline()
+        if line.startswith(b"250 "):
+            break
+    # STARTTLS and more in one write
+    raw.sendall(b"STARTTLS\r\n" + behind)
+    assert f.readline().startswith(b"220 "), "no 220"
+    tls = ctx.wrap_socket(raw, server_hostname="mx.example.org")
+    t = tls.makefile("rb")
+    tls.sendall(b"NOOP\r\n")
+    first = t.readline()
+    assert first.startswith(b"250 ") and b"ok" in first and b"flushed" not in first, first
+    # the envelope was reset: RCPT without MAIL is a bad sequence
+    tls.sendall(b"RCPT TO:<u@example.org>\r\n")
+    rcpt = t.readline()
+    assert rcpt.startswith(b"503 "), rcpt
+    tls.sendall(b"QUIT\r\n")
+    t.readline()
+    tls.close()
+session(b"RSET\r\n")
+session(b"MAIL FROM:<evil@client.example.net>\r\n")
+"#;
+    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
+    assert_ok(&out, "python3 starttls pipelining");
+    assert!(sb.todo().is_empty());
+}
+
+/// STARTTLS with an argument is 501; without a certificate it is not offered and is 502; a
+/// broken certificate is 454 with a log line naming the file, and the session goes on in
+/// plaintext only if the client wants it.
+#[test]
+fn starttls_refusals() {
+    let sb = sandbox();
+    let input = "EHLO c\r\nSTARTTLS\r\nQUIT\r\n";
+    let out = run_with(&mut smtpd(&sb), input.as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("250-STARTTLS"), "not offered without a certificate: {text}");
+    assert!(text.contains("\r\n502 5.5.1 STARTTLS not available"), "{text}");
+    sb.control("smtpcert", "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n");
+    let input = "EHLO c\r\nSTARTTLS now\r\nSTARTTLS\r\nQUIT\r\n";
+    let mut cmd = smtpd(&sb);
+    cmd.env("LOGLEVEL", "1");
+    let out = run_with(&mut cmd, input.as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("250-STARTTLS\r\n"), "{text}");
+    assert!(text.contains("\r\n501 5.5.4 STARTTLS takes no argument"), "{text}");
+    assert!(text.contains("\r\n454 4.3.0 TLS not available"), "{text}");
+    assert!(text.contains("\r\n221 "), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("control/smtpcert"), "{err}");
+}

@@ -444,6 +444,13 @@ pub const KNOWN: &[Known] = &[
         "command smmapd -D runs: %s %d %s = program, pid, service",
     ),
     k("smmapdquotaperm", Kind::Int, "0", "smmapd answers over quota PERM instead of TEMP"),
+    Known {
+        name: "smtpcert",
+        kind: Kind::Raw,
+        default: "none (STARTTLS not offered)",
+        secret: true,
+        meaning: "PEM certificate chain and private key for qmail-smtpd's STARTTLS",
+    },
     k(
         "smtpclustercookie",
         Kind::Line,

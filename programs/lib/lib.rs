@@ -95,6 +95,7 @@ pub mod tcprules;
 pub mod tcpto;
 pub mod text0;
 pub mod timeoutio;
+pub mod tls;
 pub mod todo;
 pub mod userdeny;
 pub mod users;

@@ -263,6 +263,9 @@ pub struct Config {
     pub signatures: Vec<Vec<u8>>,
     /// `verifysocket`: the qmail-verify service's Unix socket (RCPTCHECK, SENDERCHECK)
     pub verifysocket: Option<String>,
+    /// The PEM file with the certificate chain and key for STARTTLS: `SSLCERT` when set, else
+    /// `control/smtpcert` when it exists; read at each STARTTLS (doc/qmail-smtpd.8, STARTTLS)
+    pub tls_cert: Option<PathBuf>,
 }
 
 impl Config {
@@ -298,7 +301,12 @@ impl Config {
         } else {
             Vec::new()
         };
+        let tls_cert = match std::env::var_os("SSLCERT") {
+            Some(p) if !p.is_empty() => Some(home.join(p)),
+            _ => Some(home.join("control/smtpcert")).filter(|p| p.exists()),
+        };
         Ok(Config {
+            tls_cert,
             home: home.to_path_buf(),
             greeting: c.line("smtpgreeting").map_err(e)?.unwrap_or_default(),
             localiphost: c.line("localiphost").map_err(e)?.unwrap_or_else(|| me.clone()),

@@ -112,6 +112,22 @@ impl<'a> Conn<'a> {
         self.io.flush()
     }
 
+    /// Switch to TLS after STARTTLS's `220` (flushed here): what the client pipelined behind
+    /// STARTTLS, in the reader or the read buffer, is thrown away ([`Io::start_tls`]).
+    pub fn start_tls(
+        &mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<(), IoError> {
+        self.io.flush()?;
+        self.reader = CommandReader::new();
+        self.io.start_tls(config)
+    }
+
+    /// `TLSv1.3 cipher ...` once the session runs over TLS.
+    pub fn tls(&self) -> Option<String> {
+        self.io.tls().map(qmail::tls::describe)
+    }
+
     /// A reply, and the session goes on.
     pub fn say(&mut self, code: u16, text: &str) -> Flow {
         self.io.reply(code, text);

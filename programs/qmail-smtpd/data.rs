@@ -51,7 +51,7 @@ pub fn data(
     let qp = inj.pid();
     conn.reply(354, "go ahead");
     let first = txn.rcpts().first();
-    let header = header(env, helo, gate.rbl_headers(), &sender, first);
+    let header = header(env, helo, gate.rbl_headers(), &sender, first, conn.tls().as_deref());
     let _ = inj.message().write_all(header.as_bytes());
     let mut inj = Some(inj);
     let mut decoder = DataDecoder::new(cfg.databytes);
@@ -135,6 +135,7 @@ fn header(
     rbl_headers: &[String],
     sender: &Address,
     first: Option<&Address>,
+    tls: Option<&str>,
 ) -> String {
     let mut h = String::new();
     for line in rbl_headers {
@@ -165,7 +166,17 @@ fn header(
     h.push_str(&safe(sender.as_bytes()));
     h.push_str(">)\n          by ");
     h.push_str(&safe(env.local_host.as_bytes()));
-    h.push_str(" (qmail-ldap-rs) with SMTP\n          for <");
+    match tls {
+        // upstream's form: `with (TLSv1.3 cipher ...) encrypted SMTP`
+        Some(tls) => {
+            h.push_str(" (qmail-ldap-rs) with (");
+            // each word made safe; the spaces between them kept
+            let words: Vec<String> = tls.split(' ').map(|w| safe(w.as_bytes())).collect();
+            h.push_str(&words.join(" "));
+            h.push_str(") encrypted SMTP\n          for <");
+        }
+        None => h.push_str(" (qmail-ldap-rs) with SMTP\n          for <"),
+    }
     h.push_str(&safe(first.map_or(&b""[..], |r| r.as_bytes())));
     h.push_str(">; ");
     h.push_str(&Utc::now().rfc822());

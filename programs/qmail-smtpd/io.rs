@@ -30,6 +30,8 @@ pub struct Io {
     start: usize,
     end: usize,
     out: Vec<u8>,
+    /// after STARTTLS: every byte goes through this
+    tls: Option<rustls::ServerConnection>,
 }
 
 /// The read buffer: the most client bytes held at once.
@@ -51,7 +53,90 @@ impl Io {
             start: 0,
             end: 0,
             out: Vec::with_capacity(4096),
+            tls: None,
         })
+    }
+
+    /// The TLS connection, once STARTTLS has succeeded.
+    pub fn tls(&self) -> Option<&rustls::ServerConnection> {
+        self.tls.as_ref()
+    }
+
+    /// STARTTLS, after its `220` was flushed: everything the client sent after the STARTTLS
+    /// line and before the handshake is thrown away (it was not protected: the
+    /// CVE-2011-0411 class of command injection), then the handshake runs, by the timeout.
+    pub fn start_tls(
+        &mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<(), IoError> {
+        self.start = 0;
+        self.end = 0;
+        self.out.clear();
+        let conn = rustls::ServerConnection::new(config).map_err(|_| IoError::Broken)?;
+        self.tls = Some(conn);
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let Some(conn) = self.tls.as_ref() else { return Err(IoError::Broken) };
+            if !conn.is_handshaking() {
+                return self.push_tls(deadline);
+            }
+            if conn.wants_write() {
+                self.push_tls(deadline)?;
+                continue;
+            }
+            self.pull_tls(deadline)?;
+        }
+    }
+
+    /// Read TLS records from the client (by `deadline`) and process them.
+    fn pull_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
+        let mut raw = [0u8; 16 * 1024];
+        let n = match timeoutio::read_by(self.input.as_fd(), &mut raw, deadline) {
+            Ok(0) => return Err(IoError::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
+            Err(_) => return Err(IoError::Broken),
+        };
+        let conn = self.tls.as_mut().ok_or(IoError::Broken)?;
+        let mut fed = &raw[..n];
+        while !fed.is_empty() {
+            conn.read_tls(&mut fed).map_err(|_| IoError::Broken)?;
+            if let Err(_e) = conn.process_new_packets() {
+                // send the alert rustls prepared, then give up on the client
+                let _ = self.push_tls(deadline);
+                return Err(IoError::Broken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write whatever TLS records are pending, by `deadline`.
+    fn push_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
+        loop {
+            let mut records = Vec::new();
+            {
+                let Some(conn) = self.tls.as_mut() else { return Ok(()) };
+                if !conn.wants_write() {
+                    return Ok(());
+                }
+                conn.write_tls(&mut records).map_err(|_| IoError::Broken)?;
+            }
+            self.write_raw(&records, deadline)?;
+        }
+    }
+
+    /// Write `bytes` to the client as they are, by `deadline`.
+    fn write_raw(&self, bytes: &[u8], deadline: Instant) -> Result<(), IoError> {
+        let mut done = 0;
+        while done < bytes.len() {
+            match timeoutio::write_by(self.output.as_fd(), &bytes[done..], deadline) {
+                Ok(0) => return Err(IoError::Broken),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
+                Err(_) => return Err(IoError::Broken),
+            }
+        }
+        Ok(())
     }
 
     /// The timeout of every read and of every flush from now on.
@@ -83,6 +168,9 @@ impl Io {
             self.start = 0;
         }
         let deadline = Instant::now() + self.timeout;
+        if self.tls.is_some() {
+            return self.fill_tls(deadline);
+        }
         match timeoutio::read_by(self.input.as_fd(), &mut self.buf[self.end..], deadline) {
             Ok(0) => Err(IoError::Eof),
             Ok(n) => {
@@ -91,6 +179,22 @@ impl Io {
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(IoError::Timeout),
             Err(_) => Err(IoError::Broken),
+        }
+    }
+
+    /// [`Io::fill`] through TLS: plaintext rustls has ready, else more records from the client.
+    fn fill_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
+        loop {
+            let conn = self.tls.as_mut().ok_or(IoError::Broken)?;
+            match io::Read::read(&mut conn.reader(), &mut self.buf[self.end..]) {
+                Ok(0) => return Err(IoError::Eof),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pull_tls(deadline)?,
+                Err(_) => return Err(IoError::Eof),
+            }
         }
     }
 
@@ -116,20 +220,26 @@ impl Io {
     /// Send every queued reply, waiting at most the timeout.
     pub fn flush(&mut self) -> Result<(), IoError> {
         let deadline = Instant::now() + self.timeout;
-        let mut done = 0;
-        while done < self.out.len() {
-            match timeoutio::write_by(self.output.as_fd(), &self.out[done..], deadline) {
-                Ok(0) => return Err(IoError::Broken),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
-                Err(_) => {
-                    self.out.clear();
+        if self.tls.is_some() {
+            let mut done = 0;
+            while done < self.out.len() {
+                let conn = self.tls.as_mut().ok_or(IoError::Broken)?;
+                let n = conn.writer().write(&self.out[done..]).map_err(|_| IoError::Broken)?;
+                done += n;
+                self.push_tls(deadline)?;
+                if n == 0 && done < self.out.len() {
                     return Err(IoError::Broken);
                 }
             }
+            self.out.clear();
+            return self.push_tls(deadline);
         }
-        self.out.clear();
-        Ok(())
+        let result = self.write_raw(&self.out, deadline);
+        // on a timeout the replies stay queued, as before the timeout reply
+        if result != Err(IoError::Timeout) {
+            self.out.clear();
+        }
+        result
     }
 }
 

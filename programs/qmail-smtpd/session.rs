@@ -141,7 +141,7 @@ impl Session<'_> {
                     Flow::End(End::Quit)
                 }
                 Verb::Auth => self.auth(),
-                Verb::Starttls => self.conn.say(502, "STARTTLS not available (#5.5.1)"),
+                Verb::Starttls => self.starttls(&cmd.arg),
                 Verb::Unknown => self.conn.say(502, "unimplemented (#5.5.1)"),
             };
             match flow {
@@ -206,12 +206,45 @@ impl Session<'_> {
             if self.cfg.databytes > 0 {
                 self.conn.line(format_args!("250-SIZE {}", self.cfg.databytes));
             }
+            if self.cfg.tls_cert.is_some() && self.conn.tls().is_none() {
+                self.conn.line("250-STARTTLS");
+            }
             self.conn.line("250-ENHANCEDSTATUSCODES");
             self.conn.line("250 8BITMIME");
         } else {
             self.conn.line(format_args!("250 {first}"));
         }
         self.helo = Some(arg);
+        Flow::Continue
+    }
+
+    /// STARTTLS (RFC 3207): with a certificate and not yet in TLS, `220`, the handshake, and a
+    /// fresh start (no HELO, no transaction). A certificate that cannot be used is `454` and a
+    /// log line naming the file; a failed handshake ends the session.
+    fn starttls(&mut self, arg: &[u8]) -> Flow {
+        if !arg.is_empty() {
+            return self.conn.say(501, "STARTTLS takes no argument (#5.5.4)");
+        }
+        if self.conn.tls().is_some() {
+            return self.conn.say(503, "already in TLS (#5.5.1)");
+        }
+        let Some(path) = self.cfg.tls_cert.clone() else {
+            return self.conn.say(502, "STARTTLS not available (#5.5.1)");
+        };
+        let config = match qmail::tls::server_config(&path) {
+            Ok(config) => config,
+            Err(e) => {
+                self.conn.log().at(1, format_args!("warning: STARTTLS: {e}"));
+                return self.conn.say(454, "TLS not available: certificate problem (#4.3.0)");
+            }
+        };
+        self.conn.reply(220, "ready to start TLS");
+        if let Err(e) = self.conn.start_tls(config) {
+            self.conn.log().at(2, format_args!("STARTTLS handshake failed: {e:?}"));
+            return Flow::End(End::Dropped);
+        }
+        self.helo = None;
+        self.txn.reset();
         Flow::Continue
     }
 
