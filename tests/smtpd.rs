@@ -940,3 +940,75 @@ fn starttls_refusals() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("control/smtpcert"), "{err}");
 }
+
+/// Real TLS clients: swaks with STARTTLS (`--tls`) and on connect (`--tlsc`, qmail-smtpd
+/// with SMTPS), and openssl s_client's STARTTLS.
+#[test]
+fn starttls_and_smtps_with_swaks_and_openssl() {
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    let (_plain, port) = tcpserver(&sb, &[]);
+    let (_smtps, sport) = tcpserver(&sb, &[("SMTPS", "")]);
+    for (p, mode) in [(port, "--tls"), (sport, "--tlsc")] {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{p}"), mode])
+            .args(["--from", "s@client.example.net", "--to", "u@example.org"])
+            .args(["--header", &format!("Subject: swaks {mode}")])
+            .output()
+            .expect("swaks must be installed");
+        assert_ok(&out, &format!("swaks {mode}"));
+    }
+    let todo = sb.todo();
+    assert_eq!(todo.len(), 2);
+    for m in &todo {
+        assert!(m.text().contains(") encrypted SMTP\n"), "{}", m.text());
+    }
+    // openssl's own STARTTLS client, then a command inside the session
+    let out = run_with(
+        Command::new("openssl")
+            .args(["s_client", "-quiet", "-starttls", "smtp", "-connect"])
+            .arg(format!("127.0.0.1:{port}")),
+        b"NOOP\r\nQUIT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("250 2.0.0 ok") && text.contains("221 "), "{text}");
+}
+
+/// Broken clients end the session, promptly and without a crash: one that closes
+/// mid-handshake, one that stalls in it (timeoutsmtpd 1), and 10 MB of garbage instead of a
+/// TLS record.
+#[test]
+fn starttls_with_broken_clients() {
+    use std::io::{Read, Write};
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    sb.control("timeoutsmtpd", "1\n");
+    let (_server, port) = tcpserver(&sb, &[("SMTPS", "")]);
+    let started = std::time::Instant::now();
+    // stalls: connects, sends nothing; the server gives up after its timeout
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert!(back.len() < 64, "closed after the timeout, at most an alert: {back:?}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // closes mid-handshake: half a ClientHello
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    drop(s);
+    // garbage: a record header announcing too much, then 10 MB
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let garbage = vec![0x17u8; 10 * 1024 * 1024];
+    let _ = s.write_all(&garbage);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.len() < 64, "at most an alert back: {} bytes", rest.len());
+    // and the server still serves
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}"), "--tlsc"])
+        .args(["--from", "s@client.example.net", "--to", "u@example.org"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "swaks --tlsc after the broken clients");
+}

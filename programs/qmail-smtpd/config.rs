@@ -51,6 +51,8 @@ pub struct Env {
     pub returnmxcheck: bool,
     pub sanitycheck: bool,
     pub smtp550disconnect: bool,
+    /// SMTPS: implicit TLS, the handshake before the greeting (port 465)
+    pub smtps: bool,
     pub sendercheck: Option<SenderCheck>,
     pub maxrcptcount: u64,
     pub tarpitcount: u64,
@@ -110,6 +112,7 @@ impl Env {
             returnmxcheck: flag("RETURNMXCHECK"),
             sanitycheck: flag("SANITYCHECK"),
             smtp550disconnect: flag("SMTP550DISCONNECT"),
+            smtps: flag("SMTPS"),
             sendercheck: var("SENDERCHECK").map(|v| {
                 if v.eq_ignore_ascii_case("strict") {
                     SenderCheck::Strict

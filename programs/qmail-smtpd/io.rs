@@ -88,6 +88,14 @@ impl Io {
         }
     }
 
+    /// At the end of a session over TLS: tell the client (close_notify), by the timeout.
+    pub fn close(&mut self) {
+        if let Some(conn) = self.tls.as_mut() {
+            conn.send_close_notify();
+            let _ = self.push_tls(Instant::now() + self.timeout);
+        }
+    }
+
     /// Read TLS records from the client (by `deadline`) and process them.
     fn pull_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
         let mut raw = [0u8; 16 * 1024];

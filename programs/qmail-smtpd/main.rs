@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     let Ok(mut io) = Io::stdio() else { return ExitCode::from(1) };
     let end = session::run(&mut io);
     let _ = io.flush();
+    io.close();
     match end {
         End::Quit | End::Closed => ExitCode::SUCCESS,
         End::Dropped => ExitCode::from(1),

@@ -62,6 +62,24 @@ pub fn run(io: &mut Io) -> End {
             relay = Some(Vec::new());
         }
     }
+    if env.smtps {
+        // implicit TLS: no plaintext byte is ever sent, so a problem ends the connection
+        let Some(path) = cfg.tls_cert.as_deref() else {
+            log.at(1, format_args!("fatal: SMTPS without a certificate (control/smtpcert)"));
+            return End::Dropped;
+        };
+        let config = match qmail::tls::server_config(path) {
+            Ok(config) => config,
+            Err(e) => {
+                log.at(1, format_args!("fatal: SMTPS: {e}"));
+                return End::Dropped;
+            }
+        };
+        if let Err(e) = io.start_tls(config) {
+            log.at(2, format_args!("SMTPS handshake failed: {e:?}"));
+            return End::Dropped;
+        }
+    }
     let gate = Gate::new(&cfg, &env);
     let mut s = Session {
         conn: Conn::new(io, log, &env),
