@@ -1012,3 +1012,47 @@ fn starttls_with_broken_clients() {
         .unwrap();
     assert_ok(&out, "swaks --tlsc after the broken clients");
 }
+
+/// `qmailctl tls-selfsigned` makes control/smtpcert (0640, the owner of control/) that
+/// qmail-smtpd takes for STARTTLS and openssl reads, for `me` and the local domains; it keeps
+/// an existing file unless --force.
+#[test]
+fn qmailctl_tls_selfsigned_makes_a_usable_certificate() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = sandbox();
+    let home = sb.home.to_str().unwrap().to_string();
+    let out = sb.run("qmailctl", &["tls-selfsigned", "--home", &home, "--days", "3"], b"");
+    assert_ok(&out, "qmailctl tls-selfsigned");
+    let cert = sb.home.join("control/smtpcert");
+    let meta = std::fs::metadata(&cert).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    assert_eq!(meta.uid(), std::fs::metadata(sb.home.join("control")).unwrap().uid());
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert_ok(&out, "openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CN=mx.example.org") || text.contains("CN = mx.example.org"), "{text}");
+    assert!(text.contains("DNS:example.org") && text.contains("DNS:localhost"), "{text}");
+    let again = sb.run("qmailctl", &["tls-selfsigned", "--home", &home], b"");
+    assert_ne!(code(&again), 0, "an existing certificate is kept");
+    let forced = sb.run("qmailctl", &["tls-selfsigned", "--home", &home, "--force"], b"");
+    assert_ok(&forced, "qmailctl tls-selfsigned --force");
+    // qmail-smtpd uses it
+    let (_server, port) = tcpserver(&sb, &[]);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.starttls(context=ctx)
+s.sendmail("t@client.example.net", ["u@example.org"], b"Subject: selfsigned\r\n\r\nx\r\n")
+s.quit()
+"#;
+    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
+    assert_ok(&out, "python3 starttls with the self-signed certificate");
+    assert_eq!(sb.todo().len(), 1);
+}

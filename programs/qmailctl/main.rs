@@ -11,6 +11,7 @@ mod init;
 mod ldapinit;
 mod queue;
 mod run;
+mod tls;
 mod user;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,20 @@ enum Cmd {
     /// Add, change, delete or show a mail user in the directory.
     #[command(subcommand)]
     User(Box<user::UserCmd>),
+    /// Make a self-signed certificate for qmail-smtpd's STARTTLS in control/smtpcert.
+    TlsSelfsigned(TlsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TlsArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Replace an existing control/smtpcert.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(clap::Args)]
@@ -109,6 +124,7 @@ fn main() -> ExitCode {
         Cmd::Cdb(home) => queue::cdb(&home.resolve()),
         Cmd::LdapInit(args) => ldapinit::init(&args),
         Cmd::User(cmd) => user::user(&cmd),
+        Cmd::TlsSelfsigned(args) => tls::selfsigned(&args.home.resolve(), args.days, args.force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
