@@ -357,6 +357,15 @@ impl Sandbox {
             "qmail-send did not start; log:\n{}",
             r.log_text()
         );
+        // qmailctl run writes qmail-send's pid after starting it: qmail-send may have logged
+        // before that write, so wait for the file too (tests signal through it)
+        let pidfile = self.home.join("run/qmail-send.pid");
+        assert!(
+            wait_until(Duration::from_secs(30), || fs::read_to_string(&pidfile)
+                .is_ok_and(|t| t.trim().parse::<u32>().is_ok())),
+            "no run/qmail-send.pid; log:\n{}",
+            r.log_text()
+        );
         r
     }
 
