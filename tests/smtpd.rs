@@ -838,6 +838,15 @@ fn make_smtpcert(sb: &Sandbox) {
     std::fs::write(sb.home.join("control/smtpcert"), pem).unwrap();
 }
 
+/// Run a Python client `script` against `port`, with `smtplib`, `socket`, `ssl`, `sys` imported
+/// and `ctx`, a TLS context that takes any certificate (the tests' are self-signed).
+fn python_tls(script: &str, port: u16) -> std::process::Output {
+    let preamble = "import smtplib, socket, ssl, sys\nctx = ssl.create_default_context()\n\
+                    ctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\n";
+    let script = format!("{preamble}{script}");
+    Command::new("python3").args(["-c", &script, &port.to_string()]).output().unwrap()
+}
+
 /// STARTTLS with Python's smtplib: offered in EHLO, the message travels encrypted and the
 /// Received line says so; after the handshake STARTTLS is no longer offered.
 #[test]
@@ -846,10 +855,6 @@ fn starttls_with_python_smtplib() {
     make_smtpcert(&sb);
     let (_server, port) = tcpserver(&sb, &[]);
     let script = r#"
-import smtplib, ssl, sys
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
 s.ehlo("py.example")
 assert s.has_extn("starttls"), s.esmtp_features
@@ -861,8 +866,7 @@ assert s.sock.version().startswith("TLSv1."), s.sock.version()
 s.sendmail("tls@client.example.net", ["u@example.org"], b"Subject: tls\r\n\r\nsecret\r\n")
 s.quit()
 "#;
-    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
-    assert_ok(&out, "python3 smtplib starttls");
+    assert_ok(&python_tls(script, port), "python3 smtplib starttls");
     let todo = sb.todo();
     assert_eq!(todo.len(), 1);
     let text = todo[0].text();
@@ -880,10 +884,6 @@ fn starttls_discards_what_was_pipelined_before_the_handshake() {
     make_smtpcert(&sb);
     let (_server, port) = tcpserver(&sb, &[("RELAYCLIENT", "")]);
     let script = r#"
-import socket, ssl, sys
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 def session(behind):
     raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
     f = raw.makefile("rb")
@@ -911,8 +911,7 @@ def session(behind):
 session(b"RSET\r\n")
 session(b"MAIL FROM:<evil@client.example.net>\r\n")
 "#;
-    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
-    assert_ok(&out, "python3 starttls pipelining");
+    assert_ok(&python_tls(script, port), "python3 starttls pipelining");
     assert!(sb.todo().is_empty());
 }
 
@@ -1043,16 +1042,11 @@ fn qmailctl_tls_selfsigned_makes_a_usable_certificate() {
     // qmail-smtpd uses it
     let (_server, port) = tcpserver(&sb, &[]);
     let script = r#"
-import smtplib, ssl, sys
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
 s.starttls(context=ctx)
 s.sendmail("t@client.example.net", ["u@example.org"], b"Subject: selfsigned\r\n\r\nx\r\n")
 s.quit()
 "#;
-    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
-    assert_ok(&out, "python3 starttls with the self-signed certificate");
+    assert_ok(&python_tls(script, port), "python3 starttls with the self-signed certificate");
     assert_eq!(sb.todo().len(), 1);
 }
