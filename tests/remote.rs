@@ -731,13 +731,7 @@ fn end_to_end_smtp_in_relay_out_to_a_second_root() {
         .output()
         .expect("swaks must be installed");
     assert_ok(&out, "swaks");
-    assert!(
-        wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1),
-        "not delivered; sending log:\n{}\nreceiving log:\n{}",
-        a_run.log_text(),
-        b_run.log_text()
-    );
-    let text = fs::read_to_string(&Sandbox::maildir_new(&home)[0]).unwrap();
+    let text = one_delivered(&home, &a_run, &b_run);
     assert!(
         text.starts_with("Return-Path: <sender@example.org>\nDelivered-To: kim@dest.test\n"),
         "{text}"
@@ -747,6 +741,18 @@ fn end_to_end_smtp_in_relay_out_to_a_second_root() {
     assert_eq!(text.matches("Received: from ").count(), 2, "one per qmail-smtpd: {text}");
     assert!(a_run.wait_log(LONG, |l| l.contains("success:") && l.contains("accepted_message")));
     assert!(wait_until(LONG, || a.check_queue() == 0));
+}
+
+/// Wait for the one message in `home`'s Maildir, sent by the root running `a_run` to the one
+/// running `b_run` (both logs shown if it does not come); its text.
+fn one_delivered(home: &std::path::Path, a_run: &Running, b_run: &Running) -> String {
+    assert!(
+        wait_until(LONG, || Sandbox::maildir_new(home).len() == 1),
+        "not delivered; sending log:\n{}\nreceiving log:\n{}",
+        a_run.log_text(),
+        b_run.log_text()
+    );
+    fs::read_to_string(&Sandbox::maildir_new(home)[0]).unwrap()
 }
 
 /// qmail-smtpd of `sb` under `tcpserver -HRl0 ip port` (as nobody when root), ready.
@@ -806,13 +812,7 @@ fn a_route_to_a_bare_address_and_port_reaches_a_second_root() {
     assert_eq!(a.check_queue(), 1, "still queued");
     a.control("smtproutes", &format!("route.test:127.0.0.1:{port}\n"));
     a_run.signal(Signal::SIGALRM, &a.home);
-    assert!(
-        wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1),
-        "not delivered; sending log:\n{}\nreceiving log:\n{}",
-        a_run.log_text(),
-        b_run.log_text()
-    );
-    let text = fs::read_to_string(&Sandbox::maildir_new(&home)[0]).unwrap();
+    let text = one_delivered(&home, &a_run, &b_run);
     assert!(
         text.starts_with("Return-Path: <snd@example.org>\nDelivered-To: kim@route.test\n"),
         "{text}"
