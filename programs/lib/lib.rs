@@ -96,6 +96,7 @@ pub mod tcpto;
 pub mod text0;
 pub mod timeoutio;
 pub mod tls;
+pub mod tlsclient;
 pub mod todo;
 pub mod userdeny;
 pub mod users;

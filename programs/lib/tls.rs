@@ -6,7 +6,7 @@
 //! restart. Nothing here logs key material: an error names the file and what is wrong.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,16 +27,7 @@ impl std::error::Error for TlsError {}
 /// and one private key, in any order in the file.
 pub fn server_config(pem: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let shown = pem.display();
-    let data = std::fs::read(pem).map_err(|e| TlsError(format!("unable to read {shown}: {e}")))?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut data.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError(format!("{shown}: bad certificate: {e}")))?;
-    if certs.is_empty() {
-        return Err(TlsError(format!("{shown}: no certificate")));
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| TlsError(format!("{shown}: bad private key: {e}")))?
-        .ok_or_else(|| TlsError(format!("{shown}: no private key")))?;
+    let (certs, key) = cert_and_key(pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -47,9 +38,28 @@ pub fn server_config(pem: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The certificates (the first is the holder's, then its chain) and the one private key of
+/// the PEM file `pem`, in any order in the file.
+pub fn cert_and_key(
+    pem: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let shown = pem.display();
+    let data = std::fs::read(pem).map_err(|e| TlsError(format!("unable to read {shown}: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut data.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("{shown}: bad certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("{shown}: no certificate")));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut data.as_slice())
+        .map_err(|e| TlsError(format!("{shown}: bad private key: {e}")))?
+        .ok_or_else(|| TlsError(format!("{shown}: no private key")))?;
+    Ok((certs, key))
+}
+
 /// `TLSv1.3 cipher TLS13_AES_256_GCM_SHA384` for an established connection: the protocol
 /// version and cipher suite names as rustls has them.
-pub fn describe(conn: &ServerConnection) -> String {
+pub fn describe(conn: &rustls::CommonState) -> String {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),

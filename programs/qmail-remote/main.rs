@@ -20,19 +20,26 @@
 
 mod route;
 mod smtp;
+mod tls;
 
 use qmail::control::Control;
 use qmail::dns;
 use qmail::tcpto;
 use route::{Relay, Route, Target};
-use smtp::{Out, Params, Step};
+use smtp::{Out, Params, StartTls, Step};
 use std::fs::File;
 use std::io::Stdout;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tls::Policy;
+
+use qmail::tlsclient::{self, Trust};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 /// The most bytes of `smtpclustercookie` used.
 const COOKIE_MAX: usize = 32;
@@ -76,6 +83,10 @@ struct Config {
     resolvconf: PathBuf,
     /// `me` and `localiphost`, lowercased: MX names that are this host.
     my_names: Vec<String>,
+    /// `control/tlsdestinations`.
+    tls_rules: tls::Rules,
+    /// `control/remotecert`, when it exists: the client certificate.
+    remotecert: Option<PathBuf>,
 }
 
 fn config(home: &Path) -> Result<Config, Fail> {
@@ -113,6 +124,12 @@ fn config(home: &Path) -> Result<Config, Fail> {
         let b = s.into_bytes();
         b[..b.len().min(COOKIE_MAX)].to_vec()
     });
+    let tls_rules = match c.list("tlsdestinations").map_err(unreadable)? {
+        None => tls::Rules::default(),
+        Some(lines) => tls::Rules::parse(&lines)
+            .map_err(|e| temp(format!("control/tlsdestinations: {e}. (#4.3.5)\n")))?,
+    };
+    let remotecert = Some(home.join("control/remotecert")).filter(|p| p.exists());
     let mut my_names: Vec<String> = me.iter().map(|m| m.to_ascii_lowercase()).collect();
     if let Some(l) = c.line("localiphost").map_err(unreadable)? {
         my_names.push(l.to_ascii_lowercase());
@@ -127,6 +144,8 @@ fn config(home: &Path) -> Result<Config, Fail> {
         port,
         resolvconf: PathBuf::from(c.line_or("resolvconf", "/etc/resolv.conf").map_err(unreadable)?),
         my_names,
+        tls_rules,
+        remotecert,
     })
 }
 
@@ -156,15 +175,19 @@ fn run(
         size,
         cookie: cfg.cookie.as_deref(),
         peer: String::new(),
+        tls: None,
+        note: b"",
     };
     let mut last: Vec<u8> = Vec::new();
+    let mut tls_failed = false;
+    let mut configs = Configs::default();
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
     let pid = std::process::id();
-    for target in targets {
+    'targets: for target in targets {
         let dead = tcpto::with_locked(&table, false, |t| (false, t.is_dead(target.ip, now(), pid)))
             .unwrap_or(false);
         if dead {
@@ -172,49 +195,114 @@ fn run(
                 format!("{} is in the timeout table (see qmail-tcpto).\n", target.ip).into_bytes();
             continue;
         }
-        let addr = SocketAddr::new(target.ip, port);
-        let stream = match connect(addr, cfg.outgoing, cfg.connect) {
-            Ok(s) => {
-                let _ = tcpto::with_locked(&table, false, |t| (t.connected(target.ip), ()));
-                s
-            }
-            Err(Connect::Bind(e)) => {
-                return Err(temp(format!("Unable to bind to control/outgoingip: {e}. (#4.3.5)\n")))
-            }
-            Err(Connect::TimedOut) => {
-                let _ = tcpto::with_locked(&table, false, |t| (t.timed_out(target.ip, now()), ()));
-                last = format!("Connection to {} timed out.\n", target.ip).into_bytes();
-                continue;
-            }
-            Err(Connect::Failed(e)) => {
-                last = format!("Connection to {} failed: {e}.\n", target.ip).into_bytes();
-                continue;
-            }
-        };
-        let _ = stream.set_read_timeout(Some(cfg.remote));
-        let _ = stream.set_write_timeout(Some(cfg.remote));
-        let p = Params { peer: target.ip.to_string(), ..params };
-        let rewound = message.try_clone().and_then(|mut m| {
-            use std::io::Seek;
-            m.seek(std::io::SeekFrom::Start(0))?;
-            Ok(m)
-        });
-        let Ok(body) = rewound else {
-            return Err(temp("Unable to rewind the message. (#4.3.0)\n"));
-        };
-        match smtp::deliver(stream, &p, std::io::BufReader::new(body), out) {
-            Step::Done => return Ok(()),
-            Step::Next(why) => {
-                last = format!("{} refused the session, trying the next server.\n", target.ip)
-                    .into_bytes();
-                last.extend_from_slice(&why);
+        let policy = cfg.tls_rules.find(host, target.name.as_deref());
+        let starttls = configs.starttls(&cfg, &policy, &target)?;
+        let mut tls = starttls.as_ref();
+        let mut note = Vec::new();
+        // a second round only in plaintext, after a failed opportunistic handshake
+        loop {
+            let addr = SocketAddr::new(target.ip, port);
+            let stream = match connect(addr, cfg.outgoing, cfg.connect) {
+                Ok(s) => {
+                    let _ = tcpto::with_locked(&table, false, |t| (t.connected(target.ip), ()));
+                    s
+                }
+                Err(Connect::Bind(e)) => {
+                    return Err(temp(format!(
+                        "Unable to bind to control/outgoingip: {e}. (#4.3.5)\n"
+                    )))
+                }
+                Err(Connect::TimedOut) => {
+                    let _ =
+                        tcpto::with_locked(&table, false, |t| (t.timed_out(target.ip, now()), ()));
+                    last = format!("Connection to {} timed out.\n", target.ip).into_bytes();
+                    continue 'targets;
+                }
+                Err(Connect::Failed(e)) => {
+                    last = format!("Connection to {} failed: {e}.\n", target.ip).into_bytes();
+                    continue 'targets;
+                }
+            };
+            let _ = stream.set_read_timeout(Some(cfg.remote));
+            let _ = stream.set_write_timeout(Some(cfg.remote));
+            let p = Params { peer: target.ip.to_string(), tls, note: &note, ..params };
+            let rewound = message.try_clone().and_then(|mut m| {
+                use std::io::Seek;
+                m.seek(std::io::SeekFrom::Start(0))?;
+                Ok(m)
+            });
+            let Ok(body) = rewound else {
+                return Err(temp("Unable to rewind the message. (#4.3.0)\n"));
+            };
+            match smtp::deliver(stream, &p, std::io::BufReader::new(body), out) {
+                Step::Done => return Ok(()),
+                Step::Next(why) => {
+                    (last, tls_failed) = (why, false);
+                    continue 'targets;
+                }
+                Step::NoTls(why) => {
+                    (last, tls_failed) = (why, true);
+                    continue 'targets;
+                }
+                Step::Plaintext(why) => {
+                    note = why;
+                    note.extend_from_slice(b"Sent in plaintext after that.\n");
+                    tls = None;
+                }
             }
         }
     }
-    let mut text = b"Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n".to_vec();
+    let mut text = if tls_failed {
+        b"Sorry, I couldn't make the TLS session control/tlsdestinations requires. (#4.7.5)\n"
+            .to_vec()
+    } else {
+        b"Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n".to_vec()
+    };
     text.extend_from_slice(&last);
     out.message(b'Z', &text);
     Ok(())
+}
+
+/// The TLS client configurations of this delivery, one per policy, made when first needed.
+#[derive(Default)]
+struct Configs(Vec<(Policy, Arc<ClientConfig>)>);
+
+impl Configs {
+    /// STARTTLS for `target` under `policy`: `None` when the policy says no TLS. A CA file or
+    /// client certificate that cannot be used is a temporary failure naming the file.
+    fn starttls(
+        &mut self,
+        cfg: &Config,
+        policy: &Policy,
+        target: &Target,
+    ) -> Result<Option<StartTls>, Fail> {
+        if *policy == Policy::Off {
+            return Ok(None);
+        }
+        let config = match self.0.iter().find(|(p, _)| p == policy) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let trust = match policy {
+                    Policy::Verify(None) => tlsclient::system_roots().map(Trust::Roots),
+                    Policy::Verify(Some(file)) => tlsclient::ca_file(file).map(Trust::Roots),
+                    _ => Ok(Trust::Any),
+                };
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = trust
+                    .and_then(|t| tlsclient::client_config(provider, t, cfg.remotecert.as_deref()))
+                    .map_err(|e| temp(format!("Unable to set up TLS: {e}. (#4.3.0)\n")))?;
+                self.0.push((policy.clone(), config.clone()));
+                config
+            }
+        };
+        let name = target
+            .name
+            .as_deref()
+            .and_then(|n| tlsclient::server_name(n).ok())
+            .unwrap_or_else(|| ServerName::IpAddress(target.ip.into()));
+        let required = matches!(policy, Policy::Verify(_));
+        Ok(Some(StartTls { config, name, required }))
+    }
 }
 
 /// The addresses to try, in order, and the port.
@@ -232,7 +320,7 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
     }
     // an address literal: no DNS, no route
     match route::literal(host) {
-        Ok(Some(ip)) => return finish(vec![Target { pref: 0, ip }], cfg.port, host),
+        Ok(Some(ip)) => return finish(vec![Target { pref: 0, ip, name: None }], cfg.port, host),
         Ok(None) => {}
         Err(()) => return Err(hard()),
     }
@@ -240,12 +328,12 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
         route::find_route(&cfg.routes, host).map_err(|e| temp(format!("{}. (#4.3.5)\n", e.0)))?;
     if let Some(Route::Relay { relay, port }) = route {
         let port = port.unwrap_or(cfg.port);
-        let ips = match relay {
-            Relay::Ip(ip) => vec![ip],
+        let (ips, name) = match relay {
+            Relay::Ip(ip) => (vec![ip], None),
             Relay::Name(name) => {
                 let dns = resolver(cfg)?;
                 match dns.ips(&name) {
-                    Ok(ips) => ips,
+                    Ok(ips) => (ips, Some(name)),
                     Err(dns::DnsError::Hard) => {
                         return Err(perm(format!(
                         "Sorry, I couldn't find the relay {name} of control/smtproutes. (#5.1.2)\n"
@@ -259,7 +347,8 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
             return Err(none());
         }
         // a route is used as it is: no check for our own addresses
-        return Ok((ips.into_iter().map(|ip| Target { pref: 0, ip }).collect(), port));
+        let targets = ips.into_iter().map(|ip| Target { pref: 0, ip, name: name.clone() });
+        return Ok((targets.collect(), port));
     }
     let dns = resolver(cfg)?;
     let mxs = match dns.mx(host) {
@@ -270,7 +359,11 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
     let mut targets = Vec::new();
     if mxs.is_empty() {
         match dns.ips(host) {
-            Ok(ips) => targets.extend(ips.into_iter().map(|ip| Target { pref: 0, ip })),
+            Ok(ips) => targets.extend(ips.into_iter().map(|ip| Target {
+                pref: 0,
+                ip,
+                name: Some(host.to_string()),
+            })),
             Err(dns::DnsError::Hard) => return Err(hard()),
             Err(dns::DnsError::Soft(e)) => return Err(soft(&e)),
         }
@@ -281,11 +374,16 @@ fn targets(host: &str, cfg: &Config) -> Result<(Vec<Target>, u16), Fail> {
             let pref = u32::from(pref);
             if cfg.my_names.contains(&name) {
                 // this host by name: cap the preference whatever it resolves to
-                targets.push(Target { pref, ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) });
+                let ip = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+                targets.push(Target { pref, ip, name: None });
                 continue;
             }
             match dns.ips(&name) {
-                Ok(ips) => targets.extend(ips.into_iter().map(|ip| Target { pref, ip })),
+                Ok(ips) => targets.extend(ips.into_iter().map(|ip| Target {
+                    pref,
+                    ip,
+                    name: Some(name.clone()),
+                })),
                 // an MX naming a host that does not exist is skipped, as upstream does
                 Err(dns::DnsError::Hard) => {}
                 Err(dns::DnsError::Soft(e)) => soft_error = Some(e),

@@ -144,6 +144,9 @@ pub fn order(mut mxs: Vec<(u16, String)>, mut random: impl FnMut() -> u64) -> Ve
 pub struct Target {
     pub pref: u32,
     pub ip: IpAddr,
+    /// The server's name (MX, relay or host name), for the TLS policy and the certificate;
+    /// `None` for an address literal or a relay given as an address.
+    pub name: Option<String>,
 }
 
 /// Drop every target whose preference is not below the best preference of a target that is
@@ -308,7 +311,7 @@ mod tests {
 
     #[test]
     fn our_own_address_caps_the_preference() {
-        let t = |pref, ip: &str| Target { pref, ip: ip.parse().unwrap() };
+        let t = |pref, ip: &str| Target { pref, ip: ip.parse().unwrap(), name: None };
         let all = vec![t(10, "192.0.2.1"), t(20, "127.0.0.1"), t(30, "192.0.2.3")];
         let me = |x: &Target| x.ip.is_loopback();
         assert_eq!(cap(all.clone(), me), Some(vec![t(10, "192.0.2.1")]));

@@ -14,10 +14,20 @@
 //! message (LF, CRLF, or a CR alone) into CRLF, doubles a leading `.`, and ends a last line
 //! that has no line end with CRLF before the final `.`; envelope addresses holding CR, LF or
 //! NUL are refused before they reach the wire (`#5.1.3`).
+//!
+//! STARTTLS ([`StartTls`]): sent after EHLO when the server offers it and the destination's
+//! policy allows TLS; whatever the server sent after its 220 and before the handshake is
+//! thrown away, and EHLO is sent again inside TLS. A destination that requires TLS gets
+//! [`Step::Next`] when the server does not offer it, refuses it or fails the handshake; an
+//! opportunistic one gets [`Step::Plaintext`] when the handshake fails (nothing of the
+//! mail was sent yet), and goes on in plaintext when STARTTLS is refused.
 
 use qmail::remote::record;
 use qmail::smtpreply::{Reply, ReplyReader};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// How many commands are sent at once when pipelining.
 const PIPELINE_GROUP: usize = 100;
@@ -63,6 +73,22 @@ pub enum Step {
     Done,
     /// Nothing was written: try the next address. The text says why.
     Next(Vec<u8>),
+    /// Nothing was written: the TLS handshake failed before any mail data was sent, and
+    /// TLS is opportunistic for this destination: the same server may be tried again in
+    /// plaintext. The text says why.
+    Plaintext(Vec<u8>),
+    /// Nothing was written: TLS is required and this server does not offer it, refuses it
+    /// or fails the handshake (a certificate that does not pass, too). Try the next address.
+    NoTls(Vec<u8>),
+}
+
+/// How to use STARTTLS with this server.
+pub struct StartTls {
+    pub config: Arc<ClientConfig>,
+    /// The name the certificate must carry (and the SNI sent when it is a DNS name).
+    pub name: ServerName<'static>,
+    /// TLS is required and the certificate is checked (control/tlsdestinations).
+    pub required: bool,
 }
 
 /// The envelope and what the dialogue needs to know.
@@ -77,14 +103,54 @@ pub struct Params<'a> {
     pub cookie: Option<&'a [u8]>,
     /// How the peer is named in texts: its address.
     pub peer: String,
+    /// STARTTLS, when the destination's policy allows TLS.
+    pub tls: Option<&'a StartTls>,
+    /// Appended to the text of a success: why this went in plaintext after all.
+    pub note: &'a [u8],
 }
 
 /// The connection died or timed out.
 struct Died;
 
+/// The connection's byte stream: plaintext, then perhaps TLS.
+enum Wire<S: Read + Write> {
+    Plain(S),
+    Tls(Box<StreamOwned<ClientConnection, S>>),
+    /// Between the two, and after a failed handshake.
+    Gone,
+}
+
+impl<S: Read + Write> Read for Wire<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Tls(s) => s.read(buf),
+            Wire::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl<S: Read + Write> Write for Wire<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Tls(s) => s.write(buf),
+            Wire::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Tls(s) => s.flush(),
+            Wire::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
 /// A connection and its reply reader.
-struct Conn<S> {
-    s: S,
+struct Conn<S: Read + Write> {
+    s: Wire<S>,
     reader: ReplyReader,
     buf: Vec<u8>,
     start: usize,
@@ -93,7 +159,38 @@ struct Conn<S> {
 
 impl<S: Read + Write> Conn<S> {
     fn new(s: S) -> Self {
-        Conn { s, reader: ReplyReader::new(), buf: vec![0; 8192], start: 0, end: 0 }
+        Conn { s: Wire::Plain(s), reader: ReplyReader::new(), buf: vec![0; 8192], start: 0, end: 0 }
+    }
+
+    /// The TLS handshake, after the server's 220 to STARTTLS. What the server sent after
+    /// that reply is dropped unread: nothing of the plaintext session may reach the TLS one.
+    fn start_tls(&mut self, tls: &StartTls) -> Result<(), String> {
+        self.start = self.end;
+        self.reader = ReplyReader::new();
+        let Wire::Plain(mut sock) = std::mem::replace(&mut self.s, Wire::Gone) else {
+            return Err("STARTTLS inside TLS".into());
+        };
+        let mut conn = ClientConnection::new(tls.config.clone(), tls.name.clone())
+            .map_err(|e| e.to_string())?;
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut sock) {
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
+                    io::ErrorKind::UnexpectedEof => "the server closed the connection".into(),
+                    _ => e.to_string(),
+                });
+            }
+        }
+        self.s = Wire::Tls(Box::new(StreamOwned::new(conn, sock)));
+        Ok(())
+    }
+
+    /// `TLSv1.3 cipher TLS13_AES_256_GCM_SHA384` when the session is in TLS.
+    fn tls(&self) -> Option<String> {
+        match &self.s {
+            Wire::Tls(s) => Some(qmail::tls::describe(&s.conn)),
+            _ => None,
+        }
     }
 
     fn reply(&mut self) -> Result<Reply, Died> {
@@ -166,11 +263,11 @@ fn quit<S: Read + Write, W: Write>(
     c: &mut Conn<S>,
     out: &mut Out<W>,
     letter: u8,
-    text: &str,
+    text: impl AsRef<[u8]>,
     reply: Option<&Reply>,
 ) -> Result<Step, Died> {
     let _ = c.send(b"QUIT\r\n");
-    let mut t = text.as_bytes().to_vec();
+    let mut t = text.as_ref().to_vec();
     if let Some(r) = reply {
         t.extend_from_slice(&said(r));
     }
@@ -198,7 +295,7 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
             ),
             4 if !greeting.malformed() => {
                 let _ = c.send(b"QUIT\r\n");
-                Ok(Step::Next(said(&greeting)))
+                Ok(Step::Next(refused(peer, &greeting)))
             }
             _ => quit(
                 c,
@@ -223,17 +320,9 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
 
     c.send(format!("EHLO {}\r\n", p.helohost).as_bytes())?;
     let ehlo = c.reply()?;
-    let mut pipelining = false;
-    let mut size = false;
+    let mut ext = Extensions::default();
     if ehlo.code == 250 {
-        for line in ehlo.lines().skip(1) {
-            let word = line.split(|&b| b == b' ').next().unwrap_or(b"");
-            if word.eq_ignore_ascii_case(b"PIPELINING") {
-                pipelining = true;
-            } else if word.eq_ignore_ascii_case(b"SIZE") {
-                size = true;
-            }
-        }
+        ext = Extensions::of(&ehlo);
     } else {
         c.send(format!("HELO {}\r\n", p.helohost).as_bytes())?;
         let helo = c.reply()?;
@@ -243,17 +332,22 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
                 5 if !helo.malformed() => quit(c, out, b'D', &text, Some(&helo)),
                 4 if !helo.malformed() => {
                     let _ = c.send(b"QUIT\r\n");
-                    Ok(Step::Next(said(&helo)))
+                    Ok(Step::Next(refused(peer, &helo)))
                 }
                 _ => quit(c, out, b'Z', &text, Some(&helo)),
             };
+        }
+    }
+    if let Some(tls) = p.tls {
+        if let Some(step) = starttls(c, p, tls, &mut ext, out)? {
+            return Ok(step);
         }
     }
 
     let mut mail = b"MAIL FROM:<".to_vec();
     mail.extend_from_slice(&quote(p.sender));
     mail.push(b'>');
-    if size {
+    if ext.size {
         let n = p.size.saturating_add(p.size / 32).saturating_add(1);
         mail.extend_from_slice(format!(" SIZE={n}").as_bytes());
     }
@@ -270,6 +364,7 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
 
     // MAIL and the RCPTs: in groups when pipelining, one at a time otherwise
     let cmds: Vec<Option<Vec<u8>>> = p.recipients.iter().map(|r| rcpt_cmd(r)).collect();
+    let pipelining = ext.pipelining;
     let group = if pipelining { PIPELINE_GROUP } else { 1 };
     let mut rcpt_replies: Vec<Option<Reply>> = Vec::with_capacity(cmds.len());
     let mut batch = mail;
@@ -362,7 +457,14 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
     *critical = false;
     match after.class() {
         2 if !after.malformed() => {
-            quit(c, out, b'K', &format!("{peer} accepted message.\n"), Some(&after))
+            let mut text = format!("{peer} accepted message.\n").into_bytes();
+            text.extend_from_slice(&said(&after));
+            if let (Some(tls), Some(how)) = (p.tls, c.tls()) {
+                let checked = if tls.required { "verified" } else { "not verified" };
+                text.extend_from_slice(format!("TLS: {how}, certificate {checked}.\n").as_bytes());
+            }
+            text.extend_from_slice(p.note);
+            quit(c, out, b'K', text, None)
         }
         5 if !after.malformed() => {
             quit(c, out, b'D', &format!("{peer} failed after I sent the message.\n"), Some(&after))
@@ -371,6 +473,84 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
             quit(c, out, b'Z', &format!("{peer} failed after I sent the message.\n"), Some(&after))
         }
     }
+}
+
+/// What the server's EHLO reply offers.
+#[derive(Default)]
+struct Extensions {
+    pipelining: bool,
+    size: bool,
+    starttls: bool,
+}
+
+impl Extensions {
+    fn of(ehlo: &Reply) -> Self {
+        let mut ext = Extensions::default();
+        for line in ehlo.lines().skip(1) {
+            let word = line.split(|&b| b == b' ').next().unwrap_or(b"");
+            if word.eq_ignore_ascii_case(b"PIPELINING") {
+                ext.pipelining = true;
+            } else if word.eq_ignore_ascii_case(b"SIZE") {
+                ext.size = true;
+            } else if word.eq_ignore_ascii_case(b"STARTTLS") {
+                ext.starttls = true;
+            }
+        }
+        ext
+    }
+}
+
+/// "IP refused the session, trying the next server." and what it said.
+fn refused(peer: &str, reply: &Reply) -> Vec<u8> {
+    let mut t = format!("{peer} refused the session, trying the next server.\n").into_bytes();
+    t.extend_from_slice(&said(reply));
+    t
+}
+
+/// STARTTLS after EHLO: `Ok(None)` to go on with the mail (in TLS, or in plaintext where
+/// the policy allows it), `Ok(Some(step))` to leave this server.
+fn starttls<S: Read + Write, W: Write>(
+    c: &mut Conn<S>,
+    p: &Params,
+    tls: &StartTls,
+    ext: &mut Extensions,
+    out: &mut Out<W>,
+) -> Result<Option<Step>, Died> {
+    let peer = &p.peer;
+    if !ext.starttls {
+        if !tls.required {
+            return Ok(None);
+        }
+        let _ = c.send(b"QUIT\r\n");
+        return Ok(Some(Step::NoTls(
+            format!("{peer} does not offer STARTTLS, which control/tlsdestinations requires.\n")
+                .into_bytes(),
+        )));
+    }
+    c.send(b"STARTTLS\r\n")?;
+    let reply = c.reply()?;
+    if reply.code != 220 {
+        if !tls.required {
+            return Ok(None);
+        }
+        let _ = c.send(b"QUIT\r\n");
+        let mut t = format!("{peer} refused STARTTLS, which control/tlsdestinations requires.\n")
+            .into_bytes();
+        t.extend_from_slice(&said(&reply));
+        return Ok(Some(Step::NoTls(t)));
+    }
+    if let Err(why) = c.start_tls(tls) {
+        let text = format!("TLS handshake with {peer} failed: {why}.\n").into_bytes();
+        return Ok(Some(if tls.required { Step::NoTls(text) } else { Step::Plaintext(text) }));
+    }
+    c.send(format!("EHLO {}\r\n", p.helohost).as_bytes())?;
+    let ehlo = c.reply()?;
+    if ehlo.code != 250 {
+        let text = format!("Connected to {peer} but my name was rejected after STARTTLS.\n");
+        return quit(c, out, b'Z', &text, Some(&ehlo)).map(Some);
+    }
+    *ext = Extensions::of(&ehlo);
+    Ok(None)
 }
 
 /// Does a line of the greeting end with our cluster cookie (as its last word)?
@@ -590,6 +770,8 @@ mod tests {
             size: message.len() as u64,
             cookie: Some(b"c00kie"),
             peer: "192.0.2.1".into(),
+            tls: None,
+            note: b"",
         };
         let mut out = Out::new(Vec::new());
         let step = deliver(client, &p, message, &mut out);
@@ -661,11 +843,11 @@ mod tests {
     #[test]
     fn failures() {
         let rows: &[(&[&str], &str)] = &[
-            (&["421 busy\r\n"], "NEXT:Remote host said: 421 busy\n"),
+            (&["421 busy\r\n"], "NEXT:192.0.2.1 refused the session, trying the next server.\nRemote host said: 421 busy\n"),
             (&["554 go away\r\n"], "DConnected to 192.0.2.1 but greeting failed.\nRemote host said: 554 go away\n|"),
             (&["hello\r\n"], "ZConnected to 192.0.2.1 but greeting failed.\nRemote host said: hello\n|"),
             (&["220 mx c00kie\r\n"], "D192.0.2.1 is me"),
-            (&["220 mx\r\n", "500 no\r\n", "421 no\r\n"], "NEXT:Remote host said: 421 no\n"),
+            (&["220 mx\r\n", "500 no\r\n", "421 no\r\n"], "NEXT:192.0.2.1 refused the session, trying the next server.\nRemote host said: 421 no\n"),
             (&["220 mx\r\n", "500 no\r\n", "501 no\r\n"], "DConnected to 192.0.2.1 but my name was rejected."),
             (&["220 mx\r\n", "250 mx\r\n", "553 bad sender\r\n"], "DConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 553 bad sender\n|"),
             (&["220 mx\r\n", "250 mx\r\n", "451 later\r\n"], "ZConnected to 192.0.2.1 but sender was rejected."),

@@ -125,7 +125,7 @@ impl<'a> Conn<'a> {
 
     /// `TLSv1.3 cipher ...` once the session runs over TLS.
     pub fn tls(&self) -> Option<String> {
-        self.io.tls().map(qmail::tls::describe)
+        self.io.tls().map(|c| qmail::tls::describe(c))
     }
 
     /// A reply, and the session goes on.
