@@ -132,6 +132,8 @@ struct Script {
     refuse: Option<String>,
     /// This many DATA commands (in all sessions) are answered `451 try later`.
     data_fails: usize,
+    /// Offer STARTTLS; answer it with 220 and then bytes that are no TLS, and hang up.
+    broken_tls: bool,
 }
 
 /// One message the scripted server took: the envelope and the bytes of DATA.
@@ -203,7 +205,11 @@ fn session(conn: TcpStream, script: &Script, data_fails: &mut usize, got: &Mutex
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
-            "250-scripted\r\n250-PIPELINING\r\n250 SIZE 10000000".to_string()
+            let tls = if script.broken_tls { "250-STARTTLS\r\n" } else { "" };
+            format!("250-scripted\r\n{tls}250-PIPELINING\r\n250 SIZE 10000000")
+        } else if upper == "STARTTLS" && script.broken_tls {
+            let _ = w.write_all(b"220 go ahead\r\nthis is no TLS record\r\n");
+            return;
         } else if upper.starts_with("MAIL FROM:") {
             cur = Got { from: cmd[10..].to_string(), to: Vec::new(), data: Vec::new() };
             "250 ok".into()
@@ -839,4 +845,284 @@ fn qmail_rspawn_zeroes_the_table_at_start() {
     assert_ok(&out, "qmail-rspawn");
     assert_eq!(out.stdout, 500u16.to_le_bytes());
     assert_eq!(fs::read(&table).unwrap(), vec![0u8; 1024]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// STARTTLS out: opportunistic, verified (control/tlsdestinations), refused, and the fallbacks.
+
+/// A test CA made with rcgen: its certificate in PEM, and what signs.
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn test_ca(name: &str) -> TestCa {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    TestCa { pem, issuer: rcgen::Issuer::new(params, key) }
+}
+
+/// A server certificate for `names` signed by `ca` (self-signed when `None`), valid now or
+/// (with `expired`) only for a day a year ago: certificate and key in one PEM.
+fn server_pem(ca: Option<&TestCa>, names: &[&str], expired: bool) -> String {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, names[0].clone());
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    if expired {
+        params.not_before = (now - 366 * day).into();
+        params.not_after = (now - 365 * day).into();
+    } else {
+        params.not_before = (now - day).into();
+        params.not_after = (now + 30 * day).into();
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = match ca {
+        Some(ca) => params.signed_by(&key, &ca.issuer).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
+/// A receiving root whose qmail-smtpd (under tcpserver on `ip`) offers STARTTLS with `pem`
+/// (none: no STARTTLS) and takes mail for d.test; it does not deliver.
+fn tls_receiver(net: &Net, n: u8, pem: Option<&str>) -> (Sandbox, Guard) {
+    let sb = Sandbox::for_delivery();
+    sb.control("rcpthosts", "d.test\n");
+    if let Some(pem) = pem {
+        sb.control("smtpcert", pem);
+    }
+    let guard = tcpserver_smtpd(&sb, &net.ip(n), net.port, &[]);
+    (sb, guard)
+}
+
+/// Write `pem` into the sending root's control directory as `name`; its path.
+fn control_file(sb: &Sandbox, name: &str, pem: &str) -> String {
+    let path = sb.home.join("control").join(name);
+    fs::write(&path, pem).unwrap();
+    path.display().to_string()
+}
+
+/// Opportunistic by default: the server offers STARTTLS, any certificate is taken, and the
+/// success line and the receiver's Received line say TLS; under `control/tlsdestinations`
+/// the certificate is checked against a CA file and the MX's name; `-` means plaintext.
+#[test]
+fn starttls_opportunistic_verified_and_off() {
+    let net = Net::new();
+    let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
+    let ca = test_ca("Test CA");
+    let (b, _smtpd) = tls_receiver(&net, 2, Some(&server_pem(Some(&ca), &["mx.d.test"], false)));
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let ip = net.ip(2);
+    // opportunistic
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: one\n\nx\n");
+    assert!(
+        out.starts_with(&format!("r|K{ip} accepted message.\nRemote host said: 250 ")),
+        "{out}"
+    );
+    assert!(out.contains("\nTLS: TLSv1.3 cipher TLS13_"), "{out}");
+    assert!(out.ends_with(", certificate not verified.\n|"), "{out}");
+    let got = b.todo();
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0].mess);
+    assert!(
+        text.contains("with (TLSv1.3 cipher TLS13_") && text.contains("encrypted SMTP"),
+        "{text}"
+    );
+    // verified against the CA file, by the MX's name
+    let cafile = control_file(&a, "test-ca.pem", &ca.pem);
+    a.control("tlsdestinations", &format!("# the test's domain\nd.test:{cafile}\n"));
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: two\n\nx\n");
+    assert!(out.starts_with(&format!("r|K{ip} accepted message.")), "{out}");
+    assert!(out.ends_with(", certificate verified.\n|"), "{out}");
+    // the rule may name the server instead of the domain
+    a.control("tlsdestinations", &format!(".d.test:{cafile}:5\n"));
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: three\n\nx\n");
+    assert!(out.ends_with(", certificate verified.\n|"), "{out}");
+    // no TLS for this destination
+    a.control("tlsdestinations", "d.test:-\n*:\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: four\n\nx\n");
+    assert!(out.starts_with(&format!("r|K{ip} accepted message.")), "{out}");
+    assert!(!out.contains("TLS"), "{out}");
+    let texts: Vec<String> =
+        b.todo().iter().map(|q| String::from_utf8_lossy(&q.mess).into_owned()).collect();
+    let four = texts.iter().find(|t| t.contains("Subject: four")).expect("four arrived");
+    assert!(four.contains(" with SMTP\n"), "{four}");
+    assert_eq!(b.todo().len(), 4);
+    // a broken rule is a temporary failure, never a silent downgrade
+    a.control("tlsdestinations", "d.test /ca.pem\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
+    assert!(
+        out.starts_with("Zcontrol/tlsdestinations: no colon in line") && out.contains("(#4.3.5)"),
+        "{out}"
+    );
+    // an unreadable CA file too, naming it
+    a.control("tlsdestinations", "d.test:/nonexistent/ca.pem\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
+    assert!(out.starts_with("ZUnable to set up TLS: unable to read /nonexistent/ca.pem"), "{out}");
+    assert_eq!(b.todo().len(), 4);
+}
+
+/// A certificate that does not pass (another CA, another name, expired, self-signed against
+/// the system store) or a server without STARTTLS: under `verify` the message stays queued
+/// (Z, #4.7.5) and nothing is sent in plaintext.
+#[test]
+fn verified_tls_failures_defer_and_never_fall_back() {
+    let net = Net::new();
+    let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
+    let ca = test_ca("Test CA");
+    let other = test_ca("Other CA");
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let cafile = control_file(&a, "test-ca.pem", &ca.pem);
+    let rows: Vec<(&str, Option<String>, String, &str)> = vec![
+        (
+            "another CA",
+            Some(server_pem(Some(&other), &["mx.d.test"], false)),
+            format!("d.test:{cafile}"),
+            "UnknownIssuer",
+        ),
+        (
+            "another name",
+            Some(server_pem(Some(&ca), &["mx.e.test"], false)),
+            format!("d.test:{cafile}"),
+            "not valid for name",
+        ),
+        (
+            "expired",
+            Some(server_pem(Some(&ca), &["mx.d.test"], true)),
+            format!("d.test:{cafile}"),
+            "certificate expired",
+        ),
+        (
+            "self-signed, system store",
+            Some(server_pem(None, &["mx.d.test"], false)),
+            "d.test:".to_string(),
+            "UnknownIssuer",
+        ),
+        ("no STARTTLS", None, format!("d.test:{cafile}"), "does not offer STARTTLS"),
+    ];
+    for (what, pem, rule, why) in rows {
+        let (b, smtpd) = tls_receiver(&net, 2, pem.as_deref());
+        a.control("tlsdestinations", &format!("{rule}\n"));
+        let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: no\n\nx\n");
+        assert!(
+            out.starts_with("ZSorry, I couldn't make the TLS session control/tlsdestinations requires. (#4.7.5)\n"),
+            "{what}: {out}"
+        );
+        assert!(out.contains(why), "{what}: wanted {why:?} in {out}");
+        assert!(b.todo().is_empty(), "{what}: nothing sent");
+        drop(smtpd);
+    }
+}
+
+/// A verified destination whose first MX fails the check: the next MX takes the message.
+#[test]
+fn a_failed_tls_check_tries_the_next_mx() {
+    let net = Net::new();
+    let mxs = mx_records(&net, "d.test", &[(10, "mx1.d.test", 2), (20, "mx2.d.test", 3)]);
+    let (_dns, dns_port) = dnsmasq(&net, &mxs);
+    let ca = test_ca("Test CA");
+    let (b1, _s1) = tls_receiver(&net, 2, Some(&server_pem(Some(&ca), &["wrong.d.test"], false)));
+    let (b2, _s2) = tls_receiver(&net, 3, Some(&server_pem(Some(&ca), &["mx2.d.test"], false)));
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let cafile = control_file(&a, "test-ca.pem", &ca.pem);
+    a.control("tlsdestinations", &format!("d.test:{cafile}\n"));
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: next\n\nx\n");
+    assert!(out.starts_with(&format!("r|K{} accepted message.", net.ip(3))), "{out}");
+    assert!(out.ends_with(", certificate verified.\n|"), "{out}");
+    assert!(b1.todo().is_empty());
+    assert_eq!(b2.todo().len(), 1);
+}
+
+/// Opportunistic TLS whose handshake fails (the server answers 220 to STARTTLS and then
+/// sends no TLS): the same server is tried again in plaintext, and the success says so.
+/// Under `verify` the same server gets nothing.
+#[test]
+fn a_failed_opportunistic_handshake_is_retried_in_plaintext() {
+    let net = Net::new();
+    let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
+    let server = Scripted::start(&net.addr(2), Script { broken_tls: true, ..Script::default() });
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let ip = net.ip(2);
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: retry\n\nx\n");
+    assert!(
+        out.starts_with(&format!("r|K{ip} accepted message.\nRemote host said: 250 accepted\n")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("TLS handshake with {ip} failed: ")), "{out}");
+    assert!(out.ends_with("Sent in plaintext after that.\n|"), "{out}");
+    assert_eq!(server.got().len(), 1);
+    a.control("tlsdestinations", "d.test:\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: retry\n\nx\n");
+    assert!(out.starts_with("ZSorry, I couldn't make the TLS session"), "{out}");
+    assert_eq!(server.got().len(), 1, "nothing more in plaintext");
+}
+
+/// qmail-remote's client certificate (`control/remotecert`) reaches the server: a Python
+/// TLS server that requires one and checks it against the test CA.
+#[test]
+fn remotecert_is_the_client_certificate() {
+    let net = Net::new();
+    let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
+    let ca = test_ca("Test CA");
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let dir = a.tmp.path();
+    fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    fs::write(dir.join("server.pem"), server_pem(Some(&ca), &["mx.d.test"], false)).unwrap();
+    // a minimal SMTP server in Python that requires a client certificate from the test CA
+    let script = r#"
+import socket, ssl, sys
+ip, port, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(d + "/server.pem")
+ctx.load_verify_locations(d + "/ca.pem")
+ctx.verify_mode = ssl.CERT_REQUIRED
+ls = socket.create_server((ip, port))
+print("ready", flush=True)
+c, _ = ls.accept()
+f = c.makefile("rb")
+def say(t): c.sendall(t.encode() + b"\r\n")
+say("220 py ESMTP")
+f.readline(); say("250-py\r\n250 STARTTLS")
+f.readline(); say("220 go")
+t = ctx.wrap_socket(c, server_side=True)
+subject = dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
+f = t.makefile("rb")
+def say(l): t.sendall(l.encode() + b"\r\n")
+f.readline(); say("250 py")
+f.readline(); say("250 ok")
+f.readline(); say("250 ok")
+f.readline(); say("354 go")
+while f.readline() != b".\r\n": pass
+say("250 client " + subject)
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", script, &net.ip(2), &net.port.to_string(), dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(py.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
+    assert_eq!(ready, "ready\n");
+    control_file(&a, "remotecert", &server_pem(Some(&ca), &["client.example.org"], false));
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: cert\n\nx\n");
+    let _ = py.wait();
+    assert!(out.contains("Remote host said: 250 client client.example.org\n"), "{out}");
+    // a remotecert that is no certificate: a temporary failure naming it
+    control_file(&a, "remotecert", "junk\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
+    assert!(
+        out.starts_with("ZUnable to set up TLS: ") && out.contains("remotecert: no certificate"),
+        "{out}"
+    );
 }
