@@ -723,6 +723,8 @@ fn end_to_end_smtp_in_relay_out_to_a_second_root() {
     b.control("locals", "mx.example.org\nexample.org\ndest.test\n");
     let (uid, gid, home) = b.user_home("kim");
     b.assign(&[("kim", uid, gid, &home)]);
+    // it offers STARTTLS, which the sending side takes (opportunistic)
+    b.control("smtpcert", &server_pem(None, &["mx.dest.test"], false));
     let b_run = b.start();
     let _b_smtpd = tcpserver_smtpd(&b, &net.ip(3), net.port, &[]);
     // the sending root: SMTP in on .2 with RELAYCLIENT set, remote delivery out
@@ -745,7 +747,15 @@ fn end_to_end_smtp_in_relay_out_to_a_second_root() {
     assert!(text.contains("Subject: across\n"), "{text}");
     assert!(text.contains("hello across\n.dot line"), "{text}");
     assert_eq!(text.matches("Received: from ").count(), 2, "one per qmail-smtpd: {text}");
-    assert!(a_run.wait_log(LONG, |l| l.contains("success:") && l.contains("accepted_message")));
+    assert_eq!(text.matches(" encrypted SMTP\n").count(), 1, "the relayed hop: {text}");
+    assert!(
+        a_run.wait_log(LONG, |l| l.contains("success:")
+            && l.contains("accepted_message")
+            && l.contains("/TLS:_TLSv1.3_cipher_TLS13_")
+            && l.contains("certificate_not_verified")),
+        "log:\n{}",
+        a_run.log_text()
+    );
     assert!(wait_until(LONG, || a.check_queue() == 0));
 }
 
@@ -1125,4 +1135,128 @@ say("250 client " + subject)
         out.starts_with("ZUnable to set up TLS: ") && out.contains("remotecert: no certificate"),
         "{out}"
     );
+}
+
+/// A private Postfix (Debian's) on `net.ip(n)` and the test's port, delivering d.test into a
+/// Maildir, its smtpd offering STARTTLS with `pem` (certificate and key). Needs root, as
+/// Postfix's master does. Stopped when dropped.
+struct Postfix {
+    dir: TempDir,
+}
+
+impl Postfix {
+    fn start(net: &Net, n: u8, pem: &str) -> Self {
+        assert!(is_root(), "running Postfix for this test needs root");
+        let dir = TempDir::new("postfix");
+        let d = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in [
+            "etc",
+            "queue",
+            "data",
+            "mail/box/Maildir/cur",
+            "mail/box/Maildir/new",
+            "mail/box/Maildir/tmp",
+        ] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let chown = |path: &str, who: &str| {
+            let out = Command::new("chown").args(["-R", who]).arg(d.join(path)).output().unwrap();
+            assert_ok(&out, "chown");
+        };
+        chown("mail", "65534:65534");
+        chown("data", "postfix");
+        fs::write(d.join("etc/tls.pem"), pem).unwrap();
+        let master =
+            fs::read_to_string("/etc/postfix/master.cf").expect("postfix must be installed");
+        let listen = format!("{}:{}", net.ip(n), net.port);
+        let master: String = master
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() >= 8 && !l.starts_with(['#', ' ', '\t']) {
+                    // no chroot; the SMTP service on the test's address
+                    let name =
+                        if f[0] == "smtp" && f[1] == "inet" { listen.as_str() } else { f[0] };
+                    let chroot = if f[4] == "y" { "n" } else { f[4] };
+                    format!("{name} {} {} {} {chroot} {}\n", f[1], f[2], f[3], f[5..].join(" "))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(d.join("etc/master.cf"), master).unwrap();
+        let p = d.display();
+        fs::write(
+            d.join("etc/main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {p}/queue\n\
+                 data_directory = {p}/data\nmail_owner = postfix\nsetgid_group = postdrop\n\
+                 inet_interfaces = all\ninet_protocols = ipv4\nmyhostname = pf.d.test\n\
+                 mydestination =\nlocal_recipient_maps =\nalias_maps =\nalias_database =\n\
+                 virtual_mailbox_domains = d.test\nvirtual_mailbox_base = {p}/mail\n\
+                 virtual_mailbox_maps = static:box/Maildir/\nvirtual_uid_maps = static:65534\n\
+                 virtual_gid_maps = static:65534\nmynetworks = 127.0.0.0/8\n\
+                 maillog_file = {p}/maillog\nmaillog_file_prefixes = {p}\n\
+                 smtpd_tls_cert_file = {p}/etc/tls.pem\nsmtpd_tls_key_file = {p}/etc/tls.pem\n\
+                 smtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\n"
+            ),
+        )
+        .unwrap();
+        let out =
+            Command::new("postfix").arg("-c").arg(d.join("etc")).arg("start").output().unwrap();
+        let pf = Postfix { dir };
+        assert!(out.status.success(), "postfix start failed; log:\n{}", pf.log());
+        assert!(
+            wait_until(Duration::from_secs(30), || TcpStream::connect(&listen).is_ok()),
+            "Postfix did not start on {listen}; log:\n{}",
+            pf.log()
+        );
+        pf
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    fn maildir(&self) -> std::path::PathBuf {
+        self.dir.path().join("mail/box")
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ =
+            Command::new("postfix").arg("-c").arg(self.dir.path().join("etc")).arg("stop").output();
+    }
+}
+
+/// qmail-remote to a real Postfix smtpd with TLS: opportunistic, then verified against the
+/// test CA by the MX's name; Postfix's Received line records the TLS session.
+#[test]
+fn starttls_to_postfix() {
+    let net = Net::new();
+    let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
+    let ca = test_ca("Test CA");
+    let pf = Postfix::start(&net, 2, &server_pem(Some(&ca), &["mx.d.test"], false));
+    let a = Sandbox::new();
+    sender_root(&a, &net, dns_port);
+    let ip = net.ip(2);
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: pf one\n\nx\n");
+    assert!(out.starts_with(&format!("r|K{ip} accepted message.")), "{out}\n{}", pf.log());
+    assert!(out.contains("\nTLS: TLSv1.3 cipher ") && out.ends_with("not verified.\n|"), "{out}");
+    let cafile = control_file(&a, "test-ca.pem", &ca.pem);
+    a.control("tlsdestinations", &format!("d.test:{cafile}\n"));
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: pf two\n\nx\n");
+    assert!(out.ends_with(", certificate verified.\n|"), "{out}\n{}", pf.log());
+    assert!(
+        wait_until(LONG, || Sandbox::maildir_new(&pf.maildir()).len() == 2),
+        "Postfix did not deliver; log:\n{}",
+        pf.log()
+    );
+    for f in Sandbox::maildir_new(&pf.maildir()) {
+        let text = fs::read_to_string(f).unwrap();
+        assert!(text.contains("(using TLSv1.3 with cipher "), "{text}");
+    }
 }
