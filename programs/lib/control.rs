@@ -424,6 +424,13 @@ pub const KNOWN: &[Known] = &[
     ),
     k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
     k("relaymailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) allowed to relay"),
+    Known {
+        name: "remotecert",
+        kind: Kind::Raw,
+        default: "none (no client certificate)",
+        secret: true,
+        meaning: "PEM certificate chain and private key qmail-remote offers as TLS client",
+    },
     k(
         "remoteport",
         Kind::Int,
@@ -467,6 +474,12 @@ pub const KNOWN: &[Known] = &[
         "compiled tcp.smtp (qmailctl cdb), used by qmailctl run",
     ),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
+    k(
+        "tlsdestinations",
+        Kind::List,
+        "none (opportunistic TLS everywhere)",
+        "destination:policy lines: verify (empty or a CA file) or - (no TLS) for qmail-remote",
+    ),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),

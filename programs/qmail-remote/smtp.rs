@@ -290,7 +290,7 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
                 c,
                 out,
                 b'D',
-                &format!("Connected to {peer} but greeting failed.\n"),
+                format!("Connected to {peer} but greeting failed.\n"),
                 Some(&greeting),
             ),
             4 if !greeting.malformed() => {
@@ -301,7 +301,7 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
                 c,
                 out,
                 b'Z',
-                &format!("Connected to {peer} but greeting failed.\n"),
+                format!("Connected to {peer} but greeting failed.\n"),
                 Some(&greeting),
             ),
         };
@@ -312,7 +312,7 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
                 c,
                 out,
                 b'D',
-                &format!("{peer} is me: the cluster cookie came back; mail would loop. (#5.4.6)\n"),
+                format!("{peer} is me: the cluster cookie came back; mail would loop. (#5.4.6)\n"),
                 Some(&greeting),
             );
         }
@@ -423,14 +423,14 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
         }
     }
     if accepted == 0 {
-        return quit(c, out, b'D', &format!("Giving up on {peer}.\n"), None);
+        return quit(c, out, b'D', format!("Giving up on {peer}.\n"), None);
     }
 
     c.send(b"DATA\r\n")?;
     let data = c.reply()?;
     if data.code != 354 {
         let letter = if data.class() == 5 && !data.malformed() { b'D' } else { b'Z' };
-        return quit(c, out, letter, &format!("{peer} failed on DATA command.\n"), Some(&data));
+        return quit(c, out, letter, format!("{peer} failed on DATA command.\n"), Some(&data));
     }
     let mut enc = BodyEncoder::new();
     let mut chunk = vec![0u8; CHUNK];
@@ -467,11 +467,9 @@ fn dialogue<S: Read + Write, M: Read, W: Write>(
             quit(c, out, b'K', text, None)
         }
         5 if !after.malformed() => {
-            quit(c, out, b'D', &format!("{peer} failed after I sent the message.\n"), Some(&after))
+            quit(c, out, b'D', format!("{peer} failed after I sent the message.\n"), Some(&after))
         }
-        _ => {
-            quit(c, out, b'Z', &format!("{peer} failed after I sent the message.\n"), Some(&after))
-        }
+        _ => quit(c, out, b'Z', format!("{peer} failed after I sent the message.\n"), Some(&after)),
     }
 }
 
