@@ -132,8 +132,9 @@ struct Script {
     refuse: Option<String>,
     /// This many DATA commands (in all sessions) are answered `451 try later`.
     data_fails: usize,
-    /// Offer STARTTLS; answer it with 220 and then bytes that are no TLS, and hang up.
-    broken_tls: bool,
+    /// Offer STARTTLS; answer it with 220 and then these bytes (no TLS record; empty: a
+    /// stall), and wait for the client to hang up.
+    broken_tls: Option<&'static str>,
 }
 
 /// One message the scripted server took: the envelope and the bytes of DATA.
@@ -205,10 +206,11 @@ fn session(conn: TcpStream, script: &Script, data_fails: &mut usize, got: &Mutex
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
-            let tls = if script.broken_tls { "250-STARTTLS\r\n" } else { "" };
+            let tls = if script.broken_tls.is_some() { "250-STARTTLS\r\n" } else { "" };
             format!("250-scripted\r\n{tls}250-PIPELINING\r\n250 SIZE 10000000")
-        } else if upper == "STARTTLS" && script.broken_tls {
-            let _ = w.write_all(b"220 go ahead\r\nthis is no TLS record\r\n");
+        } else if let (true, Some(after)) = (upper == "STARTTLS", script.broken_tls) {
+            let _ = write!(w, "220 go ahead\r\n{after}");
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
             return;
         } else if upper.starts_with("MAIL FROM:") {
             cur = Got { from: cmd[10..].to_string(), to: Vec::new(), data: Vec::new() };
@@ -1059,7 +1061,8 @@ fn a_failed_tls_check_tries_the_next_mx() {
 fn a_failed_opportunistic_handshake_is_retried_in_plaintext() {
     let net = Net::new();
     let (_dns, dns_port) = dnsmasq(&net, &mx_records(&net, "d.test", &[(10, "mx.d.test", 2)]));
-    let server = Scripted::start(&net.addr(2), Script { broken_tls: true, ..Script::default() });
+    let garbage = Some("this is no TLS record\r\n");
+    let server = Scripted::start(&net.addr(2), Script { broken_tls: garbage, ..Script::default() });
     let a = Sandbox::new();
     sender_root(&a, &net, dns_port);
     let ip = net.ip(2);
@@ -1071,6 +1074,18 @@ fn a_failed_opportunistic_handshake_is_retried_in_plaintext() {
     assert!(out.contains(&format!("TLS handshake with {ip} failed: ")), "{out}");
     assert!(out.ends_with("Sent in plaintext after that.\n|"), "{out}");
     assert_eq!(server.got().len(), 1);
+    // a server that stalls after its 220: the handshake times out (timeoutremote)
+    a.control("timeoutremote", "1\n");
+    let stalls =
+        Scripted::start(&net.addr(3), Script { broken_tls: Some(""), ..Script::default() });
+    let out = remote(&a, &format!("[{}]", net.ip(3)), "s@example.org", &["u@d.test"], "x\n");
+    assert!(
+        out.contains(&format!("TLS handshake with {} failed: timed out.\n", net.ip(3))),
+        "{out}"
+    );
+    assert!(out.starts_with("r|K") && out.ends_with("Sent in plaintext after that.\n|"), "{out}");
+    assert_eq!(stalls.got().len(), 1);
+    a.control("timeoutremote", "10\n");
     a.control("tlsdestinations", "d.test:\n");
     let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: retry\n\nx\n");
     assert!(out.starts_with("ZSorry, I couldn't make the TLS session"), "{out}");

@@ -868,6 +868,95 @@ mod tests {
         }
     }
 
+    /// A TLS server on the other end of a socket pair: it answers 220 to STARTTLS with a
+    /// reply it should not send in the same write, then speaks TLS. The client must drop that
+    /// reply unread, take the TLS session's EHLO reply, and name the session on success.
+    #[test]
+    fn starttls_drops_what_the_server_sent_before_the_handshake() {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["mx.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut line = |s: &mut dyn Read| {
+                let mut l = Vec::new();
+                let mut b = [0u8];
+                while s.read(&mut b).unwrap() == 1 {
+                    l.push(b[0]);
+                    if b[0] == b'\n' {
+                        break;
+                    }
+                }
+                String::from_utf8(l).unwrap()
+            };
+            server.write_all(b"220 mx ESMTP\r\n").unwrap();
+            assert_eq!(line(&mut server), "EHLO me.example\r\n");
+            server.write_all(b"250-mx\r\n250 STARTTLS\r\n").unwrap();
+            assert_eq!(line(&mut server), "STARTTLS\r\n");
+            server.write_all(b"220 go ahead\r\n250 injected before TLS\r\n").unwrap();
+            let conn = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, server);
+            let mut seen = Vec::new();
+            for reply in ["250-mx in TLS\r\n250 PIPELINING\r\n", "", "250 ok\r\n", "354 go\r\n"] {
+                seen.push(line(&mut tls));
+                if reply.is_empty() {
+                    continue; // MAIL and RCPT come together: one reply each after RCPT
+                }
+                if reply.starts_with("250 ok") {
+                    tls.write_all(b"250 ok\r\n").unwrap();
+                }
+                tls.write_all(reply.as_bytes()).unwrap();
+            }
+            while line(&mut tls) != ".\r\n" {}
+            tls.write_all(b"250 queued in TLS\r\n").unwrap();
+            seen.push(line(&mut tls));
+            seen.concat()
+        });
+        let config =
+            qmail::tlsclient::client_config(provider, qmail::tlsclient::Trust::Any, None).unwrap();
+        let tls =
+            StartTls { config, name: ServerName::try_from("mx.example").unwrap(), required: false };
+        let recipients = vec![b"a@x".to_vec()];
+        let p = Params {
+            helohost: "me.example",
+            sender: b"s@example.org",
+            recipients: &recipients,
+            size: 2,
+            cookie: None,
+            peer: "192.0.2.1".into(),
+            tls: Some(&tls),
+            note: b"",
+        };
+        let mut out = Out::new(Vec::new());
+        assert_eq!(deliver(client, &p, &b"m\n"[..], &mut out), Step::Done);
+        let seen = t.join().unwrap();
+        assert_eq!(
+            seen,
+            "EHLO me.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@x>\r\nDATA\r\nQUIT\r\n"
+        );
+        let rec = show(&out.into_inner());
+        assert!(
+            rec.starts_with(
+                "r|K192.0.2.1 accepted message.\nRemote host said: 250 queued in TLS\n"
+            ),
+            "{rec}"
+        );
+        assert!(rec.contains("\nTLS: TLSv1.3 cipher TLS13_") && rec.ends_with("not verified.\n|"));
+    }
+
     #[test]
     fn bad_recipients_are_not_sent() {
         let (rec, cmds) = scripted(
