@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""bench/tlsload.py: a concurrent SMTP load generator with STARTTLS, for bench/smtp.sh --tls.
+
+    tlsload.py [-s sessions] [-m count] [-l length] [-f from] [-t to] [--plain] [--no-mail]
+               host:port
+
+Sends `count` messages of `length` bytes from `from` to `to`, each on its own connection
+(greeting, EHLO, STARTTLS, TLS handshake, EHLO, MAIL, RCPT, DATA, QUIT), over `sessions`
+connections at a time: what `smtp-source -s 10 -m N -l 4096` does in plaintext, which cannot
+do TLS. --plain leaves STARTTLS out; --no-mail leaves the transaction out (greeting, EHLO,
+STARTTLS, handshake, QUIT), for measuring the cost of a handshake. The certificate is not
+checked (the benchmark's servers have self-signed ones).
+
+Each session is a process of its own (Python's threads share one core; with the servers on
+the same machine the generator must not be the bottleneck), taking the next message number
+from a shared counter as smtp-source's sessions do. Prints one line: what was sent, the
+protocol and cipher of the last session, the time and the generator's own CPU (user+system).
+Exits 0 when every message (or session) was accepted, 1 at the first refusal or error,
+naming the session's step and the server's reply, 2 on a usage error.
+"""
+
+import argparse
+import multiprocessing
+import queue
+import resource
+import socket
+import ssl
+import sys
+import time
+
+
+class Refused(Exception):
+    """A reply other than the one expected, or a broken connection."""
+
+
+def main():
+    args = parse_args()
+    message = make_message(args)
+    counter = multiprocessing.Value("l", 0)
+    failed = multiprocessing.Event()
+    results = multiprocessing.Queue()
+    start = time.monotonic()
+    workers = [
+        multiprocessing.Process(target=worker, args=(args, message, counter, failed, results))
+        for _ in range(args.sessions)
+    ]
+    for w in workers:
+        w.start()
+    # one result per worker: an error text or the protocol and cipher it saw last
+    outcome = []
+    while len(outcome) < len(workers):
+        try:
+            outcome.append(results.get(timeout=1))
+        except queue.Empty:
+            if any(w.exitcode not in (None, 0) for w in workers):
+                break
+    elapsed = time.monotonic() - start
+    for w in workers:
+        w.join()
+    errors = [text for ok, text in outcome if not ok]
+    if errors or len(outcome) < len(workers):
+        for text in dict.fromkeys(errors or ["a session process died"]):
+            print(f"tlsload: {text}", file=sys.stderr)
+        return 1
+    tls = next((text for ok, text in outcome if text), "plaintext")
+    cpu = sum(
+        r.ru_utime + r.ru_stime
+        for r in (resource.getrusage(resource.RUSAGE_SELF),
+                  resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+    what = "sessions without mail" if args.no_mail else f"messages of {args.length} bytes"
+    print(f"tlsload {args.server}: {args.count} {what}, {args.sessions} at a time, {tls}: "
+          f"{elapsed:.2f} s, {args.count / elapsed:.1f}/s; own CPU {cpu:.2f} s, "
+          f"{cpu * 1000 / args.count:.2f} ms per session")
+    return 0
+
+
+def parse_args():
+    p = argparse.ArgumentParser(prog="tlsload.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("-s", dest="sessions", type=int, default=10, help="concurrent sessions")
+    p.add_argument("-m", dest="count", type=int, default=1000, help="messages (sessions)")
+    p.add_argument("-l", dest="length", type=int, default=4096, help="message size in bytes")
+    p.add_argument("-f", dest="sender", default="bench@sender.example", help="envelope sender")
+    p.add_argument("-t", dest="rcpt", default="bench@bench.example", help="envelope recipient")
+    p.add_argument("--helo", default="tlsload.example", help="EHLO name")
+    p.add_argument("--plain", action="store_true", help="no STARTTLS")
+    p.add_argument("--no-mail", action="store_true", help="no MAIL transaction: just the TLS "
+                   "handshake (or, with --plain, the EHLO) and QUIT")
+    p.add_argument("server", help="host:port")
+    args = p.parse_args()
+    host, sep, port = args.server.rpartition(":")
+    if not sep or not port.isdigit() or args.sessions < 1 or args.count < 1 or args.length < 1:
+        p.error("want host:port and positive -s, -m and -l")
+    args.addr = (host.strip("[]"), int(port))
+    return args
+
+
+def make_message(args):
+    """Header and body, args.length bytes in all (give or take one), and the final dot; no
+    line starts with a dot, so nothing needs stuffing."""
+    head = f"From: <{args.sender}>\r\nTo: <{args.rcpt}>\r\nSubject: tlsload\r\n\r\n".encode()
+    line = b"La de da de da " * 5 + b"la\r\n"
+    full, rest = divmod(max(args.length - len(head), 0), len(line))
+    return head + line * full + b"x" * max(rest - 2, 0) + b"\r\n" * (rest > 0) + b".\r\n"
+
+
+def worker(args, message, counter, failed, results):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    seen = ""
+    try:
+        while not failed.is_set():
+            with counter.get_lock():
+                if counter.value >= args.count:
+                    break
+                counter.value += 1
+            seen = session(args, ctx, message) or seen
+    except Exception as e:  # Refused, OSError (ssl.SSLError too), or a bug: never hang main
+        failed.set()
+        results.put((False, str(e) if isinstance(e, Refused) else f"{type(e).__name__}: {e}"))
+        return
+    results.put((True, seen))
+
+
+def session(args, ctx, message):
+    """One connection; returns "TLSv1.3 TLS_AES_256_GCM_SHA384" or the like, or "" in
+    plaintext. Raises Refused on any unexpected reply."""
+    try:
+        conn = socket.create_connection(args.addr, timeout=60)
+    except OSError as e:
+        raise Refused(f"connect: {e}") from e
+    f = conn.makefile("rb")
+    try:
+        expect(f, 220, "greeting")
+        ehlo = command(conn, f, f"EHLO {args.helo}", 250, "EHLO")
+        tls = ""
+        if not args.plain:
+            if b"STARTTLS" not in ehlo.upper():
+                raise Refused(f"EHLO does not offer STARTTLS: {ehlo!r}")
+            command(conn, f, "STARTTLS", 220, "STARTTLS")
+            f.close()  # empty: the server sends nothing before the handshake
+            try:
+                conn = ctx.wrap_socket(conn, server_hostname=args.addr[0])
+            except OSError as e:
+                raise Refused(f"TLS handshake: {e}") from e
+            f = conn.makefile("rb")
+            tls = f"{conn.version()} {conn.cipher()[0]}"
+            if not args.no_mail:
+                command(conn, f, f"EHLO {args.helo}", 250, "EHLO after STARTTLS")
+        if not args.no_mail:
+            command(conn, f, f"MAIL FROM:<{args.sender}>", 250, "MAIL")
+            command(conn, f, f"RCPT TO:<{args.rcpt}>", 250, "RCPT")
+            command(conn, f, "DATA", 354, "DATA")
+            conn.sendall(message)
+            expect(f, 250, "end of DATA")
+        command(conn, f, "QUIT", 221, "QUIT")
+        return tls
+    finally:
+        f.close()
+        conn.close()
+
+
+def command(conn, f, line, code, step):
+    conn.sendall(line.encode() + b"\r\n")
+    return expect(f, code, step)
+
+
+def expect(f, code, step):
+    """Read one reply, all its lines; return them unless the code is not `code`."""
+    reply = b""
+    while True:
+        try:
+            line = f.readline(1002)
+        except OSError as e:
+            raise Refused(f"{step}: {e}") from e
+        if not line.endswith(b"\n"):
+            raise Refused(f"{step}: connection closed or line too long after {reply + line!r}")
+        reply += line
+        if line[3:4] != b"-":
+            break
+    if not reply[:3].isdigit() or int(reply[:3]) != code:
+        raise Refused(f"{step}: wanted {code}, got {reply.decode(errors='replace').strip()!r}")
+    return reply
+
+
+if __name__ == "__main__":
+    sys.exit(main())
