@@ -424,6 +424,14 @@ pub const KNOWN: &[Known] = &[
     ),
     k("rcpthosts", Kind::List, "none (locals only)", "domains qmail-smtpd accepts mail for"),
     k("relaymailfrom", Kind::List, "none", "envelope senders (user@dom or @dom) allowed to relay"),
+    Known {
+        name: "remotecert",
+        kind: Kind::Raw,
+        default: "none (no client certificate)",
+        secret: true,
+        meaning: "PEM certificate chain and private key qmail-remote presents in TLS \
+                  (not implemented yet: ignored)",
+    },
     k(
         "remoteport",
         Kind::Int,
@@ -470,6 +478,18 @@ pub const KNOWN: &[Known] = &[
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
+    k(
+        "tlsciphers",
+        Kind::Raw,
+        "compat (rustls' defaults)",
+        "rustls cipher suites qmail-smtpd allows, by preference",
+    ),
+    k(
+        "tlsdheparams",
+        Kind::Line,
+        "none",
+        "DHE parameters (never read: rustls has no finite-field DHE)",
+    ),
     k(
         "userdeny",
         Kind::Raw,
