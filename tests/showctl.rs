@@ -25,6 +25,11 @@ fn expect_block(out: &str, name: &str, want: &str) {
     assert_eq!(block(out, name), want, "block of {name}; whole output:\n{out}");
 }
 
+/// The block of `name` when a directory stands where the file should be.
+fn a_directory(name: &str) -> String {
+    format!("{name}: Oops! unable to read control/{name}: Is a directory (os error 21).\n")
+}
+
 #[test]
 fn report_shows_values_defaults_secrets_and_problems() {
     let sb = Sandbox::new();
@@ -89,11 +94,7 @@ fn report_shows_values_defaults_secrets_and_problems() {
          ignored): empty.\n",
     );
     expect_block(&out, "rcpthosts", "rcpthosts: Oops! control/rcpthosts.cdb is a corrupt cdb.\n");
-    expect_block(
-        &out,
-        "bouncefrom",
-        "bouncefrom: Oops! unable to read control/bouncefrom: Is a directory (os error 21).\n",
-    );
+    expect_block(&out, "bouncefrom", &a_directory("bouncefrom"));
     assert!(!out.contains("s3cret") && !out.contains("pbs-Secret"), "a secret shown:\n{out}");
     for k in qmail::control::KNOWN {
         block(&out, k.name);
@@ -165,11 +166,7 @@ fn missing_me_is_reported_and_unreadable_me_exits_111() {
     fs::create_dir(sb.home.join("control/me")).unwrap();
     let (rc, out) = showctl(&sb);
     assert_eq!(rc, 111, "{out}");
-    expect_block(
-        &out,
-        "me",
-        "me: Oops! unable to read control/me: Is a directory (os error 21).\n",
-    );
+    expect_block(&out, "me", &a_directory("me"));
     assert!(out.contains("\ntimeoutsmtpd: "), "the report goes on:\n{out}");
 }
 
@@ -195,4 +192,60 @@ fn usage_error_exits_100() {
     assert_eq!(code(&sb.run("qmail-showctl", &["--bogus"], b"")), 100);
     assert_eq!(code(&sb.run("qmail-showctl", &["extra"], b"")), 100);
     assert_eq!(code(&sb.run("qmail-showctl", &["--help"], b"")), 0);
+}
+
+/// The certificate files are shown as their certificate's subject, names and dates, never
+/// their contents (no key); broken and unreadable ones are one `Oops!` line; a cipher list
+/// with an unknown name is an `Oops!` naming it.
+#[test]
+fn certificates_are_described_and_keys_never_shown() {
+    let sb = Sandbox::new();
+    let home = sb.home.to_str().unwrap().to_string();
+    let out = sb.run("qmailctl", &["tls-selfsigned", "--home", &home, "--days", "30"], b"");
+    assert_ok(&out, "qmailctl tls-selfsigned");
+    sb.control("remotecert", "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n");
+    sb.control("tlsciphers", "TLS13_AES_256_GCM_SHA384 HIGH:!aNULL\n");
+
+    let (rc, out) = showctl(&sb);
+    assert_eq!(rc, 0, "{out}");
+    let smtpcert = block(&out, "smtpcert");
+    let lines: Vec<&str> = smtpcert.lines().collect();
+    assert_eq!(lines.len(), 5, "{smtpcert}");
+    assert_eq!(lines[0], "smtpcert: 1 certificate and a private key.");
+    assert_eq!(lines[1], "  subject: CN=mx.example.org");
+    assert_eq!(lines[2], "  subjectAltName: DNS:mx.example.org, DNS:localhost, DNS:example.org");
+    assert!(lines[3].starts_with("  not before: ") && lines[3].ends_with(" -0000"), "{smtpcert}");
+    assert!(lines[4].starts_with("  not after: ") && !lines[4].contains("EXPIRED"), "{smtpcert}");
+    // nothing of the key: not its marker, not a line of its base64
+    let pem = fs::read_to_string(sb.home.join("control/smtpcert")).unwrap();
+    let key = pem.split("-----BEGIN PRIVATE KEY-----").nth(1).expect("a PKCS#8 key");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    for line in key.lines().filter(|l| l.len() > 16 && !l.starts_with("-----")) {
+        assert!(!out.contains(line), "a line of the key shown:\n{out}");
+    }
+    expect_block(
+        &out,
+        "remotecert",
+        "remotecert: Oops! control/remotecert: a PEM section is broken.\n",
+    );
+    expect_block(
+        &out,
+        "tlsciphers",
+        "tlsciphers: Oops! control/tlsciphers: unknown cipher suite HIGH \
+         (rustls names, such as TLS13_AES_256_GCM_SHA384).\n",
+    );
+
+    fs::remove_file(sb.home.join("control/remotecert")).unwrap();
+    fs::create_dir(sb.home.join("control/remotecert")).unwrap();
+    sb.control("tlsciphers", "TLS13_AES_256_GCM_SHA384\n");
+    let (rc, out) = showctl(&sb);
+    assert_eq!(rc, 0, "{out}");
+    expect_block(&out, "remotecert", &a_directory("remotecert"));
+    expect_block(&out, "tlsciphers", "tlsciphers:\n  TLS13_AES_256_GCM_SHA384\n");
+    expect_block(
+        &out,
+        "tlsdheparams",
+        "tlsdheparams: (Default.) DHE parameters (never read: rustls has no finite-field DHE): \
+         none.\n",
+    );
 }

@@ -973,6 +973,76 @@ fn starttls_and_smtps_with_swaks_and_openssl() {
     assert!(text.contains("250 2.0.0 ok") && text.contains("221 "), "{text}");
 }
 
+/// `control/tlsciphers` limits the cipher suites, and the protocol versions follow: with one
+/// TLS 1.2 suite openssl s_client and Python's ssl both get exactly it, and the Received line
+/// names it; the file is read at each STARTTLS, so one TLS 1.3 suite next gives TLS 1.3.
+#[test]
+fn tlsciphers_limits_the_suites() {
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    sb.control("tlsciphers", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n");
+    let (_server, port) = tcpserver(&sb, &[]);
+    let out = run_with(
+        Command::new("openssl")
+            .args(["s_client", "-brief", "-starttls", "smtp", "-connect"])
+            .arg(format!("127.0.0.1:{port}")),
+        b"NOOP\r\n",
+    );
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("Protocol version: TLSv1.2"), "{said}");
+    assert!(said.contains("Ciphersuite: ECDHE-RSA-AES128-GCM-SHA256"), "{said}");
+    let script = r#"
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.starttls(context=ctx)
+print(s.sock.version(), s.sock.cipher()[0])
+s.sendmail("c@client.example.net", ["u@example.org"], b"Subject: cipher\r\n\r\nx\r\n")
+s.quit()
+"#;
+    let out = python_tls(script, port);
+    assert_ok(&out, "python3 starttls with one TLS 1.2 suite");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256\n");
+    let todo = sb.todo();
+    assert_eq!(todo.len(), 1);
+    let text = todo[0].text();
+    assert!(
+        text.contains(
+            " with (TLSv1.2 cipher TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) encrypted SMTP\n"
+        ),
+        "{text}"
+    );
+    sb.control("tlsciphers", "TLS13_CHACHA20_POLY1305_SHA256\n");
+    let out = python_tls(script, port);
+    assert_ok(&out, "python3 starttls with one TLS 1.3 suite");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256\n");
+}
+
+/// An unknown name in `control/tlsciphers` is a configuration error: STARTTLS answers 454 and
+/// the log names the file and the word; an SMTPS session is closed without a byte.
+#[test]
+fn tlsciphers_with_an_unknown_name() {
+    let sb = sandbox();
+    make_smtpcert(&sb);
+    sb.control("tlsciphers", "HIGH:!aNULL\n");
+    let mut cmd = smtpd(&sb);
+    cmd.env("LOGLEVEL", "1");
+    let out = run_with(&mut cmd, b"EHLO c\r\nSTARTTLS\r\nQUIT\r\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\r\n454 4.3.0 TLS not available"), "{text}");
+    assert!(text.contains("\r\n221 "), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: STARTTLS: control/tlsciphers: unknown cipher suite HIGH "),
+        "{err}"
+    );
+    let mut cmd = smtpd(&sb);
+    cmd.env("LOGLEVEL", "1").env("SMTPS", "1");
+    let out = run_with(&mut cmd, b"");
+    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fatal: SMTPS: control/tlsciphers: unknown cipher suite HIGH "), "{err}");
+}
+
 /// Broken clients end the session, promptly and without a crash: one that closes
 /// mid-handshake, one that stalls in it (timeoutsmtpd 1), and 10 MB of garbage instead of a
 /// TLS record.

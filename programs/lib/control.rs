@@ -484,6 +484,18 @@ pub const KNOWN: &[Known] = &[
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
     k(
+        "tlsciphers",
+        Kind::Raw,
+        "compat (rustls' defaults)",
+        "rustls cipher suites qmail-smtpd allows, by preference",
+    ),
+    k(
+        "tlsdheparams",
+        Kind::Line,
+        "none",
+        "DHE parameters (never read: rustls has no finite-field DHE)",
+    ),
+    k(
         "userdeny",
         Kind::Raw,
         "none",

@@ -4,13 +4,17 @@
 //! the compile-time settings, then one block per file of [`control::KNOWN`] (its value, or
 //! `(Default.)` with the default and meaning), then a line for every other file in `control/`.
 //! Secrets (`ldappassword`, `pbssecret`, ...) are shown as `(set, N bytes)`, never their value
-//! (doc/DECISIONS.md, 7); control characters in values are shown as `?`.
+//! (doc/DECISIONS.md, 7); the certificate files (`smtpcert`, `remotecert`) as their
+//! certificate's subject, names and dates ([`cert`]); control characters in values are shown
+//! as `?`.
 //!
 //! Exit 0; 111 when the root or `control/` cannot be entered, when `me` or `ldapserver` exists
 //! but cannot be read, or when standard output fails; 100 on a usage error. See
 //! doc/qmail-showctl.8.
 
 #![forbid(unsafe_code)]
+
+mod cert;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -38,6 +42,13 @@ const BREAK: char = '-';
 
 /// List files whose `.cdb` variant replaces them entirely (doc/qmail-control.5, "Formats").
 const CDB_VARIANTS: &[&str] = &["locals", "rcpthosts"];
+
+/// PEM files with a certificate and its key: shown as the certificate's subject, names and
+/// dates, never their contents ([`cert`]).
+const CERTIFICATES: &[&str] = &["remotecert", "smtpcert"];
+
+/// Cipher lists, checked as qmail-smtpd reads them ([`qmail::tls::provider`]).
+const CIPHER_LISTS: &[&str] = &["tlsciphers"];
 
 fn main() -> ExitCode {
     if let Err(e) = Args::try_parse() {
@@ -155,6 +166,21 @@ fn block(c: &Control, k: &Known) -> String {
     if CDB_VARIANTS.contains(&name) {
         if let Some(text) = variant(c, name) {
             return format!("{name}: {text}\n");
+        }
+    }
+    if CERTIFICATES.contains(&name) {
+        return match c.raw(name) {
+            Ok(Some(data)) => cert::block(name, &data, qmail::date822::unix_now()),
+            Ok(None) => default("Default."),
+            Err(e) => oops(e),
+        };
+    }
+    if CIPHER_LISTS.contains(&name) {
+        if let Ok(Some(data)) = c.raw(name) {
+            let list = String::from_utf8_lossy(&data);
+            if let Err(e) = qmail::tls::provider(Some(&list), &format!("control/{name}")) {
+                return format!("{name}: Oops! {}.\n", show(&e.to_string()));
+            }
         }
     }
     if k.secret {

@@ -10,6 +10,7 @@ use std::env;
 use std::net::IpAddr;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `timeoutsmtpd` when the file is absent (doc/DECISIONS.md, 16: the man page's 1200 s).
 pub const DEFAULT_TIMEOUT: u64 = 1200;
@@ -25,6 +26,15 @@ pub enum SenderCheck {
     Loose,
     /// `STRICT`: refuse
     Strict,
+}
+
+/// `SMTPAUTH`'s value: when AUTH may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpAuth {
+    /// any value but `TLSREQUIRED`: with or without TLS
+    Always,
+    /// `TLSREQUIRED` (any case): only inside TLS
+    TlsRequired,
 }
 
 /// The environment, as a TCP server and the administrator's rules set it.
@@ -64,7 +74,8 @@ pub struct Env {
     pub ldapsoftok: bool,
     /// `BADRCPTDELAY`: seconds to wait before refusing an unknown recipient (RCPTCHECK)
     pub badrcptdelay: u64,
-    pub smtpauth: bool,
+    /// `SMTPAUTH`: offer AUTH (a seam until SMTP AUTH is built)
+    pub smtpauth: Option<SmtpAuth>,
     pub authprepend: Option<String>,
 }
 
@@ -130,7 +141,13 @@ impl Env {
             rcptcheck: flag("RCPTCHECK"),
             ldapsoftok: flag("LDAPSOFTOK"),
             badrcptdelay: number("BADRCPTDELAY").unwrap_or(0),
-            smtpauth: flag("SMTPAUTH"),
+            smtpauth: var("SMTPAUTH").map(|v| {
+                if v.eq_ignore_ascii_case("tlsrequired") {
+                    SmtpAuth::TlsRequired
+                } else {
+                    SmtpAuth::Always
+                }
+            }),
             authprepend: var("AUTHPREPEND"),
         }
     }
@@ -272,6 +289,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// The TLS server configuration for the certificate file `cert` and the cipher suites of
+    /// `control/tlsciphers`, both read now: at each STARTTLS, or when an SMTPS session starts
+    /// (doc/qmail-smtpd.8, STARTTLS). The error names the file and never holds key material.
+    pub fn tls(&self, cert: &Path) -> Result<Arc<rustls::ServerConfig>, qmail::tls::TlsError> {
+        let ciphers = Control::new(&self.home)
+            .raw("tlsciphers")
+            .map_err(|e| qmail::tls::TlsError(e.to_string()))?;
+        let ciphers = ciphers.map(|data| String::from_utf8_lossy(&data).into_owned());
+        let provider = qmail::tls::provider(ciphers.as_deref(), "control/tlsciphers")?;
+        qmail::tls::server_config(cert, provider)
+    }
+
     /// Read every control file under `home`. The error is the text for the log.
     pub fn load(home: &Path, env: &Env) -> Result<Config, String> {
         let c = &Control::new(home);

@@ -7,7 +7,7 @@
 //! once.
 
 use crate::checks::{self, Verify};
-use crate::config::{Config, Env, GREETING_REFUSAL_TIMEOUT};
+use crate::config::{Config, Env, SmtpAuth, GREETING_REFUSAL_TIMEOUT};
 use crate::conn::{Conn, End, Flow};
 use crate::data;
 use crate::envelope::Gate;
@@ -68,7 +68,7 @@ pub fn run(io: &mut Io) -> End {
             log.at(1, format_args!("fatal: SMTPS without a certificate (control/smtpcert)"));
             return End::Dropped;
         };
-        let config = match qmail::tls::server_config(path) {
+        let config = match cfg.tls(path) {
             Ok(config) => config,
             Err(e) => {
                 log.at(1, format_args!("fatal: SMTPS: {e}"));
@@ -249,11 +249,11 @@ impl Session<'_> {
         let Some(path) = self.cfg.tls_cert.clone() else {
             return self.conn.say(502, "STARTTLS not available (#5.5.1)");
         };
-        let config = match qmail::tls::server_config(&path) {
+        let config = match self.cfg.tls(&path) {
             Ok(config) => config,
             Err(e) => {
                 self.conn.log().at(1, format_args!("warning: STARTTLS: {e}"));
-                return self.conn.say(454, "TLS not available: certificate problem (#4.3.0)");
+                return self.conn.say(454, "TLS not available: configuration problem (#4.3.0)");
             }
         };
         self.conn.reply(220, "ready to start TLS");
@@ -266,10 +266,18 @@ impl Session<'_> {
         Flow::Continue
     }
 
-    /// AUTH: the seam. Until SMTP AUTH is built, it is "not enabled" (502).
+    /// AUTH: the seam. Without SMTPAUTH it is "not enabled" (502); with
+    /// `SMTPAUTH=TLSREQUIRED` outside TLS it needs STARTTLS first (538, RFC 4954); else, until
+    /// SMTP AUTH is built, 502 too.
     fn auth(&mut self) -> Flow {
-        if self.env.smtpauth {
-            self.note_seam("SMTPAUTH");
+        match self.env.smtpauth {
+            None => {}
+            Some(SmtpAuth::TlsRequired) if self.conn.tls().is_none() => {
+                return self
+                    .conn
+                    .say(538, "encryption required for AUTH: STARTTLS first (#5.7.11)");
+            }
+            Some(_) => self.note_seam("SMTPAUTH"),
         }
         self.conn.say(502, "AUTH not available (#5.5.1)")
     }
