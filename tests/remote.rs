@@ -967,6 +967,23 @@ fn starttls_opportunistic_verified_and_off() {
     let four = texts.iter().find(|t| t.contains("Subject: four")).expect("four arrived");
     assert!(four.contains(" with SMTP\n"), "{four}");
     assert_eq!(b.todo().len(), 4);
+    // the cipher suites qmail-remote offers: control/tlsremoteciphers
+    a.control("tlsdestinations", &format!("d.test:{cafile}\n"));
+    a.control("tlsremoteciphers", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "Subject: five\n\nx\n");
+    assert!(
+        out.contains("\nTLS: TLSv1.2 cipher TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, certificate verified.\n"),
+        "{out}"
+    );
+    a.control("tlsremoteciphers", "TLS13_AES_256_GCM_SHA384 RC4-MD5\n");
+    let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
+    assert!(
+        out.starts_with("Zcontrol/tlsremoteciphers: unknown cipher suite RC4-MD5")
+            && out.ends_with("(#4.3.5)\n|"),
+        "{out}"
+    );
+    fs::remove_file(a.home.join("control/tlsremoteciphers")).unwrap();
+    assert_eq!(b.todo().len(), 5);
     // a broken rule is a temporary failure, never a silent downgrade
     a.control("tlsdestinations", "d.test /ca.pem\n");
     let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
@@ -978,7 +995,7 @@ fn starttls_opportunistic_verified_and_off() {
     a.control("tlsdestinations", "d.test:/nonexistent/ca.pem\n");
     let out = remote(&a, "d.test", "s@example.org", &["u@d.test"], "x\n");
     assert!(out.starts_with("ZUnable to set up TLS: unable to read /nonexistent/ca.pem"), "{out}");
-    assert_eq!(b.todo().len(), 4);
+    assert_eq!(b.todo().len(), 5);
 }
 
 /// A certificate that does not pass (another CA, another name, expired, self-signed against

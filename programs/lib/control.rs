@@ -474,12 +474,6 @@ pub const KNOWN: &[Known] = &[
         "compiled tcp.smtp (qmailctl cdb), used by qmailctl run",
     ),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
-    k(
-        "tlsdestinations",
-        Kind::List,
-        "none (opportunistic TLS everywhere)",
-        "destination:policy lines: verify (empty or a CA file) or - (no TLS) for qmail-remote",
-    ),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),
@@ -490,10 +484,22 @@ pub const KNOWN: &[Known] = &[
         "rustls cipher suites qmail-smtpd allows, by preference",
     ),
     k(
+        "tlsdestinations",
+        Kind::List,
+        "none (opportunistic TLS everywhere)",
+        "destination:policy lines: verify (empty or a CA file) or - (no TLS) for qmail-remote",
+    ),
+    k(
         "tlsdheparams",
         Kind::Line,
         "none",
         "DHE parameters (never read: rustls has no finite-field DHE)",
+    ),
+    k(
+        "tlsremoteciphers",
+        Kind::Raw,
+        "compat (rustls' defaults)",
+        "rustls cipher suites qmail-remote allows, by preference",
     ),
     k(
         "userdeny",

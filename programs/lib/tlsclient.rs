@@ -57,15 +57,17 @@ fn roots(certs: Vec<CertificateDer<'static>>, from: &str) -> Result<RootCertStor
     Ok(store)
 }
 
-/// A client configuration: `trust` for the server's certificate, `client` (a PEM file with
-/// certificate chain and key, `control/remotecert`) when set.
+/// A client configuration: the cipher suites of `provider` (`qmail::tls::provider`) and the
+/// protocol versions they need, `trust` for the server's certificate, `client` (a PEM file
+/// with certificate chain and key, `control/remotecert`) when set.
 pub fn client_config(
     provider: Arc<CryptoProvider>,
     trust: Trust,
     client: Option<&Path>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    let versions = crate::tls::versions(&provider);
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| TlsError(format!("TLS settings: {e}")))?;
     let builder = match trust {
         Trust::Any => {

@@ -87,6 +87,8 @@ struct Config {
     tls_rules: tls::Rules,
     /// `control/remotecert`, when it exists: the client certificate.
     remotecert: Option<PathBuf>,
+    /// The cipher suites of `control/tlsremoteciphers`.
+    ciphers: Arc<rustls::crypto::CryptoProvider>,
 }
 
 fn config(home: &Path) -> Result<Config, Fail> {
@@ -130,6 +132,12 @@ fn config(home: &Path) -> Result<Config, Fail> {
             .map_err(|e| temp(format!("control/tlsdestinations: {e}. (#4.3.5)\n")))?,
     };
     let remotecert = Some(home.join("control/remotecert")).filter(|p| p.exists());
+    let ciphers = c.raw("tlsremoteciphers").map_err(unreadable)?;
+    let ciphers = qmail::tls::provider(
+        ciphers.as_deref().map(String::from_utf8_lossy).as_deref(),
+        "control/tlsremoteciphers",
+    )
+    .map_err(|e| temp(format!("{e}. (#4.3.5)\n")))?;
     let mut my_names: Vec<String> = me.iter().map(|m| m.to_ascii_lowercase()).collect();
     if let Some(l) = c.line("localiphost").map_err(unreadable)? {
         my_names.push(l.to_ascii_lowercase());
@@ -146,6 +154,7 @@ fn config(home: &Path) -> Result<Config, Fail> {
         my_names,
         tls_rules,
         remotecert,
+        ciphers,
     })
 }
 
@@ -287,7 +296,7 @@ impl Configs {
                     Policy::Verify(Some(file)) => tlsclient::ca_file(file).map(Trust::Roots),
                     _ => Ok(Trust::Any),
                 };
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let provider = cfg.ciphers.clone();
                 let config = trust
                     .and_then(|t| tlsclient::client_config(provider, t, cfg.remotecert.as_deref()))
                     .map_err(|e| temp(format!("Unable to set up TLS: {e}. (#4.3.0)\n")))?;

@@ -891,7 +891,7 @@ mod tests {
             .unwrap();
         let (client, mut server) = UnixStream::pair().unwrap();
         let t = std::thread::spawn(move || {
-            let mut line = |s: &mut dyn Read| {
+            let line = |s: &mut dyn Read| {
                 let mut l = Vec::new();
                 let mut b = [0u8];
                 while s.read(&mut b).unwrap() == 1 {
