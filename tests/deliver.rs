@@ -259,20 +259,6 @@ fn sigkill_qmail_send_mid_batch_loses_nothing() {
     drop(run);
 }
 
-/// The pids of the processes whose command line contains every one of `needles`.
-fn pids_of(needles: &[&str]) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if needles.iter().all(|n| cmd.contains(n)) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[test]
 fn sigkill_qmail_local_mid_batch_loses_nothing() {
     let sb = Sandbox::for_delivery();

@@ -134,28 +134,7 @@ fn qmailctl_run_restarts_a_listener_that_dies() {
     let (uid, gid, home) = sb.user_home("lee");
     sb.assign(&[("lee", uid, gid, &home)]);
     let (run, port) = sb.start_smtp();
-    // find qmail-tcpsrv for this root and kill it
-    let needle = sb.home.join("bin/qmail-tcpsrv").to_string_lossy().to_string();
-    let mut killed = 0;
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).split('\0').next() == Some(needle.as_str()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-            killed += 1;
-            // gone (or a zombie) before we look for its successor
-            let gone = || {
-                fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|st| {
-                        st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                    })
-                    .unwrap_or(true)
-            };
-            assert!(wait_until(LONG, gone), "qmail-tcpsrv {pid} did not die");
-        }
-    }
-    assert_eq!(killed, 1, "one qmail-tcpsrv for this root");
+    assert_eq!(kill_tcpsrv(&sb, port), 1, "one qmail-tcpsrv for this root");
     // it comes back, and mail still flows
     let addr = format!("127.0.0.1:{port}");
     assert!(
@@ -176,6 +155,129 @@ fn qmailctl_run_restarts_a_listener_that_dies() {
     });
     assert!(sent, "no SMTP session after the restart; log:\n{}", run.log_text());
     assert!(wait_until(LONG, || !Sandbox::maildir_new(&home).is_empty()), "{}", run.log_text());
+}
+
+/// Kill (SIGKILL) the qmail-tcpsrv of `sb` listening on `port` and wait until it is gone;
+/// how many there were.
+fn kill_tcpsrv(sb: &Sandbox, port: u16) -> usize {
+    let program = format!("{} ", sb.home.join("bin/qmail-tcpsrv").display());
+    let pids = pids_of(&[&program, &format!(" {port} ")]);
+    for &pid in &pids {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        // gone (or a zombie) before we look for its successor
+        let gone = || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|st| st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                .unwrap_or(true)
+        };
+        assert!(wait_until(LONG, gone), "qmail-tcpsrv {pid} did not die");
+    }
+    pids.len()
+}
+
+/// With a certificate (`qmailctl tls-selfsigned`), `qmailctl run` also serves SMTPS and
+/// submission, each named in the log: swaks with TLS on connect delivers through the SMTPS
+/// port to a local user's Maildir; the submission port offers STARTTLS (and no AUTH outside
+/// TLS), and after STARTTLS a MAIL is 530 (no one can authenticate yet). A killed SMTPS
+/// listener is restarted like the SMTP one.
+#[test]
+fn qmailctl_run_serves_smtps_and_submission_with_a_certificate() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("kim");
+    sb.assign(&[("kim", uid, gid, &home)]);
+    let root = sb.home.to_str().unwrap().to_string();
+    assert_ok(&sb.run("qmailctl", &["tls-selfsigned", "--home", &root], b""), "tls-selfsigned");
+    let (smtp, smtps, submission) = (free_port(), free_port(), free_port());
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let run = sb.start_with(&[
+        "--listen",
+        &addr(smtp),
+        "--smtps",
+        &addr(smtps),
+        "--submission",
+        &addr(submission),
+    ]);
+    for (name, port) in [("SMTP", smtp), ("SMTPS", smtps), ("submission", submission)] {
+        let started = format!("qmailctl: started qmail-tcpsrv ({name} on {}) as pid ", addr(port));
+        assert!(run.wait_log(LONG, |l| l.starts_with(&started)), "{started}\n{}", run.log_text());
+        assert!(
+            wait_until(LONG, || std::net::TcpStream::connect(addr(port)).is_ok()),
+            "no {name} listener; log:\n{}",
+            run.log_text()
+        );
+    }
+    let swaks = |port: u16| {
+        Command::new("swaks")
+            .args(["--server", &addr(port), "--tlsc"])
+            .args(["--from", "s@example.net", "--to", "kim@example.org"])
+            .args(["--header", "Subject: smtps"])
+            .output()
+            .expect("swaks must be installed")
+    };
+    assert_ok(&swaks(smtps), "swaks --tlsc on the SMTPS port");
+    assert!(
+        wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1),
+        "not delivered; log:\n{}",
+        run.log_text()
+    );
+    let text = fs::read_to_string(&Sandbox::maildir_new(&home)[0]).unwrap();
+    assert!(text.contains(") encrypted SMTP\n") && text.contains("Subject: smtps\n"), "{text}");
+
+    let script = format!(
+        "import smtplib, ssl\nctx = ssl.create_default_context()\nctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\ns = smtplib.SMTP('127.0.0.1', {submission}, timeout=30)\n\
+         s.ehlo('c.example')\nprint(s.has_extn('starttls'), s.has_extn('auth'))\n\
+         print(s.docmd('AUTH', 'PLAIN')[0])\ns.starttls(context=ctx)\ns.ehlo('c.example')\n\
+         print(s.has_extn('starttls'), s.sock.version().startswith('TLSv1.'))\n\
+         print(s.mail('s@example.net')[0])\ns.quit()\n"
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert_ok(&out, "python3 on the submission port");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "True False\n538\nFalse True\n530\n");
+
+    assert_eq!(kill_tcpsrv(&sb, smtps), 1, "one SMTPS listener");
+    let restarting = format!("qmail-tcpsrv (SMTPS on {}) exited", addr(smtps));
+    assert!(run.wait_log(LONG, |l| l.contains(&restarting)), "{}", run.log_text());
+    // back, and it delivers again (a listener restarted under load may still be settling)
+    assert!(wait_until(LONG, || swaks(smtps).status.success()), "{}", run.log_text());
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() >= 2), "{}", run.log_text());
+    let status = run.stop();
+    assert!(status.success(), "{status}");
+}
+
+/// Without a certificate `qmailctl run` starts no SMTPS or submission listener and says so;
+/// asked for one explicitly, it refuses to start, naming the file.
+#[test]
+fn qmailctl_run_without_a_certificate_has_no_tls_listeners() {
+    let sb = Sandbox::new();
+    let smtp = free_port();
+    let run = sb.start_with(&["--listen", &format!("127.0.0.1:{smtp}")]);
+    let note = "qmailctl: no control/smtpcert: no SMTPS or submission listener \
+                (qmailctl tls-selfsigned makes a certificate)";
+    assert!(run.wait_log(LONG, |l| l == note), "{}", run.log_text());
+    assert!(run.wait_log(LONG, |l| l.contains("started qmail-tcpsrv (SMTP on ")));
+    assert_eq!(run.count_log(|l| l.contains("SMTPS on") || l.contains("submission on")), 0);
+    drop(run);
+    let port = free_port().to_string();
+    for option in ["--smtps", "--submission"] {
+        let out = run_with(
+            sb.cmd("qmailctl").args([
+                "run",
+                "--listen",
+                "off",
+                option,
+                &format!("127.0.0.1:{port}"),
+            ]),
+            b"",
+        );
+        assert_eq!(code(&out), 111);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(" needs a certificate in ") && err.contains("/control/smtpcert"),
+            "{err}"
+        );
+    }
 }
 
 /// The README's "With LDAP" section, step by step: init, ldap-init, slapadd + slapd, user add

@@ -32,7 +32,8 @@ enum Cmd {
     /// The same as run.
     Up(RunArgs),
     /// Run the mail system in the foreground (creating the root, with a demo user, when
-    /// missing): delivery and the SMTP listener, log on stdout; Ctrl-C stops it.
+    /// missing): delivery and the SMTP listeners (SMTPS and submission too with a
+    /// certificate), log on stdout; Ctrl-C stops it.
     Run(RunArgs),
     /// Count the messages in the queue (as qmail-qstat).
     Stat(HomeArg),
@@ -80,6 +81,15 @@ pub struct RunArgs {
     /// Where qmail-tcpsrv listens for SMTP (host:port), or `off`.
     #[arg(long, default_value = "127.0.0.1:2525")]
     pub listen: String,
+    /// Where it listens for SMTPS, implicit TLS as on port 465 (host:port), or `off`; default
+    /// 127.0.0.1:4465 when control/smtpcert exists.
+    #[arg(long, value_name = "ADDR")]
+    pub smtps: Option<String>,
+    /// Where it listens for submission, as on port 587: STARTTLS, and MAIL only after
+    /// authentication (host:port), or `off`; default 127.0.0.1:5587 when control/smtpcert
+    /// exists.
+    #[arg(long, value_name = "ADDR")]
+    pub submission: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -149,18 +159,29 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
         init::init(&init_args)?;
         init::demo_user(&home)?;
     }
-    let listen = run::Listen((args.listen != "off").then(|| args.listen.clone()));
-    if let Some(addr) = &listen.0 {
+    let (listeners, note) = run::listeners(
+        &home,
+        Some(args.listen.as_str()).filter(|a| *a != "off"),
+        args.smtps.as_deref(),
+        args.submission.as_deref(),
+    )?;
+    if !listeners.is_empty() {
         let demo = home.join("demo/Maildir/new");
         let demo = if demo.is_dir() {
             format!("; mail for demo@localhost lands in {}", demo.display())
         } else {
             String::new()
         };
+        let on: Vec<String> =
+            listeners.iter().map(|l| format!("{} on {}", l.port.name(), l.addr)).collect();
         println!(
-            "qmailctl: mail system in {}; SMTP on {addr}{demo}; Ctrl-C stops it",
-            home.display()
+            "qmailctl: mail system in {}; {}{demo}; Ctrl-C stops it",
+            home.display(),
+            on.join(", ")
         );
     }
-    run::run(&home, &listen)
+    if let Some(note) = note {
+        println!("{note}");
+    }
+    run::run(&home, &listeners)
 }

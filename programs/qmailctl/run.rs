@@ -1,11 +1,15 @@
 //! qmailctl run, doqueue, reload: run the mail system in the foreground and signal it.
 //!
 //! `run` creates the installation root when it is missing (with a demo user), then starts
-//! `bin/qmail-start <control/defaultdelivery>` (which becomes qmail-send) and, unless
-//! `--listen off`, `bin/qmail-tcpsrv` running `bin/qmail-smtpd` on the listen address. The
-//! log goes to stdout. A child that dies is restarted (after a second); Ctrl-C or TERM stops
-//! both cleanly (qmail-send finishes its running deliveries) and `run` returns when they have
-//! exited. qmail-send's pid is kept in `run/qmail-send.pid` for `doqueue` and `reload`.
+//! `bin/qmail-start <control/defaultdelivery>` (which becomes qmail-send) and the SMTP
+//! listeners, each a `bin/qmail-tcpsrv` running `bin/qmail-smtpd`: SMTP on `--listen`; and,
+//! when `control/smtpcert` exists, SMTPS (implicit TLS: `SMTPS` set) on `--smtps` and
+//! submission (port 587's rules: `AUTHREQUIRED=1`, `SMTPAUTH=TLSREQUIRED`) on `--submission`.
+//! Each may be `off`; a TLS listener asked for without a certificate is an error. The log goes
+//! to stdout, and qmailctl's own lines name the listener they are about. A child that dies is
+//! restarted (after a second); Ctrl-C or TERM stops them all cleanly (qmail-send finishes its
+//! running deliveries) and `run` returns when they have exited. qmail-send's pid is kept in
+//! `run/qmail-send.pid` for `doqueue` and `reload`. See doc/qmailctl.8.
 //!
 //! With `control/verifysocket` present, `run` also binds that Unix socket (relative names
 //! under the root) and supervises `bin/qmail-verify --listen fd:3` on it, as the SMTP
@@ -27,19 +31,129 @@ pub fn pid_file(home: &Path) -> PathBuf {
     home.join("run/qmail-send.pid")
 }
 
-/// What to run besides delivery.
-pub struct Listen(pub Option<String>);
+/// The SMTPS listener's address when `--smtps` is not given and there is a certificate.
+pub const SMTPS_DEFAULT: &str = "127.0.0.1:4465";
+/// The submission listener's address when `--submission` is not given and there is a
+/// certificate.
+pub const SUBMISSION_DEFAULT: &str = "127.0.0.1:5587";
+
+/// The kinds of SMTP listener: what qmail-smtpd's environment says about the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// plain SMTP, STARTTLS offered when there is a certificate
+    Smtp,
+    /// implicit TLS (`SMTPS`), port 465's way
+    Smtps,
+    /// message submission, port 587's way: `AUTHREQUIRED=1`, `SMTPAUTH=TLSREQUIRED`
+    Submission,
+}
+
+impl Port {
+    /// The name in qmailctl's log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Port::Smtp => "SMTP",
+            Port::Smtps => "SMTPS",
+            Port::Submission => "submission",
+        }
+    }
+}
+
+/// One SMTP listener: its kind and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub port: Port,
+    /// `host:port` as given
+    pub addr: String,
+    /// the host, without the brackets of `[::1]:25`
+    host: String,
+    /// the port: a number or a service name, as qmail-tcpsrv takes it
+    service: String,
+}
+
+impl Listener {
+    /// A listener of kind `port` on `addr`, `host:port`.
+    fn new(port: Port, addr: &str) -> Result<Listener> {
+        let (host, service) = addr
+            .rsplit_once(':')
+            .filter(|(h, s)| !h.is_empty() && !s.is_empty())
+            .with_context(|| format!("{} listener {addr}: expected host:port", port.name()))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(Listener { port, addr: addr.to_string(), host, service: service.to_string() })
+    }
+}
+
+/// The SMTP listeners to run, from the options: `--listen` (`None`: off), `--smtps` and
+/// `--submission` (`None`: not given). The TLS listeners need `control/smtpcert`: not given,
+/// they run on their defaults when it exists and not otherwise; given without it, they are
+/// an error. The second value is a line for the log when they are left out for want of one.
+pub fn listeners(
+    home: &Path,
+    listen: Option<&str>,
+    smtps: Option<&str>,
+    submission: Option<&str>,
+) -> Result<(Vec<Listener>, Option<String>)> {
+    let cert = home.join("control/smtpcert").exists();
+    let mut out = Vec::new();
+    if let Some(addr) = listen {
+        out.push(Listener::new(Port::Smtp, addr)?);
+    }
+    for (port, given, default) in
+        [(Port::Smtps, smtps, SMTPS_DEFAULT), (Port::Submission, submission, SUBMISSION_DEFAULT)]
+    {
+        let addr = match given {
+            Some("off") => continue,
+            Some(addr) if !cert => bail!(
+                "{} on {addr} needs a certificate in {}: qmailctl tls-selfsigned makes one",
+                port.name(),
+                home.join("control/smtpcert").display()
+            ),
+            Some(addr) => addr,
+            None if !cert => continue,
+            None => default,
+        };
+        out.push(Listener::new(port, addr)?);
+    }
+    let note = (!cert && smtps.is_none() && submission.is_none()).then(|| {
+        "qmailctl: no control/smtpcert: no SMTPS or submission listener \
+         (qmailctl tls-selfsigned makes a certificate)"
+            .to_string()
+    });
+    Ok((out, note))
+}
+
+/// What one supervised child is.
+enum Job {
+    Send,
+    Verify,
+    Listen(Listener),
+}
 
 /// One supervised child.
 struct Kid {
-    name: &'static str,
+    job: Job,
     pid: Option<Pid>,
     /// when it may be started again after dying
     restart_at: Option<Instant>,
 }
 
+impl Kid {
+    fn new(job: Job) -> Kid {
+        Kid { job, pid: None, restart_at: Some(Instant::now()) }
+    }
+
+    /// The name in the log: `qmail-send`, `qmail-tcpsrv (SMTPS on 127.0.0.1:4465)`.
+    fn name(&self) -> String {
+        match &self.job {
+            Job::Send => "qmail-send".to_string(),
+            Job::Verify => "qmail-verify".to_string(),
+            Job::Listen(l) => format!("qmail-tcpsrv ({} on {})", l.port.name(), l.addr),
+        }
+    }
+}
+
 /// Run the mail system until TERM or Ctrl-C.
-pub fn run(home: &Path, listen: &Listen) -> Result<()> {
+pub fn run(home: &Path, listeners: &[Listener]) -> Result<()> {
     let aliasempty = qmail::control::Control::new(home)
         .line("defaultdelivery")
         .context("unable to read control/defaultdelivery")?
@@ -52,25 +166,25 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK).context("signalfd")?;
     fs::create_dir_all(home.join("run")).context("unable to create run/")?;
 
-    let mut kids = vec![Kid { name: "qmail-send", pid: None, restart_at: Some(Instant::now()) }];
-    if listen.0.is_some() {
-        kids.push(Kid { name: "qmail-tcpsrv", pid: None, restart_at: Some(Instant::now()) });
-    }
+    let mut kids = vec![Kid::new(Job::Send)];
+    kids.extend(listeners.iter().map(|l| Kid::new(Job::Listen(l.clone()))));
     let verify = verify_socket(home)?;
     if verify.is_some() {
-        kids.push(Kid { name: "qmail-verify", pid: None, restart_at: Some(Instant::now()) });
+        kids.push(Kid::new(Job::Verify));
     }
     let mut stopping = false;
     loop {
         if !stopping {
             for kid in kids.iter_mut() {
                 if kid.pid.is_none() && kid.restart_at.is_some_and(|t| Instant::now() >= t) {
-                    let pid = start(home, kid.name, &aliasempty, listen, verify.as_ref())?;
+                    let pid = start(home, &kid.job, &aliasempty, verify.as_ref())?;
                     kid.pid = Some(pid);
                     kid.restart_at = None;
-                    if kid.name == "qmail-send" {
-                        fs::write(pid_file(home), format!("{pid}\n"))
-                            .context("unable to write run/qmail-send.pid")?;
+                    match &kid.job {
+                        Job::Send => fs::write(pid_file(home), format!("{pid}\n"))
+                            .context("unable to write run/qmail-send.pid")?,
+                        Job::Listen(_) => println!("qmailctl: started {} as pid {pid}", kid.name()),
+                        Job::Verify => {}
                     }
                 }
             }
@@ -100,7 +214,7 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
                 }
             }
         }
-        // reap every child that ended (our two, and nothing else: they are our only children)
+        // reap every child that ended (ours, and nothing else: they are our only children)
         loop {
             match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -109,7 +223,7 @@ pub fn run(home: &Path, listen: &Listen) -> Result<()> {
                     if let Some(kid) = kids.iter_mut().find(|k| k.pid == Some(pid)) {
                         kid.pid = None;
                         if !stopping {
-                            eprintln!("qmailctl: {} exited ({status:?}); restarting it", kid.name);
+                            println!("qmailctl: {} exited ({status:?}); restarting it", kid.name());
                             kid.restart_at = Some(Instant::now() + Duration::from_secs(1));
                         }
                     }
@@ -139,16 +253,10 @@ fn verify_socket(home: &Path) -> Result<Option<OwnedFd>> {
 }
 
 /// Start one supervised program; its output goes to our stdout.
-fn start(
-    home: &Path,
-    name: &str,
-    aliasempty: &str,
-    listen: &Listen,
-    verify: Option<&OwnedFd>,
-) -> Result<Pid> {
+fn start(home: &Path, job: &Job, aliasempty: &str, verify: Option<&OwnedFd>) -> Result<Pid> {
     let bin = home.join("bin");
-    let mut cmd = match name {
-        "qmail-verify" => {
+    let (name, mut cmd) = match job {
+        Job::Verify => {
             let mut c = Command::new(bin.join("qmail-verify"));
             c.args(["--listen", "fd:3"]);
             if let Some(socket) = verify {
@@ -159,41 +267,50 @@ fn start(
                 c.uid(uid).gid(gid);
             }
             c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
-            c
+            ("qmail-verify", c)
         }
-        "qmail-send" => {
+        Job::Send => {
             let mut c = Command::new(bin.join("qmail-start"));
             c.arg(aliasempty);
-            c
+            ("qmail-start", c)
         }
-        _ => {
-            let addr = listen.0.as_deref().unwrap_or("127.0.0.1:2525");
-            let (host, port) = addr
-                .rsplit_once(':')
-                .with_context(|| format!("--listen {addr}: expected host:port"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let me = qmail::control::Control::new(home).me().ok().flatten().unwrap_or_default();
-            let mut c = Command::new(bin.join("qmail-tcpsrv"));
-            c.args(["-v", "-R", "-H"]);
-            if !me.is_empty() {
-                c.args(["-l", &me]);
-            }
-            if let Some((uid, gid)) = owner(home) {
-                c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
-            }
-            let rules = home.join("control/tcp.smtp.cdb");
-            if rules.exists() {
-                c.arg("-x").arg(&rules);
-            }
-            c.args([host, port]).arg(bin.join("qmail-smtpd"));
-            c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
-            c
-        }
+        Job::Listen(l) => ("qmail-tcpsrv", tcpsrv(home, l)?),
     };
     cmd.env("QMAILHOME", home);
     let child = cmd.spawn().with_context(|| format!("unable to start {name}"))?;
     // reaped by waitpid in the loop above
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// `bin/qmail-tcpsrv` running `bin/qmail-smtpd` for one listener, with the environment of
+/// its kind: every listener takes the rules of `control/tcp.smtp.cdb`.
+fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
+    let bin = home.join("bin");
+    let me = qmail::control::Control::new(home).me().ok().flatten().unwrap_or_default();
+    let mut c = Command::new(bin.join("qmail-tcpsrv"));
+    c.args(["-v", "-R", "-H"]);
+    if !me.is_empty() {
+        c.args(["-l", &me]);
+    }
+    if let Some((uid, gid)) = owner(home) {
+        c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+    }
+    let rules = home.join("control/tcp.smtp.cdb");
+    if rules.exists() {
+        c.arg("-x").arg(&rules);
+    }
+    c.args([&l.host, &l.service]).arg(bin.join("qmail-smtpd"));
+    // what the kind of port means to qmail-smtpd (an SMTPS in qmailctl's own environment
+    // would make every listener speak TLS first)
+    match l.port {
+        Port::Smtp => c.env_remove("SMTPS"),
+        Port::Smtps => c.env("SMTPS", "1"),
+        Port::Submission => {
+            c.env_remove("SMTPS").env("AUTHREQUIRED", "1").env("SMTPAUTH", "TLSREQUIRED")
+        }
+    };
+    c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
+    Ok(c)
 }
 
 /// Running as root, the owner of a single-user root (qmailctl init --owner) runs the SMTP
@@ -244,4 +361,43 @@ fn blocks(pid: i32, sig: Signal) -> bool {
         .find_map(|l| l.strip_prefix("SigBlk:"))
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .is_some_and(|mask| mask & (1u64 << (sig as i32 - 1)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_follow_the_options_and_the_certificate() {
+        let dir = std::env::temp_dir().join(format!("qmailctl-listeners-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("control")).unwrap();
+        let addrs = |list: &[Listener]| -> Vec<String> {
+            list.iter().map(|l| format!("{} {}", l.port.name(), l.addr)).collect()
+        };
+        // no certificate: SMTP only, and a note; TLS listeners asked for are an error
+        let (got, note) = listeners(&dir, Some("127.0.0.1:25"), None, None).unwrap();
+        assert_eq!(addrs(&got), ["SMTP 127.0.0.1:25"]);
+        assert!(note.unwrap().contains("no control/smtpcert"));
+        let (got, note) = listeners(&dir, None, Some("off"), Some("off")).unwrap();
+        assert!(got.is_empty() && note.is_none());
+        let e = listeners(&dir, None, None, Some("127.0.0.1:587")).unwrap_err().to_string();
+        assert!(e.starts_with("submission on 127.0.0.1:587 needs a certificate in "), "{e}");
+        // a certificate: the defaults, unless moved or off
+        fs::write(dir.join("control/smtpcert"), "").unwrap();
+        let (got, note) = listeners(&dir, Some("127.0.0.1:25"), None, None).unwrap();
+        assert_eq!(
+            addrs(&got),
+            ["SMTP 127.0.0.1:25", "SMTPS 127.0.0.1:4465", "submission 127.0.0.1:5587"]
+        );
+        assert!(note.is_none());
+        let (got, _) = listeners(&dir, None, Some("[::1]:465"), Some("off")).unwrap();
+        assert_eq!(addrs(&got), ["SMTPS [::1]:465"]);
+        assert_eq!((got[0].host.as_str(), got[0].service.as_str()), ("::1", "465"));
+        for bad in ["465", ":465", "host:", ""] {
+            let e = listeners(&dir, None, Some(bad), Some("off")).unwrap_err().to_string();
+            assert!(e.contains("expected host:port"), "{bad}: {e}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -287,6 +287,20 @@ pub fn spawn_piped(
     (Guard(child), input, output)
 }
 
+/// The pids of the processes whose command line contains every one of `needles`.
+pub fn pids_of(needles: &[&str]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if needles.iter().all(|n| cmd.contains(n)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Poll `cond` until it holds or `limit` passes; false on timeout.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -310,16 +324,16 @@ pub struct Running {
 }
 
 impl Sandbox {
-    /// Start `qmailctl run` on this root, without the SMTP listener.
+    /// Start `qmailctl run` on this root, without the SMTP listeners.
     pub fn start(&self) -> Running {
-        self.start_with(&["--listen", "off"])
+        self.start_with(&["--listen", "off", "--smtps", "off", "--submission", "off"])
     }
 
     /// Start `qmailctl run` with the SMTP listener on a free loopback port; returns the port.
     pub fn start_smtp(&self) -> (Running, u16) {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let run = self.start_with(&["--listen", &addr]);
+        let run = self.start_with(&["--listen", &addr, "--smtps", "off", "--submission", "off"]);
         assert!(
             wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(&addr).is_ok()),
             "the SMTP listener did not come up; log:\n{}",
@@ -328,7 +342,8 @@ impl Sandbox {
         (run, port)
     }
 
-    fn start_with(&self, extra: &[&str]) -> Running {
+    /// Start `qmailctl run` on this root with the options `extra`, once qmail-send runs.
+    pub fn start_with(&self, extra: &[&str]) -> Running {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         let mut child = self
