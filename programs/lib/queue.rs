@@ -199,11 +199,18 @@ pub struct Injection {
 impl Injection {
     /// Start qmail-queue for the installation root `home`, in `home` as working directory.
     pub fn start(home: &Path) -> Result<Injection, Verdict> {
+        Self::start_with_env(home, &[])
+    }
+
+    /// [`Injection::start`] with these variables added to qmail-queue's environment (for a
+    /// `QMAILQUEUE` filter: qmail-smtpd's `SMTPAUTHUSER`).
+    pub fn start_with_env(home: &Path, env: &[(&str, &str)]) -> Result<Injection, Verdict> {
         let fail = |_| Verdict::temp("Unable to run qq (#4.3.0)");
         let (env_r, env_w) = cloexec_pipe().map_err(fail)?;
         let (custom_r, custom_w) = cloexec_pipe().map_err(fail)?;
         let mut cmd = Command::new(program(home));
         cmd.current_dir(home).stdin(Stdio::piped()).stdout(Stdio::from(env_r));
+        cmd.envs(env.iter().copied());
         crate::child::map_fds(&mut cmd, vec![(custom_w, 4)]);
         let mut child = cmd.spawn().map_err(|_| Verdict::temp("Unable to exec qq (#4.3.0)"))?;
         // the parent's copies of the child's ends close here, so EOF is seen

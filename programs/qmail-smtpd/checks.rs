@@ -130,13 +130,6 @@ pub enum Verify {
     Accept,
 }
 
-/// Seam for SMTP AUTH (SMTPAUTH, AUTHREQUIRED, AUTHPREPEND): the authenticated user name, if
-/// the client authenticated. Comes with the auth issue; until then AUTH answers `502` and
-/// only `AUTHORIZED` counts as authenticated.
-pub fn auth_user() -> Option<String> {
-    None
-}
-
 /// Seam for POP-before-SMTP (NOPBS, pbscheck): whether a recent POP/IMAP login from this IP
 /// grants relaying. Comes with the pbs issue; until then nothing is granted.
 pub fn pbs_relay(_remote_ip: &str) -> Verify {

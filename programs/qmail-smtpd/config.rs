@@ -31,10 +31,13 @@ pub enum SenderCheck {
 /// `SMTPAUTH`'s value: when AUTH may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpAuth {
-    /// any value but `TLSREQUIRED`: with or without TLS
-    Always,
+    /// any other value, empty too: only inside TLS when a certificate is configured (STARTTLS
+    /// can be had), else in plaintext as well
+    Default,
     /// `TLSREQUIRED` (any case): only inside TLS
     TlsRequired,
+    /// `PLAINTEXT` (any case): with or without TLS, the administrator's explicit choice
+    Plaintext,
 }
 
 /// The environment, as a TCP server and the administrator's rules set it.
@@ -74,7 +77,7 @@ pub struct Env {
     pub ldapsoftok: bool,
     /// `BADRCPTDELAY`: seconds to wait before refusing an unknown recipient (RCPTCHECK)
     pub badrcptdelay: u64,
-    /// `SMTPAUTH`: offer AUTH (a seam until SMTP AUTH is built)
+    /// `SMTPAUTH`: offer AUTH
     pub smtpauth: Option<SmtpAuth>,
     pub authprepend: Option<String>,
 }
@@ -144,8 +147,10 @@ impl Env {
             smtpauth: var("SMTPAUTH").map(|v| {
                 if v.eq_ignore_ascii_case("tlsrequired") {
                     SmtpAuth::TlsRequired
+                } else if v.eq_ignore_ascii_case("plaintext") {
+                    SmtpAuth::Plaintext
                 } else {
-                    SmtpAuth::Always
+                    SmtpAuth::Default
                 }
             }),
             authprepend: var("AUTHPREPEND"),

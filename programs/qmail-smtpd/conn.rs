@@ -79,6 +79,27 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// One line of an AUTH exchange, without its line end: `None` when it was longer than
+    /// `max` bytes (all of it read and thrown away); `Err` ends the session as [`Conn::next`]
+    /// does. Bounded: at most `max` bytes are kept.
+    pub fn auth_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
+        let mut too_long = false;
+        loop {
+            let data = self.io.data();
+            if let Some(i) = data.iter().position(|b| *b == b'\n') {
+                let line = data[..i].strip_suffix(b"\r").unwrap_or(&data[..i]).to_vec();
+                self.io.consume(i + 1);
+                return Ok((!too_long && line.len() <= max).then_some(line));
+            }
+            if data.len() > max {
+                too_long = true;
+                let n = data.len();
+                self.io.consume(n);
+            }
+            self.fill()?;
+        }
+    }
+
     /// The client bytes read and not yet consumed (the message, in DATA).
     pub fn input(&self) -> &[u8] {
         self.io.data()

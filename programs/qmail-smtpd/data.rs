@@ -8,7 +8,7 @@
 //! removes what it wrote. A bare LF or CR (or an over-long header line) ends the session at
 //! once: nothing after it is read, so no second message can be smuggled in.
 
-use crate::checks::{self, ExecCheck};
+use crate::checks::ExecCheck;
 use crate::config::{Config, Env};
 use crate::conn::{Conn, End, Flow};
 use crate::envelope::Gate;
@@ -40,7 +40,10 @@ pub fn data(
         return Flow::Continue;
     }
     gate.close_coprocess();
-    let mut inj = match Injection::start(&cfg.home) {
+    // SMTPAUTHUSER: the login of a successful AUTH, for queue filters
+    let auth_env: Vec<(&str, &str)> =
+        txn.auth_user().map(|u| ("SMTPAUTHUSER", u)).into_iter().collect();
+    let mut inj = match Injection::start_with_env(&cfg.home, &auth_env) {
         Ok(inj) => inj,
         Err(v) => {
             conn.log().at(3, format_args!("unable to start the queue: {v}"));
@@ -51,7 +54,15 @@ pub fn data(
     let qp = inj.pid();
     conn.reply(354, "go ahead");
     let first = txn.rcpts().first();
-    let header = header(env, helo, gate.rbl_headers(), &sender, first, conn.tls().as_deref());
+    let header = header(
+        env,
+        helo,
+        gate.rbl_headers(),
+        &sender,
+        first,
+        conn.tls().as_deref(),
+        txn.auth_user(),
+    );
     let _ = inj.message().write_all(header.as_bytes());
     let mut inj = Some(inj);
     let mut decoder = DataDecoder::new(cfg.databytes);
@@ -136,6 +147,7 @@ fn header(
     sender: &Address,
     first: Option<&Address>,
     tls: Option<&str>,
+    auth_user: Option<&str>,
 ) -> String {
     let mut h = String::new();
     for line in rbl_headers {
@@ -152,7 +164,7 @@ fn header(
         }
     }
     h.push_str(" (");
-    let info = match (&env.authprepend, checks::auth_user()) {
+    let info = match (&env.authprepend, auth_user) {
         (Some(prefix), Some(user)) => Some(format!("{prefix}{user}")),
         _ => env.remote_info.clone(),
     };

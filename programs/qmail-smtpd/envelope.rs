@@ -102,7 +102,7 @@ impl Command<'_, '_> {
             return self.conn.say(555, "syntax error (#5.5.4)");
         };
         self.txn.reset();
-        if self.env.authrequired && !self.env.authorized && checks::auth_user().is_none() {
+        if self.env.authrequired && !self.env.authorized && self.txn.auth_user().is_none() {
             return self.conn.refuse(530, "authentication required (#5.7.0)");
         }
         if self.cfg.databytes > 0 {

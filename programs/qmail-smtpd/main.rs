@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod checks;
 mod config;
 mod conn;

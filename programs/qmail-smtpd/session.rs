@@ -6,6 +6,7 @@
 //! Replies to MAIL, RCPT and RSET are held for PIPELINING; every other reply is flushed at
 //! once.
 
+use crate::auth;
 use crate::checks::{self, Verify};
 use crate::config::{Config, Env, SmtpAuth, GREETING_REFUSAL_TIMEOUT};
 use crate::conn::{Conn, End, Flow};
@@ -26,8 +27,6 @@ struct Session<'a> {
     helo: Option<Vec<u8>>,
     txn: Transaction,
     gate: Gate,
-    /// a seam's variable was logged as set but not built in (once a session)
-    noted_seams: bool,
 }
 
 /// Run a whole session on `io`.
@@ -88,7 +87,6 @@ pub fn run(io: &mut Io) -> End {
         helo: None,
         txn: Transaction::new(relay),
         gate,
-        noted_seams: false,
     };
     if s.env.greeting550.is_some() || s.env.greeting421.is_some() {
         return s.refuse_greeting();
@@ -158,7 +156,7 @@ impl Session<'_> {
                     self.conn.reply(221, &bye);
                     Flow::End(End::Quit)
                 }
-                Verb::Auth => self.auth(),
+                Verb::Auth => self.auth(&cmd.arg),
                 Verb::Starttls => self.starttls(&cmd.arg),
                 Verb::Unknown => self.conn.say(502, "unimplemented (#5.5.1)"),
             };
@@ -227,6 +225,9 @@ impl Session<'_> {
             if self.cfg.tls_cert.is_some() && self.conn.tls().is_none() {
                 self.conn.line("250-STARTTLS");
             }
+            if self.auth_allowed() == Ok(true) && self.txn.auth_user().is_none() {
+                self.conn.line(format_args!("250-{}", auth::OFFERED));
+            }
             self.conn.line("250-ENHANCEDSTATUSCODES");
             self.conn.line("250 8BITMIME");
         } else {
@@ -266,29 +267,115 @@ impl Session<'_> {
         Flow::Continue
     }
 
-    /// AUTH: the seam. Without SMTPAUTH it is "not enabled" (502); with
-    /// `SMTPAUTH=TLSREQUIRED` outside TLS it needs STARTTLS first (538, RFC 4954); else, until
-    /// SMTP AUTH is built, 502 too.
-    fn auth(&mut self) -> Flow {
+    /// Whether AUTH may be used now: `Err` when SMTPAUTH is not set; `Ok(false)` when it needs
+    /// TLS first (doc/qmail-smtpd.8, "SMTP AUTH").
+    fn auth_allowed(&self) -> Result<bool, ()> {
+        let in_tls = self.conn.tls().is_some();
         match self.env.smtpauth {
-            None => {}
-            Some(SmtpAuth::TlsRequired) if self.conn.tls().is_none() => {
+            None => Err(()),
+            Some(SmtpAuth::Plaintext) => Ok(true),
+            Some(SmtpAuth::TlsRequired) => Ok(in_tls),
+            Some(SmtpAuth::Default) => Ok(in_tls || self.cfg.tls_cert.is_none()),
+        }
+    }
+
+    /// AUTH (RFC 4954): LOGIN or PLAIN, checked by bin/auth_smtp. A success lets the client
+    /// relay until the session ends; a failure is answered after a second and followed by
+    /// four more (doc/qmail-smtpd.8, "SMTP AUTH").
+    fn auth(&mut self, arg: &[u8]) -> Flow {
+        match self.auth_allowed() {
+            Err(()) => return self.conn.say(502, "AUTH not available (#5.5.1)"),
+            Ok(false) => {
                 return self
                     .conn
                     .say(538, "encryption required for AUTH: STARTTLS first (#5.7.11)");
             }
-            Some(_) => self.note_seam("SMTPAUTH"),
+            Ok(true) => {}
         }
-        self.conn.say(502, "AUTH not available (#5.5.1)")
+        if self.txn.auth_user().is_some() {
+            return self.conn.say(503, "you're already authenticated (#5.5.0)");
+        }
+        if self.txn.sender().is_some() {
+            return self.conn.say(503, "no AUTH during a mail transaction (#5.5.1)");
+        }
+        let (word, initial) = auth::split_arg(arg);
+        let Some(mech) = auth::Mechanism::parse(word) else {
+            return self.conn.say(504, "unrecognized authentication type (#5.5.4)");
+        };
+        let fields = match self.exchange(mech, initial) {
+            Ok(Some(fields)) => fields,
+            Ok(None) => return self.conn.say(501, "authentication exchange aborted (#5.0.0)"),
+            Err(end) => return Flow::End(end),
+        };
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let outcome = auth::check(&self.cfg.home, &auth::request(mech, &refs));
+        let log = self.conn.log().clone();
+        match outcome {
+            auth::Outcome::Accepted(user) => {
+                log.at(2, format_args!("AUTH {user} from {}", self.env.remote_ip));
+                self.txn.authenticated(user);
+                self.conn.say(235, "nice to meet you")
+            }
+            auth::Outcome::Refused => {
+                log.at(3, format_args!("AUTH failed from {}", self.env.remote_ip));
+                self.failed(535, "authentication failure (#5.7.8)")
+            }
+            auth::Outcome::Disabled => {
+                log.at(3, format_args!("AUTH of a disabled account from {}", self.env.remote_ip));
+                self.failed(535, "authentication failure: account disabled (#5.7.8)")
+            }
+            auth::Outcome::Malformed => self.failed(501, "authentication exchange failed (#5.5.2)"),
+            auth::Outcome::Trouble(why) => {
+                log.at(1, format_args!("warning: AUTH: {why}"));
+                self.failed(454, "temporary authentication failure (#4.3.0)")
+            }
+        }
     }
 
-    fn note_seam(&mut self, name: &str) {
-        if !self.noted_seams {
-            self.noted_seams = true;
-            self.conn
-                .log()
-                .at(3, format_args!("{name} is set but not available in this build: ignored"));
+    /// The client's part of the exchange: the base64 fields for auth_smtp, as sent. `None`
+    /// when the client aborted (`*`) or sent a line longer than any credentials.
+    fn exchange(
+        &mut self,
+        mech: auth::Mechanism,
+        initial: Option<&[u8]>,
+    ) -> Result<Option<Vec<Vec<u8>>>, End> {
+        let mut fields = Vec::new();
+        let prompts: &[&str] = match mech {
+            auth::Mechanism::Login => &["VXNlcm5hbWU6", "UGFzc3dvcmQ6"],
+            auth::Mechanism::Plain => &[""],
+        };
+        for (i, prompt) in prompts.iter().enumerate() {
+            let line = match (i, initial) {
+                (0, Some(first)) => first.to_vec(),
+                _ => {
+                    self.conn.line(format_args!("334 {prompt}"));
+                    if self.conn.flush().is_err() {
+                        return Err(End::Dropped);
+                    }
+                    match self.conn.auth_line(auth::LINE_MAX)? {
+                        Some(line) => line,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            if line == b"*" {
+                return Ok(None);
+            }
+            fields.push(line);
         }
+        Ok(Some(fields))
+    }
+
+    /// A failed AUTH: wait, answer, wait more, so that guessing is slow.
+    fn failed(&mut self, code: u16, text: &str) -> Flow {
+        let (before, after) = auth::failure_delays();
+        std::thread::sleep(before);
+        self.conn.reply(code, text);
+        if self.conn.flush().is_err() {
+            return Flow::End(End::Dropped);
+        }
+        std::thread::sleep(after);
+        Flow::Continue
     }
 }
 

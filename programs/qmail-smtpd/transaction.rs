@@ -13,11 +13,32 @@ pub struct Transaction {
     /// the sender (MAIL seen)
     sender: Option<Address>,
     rcpts: Vec<Address>,
+    /// the login name of a successful AUTH: for the rest of the session
+    auth_user: Option<String>,
 }
 
 impl Transaction {
     pub fn new(relay: Option<Vec<u8>>) -> Self {
-        Transaction { initial_relay: relay.clone(), relay, sender: None, rcpts: Vec::new() }
+        Transaction {
+            initial_relay: relay.clone(),
+            relay,
+            sender: None,
+            rcpts: Vec::new(),
+            auth_user: None,
+        }
+    }
+
+    /// A successful AUTH as `user`: the client may relay from now on, in this transaction
+    /// and every later one, whatever resets them, until the session ends.
+    pub fn authenticated(&mut self, user: String) {
+        self.auth_user = Some(user);
+        self.initial_relay.get_or_insert_with(Vec::new);
+        self.relay.get_or_insert_with(Vec::new);
+    }
+
+    /// The login name of a successful AUTH.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
     }
 
     /// End the transaction; relaying goes back to RELAYCLIENT's initial value.
