@@ -309,7 +309,7 @@ impl Session<'_> {
         };
         let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         let outcome = auth::check(&self.cfg.home, &auth::request(mech, &refs));
-        let log = self.conn.log().clone();
+        let log = *self.conn.log();
         match outcome {
             auth::Outcome::Accepted(user) => {
                 log.at(2, format_args!("AUTH {user} from {}", self.env.remote_ip));
