@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod auth;
 mod cdb;
 mod ctl;
 mod deliver;

@@ -31,7 +31,9 @@
 //!   lookup), [`verify`] (the verdict on a recipient at SMTP time, from the same lookup, for
 //!   qmail-verify and smmapd), [`listener`] (a master and generations of worker processes
 //!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
-//!   (per-user service blocks in Cyrus's record format, for smmapd).
+//!   (per-user service blocks in Cyrus's record format, for smmapd), [`auth`] (the login
+//!   core of auth_smtp, auth_pop and auth_imap — the directory, `users/passwd`, the system's
+//!   passwd — and their wire formats).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -58,6 +60,7 @@
 
 pub mod account;
 pub mod address;
+pub mod auth;
 pub mod auto;
 pub mod cdb;
 #[allow(unsafe_code)] // the one audited exception: see the module
