@@ -17,6 +17,7 @@ mod queue;
 mod remote;
 mod showctl;
 mod smmapd;
+mod smtpauth;
 mod smtpd;
 mod spawn;
 mod system;
