@@ -78,6 +78,7 @@ pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
 pub mod passwd;
+pub mod pop3;
 pub mod prot;
 pub mod queue;
 pub mod quota;
