@@ -449,7 +449,6 @@ mod tests {
         assert!(note.unwrap().contains("no POP3S"));
         let e = pop3_listeners(&dir, None, Some("127.0.0.1:995")).unwrap_err().to_string();
         assert!(e.starts_with("POP3S on 127.0.0.1:995 needs a certificate in "), "{e}");
-        assert!(e.starts_with("submission on 127.0.0.1:587 needs a certificate in "), "{e}");
         // a certificate: the defaults, unless moved or off
         fs::write(dir.join("control/smtpcert"), "").unwrap();
         let (got, note) = listeners(&dir, Some("127.0.0.1:25"), None, None).unwrap();
