@@ -13,6 +13,7 @@ mod ldap_deliver;
 mod ldapadmin;
 mod local;
 mod local_ldap;
+mod pop3;
 mod queue;
 mod remote;
 mod showctl;

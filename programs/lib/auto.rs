@@ -56,6 +56,8 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-local",
     "qmail-lspawn",
     "qmail-newu",
+    "qmail-pop3d",
+    "qmail-popup",
     "qmail-qread",
     "qmail-qstat",
     "qmail-queue",

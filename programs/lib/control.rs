@@ -461,7 +461,7 @@ pub const KNOWN: &[Known] = &[
         kind: Kind::Raw,
         default: "none (STARTTLS not offered)",
         secret: true,
-        meaning: "PEM certificate chain and private key for qmail-smtpd's STARTTLS",
+        meaning: "PEM certificate chain and private key for STARTTLS, SMTPS, STLS and POP3S",
     },
     k(
         "smtpclustercookie",
@@ -479,6 +479,7 @@ pub const KNOWN: &[Known] = &[
         "compiled tcp.smtp (qmailctl cdb), used by qmailctl run",
     ),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
+    k("timeoutpop3", Kind::Int, "1200", "seconds qmail-popup and qmail-pop3d wait for the client"),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),
     k("timeoutsmtpd", Kind::Int, "1200", "seconds qmail-smtpd waits for the client"),

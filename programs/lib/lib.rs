@@ -22,7 +22,9 @@
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
 //!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
 //!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`socketmap`]
-//!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`remote`]
+//!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`pop3`] (the sans-I/O
+//!   POP3 parts of qmail-popup and qmail-pop3d: command lines, message numbers, the RETR/TOP
+//!   transfer, the checkpassword exit codes), [`quota`] (Maildir++ quotas), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
 //!   configuration, connection, RFC 4515 filters, the recipient lookup, the typed account,
@@ -81,6 +83,7 @@ pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
 pub mod passwd;
+pub mod pop3;
 pub mod prot;
 pub mod queue;
 pub mod quota;
