@@ -12,6 +12,7 @@ mod ldap_deliver;
 mod ldapadmin;
 mod local;
 mod local_ldap;
+mod pbs;
 mod queue;
 mod remote;
 mod showctl;

@@ -31,7 +31,8 @@
 //!   lookup), [`verify`] (the verdict on a recipient at SMTP time, from the same lookup, for
 //!   qmail-verify and smmapd), [`listener`] (a master and generations of worker processes
 //!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
-//!   (per-user service blocks in Cyrus's record format, for smmapd).
+//!   (per-user service blocks in Cyrus's record format, for smmapd), [`pbs`](mod@pbs)
+//!   (POP-before-SMTP's datagrams, secret and `pbsenv`, for pbsadd, pbscheck and pbsdbd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -78,6 +79,7 @@ pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
 pub mod passwd;
+pub mod pbs;
 pub mod prot;
 pub mod queue;
 pub mod quota;
