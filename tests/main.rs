@@ -6,6 +6,7 @@ mod harness;
 mod cdb;
 mod ctl;
 mod deliver;
+mod digest;
 mod inject;
 mod ldap;
 mod ldap_deliver;

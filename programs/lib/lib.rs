@@ -6,9 +6,9 @@
 //!
 //! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
 //!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
-//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
-//!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
-//!   standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make a value of each
+//!   scheme; the digests are RustCrypto's `sha1`, `md-5`, `md4` and `ripemd` crates, crypt(3)
+//!   the `pwhash` crate, base64 the `base64` crate's strict standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
 //!   reads retried after EINTR, non-blocking descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
