@@ -31,9 +31,20 @@ fn sandbox(port: u16) -> Sandbox {
     sb
 }
 
+/// pbsdbd of `sb`; as nobody, who owns the delivery sandbox, when we are root (it refuses
+/// to run as root).
+fn pbsdbd(sb: &Sandbox) -> Command {
+    let mut cmd = sb.cmd("pbsdbd");
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    cmd
+}
+
 /// A running pbsdbd and its log.
 struct Daemon {
-    _guard: Guard,
+    guard: Guard,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -46,7 +57,7 @@ impl Daemon {
             .trim()
             .parse()
             .unwrap();
-        let mut child = sb.cmd("pbsdbd").stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = pbsdbd(sb).stderr(Stdio::piped()).spawn().unwrap();
         let err = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();
@@ -56,7 +67,7 @@ impl Daemon {
                 l2.lock().unwrap().push(line);
             }
         });
-        let d = Daemon { _guard: Guard(child), port, log };
+        let d = Daemon { guard: Guard(child), port, log };
         assert!(
             wait_until(LONG, || d.try_query(Ipv4Addr::new(192, 0, 2, 1)).is_some()),
             "pbsdbd does not answer; log:\n{}",
@@ -102,6 +113,40 @@ impl Daemon {
     fn query(&self, addr: Ipv4Addr) -> Option<EnvBlock> {
         self.try_query(addr).unwrap_or_else(|| panic!("no answer; log:\n{}", self.log_text()))
     }
+}
+
+/// HUP re-reads the controls: the new secret counts at once; a configuration that cannot be
+/// used is logged and the old one kept.
+#[test]
+fn hup_rereads_the_control_files() {
+    let sb = sandbox(free_udp_port());
+    let d = Daemon::start(&sb);
+    let hup = || {
+        let pid = nix::unistd::Pid::from_raw(d.guard.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    sb.control("pbssecret", "the new secret\n");
+    hup();
+    d.expect_log("pbsdbd: info: configuration reloaded");
+    let one = Ipv4Addr::new(127, 0, 0, 11);
+    d.send_from(CLIENT, &add_packet(one, SECRET, &[]));
+    d.expect_log("no authorized add packet from 127.0.0.1:");
+    assert_eq!(d.query(one), None, "the old secret no longer adds");
+    d.send_from(CLIENT, &add_packet(one, "the new secret", &[]));
+    d.expect_log("added 127.0.0.11");
+    assert!(d.query(one).is_some());
+    // no secret, a port elsewhere: the old configuration stays, with a warning
+    std::fs::remove_file(sb.home.join("control/pbssecret")).unwrap();
+    hup();
+    d.expect_log("pbsdbd: warning: keeping the old configuration: control/pbssecret is missing");
+    sb.control("pbssecret", "the new secret\n");
+    sb.control("pbsport", &free_udp_port().to_string());
+    hup();
+    d.expect_log("pbsdbd: warning: still listening on 127.0.0.1:");
+    let two = Ipv4Addr::new(127, 0, 0, 12);
+    d.send_from(CLIENT, &add_packet(two, "the new secret", &[]));
+    d.expect_log("added 127.0.0.12");
+    assert!(d.query(two).is_some() && d.query(one).is_some());
 }
 
 /// An `A` datagram as pbsadd makes it.
@@ -157,7 +202,7 @@ fn pbsdbd_refuses_to_start_without_a_secret() {
             None => std::fs::remove_file(sb.home.join("control/pbssecret")).unwrap(),
             Some(text) => sb.control("pbssecret", text),
         }
-        let out = sb.run("pbsdbd", &[], b"");
+        let out = crate::harness::run_with(&mut pbsdbd(&sb), b"");
         assert_eq!(code(&out), 111, "{out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
@@ -166,7 +211,7 @@ fn pbsdbd_refuses_to_start_without_a_secret() {
         );
     }
     sb.control("pbssecret", &"x".repeat(256));
-    let out = sb.run("pbsdbd", &[], b"");
+    let out = crate::harness::run_with(&mut pbsdbd(&sb), b"");
     assert_eq!(code(&out), 111);
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("pbsdbd: fatal: control/pbssecret is longer than 255 bytes"));
@@ -179,14 +224,23 @@ fn pbsdbd_refuses_to_start_without_a_secret() {
     ] {
         let keep = std::fs::read_to_string(sb.home.join("control").join(name)).unwrap();
         sb.control(name, value);
-        let out = sb.run("pbsdbd", &[], b"");
+        let out = crate::harness::run_with(&mut pbsdbd(&sb), b"");
         assert_eq!(code(&out), 111, "{name} {value}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with(says), "{err}");
         sb.control(name, &keep);
     }
-    let out = sb.run("pbsdbd", &["-x"], b"");
+    let out = crate::harness::run_with(pbsdbd(&sb).arg("-x"), b"");
     assert_eq!(code(&out), 100);
+    if is_root() {
+        sb.control("pbsip", "127.0.0.1");
+        let out = sb.run("pbsdbd", &[], b"");
+        assert_eq!(code(&out), 111);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "pbsdbd: fatal: refusing to run as root: run it as an unprivileged user\n"
+        );
+    }
     assert_eq!(String::from_utf8_lossy(&out.stderr), "pbsdbd: usage: pbsdbd\n");
 }
 

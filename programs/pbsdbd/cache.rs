@@ -61,6 +61,14 @@ impl Cache {
         true
     }
 
+    /// Charge at most `limit` bytes from now on, dropping the oldest entries to get there.
+    pub fn resize(&mut self, limit: usize) {
+        self.limit = limit;
+        while self.used > self.limit {
+            self.drop_oldest();
+        }
+    }
+
     /// The env-block of `addr` if it has an entry that has not expired at `now`.
     pub fn get(&mut self, addr: Ipv4Addr, now: Instant) -> Option<&EnvBlock> {
         let seq = *self.index.get(&addr)?;
@@ -157,6 +165,20 @@ mod tests {
         c.add(ip(3), env("x"), now + LATER); // drops ip(1)'s first entry
         assert_eq!(c.get(ip(1), now), Some(&env("y")));
         assert_eq!(c.get(ip(2), now), Some(&env("x")));
+    }
+
+    #[test]
+    fn shrinking_drops_the_oldest() {
+        let now = Instant::now();
+        let cost = OVERHEAD + 4 + env("x").encoded_len();
+        let mut c = Cache::new(10 * cost);
+        for n in 0..10 {
+            c.add(ip(n), env("x"), now + LATER);
+        }
+        c.resize(3 * cost);
+        assert_eq!(c.used(), 3 * cost);
+        assert_eq!(c.get(ip(6), now), None);
+        assert_eq!(c.get(ip(7), now), Some(&env("x")));
     }
 
     #[test]
