@@ -6,9 +6,9 @@
 //!
 //! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
 //!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
-//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
-//!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
-//!   standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make a value of each
+//!   scheme; the digests are RustCrypto's `sha1`, `md-5`, `md4` and `ripemd` crates, crypt(3)
+//!   the `pwhash` crate, base64 the `base64` crate's strict standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
 //!   reads retried after EINTR, non-blocking descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
@@ -35,7 +35,8 @@
 //!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
 //!   (per-user service blocks in Cyrus's record format, for smmapd), [`auth`] (the login
 //!   core of auth_smtp, auth_pop and auth_imap — the directory, `users/passwd`, the system's
-//!   passwd — and their wire formats).
+//!   passwd — and their wire formats), [`pbs`](mod@pbs) (POP-before-SMTP's datagrams,
+//!   secret and `pbsenv`, for pbsadd, pbscheck and pbsdbd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -83,6 +84,7 @@ pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
 pub mod passwd;
+pub mod pbs;
 pub mod pop3;
 pub mod prot;
 pub mod queue;

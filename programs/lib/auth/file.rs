@@ -1,5 +1,5 @@
 //! auth::file: `users/passwd`, the logins of an installation without a directory
-//! (doc/qmail-users.5, "users/passwd"; doc/DECISIONS.md, 27).
+//! (doc/qmail-users.5, "users/passwd"; doc/DECISIONS.md, 28).
 //!
 //! One `login:{SCHEME}value` line per login. Empty lines and lines starting with `#` are
 //! skipped. The login is a user name as delivery checks names (letters, digits, `@ _ . # -`,
