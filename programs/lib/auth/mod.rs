@@ -31,6 +31,7 @@ pub mod checkpassword;
 pub mod courier;
 pub mod file;
 pub mod smtp;
+pub mod start;
 pub mod system;
 
 use crate::control::Control;
