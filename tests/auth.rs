@@ -485,3 +485,35 @@ fn auth_pop_slapd_frozen_past_ldaptimeout() {
     server.start();
     assert_eq!(pop_code(sb, "ann", PW), 0);
 }
+
+#[test]
+fn qmailctl_passwd_sets_a_users_passwd_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::for_delivery();
+    let file = sb.home.join("users/passwd");
+    fs::write(&file, "# kept\nann:{SHA}x\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let set = |login: &str, pw: &str| {
+        sb.run("qmailctl", &["passwd", login, "--password-stdin"], format!("{pw}\n").as_bytes())
+    };
+    assert_ok(&set("joe", "first"), "qmailctl passwd");
+    assert_ok(&set("joe", "second"), "qmailctl passwd");
+    let text = fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(&lines[..2], ["# kept", "ann:{SHA}x"]);
+    assert!(lines[2].starts_with("joe:{SSHA}"), "{text}");
+    assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o644, "mode kept");
+    assert_eq!(login(&sb, b"joe", b"second"), ok("joe"));
+    assert_eq!(login(&sb, b"joe", b"first"), Answer::Failed);
+    // refused: an empty password, a bad login name, no password at all
+    assert_eq!(code(&set("joe", "")), 111);
+    assert_eq!(code(&set("jo/e", "x")), 111);
+    assert_eq!(code(&sb.run("qmailctl", &["passwd", "joe"], b"")), 111);
+    assert_eq!(fs::read_to_string(&file).unwrap(), text, "unchanged by refusals");
+    // a new file: 0640
+    fs::remove_file(&file).unwrap();
+    assert_ok(&set("bob", "pw"), "qmailctl passwd");
+    assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(login(&sb, b"bob", b"pw"), ok("bob"), "readable by auth_smtp's user");
+}
