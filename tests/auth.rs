@@ -256,9 +256,14 @@ const SHOW: &str = "echo cwd=$(pwd); echo ids=$(id -u):$(id -g); \
 /// auth_pop on `sb` with `fd3` on fd 3 (a pipe), `args`, and `MAILDIR=stale` in its
 /// environment (removed unless the login sets it).
 fn pop_with(sb: &Sandbox, fd3: &[u8], args: &[&str], env: &[(&str, &str)]) -> Output {
+    with_fd3(sb, "auth_pop", fd3, args, env)
+}
+
+/// `prog` on `sb` with `fd3` on fd 3 (a pipe), `args`, `env`, and `MAILDIR=stale`.
+fn with_fd3(sb: &Sandbox, prog: &str, fd3: &[u8], args: &[&str], env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let mut cmd = sb.cmd("auth_pop");
+    let mut cmd = sb.cmd(prog);
     cmd.args(args).env("MAILDIR", "stale").env_remove("NOPBS");
     for (k, v) in env {
         cmd.env(k, v);
@@ -516,4 +521,69 @@ fn qmailctl_passwd_sets_a_users_passwd_login() {
     assert_ok(&set("bob", "pw"), "qmailctl passwd");
     assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o640);
     assert_eq!(login(&sb, b"bob", b"pw"), ok("bob"), "readable by auth_smtp's user");
+}
+
+/// auth_imap's request for `user` and `pw`.
+fn imap_request(user: &str, pw: &str) -> Vec<u8> {
+    format!("imap\nlogin\n{user}\n{pw}\n").into_bytes()
+}
+
+/// The next module of the chain: says so, shows fd 3 and whether AUTHENTICATED is set.
+const NEXT: &str = "echo next; cat <&3; echo \"A=${AUTHENTICATED-unset}\"";
+
+/// Courier's login program, as `AUTHARGC`/`AUTHARGV*`.
+const FAILED: [(&str, &str); 4] = [
+    ("AUTHARGC", "3"),
+    ("AUTHARGV0", "/bin/sh"),
+    ("AUTHARGV1", "-c"),
+    ("AUTHARGV2", "echo login-failed A=${AUTHENTICATED-unset}"),
+];
+
+#[test]
+fn auth_imap_chain() {
+    let s = slapd::shared();
+    let d = people(s, "ai-chain");
+    let sb = &d.sb;
+    let ann = sb.tmp.path().join("homes/ann");
+    let imap =
+        |fd3: &[u8], args: &[&str], env: &[(&str, &str)]| with_fd3(sb, "auth_imap", fd3, args, env);
+    // success: the user's ids, home and environment
+    let out = imap(&imap_request("ann", PW), &["/bin/sh", "-c", SHOW], &[]);
+    let mut want = vec![
+        format!("cwd={}", ann.display()),
+        format!("ids={}", ids()),
+        "fd3=closed".to_string(),
+        "AUTHENTICATED=ann".to_string(),
+        format!("HOME={}", ann.display()),
+        "USER=ann".to_string(),
+    ];
+    want[3..].sort();
+    assert_eq!(shown(&out), want);
+    // already authenticated by an earlier module: straight on, fd 3 unread
+    let out = imap(b"", &["/bin/sh", "-c", "echo A=$AUTHENTICATED"], &[("AUTHENTICATED", "bob")]);
+    assert_eq!(shown(&out), ["A=bob"]);
+    // not ours: an unknown login, another type; the next module gets the same request
+    let unknown = imap_request("ghost", PW);
+    let out = imap(&unknown, &["/bin/sh", "-c", NEXT], &[("AUTHENTICATED", "")]);
+    let want = format!("next\n{}A=unset\n", String::from_utf8_lossy(&unknown));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{}", show(&out.stderr));
+    let cram = b"imap\ncram-md5\nchallenge\nresponse\n";
+    let out = imap(cram, &["/bin/sh", "-c", NEXT], &[]);
+    let want = format!("next\n{}A=unset\n", String::from_utf8_lossy(cram));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // ours and failed: courier's login program tells the client; without one, 111
+    for (user, pw) in [("ann", "wrong"), ("ann", ""), ("dis", PW), ("nop", PW)] {
+        let out = imap(&imap_request(user, pw), &["/bin/false"], &FAILED);
+        assert_eq!(shown(&out), ["login-failed A=unset"], "{user}");
+        let out = imap(&imap_request(user, pw), &["/bin/false"], &[]);
+        assert_eq!(code(&out), 111, "{user}");
+    }
+    let out = imap(b"imap\nlogin\nann\n", &["/bin/false"], &FAILED);
+    assert_eq!(shown(&out), ["login-failed A=unset"], "needed value missing");
+    let out = imap(&[b'x'; 1024], &["/bin/false"], &[]);
+    assert_eq!(code(&out), 111, "more than 1023 bytes");
+    // the directory down: a failure, not "unknown"
+    sb.control("ldapserver", &format!("127.0.0.1:{}\n", free_port()));
+    let out = imap(&imap_request("ann", PW), &["/bin/sh", "-c", NEXT], &FAILED);
+    assert_eq!(shown(&out), ["login-failed A=unset"]);
 }
