@@ -472,6 +472,13 @@ fn auth_pop_users_passwd_login() {
     }
     // a login without a mailbox (only the alias user would take its mail)
     assert_eq!(pop_code(&sb, "lost", PW), 25);
+    // 1: a malformed users/passwd, an unreadable control file
+    fs::write(sb.home.join("users/passwd"), format!("joe:{}\nbroken\n", ssha(PW))).unwrap();
+    assert_eq!(pop_code(&sb, "joe", PW), 1);
+    fs::write(sb.home.join("users/passwd"), format!("joe:{}\n", ssha(PW))).unwrap();
+    assert_eq!(pop_code(&sb, "joe", PW), 0);
+    fs::create_dir(sb.home.join("control/ldapserver")).unwrap();
+    assert_eq!(pop_code(&sb, "joe", PW), 1, "control/ldapserver is a directory");
 }
 
 #[test]
