@@ -4,7 +4,8 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
+//! - General support: [`cdb`], [`child`], [`date822`], [`getln`] (bounded lines, the `VERB
+//!   argument` split), [`dns`] (the DNS client of
 //!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
 //!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
@@ -72,6 +73,7 @@ pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
 pub mod file;
+pub mod getln;
 pub mod getopt;
 pub mod ldap;
 pub mod listener;
