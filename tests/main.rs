@@ -14,6 +14,7 @@ mod ldap_deliver;
 mod ldapadmin;
 mod local;
 mod local_ldap;
+mod logins;
 mod pbs;
 mod pop3;
 mod queue;
