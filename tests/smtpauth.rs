@@ -157,13 +157,25 @@ fn swaks_plain_and_login_then_relaying() {
         assert_ok(&out, &format!("swaks --auth {kind}"));
         assert!(text(&out).contains("235 2.0.0 nice to meet you"), "{}", text(&out));
     }
+    // a users/cdb user with a users/passwd password
+    let (uid, gid, kim) = sb.user_home("kim");
+    sb.assign(&[("kim", uid, gid, &kim)]);
+    let home = sb.home.to_str().unwrap().to_string();
+    let set =
+        sb.run("qmailctl", &["passwd", "--home", &home, "kim", "--password-stdin"], b"kim pw\n");
+    assert_ok(&set, "qmailctl passwd");
+    let out = swaks(port, "someone@elsewhere.example", Some(("LOGIN", "kim", "kim pw")));
+    assert_ok(&out, "swaks --auth LOGIN for a users/passwd user");
     let queued = sb.todo();
-    assert_eq!(queued.len(), 2);
+    assert_eq!(queued.len(), 3);
     for q in &queued {
         let m = String::from_utf8_lossy(&q.mess);
-        assert!(m.contains("(auth-joe@[127.0.0.1])"), "{m}");
+        assert!(
+            m.contains("(auth-joe@[127.0.0.1])") || m.contains("(auth-kim@[127.0.0.1])"),
+            "{m}"
+        );
     }
-    assert_eq!(std::fs::read_to_string(&authusers).unwrap(), "joe\njoe\n");
+    assert_eq!(std::fs::read_to_string(&authusers).unwrap(), "joe\njoe\nkim\n");
     for (user, pw, want) in [
         ("joe", "wrong", "535 5.7.8 authentication failure"),
         ("nobody-here", PASSWORD, "535 5.7.8 authentication failure"),
@@ -182,7 +194,7 @@ fn swaks_plain_and_login_then_relaying() {
     assert!(c.say("AUTH LOGIN").starts_with("334 VXNlcm5hbWU6"));
     assert!(c.say(&b64(b"joe")).starts_with("334 UGFzc3dvcmQ6"));
     assert!(c.say("").starts_with("535 "), "empty LOGIN password");
-    assert_eq!(sb.todo().len(), 2);
+    assert_eq!(sb.todo().len(), 3);
 }
 
 /// After AUTH the client may relay for the rest of the session: RSET and a new EHLO keep it;
