@@ -381,8 +381,10 @@ fn pop3_authorization_state() {
 #[test]
 fn pop3_popup_answers_each_exit_code_of_the_subprogram() {
     let sb = Sandbox::new();
-    let mut rows: Vec<(i32, &str)> = qmail::pop3::AUTH_FAILURES.to_vec();
-    rows.extend([(111, "temporary error"), (100, "temporary error")]);
+    use qmail::auth::checkpassword::CheckExit;
+    let mut rows: Vec<(i32, &str)> =
+        CheckExit::ALL.iter().map(|e| (i32::from(e.code()), e.text())).collect();
+    rows.push((100, "temporary error"));
     for (code, text) in rows {
         let out = run_with(
             sb.cmd("qmail-popup")

@@ -286,27 +286,12 @@ impl Transfer {
     }
 }
 
-/// The exit codes of a checkpassword sub-program (auth_pop's table) that qmail-popup turns
-/// into `-ERR <text>`; 0 (the session was served) has no text. Any other code, and death by
-/// a signal, is "temporary error".
-pub const AUTH_FAILURES: &[(i32, &str)] = &[
-    (1, "error in server configuration"),
-    (2, "unable to contact authorization server"),
-    (3, "authorization failed"),
-    (4, "account disabled"),
-    (5, "mailhost is unreachable"),
-    (6, "mailbox is corrupted"),
-    (7, "unable to start subprogram"),
-    (8, "out of memory"),
-    (25, "user record incorrect"),
-    (61, "mailbox could not be created"),
-    (62, "the users mailbox does not exist"),
-];
-
-/// The `-ERR` text for a sub-program's exit code (`None`: killed by a signal).
+/// The `-ERR` text for a checkpassword sub-program's exit code (`None`: killed by a signal):
+/// auth_pop's table, [`crate::auth::checkpassword::CheckExit`], read back; any code not in it
+/// is "temporary error".
 pub fn auth_failure(code: Option<i32>) -> &'static str {
-    code.and_then(|c| AUTH_FAILURES.iter().find(|(n, _)| *n == c))
-        .map_or("temporary error", |(_, text)| text)
+    use crate::auth::checkpassword::CheckExit;
+    code.map_or(CheckExit::Temporary, CheckExit::from_code).text()
 }
 
 #[cfg(test)]
