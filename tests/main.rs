@@ -3,19 +3,24 @@
 
 mod harness;
 
+mod auth;
 mod cdb;
 mod ctl;
 mod deliver;
+mod digest;
 mod inject;
 mod ldap;
 mod ldap_deliver;
 mod ldapadmin;
 mod local;
 mod local_ldap;
+mod pbs;
+mod pop3;
 mod queue;
 mod remote;
 mod showctl;
 mod smmapd;
+mod smtpauth;
 mod smtpd;
 mod spawn;
 mod system;

@@ -197,6 +197,10 @@ fn qmailctl_run_serves_smtps_and_submission_with_a_certificate() {
         &addr(smtps),
         "--submission",
         &addr(submission),
+        "--pop3",
+        "off",
+        "--pop3s",
+        "off",
     ]);
     for (name, port) in [("SMTP", smtp), ("SMTPS", smtps), ("submission", submission)] {
         let started = format!("qmailctl: started qmail-tcpsrv ({name} on {}) as pid ", addr(port));
@@ -252,7 +256,7 @@ fn qmailctl_run_serves_smtps_and_submission_with_a_certificate() {
 fn qmailctl_run_without_a_certificate_has_no_tls_listeners() {
     let sb = Sandbox::new();
     let smtp = free_port();
-    let run = sb.start_with(&["--listen", &format!("127.0.0.1:{smtp}")]);
+    let run = sb.start_with(&["--listen", &format!("127.0.0.1:{smtp}"), "--pop3", "off"]);
     let note = "qmailctl: no control/smtpcert: no SMTPS or submission listener \
                 (qmailctl tls-selfsigned makes a certificate)";
     assert!(run.wait_log(LONG, |l| l == note), "{}", run.log_text());

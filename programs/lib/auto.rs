@@ -47,6 +47,7 @@ pub fn home() -> PathBuf {
 
 /// Every program of the package, as installed in `QMAILHOME/bin`.
 pub const PROGRAMS: &[&str] = &[
+    "auth_smtp",
     "qmail-cdb",
     "qmail-clean",
     "qmail-getpw",
@@ -55,6 +56,8 @@ pub const PROGRAMS: &[&str] = &[
     "qmail-local",
     "qmail-lspawn",
     "qmail-newu",
+    "qmail-pop3d",
+    "qmail-popup",
     "qmail-qread",
     "qmail-qstat",
     "qmail-queue",

@@ -6,9 +6,9 @@
 //!
 //! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
 //!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
-//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make `{SSHA}`; the
-//!   digests are RustCrypto's `sha1` and `md-5` crates, base64 the `base64` crate's strict
-//!   standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
+//!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make a value of each
+//!   scheme; the digests are RustCrypto's `sha1`, `md-5`, `md4` and `ripemd` crates, crypt(3)
+//!   the `pwhash` crate, base64 the `base64` crate's strict standard engine), [`prot`], [`text0`], [`timeoutio`] (reads and writes by a deadline,
 //!   reads retried after EINTR, non-blocking descriptors, poll timeouts).
 //! - Mail support: [`auto`], [`exit`], [`control`], [`address`], [`envelope`], [`queue`]
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
@@ -22,7 +22,9 @@
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
 //!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
 //!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`socketmap`]
-//!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`remote`]
+//!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`pop3`] (the sans-I/O
+//!   POP3 parts of qmail-popup and qmail-pop3d: command lines, message numbers, the RETR/TOP
+//!   transfer, the checkpassword exit codes), [`quota`] (Maildir++ quotas), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
 //!   configuration, connection, RFC 4515 filters, the recipient lookup, the typed account,
@@ -31,7 +33,10 @@
 //!   lookup), [`verify`] (the verdict on a recipient at SMTP time, from the same lookup, for
 //!   qmail-verify and smmapd), [`listener`] (a master and generations of worker processes
 //!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
-//!   (per-user service blocks in Cyrus's record format, for smmapd).
+//!   (per-user service blocks in Cyrus's record format, for smmapd), [`auth`] (the login
+//!   core of auth_smtp, auth_pop and auth_imap — the directory, `users/passwd`, the system's
+//!   passwd — and their wire formats), [`pbs`](mod@pbs) (POP-before-SMTP's datagrams,
+//!   secret and `pbsenv`, for pbsadd, pbscheck and pbsdbd).
 //!
 //! Code used by one program lives in that program's directory; it moves here when a second
 //! program needs it or when it parses untrusted input.
@@ -58,6 +63,7 @@
 
 pub mod account;
 pub mod address;
+pub mod auth;
 pub mod auto;
 pub mod cdb;
 #[allow(unsafe_code)] // the one audited exception: see the module
@@ -78,6 +84,8 @@ pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
 pub mod passwd;
+pub mod pbs;
+pub mod pop3;
 pub mod prot;
 pub mod queue;
 pub mod quota;

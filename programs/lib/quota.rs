@@ -324,12 +324,23 @@ fn is_trashed(name: &[u8]) -> bool {
 /// Append one delivery of `size` bytes to `maildirsize` (if it exists: without it the next
 /// check recalculates), in a single write, fsynced.
 pub fn add(root: &Path, size: u64, count: i64) -> Result<(), QuotaError> {
+    append(root, &format!("{size} {count}\n"))
+}
+
+/// Append the removal of `count` messages of `bytes` bytes in all to `maildirsize`
+/// (qmail-pop3d's deletions: one `-<bytes> -<count>` line), if it exists.
+pub fn remove(root: &Path, bytes: u64, count: u64) -> Result<(), QuotaError> {
+    append(root, &format!("-{bytes} -{count}\n"))
+}
+
+/// Append `line` to `maildirsize` in a single write, fsynced; nothing if there is no such file.
+fn append(root: &Path, line: &str) -> Result<(), QuotaError> {
     let mut f = match OpenOptions::new().append(true).open(root.join("maildirsize")) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(QuotaError::Update(e)),
     };
-    f.write_all(format!("{size} {count}\n").as_bytes()).map_err(QuotaError::Update)?;
+    f.write_all(line.as_bytes()).map_err(QuotaError::Update)?;
     f.sync_all().map_err(QuotaError::Update)
 }
 

@@ -124,8 +124,8 @@ fn run(args: &Args) -> Result<Outcome> {
         attrs.push("userPassword");
     }
     let searches: Vec<(String, Candidate)> = if let Some(uid) = &args.uid {
-        let core = format!("(uid={})", ldap::escape(uid.as_bytes()));
-        vec![(with_class(core, dir.config()), plain(uid.as_bytes()))]
+        let filter = ldap::uid_filter(uid.as_bytes(), dir.config().objectclass.as_deref());
+        vec![(filter, plain(uid.as_bytes()))]
     } else if let Some(mail) = &args.mail {
         mail_searches(mail, dir.config())?
     } else if let Some(filter) = &args.filter {
@@ -225,13 +225,6 @@ fn emit(text: &str) -> Result<()> {
 /// A candidate with neither dash nor extension (a `-u` or `-f` search).
 fn plain(local: &[u8]) -> Candidate {
     Candidate { local: local.to_vec(), dash: "", ext: Vec::new() }
-}
-
-fn with_class(core: String, cfg: &Config) -> String {
-    match &cfg.objectclass {
-        Some(oc) => format!("(&(objectClass={oc}){core})"),
-        None => core,
-    }
 }
 
 /// The filters delivery tries for `address` (doc/qmail-ldap.7, LOOKUP), alias domains applied.

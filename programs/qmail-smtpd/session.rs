@@ -15,6 +15,7 @@ use crate::envelope::Gate;
 use crate::io::Io;
 use crate::log::Log;
 use crate::transaction::Transaction;
+use qmail::auth::smtp::Answer;
 use qmail::smtp::{Input, Verb};
 use std::time::Duration;
 
@@ -307,25 +308,26 @@ impl Session<'_> {
             Ok(None) => return self.conn.say(501, "authentication exchange aborted (#5.0.0)"),
             Err(end) => return Flow::End(end),
         };
-        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        let outcome = auth::check(&self.cfg.home, &auth::request(mech, &refs));
+        let outcome = auth::check(&self.cfg.home, &auth::request(mech, &fields));
         let log = *self.conn.log();
+        let ip = self.env.remote_ip.clone();
         match outcome {
-            auth::Outcome::Accepted(user) => {
-                log.at(2, format_args!("AUTH {user} from {}", self.env.remote_ip));
+            Ok(Answer::Ok(user)) => {
+                let user = String::from_utf8_lossy(&user).into_owned();
+                log.at(2, format_args!("AUTH {user} from {ip}"));
                 self.txn.authenticated(user);
                 self.conn.say(235, "nice to meet you")
             }
-            auth::Outcome::Refused => {
-                log.at(3, format_args!("AUTH failed from {}", self.env.remote_ip));
+            Ok(Answer::Failed) => {
+                log.at(3, format_args!("AUTH failed from {ip}"));
                 self.failed(535, "authentication failure (#5.7.8)")
             }
-            auth::Outcome::Disabled => {
-                log.at(3, format_args!("AUTH of a disabled account from {}", self.env.remote_ip));
+            Ok(Answer::Disabled) => {
+                log.at(3, format_args!("AUTH of a disabled account from {ip}"));
                 self.failed(535, "authentication failure: account disabled (#5.7.8)")
             }
-            auth::Outcome::Malformed => self.failed(501, "authentication exchange failed (#5.5.2)"),
-            auth::Outcome::Trouble(why) => {
+            Ok(Answer::Malformed) => self.failed(501, "authentication exchange failed (#5.5.2)"),
+            Err(why) => {
                 log.at(1, format_args!("warning: AUTH: {why}"));
                 self.failed(454, "temporary authentication failure (#4.3.0)")
             }
@@ -338,7 +340,7 @@ impl Session<'_> {
         &mut self,
         mech: auth::Mechanism,
         initial: Option<&[u8]>,
-    ) -> Result<Option<Vec<Vec<u8>>>, End> {
+    ) -> Result<Option<Vec<zeroize::Zeroizing<Vec<u8>>>>, End> {
         let mut fields = Vec::new();
         let prompts: &[&str] = match mech {
             auth::Mechanism::Login => &["VXNlcm5hbWU6", "UGFzc3dvcmQ6"],
@@ -358,7 +360,8 @@ impl Session<'_> {
                     }
                 }
             };
-            if line == b"*" {
+            let line = zeroize::Zeroizing::new(line);
+            if line[..] == b"*"[..] {
                 return Ok(None);
             }
             fields.push(line);

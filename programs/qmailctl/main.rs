@@ -32,8 +32,8 @@ enum Cmd {
     /// The same as run.
     Up(RunArgs),
     /// Run the mail system in the foreground (creating the root, with a demo user, when
-    /// missing): delivery and the SMTP listeners (SMTPS and submission too with a
-    /// certificate), log on stdout; Ctrl-C stops it.
+    /// missing): delivery, the SMTP listeners and POP3 (SMTPS, submission and POP3S too with
+    /// a certificate), log on stdout; Ctrl-C stops it.
     Run(RunArgs),
     /// Count the messages in the queue (as qmail-qstat).
     Stat(HomeArg),
@@ -90,6 +90,14 @@ pub struct RunArgs {
     /// exists.
     #[arg(long, value_name = "ADDR")]
     pub submission: Option<String>,
+    /// Where it listens for POP3 (qmail-popup, auth_pop, qmail-pop3d; STLS with a
+    /// certificate) (host:port), or `off`.
+    #[arg(long, default_value = "127.0.0.1:1110", value_name = "ADDR")]
+    pub pop3: String,
+    /// Where it listens for POP3S, implicit TLS as on port 995 (host:port), or `off`;
+    /// default 127.0.0.1:1995 when control/smtpcert exists.
+    #[arg(long, value_name = "ADDR")]
+    pub pop3s: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +173,12 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
         args.smtps.as_deref(),
         args.submission.as_deref(),
     )?;
+    let (pop3, pop3_note) = run::pop3_listeners(
+        &home,
+        Some(args.pop3.as_str()).filter(|a| *a != "off"),
+        args.pop3s.as_deref(),
+    )?;
+    let listeners: Vec<run::Listener> = listeners.into_iter().chain(pop3).collect();
     if !listeners.is_empty() {
         let demo = home.join("demo/Maildir/new");
         let demo = if demo.is_dir() {
@@ -180,7 +194,7 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
             on.join(", ")
         );
     }
-    if let Some(note) = note {
+    for note in [note, pop3_note].into_iter().flatten() {
         println!("{note}");
     }
     run::run(&home, &listeners)

@@ -5,6 +5,9 @@
 //! listeners, each a `bin/qmail-tcpsrv` running `bin/qmail-smtpd`: SMTP on `--listen`; and,
 //! when `control/smtpcert` exists, SMTPS (implicit TLS: `SMTPS` set) on `--smtps` and
 //! submission (port 587's rules: `AUTHREQUIRED=1`, `SMTPAUTH=TLSREQUIRED`) on `--submission`.
+//! POP3 on `--pop3` (and POP3S, `POP3S` set, on `--pop3s` with the certificate) is
+//! `bin/qmail-popup <me> bin/auth_pop bin/qmail-pop3d ./Maildir/` under qmail-tcpsrv, as root
+//! on a system installation (auth_pop becomes the user), else as the root's owner.
 //! Each may be `off`; a TLS listener asked for without a certificate is an error. The log goes
 //! to stdout, and qmailctl's own lines name the listener they are about. A child that dies is
 //! restarted (after a second); Ctrl-C or TERM stops them all cleanly (qmail-send finishes its
@@ -36,6 +39,8 @@ pub const SMTPS_DEFAULT: &str = "127.0.0.1:4465";
 /// The submission listener's address when `--submission` is not given and there is a
 /// certificate.
 pub const SUBMISSION_DEFAULT: &str = "127.0.0.1:5587";
+/// The POP3S listener's address when `--pop3s` is not given and there is a certificate.
+pub const POP3S_DEFAULT: &str = "127.0.0.1:1995";
 
 /// The kinds of SMTP listener: what qmail-smtpd's environment says about the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,10 @@ pub enum Port {
     Smtps,
     /// message submission, port 587's way: `AUTHREQUIRED=1`, `SMTPAUTH=TLSREQUIRED`
     Submission,
+    /// POP3 (qmail-popup), STLS offered when there is a certificate
+    Pop3,
+    /// POP3 with implicit TLS (`POP3S`), port 995's way
+    Pop3s,
 }
 
 impl Port {
@@ -55,6 +64,8 @@ impl Port {
             Port::Smtp => "SMTP",
             Port::Smtps => "SMTPS",
             Port::Submission => "submission",
+            Port::Pop3 => "POP3",
+            Port::Pop3s => "POP3S",
         }
     }
 }
@@ -101,18 +112,7 @@ pub fn listeners(
     for (port, given, default) in
         [(Port::Smtps, smtps, SMTPS_DEFAULT), (Port::Submission, submission, SUBMISSION_DEFAULT)]
     {
-        let addr = match given {
-            Some("off") => continue,
-            Some(addr) if !cert => bail!(
-                "{} on {addr} needs a certificate in {}: qmailctl tls-selfsigned makes one",
-                port.name(),
-                home.join("control/smtpcert").display()
-            ),
-            Some(addr) => addr,
-            None if !cert => continue,
-            None => default,
-        };
-        out.push(Listener::new(port, addr)?);
+        out.extend(tls_listener(home, port, given, default)?);
     }
     let note = (!cert && smtps.is_none() && submission.is_none()).then(|| {
         "qmailctl: no control/smtpcert: no SMTPS or submission listener \
@@ -120,6 +120,48 @@ pub fn listeners(
             .to_string()
     });
     Ok((out, note))
+}
+
+/// The POP3 listeners to run: `--pop3` (`None`: off) and `--pop3s` (`None`: not given; on
+/// its default when `control/smtpcert` exists, an error when asked for without it), and a
+/// line for the log when POP3S is left out for want of a certificate.
+pub fn pop3_listeners(
+    home: &Path,
+    pop3: Option<&str>,
+    pop3s: Option<&str>,
+) -> Result<(Vec<Listener>, Option<String>)> {
+    let cert = home.join("control/smtpcert").exists();
+    let mut out = Vec::new();
+    if let Some(addr) = pop3 {
+        out.push(Listener::new(Port::Pop3, addr)?);
+    }
+    out.extend(tls_listener(home, Port::Pop3s, pop3s, POP3S_DEFAULT)?);
+    let note = (!cert && pop3s.is_none())
+        .then(|| "qmailctl: no control/smtpcert: no POP3S listener, no STLS".to_string());
+    Ok((out, note))
+}
+
+/// A TLS listener of kind `port`: `given` by an option (`None`: not given, then on `default`
+/// when `control/smtpcert` exists), `off`, or an error when asked for without a certificate.
+fn tls_listener(
+    home: &Path,
+    port: Port,
+    given: Option<&str>,
+    default: &str,
+) -> Result<Option<Listener>> {
+    let cert = home.join("control/smtpcert");
+    let addr = match given {
+        Some("off") => return Ok(None),
+        Some(addr) if !cert.exists() => bail!(
+            "{} on {addr} needs a certificate in {}: qmailctl tls-selfsigned makes one",
+            port.name(),
+            cert.display()
+        ),
+        Some(addr) => addr,
+        None if !cert.exists() => return Ok(None),
+        None => default,
+    };
+    Listener::new(port, addr).map(Some)
 }
 
 /// What one supervised child is.
@@ -282,35 +324,54 @@ fn start(home: &Path, job: &Job, aliasempty: &str, verify: Option<&OwnedFd>) -> 
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-/// `bin/qmail-tcpsrv` running `bin/qmail-smtpd` for one listener, with the environment of
-/// its kind: every listener takes the rules of `control/tcp.smtp.cdb`.
+/// `bin/qmail-tcpsrv` running `bin/qmail-smtpd` for one SMTP listener, with the environment
+/// of its kind (every SMTP listener takes the rules of `control/tcp.smtp.cdb`), or
+/// `bin/qmail-popup <me> bin/auth_pop bin/qmail-pop3d ./Maildir/` for a POP3 one.
 fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
     let bin = home.join("bin");
     let me = qmail::control::Control::new(home).me().ok().flatten().unwrap_or_default();
+    let pop3 = matches!(l.port, Port::Pop3 | Port::Pop3s);
     let mut c = Command::new(bin.join("qmail-tcpsrv"));
     c.args(["-v", "-R", "-H"]);
     if !me.is_empty() {
         c.args(["-l", &me]);
     }
-    if let Some((uid, gid)) = owner(home) {
-        c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+    // POP3 runs as root on a system installation: auth_pop becomes the user who logged in
+    match owner(home) {
+        Some((uid, gid)) if !pop3 || !is_system(home) => {
+            c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+        }
+        _ => {}
     }
     let rules = home.join("control/tcp.smtp.cdb");
-    if rules.exists() {
+    if rules.exists() && !pop3 {
         c.arg("-x").arg(&rules);
     }
-    c.args([&l.host, &l.service]).arg(bin.join("qmail-smtpd"));
-    // what the kind of port means to qmail-smtpd (an SMTPS in qmailctl's own environment
-    // would make every listener speak TLS first)
+    c.args([&l.host, &l.service]);
+    if pop3 {
+        let host = if me.is_empty() { "localhost" } else { me.as_str() };
+        c.arg(bin.join("qmail-popup")).arg(host).arg(bin.join("auth_pop"));
+        c.arg(bin.join("qmail-pop3d")).arg("./Maildir/");
+    } else {
+        c.arg(bin.join("qmail-smtpd"));
+    }
+    // what the kind of port means to qmail-smtpd and qmail-popup (an SMTPS or POP3S in
+    // qmailctl's own environment would make every listener speak TLS first)
     match l.port {
-        Port::Smtp => c.env_remove("SMTPS"),
+        Port::Smtp | Port::Pop3 => c.env_remove("SMTPS").env_remove("POP3S"),
         Port::Smtps => c.env("SMTPS", "1"),
         Port::Submission => {
             c.env_remove("SMTPS").env("AUTHREQUIRED", "1").env("SMTPAUTH", "TLSREQUIRED")
         }
+        Port::Pop3s => c.env("POP3S", "1"),
     };
     c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
     Ok(c)
+}
+
+/// A system installation (qmail's users), where POP3 must start as root.
+fn is_system(home: &Path) -> bool {
+    matches!(qmail::queue::installation(home), Ok(qmail::queue::Installation::System))
 }
 
 /// Running as root, the owner of a single-user root (qmailctl init --owner) runs the SMTP
@@ -383,6 +444,11 @@ mod tests {
         assert!(got.is_empty() && note.is_none());
         let e = listeners(&dir, None, None, Some("127.0.0.1:587")).unwrap_err().to_string();
         assert!(e.starts_with("submission on 127.0.0.1:587 needs a certificate in "), "{e}");
+        let (got, note) = pop3_listeners(&dir, Some("127.0.0.1:110"), None).unwrap();
+        assert_eq!(addrs(&got), ["POP3 127.0.0.1:110"]);
+        assert!(note.unwrap().contains("no POP3S"));
+        let e = pop3_listeners(&dir, None, Some("127.0.0.1:995")).unwrap_err().to_string();
+        assert!(e.starts_with("POP3S on 127.0.0.1:995 needs a certificate in "), "{e}");
         // a certificate: the defaults, unless moved or off
         fs::write(dir.join("control/smtpcert"), "").unwrap();
         let (got, note) = listeners(&dir, Some("127.0.0.1:25"), None, None).unwrap();
@@ -394,6 +460,11 @@ mod tests {
         let (got, _) = listeners(&dir, None, Some("[::1]:465"), Some("off")).unwrap();
         assert_eq!(addrs(&got), ["SMTPS [::1]:465"]);
         assert_eq!((got[0].host.as_str(), got[0].service.as_str()), ("::1", "465"));
+        let (got, note) = pop3_listeners(&dir, Some("127.0.0.1:110"), None).unwrap();
+        assert_eq!(addrs(&got), ["POP3 127.0.0.1:110", "POP3S 127.0.0.1:1995"]);
+        assert!(note.is_none());
+        let (got, _) = pop3_listeners(&dir, None, Some("[::1]:995")).unwrap();
+        assert_eq!(addrs(&got), ["POP3S [::1]:995"]);
         for bad in ["465", ":465", "host:", ""] {
             let e = listeners(&dir, None, Some(bad), Some("off")).unwrap_err().to_string();
             assert!(e.contains("expected host:port"), "{bad}: {e}");

@@ -323,17 +323,22 @@ pub struct Running {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// `qmailctl run`'s options that turn off every listener but SMTP's (`--listen`), so that
+/// parallel tests do not fight over their default ports.
+pub const OTHER_LISTENERS_OFF: &[&str] =
+    &["--smtps", "off", "--submission", "off", "--pop3", "off", "--pop3s", "off"];
+
 impl Sandbox {
-    /// Start `qmailctl run` on this root, without the SMTP listeners.
+    /// Start `qmailctl run` on this root, without the SMTP and POP3 listeners.
     pub fn start(&self) -> Running {
-        self.start_with(&["--listen", "off", "--smtps", "off", "--submission", "off"])
+        self.start_with(&[&["--listen", "off"][..], OTHER_LISTENERS_OFF].concat())
     }
 
     /// Start `qmailctl run` with the SMTP listener on a free loopback port; returns the port.
     pub fn start_smtp(&self) -> (Running, u16) {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let run = self.start_with(&["--listen", &addr, "--smtps", "off", "--submission", "off"]);
+        let run = self.start_with(&[&["--listen", &addr][..], OTHER_LISTENERS_OFF].concat());
         assert!(
             wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(&addr).is_ok()),
             "the SMTP listener did not come up; log:\n{}",

@@ -26,7 +26,17 @@ pub fn escape(value: &[u8]) -> String {
 /// The filter for one candidate address (doc/qmail-ldap.7, LOOKUP), already folded and escaped.
 pub fn address_filter(address: &[u8], objectclass: Option<&str>) -> String {
     let v = escape(&address.to_ascii_lowercase());
-    let core = format!("(|(mail={v})(mailAlternateAddress={v}))");
+    guarded(format!("(|(mail={v})(mailAlternateAddress={v}))"), objectclass)
+}
+
+/// The filter of a login (doc/auth_smtp.8, "The login"): `(uid=<login>)`, escaped, inside the
+/// objectClass guard. The login is not folded: the server's matching rule for `uid` decides.
+pub fn uid_filter(login: &[u8], objectclass: Option<&str>) -> String {
+    guarded(format!("(uid={})", escape(login)), objectclass)
+}
+
+/// `core` inside the `ldapobjectclass` guard, when there is one.
+fn guarded(core: String, objectclass: Option<&str>) -> String {
     match objectclass {
         Some(oc) => format!("(&(objectClass={oc}){core})"),
         None => core,
@@ -120,6 +130,13 @@ mod tests {
             address_filter(b"Joe@Example.ORG", Some("qmailUser")),
             "(&(objectClass=qmailUser)(|(mail=joe@example.org)(mailAlternateAddress=joe@example.org)))"
         );
+        for h in [&b"*"[..], b"a)(uid=*", b"x\\0", b"\0", b"*)(|(uid=*"] {
+            let f = uid_filter(h, None);
+            assert_eq!((f.matches('(').count(), f.matches(')').count()), (1, 1), "{f}");
+            assert!(!f.contains('*'), "{f}");
+        }
+        assert_eq!(uid_filter(b"Joe", Some("qmailUser")), "(&(objectClass=qmailUser)(uid=Joe))");
+        assert_eq!(uid_filter(b"a)(b\\\0", None), r"(uid=a\29\28b\5c\00)");
     }
 
     fn locals(c: &[Candidate]) -> Vec<String> {

@@ -41,7 +41,7 @@ pub use config::{Config, CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use connection::{Directory, Entry};
 pub use error::Error;
 pub use filter::{
-    address_filter, candidates, escape, Candidate, BREAK, CATCH_ALL, DASH_EXT_LEVELS,
+    address_filter, candidates, escape, uid_filter, Candidate, BREAK, CATCH_ALL, DASH_EXT_LEVELS,
 };
 pub use lookup::{decode, Account, Store, ACCOUNT_ATTRS};
 pub use values::{
