@@ -8,8 +8,10 @@
 # POP3: bench/authload.py makes N (default 5000) sessions, SESSIONS (10) at a time, each a
 # login as a random user, STAT (which must count MESSAGES) and QUIT, against
 #   - ours: tcpserver -HRl0 127.0.0.1 $QPORT bin/qmail-popup bench.example bin/auth_pop
-#     bin/qmail-pop3d Maildir, run as root (auth_pop switches to the user), in an installation
-#     made by qmailctl init and pointed at the slapd;
+#     bin/qmail-pop3d Maildir (the installation's bin/, by absolute names: auth_pop changes to
+#     the user's home), run as root (auth_pop becomes the user), in an installation made by
+#     qmailctl init and pointed at the slapd (qmailctl run's POP3 listener would run it as the
+#     installation's owner, which is the users' uid here: no switch at all);
 #   - Dovecot (Debian's dovecot-pop3d and dovecot-ldap), a private instance on $DPORT:
 #     passdb and userdb ldap on the same slapd (bound as the admin, the password checked by
 #     Dovecot as auth_pop does, not by a bind as the user), mail_location maildir:~/Maildir,
@@ -28,11 +30,14 @@
 # message (ours: the qmailctl run tree; Postfix: its master's tree and Dovecot's, which does
 # the AUTH) and slapd's, and the ratios.
 #
+# Last, each server must refuse one session with a wrong password (last, since Dovecot slows
+# an address down after a failure): logins/s counts logins that were checked.
+#
 # CPU is counted per process tree (tree_cpu, bench/common.sh), between phases; slapd is
 # counted apart, since both sides use it. Rates depend on what else the machine is doing:
 # compare the ratios, and run it twice. `bench/auth.sh pop3` or `bench/auth.sh smtp` runs one
-# part alone. Runs as root; needs slapd, ldap-utils, ucspi-tcp,
-# postfix, dovecot-pop3d and dovecot-ldap (tests/run installs them) and python3.
+# part alone. Runs as root; needs slapd, ldap-utils, ucspi-tcp, postfix, dovecot-pop3d and
+# dovecot-ldap (tests/run installs them) and python3.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -55,6 +60,11 @@ PPORT=${PPORT:-2626}  # Postfix's SMTP
 PASSWORD=bench-secret-  # uK's password is this followed by K
 
 [ "$(id -u)" = 0 ] || { echo "bench/auth.sh: must run as root" >&2; exit 1; }
+for c in slapd slapadd ldapsearch tcpserver postfix dovecot /usr/lib/dovecot/pop3 \
+  /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3; do
+  [ -e "$c" ] || command -v "$c" >/dev/null ||
+    { echo "bench/auth.sh: $c is missing (tests/run installs the packages)" >&2; exit 1; }
+done
 . bench/common.sh
 bench_setup auth
 cleanup() {
@@ -167,7 +177,7 @@ wait_port "$DPORT"
 
 # --- POP3 ---
 # pop3_phase PORT ROOT: the warm-up, then N timed logins; sets t (seconds), c (ROOT's CPU)
-# and s (slapd's CPU)
+# and s (slapd's CPU).
 pop3_phase() {
   load --all --stat "$MESSAGES" "127.0.0.1:$1"
   local t0 c0 s0
@@ -180,7 +190,8 @@ pop3_phase() {
 pop3_figures=()
 if [ "$do_pop3" = 1 ]; then
   (cd "$home" && QMAILHOME=$home exec tcpserver -HRl0 127.0.0.1 "$QPORT" \
-    bin/qmail-popup bench.example bin/auth_pop bin/qmail-pop3d Maildir) 2>> "$work/pop3.log" &
+    "$home/bin/qmail-popup" bench.example "$home/bin/auth_pop" "$home/bin/qmail-pop3d" Maildir) \
+    2>> "$work/pop3.log" &
   pop3_pid=$!
   pids+=("$pop3_pid")
   wait_port "$QPORT"
@@ -193,7 +204,7 @@ fi
 # --- SMTP AUTH ---
 # smtp_phase PORT MAILDIR ROOT...: SMTP_N sessions; appends to smtp_figures the seconds until
 # the generator finished and until all were delivered, the CPU of the ROOTs' trees and
-# slapd's
+# slapd's.
 smtp_phase() {
   local port=$1 maildir=$2 c0 s0 t0 ta td
   shift 2
@@ -262,6 +273,17 @@ PF
   wait_port "$PPORT"
   master=$(tr -d ' ' < "$pf/queue/pid/master.pid")
   smtp_phase "$PPORT" "$pf/mail/box/new" "$master" "$dovecot_pid"
+fi
+
+# --- a wrong password, refused by each server: last, since Dovecot slows an address down
+# after a failure, for its POP3 and its SASL alike ---
+if [ "$do_pop3" = 1 ]; then
+  load --wrong -s 1 -m 1 "127.0.0.1:$QPORT"
+  load --wrong -s 1 -m 1 "127.0.0.1:$DPORT"
+fi
+if [ "$do_smtp" = 1 ]; then
+  load --smtp --wrong -s 1 -m 1 "127.0.0.1:$SPORT"
+  load --smtp --wrong -s 1 -m 1 "127.0.0.1:$PPORT"
 fi
 
 python3 - "$N" "$SMTP_N" "$USERS" "$SESSIONS" "$MESSAGES" "${#pop3_figures[@]}" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/authload.py: a concurrent POP3 login and SMTP AUTH load generator, for bench/auth.sh.
 
-    authload.py [-s sessions] [-m count] [-u users] [-p prefix] [--all] [--stat N]
+    authload.py [-s sessions] [-m count] [-u users] [-p prefix] [--all] [--stat N] [--wrong]
                 [--smtp [-t to] [-l length]] host:port
 
 POP3 (the default): `count` sessions, `sessions` at a time, each a login as a user uK picked
@@ -14,6 +14,9 @@ a first visit (Dovecot's index files).
 --smtp: SMTP AUTH PLAIN and one message per session instead: greeting, EHLO (which must
 offer AUTH PLAIN), AUTH PLAIN with the initial response, MAIL, RCPT to `to`, DATA with a
 message of `length` bytes, QUIT. In plaintext: both servers under test offer AUTH there.
+
+--wrong gives each user a wrong password (the right one followed by "x") and wants it
+refused: -ERR to PASS, 535 to AUTH; the session ends there. It shows that the server checks.
 
 Each session is a process of its own (Python's threads share one core; with the servers on
 the same machine the generator must not be the bottleneck), taking the next session number
@@ -71,7 +74,9 @@ def main():
         for r in (resource.getrusage(resource.RUSAGE_SELF),
                   resource.getrusage(resource.RUSAGE_CHILDREN))
     )
-    if args.smtp:
+    if args.wrong:
+        what = "sessions with a wrong password, refused at " + ("AUTH" if args.smtp else "PASS")
+    elif args.smtp:
         what = f"AUTH PLAIN + one message of {args.length} bytes"
     else:
         what = "POP3 logins (USER, PASS, STAT, QUIT)"
@@ -91,6 +96,7 @@ def parse_args():
                    help="uK's password is this followed by K")
     p.add_argument("--all", action="store_true", help="each user once, in turn (-m is ignored)")
     p.add_argument("--stat", type=int, help="the message count STAT must give")
+    p.add_argument("--wrong", action="store_true", help="wrong passwords, to be refused")
     p.add_argument("--smtp", action="store_true", help="SMTP AUTH PLAIN and a message instead")
     p.add_argument("-t", dest="rcpt", default="bench@bench.example", help="envelope recipient")
     p.add_argument("-l", dest="length", type=int, default=4096, help="message size in bytes")
@@ -128,7 +134,7 @@ def worker(args, counter, failed, results):
                 n = counter.value
                 counter.value += 1
             k = n if args.all else rng.randrange(args.users)
-            user, password = f"u{k}", f"{args.prefix}{k}"
+            user, password = f"u{k}", f"{args.prefix}{k}" + "x" * args.wrong
             if args.smtp:
                 smtp_session(args, user, password)
             else:
@@ -154,6 +160,12 @@ def pop3_session(args, user, password):
     try:
         pop3_expect(f, "greeting")
         pop3_command(conn, f, f"USER {user}", "USER")
+        if args.wrong:
+            conn.sendall(f"PASS {password}\r\n".encode())
+            line = f.readline(1002)
+            if not line.startswith(b"-ERR"):
+                raise Refused(f"PASS with a wrong password: wanted -ERR, got {line!r}")
+            return
         pop3_command(conn, f, f"PASS {password}", "PASS")
         stat = pop3_command(conn, f, "STAT", "STAT")
         fields = stat.split()
@@ -195,6 +207,9 @@ def smtp_session(args, user, password):
                    for line in ehlo.split(b"\n")):
             raise Refused(f"EHLO does not offer AUTH PLAIN: {ehlo!r}")
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        if args.wrong:
+            smtp_command(conn, f, f"AUTH PLAIN {token}", 535, "AUTH PLAIN, a wrong password")
+            return
         smtp_command(conn, f, f"AUTH PLAIN {token}", 235, "AUTH PLAIN")
         smtp_command(conn, f, f"MAIL FROM:<{user}@bench.example>", 250, "MAIL")
         smtp_command(conn, f, f"RCPT TO:<{args.rcpt}>", 250, "RCPT")
