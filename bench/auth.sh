@@ -28,7 +28,10 @@
 #     smtpd_sasl_type = dovecot on the Dovecot instance's auth socket.
 # Prints accepted/s (the generator finished), delivered/s (all in the Maildir), the CPU per
 # message (ours: the qmailctl run tree; Postfix: its master's tree and Dovecot's, which does
-# the AUTH) and slapd's, and the ratios.
+# the AUTH) and slapd's, and the ratios. Then AUTH alone: AUTHS (default SMTP_N) sessions
+# without mail against each (greeting, EHLO, AUTH PLAIN, QUIT), and as many without AUTH
+# (greeting, EHLO, QUIT): AUTHs/s, the server's CPU per session of each kind and their
+# difference, which is what checking a password costs it.
 #
 # Last, each server must refuse one session with a wrong password (last, since Dovecot slows
 # an address down after a failure): logins/s counts logins that were checked.
@@ -49,6 +52,7 @@ case "$*" in
 esac
 N=${N:-5000}
 SMTP_N=${SMTP_N:-$N}
+AUTHS=${AUTHS:-$SMTP_N}
 USERS=${USERS:-1000}
 SESSIONS=${SESSIONS:-10}
 MESSAGES=${MESSAGES:-5}
@@ -88,14 +92,17 @@ wait_count() {
   while n=$(find "$1" -type f | wc -l); [ "$n" -lt "$2" ]; do
     if [ "$n" = "$last" ]; then
       still=$((still + 1))
-      [ "$still" -lt 600 ] || { echo "bench/auth.sh: $1 stuck at $n of $2 messages" >&2; return 1; }
+      [ "$still" -lt 600 ] ||
+        { echo "bench/auth.sh: $1 stuck at $n of $2 messages" >&2; return 1; }
     else
       still=0 last=$n
     fi
     sleep 0.1
   done
 }
-load() { bench/authload.py -s "$SESSIONS" -u "$USERS" -p "$PASSWORD" "$@" >> "$work/authload.out"; }
+load() {
+  bench/authload.py -s "$SESSIONS" -u "$USERS" -p "$PASSWORD" "$@" >> "$work/authload.out"
+}
 
 # --- the directory and the mailboxes ---
 . bench/slapd.sh
@@ -105,7 +112,9 @@ slapd_pid=$(cat "$work/slapd.pid")
 truncate -s 4096 "$work/msg"
 for i in $(seq 0 $((USERS - 1))); do
   names=()
-  for j in $(seq "$MESSAGES"); do names+=("$work/ml/u$i/Maildir/cur/1733300000.M${j}P$i.bench:2,"); done
+  for j in $(seq "$MESSAGES"); do
+    names+=("$work/ml/u$i/Maildir/cur/1733300000.M${j}P$i.bench:2,")
+  done
   tee "${names[@]}" < "$work/msg" > /dev/null
 done
 chown -R "$uid:$gid" "$work/ml"
@@ -223,7 +232,24 @@ trees_cpu() { # ROOT...: the sum of their tree_cpu
   for p; do sum=$(awk -v a="$sum" -v b="$(tree_cpu "$p")" 'BEGIN { print a + b }'); done
   echo "$sum"
 }
-smtp_figures=()
+# auth_phase PORT ROOT...: AUTHS sessions without mail, with AUTH and then without; appends
+# to auth_figures the seconds the first took, the CPU of the ROOTs' trees in each, and
+# slapd's in the first
+auth_phase() {
+  local port=$1 c0 s0 t0 t1 c1 s1 c2
+  shift
+  c0=$(trees_cpu "$@") s0=$(tree_cpu "$slapd_pid") t0=$(now)
+  load --smtp --no-mail -m "$AUTHS" "127.0.0.1:$port"
+  t1=$(now)
+  c1=$(trees_cpu "$@") s1=$(tree_cpu "$slapd_pid")
+  load --smtp --no-mail --no-auth -m "$AUTHS" "127.0.0.1:$port"
+  c2=$(trees_cpu "$@")
+  auth_figures+=("$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }')"
+    "$(awk -v a="$c1" -v b="$c0" 'BEGIN { print a - b }')"
+    "$(awk -v a="$c2" -v b="$c1" 'BEGIN { print a - b }')"
+    "$(awk -v a="$s1" -v b="$s0" 'BEGIN { print a - b }')")
+}
+smtp_figures=() auth_figures=()
 if [ "$do_smtp" = 1 ]; then
   # ours (with no POP3 listener of its own, where qmailctl run has one)
   run_args=(--listen "127.0.0.1:$SPORT")
@@ -273,6 +299,9 @@ PF
   wait_port "$PPORT"
   master=$(tr -d ' ' < "$pf/queue/pid/master.pid")
   smtp_phase "$PPORT" "$pf/mail/box/new" "$master" "$dovecot_pid"
+
+  auth_phase "$SPORT" "$run_pid"
+  auth_phase "$PPORT" "$master" "$dovecot_pid"
 fi
 
 # --- a wrong password, refused by each server: last, since Dovecot slows an address down
@@ -286,17 +315,20 @@ if [ "$do_smtp" = 1 ]; then
   load --smtp --wrong -s 1 -m 1 "127.0.0.1:$PPORT"
 fi
 
-python3 - "$N" "$SMTP_N" "$USERS" "$SESSIONS" "$MESSAGES" "${#pop3_figures[@]}" \
-  "${pop3_figures[@]}" "${smtp_figures[@]}" <<'PY'
+python3 - "$N" "$SMTP_N" "$AUTHS" "$USERS" "$SESSIONS" "$MESSAGES" "${#pop3_figures[@]}" \
+  "${pop3_figures[@]}" "${smtp_figures[@]}" "${auth_figures[@]}" <<'PY'
 import sys
-n, sn, users, sessions, messages, npop = map(int, sys.argv[1:7])
-pop, smtp = list(map(float, sys.argv[7:7 + npop])), list(map(float, sys.argv[7 + npop:]))
+n, sn, an, users, sessions, messages, npop = map(int, sys.argv[1:8])
+pop = list(map(float, sys.argv[8:8 + npop]))
+smtp = list(map(float, sys.argv[8 + npop:16 + npop]))
+auth = list(map(float, sys.argv[16 + npop:]))
 def row(name, *cols):
     print(f"{name:18}" + "".join(f"{c:>15}" for c in cols))
 def table(names, figures, rate_cols):
     for name, f in zip(names, figures):
         row(name, *(f"{x:.1f}" if i < rate_cols else f"{x:.2f}" for i, x in enumerate(f)))
-    row("ratio", *(f"{a / b:.2f}" if b else "-" for a, b in zip(*figures)))
+    # a difference of clock ticks can come out at 0 or below on a short run: no ratio then
+    row("ratio", *(f"{a / b:.2f}" if b > 0 and a >= 0 else "-" for a, b in zip(*figures)))
 if pop:
     qt, qc, qs, dt, dc, ds = pop
     print(f"POP3: {n} logins (USER, PASS, STAT, QUIT) as {users} LDAP users at random, "
@@ -319,6 +351,15 @@ if smtp:
            for a, d, c, s in (smtp[0:4], smtp[4:8])], 2)
     print("(CPU from the first connection to the last delivery; ours: the qmailctl run tree;")
     print("Postfix: its master's tree plus Dovecot's, which checks the AUTH)")
+    print()
+    print(f"SMTP AUTH alone: {an} sessions without mail, {sessions} at a time; server CPU per "
+          f"session in ms")
+    row("", "AUTHs/s", "with AUTH", "without", "AUTH's share", "slapd")
+    table(["qmail-ldap-rs", "postfix+dovecot"],
+          [(an / t, a * 1000 / an, b * 1000 / an, (a - b) * 1000 / an, s * 1000 / an)
+           for t, a, b, s in (auth[0:4], auth[4:8])], 1)
+    print("(with AUTH: greeting, EHLO, AUTH PLAIN, QUIT; without: greeting, EHLO, QUIT;")
+    print("AUTH's share: the difference, what checking the password costs the server)")
 PY
 echo
 echo "load generator (bench/authload.py), in the order run:"

@@ -2,7 +2,7 @@
 """bench/authload.py: a concurrent POP3 login and SMTP AUTH load generator, for bench/auth.sh.
 
     authload.py [-s sessions] [-m count] [-u users] [-p prefix] [--all] [--stat N] [--wrong]
-                [--smtp [-t to] [-l length]] host:port
+                [--smtp [-t to] [-l length] [--no-mail] [--no-auth]] host:port
 
 POP3 (the default): `count` sessions, `sessions` at a time, each a login as a user uK picked
 at random among u0..u(users-1), with the password `prefix` followed by K (bench/slapd.sh's
@@ -14,6 +14,8 @@ a first visit (Dovecot's index files).
 --smtp: SMTP AUTH PLAIN and one message per session instead: greeting, EHLO (which must
 offer AUTH PLAIN), AUTH PLAIN with the initial response, MAIL, RCPT to `to`, DATA with a
 message of `length` bytes, QUIT. In plaintext: both servers under test offer AUTH there.
+--no-mail leaves the message out (greeting, EHLO, AUTH, QUIT), and --no-auth the AUTH; the two
+together (greeting, EHLO, QUIT) measure what a session costs without AUTH.
 
 --wrong gives each user a wrong password (the right one followed by "x") and wants it
 refused: -ERR to PASS, 535 to AUTH; the session ends there. It shows that the server checks.
@@ -77,7 +79,8 @@ def main():
     if args.wrong:
         what = "sessions with a wrong password, refused at " + ("AUTH" if args.smtp else "PASS")
     elif args.smtp:
-        what = f"AUTH PLAIN + one message of {args.length} bytes"
+        what = " + ".join(["SMTP"] + ["AUTH PLAIN"] * (not args.no_auth)
+                          + [f"one message of {args.length} bytes"] * (not args.no_mail))
     else:
         what = "POP3 logins (USER, PASS, STAT, QUIT)"
     order = "each user once" if args.all else f"{args.users} users at random"
@@ -100,6 +103,8 @@ def parse_args():
     p.add_argument("--smtp", action="store_true", help="SMTP AUTH PLAIN and a message instead")
     p.add_argument("-t", dest="rcpt", default="bench@bench.example", help="envelope recipient")
     p.add_argument("-l", dest="length", type=int, default=4096, help="message size in bytes")
+    p.add_argument("--no-mail", action="store_true", help="SMTP: no message")
+    p.add_argument("--no-auth", action="store_true", help="SMTP: no AUTH")
     p.add_argument("--helo", default="authload.example", help="EHLO name")
     p.add_argument("server", help="host:port")
     args = p.parse_args()
@@ -210,12 +215,14 @@ def smtp_session(args, user, password):
         if args.wrong:
             smtp_command(conn, f, f"AUTH PLAIN {token}", 535, "AUTH PLAIN, a wrong password")
             return
-        smtp_command(conn, f, f"AUTH PLAIN {token}", 235, "AUTH PLAIN")
-        smtp_command(conn, f, f"MAIL FROM:<{user}@bench.example>", 250, "MAIL")
-        smtp_command(conn, f, f"RCPT TO:<{args.rcpt}>", 250, "RCPT")
-        smtp_command(conn, f, "DATA", 354, "DATA")
-        conn.sendall(make_message(args, user))
-        smtp_expect(f, 250, "end of DATA")
+        if not args.no_auth:
+            smtp_command(conn, f, f"AUTH PLAIN {token}", 235, "AUTH PLAIN")
+        if not args.no_mail:
+            smtp_command(conn, f, f"MAIL FROM:<{user}@bench.example>", 250, "MAIL")
+            smtp_command(conn, f, f"RCPT TO:<{args.rcpt}>", 250, "RCPT")
+            smtp_command(conn, f, "DATA", 354, "DATA")
+            conn.sendall(make_message(args, user))
+            smtp_expect(f, 250, "end of DATA")
         smtp_command(conn, f, "QUIT", 221, "QUIT")
     finally:
         f.close()
