@@ -47,6 +47,8 @@ pub fn home() -> PathBuf {
 
 /// Every program of the package, as installed in `QMAILHOME/bin`.
 pub const PROGRAMS: &[&str] = &[
+    "auth_imap",
+    "auth_pop",
     "auth_smtp",
     "qmail-cdb",
     "qmail-clean",

@@ -4,7 +4,8 @@
 //!
 //! Two groups of modules; the first never imports the second.
 //!
-//! - General support: [`cdb`], [`child`], [`date822`], [`dns`] (the DNS client of
+//! - General support: [`cdb`], [`child`], [`date822`], [`getln`] (bounded lines, the `VERB
+//!   argument` split), [`dns`] (the DNS client of
 //!   qmail-remote and qmail-smtpd, on hickory-resolver), [`file`](mod@file), [`getopt`],
 //!   [`netstring`], [`passwd`] (`userPassword` schemes: check a password, make a value of each
 //!   scheme; the digests are RustCrypto's `sha1`, `md-5`, `md4` and `ripemd` crates, crypt(3)
@@ -76,6 +77,7 @@ pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
 pub mod file;
+pub mod getln;
 pub mod getopt;
 pub mod ldap;
 pub mod listener;

@@ -165,10 +165,7 @@ pub fn make(
             if salt.len() < 4 {
                 return Err(MakeError::ShortSalt);
             }
-            let h = if scheme == Scheme::Smd5 { md5 } else { sha1 };
-            let mut raw = h(&[password, salt].concat());
-            raw.extend_from_slice(salt);
-            BASE64.encode(raw)
+            salted_value(if scheme == Scheme::Smd5 { md5 } else { sha1 }, password, salt)
         }
         Scheme::NsMtaMd5 => {
             let salt = salt.get(..16).ok_or(MakeError::ShortSalt)?;
@@ -232,11 +229,16 @@ fn ns_mta_md5_check(rest: &[u8], given: &[u8]) -> Result<bool, Error> {
     Ok(same(ns_mta_md5(&rest[32..], given).as_bytes(), rest))
 }
 
-/// `userPassword` as `{SSHA}`: base64(SHA1(password ‖ salt) ‖ salt).
+/// `userPassword` as `{SSHA}`: base64(SHA1(password ‖ salt) ‖ salt), any salt length.
 pub fn ssha(password: &[u8], salt: &[u8]) -> String {
-    let mut raw = sha1(&[password, salt].concat());
+    format!("{{SSHA}}{}", salted_value(sha1, password, salt))
+}
+
+/// base64(H(password ‖ salt) ‖ salt).
+fn salted_value(h: fn(&[u8]) -> Vec<u8>, password: &[u8], salt: &[u8]) -> String {
+    let mut raw = h(&[password, salt].concat());
     raw.extend_from_slice(salt);
-    format!("{{SSHA}}{}", BASE64.encode(&raw))
+    BASE64.encode(raw)
 }
 
 /// The upper-cased scheme name and the text after `}`.

@@ -467,11 +467,15 @@ pub fn ipv4(text: &str) -> Result<Ipv4Addr, ConfigError> {
     text.parse().map_err(|_| ConfigError::Address(text.to_string()))
 }
 
-/// `control/pbssecret`: `None` when absent or empty.
+/// `control/pbssecret`: its first line as bytes, trailing blanks and CR removed; `None`
+/// when absent or empty.
 pub fn secret(control: &Control) -> Result<Option<Secret>, ConfigError> {
-    match control.line("pbssecret")? {
-        None => Ok(None),
-        Some(s) => Secret::new(s.as_bytes()).map(Some).ok_or(ConfigError::SecretTooLong),
+    let Some(data) = control.raw("pbssecret")? else { return Ok(None) };
+    let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    let end = line.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r')).map_or(0, |i| i + 1);
+    match &line[..end] {
+        [] => Ok(None),
+        secret => Secret::new(secret).map(Some).ok_or(ConfigError::SecretTooLong),
     }
 }
 
@@ -648,6 +652,43 @@ mod tests {
         assert!(Secret::new(&[b's'; SECRET_MAX + 1]).is_none());
         assert_eq!(format!("{:?}", secret("hidden")), "Secret(set, 6 bytes)");
         assert!(!format!("{add:?}").contains("right"));
+    }
+
+    /// `control/pbssecret` as bytes (not made UTF-8), its first line without trailing
+    /// blanks; the port's range; the servers as addresses.
+    #[test]
+    fn control_files() {
+        let home = std::env::temp_dir().join(format!("qmail-pbs-{}", std::process::id()));
+        let dir = home.join("control");
+        std::fs::create_dir_all(&dir).unwrap();
+        let control = Control::new(&home);
+        let rows: &[(&[u8], Option<&[u8]>)] = &[
+            (b"s3cret \xff\t\r\nsecond line\n", Some(b"s3cret \xff")),
+            (b" lead", Some(b" lead")),
+            (b"", None),
+            (b" \r\n", None),
+        ];
+        for (data, want) in rows {
+            std::fs::write(dir.join("pbssecret"), data).unwrap();
+            let got = super::secret(&control).unwrap();
+            assert_eq!(got, want.map(|w| Secret::new(w).unwrap()), "{data:?}");
+        }
+        std::fs::write(dir.join("pbssecret"), [b'x'; 256]).unwrap();
+        assert!(matches!(super::secret(&control), Err(ConfigError::SecretTooLong)));
+        std::fs::remove_file(dir.join("pbssecret")).unwrap();
+        assert_eq!(super::secret(&control).unwrap(), None);
+        assert_eq!(port(&control).unwrap(), PORT);
+        for (text, want) in [("65000", Some(65000)), ("65001", None), ("0", None), ("1", Some(1))] {
+            std::fs::write(dir.join("pbsport"), text).unwrap();
+            assert_eq!(port(&control).ok(), want, "{text}");
+        }
+        assert!(matches!(servers(&control), Err(ConfigError::NoServers)));
+        std::fs::write(dir.join("pbsservers"), "10.0.0.1\n\n10.0.0.2 \n").unwrap();
+        let want = vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
+        assert_eq!(servers(&control).unwrap(), want);
+        std::fs::write(dir.join("pbsservers"), "10.0.0.1\nmx.example\n").unwrap();
+        assert!(matches!(servers(&control), Err(ConfigError::Address(a)) if a == "mx.example"));
+        std::fs::remove_dir_all(&home).unwrap();
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! Security: no input-chosen allocation; nothing here panics on any input (see the fuzz target
 //! `fuzz/fuzz_targets/pop3.rs`).
 
+use crate::getln;
+
 /// The longest command line kept, without its line end (RFC 2449 allows 255 octets; the
 /// rest is room for long passwords).
 pub const MAX_LINE: usize = 1024;
@@ -88,14 +90,10 @@ impl std::fmt::Debug for Command {
 
 impl Command {
     /// Split a line (without its line end) at the first space; the argument starts after the
-    /// run of spaces that follows.
+    /// run of spaces that follows ([`getln::split_verb`]).
     pub fn parse(line: &[u8]) -> Command {
-        let (verb, rest) = match line.iter().position(|&b| b == b' ') {
-            Some(i) => (&line[..i], &line[i..]),
-            None => (line, &b""[..]),
-        };
-        let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
-        Command { verb: Verb::from_bytes(verb), arg: rest[start..].to_vec() }
+        let (verb, arg) = getln::split_verb(line);
+        Command { verb: Verb::from_bytes(verb), arg: arg.to_vec() }
     }
 }
 
@@ -107,60 +105,49 @@ pub enum Input {
     TooLong,
 }
 
-/// Splits the client's bytes into command lines, holding at most [`MAX_LINE`] + 1 bytes.
-#[derive(Debug, Default)]
+/// Splits the client's bytes into command lines, holding at most [`MAX_LINE`] + 1 bytes
+/// ([`getln::Lines`]).
+#[derive(Debug)]
 pub struct LineReader {
-    line: Vec<u8>,
+    lines: getln::Lines,
+}
+
+impl Default for LineReader {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LineReader {
     pub fn new() -> Self {
-        LineReader { line: Vec::with_capacity(128) }
+        LineReader { lines: getln::Lines::new(MAX_LINE) }
     }
 
     /// Consume bytes of `input` up to and including the first LF. Returns how many bytes were
     /// consumed and, if a line ended (or grew too long), what it was; `None` means "need
-    /// more". After [`Input::TooLong`] the reader holds nothing (the programs close).
+    /// more". The line's own bytes are zeroed once parsed (it may be PASS).
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Input>) {
-        let (chunk, used, complete) = match input.iter().position(|&b| b == b'\n') {
-            Some(i) => (&input[..i], i + 1, true),
-            None => (input, input.len(), false),
+        let (n, got) = self.lines.push(input);
+        let input = match got {
+            None => None,
+            Some(getln::Got::TooLong) => Some(Input::TooLong),
+            Some(getln::Got::Line) => {
+                let cmd = Command::parse(self.lines.line());
+                // an empty push wipes the line now rather than at the next command
+                let _ = self.lines.push(b"");
+                Some(Input::Command(cmd))
+            }
         };
-        // one byte of slack for the CR the LF may follow
-        if self.line.len() + chunk.len() > MAX_LINE + 1 {
-            self.line = Vec::new();
-            return (used, Some(Input::TooLong));
-        }
-        self.line.extend_from_slice(chunk);
-        if !complete {
-            return (used, None);
-        }
-        if self.line.last() == Some(&b'\r') {
-            self.line.pop();
-        }
-        if self.line.len() > MAX_LINE {
-            self.line.clear();
-            return (used, Some(Input::TooLong));
-        }
-        let cmd = Command::parse(&self.line);
-        wipe(&mut self.line);
-        self.line.clear();
-        (used, Some(Input::Command(cmd)))
+        (n, input)
     }
 
     /// Bytes of an unfinished line held (for tests and the fuzz target).
     pub fn pending(&self) -> usize {
-        self.line.len()
+        self.lines.pending()
     }
 }
 
-/// Overwrite `bytes` with zeros (a password, once it has been handed on).
-pub fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        *b = 0;
-    }
-    std::hint::black_box(bytes);
-}
+pub use getln::wipe;
 
 /// Why a message number was refused: the `-ERR` text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -460,4 +460,22 @@ mod tests {
             assert_eq!(is_trashed(name), *trashed, "{:?}", String::from_utf8_lossy(name));
         }
     }
+
+    #[test]
+    fn removals_are_appended_and_summed() {
+        let dir = std::env::temp_dir().join(format!("qmail-quota-remove-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // without maildirsize nothing is written
+        remove(&dir, 10, 1).unwrap();
+        assert!(!dir.join("maildirsize").exists());
+        fs::write(dir.join("maildirsize"), "1000S,10C\n30 3\n").unwrap();
+        add(&dir, 5, 1).unwrap();
+        remove(&dir, 17, 2).unwrap();
+        let data = fs::read(dir.join("maildirsize")).unwrap();
+        assert_eq!(data, b"1000S,10C\n30 3\n5 1\n-17 -2\n");
+        let f = parse_sizefile(&data).unwrap();
+        assert_eq!(f.usage, Usage { bytes: 18, count: 2 });
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,7 +1,8 @@
 //! tls: TLS on rustls (its `ring` provider): the cipher suites a control file allows
 //! (qmail-smtpd's `control/tlsciphers`), the server configuration from one PEM file holding the
 //! certificate chain and the private key (qmail-smtpd's `control/smtpcert`, or `SSLCERT`), and
-//! the protocol words for the Received line.
+//! the protocol words for the Received line; and the server side driven over file
+//! descriptors by a deadline ([`handshake`], [`pull`], [`push`]), for qmail-popup.
 //!
 //! The files are read when they are needed (a STARTTLS), so a replaced certificate needs no
 //! restart. Nothing here logs key material: an error names the file and what is wrong.
@@ -15,8 +16,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Why a certificate file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +162,69 @@ pub fn describe(conn: &rustls::CommonState) -> String {
         Some(s) => format!("{version} cipher {:?}", s.suite()),
         None => version,
     }
+}
+
+/// Read TLS records from `input` (one read, waiting at most until `deadline`) and process
+/// them. End of input is `UnexpectedEof`; a TLS error sends the alert rustls prepared to
+/// `output` (best effort) and is `InvalidData`.
+pub fn pull(
+    conn: &mut rustls::ServerConnection,
+    input: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut raw = [0u8; 16 * 1024];
+    let n = crate::timeoutio::read_by(input, &mut raw, deadline)?;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let mut fed = &raw[..n];
+    while !fed.is_empty() {
+        conn.read_tls(&mut fed)?;
+        if let Err(e) = conn.process_new_packets() {
+            let _ = push(conn, output, deadline);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+    Ok(())
+}
+
+/// Write every TLS record `conn` has for the peer to `output`, by `deadline`.
+pub fn push(
+    conn: &mut rustls::ServerConnection,
+    output: BorrowedFd<'_>,
+    deadline: Instant,
+) -> io::Result<()> {
+    while conn.wants_write() {
+        let mut records = Vec::new();
+        conn.write_tls(&mut records)?;
+        let mut done = 0;
+        while done < records.len() {
+            match crate::timeoutio::write_by(output, &records[done..], deadline)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => done += n,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run the server side of the handshake over `input` and `output` to its end, by
+/// `deadline`.
+pub fn handshake(
+    conn: &mut rustls::ServerConnection,
+    input: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    deadline: Instant,
+) -> io::Result<()> {
+    while conn.is_handshaking() {
+        if conn.wants_write() {
+            push(conn, output, deadline)?;
+        } else {
+            pull(conn, input, output, deadline)?;
+        }
+    }
+    push(conn, output, deadline)
 }
 
 #[cfg(test)]

@@ -88,14 +88,11 @@ fn remote_ip() -> Option<Ipv4Addr> {
 
 /// The `A` datagram; without the env-block when it would make the datagram too big.
 fn datagram(addr: Ipv4Addr, secret: Secret, env: EnvBlock) -> Vec<u8> {
-    let mut add = Add { addr, secret, env };
-    loop {
-        match Packet::Add(add.clone()).encode() {
-            Ok(bytes) => return bytes,
-            Err(e) => {
-                qmail::log::line(format_args!("pbsadd: warning: {e}: sending no environment"));
-                add.env = EnvBlock::new();
-            }
-        }
-    }
+    let add = Add { addr, secret, env };
+    Packet::Add(add.clone()).encode().unwrap_or_else(|e| {
+        qmail::log::line(format_args!("pbsadd: warning: {e}: sending no environment"));
+        Packet::Add(Add { env: EnvBlock::new(), ..add })
+            .encode()
+            .unwrap_or_else(|_| unreachable!("an add without variables has at most 264 bytes"))
+    })
 }

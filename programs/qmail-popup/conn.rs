@@ -135,19 +135,9 @@ impl Conn {
     pub fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> Result<(), IoError> {
         self.reader = LineReader::new();
         self.plain.clear();
-        self.tls = Some(ServerConnection::new(config).map_err(|_| IoError::Broken)?);
+        let tls = self.tls.insert(ServerConnection::new(config).map_err(|_| IoError::Broken)?);
         let deadline = Instant::now() + self.timeout;
-        loop {
-            let Some(tls) = self.tls.as_ref() else { return Err(IoError::Broken) };
-            if !tls.is_handshaking() {
-                return self.push_tls(deadline);
-            }
-            if tls.wants_write() {
-                self.push_tls(deadline)?;
-            } else {
-                self.pull_tls(deadline)?;
-            }
-        }
+        Ok(qmail::tls::handshake(tls, self.input.as_fd(), self.output.as_fd(), deadline)?)
     }
 
     /// At the end: tell a TLS client (close_notify), by the timeout.
@@ -177,35 +167,15 @@ impl Conn {
 
     /// Read TLS records from the client, by `deadline`, and process them.
     fn pull_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
-        let mut raw = [0u8; 16 * 1024];
-        let n = timeoutio::read_by(self.input.as_fd(), &mut raw, deadline)?;
-        if n == 0 {
-            return Err(IoError::Eof);
-        }
         let tls = self.tls.as_mut().ok_or(IoError::Broken)?;
-        let mut fed = &raw[..n];
-        while !fed.is_empty() {
-            tls.read_tls(&mut fed).map_err(|_| IoError::Broken)?;
-            if tls.process_new_packets().is_err() {
-                // the alert rustls prepared, then give up on the client
-                let _ = self.push_tls(deadline);
-                return Err(IoError::Broken);
-            }
-        }
-        Ok(())
+        Ok(qmail::tls::pull(tls, self.input.as_fd(), self.output.as_fd(), deadline)?)
     }
 
     /// Write the pending TLS records, by `deadline`.
     fn push_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
-        loop {
-            let mut records = Vec::new();
-            match self.tls.as_mut() {
-                Some(tls) if tls.wants_write() => {
-                    tls.write_tls(&mut records).map_err(|_| IoError::Broken)?
-                }
-                _ => return Ok(()),
-            };
-            self.write_raw(&records, deadline)?;
+        match self.tls.as_mut() {
+            Some(tls) => Ok(qmail::tls::push(tls, self.output.as_fd(), deadline)?),
+            None => Ok(()),
         }
     }
 

@@ -121,21 +121,6 @@ fn kernel_local_ips() -> HashSet<IpAddr> {
     ips
 }
 
-/// The answer of a seam.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// the feature is not built in yet: behave as if it were switched off
-    NotConfigured,
-    #[allow(dead_code)]
-    Accept,
-}
-
-/// Seam for POP-before-SMTP (NOPBS, pbscheck): whether a recent POP/IMAP login from this IP
-/// grants relaying. Comes with the pbs issue; until then nothing is granted.
-pub fn pbs_relay(_remote_ip: &str) -> Verify {
-    Verify::NotConfigured
-}
-
 /// REJECTEXEC: looks at the first bytes of every line that follows an empty line (the start
 /// of the body and of every MIME part's content) and matches them against `signatures`
 /// (`*` matches any one byte). Memory: one prefix of the longest signature.

@@ -7,7 +7,6 @@
 //! once.
 
 use crate::auth;
-use crate::checks::{self, Verify};
 use crate::config::{Config, Env, SmtpAuth, GREETING_REFUSAL_TIMEOUT};
 use crate::conn::{Conn, End, Flow};
 use crate::data;
@@ -56,12 +55,8 @@ pub fn run(io: &mut Io) -> End {
             env.remote_ip, env.remote_host, env.local_host
         ),
     );
-    let mut relay = env.relayclient.clone();
-    if relay.is_none() && std::env::var_os("NOPBS").is_none() {
-        if let Verify::Accept = checks::pbs_relay(&env.remote_ip) {
-            relay = Some(Vec::new());
-        }
-    }
+    // POP-before-SMTP comes as RELAYCLIENT too, set by pbscheck in front (doc/pbscheck.8)
+    let relay = env.relayclient.clone();
     if env.smtps {
         // implicit TLS: no plaintext byte is ever sent, so a problem ends the connection
         let Some(path) = cfg.tls_cert.as_deref() else {

@@ -234,7 +234,7 @@ fn write_server(
 }
 
 /// Writes a file created with `mode` (never readable by others in between).
-fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+pub fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp-qmailctl");
@@ -255,7 +255,7 @@ fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 /// In a system installation (the queue belongs to qmailq), the group of the unprivileged
 /// readers of `ldappassword`: `nofiles`, the group of qmailp (qmail-getpw) and qmaild
 /// (qmail-verify, smmapd's usual user aside). `None` for a single-user installation.
-fn readers_group(home: &Path) -> Option<u32> {
+pub fn readers_group(home: &Path) -> Option<u32> {
     if qmail::queue::installation(home).ok()? != qmail::queue::Installation::System {
         return None;
     }

@@ -2,13 +2,15 @@
 //!
 //! `qmailctl init [--home DIR] [--domain D] [--users]` creates a complete installation root;
 //! `qmailctl up [--home DIR]` creates one when missing and starts the mail system on it;
-//! `qmailctl ldap-init` and `qmailctl user add|mod|del|show` provision the LDAP directory.
+//! `qmailctl ldap-init` and `qmailctl user add|mod|del|show` provision the LDAP directory;
+//! `qmailctl passwd` sets a password in users/passwd.
 //! Exit 0 on success, 100 on a usage error, 111 on any failure. See doc/qmailctl.8.
 
 #![forbid(unsafe_code)]
 
 mod init;
 mod ldapinit;
+mod passwd;
 mod queue;
 mod run;
 mod tls;
@@ -51,6 +53,8 @@ enum Cmd {
     /// Add, change, delete or show a mail user in the directory.
     #[command(subcommand)]
     User(Box<user::UserCmd>),
+    /// Set a login's password in users/passwd (logins without a directory).
+    Passwd(passwd::PasswdArgs),
     /// Make a self-signed certificate for qmail-smtpd's STARTTLS in control/smtpcert.
     TlsSelfsigned(TlsArgs),
 }
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         Cmd::Cdb(home) => queue::cdb(&home.resolve()),
         Cmd::LdapInit(args) => ldapinit::init(&args),
         Cmd::User(cmd) => user::user(&cmd),
+        Cmd::Passwd(args) => passwd::passwd(&args),
         Cmd::TlsSelfsigned(args) => tls::selfsigned(&args.home.resolve(), args.days, args.force),
     };
     match result {

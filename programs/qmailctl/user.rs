@@ -288,8 +288,15 @@ fn check_id(id: u32) -> Result<u32> {
 
 /// The `{SSHA}` value for the password the settings name, if any.
 fn password(set: &Settings) -> Result<Option<String>> {
-    let pw = match (&set.password, set.password_stdin) {
-        (Some(p), _) => p.clone(),
+    new_password(set.password.as_deref(), set.password_stdin)
+}
+
+/// The `{SSHA}` value of a new password given on the command line or (`stdin`) as the first
+/// line of standard input; `None` when neither is given. Empty passwords and control
+/// characters are refused.
+pub fn new_password(given: Option<&str>, stdin: bool) -> Result<Option<String>> {
+    let pw = match (given, stdin) {
+        (Some(p), _) => p.to_string(),
         (None, true) => read_secret(Path::new("-"))?,
         (None, false) => return Ok(None),
     };

@@ -80,7 +80,7 @@ fn parse_line(line: &[u8]) -> Result<Option<Entry<'_>>, &'static str> {
 }
 
 /// The stored value of `login` in `home`'s `users/passwd`; `Ok(None)` when the file or the
-/// login is not there. Unreadable is temporary, too big or malformed a configuration error.
+/// login is not there. Unreadable, too big or malformed is a configuration error.
 pub fn find(home: &Path, login: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
     let path = home.join(PASSWD);
     let Some(text) = read(&path)? else { return Ok(None) };
@@ -90,8 +90,7 @@ pub fn find(home: &Path, login: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Fai
 
 /// The file's bytes, at most [`MAX_FILE`]; `None` when it does not exist.
 fn read(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
-    let unreadable =
-        |e: std::io::Error| Failure::Temporary(format!("unable to read {PASSWD}: {e}"));
+    let unreadable = |e: std::io::Error| Failure::Config(format!("unable to read {PASSWD}: {e}"));
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if crate::file::is_missing(&e) => return Ok(None),

@@ -31,6 +31,7 @@ pub mod checkpassword;
 pub mod courier;
 pub mod file;
 pub mod smtp;
+pub mod start;
 pub mod system;
 
 use crate::control::Control;
@@ -144,7 +145,7 @@ pub enum Failure {
     BadRecord(String),
     /// The directory cannot be reached or did not answer in time.
     Unreachable(String),
-    /// A control file or `users/passwd` holds something unusable.
+    /// A control file or `users/passwd` is unreadable or holds something unusable.
     Config(String),
     /// Any other temporary failure: an unreadable file, several entries, a directory error.
     Temporary(String),
@@ -361,7 +362,7 @@ fn ldap_failure(e: ldap::Error) -> Failure {
     let why = e.to_string();
     match e {
         ldap::Error::Unreachable(_) | ldap::Error::Timeout => Failure::Unreachable(why),
-        ldap::Error::Config(_) => Failure::Config(why),
+        ldap::Error::Control(_) | ldap::Error::Config(_) => Failure::Config(why),
         ldap::Error::TooMany { .. }
         | ldap::Error::Missing { .. }
         | ldap::Error::BadValue { .. } => Failure::BadRecord(why),
