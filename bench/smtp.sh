@@ -73,37 +73,8 @@ load() {
   fi
 }
 
-# tree_cpu PID: seconds of CPU (user+system) used so far by PID's process tree, the dead
-# included once reaped (see the top); waits (up to 2 s) until no process in it is running,
-# being reaped or in an uninterruptible sleep.
-tree_cpu() {
-  python3 - "$1" <<'PY'
-import os, sys, time
-def scan():
-    procs = {}
-    for d in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:  # gone since the listing
-            continue
-        # after "pid (comm) ": state ppid ... utime stime cutime cstime (fields 3, 4, 14-17)
-        f = stat[stat.rindex(")") + 2:].split()
-        procs[int(d)] = (int(f[1]), f[0], sum(map(int, f[11:15])))
-    tree, todo = [], [int(sys.argv[1])]
-    while todo:
-        p = todo.pop()
-        tree.append(procs[p])
-        todo += [c for c, (pp, _, _) in procs.items() if pp == p]
-    return tree
-for _ in range(200):
-    tree = scan()
-    if not any(state in "RDZ" for _, state, _ in tree):
-        break
-    time.sleep(0.01)
-print(sum(t for _, _, t in tree) / os.sysconf("SC_CLK_TCK"))
-PY
-}
+# tree_cpu PID: the CPU PID's process tree has used so far, the dead included
+. bench/common.sh
 
 # sessions ROOT PORT [--plain]: seconds of CPU ROOT's tree uses for HANDSHAKES sessions
 # without mail (with STARTTLS and the handshake unless --plain).
