@@ -112,7 +112,9 @@ fn poplib_through_auth_pop_for_directory_and_users_passwd_users() {
     let got = poplib(port, "kim", "kim's pass");
     assert!(got.starts_with("1\n") && got.contains("hello kim"), "{got}");
     assert_eq!(poplib(port, "joe", PASSWORD), "0\n", "deleted on QUIT");
+    let t = std::time::Instant::now();
     assert_eq!(poplib(port, "joe", "wrong").trim(), "ERR -ERR authorization failed");
+    assert!(t.elapsed() >= Duration::from_secs(2), "a refused login waits: {:?}", t.elapsed());
     assert_eq!(poplib(port, "kim", "").trim(), "ERR -ERR syntax error", "empty PASS");
     assert_eq!(poplib(port, "off", PASSWORD).trim(), "ERR -ERR account disabled");
 }

@@ -28,6 +28,7 @@ mod conn;
 
 use conn::{Conn, IoError};
 use nix::fcntl::OFlag;
+use qmail::auth::checkpassword::CheckExit;
 use qmail::control::Control;
 use qmail::pop3::{self, Input, Verb};
 use std::ffi::OsString;
@@ -235,8 +236,22 @@ fn hand_off(
     if code == Some(0) {
         return true;
     }
+    if code == Some(i32::from(CheckExit::BadLogin.code())) {
+        // a wrong password waits before its answer, so that guessing is slow
+        std::thread::sleep(bad_login_delay());
+    }
     let _ = conn.send(format!("-ERR {}\r\n", pop3::auth_failure(code)).as_bytes());
     false
+}
+
+/// How long a refused login waits before `-ERR` (doc/qmail-popup.8): 2 seconds. The tests'
+/// build can shorten it (`QMAILPOPUP_TEST_DELAY`, milliseconds).
+fn bad_login_delay() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("QMAILPOPUP_TEST_DELAY").ok().and_then(|v| v.parse().ok()) {
+        return Duration::from_millis(ms);
+    }
+    Duration::from_secs(2)
 }
 
 /// Start the sub-program, write `data` to its fd 3, relay under TLS, wait for it.
