@@ -556,10 +556,13 @@ fn listening_workers_serve_uses_then_make_way_and_exit_when_idle() {
         "the idle worker is still there: {:?}",
         l.lines()
     );
-    assert!(l
-        .lines()
-        .iter()
-        .any(|x| x.contains(&format!("worker {second} accepts no more: idle"))));
+    // the log is read by another thread: the line may come after the process is gone
+    let idle = format!("worker {second} accepts no more: idle");
+    assert!(
+        wait_until(Duration::from_secs(10), || l.lines().iter().any(|x| x.contains(&idle))),
+        "{:?}",
+        l.lines()
+    );
     // and the next connection gets a fresh worker
     let (code, out, _) = m.postmap("nobody-here@example.org", &map);
     assert_eq!((code, out.as_str()), (1, ""));
