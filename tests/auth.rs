@@ -384,6 +384,31 @@ fn auth_pop_exit_codes() {
         &format!("{pw}\nqmailUID: {uid}\nqmailGID: {gid}\nhomeDirectory: /nonexistent/gone"),
     ));
     assert_eq!(pop_code(sb, "gone", PW), 62);
+    // control/dirmaker makes a missing home, as the user, with the maildir or the
+    // sub-program's last argument; its failure is 61
+    let (_, _, parent) = sb.user_home("parent");
+    let made = parent.join("made");
+    s.add(&d.entry(
+        "made",
+        &format!("{pw}\nqmailUID: {uid}\nqmailGID: {gid}\nhomeDirectory: {}", made.display()),
+    ));
+    let maker = sb.tmp.path().join("dirmaker");
+    fs::write(&maker, "#!/bin/sh\nmkdir \"$1\" && echo \"$2 $(id -u)\" > \"$1/made\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&maker, fs::Permissions::from_mode(0o755)).unwrap();
+    sb.control("dirmaker", &format!("{}\n", maker.display()));
+    let out = pop_with(
+        sb,
+        format!("made\0{PW}\0").as_bytes(),
+        &["/bin/sh", "-c", "pwd", "./Maildir/"],
+        &[],
+    );
+    assert_eq!(shown(&out), [made.display().to_string()]);
+    assert_eq!(fs::read_to_string(made.join("made")).unwrap(), format!("./Maildir/ {uid}\n"));
+    assert_eq!(pop_code(sb, "gone", PW), 61, "the dirmaker cannot make /nonexistent/gone");
+    fs::write(&maker, "#!/bin/sh\nexit 0\n").unwrap();
+    assert_eq!(pop_code(sb, "gone", PW), 62, "a dirmaker that makes nothing");
+    fs::remove_file(sb.home.join("control/dirmaker")).unwrap();
     // 7: the sub-program cannot be started
     let out = pop_with(sb, format!("ann\0{PW}\0").as_bytes(), &["/nonexistent/prog"], &[]);
     assert_eq!(code(&out), 7, "{}", show(&out.stderr));

@@ -7,8 +7,8 @@
 //! `USER`, `AUTHENTICATED`, `HOME`, `MAILDIR`, `MAILDIRQUOTA`, `DATASIZE`, runs the PBS tool
 //! and execs the sub-program. Otherwise it exits with a code of the checkpassword table
 //! ([`CheckExit`]: 1 configuration, 2 directory unreachable or slow, 3 no such user or wrong
-//! password, 4 account disabled, 7 sub-program not started, 25 user record incorrect, 62 no
-//! home, 111 anything else temporary), which qmail-popup turns into its `-ERR` text.
+//! password, 4 account disabled, 7 sub-program not started, 25 user record incorrect, 61
+//! dirmaker failed, 62 no home, 111 anything else temporary), which qmail-popup turns into its `-ERR` text.
 //!
 //! Security: runs as root and switches to the mailbox owner, never to uid 0 nor (for a
 //! directory entry) to an id outside 100..65535. The password is wiped after use and never

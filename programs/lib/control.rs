@@ -325,7 +325,7 @@ pub const KNOWN: &[Known] = &[
         "dirmaker",
         Kind::Line,
         "none (off)",
-        "program qmail-local runs to create a missing home directory",
+        "program qmail-local and the auth programs run to create a missing home directory",
     ),
     k("doublebouncehost", Kind::Line, "me", "host part of the double-bounce recipient"),
     k("doublebounceto", Kind::Line, "postmaster", "local part of the double-bounce recipient"),

@@ -18,7 +18,8 @@
 //!   qmail-getpw tells qmail-lspawn about, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`safe`] (every sanitizer of untrusted text, one per
 //!   destination), [`spawn`], [`spawner`] (the engine of qmail-lspawn
-//!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dotqmail`]
+//!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dirmaker`] (`control/dirmaker`
+//!   making a missing home, for qmail-local and the auth programs), [`dotqmail`]
 //!   (the `.qmail` format, its lookup sequence, qmail-local's header lines), [`tcprules`]
 //!   (ucspi-tcp's access rules: the text format, its compiler, the rules cdb lookup), [`smtp`]
 //!   (the sans-I/O SMTP server parsers: command lines, MAIL/RCPT paths, the DATA decoder),
@@ -72,6 +73,7 @@ pub mod child;
 pub mod clean;
 pub mod control;
 pub mod date822;
+pub mod dirmaker;
 pub mod dns;
 pub mod dotqmail;
 pub mod envelope;

@@ -7,7 +7,7 @@
 //! temporary one; the reason is printed on stdout and becomes the bounce or log text. `-n`
 //! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5.
 //!
-//! A missing home directory is made by `control/dirmaker` when configured (dirmaker.rs).
+//! A missing home directory is made by `control/dirmaker` when configured (qmail::dirmaker).
 //!
 //! Security: envelope values (sender, recipient, extension) reach programs only as
 //! environment variables, never inside the command line; the `.qmail` text is the user's own
@@ -17,7 +17,6 @@
 
 mod args;
 mod delivery;
-mod dirmaker;
 mod ldap;
 mod mbox;
 mod program;
@@ -69,7 +68,7 @@ fn run(args: &Args) -> Result<String, Verdict> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let home = Path::new(OsStr::from_bytes(&args.home));
     if !args.plan_only {
-        dirmaker::make_home(home, &args.aliasempty)?;
+        qmail::dirmaker::make_home(home, &args.aliasempty)?;
     }
     std::env::set_current_dir(home).map_err(|e| {
         Verdict::temp(format!("Unable to switch to {}: {e} (#4.3.0)", home.display()))

@@ -4,7 +4,8 @@
 //!
 //! Order: setgroups/setgid/setuid to the mailbox's ids ([`crate::prot::drop_to`]: uid 0 is
 //! refused; a process that is not root must already run as exactly those ids), `chdir` to
-//! the home (missing: exit 62), `MAILDIR` from `.qmail` when the backend says so (read as the
+//! the home (missing: made by `control/dirmaker` ([`crate::dirmaker`]; failed: exit 61), or
+//! exit 62), `MAILDIR` from `.qmail` when the backend says so (read as the
 //! user), the PBS tool (`-d`, unless `NOPBS` is set: stdin and stdout on `/dev/null`, fd 3
 //! closed, waited for, its failure logged and ignored), then exec. The directory connection
 //! is closed before (ldap3 runs a runtime inside; nothing forks while it is open).
@@ -42,13 +43,8 @@ impl Start<'_> {
             };
             return self.fail(code, &format!("uid {} gid {}: {e}", m.uid, m.gid));
         }
-        if let Err(e) = std::env::set_current_dir(&m.home) {
-            let code = if e.kind() == ErrorKind::NotFound {
-                CheckExit::NoHome
-            } else {
-                CheckExit::Temporary
-            };
-            return self.fail(code, &format!("unable to chdir to {}: {e}", m.home.display()));
+        if let Err(code) = self.home() {
+            return code;
         }
         let env = self.environment();
         if let Some(tool) = self.pbs.filter(|_| std::env::var_os("NOPBS").is_none()) {
@@ -59,6 +55,36 @@ impl Start<'_> {
         apply(&mut cmd, &env);
         let e = cmd.exec();
         self.fail(CheckExit::Exec, &format!("unable to run {:?}: {e}", self.program[0]))
+    }
+
+    /// Change to the home; a missing one is made by `control/dirmaker` when configured
+    /// (failed: 61), else exit 62.
+    fn home(&self) -> Result<(), CheckExit> {
+        let home = &self.mailbox.home;
+        let chdir = || std::env::set_current_dir(home);
+        let e = match chdir() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() != ErrorKind::NotFound => e,
+            Err(_) => {
+                // the second argument: the maildir, else the sub-program's last argument
+                let second = match &self.mailbox.maildir {
+                    Maildir::Store(s) => s.as_bytes().to_vec(),
+                    _ => self.program.last().map(|a| a.as_bytes().to_vec()).unwrap_or_default(),
+                };
+                if let Err(v) = crate::dirmaker::make_home(home, &second) {
+                    return Err(self.fail(CheckExit::Dirmaker, v.text()));
+                }
+                match chdir() {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        let why = format!("{} does not exist (control/dirmaker)", home.display());
+                        return Err(self.fail(CheckExit::NoHome, &why));
+                    }
+                    Err(e) => e,
+                }
+            }
+        };
+        Err(self.fail(CheckExit::Temporary, &format!("unable to chdir to {}: {e}", home.display())))
     }
 
     /// The variables set (`Some`) and removed (`None`) for the sub-program.

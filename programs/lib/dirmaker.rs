@@ -1,7 +1,8 @@
 //! dirmaker: create a missing home directory with the program named in `control/dirmaker`
-//! (doc/qmail-local.8, DESCRIPTION).
+//! (doc/qmail-local.8, DESCRIPTION; doc/auth_pop.8, "After the login").
 //!
-//! Called before qmail-local changes to the home directory. Only when `stat(home)` says
+//! Called by qmail-local before it changes to the home directory, and by auth_pop and
+//! auth_imap when the change to the home failed. Only when `stat(home)` says
 //! ENOENT and `control/dirmaker` names a program, that program runs directly (no shell; a
 //! name without `/` is searched in `PATH`) with `$1` = the home directory and `$2` = the
 //! default delivery (aliasempty), stdin, stdout and stderr on `/dev/null`. Exit 0: carry
@@ -13,7 +14,7 @@
 //! than the user's own rights; as uid 0 it is refused (temporary failure), never run. The
 //! home and the default delivery are arguments, never shell text.
 
-use qmail::exit::Verdict;
+use crate::exit::Verdict;
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
@@ -27,7 +28,7 @@ const TEMPORARY: &str = "Temporary error in automatic homedir creation. (#4.3.0)
 const CRASHED: &str = "Automatic homedir creator crashed (#4.3.0)";
 
 /// Run the configured dirmaker when `home` does not exist; `Ok` when there is nothing to do
-/// or the program succeeded.
+/// or the program succeeded. `aliasempty` is its second argument (the default delivery).
 pub fn make_home(home: &Path, aliasempty: &[u8]) -> Result<(), Verdict> {
     match std::fs::metadata(home) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -53,7 +54,7 @@ pub fn make_home(home: &Path, aliasempty: &[u8]) -> Result<(), Verdict> {
 
 /// The program named in `control/dirmaker`, if any.
 fn configured() -> Result<Option<String>, Verdict> {
-    qmail::control::Control::new(&qmail::auto::home())
+    crate::control::Control::new(&crate::auto::home())
         .line("dirmaker")
         .map_err(|e| Verdict::temp(format!("Uh-oh: {e} (#4.3.0)")))
 }
