@@ -103,10 +103,17 @@ impl Daemon {
         s.send_to(&Packet::Query(addr).encode().unwrap(), (Ipv4Addr::LOCALHOST, self.port))
             .unwrap();
         let mut buf = [0u8; 2048];
-        let (n, _) = s.recv_from(&mut buf).ok()?;
-        match Packet::decode(&buf[..n]) {
-            Ok(Packet::Response(about, env)) if about == addr => Some(env),
-            other => panic!("a bad answer: {other:?}"),
+        loop {
+            let (n, from) = s.recv_from(&mut buf).ok()?;
+            // a late answer to an earlier query, sent to a port since used again: not ours
+            if from.port() != self.port {
+                continue;
+            }
+            match Packet::decode(&buf[..n]) {
+                Ok(Packet::Response(about, env)) if about == addr => return Some(env),
+                Ok(Packet::Response(..)) => continue,
+                other => panic!("a bad answer: {other:?}"),
+            }
         }
     }
 
