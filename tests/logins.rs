@@ -35,17 +35,8 @@ fn pop3_server(sb: &Sandbox, pbs: bool) -> (Guard, u16) {
     if pbs {
         cmd.arg("-d").arg(bin("pbsadd"));
     }
-    cmd.arg(bin("qmail-pop3d"))
-        .arg("./Maildir/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = Guard(cmd.spawn().expect("tcpserver (ucspi-tcp) must be installed"));
-    assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
-        "tcpserver did not start on port {port}"
-    );
-    (guard, port)
+    cmd.arg(bin("qmail-pop3d")).arg("./Maildir/");
+    (tcpserver_ready(&mut cmd, port), port)
 }
 
 /// A message in `home`'s Maildir/new, delivered a minute ago, owned like the Maildir.
@@ -159,18 +150,9 @@ fn pop_before_smtp_end_to_end() {
     if is_root() {
         cmd.args(["-u", "65534", "-g", "65534"]);
     }
-    let _smtpd = Guard(
-        cmd.args(["-HRl0", "127.0.0.1", &smtp_port.to_string()])
-            .arg(bin("pbscheck"))
-            .arg(bin("qmail-smtpd"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", smtp_port))
-        .is_ok()));
+    cmd.args(["-HRl0", "127.0.0.1", &smtp_port.to_string()]);
+    cmd.arg(bin("pbscheck")).arg(bin("qmail-smtpd"));
+    let _smtpd = tcpserver_ready(&mut cmd, smtp_port);
     let relay = || -> bool {
         let out: Output = Command::new("swaks")
             .args(["--server", &format!("127.0.0.1:{smtp_port}")])

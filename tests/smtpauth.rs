@@ -13,7 +13,7 @@ use crate::harness::*;
 use crate::ldap_deliver::Dir;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "s3cret pass";
@@ -44,17 +44,8 @@ fn smtpd_server(sb: &Sandbox, env: &[(&str, &str)]) -> (Guard, u16) {
     if is_root() {
         cmd.args(["-u", "65534", "-g", "65534"]);
     }
-    cmd.args(["-HRl0", "127.0.0.1", &port.to_string()])
-        .arg(bin("qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = Guard(cmd.spawn().expect("tcpserver (ucspi-tcp) must be installed"));
-    assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
-        "tcpserver did not start on port {port}"
-    );
-    (guard, port)
+    cmd.args(["-HRl0", "127.0.0.1", &port.to_string()]).arg(bin("qmail-smtpd"));
+    (tcpserver_ready(&mut cmd, port), port)
 }
 
 /// swaks to `port` sending to `to`, with `--auth TYPE` and the credentials when given.

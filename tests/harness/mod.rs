@@ -533,3 +533,16 @@ impl Drop for Running {
         let _ = self.stop_inner();
     }
 }
+
+/// Start `cmd` (a `tcpserver ... 127.0.0.1 PORT program...` command line) with stdin and
+/// stdout on /dev/null, and wait until it accepts on 127.0.0.1:`port`.
+pub fn tcpserver_ready(cmd: &mut Command, port: u16) -> Guard {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let guard = Guard(cmd.spawn().expect("tcpserver (ucspi-tcp) must be installed"));
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "tcpserver did not start on port {port}"
+    );
+    guard
+}
