@@ -249,3 +249,24 @@ s.quit()
     assert!(got.contains("Subject: by submission") && got.contains("sent with AUTH"), "{got}");
     assert_eq!(poplib(pop, "kim", "kim pw"), "0\n");
 }
+
+/// The directory lookup of auth_pop runs unprivileged (as the root's owner, here nobody),
+/// not as root: with `ldappassword` readable by root only, root could log joe in, the lookup
+/// cannot, and the login fails as a configuration error rather than succeeding.
+#[test]
+fn auth_pop_looks_up_without_privileges() {
+    assert!(is_root(), "this test needs root, as auth_pop does");
+    let server = slapd::shared();
+    let d = Dir::on(server, "logins-unpriv");
+    let pw = qmail::passwd::ssha(PASSWORD.as_bytes(), b"12345678");
+    d.user(server, "joe", &format!("userPassword: {pw}"));
+    let (_server, port) = pop3_server(&d.sb, false);
+    assert_eq!(poplib(port, "joe", PASSWORD), "0\n", "the lookup user reads ldappassword");
+    let secret = d.sb.home.join("control/ldappassword");
+    std::os::unix::fs::chown(&secret, Some(0), Some(0)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let got = poplib(port, "joe", PASSWORD);
+    assert!(got.starts_with("ERR -ERR "), "root's view was not used: {got}");
+    assert!(!got.contains("authorization failed"), "never a wrong password: {got}");
+}

@@ -34,6 +34,15 @@ const ME: &str = "auth_imap";
 const AUTHARGC_MAX: usize = 64;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == auth::split::LOOKUP_ARG) {
+        // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
+        let service = args.next().unwrap_or_default();
+        return ExitCode::from(auth::split::serve(
+            &qmail::auto::home(),
+            &service.to_string_lossy(),
+        ));
+    }
     ExitCode::from(run().code())
 }
 
@@ -57,7 +66,8 @@ fn run() -> CheckExit {
     if request.authtype != b"login" {
         return next_module(&program, &input);
     }
-    let login = match auth::authenticate(&qmail::auto::home(), Service::Imap, &request.creds) {
+    let login = match auth::split::authenticate(&qmail::auto::home(), Service::Imap, &request.creds)
+    {
         Ok(login) => login,
         Err(Failure::NoSuchUser) => return next_module(&program, &input),
         Err(f) => {

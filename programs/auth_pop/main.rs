@@ -11,7 +11,8 @@
 //! dirmaker failed, 62 no home, 111 anything else temporary), which qmail-popup turns into its `-ERR` text.
 //!
 //! Security: runs as root and switches to the mailbox owner, never to uid 0 nor (for a
-//! directory entry) to an id outside 100..65535. The password is wiped after use and never
+//! directory entry) to an id outside 100..65535. The directory and `users/passwd` lookups
+//! run in an unprivileged child, this program with `--lookup` ([`qmail::auth::split`]). The password is wiped after use and never
 //! logged. The directory connection is closed before anything is started.
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,15 @@ use std::process::ExitCode;
 const ME: &str = "auth_pop";
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == auth::split::LOOKUP_ARG) {
+        // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
+        let service = args.next().unwrap_or_default();
+        return ExitCode::from(auth::split::serve(
+            &qmail::auto::home(),
+            &service.to_string_lossy(),
+        ));
+    }
     ExitCode::from(run().code())
 }
 
@@ -42,7 +52,7 @@ fn run() -> CheckExit {
         return fail(CheckExit::Temporary, "fd 3 lacks the login or the password");
     };
     drop(input);
-    let login = match auth::authenticate(&qmail::auto::home(), Service::Pop, &creds) {
+    let login = match auth::split::authenticate(&qmail::auto::home(), Service::Pop, &creds) {
         Ok(login) => login,
         Err(f) => {
             let code = CheckExit::of(&f);

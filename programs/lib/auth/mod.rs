@@ -31,6 +31,7 @@ pub mod checkpassword;
 pub mod courier;
 pub mod file;
 pub mod smtp;
+pub mod split;
 pub mod start;
 pub mod system;
 
@@ -166,8 +167,34 @@ impl fmt::Display for Failure {
 }
 
 /// Decide one login for `service` under the installation root `home` (see the module's
-/// header for the order).
+/// header for the order), all in this process. auth_pop and auth_imap, which run as root,
+/// use [`split::authenticate`] instead: the same steps, the first two in an unprivileged
+/// child.
 pub fn authenticate(home: &Path, service: Service, creds: &Credentials) -> Result<Login, Failure> {
+    match unprivileged(home, service, creds)? {
+        Lookup1::Found(login) => Ok(login),
+        Lookup1::NotFound { system: true } => system_step(service, creds),
+        Lookup1::NotFound { system: false } => Err(Failure::NoSuchUser),
+    }
+}
+
+/// What the unprivileged steps (the directory, `users/passwd`) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup1 {
+    Found(Login),
+    /// Neither knows the login; `system`: the system's passwd may be asked (there is no
+    /// directory, or `ldaplocaldelivery` is 1).
+    NotFound {
+        system: bool,
+    },
+}
+
+/// Steps 1 and 2 of [`authenticate`]: what needs no privileges.
+pub fn unprivileged(
+    home: &Path,
+    service: Service,
+    creds: &Credentials,
+) -> Result<Lookup1, Failure> {
     if creds.password.is_empty() {
         return Err(Failure::BadPassword);
     }
@@ -179,15 +206,21 @@ pub fn authenticate(home: &Path, service: Service, creds: &Credentials) -> Resul
     if let Some(cfg) = cfg {
         let local = cfg.local_delivery;
         if let Some(login) = directory(cfg, service, creds)? {
-            return Ok(login);
+            return Ok(Lookup1::Found(login));
         }
         if !local {
-            return Err(Failure::NoSuchUser);
+            return Ok(Lookup1::NotFound { system: false });
         }
     }
     if let Some(login) = password_file(home, service, creds)? {
-        return Ok(login);
+        return Ok(Lookup1::Found(login));
     }
+    Ok(Lookup1::NotFound { system: true })
+}
+
+/// Step 3 of [`authenticate`]: the system's passwd and shadow, for POP3 and IMAP (reading
+/// shadow needs root).
+pub fn system_step(service: Service, creds: &Credentials) -> Result<Login, Failure> {
     if service.full() {
         if let Some(login) = system::login(creds)? {
             return Ok(login);
