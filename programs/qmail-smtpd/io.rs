@@ -72,20 +72,12 @@ impl Io {
         self.start = 0;
         self.end = 0;
         self.out.clear();
-        let conn = rustls::ServerConnection::new(config).map_err(|_| IoError::Broken)?;
-        self.tls = Some(conn);
+        let mut conn = rustls::ServerConnection::new(config).map_err(|_| IoError::Broken)?;
         let deadline = Instant::now() + self.timeout;
-        loop {
-            let Some(conn) = self.tls.as_ref() else { return Err(IoError::Broken) };
-            if !conn.is_handshaking() {
-                return self.push_tls(deadline);
-            }
-            if conn.wants_write() {
-                self.push_tls(deadline)?;
-                continue;
-            }
-            self.pull_tls(deadline)?;
-        }
+        let done =
+            qmail::tls::handshake(&mut conn, self.input.as_fd(), self.output.as_fd(), deadline);
+        self.tls = Some(conn);
+        done.map_err(io_error)
     }
 
     /// At the end of a session over TLS: tell the client (close_notify), by the timeout.
@@ -96,40 +88,17 @@ impl Io {
         }
     }
 
-    /// Read TLS records from the client (by `deadline`) and process them.
+    /// Read and process TLS records from the client, by `deadline`.
     fn pull_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
-        let mut raw = [0u8; 16 * 1024];
-        let n = match timeoutio::read_by(self.input.as_fd(), &mut raw, deadline) {
-            Ok(0) => return Err(IoError::Eof),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
-            Err(_) => return Err(IoError::Broken),
-        };
         let conn = self.tls.as_mut().ok_or(IoError::Broken)?;
-        let mut fed = &raw[..n];
-        while !fed.is_empty() {
-            conn.read_tls(&mut fed).map_err(|_| IoError::Broken)?;
-            if let Err(_e) = conn.process_new_packets() {
-                // send the alert rustls prepared, then give up on the client
-                let _ = self.push_tls(deadline);
-                return Err(IoError::Broken);
-            }
-        }
-        Ok(())
+        qmail::tls::pull(conn, self.input.as_fd(), self.output.as_fd(), deadline).map_err(io_error)
     }
 
     /// Write whatever TLS records are pending, by `deadline`.
     fn push_tls(&mut self, deadline: Instant) -> Result<(), IoError> {
-        loop {
-            let mut records = Vec::new();
-            {
-                let Some(conn) = self.tls.as_mut() else { return Ok(()) };
-                if !conn.wants_write() {
-                    return Ok(());
-                }
-                conn.write_tls(&mut records).map_err(|_| IoError::Broken)?;
-            }
-            self.write_raw(&records, deadline)?;
+        match self.tls.as_mut() {
+            Some(conn) => qmail::tls::push(conn, self.output.as_fd(), deadline).map_err(io_error),
+            None => Ok(()),
         }
     }
 
@@ -270,6 +239,15 @@ pub fn enhanced(code: u16, text: &str) -> Option<String> {
         ok.then(|| code.to_string())
     });
     Some(found.unwrap_or_else(|| format!("{class}.0.0")))
+}
+
+/// An I/O error of the TLS layer as the session sees it.
+fn io_error(e: io::Error) -> IoError {
+    match e.kind() {
+        io::ErrorKind::TimedOut => IoError::Timeout,
+        io::ErrorKind::UnexpectedEof => IoError::Eof,
+        _ => IoError::Broken,
+    }
 }
 
 #[cfg(test)]
