@@ -1,6 +1,6 @@
 //! getln: bounded lines from a byte stream, sans-I/O, and the `VERB argument` split of
-//! command lines (for POP3 in [`crate::pop3`]; the SMTP reader in [`crate::smtp`] has the same
-//! shape and can move here).
+//! command lines, for POP3 ([`crate::pop3`]) and SMTP ([`crate::smtp::CommandReader`], with
+//! [`Lines::skipping`]).
 //!
 //! [`Lines::push`] takes bytes up to and including the first LF and says whether a line
 //! ended; a CR before the LF is removed. A line longer than the limit is never stored: it is
@@ -23,11 +23,28 @@ pub struct Lines {
     line: Vec<u8>,
     max: usize,
     done: bool,
+    /// [`Lines::skipping`]: an over-long line is read to its LF before it is reported
+    skip: bool,
+    /// the current line passed the limit: its bytes are being thrown away
+    overflow: bool,
 }
 
 impl Lines {
+    /// Over-long lines are reported as soon as the limit is passed (POP3 then closes).
     pub fn new(max: usize) -> Self {
-        Lines { line: Vec::with_capacity(128.min(max + 1)), max, done: false }
+        Lines {
+            line: Vec::with_capacity(128.min(max + 1)),
+            max,
+            done: false,
+            skip: false,
+            overflow: false,
+        }
+    }
+
+    /// Over-long lines are read to their end, never stored, and reported there (SMTP answers
+    /// and goes on with the next line).
+    pub fn skipping(max: usize) -> Self {
+        Lines { skip: true, ..Lines::new(max) }
     }
 
     /// Consume bytes of `input` up to and including the first LF: how many, and what ended
@@ -41,10 +58,14 @@ impl Lines {
             Some(i) => (&input[..i], i + 1, true),
             None => (input, input.len(), false),
         };
-        if self.line.len() + chunk.len() > self.max + 1 {
+        if self.overflow || self.line.len() + chunk.len() > self.max + 1 {
             wipe(&mut self.line);
             self.line = Vec::new();
-            return (used, Some(Got::TooLong));
+            if !self.skip {
+                return (used, Some(Got::TooLong));
+            }
+            self.overflow = !complete;
+            return (used, complete.then_some(Got::TooLong));
         }
         self.line.extend_from_slice(chunk);
         if !complete {
@@ -103,6 +124,20 @@ pub fn wipe(bytes: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipping_reads_an_over_long_line_to_its_end() {
+        let mut l = Lines::skipping(4);
+        assert_eq!(l.push(b"abcdef"), (6, None), "over the limit, not yet ended");
+        assert_eq!(l.pending(), 0, "nothing of it is kept");
+        assert_eq!(l.push(b"gh"), (2, None));
+        assert_eq!(l.push(b"ij\r\nnext\n"), (4, Some(Got::TooLong)));
+        assert_eq!(l.push(b"next\n"), (5, Some(Got::Line)));
+        assert_eq!(l.line(), b"next");
+        assert_eq!(l.push(b"abcdefgh\n"), (9, Some(Got::TooLong)), "ended in one push");
+        assert_eq!(l.push(b"abcd\r\n"), (6, Some(Got::Line)), "the CR is not counted");
+        assert_eq!(l.line(), b"abcd");
+    }
 
     #[test]
     fn lines_and_limits() {

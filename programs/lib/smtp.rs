@@ -104,55 +104,41 @@ pub enum Input {
     TooLong,
 }
 
-/// Splits the client's bytes into command lines, holding at most [`MAX_LINE`] bytes.
-#[derive(Debug, Default)]
+/// Splits the client's bytes into command lines, holding at most [`MAX_LINE`] bytes; a longer
+/// line is read to its end and reported there ([`crate::getln::Lines::skipping`]).
+#[derive(Debug)]
 pub struct CommandReader {
-    line: Vec<u8>,
-    overflow: bool,
+    lines: crate::getln::Lines,
+}
+
+impl Default for CommandReader {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CommandReader {
     pub fn new() -> Self {
-        CommandReader { line: Vec::with_capacity(128), overflow: false }
+        CommandReader { lines: crate::getln::Lines::skipping(MAX_LINE) }
     }
 
     /// Consume bytes of `input` up to and including the first LF. Returns how many bytes were
     /// consumed and, if a line ended, what it was; `None` means "need more".
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Input>) {
-        let (chunk, used, complete) = match input.iter().position(|&b| b == b'\n') {
-            Some(i) => (&input[..i], i + 1, true),
-            None => (input, input.len(), false),
-        };
-        if !self.overflow {
-            if self.line.len() + chunk.len() > MAX_LINE + 1 {
-                // one byte of slack for a CR that the LF may follow
-                self.overflow = true;
-                self.line = Vec::with_capacity(128);
-            } else {
-                self.line.extend_from_slice(chunk);
+        let (used, got) = self.lines.push(input);
+        let input = match got {
+            None => None,
+            Some(crate::getln::Got::TooLong) => Some(Input::TooLong),
+            Some(crate::getln::Got::Line) => {
+                Some(Input::Command(Command::parse(self.lines.line())))
             }
-        }
-        if !complete {
-            return (used, None);
-        }
-        if std::mem::take(&mut self.overflow) {
-            return (used, Some(Input::TooLong));
-        }
-        if self.line.last() == Some(&b'\r') {
-            self.line.pop();
-        }
-        if self.line.len() > MAX_LINE {
-            self.line.clear();
-            return (used, Some(Input::TooLong));
-        }
-        let cmd = Command::parse(&self.line);
-        self.line.clear();
-        (used, Some(Input::Command(cmd)))
+        };
+        (used, input)
     }
 
     /// Bytes of an unfinished line are held (for tests and the fuzz target).
     pub fn pending(&self) -> usize {
-        self.line.len()
+        self.lines.pending()
     }
 }
 
