@@ -16,7 +16,7 @@
 //!    ([`crate::ldap::decode`]) and its mailbox resolved by delivery's rules
 //!    ([`crate::ldap::Account::store`]): uid and gid in 100..65535, a home or a store;
 //! 2. only when there is no directory, or it has no such user and `ldaplocaldelivery` is 1:
-//!    `users/passwd` ([`file`], doc/DECISIONS.md, 28), whose users have the mailbox delivery
+//!    `users/passwd` ([`file`](mod@file), doc/DECISIONS.md, 28), whose users have the mailbox delivery
 //!    finds for them ([`crate::recipient::Lookup`]: `users/cdb`, then passwd);
 //! 3. then, for POP3 and IMAP only, the system's passwd and shadow ([`system`]).
 //!
