@@ -300,9 +300,16 @@ fn smtpd_pid(port: u16) -> i32 {
     assert!(
         wait_until(Duration::from_secs(10), || {
             found = pids_of(&["qmail-smtpd"]).into_iter().find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/environ"))
-                    .map(|e| e.contains(&format!("TCPLOCALPORT={port}")))
-                    .unwrap_or(false)
+                // the whole variable (port 1234 is no match for 12345), and not a child
+                // forked on the way to an exec (it has no session of its own)
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let ours =
+                    env.split(|&b| b == 0).any(|v| v == format!("TCPLOCALPORT={port}").as_bytes());
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1)).unwrap_or("");
+                let parent = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+                let argv0 = parent.split(|&b| b == 0).next().unwrap_or_default();
+                ours && !argv0.ends_with(b"/qmail-smtpd")
             });
             found.is_some()
         }),
