@@ -316,27 +316,32 @@ impl Reader {
     }
 
     /// A line segment ended in a literal announcement.
+    /// A line segment ended in a literal announcement. It is refused when it is too big, or
+    /// when the command has no tag (so no `+` is sent for junk).
     fn literal(&mut self, size: Option<u64>, sync: bool) -> Option<Event> {
         let room = self.limits.command.saturating_sub(self.buf.len());
         let accepted = size
             .filter(|&n| n <= u64::from(self.limits.literal))
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= room);
-        let Some(n) = accepted else {
-            let tag = parse::tag_of(&self.buf).map(<[u8]>::to_vec);
-            self.reset();
-            self.state = match size {
-                Some(n) if !sync && n > 0 => State::SkipLiteral(n),
-                Some(0) if !sync => State::SkipLine(Tail::default()),
-                _ => State::Line,
-            };
-            let kind = ErrorKind::LiteralTooBig { size, sync };
-            return Some(Event::Error(Error { tag, kind }));
+        let tag = parse::tag_of(&self.buf).map(<[u8]>::to_vec);
+        let kind = match accepted {
+            Some(n) if tag.is_some() => {
+                self.literals.push((self.buf.len(), n));
+                self.segment = self.buf.len();
+                self.state = if n == 0 { State::Line } else { State::Literal(n) };
+                return sync.then_some(Event::Continue);
+            }
+            Some(_) => ErrorKind::BadTag,
+            None => ErrorKind::LiteralTooBig { size, sync },
         };
-        self.literals.push((self.buf.len(), n));
-        self.segment = self.buf.len();
-        self.state = if n == 0 { State::Line } else { State::Literal(n) };
-        sync.then_some(Event::Continue)
+        self.reset();
+        self.state = match size {
+            Some(n) if !sync && n > 0 => State::SkipLiteral(n),
+            Some(0) if !sync => State::SkipLine(Tail::default()),
+            _ => State::Line,
+        };
+        Some(Event::Error(Error { tag, kind }))
     }
 
     /// The tag of a line that is too long to keep: from its first bytes.

@@ -530,6 +530,10 @@ fn tags_and_empty_lines() {
         assert_eq!(e.response(), b"* BAD Invalid tag\r\n");
     }
     assert_eq!(command(b"a] X\r\n").tag, b"a]");
+    // no continuation for a literal without a tag; a literal+ is skipped
+    let untagged = Event::Error(Error { tag: None, kind: ErrorKind::BadTag });
+    assert_eq!(events(b"* LOGIN {3}\r\n"), vec![untagged.clone()]);
+    assert_eq!(events(b"{3+}\r\nabc\r\n"), vec![untagged]);
     assert_eq!(error(b"a (\r\n").response(), b"a BAD Atom expected\r\n");
     assert_eq!(error(b"a\r\n").kind, ErrorKind::BadTag);
     assert_eq!(error(b"a \r\n").kind, ErrorKind::Syntax("Atom expected"));
@@ -545,4 +549,75 @@ fn password_is_wiped_and_not_shown() {
     assert!(!format!("{cmd:?}").contains("hunter2"));
     assert_eq!(r.push(b""), (0, None));
     assert!(r.buf.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn random_streams_agree_in_any_chunking() {
+    // pieces that make interesting streams when strung together at random
+    const PIECES: &[&[u8]] = &[
+        b"a1 ",
+        b"LOGIN ",
+        b"UID ",
+        b"FETCH ",
+        b"1:*",
+        b" ",
+        b"(",
+        b")",
+        b"[",
+        b"]",
+        b"<0.5>",
+        b"\"q\\\"\"",
+        b"{3}\r\n",
+        b"{2+}\r\n",
+        b"{99999}\r\n",
+        b"{0}\r\n",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\0",
+        b"\xff",
+        b"x",
+        b"NIL",
+        b"\\Seen",
+        b"*",
+        b"%",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut limits = Limits::new(64);
+    limits.line = 40;
+    limits.command = 200;
+    limits.depth = 4;
+    let run = |input: &[u8], chunk: usize| {
+        let mut r = Reader::new(limits);
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let (n, event) = r.push(rest);
+                assert!(n <= rest.len() && (n > 0 || event.is_some()));
+                assert!(r.pending() <= limits.command + 1);
+                rest = &rest[n..];
+                if let Some(Event::Command(cmd)) = &event {
+                    let _ = Request::of(cmd);
+                }
+                out.extend(event);
+            }
+        }
+        out
+    };
+    for _ in 0..500 {
+        let len = next() % 40;
+        let input: Vec<u8> =
+            (0..len).flat_map(|_| PIECES[next() as usize % PIECES.len()].iter().copied()).collect();
+        let whole = run(&input, input.len().max(1));
+        for chunk in [1, 2, 3, 7] {
+            assert_eq!(run(&input, chunk), whole, "{:?}", String::from_utf8_lossy(&input));
+        }
+    }
 }
