@@ -13,7 +13,7 @@
 //!   of it is stored: [`ErrorKind::LiteralTooBig`]), the whole command, and the nesting of
 //!   parentheses. Storage grows only as bytes arrive, so an announced `{2147483648}` followed
 //!   by silence allocates nothing.
-//! - [`parse`]: one assembled command to a [`Command`]: tag, name (any case; `UID` is a
+//! - [`parse()`](parse()): one assembled command to a [`Command`]: tag, name (any case; `UID` is a
 //!   prefix) and the arguments as a generic tree of [`Value`]s. Nesting is handled with an
 //!   explicit stack (no recursion), at most [`Limits::depth`] deep.
 //! - [`command`]: the typed view ([`Request`]) of the commands the server needs first, and
