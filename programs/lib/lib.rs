@@ -26,7 +26,9 @@
 //!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`socketmap`]
 //!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`pop3`] (the sans-I/O
 //!   POP3 parts of qmail-popup and qmail-pop3d: command lines, message numbers, the RETR/TOP
-//!   transfer, the checkpassword exit codes), [`quota`] (Maildir++ quotas), [`remote`]
+//!   transfer, the checkpassword exit codes), [`imap`] (the sans-I/O IMAP4rev1 command reader
+//!   for imapd: commands with literals and LITERAL+, bounded, and their typed view),
+//!   [`quota`] (Maildir++ quotas), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:
 //!   configuration, connection, RFC 4515 filters, the recipient lookup, the typed account,
@@ -81,6 +83,7 @@ pub mod exit;
 pub mod file;
 pub mod getln;
 pub mod getopt;
+pub mod imap;
 pub mod ldap;
 pub mod listener;
 pub mod log;
