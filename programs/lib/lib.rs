@@ -27,7 +27,8 @@
 //!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`pop3`] (the sans-I/O
 //!   POP3 parts of qmail-popup and qmail-pop3d: command lines, message numbers, the RETR/TOP
 //!   transfer, the checkpassword exit codes), [`imap`] (the sans-I/O IMAP4rev1 command reader
-//!   for imapd: commands with literals and LITERAL+, bounded, and their typed view),
+//!   for imapd: commands with literals and LITERAL+, bounded, and their typed view; and
+//!   `imap::uidlist`, a Maildir++ folder's UIDs in a Dovecot-compatible `dovecot-uidlist`),
 //!   [`quota`] (Maildir++ quotas), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:

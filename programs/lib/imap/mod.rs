@@ -44,6 +44,7 @@ pub mod command;
 pub mod parse;
 #[cfg(test)]
 mod tests;
+pub mod uidlist;
 
 pub use command::{Pattern, Request, SeqNumber, SeqRange, SequenceSet, Transfer};
 pub use parse::{parse, Command, Value};
