@@ -9,7 +9,7 @@
 //!
 //! [`UidList::open`] takes the folder's lock, reads the list, scans `new/` and `cur/`, gives
 //! each base name not listed yet the next UID (in delivery order: the leading number of the
-//! name, then the name), appends those lines (append only, fsync) and returns the messages
+//! name, then the name; names without one last), appends those lines (append only, fsync) and returns the messages
 //! present in UID order. [`UidList::compact`] rewrites the list with only the messages
 //! present (temp file, fsync, rename). The lock is held until the [`UidList`] is dropped.
 //!
@@ -473,14 +473,17 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, UidListError> {
     Ok(Some(data))
 }
 
-/// Append `bytes` in one write and fsync; on failure cut the file back to where it was, so
-/// a half line never stays.
+/// Append `bytes` in one write and fsync (and the folder, when the file may be new); on
+/// failure cut the file back to where it was, so a half line never stays.
 fn append(path: &Path, bytes: &[u8]) -> Result<(), UidListError> {
     let io = |e: io::Error| UidListError::Io(path.to_path_buf(), e);
     let mut file =
         OpenOptions::new().append(true).create(true).mode(0o600).open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    let result = file.write_all(bytes).and_then(|()| file.sync_all());
+    let mut result = file.write_all(bytes).and_then(|()| file.sync_all());
+    if result.is_ok() && len == 0 {
+        result = crate::file::fsync_dir(crate::file::parent_of(path));
+    }
     if result.is_err() {
         let _ = file.set_len(len);
     }
