@@ -9,9 +9,10 @@
 //!
 //! [`UidList::open`] takes the folder's lock, reads the list, scans `new/` and `cur/`, gives
 //! each base name not listed yet the next UID (in delivery order: the leading number of the
-//! name, then the name; names without one last), appends those lines (append only, fsync) and returns the messages
-//! present in UID order. [`UidList::compact`] rewrites the list with only the messages
-//! present (temp file, fsync, rename). The lock is held until the [`UidList`] is dropped.
+//! name, then the name; names without one last), appends those lines (append only, fsync)
+//! and returns the messages present in UID order. [`UidList::compact`] rewrites the list
+//! with only the messages present (temp file, fsync, rename). The lock is held until the
+//! [`UidList`] is dropped.
 //!
 //! Decisions:
 //!
