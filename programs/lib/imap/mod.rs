@@ -19,6 +19,9 @@
 //! - [`command`]: the typed view ([`Request`]) of the commands the server needs first, and
 //!   sequence sets ([`SequenceSet`]).
 //!
+//! Beside them: [`write`] (strings as atoms, quoted strings or literals, and message data
+//! converted to CRLF with its literal size counted first) and [`uidlist`] (a folder's UIDs).
+//!
 //! Decisions:
 //!
 //! - A line ends at LF; a CR before it is removed. A CR anywhere else, a NUL, or an 8-bit
@@ -45,6 +48,7 @@ pub mod parse;
 #[cfg(test)]
 mod tests;
 pub mod uidlist;
+pub mod write;
 
 pub use command::{Pattern, Request, SeqNumber, SeqRange, SequenceSet, Transfer};
 pub use parse::{parse, Command, Value};
