@@ -19,7 +19,7 @@
 //! - [`command`]: the typed view ([`Request`]) of the commands the server needs first, and
 //!   sequence sets ([`SequenceSet`]).
 //!
-//! Beside them: [`write`] (strings as atoms, quoted strings or literals, and message data
+//! Beside them: [`write`](mod@write) (strings as atoms, quoted strings or literals, and message data
 //! converted to CRLF with its literal size counted first) and [`uidlist`] (a folder's UIDs).
 //!
 //! Decisions:
