@@ -34,14 +34,9 @@ const ME: &str = "auth_imap";
 const AUTHARGC_MAX: usize = 64;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == auth::split::LOOKUP_ARG) {
-        // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
-        let service = args.next().unwrap_or_default();
-        return ExitCode::from(auth::split::serve(
-            &qmail::auto::home(),
-            &service.to_string_lossy(),
-        ));
+    // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
+    if let Some(code) = auth::split::child_mode() {
+        return ExitCode::from(code);
     }
     ExitCode::from(run().code())
 }

@@ -26,14 +26,9 @@ use std::process::ExitCode;
 const ME: &str = "auth_pop";
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == auth::split::LOOKUP_ARG) {
-        // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
-        let service = args.next().unwrap_or_default();
-        return ExitCode::from(auth::split::serve(
-            &qmail::auto::home(),
-            &service.to_string_lossy(),
-        ));
+    // the unprivileged lookup child (doc/INTERNALS.md, "Logins")
+    if let Some(code) = auth::split::child_mode() {
+        return ExitCode::from(code);
     }
     ExitCode::from(run().code())
 }

@@ -38,8 +38,19 @@ pub fn authenticate(home: &Path, service: Service, creds: &Credentials) -> Resul
     }
 }
 
+/// When this process was started as the lookup child (its arguments are [`LOOKUP_ARG`] and
+/// the service): answer the request and give the exit code. `None` for an ordinary start.
+pub fn child_mode() -> Option<u8> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != LOOKUP_ARG {
+        return None;
+    }
+    let service = args.next().unwrap_or_default();
+    Some(serve(&crate::auto::home(), &service.to_string_lossy()))
+}
+
 /// The child's side: answer the one request on standard input; the exit code.
-pub fn serve(home: &Path, service: &str) -> u8 {
+fn serve(home: &Path, service: &str) -> u8 {
     let service = match service {
         "pop" => Service::Pop,
         "imap" => Service::Imap,
