@@ -30,52 +30,22 @@ reply, 2 on a usage error.
 
 import argparse
 import base64
-import multiprocessing
-import queue
 import random
-import resource
-import socket
 import sys
-import time
 
-
-class Refused(Exception):
-    """A reply other than the one expected, or a broken connection."""
+from loadgen import Refused, connect, error_text, message, own_cpu, run, smtp_command, smtp_expect
 
 
 def main():
     args = parse_args()
-    counter = multiprocessing.Value("l", 0)
-    failed = multiprocessing.Event()
-    results = multiprocessing.Queue()
-    start = time.monotonic()
-    workers = [
-        multiprocessing.Process(target=worker, args=(args, counter, failed, results))
-        for _ in range(args.sessions)
-    ]
-    for w in workers:
-        w.start()
-    # one result per worker: None, or an error text
-    outcome = []
-    while len(outcome) < len(workers):
-        try:
-            outcome.append(results.get(timeout=1))
-        except queue.Empty:
-            if any(w.exitcode not in (None, 0) for w in workers):
-                break
-    elapsed = time.monotonic() - start
-    for w in workers:
-        w.join()
-    errors = [text for text in outcome if text is not None]
-    if errors or len(outcome) < len(workers):
+    # one result per session process: "" when all went through, or an error text
+    elapsed, outcome = run(args.sessions, worker, args)
+    errors = [text for text in outcome if text]
+    if errors or None in outcome:
         for text in dict.fromkeys(errors or ["a session process died"]):
             print(f"authload: {text}", file=sys.stderr)
         return 1
-    cpu = sum(
-        r.ru_utime + r.ru_stime
-        for r in (resource.getrusage(resource.RUSAGE_SELF),
-                  resource.getrusage(resource.RUSAGE_CHILDREN))
-    )
+    cpu = own_cpu()
     if args.wrong:
         what = "sessions with a wrong password, refused at " + ("AUTH" if args.smtp else "PASS")
     elif args.smtp:
@@ -118,16 +88,6 @@ def parse_args():
     return args
 
 
-def make_message(args, user):
-    """Header and body, args.length bytes in all (give or take one), and the final dot; no
-    line starts with a dot, so nothing needs stuffing."""
-    head = (f"From: <{user}@bench.example>\r\nTo: <{args.rcpt}>\r\n"
-            "Subject: authload\r\n\r\n").encode()
-    line = b"La de da de da " * 5 + b"la\r\n"
-    full, rest = divmod(max(args.length - len(head), 0), len(line))
-    return head + line * full + b"x" * max(rest - 2, 0) + b"\r\n" * (rest > 0) + b".\r\n"
-
-
 def worker(args, counter, failed, results):
     rng = random.Random()
     user = "?"
@@ -146,22 +106,13 @@ def worker(args, counter, failed, results):
                 pop3_session(args, user, password)
     except Exception as e:  # Refused, OSError, or a bug: never hang main
         failed.set()
-        text = str(e) if isinstance(e, Refused) else f"{type(e).__name__}: {e}"
-        results.put(f"{user}: {text}")
+        results.put(f"{user}: {error_text(e)}")
         return
-    results.put(None)
-
-
-def connect(args):
-    try:
-        conn = socket.create_connection(args.addr, timeout=60)
-    except OSError as e:
-        raise Refused(f"connect: {e}") from e
-    return conn, conn.makefile("rb")
+    results.put("")
 
 
 def pop3_session(args, user, password):
-    conn, f = connect(args)
+    conn, f = connect(args.addr)
     try:
         pop3_expect(f, "greeting")
         pop3_command(conn, f, f"USER {user}", "USER")
@@ -204,7 +155,7 @@ def pop3_expect(f, step):
 
 
 def smtp_session(args, user, password):
-    conn, f = connect(args)
+    conn, f = connect(args.addr)
     try:
         smtp_expect(f, 220, "greeting")
         ehlo = smtp_command(conn, f, f"EHLO {args.helo}", 250, "EHLO")
@@ -221,35 +172,12 @@ def smtp_session(args, user, password):
             smtp_command(conn, f, f"MAIL FROM:<{user}@bench.example>", 250, "MAIL")
             smtp_command(conn, f, f"RCPT TO:<{args.rcpt}>", 250, "RCPT")
             smtp_command(conn, f, "DATA", 354, "DATA")
-            conn.sendall(make_message(args, user))
+            conn.sendall(message(f"{user}@bench.example", args.rcpt, "authload", args.length))
             smtp_expect(f, 250, "end of DATA")
         smtp_command(conn, f, "QUIT", 221, "QUIT")
     finally:
         f.close()
         conn.close()
-
-
-def smtp_command(conn, f, line, code, step):
-    conn.sendall(line.encode() + b"\r\n")
-    return smtp_expect(f, code, step)
-
-
-def smtp_expect(f, code, step):
-    """Read one reply, all its lines; return them unless the code is not `code`."""
-    reply = b""
-    while True:
-        try:
-            line = f.readline(1002)
-        except OSError as e:
-            raise Refused(f"{step}: {e}") from e
-        if not line.endswith(b"\n"):
-            raise Refused(f"{step}: connection closed or line too long after {reply + line!r}")
-        reply += line
-        if line[3:4] != b"-":
-            break
-    if not reply[:3].isdigit() or int(reply[:3]) != code:
-        raise Refused(f"{step}: wanted {code}, got {reply.decode(errors='replace').strip()!r}")
-    return reply
 
 
 if __name__ == "__main__":

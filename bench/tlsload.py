@@ -20,54 +20,26 @@ naming the session's step and the server's reply, 2 on a usage error.
 """
 
 import argparse
-import multiprocessing
-import queue
-import resource
-import socket
 import ssl
 import sys
-import time
 
-
-class Refused(Exception):
-    """A reply other than the one expected, or a broken connection."""
+from loadgen import Refused, connect, error_text, message, own_cpu, run
+from loadgen import smtp_command as command, smtp_expect as expect
 
 
 def main():
     args = parse_args()
-    message = make_message(args)
-    counter = multiprocessing.Value("l", 0)
-    failed = multiprocessing.Event()
-    results = multiprocessing.Queue()
-    start = time.monotonic()
-    workers = [
-        multiprocessing.Process(target=worker, args=(args, message, counter, failed, results))
-        for _ in range(args.sessions)
-    ]
-    for w in workers:
-        w.start()
-    # one result per worker: an error text or the protocol and cipher it saw last
-    outcome = []
-    while len(outcome) < len(workers):
-        try:
-            outcome.append(results.get(timeout=1))
-        except queue.Empty:
-            if any(w.exitcode not in (None, 0) for w in workers):
-                break
-    elapsed = time.monotonic() - start
-    for w in workers:
-        w.join()
-    errors = [text for ok, text in outcome if not ok]
-    if errors or len(outcome) < len(workers):
+    body = message(args.sender, args.rcpt, "tlsload", args.length)
+    # one result per session process: (True, the protocol and cipher it saw last) or
+    # (False, an error text)
+    elapsed, outcome = run(args.sessions, worker, args, body)
+    errors = [text for ok, text in filter(None, outcome) if not ok]
+    if errors or None in outcome:
         for text in dict.fromkeys(errors or ["a session process died"]):
             print(f"tlsload: {text}", file=sys.stderr)
         return 1
     tls = next((text for ok, text in outcome if text), "plaintext")
-    cpu = sum(
-        r.ru_utime + r.ru_stime
-        for r in (resource.getrusage(resource.RUSAGE_SELF),
-                  resource.getrusage(resource.RUSAGE_CHILDREN))
-    )
+    cpu = own_cpu()
     what = "sessions without mail" if args.no_mail else f"messages of {args.length} bytes"
     print(f"tlsload {args.server}: {args.count} {what}, {args.sessions} at a time, {tls}: "
           f"{elapsed:.2f} s, {args.count / elapsed:.1f}/s; own CPU {cpu:.2f} s, "
@@ -95,15 +67,6 @@ def parse_args():
     return args
 
 
-def make_message(args):
-    """Header and body, args.length bytes in all (give or take one), and the final dot; no
-    line starts with a dot, so nothing needs stuffing."""
-    head = f"From: <{args.sender}>\r\nTo: <{args.rcpt}>\r\nSubject: tlsload\r\n\r\n".encode()
-    line = b"La de da de da " * 5 + b"la\r\n"
-    full, rest = divmod(max(args.length - len(head), 0), len(line))
-    return head + line * full + b"x" * max(rest - 2, 0) + b"\r\n" * (rest > 0) + b".\r\n"
-
-
 def worker(args, message, counter, failed, results):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -118,7 +81,7 @@ def worker(args, message, counter, failed, results):
             seen = session(args, ctx, message) or seen
     except Exception as e:  # Refused, OSError (ssl.SSLError too), or a bug: never hang main
         failed.set()
-        results.put((False, str(e) if isinstance(e, Refused) else f"{type(e).__name__}: {e}"))
+        results.put((False, error_text(e)))
         return
     results.put((True, seen))
 
@@ -126,11 +89,7 @@ def worker(args, message, counter, failed, results):
 def session(args, ctx, message):
     """One connection; returns "TLSv1.3 TLS_AES_256_GCM_SHA384" or the like, or "" in
     plaintext. Raises Refused on any unexpected reply."""
-    try:
-        conn = socket.create_connection(args.addr, timeout=60)
-    except OSError as e:
-        raise Refused(f"connect: {e}") from e
-    f = conn.makefile("rb")
+    conn, f = connect(args.addr)
     try:
         expect(f, 220, "greeting")
         ehlo = command(conn, f, f"EHLO {args.helo}", 250, "EHLO")
@@ -159,29 +118,6 @@ def session(args, ctx, message):
     finally:
         f.close()
         conn.close()
-
-
-def command(conn, f, line, code, step):
-    conn.sendall(line.encode() + b"\r\n")
-    return expect(f, code, step)
-
-
-def expect(f, code, step):
-    """Read one reply, all its lines; return them unless the code is not `code`."""
-    reply = b""
-    while True:
-        try:
-            line = f.readline(1002)
-        except OSError as e:
-            raise Refused(f"{step}: {e}") from e
-        if not line.endswith(b"\n"):
-            raise Refused(f"{step}: connection closed or line too long after {reply + line!r}")
-        reply += line
-        if line[3:4] != b"-":
-            break
-    if not reply[:3].isdigit() or int(reply[:3]) != code:
-        raise Refused(f"{step}: wanted {code}, got {reply.decode(errors='replace').strip()!r}")
-    return reply
 
 
 if __name__ == "__main__":
