@@ -262,35 +262,8 @@ if [ "$do_smtp" = 1 ]; then
 
   # Postfix with Dovecot SASL
   pf=$work/pf
-  mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/mail/box/cur" "$pf/mail/box/new" "$pf/mail/box/tmp"
-  chown -R "$uid:$gid" "$pf/mail"
-  chown postfix "$pf/data"
-  cp /etc/postfix/master.cf "$pf/etc/"
-  # smtpd on our port; no chroot anywhere (Dovecot's socket is outside the queue)
-  sed -i -E "s/^smtp( +)inet( +)n( +)-( +)y/$PPORT\1inet\2n\3-\4n/; s/^([a-z0-9]+ +(unix|unix-dgram|inet|fifo|pass) +[-ny] +[-ny] +)y/\1n/" "$pf/etc/master.cf"
-  cat > "$pf/etc/main.cf" <<PF
-compatibility_level = 3.6
-queue_directory = $pf/queue
-data_directory = $pf/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = pfbench.example
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-virtual_mailbox_domains = bench.example
-virtual_mailbox_base = $pf/mail
-virtual_mailbox_maps = static:box/
-virtual_uid_maps = static:$uid
-virtual_gid_maps = static:$gid
-virtual_mailbox_limit = 0
-message_size_limit = 10240000
-mynetworks = 127.0.0.0/8
-maillog_file = $pf/maillog
-maillog_file_prefixes = $pf
+  postfix_instance "$pf" "$PPORT" "$uid" "$gid"
+  cat >> "$pf/etc/main.cf" <<PF
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = $dv/run/auth-postfix

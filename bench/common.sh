@@ -56,3 +56,40 @@ for _ in range(200):
 print(sum(t for _, _, t in tree) / os.sysconf("SC_CLK_TCK"))
 PY
 }
+
+# `postfix_instance DIR PORT UID GID`: a private Postfix in DIR (etc/, queue/, data/, and the
+# Maildir mail/box/ owned by UID:GID) whose smtpd listens on 127.0.0.1:PORT and delivers
+# bench.example into that Maildir (virtual(8)), nothing chrooted, logging to DIR/maillog.
+# The caller appends to DIR/etc/main.cf (TLS, SASL), then runs `postfix -c DIR/etc start`.
+postfix_instance() {
+  local pf=$1 port=$2 uid=$3 gid=$4
+  mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/mail/box/cur" "$pf/mail/box/new" "$pf/mail/box/tmp"
+  chown -R "$uid:$gid" "$pf/mail"
+  chown postfix "$pf/data"
+  cp /etc/postfix/master.cf "$pf/etc/"
+  sed -i -E "s/^smtp( +)inet( +)n( +)-( +)y/$port\1inet\2n\3-\4n/; s/^([a-z0-9]+ +(unix|unix-dgram|inet|fifo|pass) +[-ny] +[-ny] +)y/\1n/" "$pf/etc/master.cf"
+  cat > "$pf/etc/main.cf" <<PF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = pfbench.example
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+virtual_mailbox_domains = bench.example
+virtual_mailbox_base = $pf/mail
+virtual_mailbox_maps = static:box/
+virtual_uid_maps = static:$uid
+virtual_gid_maps = static:$gid
+virtual_mailbox_limit = 0
+message_size_limit = 10240000
+mynetworks = 127.0.0.0/8
+maillog_file = $pf/maillog
+maillog_file_prefixes = $pf
+PF
+}

@@ -112,35 +112,7 @@ qc1=$(tree_cpu "$runpid")
 
 # --- Postfix ---
 pf=$work/pf
-mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/mail/box/cur" "$pf/mail/box/new" "$pf/mail/box/tmp"
-chown -R 65534:65534 "$pf/mail"
-chown postfix "$pf/data"
-cp /etc/postfix/master.cf "$pf/etc/"
-sed -i -E "s/^smtp( +)inet( +)n( +)-( +)y/$PPORT\1inet\2n\3-\4n/; s/^([a-z0-9]+ +(unix|unix-dgram|inet|fifo|pass) +[-ny] +[-ny] +)y/\1n/" "$pf/etc/master.cf"
-cat > "$pf/etc/main.cf" <<PF
-compatibility_level = 3.6
-queue_directory = $pf/queue
-data_directory = $pf/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = pfbench.example
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-virtual_mailbox_domains = bench.example
-virtual_mailbox_base = $pf/mail
-virtual_mailbox_maps = static:box/
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_mailbox_limit = 0
-message_size_limit = 10240000
-mynetworks = 127.0.0.0/8
-maillog_file = $pf/maillog
-maillog_file_prefixes = $pf
-PF
+postfix_instance "$pf" "$PPORT" 65534 65534
 if [ "$tls" = 1 ]; then
   # the same kind of key as qmailctl tls-selfsigned's (ECDSA P-256), so that both handshakes
   # sign alike
