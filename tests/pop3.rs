@@ -300,8 +300,15 @@ fn pop3_a_client_that_leaves_without_quit_changes_nothing() {
     c.line();
     c.multiline();
     drop(c);
-    // the session ends on end of input; give it the moment it takes
-    std::thread::sleep(Duration::from_millis(300));
+    // the session ends on end of input: wait until its qmail-pop3d (working in this home)
+    // is gone, then nothing may have changed
+    let home = fs::canonicalize(&pop.home).unwrap();
+    let serving = || {
+        pids_of(&["qmail-pop3d"])
+            .into_iter()
+            .any(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == home))
+    };
+    assert!(wait_until(Duration::from_secs(30), || !serving()), "the session did not end");
     assert_eq!(pop.names("new"), names);
     assert!(pop.names("cur").is_empty());
 }
