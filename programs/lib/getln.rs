@@ -44,7 +44,9 @@ impl Lines {
     /// Over-long lines are read to their end, never stored, and reported there (SMTP answers
     /// and goes on with the next line).
     pub fn skipping(max: usize) -> Self {
-        Lines { skip: true, ..Lines::new(max) }
+        let mut lines = Lines::new(max);
+        lines.skip = true;
+        lines
     }
 
     /// Consume bytes of `input` up to and including the first LF: how many, and what ended
@@ -99,6 +101,13 @@ impl Lines {
         } else {
             self.line.len()
         }
+    }
+}
+
+impl Drop for Lines {
+    /// The last line may hold a password: zeroed here too, not only at the next push.
+    fn drop(&mut self) {
+        wipe(&mut self.line);
     }
 }
 

@@ -83,20 +83,15 @@ impl<'a> Conn<'a> {
     /// `max` bytes (all of it read and thrown away); `Err` ends the session as [`Conn::next`]
     /// does. Bounded: at most `max` bytes are kept.
     pub fn auth_line(&mut self, max: usize) -> Result<Option<Vec<u8>>, End> {
-        let mut too_long = false;
+        let mut lines = qmail::getln::Lines::skipping(max);
         loop {
-            let data = self.io.data();
-            if let Some(i) = data.iter().position(|b| *b == b'\n') {
-                let line = data[..i].strip_suffix(b"\r").unwrap_or(&data[..i]).to_vec();
-                self.io.consume(i + 1);
-                return Ok((!too_long && line.len() <= max).then_some(line));
+            let (n, got) = lines.push(self.io.data());
+            self.io.consume(n);
+            match got {
+                Some(qmail::getln::Got::Line) => return Ok(Some(lines.line().to_vec())),
+                Some(qmail::getln::Got::TooLong) => return Ok(None),
+                None => self.fill()?,
             }
-            if data.len() > max {
-                too_long = true;
-                let n = data.len();
-                self.io.consume(n);
-            }
-            self.fill()?;
         }
     }
 
