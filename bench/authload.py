@@ -33,7 +33,8 @@ import base64
 import random
 import sys
 
-from loadgen import Refused, connect, error_text, message, own_cpu, run, smtp_command, smtp_expect
+from loadgen import (Refused, connect, error_text, message, own_cpu, read_line, run,
+                     smtp_command, smtp_expect)
 
 
 def main():
@@ -142,12 +143,7 @@ def pop3_command(conn, f, line, step):
 
 def pop3_expect(f, step):
     """Read one status line; return it unless it is not +OK."""
-    try:
-        line = f.readline(1002)
-    except OSError as e:
-        raise Refused(f"{step}: {e}") from e
-    if not line.endswith(b"\n"):
-        raise Refused(f"{step}: connection closed or line too long after {line!r}")
+    line = read_line(f, step)
     text = line.decode(errors="replace").strip()
     if not line.startswith(b"+OK"):
         raise Refused(f"{step}: wanted +OK, got {text!r}")

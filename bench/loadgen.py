@@ -78,16 +78,23 @@ def smtp_command(conn, f, line, code, step):
     return smtp_expect(f, code, step)
 
 
+def read_line(f, step, before=b""):
+    """One line of a reply (at most 1002 bytes); `before`, what came of it so far, names
+    where a connection closed."""
+    try:
+        line = f.readline(1002)
+    except OSError as e:
+        raise Refused(f"{step}: {e}") from e
+    if not line.endswith(b"\n"):
+        raise Refused(f"{step}: connection closed or line too long after {before + line!r}")
+    return line
+
+
 def smtp_expect(f, code, step):
     """Read one reply, all its lines; return them unless the code is not `code`."""
     reply = b""
     while True:
-        try:
-            line = f.readline(1002)
-        except OSError as e:
-            raise Refused(f"{step}: {e}") from e
-        if not line.endswith(b"\n"):
-            raise Refused(f"{step}: connection closed or line too long after {reply + line!r}")
+        line = read_line(f, step, reply)
         reply += line
         if line[3:4] != b"-":
             break
