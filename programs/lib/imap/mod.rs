@@ -44,7 +44,11 @@
 //! [`crate::getln::Lines`] from the same remainder.
 
 pub mod command;
+pub mod flags;
+pub mod folders;
+pub mod message;
 pub mod parse;
+pub mod search;
 #[cfg(test)]
 mod tests;
 pub mod uidlist;

@@ -1,0 +1,1 @@
+//! imap::message: (being written)

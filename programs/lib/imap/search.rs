@@ -1,0 +1,1 @@
+//! imap::search: (being written)
