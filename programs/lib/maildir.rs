@@ -17,10 +17,10 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many names are tried when `tmp/NAME` already exists.
 const TRIES: u32 = 3;
@@ -146,11 +146,22 @@ impl Staged {
         self.maildir.join("tmp").join(&self.name)
     }
 
+    /// The base name it will have: `NAME,S=<size>`.
+    pub fn base(&self) -> String {
+        format!("{},S={}", self.name, self.size)
+    }
+
     /// Link into `new/NAME,S=<size>`, unlink the temporary file, fsync `new/`.
-    pub fn commit(mut self) -> Result<PathBuf, MaildirError> {
-        let target = self.maildir.join("new").join(format!("{},S={}", self.name, self.size));
+    pub fn commit(self) -> Result<PathBuf, MaildirError> {
+        self.commit_into("new", "")
+    }
+
+    /// Link into `<sub>/NAME,S=<size><info>` (imapd's APPEND: `cur/` with `:2,` and the
+    /// flags), unlink the temporary file, fsync `<sub>/`.
+    pub fn commit_into(mut self, sub: &str, info: &str) -> Result<PathBuf, MaildirError> {
+        let target = self.maildir.join(sub).join(format!("{}{info}", self.base()));
         fs::hard_link(self.tmp_path(), &target).map_err(MaildirError::Link)?;
-        if let Err(e) = crate::file::fsync_dir(&self.maildir.join("new")) {
+        if let Err(e) = crate::file::fsync_dir(&self.maildir.join(sub)) {
             // not durable: take it back, the delivery is retried
             let _ = fs::remove_file(&target);
             return Err(MaildirError::Link(e));
@@ -203,6 +214,23 @@ fn create_tmp(maildir: &Path) -> Result<(File, String), MaildirError> {
         }
     }
     Err(MaildirError::NoName)
+}
+
+/// Files in `tmp/` last read longer ago than this are left over from a dead delivery.
+pub const TMP_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Remove the files of `maildir/tmp/` not read for [`TMP_AGE`] (best effort, as upstream;
+/// qmail-pop3d and imapd do it when a session opens a folder).
+pub fn clean_tmp(maildir: &Path, now: SystemTime) {
+    let Ok(list) = fs::read_dir(maildir.join("tmp")) else { return };
+    let limit = now.checked_sub(TMP_AGE).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+    let Some(limit) = limit else { return };
+    for entry in list.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_file() && (meta.atime().max(0) as u64) < limit.as_secs() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A new name, `SECONDS.MmicrosPpidQseq.HOST`, different on every call in this process.

@@ -6,10 +6,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Files in `tmp/` last read longer ago than this are left over from a dead delivery.
-pub const TMP_AGE: Duration = Duration::from_secs(36 * 3600);
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One message of the session.
 #[derive(Debug, Clone)]
@@ -19,19 +16,6 @@ pub struct Message {
     /// `,S=<n>` from the name, else the file's size
     pub size: u64,
     pub deleted: bool,
-}
-
-/// Remove the files of `tmp/` not read for [`TMP_AGE`] (best effort, as upstream).
-pub fn clean_tmp(now: SystemTime) {
-    let Ok(list) = fs::read_dir("tmp") else { return };
-    let limit = now.checked_sub(TMP_AGE).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-    let Some(limit) = limit else { return };
-    for entry in list.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_file() && (meta.atime().max(0) as u64) < limit.as_secs() {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// The messages of `new/` and `cur/`: no dot files, none delivered at `now` or later (a

@@ -70,7 +70,7 @@ fn session(io: &mut Io, log: &Log) -> Result<(), Stop> {
         return Ok(());
     }
     let now = SystemTime::now();
-    maildir::clean_tmp(now);
+    qmail::maildir::clean_tmp(std::path::Path::new("."), now);
     let Ok(mut messages) = maildir::scan(now) else {
         io.line("-ERR unable to scan $HOME/Maildir");
         return Ok(());
