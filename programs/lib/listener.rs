@@ -125,6 +125,13 @@ impl Conn {
     pub fn socket(fd: OwnedFd, timeout: Duration) -> Conn {
         Conn { read: fd, write: None, timeout }
     }
+
+    /// The descriptors to read and to write (copies), for a session that does its own I/O
+    /// (imapd: TLS, and waits that watch more than the client).
+    pub fn fds(&self) -> io::Result<(OwnedFd, OwnedFd)> {
+        let write = self.write.as_ref().unwrap_or(&self.read);
+        Ok((self.read.try_clone()?, write.try_clone()?))
+    }
 }
 
 impl Read for Conn {

@@ -1,0 +1,358 @@
+//! imapd's FETCH and SEARCH (RFC 3501 6.4.4, 6.4.5, 7.4.2): the items asked for, each
+//! message's file opened only when an item needs it, bodies streamed to the client with
+//! their literal counted after the LF to CRLF conversion ([`qmail::imap::message`]).
+
+use crate::io::{Io, IoError};
+use crate::mailbox::Mailbox;
+use qmail::imap::flags::Flags;
+use qmail::imap::message::{self, Section, SectionText, Structure};
+use qmail::imap::search::{Candidate, Context, Search};
+use qmail::imap::write::CrlfCount;
+use qmail::imap::{SequenceSet, Value};
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::MetadataExt;
+
+/// How a FETCH ended.
+pub enum Outcome {
+    Done,
+    /// the items were not understood
+    Bad(&'static str),
+    /// some messages had vanished (RFC 5530 EXPUNGEISSUED)
+    Expunged,
+}
+
+/// What a BODY[...]-like item is called in the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Body,
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+}
+
+enum Item {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    Body,
+    BodyStructure,
+    Section { section: Section, partial: Option<(u32, u32)>, peek: bool, named: Named },
+}
+
+impl Item {
+    fn needs_structure(&self) -> bool {
+        matches!(self, Item::Envelope | Item::Body | Item::BodyStructure | Item::Section { .. })
+    }
+}
+
+fn parse_items(items: &[Value]) -> Result<Vec<Item>, &'static str> {
+    // one item alone, or several in parentheses
+    let list: &[Value] = match items {
+        [Value::List(l)] => l,
+        [_] => items,
+        _ => return Err("Fetch items must be in parentheses"),
+    };
+    if list.is_empty() {
+        return Err("No fetch items");
+    }
+    let mut out = Vec::new();
+    for v in list {
+        match v {
+            Value::Atom(a) => {
+                let a = a.to_ascii_uppercase();
+                match &a[..] {
+                    b"ALL" | b"FAST" | b"FULL" => {
+                        out.extend([Item::Flags, Item::InternalDate, Item::Size]);
+                        if a != b"FAST" {
+                            out.push(Item::Envelope);
+                        }
+                        if a == b"FULL" {
+                            out.push(Item::Body);
+                        }
+                    }
+                    b"UID" => out.push(Item::Uid),
+                    b"FLAGS" => out.push(Item::Flags),
+                    b"INTERNALDATE" => out.push(Item::InternalDate),
+                    b"RFC822.SIZE" => out.push(Item::Size),
+                    b"ENVELOPE" => out.push(Item::Envelope),
+                    b"BODY" => out.push(Item::Body),
+                    b"BODYSTRUCTURE" => out.push(Item::BodyStructure),
+                    b"RFC822" => out.push(whole(SectionText::Full, false, Named::Rfc822)),
+                    b"RFC822.HEADER" => {
+                        out.push(whole(SectionText::Header, true, Named::Rfc822Header))
+                    }
+                    b"RFC822.TEXT" => out.push(whole(SectionText::Text, false, Named::Rfc822Text)),
+                    _ => return Err("Unknown fetch item"),
+                }
+            }
+            Value::Section { name, section, partial } => {
+                let peek = match &name.to_ascii_uppercase()[..] {
+                    b"BODY" => false,
+                    b"BODY.PEEK" => true,
+                    _ => return Err("Unknown fetch item"),
+                };
+                let section = Section::parse(section).map_err(|_| "Invalid section")?;
+                out.push(Item::Section { section, partial: *partial, peek, named: Named::Body });
+            }
+            _ => return Err("Invalid fetch item"),
+        }
+    }
+    Ok(out)
+}
+
+fn whole(text: SectionText, peek: bool, named: Named) -> Item {
+    Item::Section { section: Section { part: Vec::new(), text }, partial: None, peek, named }
+}
+
+/// FETCH / UID FETCH of `set` with `items`, streamed to `io`.
+pub fn fetch(
+    io: &mut Io,
+    mb: &mut Mailbox,
+    set: &SequenceSet,
+    uid: bool,
+    items: &[Value],
+) -> Result<Outcome, IoError> {
+    let mut items = match parse_items(items) {
+        Ok(items) => items,
+        Err(why) => return Ok(Outcome::Bad(why)),
+    };
+    if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
+        items.insert(0, Item::Uid);
+    }
+    let sets_seen = !mb.read_only
+        && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
+    let has_flags = items.iter().any(|i| matches!(i, Item::Flags));
+    let needs_structure = items.iter().any(Item::needs_structure);
+    let needs_file = needs_structure || items.iter().any(|i| matches!(i, Item::Size));
+    let needs_meta = items.iter().any(|i| matches!(i, Item::InternalDate));
+    let mut vanished = false;
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    for i in mb.select(set, uid) {
+        if mb.msgs[i].gone {
+            vanished = true;
+            continue;
+        }
+        let mut file = None;
+        if needs_file && (needs_structure || mb.msgs[i].size.is_none()) || needs_meta {
+            match mb.open_msg(i) {
+                Ok(f) => file = Some(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    vanished = true;
+                    continue;
+                }
+                Err(e) => {
+                    qmail::log::line(format_args!("imapd: FETCH: {}: {e}", mb.msgs[i].path));
+                    vanished = true;
+                    continue;
+                }
+            }
+        }
+        let structure = match (&mut file, needs_structure) {
+            (Some(f), true) => match Structure::scan(&mut *f) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    qmail::log::line(format_args!("imapd: FETCH: {}: {e}", mb.msgs[i].path));
+                    vanished = true;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        if let Some(s) = &structure {
+            mb.msgs[i].size = Some(s.size());
+        }
+        let mut flags_changed = false;
+        if sets_seen && !mb.msgs[i].flags.contains(Flags::SEEN) {
+            let flags = mb.msgs[i].flags.union(Flags::SEEN);
+            if let Ok(true) = mb.set_flags(i, flags) {
+                flags_changed = true;
+            }
+        }
+        out.clear();
+        out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !std::mem::replace(&mut first, false) {
+                out.push(b' ');
+            }
+        };
+        for item in &items {
+            sep(&mut out);
+            let m = &mb.msgs[i];
+            match item {
+                Item::Uid => out.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+                Item::Flags => {
+                    out.extend_from_slice(b"FLAGS ");
+                    m.flags().write(&mut out);
+                }
+                Item::InternalDate => {
+                    let mtime = file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.mtime());
+                    out.extend_from_slice(b"INTERNALDATE ");
+                    message::write_internal_date(mtime, &mut out);
+                }
+                Item::Size => {
+                    let size = match (m.size, &mut file) {
+                        (Some(n), _) => n,
+                        (None, Some(f)) => match crlf_size(f) {
+                            Ok(n) => n,
+                            Err(_) => 0,
+                        },
+                        (None, None) => 0,
+                    };
+                    mb.msgs[i].size = Some(size);
+                    out.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes());
+                }
+                Item::Envelope => {
+                    out.extend_from_slice(b"ENVELOPE ");
+                    structure.as_ref().expect("scanned").envelope(&mut out);
+                }
+                Item::Body => {
+                    out.extend_from_slice(b"BODY ");
+                    structure.as_ref().expect("scanned").body_structure(false, &mut out);
+                }
+                Item::BodyStructure => {
+                    out.extend_from_slice(b"BODYSTRUCTURE ");
+                    structure.as_ref().expect("scanned").body_structure(true, &mut out);
+                }
+                Item::Section { section, partial, named, .. } => {
+                    match named {
+                        Named::Body => section.write_name(partial.map(|p| p.0), &mut out),
+                        Named::Rfc822 => out.extend_from_slice(b"RFC822"),
+                        Named::Rfc822Header => out.extend_from_slice(b"RFC822.HEADER"),
+                        Named::Rfc822Text => out.extend_from_slice(b"RFC822.TEXT"),
+                    }
+                    out.push(b' ');
+                    io.send(&out)?;
+                    out.clear();
+                    let s = structure.as_ref().expect("scanned");
+                    let f = file.as_mut().expect("opened");
+                    if let Err(e) = message::write_section(s, f, section, *partial, &mut *io) {
+                        qmail::log::line(format_args!("imapd: FETCH: {e}"));
+                        return Err(IoError::Broken);
+                    }
+                }
+            }
+        }
+        if flags_changed && !has_flags {
+            sep(&mut out);
+            out.extend_from_slice(b"FLAGS ");
+            mb.msgs[i].flags().write(&mut out);
+        }
+        out.extend_from_slice(b")\r\n");
+        io.send(&out)?;
+    }
+    Ok(if vanished { Outcome::Expunged } else { Outcome::Done })
+}
+
+/// RFC822.SIZE of a file not scanned: its octets after the LF to CRLF conversion.
+fn crlf_size(f: &mut File) -> io::Result<u64> {
+    f.rewind()?;
+    let mut count = CrlfCount::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        count.add(&buf[..n]);
+    }
+    f.rewind()?;
+    Ok(count.total())
+}
+
+/// One message as SEARCH sees it.
+struct Cand<'m> {
+    mb: &'m mut Mailbox,
+    i: usize,
+    file: Option<File>,
+    header: Option<Vec<u8>>,
+}
+
+impl Cand<'_> {
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            self.file = Some(self.mb.open_msg(self.i)?);
+        }
+        Ok(self.file.as_mut().expect("opened"))
+    }
+}
+
+impl Candidate for Cand<'_> {
+    fn seq(&self) -> u32 {
+        self.i as u32 + 1
+    }
+
+    fn uid(&self) -> u32 {
+        self.mb.msgs[self.i].uid
+    }
+
+    fn flags(&self) -> Flags {
+        self.mb.msgs[self.i].flags()
+    }
+
+    fn internal_date(&self) -> i64 {
+        std::fs::metadata(self.mb.dir.join(&self.mb.msgs[self.i].path)).map_or(0, |m| m.mtime())
+    }
+
+    fn size(&mut self) -> io::Result<u64> {
+        if let Some(n) = self.mb.msgs[self.i].size {
+            return Ok(n);
+        }
+        let n = crlf_size(self.file()?)?;
+        self.mb.msgs[self.i].size = Some(n);
+        Ok(n)
+    }
+
+    fn header(&mut self) -> io::Result<Vec<u8>> {
+        if let Some(h) = &self.header {
+            return Ok(h.clone());
+        }
+        let f = self.file()?;
+        f.rewind()?;
+        let header = message::read_header(f)?;
+        self.header = Some(header.clone());
+        Ok(header)
+    }
+
+    fn text(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let f = self.file()?;
+        f.rewind()?;
+        let _ = message::read_header(&mut *f)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            each(&buf[..n]);
+        }
+    }
+}
+
+/// SEARCH / UID SEARCH: the sequence numbers or UIDs that match.
+pub fn search(mb: &mut Mailbox, search: &Search, uid: bool) -> io::Result<Vec<u32>> {
+    let ctx = Context {
+        last_seq: mb.msgs.len() as u32,
+        last_uid: mb.msgs.last().map_or(0, |m| m.uid),
+        now: 0,
+    };
+    let mut found = Vec::new();
+    for i in 0..mb.msgs.len() {
+        if mb.msgs[i].gone {
+            continue;
+        }
+        let number = if uid { mb.msgs[i].uid } else { i as u32 + 1 };
+        let mut cand = Cand { mb, i, file: None, header: None };
+        match search.matches(&mut cand, &ctx) {
+            Ok(true) => found.push(number),
+            Ok(false) => {}
+            // a message that vanished matches nothing
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
