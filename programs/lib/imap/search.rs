@@ -691,4 +691,599 @@ impl Needle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::parse::parse;
+
+    /// A message in memory; counts what was read.
+    struct Msg {
+        seq: u32,
+        uid: u32,
+        flags: Flags,
+        date: i64,
+        size: u64,
+        header: Vec<u8>,
+        body: Vec<u8>,
+        /// body chunk size
+        chunk: usize,
+        header_reads: usize,
+        size_reads: usize,
+        /// body chunks handed out
+        chunks: usize,
+    }
+
+    impl Candidate for Msg {
+        fn seq(&self) -> u32 {
+            self.seq
+        }
+        fn uid(&self) -> u32 {
+            self.uid
+        }
+        fn flags(&self) -> Flags {
+            self.flags
+        }
+        fn internal_date(&self) -> i64 {
+            self.date
+        }
+        fn size(&mut self) -> io::Result<u64> {
+            self.size_reads += 1;
+            Ok(self.size)
+        }
+        fn header(&mut self) -> io::Result<&[u8]> {
+            self.header_reads += 1;
+            Ok(&self.header)
+        }
+        fn text(&mut self, f: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+            for chunk in self.body.chunks(self.chunk) {
+                self.chunks += 1;
+                if !f(chunk) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn msg(seq: u32, flags: Flags, date: i64, size: u64, header: &str, body: &[u8]) -> Msg {
+        Msg {
+            seq,
+            uid: seq * 10,
+            flags,
+            date,
+            size,
+            header: header.as_bytes().to_vec(),
+            body: body.to_vec(),
+            chunk: 3,
+            header_reads: 0,
+            size_reads: 0,
+            chunks: 0,
+        }
+    }
+
+    fn mailbox() -> Vec<Msg> {
+        let mut big = vec![b'x'; 10_000];
+        big.extend_from_slice(b"needle\n");
+        vec![
+            msg(
+                1,
+                Flags::SEEN.union(Flags::ANSWERED),
+                1_709_249_400, // 29 Feb 2024 23:30 UTC
+                100,
+                "From: Alice <alice@example.org>\nTo: bob@example.com\nCc: carol@example.net\n\
+                 Subject: Quarterly\n report\nDate: Fri, 1 Mar 2024 01:00:00 +0200\n\
+                 X-TUID: abc123\n",
+                b"Hello Bob,\nthe numbers are in.\n",
+            ),
+            msg(
+                2,
+                Flags::FLAGGED.union(Flags::RECENT),
+                1_709_294_400, // 1 Mar 2024 12:00 UTC
+                2000,
+                "From: bob@example.com\r\nTo: alice@example.org\r\nBcc: dave@example.com\r\n\
+                 Subject: Re: Quarterly report\r\nDate: Fri, 1 Mar 2024 12:00:00 +0000\r\n",
+                b"Thanks!\n",
+            ),
+            msg(
+                3,
+                Flags::DELETED.union(Flags::DRAFT),
+                1_704_067_199, // 31 Dec 2023 23:59:59 UTC
+                50,
+                "From: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= <x@example.org>\nSubject: Gr\u{fc}\u{df}e aus K\u{f6}ln\n",
+                "Stra\u{df}e\n".as_bytes(),
+            ),
+            msg(
+                4,
+                Flags::RECENT.union(Flags::SEEN),
+                1_709_337_600, // 2 Mar 2024 00:00 UTC
+                10_000,
+                "From: eve@example.org\nDate: garbage\nSubject : big\n\nSubject: not a header\n",
+                &big,
+            ),
+        ]
+    }
+
+    const CTX: Context = Context { last_seq: 4, last_uid: 40, now: 1_709_337_600 + 3600 };
+
+    fn keys(text: &str) -> Vec<Value> {
+        parse(format!("t SEARCH {text}").as_bytes(), &[], 64).unwrap().args
+    }
+
+    fn search(text: &str) -> Result<Search, SearchError> {
+        Search::parse(&keys(text))
+    }
+
+    fn run(search: &Search, messages: &mut [Msg]) -> Vec<u32> {
+        let mut found = Vec::new();
+        for m in messages.iter_mut() {
+            if search.matches(m, &CTX).unwrap() {
+                found.push(m.seq);
+            }
+        }
+        found
+    }
+
+    fn found(text: &str) -> Vec<u32> {
+        run(&search(text).unwrap_or_else(|e| panic!("{text}: {e:?}")), &mut mailbox())
+    }
+
+    #[test]
+    fn every_key() {
+        let rows: &[(&str, &[u32])] = &[
+            ("ALL", &[1, 2, 3, 4]),
+            ("ANSWERED", &[1]),
+            ("UNANSWERED", &[2, 3, 4]),
+            ("DELETED", &[3]),
+            ("UNDELETED", &[1, 2, 4]),
+            ("DRAFT", &[3]),
+            ("UNDRAFT", &[1, 2, 4]),
+            ("FLAGGED", &[2]),
+            ("UNFLAGGED", &[1, 3, 4]),
+            ("SEEN", &[1, 4]),
+            ("UNSEEN", &[2, 3]),
+            ("RECENT", &[2, 4]),
+            ("OLD", &[1, 3]),
+            ("NEW", &[2]),
+            ("KEYWORD $Forwarded", &[]),
+            ("UNKEYWORD $Forwarded", &[1, 2, 3, 4]),
+            ("FROM alice", &[1]),
+            ("FROM EXAMPLE.COM", &[2]),
+            ("TO bob", &[1]),
+            ("CC carol", &[1]),
+            ("BCC dave", &[2]),
+            ("SUBJECT \"quarterly report\"", &[1, 2]),
+            ("SUBJECT \"Gr\u{fc}\u{df}e\"", &[3]),
+            ("SUBJECT \"gr\u{fc}\u{df}e\"", &[3]),
+            ("SUBJECT \"GR\u{dc}\u{df}E\"", &[]),
+            ("SUBJECT big", &[4]),
+            ("SUBJECT \"not a header\"", &[]),
+            ("FROM \"Gr\u{fc}\u{df}e\"", &[]),
+            ("HEADER X-TUID abc123", &[1]),
+            ("HEADER x-tuid \"\"", &[1]),
+            ("HEADER Bcc \"\"", &[2]),
+            ("HEADER DATE \"\"", &[1, 2, 4]),
+            ("HEADER Subject \"\"", &[1, 2, 3, 4]),
+            ("HEADER X-Missing \"\"", &[]),
+            ("SUBJECT \"\"", &[1, 2, 3, 4]),
+            ("CC \"\"", &[1]),
+            ("BODY numbers", &[1]),
+            ("BODY NEEDLE", &[4]),
+            ("BODY \"Stra\u{df}e\"", &[3]),
+            ("BODY strasse", &[]),
+            ("BODY \"\"", &[1, 2, 3, 4]),
+            ("BODY alice", &[]),
+            ("TEXT bob", &[1, 2]),
+            ("TEXT thanks", &[2]),
+            ("TEXT x-tuid", &[1]),
+            ("LARGER 100", &[2, 4]),
+            ("LARGER 99", &[1, 2, 4]),
+            ("SMALLER 100", &[3]),
+            ("SMALLER 0", &[]),
+            ("BEFORE 1-Mar-2024", &[1, 3]),
+            ("ON 1-Mar-2024", &[2]),
+            ("ON 29-feb-2024", &[1]),
+            ("SINCE 1-Mar-2024", &[2, 4]),
+            ("SINCE \"31-Dec-2023\"", &[1, 2, 3, 4]),
+            ("BEFORE 31-Dec-2023", &[]),
+            ("SENTON 1-Mar-2024", &[1, 2]),
+            ("SENTON 29-Feb-2024", &[]),
+            ("SENTBEFORE 1-Mar-2024", &[]),
+            ("SENTBEFORE 2-Mar-2024", &[1, 2]),
+            ("SENTSINCE 1-Mar-2024", &[1, 2]),
+            ("SENTSINCE 2-Mar-2024", &[]),
+            ("NOT SENTBEFORE 1-Mar-2024", &[1, 2, 3, 4]),
+            ("UID 20:30", &[2, 3]),
+            ("UID *", &[4]),
+            ("UID 35:*", &[4]),
+            ("UID 50:*", &[4]),
+            ("UID 1:5", &[]),
+            ("UID 10,40", &[1, 4]),
+            ("2:3", &[2, 3]),
+            ("*", &[4]),
+            ("3,1", &[1, 3]),
+            ("5:*", &[4]),
+            ("*:3", &[3, 4]),
+            ("OLDER 3600", &[1, 2, 3]),
+            ("YOUNGER 3600", &[4]),
+            ("all", &[1, 2, 3, 4]),
+            ("uid 20", &[2]),
+            ("Subject BIG", &[4]),
+        ];
+        for &(text, want) in rows {
+            assert_eq!(found(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn and_or_not() {
+        let rows: &[(&str, &[u32])] = &[
+            ("SEEN RECENT", &[4]),
+            ("(SEEN RECENT)", &[4]),
+            ("((SEEN) (RECENT))", &[4]),
+            ("OR SEEN FLAGGED", &[1, 2, 4]),
+            ("or seen flagged", &[1, 2, 4]),
+            ("OR OR DELETED DRAFT ANSWERED", &[1, 3]),
+            ("OR DELETED OR DRAFT ANSWERED", &[1, 3]),
+            ("NOT SEEN", &[2, 3]),
+            ("NOT NOT SEEN", &[1, 4]),
+            ("NOT (SEEN RECENT)", &[1, 2, 3]),
+            ("NOT SEEN RECENT", &[2]),
+            ("OR (FROM alice) (NOT SMALLER 1000)", &[1, 2, 4]),
+            ("OR BODY numbers SUBJECT big", &[1, 4]),
+            ("NOT OR SEEN FLAGGED", &[3]),
+            ("OR NOT SEEN NOT RECENT", &[1, 2, 3]),
+            ("UNDELETED OR (UID 10:20 TEXT bob) LARGER 5000", &[1, 2, 4]),
+            ("1:3 NOT 2", &[1, 3]),
+            ("CHARSET UTF-8 SUBJECT \"Gr\u{fc}\u{df}e\"", &[3]),
+            ("charset us-ascii ALL", &[1, 2, 3, 4]),
+            ("CHARSET \"utf-8\" SEEN", &[1, 4]),
+        ];
+        for &(text, want) in rows {
+            assert_eq!(found(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn refused() {
+        let syntax = |text: &str| match search(text) {
+            Err(SearchError::Syntax(why)) => why,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(search("CHARSET ISO-8859-1 ALL"), Err(SearchError::BadCharset));
+        assert_eq!(search("CHARSET \"KOI8-R\" SUBJECT x"), Err(SearchError::BadCharset));
+        assert_eq!(Search::parse(&[]), Err(SearchError::Syntax("Search key expected")));
+        assert_eq!(syntax("CHARSET UTF-8"), "Search key expected");
+        assert_eq!(syntax("CHARSET"), "Charset expected");
+        assert_eq!(syntax("CHARSET (UTF-8) ALL"), "Charset expected");
+        assert_eq!(syntax("SEEN CHARSET UTF-8"), "Unknown search key");
+        assert_eq!(syntax("FOO"), "Unknown search key");
+        assert_eq!(syntax("\\Seen"), "Unknown search key");
+        assert_eq!(syntax("0"), "Invalid sequence set");
+        assert_eq!(syntax("1:0"), "Invalid sequence set");
+        assert_eq!(syntax("4294967296"), "Invalid sequence set");
+        assert_eq!(syntax("1,,2"), "Invalid sequence set");
+        assert_eq!(syntax("NOT"), "Missing operand of NOT or OR");
+        assert_eq!(syntax("OR SEEN"), "Missing operand of NOT or OR");
+        assert_eq!(syntax("(NOT) SEEN"), "Missing operand of NOT or OR");
+        assert_eq!(syntax("()"), "Empty list of search keys");
+        assert_eq!(syntax("SEEN ()"), "Empty list of search keys");
+        assert_eq!(syntax("LARGER 99999999999999999999999"), "Invalid number");
+        assert_eq!(syntax("LARGER 9223372036854775808"), "Invalid number");
+        assert!(search("LARGER 9223372036854775807").is_ok());
+        assert_eq!(syntax("LARGER -1"), "Invalid number");
+        assert_eq!(syntax("LARGER x"), "Invalid number");
+        assert_eq!(syntax("LARGER \"1\""), "Invalid number");
+        assert_eq!(syntax("SMALLER"), "Missing argument");
+        assert_eq!(syntax("UID"), "Missing argument");
+        assert_eq!(syntax("UID x"), "Invalid UID set");
+        assert_eq!(syntax("UID (1)"), "UID set expected");
+        assert_eq!(syntax("BEFORE 30-Feb-2024"), "Invalid date");
+        assert_eq!(syntax("BEFORE (1-Jan-2024)"), "Invalid date");
+        assert_eq!(syntax("SENTON 2024-01-01"), "Invalid date");
+        assert_eq!(syntax("HEADER Subject"), "Missing argument");
+        assert_eq!(syntax("FROM (a)"), "String expected");
+        assert_eq!(syntax("KEYWORD"), "Missing argument");
+        assert_eq!(syntax("OLDER 0"), "Invalid interval");
+        assert_eq!(syntax("\"ALL\""), "Search key expected");
+        assert_eq!(syntax("BODY[TEXT] x"), "Search key expected");
+        let literal = [Value::Literal(b"ALL".to_vec())];
+        assert_eq!(Search::parse(&literal), Err(SearchError::Syntax("Search key expected")));
+        let long = format!("BODY \"{}\"", "a".repeat(MAX_STRING + 1));
+        assert_eq!(syntax(&long), "Search string too long");
+        assert!(search(&format!("BODY \"{}\"", "a".repeat(MAX_STRING))).is_ok());
+    }
+
+    #[test]
+    fn responses() {
+        assert_eq!(
+            SearchError::BadCharset.response(b"a1"),
+            b"a1 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n"
+        );
+        assert_eq!(
+            SearchError::Syntax("Unknown search key").response(b"a2"),
+            b"a2 BAD Unknown search key\r\n"
+        );
+        let mut out = Vec::new();
+        write_result(&[2, 5, 7], &mut out);
+        assert_eq!(out, b"* SEARCH 2 5 7\r\n");
+        out.clear();
+        write_result(&[], &mut out);
+        assert_eq!(out, b"* SEARCH\r\n");
+        out.clear();
+        write_result(&[0, 10, u32::MAX], &mut out);
+        assert_eq!(out, b"* SEARCH 0 10 4294967295\r\n");
+    }
+
+    #[test]
+    fn needs_and_laziness() {
+        let s = search("ALL").unwrap();
+        assert!(!s.needs_header() && !s.needs_body());
+        let s = search("BODY x").unwrap();
+        assert!(!s.needs_header() && s.needs_body());
+        let s = search("TEXT x").unwrap();
+        assert!(s.needs_header() && s.needs_body());
+        let s = search("NOT SENTON 1-Jan-2024").unwrap();
+        assert!(s.needs_header() && !s.needs_body());
+        let s = search("OR SEEN (HEADER X-A b)").unwrap();
+        assert!(s.needs_header() && !s.needs_body());
+        let s = search("LARGER 1").unwrap();
+        assert!(!s.needs_header() && !s.needs_body());
+
+        // cheap keys first, whatever the order written: the seen messages' bodies unread
+        let mut messages = mailbox();
+        let s = search("BODY numbers UNSEEN").unwrap();
+        assert_eq!(run(&s, &mut messages), Vec::<u32>::new());
+        assert_eq!(
+            messages.iter().map(|m| m.chunks > 0).collect::<Vec<_>>(),
+            [false, true, true, false]
+        );
+        let mut messages = mailbox();
+        let s = search("OR BODY numbers SEEN").unwrap();
+        assert_eq!(run(&s, &mut messages), [1, 4]);
+        assert_eq!(
+            messages.iter().map(|m| m.chunks > 0).collect::<Vec<_>>(),
+            [false, true, true, false]
+        );
+        let mut messages = mailbox();
+        let s = search("SUBJECT x LARGER 100 FLAGGED").unwrap();
+        run(&s, &mut messages);
+        assert_eq!(messages.iter().map(|m| m.size_reads).collect::<Vec<_>>(), [0, 1, 0, 0]);
+        assert_eq!(messages.iter().map(|m| m.header_reads).collect::<Vec<_>>(), [0, 1, 0, 0]);
+        // the body is read only up to the first match
+        let mut messages = mailbox();
+        messages[3].chunk = 1000;
+        let s = search("BODY xxxx").unwrap();
+        assert_eq!(run(&s, &mut messages), [4]);
+        assert_eq!(messages[3].chunks, 1);
+        let mut messages = mailbox();
+        messages[3].chunk = 1000;
+        let s = search("BODY needle").unwrap();
+        assert_eq!(run(&s, &mut messages), [4]);
+        assert_eq!(messages[3].chunks, 11);
+    }
+
+    #[test]
+    fn substrings_across_chunks_and_folds() {
+        let naive = |hay: &[u8], needle: &[u8]| {
+            needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        // every needle and haystack over a small alphabet, every chunking
+        let mut seed = 12345u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as usize
+        };
+        for _ in 0..3000 {
+            let alphabet = b"aAbB";
+            let needle: Vec<u8> = (0..1 + next() % 6).map(|_| alphabet[next() % 4]).collect();
+            let hay: Vec<u8> = (0..next() % 40).map(|_| alphabet[next() % 4]).collect();
+            let n = Needle::new(&needle).unwrap();
+            for chunk in 1..8 {
+                let mut state = 0;
+                let mut hit = false;
+                for piece in hay.chunks(chunk) {
+                    if n.feed(&mut state, piece) {
+                        hit = true;
+                        break;
+                    }
+                }
+                assert_eq!(hit, naive(&hay, &needle), "{needle:?} in {hay:?} by {chunk}");
+            }
+        }
+        // a folded header matches across its fold, not across two fields or occurrences
+        let header = b"Subject: one\n two\nSubject: three\nX: y\n\tfour\n";
+        let has = |field: &str, text: &str| {
+            header_contains(header, field.as_bytes(), &Needle::new(text.as_bytes()).unwrap())
+        };
+        assert!(has("subject", "ONE TWO"));
+        assert!(has("subject", "three"));
+        assert!(!has("subject", "two three"));
+        assert!(!has("subject", "twothree"));
+        assert!(has("x", "y\tfour"));
+        assert!(!has("x", "y four"));
+        assert!(!has("subject", "four"));
+        // the body in one-byte chunks
+        let mut messages = mailbox();
+        for m in &mut messages {
+            m.chunk = 1;
+        }
+        let s = search("BODY \"the numbers ARE\"").unwrap();
+        assert_eq!(run(&s, &mut messages), [1]);
+    }
+
+    #[test]
+    fn dates_of_messages_without_or_with_odd_date_headers() {
+        let mut m = msg(1, Flags::empty(), 0, 1, "Date: Wed, 31 Dec 1969 23:30:00 -0100\n", b"");
+        let on = |m: &mut Msg, text: &str| search(text).unwrap().matches(m, &CTX).unwrap();
+        assert!(on(&mut m, "SENTON 31-Dec-1969"));
+        assert!(!on(&mut m, "SENTON 1-Jan-1970"));
+        assert!(on(&mut m, "ON 1-Jan-1970"));
+        assert!(on(&mut m, "BEFORE 2-Jan-1970 SINCE 1-Jan-1970"));
+        // a second Date: field is not read
+        m.header = b"Date: 1 Jan 2000 00:00 +0000\nDate: 2 Jan 2000 00:00 +0000\n".to_vec();
+        assert!(on(&mut m, "SENTON 1-Jan-2000"));
+        assert!(!on(&mut m, "SENTON 2-Jan-2000"));
+        // folded
+        m.header = b"Date: Sat,\n 1 Jan 2000\n 00:00 +0000\n".to_vec();
+        assert!(on(&mut m, "SENTON 1-Jan-2000"));
+        // none, empty, garbage, huge
+        for header in [&b""[..], b"Date:\n", b"Date: soon\n", b"Date:1 Jan 2000 00:00\n (x"] {
+            m.header = header.to_vec();
+            for key in ["SENTON 1-Jan-2000", "SENTBEFORE 1-Jan-3000", "SENTSINCE 1-Jan-1900"] {
+                assert!(!on(&mut m, key), "{key} {header:?}");
+                assert!(on(&mut m, &format!("NOT {key}")), "{key} {header:?}");
+            }
+        }
+        let mut huge = b"Date: 1 Jan 2000 00:00 +0000".to_vec();
+        huge.extend(std::iter::repeat(b' ').take(100_000));
+        m.header = huge;
+        assert!(!on(&mut m, "SENTON 1-Jan-2000"));
+        // internal dates far from now
+        m.date = i64::MIN;
+        assert!(on(&mut m, "BEFORE 1-Jan-0001 OLDER 1"));
+        m.date = i64::MAX;
+        assert!(on(&mut m, "SINCE 31-Dec-9999 YOUNGER 1"));
+    }
+
+    /// Drop a deep tree without recursing.
+    fn drop_deep(mut value: Value) {
+        while let Value::List(mut items) = value {
+            value = items.pop().unwrap_or(Value::Atom(Vec::new()));
+        }
+    }
+
+    #[test]
+    fn hostile() {
+        let all = || Value::Atom(b"ALL".to_vec());
+        // 10,000 nested parentheses
+        let mut deep = all();
+        for _ in 0..10_000 {
+            deep = Value::List(vec![deep]);
+        }
+        let keys = vec![deep];
+        assert_eq!(Search::parse(&keys), Err(SearchError::Syntax("Search keys nested too deeply")));
+        drop_deep(keys.into_iter().next().unwrap());
+        // as deep as allowed, and evaluated
+        let mut deep = all();
+        for _ in 1..MAX_DEPTH {
+            deep = Value::List(vec![Value::Atom(b"SEEN".to_vec()), deep]);
+        }
+        let keys = vec![deep];
+        let s = Search::parse(&keys).unwrap();
+        assert_eq!(run(&s, &mut mailbox()), [1, 4]);
+        drop_deep(keys.into_iter().next().unwrap());
+
+        // 10,000 NOTs; as many as allowed
+        let not = Value::Atom(b"NOT".to_vec());
+        let mut nots = vec![not.clone(); 10_000];
+        nots.push(all());
+        assert_eq!(Search::parse(&nots), Err(SearchError::Syntax("Search keys nested too deeply")));
+        let mut nots = vec![not; MAX_DEPTH - 1];
+        nots.push(all());
+        let s = Search::parse(&nots).unwrap();
+        let want: &[u32] = if (MAX_DEPTH - 1) % 2 == 0 { &[1, 2, 3, 4] } else { &[] };
+        assert_eq!(run(&s, &mut mailbox()), want);
+
+        // a left-nested OR chain
+        let mut chain = vec![Value::Atom(b"OR".to_vec()); 200];
+        for uid in 0..=200 {
+            chain.push(Value::Atom(b"UID".to_vec()));
+            chain.push(Value::Atom(format!("{}", 1000 + uid).into_bytes()));
+        }
+        *chain.last_mut().unwrap() = Value::Atom(b"30".to_vec());
+        let s = Search::parse(&chain).unwrap();
+        assert_eq!(run(&s, &mut mailbox()), [3]);
+
+        // too many keys
+        let many = vec![all(); MAX_KEYS - 1];
+        assert!(Search::parse(&many).is_ok());
+        let many = vec![all(); MAX_KEYS];
+        assert_eq!(Search::parse(&many), Err(SearchError::Syntax("Too many search keys")));
+        let many = vec![Value::Atom(b"SEEN".to_vec()); 100_000];
+        assert!(Search::parse(&many).is_err());
+
+        // garbage: random words and lists through the real parser, then every message
+        let words = [
+            "ALL",
+            "NOT",
+            "OR",
+            "(",
+            ")",
+            "SEEN",
+            "UID",
+            "1:*",
+            "*",
+            "0",
+            "HEADER",
+            "\"\"",
+            "\"x\"",
+            "BODY",
+            "TEXT",
+            "LARGER",
+            "99999999999999999999",
+            "BEFORE",
+            "1-Jan-2024",
+            "SENTON",
+            "CHARSET",
+            "UTF-8",
+            "KEYWORD",
+            "FROM",
+            "\"Date\"",
+            "x",
+            "NEW",
+        ];
+        let mut seed = 99u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as usize
+        };
+        let mut parsed = 0;
+        for _ in 0..5000 {
+            let text: Vec<&str> =
+                (0..1 + next() % 12).map(|_| words[next() % words.len()]).collect();
+            let text = text.join(" ").replace("( ", "(").replace(" )", ")");
+            let Ok(command) = parse(format!("t SEARCH {text}").as_bytes(), &[], 64) else {
+                continue;
+            };
+            if let Ok(s) = Search::parse(&command.args) {
+                parsed += 1;
+                for m in &mut mailbox() {
+                    s.matches(m, &CTX).unwrap();
+                }
+            }
+        }
+        assert!(parsed > 100, "{parsed}");
+    }
+
+    #[test]
+    fn io_errors_pass_through() {
+        struct Gone;
+        impl Candidate for Gone {
+            fn seq(&self) -> u32 {
+                1
+            }
+            fn uid(&self) -> u32 {
+                1
+            }
+            fn flags(&self) -> Flags {
+                Flags::empty()
+            }
+            fn internal_date(&self) -> i64 {
+                0
+            }
+            fn size(&mut self) -> io::Result<u64> {
+                Err(io::ErrorKind::NotFound.into())
+            }
+            fn header(&mut self) -> io::Result<&[u8]> {
+                Err(io::ErrorKind::NotFound.into())
+            }
+            fn text(&mut self, _: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+                Err(io::ErrorKind::NotFound.into())
+            }
+        }
+        for text in ["LARGER 1", "SUBJECT x", "BODY x", "TEXT x", "SENTON 1-Jan-2000"] {
+            let err = search(text).unwrap().matches(&mut Gone, &CTX).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{text}");
+        }
+        // keys that need no file never ask
+        assert!(search("ALL UID 1 1 UNSEEN").unwrap().matches(&mut Gone, &CTX).unwrap());
+        assert!(search("OR ALL BODY x").unwrap().matches(&mut Gone, &CTX).unwrap());
+    }
 }
