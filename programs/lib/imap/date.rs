@@ -19,14 +19,14 @@
 //! - The day of the week is optional and never checked against the date.
 //! - The date's parts are told apart by their form, not their place, so RFC 5322's
 //!   `1 Jan 2024 10:00 +0100` and asctime's `Mon Jan  1 10:00:00 2024` both read: a month
-//!   name (its first three letters, any case), a number of one or two digits (the day, then
+//!   name (three letters or in full, any case), a number of one or two digits (the day, then
 //!   the year if the day is set), of three or four digits (the year), `hh:mm[:ss]`, a zone.
 //! - Two-digit years are 2000 to 2049 for 00 to 49 and 1950 to 1999 for 50 to 99; three-digit
 //!   years add 1900 (RFC 5322 4.3).
-//! - Zones: `+hhmm` / `-hhmm`; `UT`, `GMT`, `Z` and the US names (`EST` -0500, `EDT` -0400,
-//!   `CST`, `CDT`, `MST`, `MDT`, `PST`, `PDT`); any other alphabetic zone (military letters,
-//!   `CET`, ...) and a missing zone are read as +0000, as RFC 5322 4.3 says of the military
-//!   ones. A second of 60 (a leap second) is read as 59.
+//! - Zones: `+hhmm` / `-hhmm`; `UT`, `UTC`, `GMT` and the US names (`EST` -0500, `EDT` -0400,
+//!   `CST`, `CDT`, `MST`, `MDT`, `PST`, `PDT`); any other word of one to five letters that
+//!   is not a weekday (military letters such as `Z`, `CET`, ...) and a missing zone are read
+//!   as +0000, as RFC 5322 4.3 says of the military ones. A second of 60 (a leap second) is read as 59.
 //! - The value is refused when it is over [`MAX_DATE`] bytes, has a field out of range
 //!   (31 Feb, 24:00, minute 60) or an unknown word, or lacks the day, month, year or time.
 //!

@@ -24,15 +24,15 @@
 //!   every occurrence of the field in the top-level header, each unfolded (RFC 5322 2.2.3:
 //!   a line end before white space removed); an empty string matches every message that has
 //!   the field at all. BODY looks at the bytes after the header, streamed, so a match may
-//!   straddle two chunks. TEXT is the header as stored, or the body.
+//!   straddle two chunks. TEXT is the header as stored (folded), or the body.
 //! - Keywords are not supported (the flags are the system flags only): KEYWORD matches no
 //!   message, UNKEYWORD every one.
-//! - BEFORE, ON and SINCE compare the day of the internal date in UTC (the zone FETCH
-//!   INTERNALDATE writes). SENTBEFORE, SENTON and SENTSINCE compare the day of the first
+//! - BEFORE, ON and SINCE compare the day of the internal date in UTC (the zone
+//!   [`super::date::write_date_time`] gives FETCH INTERNALDATE). SENTBEFORE, SENTON and SENTSINCE compare the day of the first
 //!   Date: header in the sender's own zone ([`super::date::parse_rfc5322`]); a message with
-//!   no Date: header, or one that does not parse, matches none of them (nor their NOT
-//!   forms' opposites: `NOT SENTBEFORE d` does match it).
-//! - LARGER and SMALLER take numbers up to 2^63 (RFC 9051's number64), compared with
+//!   no Date: header, or one that does not parse, matches none of them (so `NOT SENTON d`
+//!   matches it).
+//! - LARGER and SMALLER take numbers up to 2^63 - 1 (RFC 9051's number64), compared with
 //!   RFC822.SIZE (the size with CRLF line ends).
 //! - `*` in a sequence set is the number of messages, in a UID set the largest UID in the
 //!   mailbox ([`Context`]); `4:*` with 3 messages is `3:4` (RFC 3501 6.4.8's reading).
@@ -113,8 +113,8 @@ pub trait Candidate {
     fn internal_date(&self) -> i64;
     /// RFC822.SIZE: its size in octets with CRLF line ends
     fn size(&mut self) -> io::Result<u64>;
-    /// the top-level header as stored (LF or CRLF line ends), without the empty line that
-    /// ends it; the program bounds it (a longer header may be cut)
+    /// the top-level header as stored (LF or CRLF line ends; the empty line that ends it
+    /// may be left on or off); the program bounds it (a longer header may be cut)
     fn header(&mut self) -> io::Result<&[u8]>;
     /// Streams the body (the bytes after the header's empty line) to `f` in chunks of any
     /// size, until the end or until `f` returns `false` (it has seen enough).
