@@ -47,6 +47,14 @@ impl Utc {
         }
     }
 
+    /// Seconds since the epoch: the inverse of [`Utc::from_unix`] for valid fields.
+    pub fn to_unix(&self) -> i64 {
+        days_from_civil(self.year, self.month, self.day) * 86400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+    }
+
     pub fn now() -> Self {
         Self::from_unix(unix_now())
     }
@@ -92,6 +100,20 @@ pub fn asctime(secs: i64) -> String {
     )
 }
 
+/// Days since 1 Jan 1970 of a proleptic Gregorian date (negative before it): the inverse of
+/// the calendar half of [`Utc::from_unix`] (H. Hinnant's days-from-civil). The fields are not
+/// checked: `month` must be 1 to 12 and `day` 1 to 31; 31 Feb is read as 3 Mar (or 2 Mar).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Seconds since the epoch now (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -119,5 +141,21 @@ mod tests {
         assert_eq!(asctime(1_795_307_472), "Sun Nov 22 00:31:12 2026");
         assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
         assert_eq!(asctime(-1), "Wed Dec 31 23:59:59 1969");
+    }
+
+    #[test]
+    fn days_from_civil_inverts_from_unix() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1900, 3, 1) - days_from_civil(1900, 2, 28), 1);
+        assert_eq!(days_from_civil(0, 1, 1), -719_528);
+        // every day over several 400-year cycles, either side of the epoch
+        for days in (-800_000i64..800_000).step_by(97) {
+            let t = Utc::from_unix(days * 86400 + 3723);
+            assert_eq!(days_from_civil(t.year, t.month, t.day), days, "{t:?}");
+            assert_eq!(t.to_unix(), days * 86400 + 3723);
+        }
     }
 }

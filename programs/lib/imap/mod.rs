@@ -44,6 +44,7 @@
 //! [`crate::getln::Lines`] from the same remainder.
 
 pub mod command;
+pub mod date;
 pub mod flags;
 pub mod folders;
 pub mod message;
