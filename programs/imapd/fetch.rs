@@ -191,7 +191,7 @@ pub fn fetch(
                 Item::InternalDate => {
                     let mtime = file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.mtime());
                     out.extend_from_slice(b"INTERNALDATE ");
-                    message::write_internal_date(mtime, &mut out);
+                    qmail::imap::date::write_date_time(mtime, &mut out);
                 }
                 Item::Size => {
                     let size = match (m.size, &mut file) {
@@ -306,28 +306,25 @@ impl Candidate for Cand<'_> {
         Ok(n)
     }
 
-    fn header(&mut self) -> io::Result<Vec<u8>> {
-        if let Some(h) = &self.header {
-            return Ok(h.clone());
+    fn header(&mut self) -> io::Result<&[u8]> {
+        if self.header.is_none() {
+            let f = self.file()?;
+            f.rewind()?;
+            self.header = Some(message::read_header(f)?);
         }
-        let f = self.file()?;
-        f.rewind()?;
-        let header = message::read_header(f)?;
-        self.header = Some(header.clone());
-        Ok(header)
+        Ok(self.header.as_deref().unwrap_or_default())
     }
 
-    fn text(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+    fn text(&mut self, each: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
         let f = self.file()?;
         f.rewind()?;
-        let _ = message::read_header(&mut *f)?;
+        message::skip_header(&mut *f)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = f.read(&mut buf)?;
-            if n == 0 {
+            if n == 0 || !each(&buf[..n]) {
                 return Ok(());
             }
-            each(&buf[..n]);
         }
     }
 }
@@ -337,7 +334,7 @@ pub fn search(mb: &mut Mailbox, search: &Search, uid: bool) -> io::Result<Vec<u3
     let ctx = Context {
         last_seq: mb.msgs.len() as u32,
         last_uid: mb.msgs.last().map_or(0, |m| m.uid),
-        now: 0,
+        now: qmail::date822::unix_now(),
     };
     let mut found = Vec::new();
     for i in 0..mb.msgs.len() {

@@ -880,7 +880,7 @@ impl<'a> Session<'a> {
         let search = match Search::parse(keys) {
             Ok(s) => s,
             Err(SearchError::BadCharset) => {
-                return Ok(Reply::No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into()))
+                return Ok(Reply::No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into()))
             }
             Err(SearchError::Syntax(why)) => return Ok(Reply::Bad(why.into())),
         };
