@@ -74,10 +74,7 @@ impl Flags {
     /// The flag named `name` (any case, with its backslash); `None` for keywords and
     /// unknown names.
     pub fn from_name(name: &[u8]) -> Option<Flags> {
-        Flags::NAMES
-            .iter()
-            .find(|(_, n)| n.as_bytes().eq_ignore_ascii_case(name))
-            .map(|&(f, _)| f)
+        Flags::NAMES.iter().find(|(_, n)| n.as_bytes().eq_ignore_ascii_case(name)).map(|&(f, _)| f)
     }
 
     /// The flag of a Maildir info letter.
