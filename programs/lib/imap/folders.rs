@@ -42,8 +42,9 @@
 //!   value from the Maildir-wide counter in the root's `dovecot-uidvalidity` (the largest
 //!   value given out, which INBOX's own list also raises: see [`super::uidlist`]), under the
 //!   root's `dovecot-uidlist.lock`, as `max(now, counter + 1)`, and writes the new folder's
-//!   list with it. Every created folder thus has a value no folder had before, and keeps it
-//!   through RENAME.
+//!   list with it. Every folder created here thus has a value no folder created here had
+//!   before, and keeps it through RENAME. (A folder another tool made gets its value at its
+//!   first SELECT, from the clock alone: it may equal one given out in the same second.)
 //! - DELETE (RFC 3501 6.3.4) refuses INBOX ([`FolderError::Inbox`]). The folder directory is
 //!   first renamed to a hidden `..qmail-trash-<unique>` (it disappears at once and whole),
 //!   then removed; a failure of that removal is not the client's (the folder is gone) and is
@@ -51,19 +52,20 @@
 //!   parent then lists as `\Noselect`. Subscriptions are left alone (RFC 3501 6.3.6).
 //! - RENAME (RFC 3501 6.3.5) renames the folder's directory (its `dovecot-uidlist*` files go
 //!   with it) and every child's (`.a` and `.a.*` to `.x` and `.x.*`); a missing parent with
-//!   children may be renamed. If the target or any child's target exists: [`FolderError::
-//!   Exists`], and nothing is moved. A name may not be renamed under itself. The renames
-//!   are one by one, so a crash in between leaves some children under the old name.
+//!   children may be renamed. If the target or any child's target exists:
+//!   [`FolderError::Exists`], and nothing is moved. A name may not be renamed under itself.
+//!   The renames are one by one, so a crash in between leaves some children under the old
+//!   name.
 //!   Subscriptions are not carried (RFC 3501 leaves them to the client).
 //! - RENAME INBOX creates the target and moves INBOX's messages (the files of `new/` and
 //!   `cur/`, to the same directories) into it; INBOX stays, empty, its children untouched.
 //! - LIST (RFC 3501 6.3.8): the reference and the pattern are joined; `*` matches anything,
 //!   `%` anything but `.`; a leading `INBOX` in the joined pattern matches in any case. The
-//!   names seen are INBOX, every folder (a directory with `cur/` and `new/`) and every
-//!   missing parent of one (`\Noselect`). Each gets `\HasChildren` or `\HasNoChildren`;
-//!   selectable ones named `INBOX.Sent`, `INBOX.Drafts`, `INBOX.Trash`, `INBOX.Junk`,
-//!   `INBOX.Spam` and `INBOX.Archive` get `\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Junk`
-//!   and `\Archive`. `LIST "" ""` gives one entry, `\Noselect` with the empty name, which
+//!   names seen are INBOX, every folder (a directory with `cur/` and `new/`; one without
+//!   them is not a folder) and every missing parent of one (`\Noselect`). Each gets
+//!   `\HasChildren` or `\HasNoChildren`; selectable ones named `INBOX.Sent`, `INBOX.Drafts`,
+//!   `INBOX.Trash`, `INBOX.Junk`, `INBOX.Spam` and `INBOX.Archive` get `\Sent`, `\Drafts`,
+//!   `\Trash`, `\Junk`, `\Junk` and `\Archive`. `LIST "" ""` gives one entry, `\Noselect` with the empty name, which
 //!   [`write_listed`] writes as `* LIST (\Noselect) "." ""`. Results are sorted by name.
 //! - Matching is a set-of-states walk over the pattern (no backtracking): time is the name's
 //!   length times the pattern's, and the joined pattern is at most [`MAX_PATTERN`] bytes.
@@ -1138,6 +1140,31 @@ mod tests {
              * LIST (\\Noselect \\HasChildren) \".\" INBOX.a\r\n\
              * LIST (\\HasNoChildren) \".\" INBOX.a.b\r\n"
         );
+    }
+
+    #[test]
+    fn racing_creates_make_one_folder() {
+        let (tmp, store) = Tmp::new("race");
+        let results: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| store.create(b"INBOX.race").is_ok())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|&&ok| ok).count(), 1, "{results:?}");
+        assert_eq!(tmp.dirs(), [".race"]);
+    }
+
+    #[test]
+    fn a_linked_folder_is_listed_and_delete_removes_the_link_only() {
+        let (tmp, store) = Tmp::new("link");
+        let (shared, _) = Tmp::new("shared");
+        crate::maildir::make(&shared.0.join("box")).unwrap();
+        std::os::unix::fs::symlink(shared.0.join("box"), tmp.0.join(".shared")).unwrap();
+        let names: Vec<String> = store.folders().unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["INBOX", "INBOX.shared"]);
+        store.delete(b"INBOX.shared").unwrap();
+        assert!(tmp.dirs().is_empty());
+        assert!(shared.0.join("box/cur").is_dir(), "the target stays");
     }
 
     #[test]
