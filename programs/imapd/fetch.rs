@@ -122,8 +122,8 @@ pub fn fetch(
     if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
         items.insert(0, Item::Uid);
     }
-    let sets_seen = !mb.read_only
-        && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
+    let sets_seen =
+        !mb.read_only && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
     let has_flags = items.iter().any(|i| matches!(i, Item::Flags));
     let needs_structure = items.iter().any(Item::needs_structure);
     let needs_file = needs_structure || items.iter().any(|i| matches!(i, Item::Size));
@@ -189,17 +189,15 @@ pub fn fetch(
                     m.flags().write(&mut out);
                 }
                 Item::InternalDate => {
-                    let mtime = file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.mtime());
+                    let mtime =
+                        file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.mtime());
                     out.extend_from_slice(b"INTERNALDATE ");
                     qmail::imap::date::write_date_time(mtime, &mut out);
                 }
                 Item::Size => {
                     let size = match (m.size, &mut file) {
                         (Some(n), _) => n,
-                        (None, Some(f)) => match crlf_size(f) {
-                            Ok(n) => n,
-                            Err(_) => 0,
-                        },
+                        (None, Some(f)) => crlf_size(f).unwrap_or_default(),
                         (None, None) => 0,
                     };
                     mb.msgs[i].size = Some(size);
@@ -268,7 +266,8 @@ struct Cand<'m> {
     mb: &'m mut Mailbox,
     i: usize,
     file: Option<File>,
-    header: Option<Vec<u8>>,
+    /// the header as stored, and where the body starts
+    header: Option<(Vec<u8>, u64)>,
 }
 
 impl Cand<'_> {
@@ -309,21 +308,56 @@ impl Candidate for Cand<'_> {
     fn header(&mut self) -> io::Result<&[u8]> {
         if self.header.is_none() {
             let f = self.file()?;
-            f.rewind()?;
-            self.header = Some(message::read_header(f)?);
+            self.header = Some(read_header(f)?);
         }
-        Ok(self.header.as_deref().unwrap_or_default())
+        Ok(self.header.as_ref().map_or(&[][..], |(h, _)| h))
     }
 
     fn text(&mut self, each: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+        self.header()?;
+        let body = self.header.as_ref().map_or(0, |(_, at)| *at);
         let f = self.file()?;
-        f.rewind()?;
-        message::skip_header(&mut *f)?;
+        f.seek(io::SeekFrom::Start(body))?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 || !each(&buf[..n]) {
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// The most header bytes SEARCH looks at.
+const HEADER_MAX: usize = 256 * 1024;
+
+/// The header of the message in `f` (up to the empty line, at most [`HEADER_MAX`] bytes),
+/// and where its body starts.
+fn read_header(f: &mut File) -> io::Result<(Vec<u8>, u64)> {
+    f.rewind()?;
+    let mut header = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut at_line_start = true;
+    let mut offset = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok((header, offset));
+        }
+        for (k, &b) in buf[..n].iter().enumerate() {
+            offset += 1;
+            if b == b'\n' && at_line_start {
+                return Ok((header, offset));
+            }
+            if b == b'\r' && at_line_start {
+                offset -= 1;
+                let _ = k;
+                offset += 1;
+                continue;
+            }
+            at_line_start = b == b'\n';
+            if header.len() < HEADER_MAX {
+                header.push(b);
             }
         }
     }

@@ -227,7 +227,11 @@ impl Write for Io {
     }
 }
 
-fn write_all(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8], deadline: Instant) -> Result<(), IoError> {
+fn write_all(
+    fd: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<(), IoError> {
     let mut done = 0;
     while done < bytes.len() {
         match qmail::timeoutio::write_by(fd, &bytes[done..], deadline)? {

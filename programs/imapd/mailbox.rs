@@ -252,7 +252,8 @@ impl Mailbox {
         if self.read_only {
             return (path, true);
         }
-        let target = if name.contains(':') { format!("cur/{name}") } else { format!("cur/{name}:2,") };
+        let target =
+            if name.contains(':') { format!("cur/{name}") } else { format!("cur/{name}:2,") };
         match fs::rename(self.dir.join(&path), self.dir.join(&target)) {
             Ok(()) => (target, true),
             // another session took it: it is in cur/ under some name; found on use
@@ -344,9 +345,8 @@ impl Mailbox {
         let (mut bytes, mut count) = (0u64, 0u64);
         for &i in indexes {
             let m = &self.msgs[i];
-            let size = qmail::quota::size_from_name(m.name().as_bytes()).or_else(|| {
-                fs::metadata(self.dir.join(&m.path)).ok().map(|meta| meta.len())
-            });
+            let size = qmail::quota::size_from_name(m.name().as_bytes())
+                .or_else(|| fs::metadata(self.dir.join(&m.path)).ok().map(|meta| meta.len()));
             match fs::remove_file(self.dir.join(&m.path)) {
                 Ok(()) => {
                     bytes += size.unwrap_or(0);

@@ -128,9 +128,12 @@ impl Settings {
             for (name, value) in read_config(path)? {
                 match name.as_str() {
                     "configdirectory" => config_dir = PathBuf::from(value),
-                    "allowplaintext" => allow_plaintext = matches!(&value[..], "1" | "yes" | "on" | "true"),
+                    "allowplaintext" => {
+                        allow_plaintext = matches!(&value[..], "1" | "yes" | "on" | "true")
+                    }
                     "timeout" | "timeoutimap" => {
-                        timeout = value.parse().map_err(|_| format!("{}: bad timeout", path.display()))?
+                        timeout =
+                            value.parse().map_err(|_| format!("{}: bad timeout", path.display()))?
                     }
                     _ => return Err(format!("{}: unknown setting {name}", path.display())),
                 }
@@ -347,16 +350,17 @@ fn serve(io: Io, settings: &Settings, implicit_tls: bool) -> End {
         session.io.close();
         return End::Normal;
     }
-    let greeting =
-        format!("* OK [CAPABILITY {}] {} IMAP4rev1 ready\r\n", session.capabilities(), host(settings));
+    let greeting = format!(
+        "* OK [CAPABILITY {}] {} IMAP4rev1 ready\r\n",
+        session.capabilities(),
+        host(settings)
+    );
     if session.io.send(greeting.as_bytes()).is_err() {
         return End::Dropped;
     }
     if let Some(motd) = settings.motd() {
         let _ = session.io.send(format!("* OK [ALERT] {motd}\r\n").as_bytes());
     }
-    let login = |s: &mut Session<'_>, creds: &Credentials| log_in(s, creds);
-    session.login = Some(&login);
     let end = session.run();
     finish(&session, end)
 }
@@ -381,7 +385,7 @@ fn finish(session: &Session<'_>, end: End) -> End {
 }
 
 /// LOGIN / AUTHENTICATE in the session: authenticate, become the mailbox's owner, open it.
-fn log_in(s: &mut Session<'_>, creds: &Credentials) -> Result<(), Failure> {
+pub fn log_in(s: &mut Session<'_>, creds: &Credentials) -> Result<(), Failure> {
     let login = auth::split::authenticate(&s.settings.home, Service::Imap, creds)?;
     let mailbox = login.mailbox.ok_or_else(|| Failure::BadRecord("no mailbox".into()))?;
     if let Err(e) = qmail::prot::drop_to(mailbox.uid, mailbox.gid) {
@@ -477,10 +481,13 @@ fn preauthenticated(settings: &Settings, opts: &Options, name: OsString) -> Exit
     let name = name.to_string_lossy().into_owned();
     let quota = std::env::var_os("MAILDIRQUOTA").filter(|q| !q.is_empty());
     let tag = std::env::var_os("IMAPLOGINTAG").filter(|t| !t.is_empty());
-    if let Err(e) = start_user(&mut session, &name, &maildir, quota.as_ref().map(|q| q.as_bytes())) {
+    if let Err(e) = start_user(&mut session, &name, &maildir, quota.as_ref().map(|q| q.as_bytes()))
+    {
         qmail::log::line(format_args!("imapd: {e}"));
         let line = match &tag {
-            Some(t) => format!("{} NO [UNAVAILABLE] Unable to open the mailbox\r\n", t.to_string_lossy()),
+            Some(t) => {
+                format!("{} NO [UNAVAILABLE] Unable to open the mailbox\r\n", t.to_string_lossy())
+            }
             None => "* BYE Unable to open the mailbox\r\n".into(),
         };
         let _ = session.io.send(line.as_bytes());

@@ -5,13 +5,12 @@ use crate::fetch;
 use crate::io::{Io, IoError};
 use crate::mailbox::{Changes, Mailbox};
 use crate::Settings;
-use qmail::auth::{self, Credentials, Service};
+use qmail::auth::{self, Credentials};
 use qmail::getln::{Got, Lines};
 use qmail::imap::flags::Flags;
 use qmail::imap::folders::{self, FolderError, Store};
 use qmail::imap::search::{self, Search, SearchError};
 use qmail::imap::{self as imap, write, Command, Event, Reader, Request, Value};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
@@ -55,8 +54,6 @@ pub struct Session<'a> {
     reader: Reader,
     errors: u32,
     first: bool,
-    /// a login found the user: what the caller does with it (mode 2 logs in itself)
-    pub login: Option<&'a dyn Fn(&mut Session<'_>, &Credentials) -> Result<(), auth::Failure>>,
 }
 
 /// A command's outcome: the tagged reply's status and text.
@@ -78,7 +75,6 @@ impl<'a> Session<'a> {
             reader: Reader::new(imap::Limits::new(APPEND_MAX)),
             errors: 0,
             first: true,
-            login: None,
         }
     }
 
@@ -263,7 +259,9 @@ impl<'a> Session<'a> {
             out.extend_from_slice(b")\r\n");
         }
         if let Some(n) = changes.exists {
-            out.extend_from_slice(format!("* {n} EXISTS\r\n* {} RECENT\r\n", mb.recent()).as_bytes());
+            out.extend_from_slice(
+                format!("* {n} EXISTS\r\n* {} RECENT\r\n", mb.recent()).as_bytes(),
+            );
         }
         self.io.send(&out)
     }
@@ -302,7 +300,7 @@ impl<'a> Session<'a> {
                 Reply::Ok("ENABLE completed".into())
             }
             Request::Namespace => {
-                self.io.send(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n")?;
+                self.io.send(format!("* NAMESPACE {}\r\n", folders::NAMESPACE).as_bytes())?;
                 Reply::Ok("NAMESPACE completed".into())
             }
             Request::Select(name) => self.select(name, false)?,
@@ -390,12 +388,11 @@ impl<'a> Session<'a> {
             return Ok(Reply::Bad("Already logged in".into()));
         }
         if !self.login_allowed() {
-            return Ok(Reply::No("[PRIVACYREQUIRED] Plaintext login disallowed, use STARTTLS".into()));
+            return Ok(Reply::No(
+                "[PRIVACYREQUIRED] Plaintext login disallowed, use STARTTLS".into(),
+            ));
         }
-        let Some(login) = self.login else {
-            return Ok(Reply::No("[UNAVAILABLE] No login here".into()));
-        };
-        match login(self, creds) {
+        match crate::log_in(self, creds) {
             Ok(()) => Ok(Reply::Ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))),
             Err(failure) => {
                 let who = qmail::safe::log(&creds.login);
@@ -427,7 +424,9 @@ impl<'a> Session<'a> {
             return Ok(Reply::Bad("Already logged in".into()));
         }
         if !self.login_allowed() {
-            return Ok(Reply::No("[PRIVACYREQUIRED] Plaintext login disallowed, use STARTTLS".into()));
+            return Ok(Reply::No(
+                "[PRIVACYREQUIRED] Plaintext login disallowed, use STARTTLS".into(),
+            ));
         }
         let response: Zeroizing<Vec<u8>> = match args.get(1) {
             Some(Value::Atom(r)) if r == b"=" => Zeroizing::new(Vec::new()),
@@ -522,10 +521,6 @@ impl<'a> Session<'a> {
     }
 
     fn list(&mut self, p: &imap::Pattern<'_>, kind: &str) -> Result<Reply, IoError> {
-        if kind == "LIST" && p.pattern.is_empty() {
-            self.io.send(b"* LIST (\\Noselect) \".\" \"\"\r\n")?;
-            return Ok(Reply::Ok("LIST completed".into()));
-        }
         let found = match kind {
             "LIST" => self.store_of().list(p.reference, p.pattern),
             _ => self.store_of().lsub(p.reference, p.pattern),
@@ -660,7 +655,7 @@ impl<'a> Session<'a> {
             }
         }
         let base = staged.base();
-        let info = qmail::imap::flags::Info { flags: set, ..Default::default() };
+        let info = qmail::imap::flags::Info::with_flags(set);
         let name_with_info = info.name(&base);
         let suffix = &name_with_info[base.len()..];
         let size = staged.size();
@@ -818,7 +813,7 @@ impl<'a> Session<'a> {
             let m = &mb.msgs[i];
             let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
             let base = format!("{},S={size}", qmail::maildir::unique_name());
-            let info = qmail::imap::flags::Info { flags: m.flags, ..Default::default() };
+            let info = qmail::imap::flags::Info::with_flags(m.flags);
             let target = folder.dir.join("cur").join(info.name(&base));
             let src = mb.dir.join(&m.path);
             let linked = std::fs::hard_link(&src, &target).or_else(|_| {
@@ -980,16 +975,11 @@ fn uid_set(uids: &[u32]) -> String {
 }
 
 fn folder_error(e: FolderError) -> Reply {
-    match e {
-        FolderError::Invalid(why) => Reply::No(format!("[CANNOT] {why}")),
-        FolderError::NotFound => Reply::No("[NONEXISTENT] Mailbox does not exist".into()),
-        FolderError::Exists => Reply::No("[ALREADYEXISTS] Mailbox already exists".into()),
-        FolderError::Inbox(why) => Reply::No(format!("[CANNOT] {why}")),
-        FolderError::Io(path, e) => {
-            qmail::log::line(format_args!("imapd: {}: {e}", path.display()));
-            Reply::No("[SERVERBUG] Internal error".into())
-        }
+    if let FolderError::Io(..) = e {
+        qmail::log::line(format_args!("imapd: {e}"));
+        return Reply::No(format!("[{}] Temporary failure", e.code()));
     }
+    Reply::No(format!("[{}] {e}", e.code()))
 }
 
 #[cfg(test)]

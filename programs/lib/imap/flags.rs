@@ -119,6 +119,11 @@ pub struct Info {
 }
 
 impl Info {
+    /// The info of a new file: `flags` and nothing else.
+    pub fn with_flags(flags: Flags) -> Info {
+        Info { flags: flags.minus(Flags::RECENT), ..Info::default() }
+    }
+
     /// The info of `name` (a file name without directory): the part after `:2,`; a name
     /// without one (a `new/` file, or an experimental `:1,` info) has no flags.
     pub fn of(name: &str) -> Info {
