@@ -8,6 +8,8 @@ mod cdb;
 mod ctl;
 mod deliver;
 mod digest;
+mod imap;
+mod imap_clients;
 mod inject;
 mod ldap;
 mod ldap_deliver;

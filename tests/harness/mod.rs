@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod slapd;
+pub mod imap;
 
 use std::fs;
 use std::io::Write;

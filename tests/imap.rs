@@ -1,0 +1,1 @@
+//! IMAP tests (being written).

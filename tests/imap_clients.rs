@@ -1,0 +1,1 @@
+//! imapd with real IMAP clients (being written).
