@@ -1722,4 +1722,119 @@ epilogue\n\
             )
         );
     }
+
+    #[test]
+    fn sections() {
+        let m = MIXED.as_bytes();
+        let rows: &[(&str, &str)] = &[
+            (
+                "BODY[1.MIME]",
+                "{76}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\n",
+            ),
+            ("BODY[1]", "{20}\r\nGrüße\r\nsecond line"),
+            ("BODY[1.1]", "{20}\r\nGrüße\r\nsecond line"),
+            (
+                "BODY[2.1.TEXT]",
+                "{108}\r\n--alt\r\nContent-Type: text/plain\r\n\r\nplain inner\r\n--alt\r\n\
+                 Content-Type: text/html\r\n\r\n<p>html inner</p>\r\n--alt--",
+            ),
+            (
+                "BODY[2.1.HEADER]",
+                "{130}\r\nFrom: x@example.org\r\nSubject: inner\r\n\
+                 Date: Tue, 1 Jan 2030 00:00:00 +0000\r\n\
+                 Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n",
+            ),
+            ("BODY[2.1.HEADER.FIELDS (subject)]", "{18}\r\nSubject: inner\r\n\r\n"),
+            ("BODY[2.1.1]", "{11}\r\nplain inner"),
+            ("BODY[2.1.2.MIME]", "{27}\r\nContent-Type: text/html\r\n\r\n"),
+            ("BODY[2.MIME]", "{52}\r\nContent-Type: multipart/parallel; boundary=inner\r\n\r\n"),
+            ("BODY[3]", "{26}\r\nJVBERi0xLjQK\r\nJVBERi0xLjQK"),
+            (
+                "BODY[HEADER.FIELDS (to CC)]",
+                "{86}\r\nTo: b@example.org, Group: c@example.org, \"D d\" <d@example.org>;\r\n\
+                 Cc: Undisclosed:;\r\n\r\n",
+            ),
+            (
+                "BODY[HEADER.FIELDS.NOT (To Cc MESSAGE-ID In-Reply-To MIME-Version Content-Type)]",
+                "{39}\r\nFrom: a@example.org\r\nSubject: mixed\r\n\r\n",
+            ),
+            ("BODY[TEXT]<0.30>", "{30}\r\nThis is the preamble.\r\n--outer"),
+            // what does not exist
+            ("BODY[4]", "\"\""),
+            ("BODY[2.2]", "\"\""),
+            ("BODY[1.HEADER]", "\"\""),
+            ("BODY[1.TEXT]", "\"\""),
+            ("BODY[3.1.1.1.1]", "{26}\r\nJVBERi0xLjQK\r\nJVBERi0xLjQK"),
+            ("BODY[3.2]", "\"\""),
+            ("BODY[]<2000.10>", "\"\""),
+        ];
+        for &(text, want) in rows {
+            assert_eq!(fetch(m, text), want, "{text}");
+        }
+        let full = crlf(m);
+        assert_eq!(literal(fetch(m, "BODY[]").as_bytes()), full);
+        assert_eq!(literal(fetch(m, "BODY[]<1000.100>").as_bytes()), &full[1000..]);
+        let header_end = full.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(literal(fetch(m, "BODY[HEADER]").as_bytes()), &full[..header_end]);
+        assert_eq!(literal(fetch(m, "BODY[TEXT]").as_bytes()), &full[header_end..]);
+        // a single-part message: part 1 is its body, 1.MIME its header
+        let p = PLAIN.as_bytes();
+        assert_eq!(
+            fetch(p, "BODY[1]"),
+            "{55}\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
+        );
+        assert_eq!(fetch(p, "BODY[1.MIME]"), fetch(p, "BODY[HEADER]"));
+        assert_eq!(fetch(p, "BODY[2]"), "\"\"");
+        // CRLF already in the file is kept, not doubled
+        let a = ALT.as_bytes();
+        assert_eq!(literal(fetch(a, "BODY[]").as_bytes()), a);
+        assert_eq!(fetch(a, "BODY[1]"), "{11}\r\nplain\r\ntext");
+        assert_eq!(
+            fetch(a, "BODY[HEADER.FIELDS (Content-Type)]"),
+            "{56}\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n"
+        );
+    }
+
+    /// Every partial of every section is the slice of the whole section, and sizes are the
+    /// lengths of what is sent.
+    #[test]
+    fn partial_at_every_offset() {
+        let texts = [
+            "BODY[]",
+            "BODY[HEADER]",
+            "BODY[TEXT]",
+            "BODY[1]",
+            "BODY[1.MIME]",
+            "BODY[2]",
+            "BODY[2.1.TEXT]",
+            "BODY[HEADER.FIELDS (From Subject)]",
+            "BODY[HEADER.FIELDS.NOT (From)]",
+        ];
+        for m in [PLAIN.as_bytes(), ALT.as_bytes(), MIXED.as_bytes(), b"a\r\r\nb\n\rc\n\n\r\n"] {
+            let s = Structure::scan(m).unwrap();
+            assert_eq!(s.size(), crlf(m).len() as u64);
+            for text in texts {
+                let (section, _) = item(text);
+                let whole = literal(fetch(m, text).as_bytes());
+                let n = whole.len() as u32;
+                for origin in 0..=n + 1 {
+                    for length in [1, 2, 3, 7, n.saturating_sub(origin).max(1), u32::MAX] {
+                        let mut out = Vec::new();
+                        let mut file = Cursor::new(m);
+                        write_section(&s, &mut file, &section, Some((origin, length)), &mut out)
+                            .unwrap();
+                        let lo = (origin as usize).min(whole.len());
+                        let hi = (lo + length as usize).min(whole.len());
+                        assert_eq!(literal(&out), &whole[lo..hi], "{text}<{origin}.{length}>");
+                    }
+                }
+            }
+        }
+        // BODYSTRUCTURE sizes (20, 238, 26 in MIXED) are what BODY[part] sends
+        for (text, n) in [("BODY[1]", 20), ("BODY[2.1]", 238), ("BODY[3]", 26), ("BODY[2.1.1]", 11)]
+        {
+            assert_eq!(literal(fetch(MIXED.as_bytes(), text).as_bytes()).len(), n, "{text}");
+        }
+    }
 }
