@@ -27,9 +27,11 @@
 //! - MIME parsing (RFC 2046 5.1): a delimiter is a line that starts with `--` and an open
 //!   multipart's boundary (a prefix match, as Dovecot does; anything after it is ignored); a
 //!   following `--` makes it the close delimiter. The line end before a delimiter belongs to
-//!   the delimiter, so a part ends before it. A delimiter of an enclosing multipart ends the
-//!   inner ones. A missing close delimiter ends the open parts at the end of the file. A
-//!   header ends at the first empty line; a part with no empty line has an empty body.
+//!   the delimiter, so a part ends before it, also when the part itself ends in a close
+//!   delimiter (Dovecot counts that line end into the part: two octets and a line more). A
+//!   delimiter of an enclosing multipart ends the inner ones. A missing close delimiter
+//!   ends the open parts at the end of the file. A header ends at the first empty line; a
+//!   part with no empty line has an empty body.
 //! - A multipart with no usable boundary (missing, empty, over [`MAX_BOUNDARY`] bytes),
 //!   beyond the nesting or part limits, or without any delimiter in its body, has no parts;
 //!   BODYSTRUCTURE then shows one empty `text/plain` part, as Dovecot does, so that clients
@@ -156,7 +158,11 @@ impl Section {
         {
             part.push(number(word).filter(|&n| n > 0).ok_or(bad)?);
         }
-        let keyword: Vec<u8> = words.collect::<Vec<_>>().join(&b'.');
+        let words: Vec<&[u8]> = words.collect();
+        if words.iter().any(|w| w.is_empty()) {
+            return Err(bad);
+        }
+        let keyword: Vec<u8> = words.join(&b'.');
         let keyword = keyword.to_ascii_uppercase();
         let text = match (keyword.as_slice(), rest) {
             (b"", []) if !part.is_empty() => SectionText::Full,
@@ -1452,10 +1458,10 @@ fn addr_spec(toks: &[Tok], i: &mut usize) -> (Option<Vec<u8>>, Option<Vec<u8>>) 
     (Some(local), host)
 }
 
-/// A domain: words and dots.
+/// A domain: words and dots (a comment after it may name the address).
 fn domain(toks: &[Tok], i: &mut usize) -> Option<Vec<u8>> {
     let mut host = Vec::new();
-    while let Some(t @ (Tok::Word(_) | Tok::Special(b'.') | Tok::Comment(_))) = toks.get(*i) {
+    while let Some(t @ (Tok::Word(_) | Tok::Special(b'.'))) = toks.get(*i) {
         push_tok(t, &mut host);
         *i += 1;
     }
@@ -1534,4 +1540,576 @@ fn envelope(header: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
+
+    const PLAIN: &str = "\
+Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\n\
+From: Fred Foobar <foobar@Blurdybloop.example>\n\
+Subject: afternoon meeting\n\
+To: mooch@owatagu.siam.edu.example\n\
+Message-Id: <B27397-0100000@Blurdybloop.example>\n\
+MIME-Version: 1.0\n\
+Content-Type: TEXT/PLAIN; CHARSET=US-ASCII\n\
+\n\
+Hello Joe, do you think we can meet at 3:30 tomorrow?\n\
+";
+
+    /// stored with CRLF line ends, as some files are
+    const ALT: &str = "From: \"Ann Example\" <ann@example.org>\r\nReply-To: list@example.org\r\n\
+Subject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n\
+--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplain\r\ntext\r\n--b1\r\n\
+Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+<p>html</p>\r\n--b1--\r\n";
+
+    const MIXED: &str = "\
+From: a@example.org\n\
+To: b@example.org, Group: c@example.org, \"D d\" <d@example.org>;\n\
+Cc: Undisclosed:;\n\
+Subject: mixed\n\
+Message-ID: <mixed@example.org>\n\
+In-Reply-To: <parent@example.org>\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\n\
+\n\
+This is the preamble.\n\
+--outer\n\
+Content-Type: text/plain; charset=utf-8\n\
+Content-Transfer-Encoding: 8bit\n\
+\n\
+Grüße\n\
+second line\n\
+--outer\n\
+Content-Type: multipart/parallel; boundary=inner\n\
+\n\
+--inner\n\
+Content-Type: message/rfc822\n\
+Content-Description: forwarded\n\
+\n\
+From: x@example.org\n\
+Subject: inner\n\
+Date: Tue, 1 Jan 2030 00:00:00 +0000\n\
+Content-Type: multipart/alternative; boundary=\"alt\"\n\
+\n\
+--alt\n\
+Content-Type: text/plain\n\
+\n\
+plain inner\n\
+--alt\n\
+Content-Type: text/html\n\
+\n\
+<p>html inner</p>\n\
+--alt--\n\
+--inner--\n\
+--outer\n\
+Content-Type: application/pdf; name=\"a.pdf\"\n\
+Content-Transfer-Encoding: base64\n\
+Content-Disposition: attachment; filename=\"a.pdf\"\n\
+Content-ID: <pdf@example.org>\n\
+Content-Language: en\n\
+Content-Location: a.pdf\n\
+\n\
+JVBERi0xLjQK\n\
+JVBERi0xLjQK\n\
+--outer--\n\
+epilogue\n\
+";
+
+    fn show(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn items(m: &[u8]) -> String {
+        let s = Structure::scan(m).unwrap();
+        let mut out = format!("RFC822.SIZE {} ENVELOPE ", s.size()).into_bytes();
+        s.envelope(&mut out);
+        out.extend_from_slice(b" BODY ");
+        s.body_structure(false, &mut out);
+        out.extend_from_slice(b" BODYSTRUCTURE ");
+        s.body_structure(true, &mut out);
+        show(&out)
+    }
+
+    /// A FETCH item such as `BODY.PEEK[1.MIME]<0.10>`, read by the command parser.
+    fn item(text: &str) -> (Section, Option<(u32, u32)>) {
+        let cmd = crate::imap::parse(format!("a FETCH 1 {text}").as_bytes(), &[], 64).unwrap();
+        match &cmd.args[1] {
+            Value::Section { section, partial, .. } => (Section::parse(section).unwrap(), *partial),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What `write_section` writes for `text` of message `m`.
+    fn fetch(m: &[u8], text: &str) -> String {
+        let s = Structure::scan(m).unwrap();
+        let (section, partial) = item(text);
+        let mut out = Vec::new();
+        write_section(&s, &mut Cursor::new(m), &section, partial, &mut out).unwrap();
+        show(&out)
+    }
+
+    /// The bytes of a written literal (checking its count), or of `""`.
+    fn literal(written: &[u8]) -> Vec<u8> {
+        if written == b"\"\"" {
+            return Vec::new();
+        }
+        let close = written.iter().position(|&b| b == b'}').unwrap();
+        let n: usize = show(&written[1..close]).parse().unwrap();
+        assert_eq!(&written[close..close + 3], b"}\r\n");
+        let bytes = &written[close + 3..];
+        assert_eq!(bytes.len(), n, "literal count of {}", show(written));
+        bytes.to_vec()
+    }
+
+    fn crlf(m: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Crlf::new().convert(m, &mut out);
+        out
+    }
+
+    /// Expected answers checked against Dovecot 2.3 (`imap` with a Maildir), which differs
+    /// only where the module docs say: it lowercases a `TEXT/PLAIN; CHARSET=US-ASCII`, and
+    /// counts the line end after the inner `--alt--` into part 2.1 (240 octets, 14 lines).
+    #[test]
+    fn envelope_and_body_structure() {
+        assert_eq!(
+            items(PLAIN.as_bytes()),
+            "RFC822.SIZE 326 ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \
+             \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) \
+             ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) \
+             ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) \
+             ((NIL NIL \"mooch\" \"owatagu.siam.edu.example\")) NIL NIL NIL \
+             \"<B27397-0100000@Blurdybloop.example>\") \
+             BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 55 1) \
+             BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 55 1 \
+             NIL NIL NIL NIL)"
+        );
+        assert_eq!(
+            items(ALT.as_bytes()),
+            "RFC822.SIZE 331 ENVELOPE (NIL \"=?utf-8?q?caf=C3=A9?=\" \
+             ((\"Ann Example\" NIL \"ann\" \"example.org\")) \
+             ((\"Ann Example\" NIL \"ann\" \"example.org\")) \
+             ((NIL NIL \"list\" \"example.org\")) NIL NIL NIL NIL NIL) \
+             BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 11 1)\
+             (\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 11 0) \
+             \"alternative\") \
+             BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 11 1 \
+             NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \
+             \"quoted-printable\" 11 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"b1\") \
+             NIL NIL NIL)"
+        );
+        let inner_env = "(\"Tue, 1 Jan 2030 00:00:00 +0000\" \"inner\" \
+             ((NIL NIL \"x\" \"example.org\")) ((NIL NIL \"x\" \"example.org\")) \
+             ((NIL NIL \"x\" \"example.org\")) NIL NIL NIL NIL NIL)";
+        assert_eq!(
+            items(MIXED.as_bytes()),
+            format!(
+                "RFC822.SIZE 1043 ENVELOPE (NIL \"mixed\" ((NIL NIL \"a\" \"example.org\")) \
+                 ((NIL NIL \"a\" \"example.org\")) ((NIL NIL \"a\" \"example.org\")) \
+                 ((NIL NIL \"b\" \"example.org\")(NIL NIL \"Group\" NIL)\
+                 (NIL NIL \"c\" \"example.org\")(\"D d\" NIL \"d\" \"example.org\")\
+                 (NIL NIL NIL NIL)) ((NIL NIL \"Undisclosed\" NIL)(NIL NIL NIL NIL)) NIL \
+                 \"<parent@example.org>\" \"<mixed@example.org>\") \
+                 BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"8bit\" 20 1)\
+                 ((\"message\" \"rfc822\" NIL NIL \"forwarded\" \"7bit\" 238 {inner_env} \
+                 ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 0)\
+                 (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 17 0) \
+                 \"alternative\") 13) \"parallel\")\
+                 (\"application\" \"pdf\" (\"name\" \"a.pdf\") \"<pdf@example.org>\" NIL \
+                 \"base64\" 26) \"mixed\") \
+                 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"8bit\" 20 1 \
+                 NIL NIL NIL NIL)((\"message\" \"rfc822\" NIL NIL \"forwarded\" \"7bit\" 238 \
+                 {inner_env} ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" \
+                 11 0 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \
+                 \"7bit\" 17 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"alt\") NIL NIL \
+                 NIL) 13 NIL NIL NIL NIL) \"parallel\" (\"boundary\" \"inner\") NIL NIL NIL)\
+                 (\"application\" \"pdf\" (\"name\" \"a.pdf\") \"<pdf@example.org>\" NIL \
+                 \"base64\" 26 NIL (\"attachment\" (\"filename\" \"a.pdf\")) (\"en\") \"a.pdf\") \
+                 \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL)"
+            )
+        );
+    }
+
+    #[test]
+    fn sections() {
+        let m = MIXED.as_bytes();
+        let rows: &[(&str, &str)] = &[
+            (
+                "BODY[1.MIME]",
+                "{76}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\n",
+            ),
+            ("BODY[1]", "{20}\r\nGrüße\r\nsecond line"),
+            ("BODY[1.1]", "{20}\r\nGrüße\r\nsecond line"),
+            (
+                "BODY[2.1.TEXT]",
+                "{108}\r\n--alt\r\nContent-Type: text/plain\r\n\r\nplain inner\r\n--alt\r\n\
+                 Content-Type: text/html\r\n\r\n<p>html inner</p>\r\n--alt--",
+            ),
+            (
+                "BODY[2.1.HEADER]",
+                "{130}\r\nFrom: x@example.org\r\nSubject: inner\r\n\
+                 Date: Tue, 1 Jan 2030 00:00:00 +0000\r\n\
+                 Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n",
+            ),
+            ("BODY[2.1.HEADER.FIELDS (subject)]", "{18}\r\nSubject: inner\r\n\r\n"),
+            ("BODY[2.1.1]", "{11}\r\nplain inner"),
+            ("BODY[2.1.2.MIME]", "{27}\r\nContent-Type: text/html\r\n\r\n"),
+            ("BODY[2.MIME]", "{52}\r\nContent-Type: multipart/parallel; boundary=inner\r\n\r\n"),
+            ("BODY[3]", "{26}\r\nJVBERi0xLjQK\r\nJVBERi0xLjQK"),
+            (
+                "BODY[HEADER.FIELDS (to CC)]",
+                "{86}\r\nTo: b@example.org, Group: c@example.org, \"D d\" <d@example.org>;\r\n\
+                 Cc: Undisclosed:;\r\n\r\n",
+            ),
+            (
+                "BODY[HEADER.FIELDS.NOT (To Cc MESSAGE-ID In-Reply-To MIME-Version Content-Type)]",
+                "{39}\r\nFrom: a@example.org\r\nSubject: mixed\r\n\r\n",
+            ),
+            ("BODY[TEXT]<0.30>", "{30}\r\nThis is the preamble.\r\n--outer"),
+            // what does not exist
+            ("BODY[4]", "\"\""),
+            ("BODY[2.2]", "\"\""),
+            ("BODY[1.HEADER]", "\"\""),
+            ("BODY[1.TEXT]", "\"\""),
+            ("BODY[3.1.1.1.1]", "{26}\r\nJVBERi0xLjQK\r\nJVBERi0xLjQK"),
+            ("BODY[3.2]", "\"\""),
+            ("BODY[]<2000.10>", "\"\""),
+        ];
+        for &(text, want) in rows {
+            assert_eq!(fetch(m, text), want, "{text}");
+        }
+        let full = crlf(m);
+        assert_eq!(literal(fetch(m, "BODY[]").as_bytes()), full);
+        assert_eq!(literal(fetch(m, "BODY[]<1000.100>").as_bytes()), &full[1000..]);
+        let header_end = full.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(literal(fetch(m, "BODY[HEADER]").as_bytes()), &full[..header_end]);
+        assert_eq!(literal(fetch(m, "BODY[TEXT]").as_bytes()), &full[header_end..]);
+        // a single-part message: part 1 is its body, 1.MIME its header
+        let p = PLAIN.as_bytes();
+        assert_eq!(
+            fetch(p, "BODY[1]"),
+            "{55}\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
+        );
+        assert_eq!(fetch(p, "BODY[1.MIME]"), fetch(p, "BODY[HEADER]"));
+        assert_eq!(fetch(p, "BODY[2]"), "\"\"");
+        // CRLF already in the file is kept, not doubled
+        let a = ALT.as_bytes();
+        assert_eq!(literal(fetch(a, "BODY[]").as_bytes()), a);
+        assert_eq!(fetch(a, "BODY[1]"), "{11}\r\nplain\r\ntext");
+        assert_eq!(
+            fetch(a, "BODY[HEADER.FIELDS (Content-Type)]"),
+            "{56}\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n"
+        );
+    }
+
+    /// Every partial of every section is the slice of the whole section, and sizes are the
+    /// lengths of what is sent.
+    #[test]
+    fn partial_at_every_offset() {
+        let texts = [
+            "BODY[]",
+            "BODY[HEADER]",
+            "BODY[TEXT]",
+            "BODY[1]",
+            "BODY[1.MIME]",
+            "BODY[2]",
+            "BODY[2.1.TEXT]",
+            "BODY[HEADER.FIELDS (From Subject)]",
+            "BODY[HEADER.FIELDS.NOT (From)]",
+        ];
+        for m in [PLAIN.as_bytes(), ALT.as_bytes(), MIXED.as_bytes(), b"a\r\r\nb\n\rc\n\n\r\n"] {
+            let s = Structure::scan(m).unwrap();
+            assert_eq!(s.size(), crlf(m).len() as u64);
+            for text in texts {
+                let (section, _) = item(text);
+                let whole = literal(fetch(m, text).as_bytes());
+                let n = whole.len() as u32;
+                for origin in 0..=n + 1 {
+                    for length in [1, 2, 3, 7, n.saturating_sub(origin).max(1), u32::MAX] {
+                        let mut out = Vec::new();
+                        let mut file = Cursor::new(m);
+                        write_section(&s, &mut file, &section, Some((origin, length)), &mut out)
+                            .unwrap();
+                        let lo = (origin as usize).min(whole.len());
+                        let hi = (lo + length as usize).min(whole.len());
+                        assert_eq!(literal(&out), &whole[lo..hi], "{text}<{origin}.{length}>");
+                    }
+                }
+            }
+        }
+        // BODYSTRUCTURE sizes (20, 238, 26 in MIXED) are what BODY[part] sends
+        for (text, n) in [("BODY[1]", 20), ("BODY[2.1]", 238), ("BODY[3]", 26), ("BODY[2.1.1]", 11)]
+        {
+            assert_eq!(literal(fetch(MIXED.as_bytes(), text).as_bytes()).len(), n, "{text}");
+        }
+    }
+
+    #[test]
+    fn section_names() {
+        let name = |text: &str, origin| {
+            let (section, _) = item(text);
+            let mut out = Vec::new();
+            section.write_name(origin, &mut out);
+            show(&out)
+        };
+        assert_eq!(name("BODY[]", None), "BODY[]");
+        assert_eq!(
+            name("BODY.PEEK[header.fields (From \"To\" x-Y)]", None),
+            "BODY[HEADER.FIELDS (From To x-Y)]"
+        );
+        assert_eq!(
+            name("BODY[1.2.header.FIELDS.not (a)]", Some(0)),
+            "BODY[1.2.HEADER.FIELDS.NOT (a)]<0>"
+        );
+        assert_eq!(name("BODY[3.mime]<5.6>", Some(5)), "BODY[3.MIME]<5>");
+        assert_eq!(name("BODY[2.1.TEXT]", None), "BODY[2.1.TEXT]");
+        assert_eq!(item("BODY[Text]").0, Section::RFC822_TEXT);
+        assert_eq!(item("BODY[HEADER]").0, Section::RFC822_HEADER);
+        assert_eq!(item("BODY[]").0, Section::RFC822);
+        let bad = |text: &str| {
+            let cmd = crate::imap::parse(format!("a FETCH 1 {text}").as_bytes(), &[], 64).unwrap();
+            let Value::Section { section, .. } = &cmd.args[1] else { panic!() };
+            Section::parse(section).is_err()
+        };
+        for text in [
+            "BODY[MIME]",
+            "BODY[0]",
+            "BODY[1.0]",
+            "BODY[1.]",
+            "BODY[.1]",
+            "BODY[1..2]",
+            "BODY[4294967296]",
+            "BODY[HEADER.FIELDS]",
+            "BODY[HEADER.FIELDS ()]",
+            "BODY[HEADER.FIELDS (a (b))]",
+            "BODY[HEADER x]",
+            "BODY[TEXT.1]",
+            "BODY[1.TEXTX]",
+            "BODY[\"1\"]",
+            "BODY[HEADER.FIELDS.NOTX (a)]",
+            "BODY[1 2]",
+        ] {
+            assert!(bad(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn internal_date() {
+        let date = |secs| {
+            let mut out = Vec::new();
+            write_internal_date(secs, &mut out);
+            show(&out)
+        };
+        assert_eq!(date(0), "\"01-Jan-1970 00:00:00 +0000\"");
+        assert_eq!(date(1_795_307_472), "\"22-Nov-2026 00:31:12 +0000\"");
+        assert_eq!(date(951_782_400), "\"29-Feb-2000 00:00:00 +0000\"");
+    }
+
+    #[test]
+    fn addresses_tolerantly() {
+        let env = |header: &str| {
+            let mut out = Vec::new();
+            envelope(header.as_bytes(), &mut out);
+            show(&out)
+        };
+        // checked against Dovecot
+        assert_eq!(
+            env("To: undisclosed\nCc: <>, \"x y\" <@r1,@r2:a.b@[1.2.3.4]>, c@\nSubject:\n\
+                 Bcc: g: ;, h: x@y\n"),
+            "(NIL \"\" NIL NIL NIL ((NIL NIL \"undisclosed\" \"MISSING_DOMAIN\")) \
+             ((NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")(\"x y\" \"@r1,@r2\" \"a.b\" \
+             \"[1.2.3.4]\")(NIL NIL \"c\" \"MISSING_DOMAIN\")) ((NIL NIL \"g\" NIL)\
+             (NIL NIL NIL NIL)(NIL NIL \"h\" NIL)(NIL NIL \"x\" \"y\")(NIL NIL NIL NIL)) NIL NIL)"
+        );
+        assert_eq!(
+            env("From: Joe Q. Public <joe@x>, \"a\\\"b\" <c@d>, e@f (Comment)\n"),
+            "(NIL NIL ((\"Joe Q. Public\" NIL \"joe\" \"x\")(\"a\\\"b\" NIL \"c\" \"d\")\
+             (\"Comment\" NIL \"e\" \"f\")) ((\"Joe Q. Public\" NIL \"joe\" \"x\")\
+             (\"a\\\"b\" NIL \"c\" \"d\")(\"Comment\" NIL \"e\" \"f\")) ((\"Joe Q. Public\" \
+             NIL \"joe\" \"x\")(\"a\\\"b\" NIL \"c\" \"d\")(\"Comment\" NIL \"e\" \"f\")) \
+             NIL NIL NIL NIL NIL)"
+        );
+        // folded, 8-bit, broken: never a panic, 8-bit and CR go out as literals
+        assert_eq!(
+            env("Subject: a\n\tb\nFrom: Gr\u{fc}\u{df}e <g@x>\nTo: ((((<<>>@@,,;;::\"\nDate: \r\n"),
+            "(\"\" \"a\tb\" (({7}\r\nGr\u{fc}\u{df}e NIL \"g\" \"x\")) (({7}\r\nGr\u{fc}\u{df}e NIL \
+             \"g\" \"x\")) (({7}\r\nGr\u{fc}\u{df}e NIL \"g\" \"x\")) NIL NIL NIL NIL NIL)"
+        );
+        let _ = env("To: a:b:c:;;;<@,@:>,\"\\");
+        let _ = env("To: (unclosed comment");
+        let _ = env("To: [unclosed literal");
+    }
+
+    /// The same structure whatever the read sizes (line ends split across reads).
+    #[test]
+    fn any_chunking() {
+        struct Drip<'a>(&'a [u8], usize);
+        impl Read for Drip<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.1.min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for m in [MIXED.as_bytes(), ALT.as_bytes(), b"a\r\r\n--x\r\n\r\r\n"] {
+            let whole = format!("{:?}", Structure::scan(m).unwrap());
+            for size in 1..8 {
+                assert_eq!(format!("{:?}", Structure::scan(Drip(m, size)).unwrap()), whole);
+            }
+        }
+    }
+
+    /// Counts the bytes read through it.
+    struct Counting<R> {
+        inner: R,
+        read: u64,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl<R: Seek> Seek for Counting<R> {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    /// 20 MB with a big attachment: memory stays small, and a partial fetch deep inside
+    /// reads little more than it sends.
+    #[test]
+    fn big_message() {
+        let mut m =
+            b"Subject: big\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nhello\n--b\n\
+                      Content-Type: application/octet-stream\n\n"
+                .to_vec();
+        let line =
+            b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\n";
+        while m.len() < 20_000_000 {
+            m.extend_from_slice(line);
+        }
+        m.extend_from_slice(b"--b--\n");
+        let s = Structure::scan(&m[..]).unwrap();
+        let full = crlf(&m);
+        assert_eq!(s.size(), full.len() as u64);
+        assert!(s.checkpoints.len() < 400);
+        assert_eq!(s.parts.len(), 3);
+        let mut bs = Vec::new();
+        s.body_structure(true, &mut bs);
+        assert!(
+            show(&bs).contains("\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" 20"),
+            "{}",
+            show(&bs)
+        );
+        for (origin, length) in [(19_000_000u32, 1_000_000u32), (10_000_001, 100), (0, 10)] {
+            let mut file = Counting { inner: Cursor::new(&m[..]), read: 0 };
+            let mut out = Vec::new();
+            let (section, _) = item("BODY[]");
+            write_section(&s, &mut file, &section, Some((origin, length)), &mut out).unwrap();
+            let lo = origin as usize;
+            let hi = (lo + length as usize).min(full.len());
+            assert_eq!(literal(&out), &full[lo..hi]);
+            assert!(file.read <= length as u64 + 2 * CHECKPOINT, "read {} for {length}", file.read);
+        }
+        // the same inside part 2
+        let mut file = Counting { inner: Cursor::new(&m[..]), read: 0 };
+        let mut out = Vec::new();
+        let (section, _) = item("BODY[2]");
+        write_section(&s, &mut file, &section, Some((15_000_000, 1000)), &mut out).unwrap();
+        assert_eq!(literal(&out).len(), 1000);
+        assert!(file.read <= 1000 + 2 * CHECKPOINT);
+    }
+
+    /// Hostile shapes: bounded, no panic, answers consistent with the bytes.
+    #[test]
+    fn hostile() {
+        let mut cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"\n".to_vec(),
+            b"\r".to_vec(),
+            b"no header separator at all".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=x\n".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=x\n\n--x\n".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=x\n\n--x".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=x\n\n--x--".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n".to_vec(),
+            b"Content-Type: message/rfc822\n\n".to_vec(),
+            b"Content-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\nxx\n".to_vec(),
+            b"Content-Type: multipart/digest; boundary=d\n\n--d\n\nSubject: s\n\nx\n--d--\n"
+                .to_vec(),
+            b"Content-Type: ;;;===\"\n\n".to_vec(),
+            b"Content-Type: text/plain; a=\"unclosed\n\n".to_vec(),
+            b"\0\0\0: \0\n\n\0".to_vec(),
+        ];
+        let mut long = b"Subject: ".to_vec();
+        long.resize(3_000_000, b'a');
+        long.extend_from_slice(b"\n\nbody");
+        cases.push(long);
+        let mut boundary = b"Content-Type: multipart/mixed; boundary=".to_vec();
+        boundary.resize(20_000, b'b');
+        boundary.extend_from_slice(b"\n\n--bbbb\n\nx\n");
+        cases.push(boundary);
+        let mut deep = Vec::new();
+        for i in 0..100 {
+            deep.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n").as_bytes(),
+            );
+        }
+        deep.extend_from_slice(b"\nleaf\n");
+        cases.push(deep);
+        let mut messages = Vec::new();
+        for _ in 0..100 {
+            messages.extend_from_slice(b"Content-Type: message/rfc822\n\n");
+        }
+        cases.push(messages);
+        let mut many = b"Content-Type: multipart/mixed; boundary=p\n\n".to_vec();
+        for i in 0..10_000 {
+            many.extend_from_slice(format!("--p\n\npart {i}\n").as_bytes());
+        }
+        many.extend_from_slice(b"--p--\n");
+        cases.push(many);
+        for m in &cases {
+            let s = Structure::scan(&m[..]).unwrap();
+            assert!(s.parts.len() <= MAX_PARTS);
+            assert!(s.parts.iter().all(|p| p.depth <= MAX_DEPTH && p.header.len() <= MAX_HEADER));
+            assert!(s.parts.iter().map(|p| p.header.len()).sum::<usize>() <= MAX_HEADERS_TOTAL);
+            assert_eq!(s.size(), crlf(m).len() as u64);
+            let mut out = Vec::new();
+            s.body_structure(true, &mut out);
+            s.envelope(&mut out);
+            let depth = out.iter().try_fold(0i64, |d, &b| {
+                let d = d + i64::from(b == b'(') - i64::from(b == b')');
+                (d >= 0).then_some(d)
+            });
+            if !out.contains(&b'"') {
+                assert_eq!(depth, Some(0));
+            }
+            for text in [
+                "BODY[]",
+                "BODY[HEADER]",
+                "BODY[TEXT]",
+                "BODY[1]",
+                "BODY[1.1.1]",
+                "BODY[1.MIME]",
+                "BODY[1.HEADER.FIELDS (Subject)]",
+                "BODY[HEADER.FIELDS.NOT (Content-Type)]",
+                "BODY[2.TEXT]",
+            ] {
+                let _ = literal(fetch(m, text).as_bytes());
+            }
+        }
+        // 10,000 parts: the first MAX_PARTS - 1 kept, the rest is the last one's body
+        let s = Structure::scan(&cases.last().unwrap()[..]).unwrap();
+        assert_eq!(s.parts.len(), MAX_PARTS);
+        assert_eq!(fetch(cases.last().unwrap(), "BODY[5]"), "{6}\r\npart 4");
+        assert!(
+            literal(fetch(cases.last().unwrap(), "BODY[999]").as_bytes()).ends_with(b"part 9999")
+        );
+        assert_eq!(fetch(cases.last().unwrap(), "BODY[1000]"), "\"\"");
+    }
 }
