@@ -5,7 +5,7 @@
 use crate::io::{Io, IoError};
 use crate::mailbox::Mailbox;
 use qmail::imap::flags::Flags;
-use qmail::imap::message::{self, Section, SectionText, Structure};
+use qmail::imap::message::{self, Section, Structure};
 use qmail::imap::search::{Candidate, Context, Search};
 use qmail::imap::write::CrlfCount;
 use qmail::imap::{SequenceSet, Value};
@@ -80,11 +80,13 @@ fn parse_items(items: &[Value]) -> Result<Vec<Item>, &'static str> {
                     b"ENVELOPE" => out.push(Item::Envelope),
                     b"BODY" => out.push(Item::Body),
                     b"BODYSTRUCTURE" => out.push(Item::BodyStructure),
-                    b"RFC822" => out.push(whole(SectionText::Full, false, Named::Rfc822)),
+                    b"RFC822" => out.push(whole(Section::RFC822, false, Named::Rfc822)),
                     b"RFC822.HEADER" => {
-                        out.push(whole(SectionText::Header, true, Named::Rfc822Header))
+                        out.push(whole(Section::RFC822_HEADER, true, Named::Rfc822Header))
                     }
-                    b"RFC822.TEXT" => out.push(whole(SectionText::Text, false, Named::Rfc822Text)),
+                    b"RFC822.TEXT" => {
+                        out.push(whole(Section::RFC822_TEXT, false, Named::Rfc822Text))
+                    }
                     _ => return Err("Unknown fetch item"),
                 }
             }
@@ -103,8 +105,8 @@ fn parse_items(items: &[Value]) -> Result<Vec<Item>, &'static str> {
     Ok(out)
 }
 
-fn whole(text: SectionText, peek: bool, named: Named) -> Item {
-    Item::Section { section: Section { part: Vec::new(), text }, partial: None, peek, named }
+fn whole(section: Section, peek: bool, named: Named) -> Item {
+    Item::Section { section, partial: None, peek, named }
 }
 
 /// FETCH / UID FETCH of `set` with `items`, streamed to `io`.

@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
-pub mod slapd;
 pub mod imap;
+pub mod slapd;
 
 use std::fs;
 use std::io::Write;

@@ -85,7 +85,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use super::parse::{number, Value};
 use super::write::{literal_header, nstring, string, Crlf};
 use super::ErrorKind;
-use crate::date822::Utc;
 
 /// The most parts kept for one message (its top level and each encapsulated message count).
 pub const MAX_PARTS: usize = 1000;
@@ -522,20 +521,6 @@ pub fn write_section<F: Read + Seek, W: Write>(
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "message file shrank"));
     }
     Ok(())
-}
-
-/// INTERNALDATE's value, `"DD-Mon-YYYY HH:MM:SS +0000"` quoted, for `secs` since the epoch
-/// (UTC; the day zero-padded, which RFC 3501's `date-day-fixed` allows beside a space).
-pub fn write_internal_date(secs: i64, out: &mut Vec<u8>) {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let t = Utc::from_unix(secs);
-    let month = MONTHS[(t.month as usize).clamp(1, 12) - 1];
-    let text = format!(
-        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} +0000\"",
-        t.day, month, t.year, t.hour, t.minute, t.second
-    );
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Converted bytes, numbered from 0, of which those in `[lo, hi)` go to `out`.
@@ -1891,18 +1876,6 @@ epilogue\n\
         ] {
             assert!(bad(text), "{text}");
         }
-    }
-
-    #[test]
-    fn internal_date() {
-        let date = |secs| {
-            let mut out = Vec::new();
-            write_internal_date(secs, &mut out);
-            show(&out)
-        };
-        assert_eq!(date(0), "\"01-Jan-1970 00:00:00 +0000\"");
-        assert_eq!(date(1_795_307_472), "\"22-Nov-2026 00:31:12 +0000\"");
-        assert_eq!(date(951_782_400), "\"29-Feb-2000 00:00:00 +0000\"");
     }
 
     #[test]
