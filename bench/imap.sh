@@ -21,14 +21,17 @@
 #     (Maildir++), no TLS, its defaults otherwise: a login process and an imap process per
 #     connection, no auth cache (auth_cache_size = 0), fsync "optimized", logging to a file.
 #
-# Measured, in ROUNDS (3) rounds, ours and Dovecot in turn (the first of them alternating),
-# with bench/imapload.py:
+# Measured in ROUNDS (3) rounds with bench/imapload.py:
 #   1. logins: N (2000) sessions of greeting, LOGIN and LOGOUT as random users, SESSIONS (10)
-#      at a time: logins/s, the server's CPU per login, slapd's;
-#   2. SELECT INBOX + UID FETCH 1:* (FLAGS) on u$USERS's 10,000 messages, on one connection,
-#      SELECTS (20) pairs after 2 untimed ones: pairs/s and the server's CPU per pair;
-#   3. FETCH 1:* BODY.PEEK[] of u$((USERS+1))'s INBOX (50 MiB), FETCHES (3) times after one
-#      untimed: MB/s of message data received and the server's CPU per MB.
+#      at a time, on ours and on Dovecot in turn (the first of them alternating from round to
+#      round): logins/s, the server's CPU per login, slapd's;
+#   2. SELECT INBOX + UID FETCH 1:* (FLAGS) on u$USERS's 10,000 messages, SELECTS (50) pairs
+#      after 2 untimed ones, on one connection to each server, the pairs going to each in
+#      turn: pairs/s (time spent waiting for that server's pairs) and its CPU per pair;
+#   3. FETCH 1:* BODY.PEEK[] of u$((USERS+1))'s INBOX (50 MiB), FETCHES (10) times after one
+#      untimed, the same way: MB/s of message data received and the server's CPU per MB.
+#   Taking turns operation by operation, what else the machine does (a build in another
+#   tree) falls on both alike; the rates still move with it, the CPU figures much less.
 # Before the rounds, untimed: every user logs in once on each server, and the first SELECT
 # and UID FETCH and the first FETCH of each big folder are timed apart (cold: Dovecot writes
 # its uidlist and index then), with their content checked against the Maildir. Last, each
@@ -50,10 +53,10 @@ USERS=${USERS:-1000}
 SESSIONS=${SESSIONS:-10}
 MESSAGES=${MESSAGES:-5}
 SELECT_MSGS=${SELECT_MSGS:-10000}
-SELECTS=${SELECTS:-20}
+SELECTS=${SELECTS:-50}
 FETCH_MSGS=${FETCH_MSGS:-200}
 FETCH_SIZE=${FETCH_SIZE:-262144}
-FETCHES=${FETCHES:-3}
+FETCHES=${FETCHES:-10}
 PASSWORD=bench-secret-  # uK's password is this followed by K
 
 [ "$(id -u)" = 0 ] || { echo "bench/imap.sh: must run as root" >&2; exit 1; }
@@ -124,46 +127,49 @@ pids+=("$dovecot_pid")
 wait_port "$DPORT"
 systems+=(dovecot)
 
-# imapload SYSTEM WHAT ARG...: bench/imapload.py WHAT against SYSTEM (its port, its process
-# tree's CPU), its figures appended to $work/fig.WHAT.SYSTEM (fig.$fig.SYSTEM when fig is
-# set) and its line to imapload.out
+# imapload WHAT "SYSTEM..." ARG...: bench/imapload.py WHAT against those systems (their
+# ports, their process trees' CPU; with verify=K, what uK's Maildir on each holds), each one's
+# figures appended to $work/fig.WHAT.SYSTEM (fig.$fig.SYSTEM when fig is set), the lines
+# for people to $work/imapload.out
 imapload() {
-  local sys=$1 what=$2 port=$QPORT root=${ours_pid:-}
+  local what=$1 sys args=() servers=()
+  for sys in $2; do
+    if [ "$sys" = ours ]; then
+      servers+=("127.0.0.1:$QPORT") args+=(--cpu "$ours_pid")
+      [ -z "${verify:-}" ] || args+=(--verify "$work/ml/u$verify/Maildir")
+    else
+      servers+=("127.0.0.1:$DPORT") args+=(--cpu "$dovecot_pid")
+      [ -z "${verify:-}" ] || args+=(--verify "$work/dml/u$verify/Maildir")
+    fi
+    args+=(-o "$work/fig.${fig:-$what}.$sys")
+  done
   shift 2
-  [ "$sys" = dovecot ] && port=$DPORT root=$dovecot_pid
-  bench/imapload.py "$what" -p "$PASSWORD" --cpu "$root" --slapd "$slapd_pid" \
-    -o "$work/fig.${fig:-$what}.$sys" "$@" "127.0.0.1:$port" >> "$work/imapload.out"
-}
-maildir() { # SYSTEM USER: that user's Maildir on that system
-  if [ "$1" = ours ]; then echo "$work/ml/u$2/Maildir"; else echo "$work/dml/u$2/Maildir"; fi
+  bench/imapload.py "$what" -p "$PASSWORD" "${args[@]}" "$@" "${servers[@]}" \
+    >> "$work/imapload.out"
 }
 
-# the warm-up: every user once; the cold SELECT and FETCHes, checked
+# the warm-up, untimed: every user once; then the cold SELECT and FETCHes, checked
 for sys in "${systems[@]}"; do
-  fig=warm imapload "$sys" login --all -s "$SESSIONS" -u "$USERS"
-  fig=coldselect imapload "$sys" select -k "$sel_user" -w 0 -r 1 \
-    --verify "$(maildir "$sys" "$sel_user")"
-  fig=coldfetch imapload "$sys" fetch -k "$fetch_user" -w 0 -r 1 \
-    --verify "$(maildir "$sys" "$fetch_user")"
+  fig=warm imapload login "$sys" --all -s "$SESSIONS" -u "$USERS"
 done
+fig=coldselect verify=$sel_user imapload select "${systems[*]}" -k "$sel_user" -w 0 -r 1
+fig=coldfetch verify=$fetch_user imapload fetch "${systems[*]}" -k "$fetch_user" -w 0 -r 1
 
+# the rounds: logins on each in turn, SELECTs and FETCHes on both at once, in turn per
+# operation (bench/imapload.py)
 for round in $(seq "$ROUNDS"); do
   order=("${systems[@]}")
   [ $((round % 2)) = 0 ] && [ "${#systems[@]}" = 2 ] && order=(dovecot ours)
   for sys in "${order[@]}"; do
-    imapload "$sys" login -m "$N" -s "$SESSIONS" -u "$USERS"
+    imapload login "$sys" -m "$N" -s "$SESSIONS" -u "$USERS" --slapd "$slapd_pid"
   done
-  for sys in "${order[@]}"; do
-    imapload "$sys" select -k "$sel_user" -w 2 -r "$SELECTS"
-  done
-  for sys in "${order[@]}"; do
-    imapload "$sys" fetch -k "$fetch_user" -w 1 -r "$FETCHES"
-  done
+  imapload select "${order[*]}" -k "$sel_user" -w 2 -r "$SELECTS"
+  imapload fetch "${order[*]}" -k "$fetch_user" -w 1 -r "$FETCHES"
 done
 
 # a wrong password, refused by each: last, since Dovecot slows an address down after one
 for sys in "${systems[@]}"; do
-  fig=wrong imapload "$sys" login --wrong -s 1 -m 1 -u "$USERS"
+  fig=wrong imapload login "$sys" --wrong -s 1 -m 1 -u "$USERS"
 done
 
 python3 - "$work" "$N" "$USERS" "$SESSIONS" "$SELECT_MSGS" "$SELECTS" "$FETCH_MSGS" \
@@ -205,8 +211,8 @@ table("login", ["logins/s", "CPU ms/login", "slapd ms/login"],
        (lambda t, o, b, c, s, f: c * 1000 / o, "{:.2f}", False),
        (lambda t, o, b, c, s, f: s * 1000 / o, "{:.2f}", False)])
 print()
-print(f"2. SELECT INBOX + UID FETCH 1:* (FLAGS), {smsgs} messages, {selects} pairs on one "
-      f"connection after 2 untimed;")
+print(f"2. SELECT INBOX + UID FETCH 1:* (FLAGS), {smsgs} messages, {selects} pairs on a "
+      f"connection to each server in turn, after 2 untimed;")
 print("   cold: the first pair on the fresh Maildir (before the rounds)")
 cold = {s: figures("coldselect", s)[0][5] for s in systems}
 table("select", ["pairs/s", "ms/pair", "CPU ms/pair"],
@@ -218,7 +224,7 @@ for s in systems:
 print()
 size = fmsgs * fsize / 2**20
 print(f"3. FETCH 1:* BODY.PEEK[] of {fmsgs} messages of {fsize // 1024} KiB ({size:.0f} MiB), "
-      f"{fetches} times on one connection after 1 untimed")
+      f"{fetches} times on a connection to each in turn, after 1 untimed")
 table("fetch", ["MB/s", "CPU ms/MB"],
       [(lambda t, o, b, c, s, f: b / t / 1e6, "{:.1f}", True),
        (lambda t, o, b, c, s, f: c * 1000 / (b / 1e6), "{:.2f}", False)])

@@ -3,8 +3,8 @@
 
     imapload.py login [-s sessions] [-m count] [-u users] [-p prefix] [--all] [--wrong]
                       [--cpu PID]... [--slapd PID] [-o FILE] host:port
-    imapload.py select|fetch -k K [-p prefix] [-r reps] [-w warm] [--verify MAILDIR]
-                      [--cpu PID]... [-o FILE] host:port
+    imapload.py select|fetch -k K [-p prefix] [-r reps] [-w warm] [--verify MAILDIR]...
+                      [--cpu PID]... [-o FILE]... host:port...
     imapload.py maildir DIR COUNT SIZE
 
 login: `count` sessions of greeting, LOGIN and LOGOUT, `sessions` at a time, each as a user uK
@@ -13,20 +13,23 @@ passwords), each session a process of its own taking the next number from a shar
 (bench/loadgen.py, as bench/authload.py). --all logs each user in once, in turn, instead;
 --wrong sends a wrong password (the right one and "x") and wants NO.
 
-select: one connection, LOGIN as uK, then `warm` + `reps` times SELECT INBOX and UID FETCH 1:*
-(FLAGS); the first pair, the `warm` ones and the `reps` timed ones apart. With --verify, the
-EXISTS count and the FETCH responses must match the messages in MAILDIR's cur/ and new/, and
-the \\Seen flags their `S`.
+select: one connection to each server, LOGIN as uK, then `warm` + `reps` times SELECT INBOX
+and UID FETCH 1:* (FLAGS); the first pair, the `warm` ones and the `reps` timed ones apart.
+With more than one server, each pair goes to each server in turn (the first of them
+alternating), so that a machine busy with something else slows them all alike. With
+--verify, the EXISTS count and the FETCH responses must match the messages in MAILDIR's cur/
+and new/, and the \\Seen flags their `S`.
 
-fetch: one connection, LOGIN as uK, SELECT INBOX, then `warm` + `reps` times FETCH 1:*
-BODY.PEEK[], counting the bytes of message data (the literals) received. With --verify, the
-first FETCH must return each message of MAILDIR exactly once, as CRLF lines.
+fetch: the same with SELECT INBOX once, then FETCH 1:* BODY.PEEK[] as the operation, counting
+the bytes of message data (the literals) received. With --verify, the first FETCH must
+return each message of MAILDIR exactly once, as CRLF lines.
 
---cpu PID (repeatable): also the CPU (user+system) of those process trees over the timed part
-(tree_cpu in bench/loadgen.py), and --slapd PID that of slapd's, apart. Prints one line for
-people and, with -o, appends one for bench/imap.sh to FILE: "seconds operations bytes
-server-CPU slapd-CPU first-seconds" (an operation: a session, a SELECT+FETCH pair, a FETCH of
-the whole folder; first-seconds: select's first pair, fetch's first FETCH, else 0).
+--cpu PID: also the CPU (user+system) of that process tree over the timed part (tree_cpu in
+bench/loadgen.py); --slapd PID (login) that of slapd's, apart. --cpu, -o and --verify come
+once per server, in the servers' order. Prints one line per server for people and, with -o,
+appends one for bench/imap.sh to FILE: "seconds operations bytes server-CPU slapd-CPU
+first-seconds" (an operation: a session, a SELECT+FETCH pair, a FETCH of the whole folder;
+first-seconds: select's first pair, fetch's first FETCH, else 0).
 
 maildir: writes COUNT messages of about SIZE bytes (LF lines, Date, Subject, Message-ID, a
 base64 body) into DIR/cur as Maildir++ files "<time>.M<n>P1.bench,S=<size>:2,<flags>", a third
@@ -52,9 +55,9 @@ def main():
     args = parse_args()
     if args.what == "maildir":
         return make_maildir(args.dir, args.count, args.size)
-    cpu0 = tree_cpu(*args.cpu) if args.cpu else 0
-    slapd0 = tree_cpu(args.slapd) if args.slapd else 0
     if args.what == "login":
+        cpu0 = tree_cpu(*args.cpu) if args.cpu else 0
+        slapd0 = tree_cpu(args.slapd) if args.slapd else 0
         # one result per session process: "" when all went through, or an error text
         elapsed, outcome = run(args.sessions, user_worker, args, login_session)
         errors = [text for text in outcome if text]
@@ -62,36 +65,36 @@ def main():
             for text in dict.fromkeys(errors or ["a session process died"]):
                 print(f"imapload: {text}", file=sys.stderr)
             return 1
-        ops, nbytes, first, cpu = args.count, 0, 0.0, None
+        cpu = tree_cpu(*args.cpu) - cpu0 if args.cpu else 0
+        slapd = tree_cpu(args.slapd) - slapd0 if args.slapd else 0
+        results = [(elapsed, args.count, 0, cpu, slapd, 0.0)]
     else:
         try:
-            elapsed, ops, nbytes, first, cpu = one_connection(args)
+            results = one_connection(args)
         except Exception as e:  # Refused, OSError: say which step
             print(f"imapload: u{args.user}: {error_text(e)}", file=sys.stderr)
             return 1
-    if cpu is None:
-        cpu = tree_cpu(*args.cpu) - cpu0 if args.cpu else 0
-    slapd = tree_cpu(args.slapd) - slapd0 if args.slapd else 0
     own = own_cpu()
-    if args.what == "login":
-        what = ("sessions with a wrong password, refused" if args.wrong
-                else "sessions of LOGIN + LOGOUT")
-        order = "each user once" if args.all else f"{args.users} users at random"
-        line = f"{args.count} {what}, {order}, {args.sessions} at a time"
-    elif args.what == "select":
-        line = (f"u{args.user}: {ops} x SELECT INBOX + UID FETCH 1:* (FLAGS) after {args.warm} "
-                f"warm-up, the first {first * 1000:.1f} ms")
-    else:
-        line = (f"u{args.user}: {ops} x FETCH 1:* BODY.PEEK[] of {nbytes / ops / 1e6:.1f} MB "
-                f"after {args.warm} warm-up, the first {first:.3f} s, "
-                f"{nbytes / elapsed / 1e6:.1f} MB/s")
-    line += f": {elapsed:.2f} s, {ops / elapsed:.1f}/s; own CPU {own:.2f} s"
-    if args.cpu:
-        line += f", server CPU {cpu * 1000 / ops:.2f} ms per operation"
-    print(f"imapload {args.what} {args.server}: {line}")
-    if args.out:
-        with open(args.out, "a") as f:
-            print(elapsed, ops, nbytes, cpu, slapd, first, file=f)
+    for i, (elapsed, ops, nbytes, cpu, slapd, first) in enumerate(results):
+        if args.what == "login":
+            what = ("sessions with a wrong password, refused" if args.wrong
+                    else "sessions of LOGIN + LOGOUT")
+            order = "each user once" if args.all else f"{args.users} users at random"
+            line = f"{args.count} {what}, {order}, {args.sessions} at a time"
+        elif args.what == "select":
+            line = (f"u{args.user}: {ops} x SELECT INBOX + UID FETCH 1:* (FLAGS) after "
+                    f"{args.warm} warm-up, the first {first * 1000:.1f} ms")
+        else:
+            line = (f"u{args.user}: {ops} x FETCH 1:* BODY.PEEK[] of {nbytes / ops / 1e6:.1f} "
+                    f"MB after {args.warm} warm-up, the first {first:.3f} s, "
+                    f"{nbytes / elapsed / 1e6:.1f} MB/s")
+        line += f": {elapsed:.2f} s, {ops / elapsed:.1f}/s"
+        if args.cpu:
+            line += f", server CPU {cpu * 1000 / ops:.2f} ms per operation"
+        print(f"imapload {args.what} {args.servers[i]}: {line}; own CPU {own:.2f} s in all")
+        if args.out:
+            with open(args.out[i], "a") as f:
+                print(elapsed, ops, nbytes, cpu, slapd, first, file=f)
     return 0
 
 
@@ -108,20 +111,31 @@ def parse_args():
     p.add_argument("-r", dest="reps", type=int, default=10, help="select, fetch: timed rounds")
     p.add_argument("-w", dest="warm", type=int, default=1,
                    help="select, fetch: untimed rounds after the first")
-    p.add_argument("--verify", metavar="MAILDIR", help="select, fetch: what INBOX holds")
+    p.add_argument("--verify", metavar="MAILDIR", action="append", default=[],
+                   help="select, fetch: what INBOX holds (one per server)")
     p.add_argument("--cpu", type=int, action="append", default=[],
-                   help="a server's root process: count its tree's CPU")
-    p.add_argument("--slapd", type=int, help="slapd's process: count its CPU apart")
-    p.add_argument("-o", dest="out", help="append the figures to this file")
-    p.add_argument("server", help="host:port")
+                   help="a server's root process, its tree's CPU counted (one per server)")
+    p.add_argument("--slapd", type=int, help="login: slapd's process, its CPU counted apart")
+    p.add_argument("-o", dest="out", action="append", default=[],
+                   help="append the figures to this file (one per server)")
+    p.add_argument("servers", nargs="+", metavar="host:port")
     args = p.parse_args()
-    host, sep, port = args.server.rpartition(":")
-    if (not sep or not port.isdigit() or args.sessions < 1 or args.count < 1
-            or args.users < 1 or args.reps < 1 or args.warm < 0):
-        p.error("want host:port, positive -s, -m, -u and -r, and -w not below 0")
+    args.addrs = []
+    for server in args.servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not port.isdigit():
+            p.error(f"want host:port, not {server}")
+        args.addrs.append((host.strip("[]"), int(port)))
+    if args.sessions < 1 or args.count < 1 or args.users < 1 or args.reps < 1 or args.warm < 0:
+        p.error("want positive -s, -m, -u and -r, and -w not below 0")
+    if args.what == "login" and len(args.servers) > 1:
+        p.error("login: one server at a time")
+    for name in ("cpu", "out", "verify"):
+        if getattr(args, name) and len(getattr(args, name)) != len(args.servers):
+            p.error(f"as many --{name} as servers, or none")
     if args.all:
         args.count = args.users
-    args.addr = (host.strip("[]"), int(port))
+    args.addr = args.addrs[0]
     return args
 
 
@@ -234,31 +248,44 @@ def login_session(args, user, password):
 
 
 def one_connection(args):
-    """select or fetch: returns the timed part's seconds, its operations, the bytes of
-    message data, the first operation's seconds and the server's CPU in the timed part (None
-    without --cpu)."""
-    expected = maildir_messages(args.verify) if args.verify else None
-    c = Connection(args.addr)
+    """select or fetch, on one connection to each server, the servers in turn for every
+    operation (the first of them alternating), so that what else the machine does falls on
+    all alike. Returns for each: the timed part's seconds, its operations, the bytes of
+    message data, the server's CPU in it (0 without --cpu), 0 (slapd) and the first
+    operation's seconds."""
+    expected = [maildir_messages(m) for m in args.verify] or [None] * len(args.addrs)
+    conns = []
     try:
-        login(c, f"u{args.user}", f"{args.prefix}{args.user}")
+        for addr in args.addrs:
+            conns.append(Connection(addr))
+            login(conns[-1], f"u{args.user}", f"{args.prefix}{args.user}")
         step = select_pair if args.what == "select" else fetch_all
         if args.what == "fetch":
-            select(c, expected)
-        t = time.monotonic()
-        step(c, expected)
-        first = time.monotonic() - t
+            for c, e in zip(conns, expected):
+                select(c, e)
+        first = []
+        for c, e in zip(conns, expected):
+            t = time.monotonic()
+            step(c, e)
+            first.append(time.monotonic() - t)
         for _ in range(args.warm):
-            step(c, None)
-        cpu0 = tree_cpu(*args.cpu) if args.cpu else 0
-        t, nbytes = time.monotonic(), 0
-        for _ in range(args.reps):
-            nbytes += step(c, None)
-        elapsed = time.monotonic() - t
-        cpu = tree_cpu(*args.cpu) - cpu0 if args.cpu else None
-        c.command("LOGOUT", "LOGOUT")
+            for c in conns:
+                step(c, None)
+        cpu0 = [tree_cpu(pid) for pid in args.cpu]
+        elapsed, nbytes = [0.0] * len(conns), [0] * len(conns)
+        for rep in range(args.reps):
+            turn = list(enumerate(conns))
+            for i, c in turn[rep % len(turn):] + turn[:rep % len(turn)]:
+                t = time.monotonic()
+                nbytes[i] += step(c, None)
+                elapsed[i] += time.monotonic() - t
+        cpu = [tree_cpu(pid) - c0 for pid, c0 in zip(args.cpu, cpu0)] or [0] * len(conns)
+        for c in conns:
+            c.command("LOGOUT", "LOGOUT")
     finally:
-        c.close()
-    return elapsed, args.reps, nbytes, first, cpu
+        for c in conns:
+            c.close()
+    return [(elapsed[i], args.reps, nbytes[i], cpu[i], 0, first[i]) for i in range(len(conns))]
 
 
 def select(c, expected):
