@@ -63,13 +63,9 @@ SPORT=${SPORT:-2625}  # our SMTP
 PPORT=${PPORT:-2626}  # Postfix's SMTP
 PASSWORD=bench-secret-  # uK's password is this followed by K
 
-[ "$(id -u)" = 0 ] || { echo "bench/auth.sh: must run as root" >&2; exit 1; }
-for c in slapd slapadd ldapsearch tcpserver postfix dovecot /usr/lib/dovecot/pop3 \
-  /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3; do
-  [ -e "$c" ] || command -v "$c" >/dev/null ||
-    { echo "bench/auth.sh: $c is missing (tests/run installs the packages)" >&2; exit 1; }
-done
 . bench/common.sh
+bench_need bench/auth.sh "tests/run installs the packages" slapd slapadd ldapsearch tcpserver \
+  postfix dovecot /usr/lib/dovecot/pop3 /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3
 bench_setup auth
 cleanup() {
   [ -d "$work/pf/etc" ] && postfix -c "$work/pf/etc" stop >/dev/null 2>&1
@@ -132,10 +128,7 @@ service auth {
   }
 }
 EOF
-dovecot -F -c "$dv/dovecot.conf" >> "$dv/log" 2>&1 &
-dovecot_pid=$!
-pids+=("$dovecot_pid")
-wait_port "$DPORT"
+dovecot_start "$dv" "$DPORT"
 
 # --- POP3 ---
 # pop3_phase PORT ROOT: the warm-up, then N timed logins; sets t (seconds), c (ROOT's CPU)

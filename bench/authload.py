@@ -32,18 +32,14 @@ import argparse
 import base64
 import sys
 
-from loadgen import (Refused, connect, message, own_cpu, read_line, run, smtp_command,
-                     smtp_expect, user_args, user_worker)
+from loadgen import (Refused, connect, message, own_cpu, read_line, run_logins,
+                     smtp_command, smtp_expect, user_args)
 
 
 def main():
     args = parse_args()
-    # one result per session process: "" when all went through, or an error text
-    elapsed, outcome = run(args.sessions, user_worker, args, session)
-    errors = [text for text in outcome if text]
-    if errors or None in outcome:
-        for text in dict.fromkeys(errors or ["a session process died"]):
-            print(f"authload: {text}", file=sys.stderr)
+    elapsed = run_logins("authload", args, session)
+    if elapsed is None:
         return 1
     cpu = own_cpu()
     if args.wrong:

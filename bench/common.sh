@@ -24,6 +24,18 @@ bench_cleanup() {
   rm -rf "$work"
 }
 
+# bench_need NAME HINT PROGRAM...: exit unless running as root with every PROGRAM there (a
+# command or a file); NAME is the script's, HINT says where the programs come from.
+bench_need() {
+  local name=$1 hint=$2 c
+  shift 2
+  [ "$(id -u)" = 0 ] || { echo "$name: must run as root" >&2; exit 1; }
+  for c; do
+    [ -e "$c" ] || command -v "$c" >/dev/null ||
+      { echo "$name: $c is missing ($hint)" >&2; exit 1; }
+  done
+}
+
 # tree_cpu PID...: seconds of CPU (user+system) used so far by the PIDs' process trees: the
 # times of their live processes and of the dead ones, which the kernel adds to their parent's
 # cutime/cstime when it reaps them (see the top of bench/smtp.sh). Waits (up to 2 s) until no
@@ -125,6 +137,15 @@ userdb {
   args = $dv/ldap.conf.ext
 }
 EOF
+}
+
+# dovecot_start DIR PORT: run the Dovecot of DIR/dovecot.conf (dovecot_instance) in the
+# foreground of a background job, until it listens on PORT; sets dovecot_pid, adds it to pids
+dovecot_start() {
+  dovecot -F -c "$1/dovecot.conf" >> "$1/log" 2>&1 &
+  dovecot_pid=$!
+  pids+=("$dovecot_pid")
+  wait_port "$2"
 }
 
 # `postfix_instance DIR PORT UID GID`: a private Postfix in DIR (etc/, queue/, data/, and the

@@ -59,13 +59,10 @@ FETCH_SIZE=${FETCH_SIZE:-262144}
 FETCHES=${FETCHES:-10}
 PASSWORD=bench-secret-  # uK's password is this followed by K
 
-[ "$(id -u)" = 0 ] || { echo "bench/imap.sh: must run as root" >&2; exit 1; }
-for c in slapd slapadd ldapsearch tcpserver dovecot /usr/lib/dovecot/imap \
-  /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3; do
-  [ -e "$c" ] || command -v "$c" >/dev/null ||
-    { echo "bench/imap.sh: $c is missing (apt-get install slapd ldap-utils ucspi-tcp dovecot-imapd dovecot-ldap)" >&2; exit 1; }
-done
 . bench/common.sh
+bench_need bench/imap.sh "apt-get install slapd ldap-utils ucspi-tcp dovecot-imapd dovecot-ldap" \
+  slapd slapadd ldapsearch tcpserver dovecot /usr/lib/dovecot/imap \
+  /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3
 bench_setup imap
 mapfile -t ports < <(free_ports 3)
 LPORT=${LPORT:-${ports[0]}} QPORT=${QPORT:-${ports[1]}} DPORT=${DPORT:-${ports[2]}}
@@ -88,6 +85,10 @@ home=$work/qmail
 bench_ldap_controls "$home" "$LPORT"
 chown "$uid:$gid" "$home/control/"ldap*  # imapd reads them as the users' uid
 IMAPD=${IMAPD:-$home/bin/imapd}
+if [ ! -e "$IMAPD" ] && [ -x "$bin/imapd" ]; then  # built, but not installed by qmailctl init
+  echo "bench/imap.sh: $IMAPD is missing, running $bin/imapd" >&2
+  IMAPD=$bin/imapd
+fi
 # start_ours: our IMAP server on 127.0.0.1:$QPORT, one imapd per connection as the users'
 # uid and gid; sets ours_pid, the root of its process tree. -HRl0: no DNS or ident look-ups
 # by tcpserver (as bench/auth.sh), which Dovecot does not do either.
@@ -121,10 +122,7 @@ service imap-login {
   }
 }
 EOF
-dovecot -F -c "$dv/dovecot.conf" >> "$dv/log" 2>&1 &
-dovecot_pid=$!
-pids+=("$dovecot_pid")
-wait_port "$DPORT"
+dovecot_start "$dv" "$DPORT"
 systems+=(dovecot)
 
 # imapload WHAT "SYSTEM..." ARG...: bench/imapload.py WHAT against those systems (their

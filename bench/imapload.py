@@ -48,7 +48,7 @@ import socket
 import sys
 import time
 
-from loadgen import Refused, error_text, own_cpu, run, tree_cpu, user_args, user_worker
+from loadgen import Refused, error_text, own_cpu, run_logins, tree_cpu, user_args
 
 
 def main():
@@ -58,12 +58,8 @@ def main():
     if args.what == "login":
         cpu0 = tree_cpu(*args.cpu) if args.cpu else 0
         slapd0 = tree_cpu(args.slapd) if args.slapd else 0
-        # one result per session process: "" when all went through, or an error text
-        elapsed, outcome = run(args.sessions, user_worker, args, login_session)
-        errors = [text for text in outcome if text]
-        if errors or None in outcome:
-            for text in dict.fromkeys(errors or ["a session process died"]):
-                print(f"imapload: {text}", file=sys.stderr)
+        elapsed = run_logins("imapload", args, login_session)
+        if elapsed is None:
             return 1
         cpu = tree_cpu(*args.cpu) - cpu0 if args.cpu else 0
         slapd = tree_cpu(args.slapd) - slapd0 if args.slapd else 0

@@ -9,6 +9,7 @@ import queue
 import random
 import resource
 import socket
+import sys
 import time
 
 
@@ -49,6 +50,15 @@ def run(sessions, worker, *args):
     return elapsed, outcome + [None] * (len(workers) - len(outcome))
 
 
+def take(counter, count):
+    """The next session number from the shared `counter`, None once `count` are taken."""
+    with counter.get_lock():
+        if counter.value >= count:
+            return None
+        counter.value += 1
+        return counter.value - 1
+
+
 def user_args(p):
     """The options of a login load (-s, -m, -u, -p, --all, --wrong) on the parser `p`."""
     p.add_argument("-s", dest="sessions", type=int, default=10, help="concurrent sessions")
@@ -68,12 +78,7 @@ def user_worker(args, session, counter, failed, results):
     rng = random.Random()
     user = "?"
     try:
-        while not failed.is_set():
-            with counter.get_lock():
-                if counter.value >= args.count:
-                    break
-                n = counter.value
-                counter.value += 1
+        while not failed.is_set() and (n := take(counter, args.count)) is not None:
             k = n if args.all else rng.randrange(args.users)
             user, password = f"u{k}", f"{args.prefix}{k}" + "x" * args.wrong
             session(args, user, password)
@@ -82,6 +87,19 @@ def user_worker(args, session, counter, failed, results):
         results.put(f"{user}: {error_text(e)}")
         return
     results.put("")
+
+
+def run_logins(prog, args, session):
+    """`run(args.sessions, user_worker, args, session)`: the seconds it took, or None after
+    naming on stderr (as `prog`) what went wrong in the sessions that failed."""
+    # one result per session process: "" when all went through, or an error text
+    elapsed, outcome = run(args.sessions, user_worker, args, session)
+    errors = [text for text in outcome if text]
+    if errors or None in outcome:
+        for text in dict.fromkeys(errors or ["a session process died"]):
+            print(f"{prog}: {text}", file=sys.stderr)
+        return None
+    return elapsed
 
 
 def tree_cpu(*pids):
