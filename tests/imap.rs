@@ -186,10 +186,8 @@ fn motd_shutdown_and_telemetry() {
     fs::write(conf.join("msg/shutdown.imap"), "IMAP only\n").unwrap();
     let mut c = imapd.connect();
     assert_eq!(c.line(), "* BYE [ALERT] IMAP only");
-    let logs: Vec<_> = fs::read_dir(conf.join("log").join(USER))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let logs: Vec<_> =
+        fs::read_dir(conf.join("log").join(USER)).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
     let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("imap-"), "{name}");

@@ -128,16 +128,14 @@ impl<'a> Session<'a> {
                     }
                     self.io.send(&e.response()).and_then(|()| self.syntax_error())
                 }
-                Event::Command(cmd) => {
-                    match self.command(&cmd) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => {
-                            self.io.close();
-                            return End::Normal;
-                        }
-                        Err(e) => Err(e),
+                Event::Command(cmd) => match self.command(&cmd) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.io.close();
+                        return End::Normal;
                     }
-                }
+                    Err(e) => Err(e),
+                },
             };
             if let Err(e) = result {
                 return self.io_end(e);
