@@ -350,3 +350,126 @@ fn directory_user_and_the_auth_imap_chain() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("* PREAUTH [CAPABILITY IMAP4rev1"), "{text}");
 }
+
+/// VmHWM (peak resident set, kB) of this test's imapd (found by its QMAILHOME).
+fn imapd_hwm(imapd: &Imapd) -> u64 {
+    let home = imapd.sb.home.to_str().unwrap().to_string();
+    let pid = pids_of(&["imapd"])
+        .into_iter()
+        .find(|&p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "imapd")
+                && fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&home))
+        })
+        .expect("this test's imapd");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// SELECT of a 100,000-message folder and `FETCH 1:* (FLAGS UID)` stream: the answer is
+/// read as it comes, and imapd's peak memory stays far below the folder's size.
+#[test]
+fn large_folder_select_and_fetch_stream() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let cur = imapd.maildir().join("cur");
+    let body = "Subject: s\n\n".to_string() + &"x".repeat(1000) + "\n";
+    for i in 0..100_000u32 {
+        let name = format!(
+            "{}.M{i}P1.test,S={}:2,{}",
+            1_700_000_000 + i,
+            body.len(),
+            if i % 3 == 0 { "S" } else { "" }
+        );
+        fs::write(cur.join(name), &body).unwrap();
+    }
+    let out = std::process::Command::new("chown")
+        .args(["-R", &format!("{}:{}", imapd.uid, imapd.gid)])
+        .arg(imapd.maildir())
+        .output()
+        .unwrap();
+    assert_ok(&out, "chown");
+    let mut c = imapd.login();
+    let t = Instant::now();
+    let u = c.ok("b1", "SELECT INBOX");
+    assert!(u.contains(&"* 100000 EXISTS".to_string()), "{u:?}");
+    assert!(u.contains(&"* OK [UNSEEN 2] First unseen".to_string()), "{u:?}");
+    eprintln!("SELECT of 100,000 messages: {:?}", t.elapsed());
+    c.send(b"b2 FETCH 1:* (FLAGS UID)\r\n");
+    let mut n = 0u32;
+    loop {
+        let l = c.line();
+        if l.starts_with("b2 ") {
+            assert!(l.starts_with("b2 OK"), "{l}");
+            break;
+        }
+        n += 1;
+        if n == 1 {
+            assert_eq!(l, "* 1 FETCH (FLAGS (\\Seen) UID 1)");
+        }
+    }
+    assert_eq!(n, 100_000);
+    let hwm = imapd_hwm(&imapd);
+    eprintln!("imapd VmHWM after SELECT and FETCH of 100,000 messages: {hwm} kB");
+    // 100,000 messages of 1 KB are 100 MB: the session holds their names, not their bytes
+    assert!(hwm < 96 * 1024, "VmHWM {hwm} kB");
+    c.ok("b3", "LOGOUT");
+}
+
+/// A 200 MB message fetched in 1 MB partials: each answer exact, memory flat.
+#[test]
+fn a_200_mb_message_in_partial_fetches_with_flat_memory() {
+    use std::io::Write as _;
+    let imapd = Imapd::new(&["-p", "2"]);
+    let path = imapd.maildir().join("cur/1700000000.M1P1.big:2,S");
+    {
+        let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+        f.write_all(b"Subject: big\n\n").unwrap();
+        let line = [b'y'; 99];
+        for _ in 0..2_000_000 {
+            f.write_all(&line).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+    }
+    std::os::unix::fs::chown(&path, Some(imapd.uid), Some(imapd.gid)).unwrap();
+    let header = "Subject: big\r\n\r\n".len() as u64;
+    let size = header + 2_000_000 * 101;
+    let mut c = imapd.login();
+    c.ok("p1", "SELECT INBOX");
+    let u = c.ok("p2", "FETCH 1 (RFC822.SIZE)");
+    assert_eq!(u, [format!("* 1 FETCH (RFC822.SIZE {size})")]);
+    let chunk = 1u64 << 20;
+    let mut origin = 0u64;
+    let mut k = 0;
+    while origin < size {
+        let tag = format!("q{k}");
+        c.send(format!("{tag} FETCH 1 (BODY.PEEK[]<{origin}.{chunk}>)\r\n").as_bytes());
+        let l = c.line();
+        let want = chunk.min(size - origin);
+        assert_eq!(l, format!("* 1 FETCH (BODY[]<{origin}> {{{want}}}"));
+        let mut buf = vec![0u8; want as usize];
+        std::io::Read::read_exact(&mut c.r, &mut buf).unwrap();
+        // the bytes at this offset of the converted message
+        for (j, &b) in buf.iter().enumerate() {
+            let at = origin + j as u64;
+            let expected = if at < header {
+                b"Subject: big\r\n\r\n"[at as usize]
+            } else {
+                match (at - header) % 101 {
+                    99 => b'\r',
+                    100 => b'\n',
+                    _ => b'y',
+                }
+            };
+            assert_eq!(b, expected, "byte {at}");
+        }
+        assert_eq!(c.line(), ")");
+        assert!(c.line().starts_with(&format!("{tag} OK")));
+        origin += want;
+        k += 1;
+    }
+    let hwm = imapd_hwm(&imapd);
+    eprintln!("imapd VmHWM after partial fetches of a 200 MB message: {hwm} kB");
+    assert!(hwm < 16 * 1024, "VmHWM {hwm} kB");
+    c.ok("p3", "LOGOUT");
+}

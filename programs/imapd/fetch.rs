@@ -12,6 +12,7 @@ use qmail::imap::{SequenceSet, Value};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 /// How a FETCH ended.
 pub enum Outcome {
@@ -166,9 +167,16 @@ pub fn fetch(
                 }
             }
         }
-        let structure = match (&mut file, needs_structure) {
-            (Some(f), true) => match Structure::scan(&mut *f) {
-                Ok(s) => Some(s),
+        let uid_i = mb.msgs[i].uid;
+        let structure = match (&mut file, needs_structure, &mb.structure) {
+            // a file never changes its content: its structure is the one found before
+            (Some(_), true, Some((u, s))) if *u == uid_i => Some(Arc::clone(s)),
+            (Some(f), true, _) => match Structure::scan(&mut *f) {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    mb.structure = Some((uid_i, Arc::clone(&s)));
+                    Some(s)
+                }
                 Err(e) => {
                     qmail::log::line(format_args!("imapd: FETCH: {}: {e}", mb.msgs[i].path));
                     vanished = true;

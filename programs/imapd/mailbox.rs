@@ -88,6 +88,9 @@ pub struct Mailbox {
     pub msgs: Vec<Msg>,
     /// the modification times of `new/` and `cur/` at the last scan, and when it ran
     stamp: Option<(Stamp, SystemTime)>,
+    /// the MIME structure of the message fetched last (its UID), for a client that fetches
+    /// one large message in partials
+    pub structure: Option<(u32, std::sync::Arc<qmail::imap::message::Structure>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +118,7 @@ impl Mailbox {
             uidnext: 1,
             msgs: Vec::new(),
             stamp: None,
+            structure: None,
         };
         mailbox.sync(true)?;
         Ok(mailbox)
