@@ -248,3 +248,70 @@ fn imap_mbsync_syncs_1000_messages_both_ways() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// offlineimap
+
+#[test]
+fn imap_offlineimap_pulls_two_folders() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let maildir = imapd.maildir();
+    for i in 0..30 {
+        imapd.put(&maildir, &message("inbox", i));
+    }
+    let sent = make_folder(&imapd, "Sent");
+    for i in 0..20 {
+        imapd.put(&sent, &message("sent", i));
+    }
+    // one seen message in cur/, to see its flag arrive
+    let seen = message("seen", 0);
+    let name = imapd.put(&maildir, &seen);
+    let cur = maildir.join("cur").join(format!("{name}:2,S"));
+    fs::rename(maildir.join("new").join(&name), &cur).unwrap();
+
+    let base = imapd.sb.tmp.path().join("offlineimap");
+    let local = base.join("local");
+    fs::create_dir_all(&local).unwrap();
+    fs::write(base.join("pass"), PASS).unwrap();
+    let rc = base.join("offlineimaprc");
+    fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = test\nmetadata = {base}/meta\n\n\
+             [Account test]\nlocalrepository = local\nremoterepository = remote\n\n\
+             [Repository local]\ntype = Maildir\nlocalfolders = {local}\nsep = .\n\n\
+             [Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepassfile = {base}/pass\nssl = no\nstarttls = no\n\
+             auth_mechanisms = PLAIN, LOGIN\n",
+            base = base.display(),
+            local = local.display(),
+            port = imapd.port,
+        ),
+    )
+    .unwrap();
+    let out = client(
+        Command::new("offlineimap")
+            .arg("-c")
+            .arg(&rc)
+            .args(["-o", "-u", "basic"])
+            .env("HOME", &base),
+        "offlineimap",
+    );
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!said.contains("ERROR"), "offlineimap:\n{said}");
+    let inbox = messages(&local.join("INBOX"));
+    assert_eq!(inbox.len(), 31, "{:?}; offlineimap:\n{said}", listing(&local, &[]));
+    for i in 0..30 {
+        find(&inbox, &message("inbox", i));
+    }
+    assert_eq!(flags_of(find(&inbox, &seen)), "S");
+    let local_sent = messages(&local.join("INBOX.Sent"));
+    assert_eq!(local_sent.len(), 20, "{:?}; offlineimap:\n{said}", listing(&local, &[]));
+    for i in 0..20 {
+        find(&local_sent, &message("sent", i));
+    }
+    // the server's messages are all still there
+    assert_eq!(messages(&maildir).len(), 31);
+    assert_eq!(messages(&sent).len(), 20);
+}
