@@ -315,3 +315,61 @@ fn imap_offlineimap_pulls_two_folders() {
     assert_eq!(messages(&maildir).len(), 31);
     assert_eq!(messages(&sent).len(), 20);
 }
+
+// ---------------------------------------------------------------------------------------
+// mutt
+
+#[test]
+fn imap_mutt_copies_a_folder() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let maildir = imapd.maildir();
+    for i in 0..10 {
+        imapd.put(&maildir, &message("inbox", i));
+    }
+    let saved = make_folder(&imapd, "Saved");
+    let base = imapd.sb.tmp.path().join("mutt");
+    fs::create_dir_all(&base).unwrap();
+    let rc = base.join("muttrc");
+    fs::write(
+        &rc,
+        format!(
+            "set imap_user={USER}\nset imap_pass=\"{PASS}\"\n\
+             set folder=imap://127.0.0.1:{port}/\nset spoolfile=+INBOX\n\
+             set ssl_starttls=no\nset ssl_force_tls=no\nset imap_authenticators=\"login\"\n\
+             set quit=yes\nset move=no\nset confirmappend=no\nset confirmcreate=no\n\
+             set record=\nset header_cache=\nset mail_check=0\nset timeout=0\n",
+            port = imapd.port,
+        ),
+    )
+    .unwrap();
+    let mutt = format!(
+        "mutt -n -F {rc} -f imap://127.0.0.1:{port}/INBOX -e 'push \"<tag-pattern>~A<enter>\
+         <tag-prefix><copy-message>=INBOX.Saved<enter><tag-prefix><flag-message><quit>\"'",
+        rc = rc.display(),
+        port = imapd.port,
+    );
+    let out = client(
+        Command::new("script")
+            .args(["-qec", &mutt, "/dev/null"])
+            .env("HOME", &base)
+            .env("TERM", "vt100"),
+        "mutt",
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let copies = messages(&saved);
+    assert_eq!(copies.len(), 10, "mutt:\n{said}");
+    for i in 0..10 {
+        let text = message("inbox", i);
+        assert_eq!(
+            copies.values().filter(|t| unix(t) == text.as_bytes()).count(),
+            1,
+            "inbox {i} in INBOX.Saved; mutt:\n{said}"
+        );
+    }
+    // the originals stay, flagged (mutt's STOREs when it leaves)
+    let originals = messages(&maildir);
+    assert_eq!(originals.len(), 10, "mutt:\n{said}");
+    for path in originals.keys() {
+        assert!(flags_of(path).contains('F'), "{path:?} not flagged; mutt:\n{said}");
+    }
+}
