@@ -1,6 +1,8 @@
 //! imapd with real IMAP clients, each in its own sandbox: mbsync (isync) syncing a
-//! 1,000-message account both ways, offlineimap pulling two folders, and fetchmail fetching
-//! into an MDA. A missing client fails its test loudly (tests/run installs them).
+//! 1,000-message account both ways, offlineimap pulling two folders, mutt (in batch, under
+//! util-linux's `script` for its terminal) copying and flagging a folder, and fetchmail
+//! fetching into an MDA and expunging. A missing client fails its test loudly (tests/run
+//! installs them).
 
 use crate::harness::imap::{Imapd, PASS, USER};
 use crate::harness::{assert_ok, run_with};
@@ -372,4 +374,61 @@ fn imap_mutt_copies_a_folder() {
     for path in originals.keys() {
         assert!(flags_of(path).contains('F'), "{path:?} not flagged; mutt:\n{said}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// fetchmail
+
+#[test]
+fn imap_fetchmail_fetches_and_expunges() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let maildir = imapd.maildir();
+    for i in 0..20 {
+        imapd.put(&maildir, &message("inbox", i));
+    }
+    let base = imapd.sb.tmp.path().join("fetchmail");
+    let got = base.join("got");
+    fs::create_dir_all(&got).unwrap();
+    let rc = base.join("fetchmailrc");
+    // each message into a file of its own, named by the MDA shell's pid; no STARTTLS
+    // (`sslproto ''`: fetchmail tries it even when not offered)
+    fs::write(
+        &rc,
+        format!(
+            "set no bouncemail\nset invisible\n\
+             poll 127.0.0.1 service {port} protocol IMAP auth password\n\
+             \x20 user \"{USER}\" there with password \"{PASS}\" is root here\n\
+             \x20 folder INBOX sslproto ''\n\
+             \x20 mda \"sh -c 'cat > {got}/msg.$$'\"\n",
+            port = imapd.port,
+            got = got.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = client(
+        Command::new("fetchmail")
+            .arg("-f")
+            .arg(&rc)
+            .args(["--nosyslog", "--nodetach", "-v"])
+            .env("HOME", &base)
+            .env("FETCHMAILHOME", &base),
+        "fetchmail",
+    );
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let fetched: Vec<Vec<u8>> =
+        fs::read_dir(&got).unwrap().map(|e| fs::read(e.unwrap().path()).unwrap()).collect();
+    assert_eq!(fetched.len(), 20, "fetchmail:\n{said}");
+    for i in 0..20 {
+        let text = message("inbox", i);
+        assert_eq!(
+            fetched.iter().filter(|t| **t == text.as_bytes()).count(),
+            1,
+            "inbox {i} not fetched exactly as sent; fetchmail:\n{said}"
+        );
+    }
+    // fetchmail deletes what it fetched: STORE \Deleted and EXPUNGE
+    assert!(messages(&maildir).is_empty(), "left on the server; fetchmail:\n{said}");
 }
