@@ -63,13 +63,9 @@ SPORT=${SPORT:-2625}  # our SMTP
 PPORT=${PPORT:-2626}  # Postfix's SMTP
 PASSWORD=bench-secret-  # uK's password is this followed by K
 
-[ "$(id -u)" = 0 ] || { echo "bench/auth.sh: must run as root" >&2; exit 1; }
-for c in slapd slapadd ldapsearch tcpserver postfix dovecot /usr/lib/dovecot/pop3 \
-  /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3; do
-  [ -e "$c" ] || command -v "$c" >/dev/null ||
-    { echo "bench/auth.sh: $c is missing (tests/run installs the packages)" >&2; exit 1; }
-done
 . bench/common.sh
+bench_need bench/auth.sh "tests/run installs the packages" slapd slapadd ldapsearch tcpserver \
+  postfix dovecot /usr/lib/dovecot/pop3 /usr/lib/dovecot/modules/auth/libauthdb_ldap.so python3
 bench_setup auth
 cleanup() {
   [ -d "$work/pf/etc" ] && postfix -c "$work/pf/etc" stop >/dev/null 2>&1
@@ -78,14 +74,6 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-wait_port() {
-  for _ in $(seq 1000); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-    sleep 0.01
-  done
-  echo "bench/auth.sh: nothing listens on port $1" >&2
-  return 1
-}
 # wait_count DIR COUNT: until DIR holds COUNT files; fails after a minute without progress
 wait_count() {
   local n last=-1 still=0
@@ -108,16 +96,7 @@ load() {
 . bench/slapd.sh
 bench_slapd "$work" "$LPORT" "$USERS" "$uid" "$gid" "$work/ml" "$PASSWORD"
 slapd_pid=$(cat "$work/slapd.pid")
-{ printf 'Subject: bench\n\n'; head -c 3000 /dev/urandom | base64 -w 76; } > "$work/msg"
-truncate -s 4096 "$work/msg"
-for i in $(seq 0 $((USERS - 1))); do
-  names=()
-  for j in $(seq "$MESSAGES"); do
-    names+=("$work/ml/u$i/Maildir/cur/1733300000.M${j}P$i.bench:2,")
-  done
-  tee "${names[@]}" < "$work/msg" > /dev/null
-done
-chown -R "$uid:$gid" "$work/ml"
+bench_messages "$work/ml" "$USERS" "$MESSAGES"
 
 # --- this system: an installation on the slapd ---
 home=$work/qmail
@@ -133,31 +112,9 @@ echo '127.0.0.1:allow,SMTPAUTH="PLAINTEXT"' > "$home/control/tcp.smtp"
 
 # --- Dovecot ---
 dv=$work/dovecot
-mkdir -p "$dv/run" "$dv/state"
-cat > "$dv/ldap.conf.ext" <<EOF
-hosts = 127.0.0.1:$LPORT
-dn = cn=admin,dc=bench,dc=example
-dnpass = secret
-base = ou=people,dc=bench,dc=example
-scope = subtree
-pass_filter = (&(objectClass=qmailUser)(uid=%u))
-pass_attrs = uid=user,userPassword=password
-user_filter = (&(objectClass=qmailUser)(uid=%u))
-user_attrs = homeDirectory=home,qmailUID=uid,qmailGID=gid
-EOF
-cat > "$dv/dovecot.conf" <<EOF
-instance_name = qmailbench
-base_dir = $dv/run
-state_dir = $dv/state
-log_path = $dv/log
+dovecot_instance "$dv" "$LPORT"
+cat >> "$dv/dovecot.conf" <<EOF
 protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:~/Maildir
-first_valid_uid = 100
-first_valid_gid = 100
 pop3_uidl_format = %08Xu%08Xv
 service pop3-login {
   inet_listener pop3 {
@@ -170,19 +127,8 @@ service auth {
     mode = 0666
   }
 }
-passdb {
-  driver = ldap
-  args = $dv/ldap.conf.ext
-}
-userdb {
-  driver = ldap
-  args = $dv/ldap.conf.ext
-}
 EOF
-dovecot -F -c "$dv/dovecot.conf" >> "$dv/log" 2>&1 &
-dovecot_pid=$!
-pids+=("$dovecot_pid")
-wait_port "$DPORT"
+dovecot_start "$dv" "$DPORT"
 
 # --- POP3 ---
 # pop3_phase PORT ROOT: the warm-up, then N timed logins; sets t (seconds), c (ROOT's CPU)

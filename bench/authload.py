@@ -30,21 +30,16 @@ reply, 2 on a usage error.
 
 import argparse
 import base64
-import random
 import sys
 
-from loadgen import (Refused, connect, error_text, message, own_cpu, read_line, run,
-                     smtp_command, smtp_expect)
+from loadgen import (Refused, connect, message, own_cpu, read_line, run_logins,
+                     smtp_command, smtp_expect, user_args)
 
 
 def main():
     args = parse_args()
-    # one result per session process: "" when all went through, or an error text
-    elapsed, outcome = run(args.sessions, worker, args)
-    errors = [text for text in outcome if text]
-    if errors or None in outcome:
-        for text in dict.fromkeys(errors or ["a session process died"]):
-            print(f"authload: {text}", file=sys.stderr)
+    elapsed = run_logins("authload", args, session)
+    if elapsed is None:
         return 1
     cpu = own_cpu()
     if args.wrong:
@@ -63,14 +58,8 @@ def main():
 
 def parse_args():
     p = argparse.ArgumentParser(prog="authload.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("-s", dest="sessions", type=int, default=10, help="concurrent sessions")
-    p.add_argument("-m", dest="count", type=int, default=1000, help="sessions in all")
-    p.add_argument("-u", dest="users", type=int, default=1000, help="users u0..u(users-1)")
-    p.add_argument("-p", dest="prefix", default="secret-",
-                   help="uK's password is this followed by K")
-    p.add_argument("--all", action="store_true", help="each user once, in turn (-m is ignored)")
+    user_args(p)
     p.add_argument("--stat", type=int, help="the message count STAT must give")
-    p.add_argument("--wrong", action="store_true", help="wrong passwords, to be refused")
     p.add_argument("--smtp", action="store_true", help="SMTP AUTH PLAIN and a message instead")
     p.add_argument("-t", dest="rcpt", default="bench@bench.example", help="envelope recipient")
     p.add_argument("-l", dest="length", type=int, default=4096, help="message size in bytes")
@@ -89,27 +78,11 @@ def parse_args():
     return args
 
 
-def worker(args, counter, failed, results):
-    rng = random.Random()
-    user = "?"
-    try:
-        while not failed.is_set():
-            with counter.get_lock():
-                if counter.value >= args.count:
-                    break
-                n = counter.value
-                counter.value += 1
-            k = n if args.all else rng.randrange(args.users)
-            user, password = f"u{k}", f"{args.prefix}{k}" + "x" * args.wrong
-            if args.smtp:
-                smtp_session(args, user, password)
-            else:
-                pop3_session(args, user, password)
-    except Exception as e:  # Refused, OSError, or a bug: never hang main
-        failed.set()
-        results.put(f"{user}: {error_text(e)}")
-        return
-    results.put("")
+def session(args, user, password):
+    if args.smtp:
+        smtp_session(args, user, password)
+    else:
+        pop3_session(args, user, password)
 
 
 def pop3_session(args, user, password):

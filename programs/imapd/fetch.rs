@@ -5,7 +5,7 @@
 use crate::io::{Io, IoError};
 use crate::mailbox::Mailbox;
 use qmail::imap::flags::Flags;
-use qmail::imap::message::{self, Section, Structure};
+use qmail::imap::message::{self, Section, SectionText, Structure};
 use qmail::imap::search::{Candidate, Context, Search};
 use qmail::imap::write::CrlfCount;
 use qmail::imap::{SequenceSet, Value};
@@ -43,8 +43,20 @@ enum Item {
 }
 
 impl Item {
+    /// Whether the MIME structure is needed: not for the whole message (its size and its
+    /// bytes are had without it).
     fn needs_structure(&self) -> bool {
-        matches!(self, Item::Envelope | Item::Body | Item::BodyStructure | Item::Section { .. })
+        match self {
+            Item::Envelope | Item::Body | Item::BodyStructure => true,
+            Item::Section { .. } => !self.is_whole(),
+            _ => false,
+        }
+    }
+
+    /// `BODY[]`, `RFC822`: the whole message, no partial.
+    fn is_whole(&self) -> bool {
+        matches!(self, Item::Section { section, partial: None, .. }
+            if section.part.is_empty() && section.text == SectionText::Full)
     }
 }
 
@@ -128,7 +140,8 @@ pub fn fetch(
         !mb.read_only && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
     let has_flags = items.iter().any(|i| matches!(i, Item::Flags));
     let needs_structure = items.iter().any(Item::needs_structure);
-    let needs_file = needs_structure || items.iter().any(|i| matches!(i, Item::Size));
+    let needs_file =
+        needs_structure || items.iter().any(|i| matches!(i, Item::Size) || i.is_whole());
     let needs_meta = items.iter().any(|i| matches!(i, Item::InternalDate));
     let mut vanished = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
@@ -138,7 +151,8 @@ pub fn fetch(
             continue;
         }
         let mut file = None;
-        if needs_file && (needs_structure || mb.msgs[i].size.is_none()) || needs_meta {
+        let whole = items.iter().any(Item::is_whole);
+        if needs_file && (needs_structure || whole || mb.msgs[i].size.is_none()) || needs_meta {
             match mb.open_msg(i) {
                 Ok(f) => file = Some(f),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -174,7 +188,9 @@ pub fn fetch(
             }
         }
         out.clear();
-        out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+        out.extend_from_slice(b"* ");
+        number(i as u64 + 1, &mut out);
+        out.extend_from_slice(b" FETCH (");
         let mut first = true;
         let mut sep = |out: &mut Vec<u8>| {
             if !std::mem::replace(&mut first, false) {
@@ -185,7 +201,10 @@ pub fn fetch(
             sep(&mut out);
             let m = &mb.msgs[i];
             match item {
-                Item::Uid => out.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+                Item::Uid => {
+                    out.extend_from_slice(b"UID ");
+                    number(u64::from(m.uid), &mut out);
+                }
                 Item::Flags => {
                     out.extend_from_slice(b"FLAGS ");
                     m.flags().write(&mut out);
@@ -227,9 +246,21 @@ pub fn fetch(
                     out.push(b' ');
                     io.send(&out)?;
                     out.clear();
-                    let s = structure.as_ref().expect("scanned");
                     let f = file.as_mut().expect("opened");
-                    if let Err(e) = message::write_section(s, f, section, *partial, &mut *io) {
+                    let sent = match &structure {
+                        Some(s) => message::write_section(s, f, section, *partial, &mut *io),
+                        None => {
+                            let size = match mb.msgs[i].size {
+                                Some(n) => Ok(n),
+                                None => crlf_size(f),
+                            };
+                            size.and_then(|n| {
+                                mb.msgs[i].size = Some(n);
+                                write_whole(f, n, io)
+                            })
+                        }
+                    };
+                    if let Err(e) = sent {
                         qmail::log::line(format_args!("imapd: FETCH: {e}"));
                         return Err(IoError::Broken);
                     }
@@ -245,6 +276,54 @@ pub fn fetch(
         io.send(&out)?;
     }
     Ok(if vanished { Outcome::Expunged } else { Outcome::Done })
+}
+
+/// `n` in decimal, without the formatting machinery (FETCH writes one line per message).
+fn number(n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The whole message in `f` as a literal of `size` octets (its size after the conversion,
+/// found before): streamed, converted to CRLF. A file that changed size since is an error
+/// (the literal's count has gone out: the caller drops the connection).
+fn write_whole(f: &mut File, size: u64, io: &mut Io) -> io::Result<()> {
+    let mut head = Vec::new();
+    qmail::imap::write::literal_header(size, &mut head);
+    let broken = |_| io::Error::from(io::ErrorKind::BrokenPipe);
+    io.send(&head).map_err(broken)?;
+    f.rewind()?;
+    let mut crlf = qmail::imap::write::Crlf::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(80 * 1024);
+    let mut sent = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.clear();
+        crlf.convert(&buf[..n], &mut out);
+        sent += out.len() as u64;
+        if sent > size {
+            return Err(io::Error::other("message file grew"));
+        }
+        io.send(&out).map_err(broken)?;
+    }
+    if sent != size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "message file shrank"));
+    }
+    Ok(())
 }
 
 /// RFC822.SIZE of a file not scanned: its octets after the LF to CRLF conversion.

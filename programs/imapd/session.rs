@@ -128,17 +128,14 @@ impl<'a> Session<'a> {
                     }
                     self.io.send(&e.response()).and_then(|()| self.syntax_error())
                 }
-                Event::Command(cmd) => {
-                    self.first = false;
-                    match self.command(&cmd) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => {
-                            self.io.close();
-                            return End::Normal;
-                        }
-                        Err(e) => Err(e),
+                Event::Command(cmd) => match self.command(&cmd) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.io.close();
+                        return End::Normal;
                     }
-                }
+                    Err(e) => Err(e),
+                },
             };
             if let Err(e) = result {
                 return self.io_end(e);
@@ -194,10 +191,17 @@ impl<'a> Session<'a> {
             Err(kind) => {
                 let error = imap::Error { tag: Some(cmd.tag.clone()), kind };
                 self.io.send(&error.response())?;
+                if std::mem::replace(&mut self.first, false) {
+                    // not an IMAP client (an HTTP request, a stray protocol): say so and go
+                    self.io.send(b"* BYE Not an IMAP client\r\n")?;
+                    self.io.close();
+                    return Err(IoError::Broken);
+                }
                 self.syntax_error()?;
                 return Ok(true);
             }
         };
+        self.first = false;
         if self.settings.debug {
             qmail::log::line(format_args!("imapd: pid {}: {request:?}", std::process::id()));
         }

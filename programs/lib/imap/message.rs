@@ -756,7 +756,7 @@ impl Scan {
 
     fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let (segment, lf) = match bytes.iter().position(|&b| b == b'\n') {
+            let (segment, lf) = match memchr::memchr(b'\n', bytes) {
                 Some(i) => (&bytes[..=i], true),
                 None => (bytes, false),
             };

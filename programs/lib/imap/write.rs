@@ -75,10 +75,15 @@ impl CrlfCount {
     }
 
     pub fn add(&mut self, chunk: &[u8]) {
-        for &b in chunk {
-            self.total += if b == b'\n' && !self.after_cr { 2 } else { 1 };
-            self.after_cr = b == b'\r';
+        let Some(&last) = chunk.last() else { return };
+        self.total += chunk.len() as u64;
+        for lf in memchr::memchr_iter(b'\n', chunk) {
+            let cr = if lf == 0 { self.after_cr } else { chunk[lf - 1] == b'\r' };
+            if !cr {
+                self.total += 1;
+            }
         }
+        self.after_cr = last == b'\r';
     }
 
     pub fn total(&self) -> u64 {
@@ -99,13 +104,20 @@ impl Crlf {
 
     /// Append `chunk`, converted, to `out` (at most twice its length).
     pub fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        for &b in chunk {
-            if b == b'\n' && !self.after_cr {
-                out.push(b'\r');
+        let Some(&last) = chunk.last() else { return };
+        out.reserve(chunk.len() + chunk.len() / 32);
+        // runs up to each LF that lacks its CR are copied whole
+        let mut from = 0;
+        for lf in memchr::memchr_iter(b'\n', chunk) {
+            let cr = if lf == 0 { self.after_cr } else { chunk[lf - 1] == b'\r' };
+            if !cr {
+                out.extend_from_slice(&chunk[from..lf]);
+                out.extend_from_slice(b"\r");
+                from = lf;
             }
-            out.push(b);
-            self.after_cr = b == b'\r';
         }
+        out.extend_from_slice(&chunk[from..]);
+        self.after_cr = last == b'\r';
     }
 }
 
