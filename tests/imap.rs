@@ -217,3 +217,136 @@ fn sigterm_says_bye() {
     assert_eq!(c.line(), "* BYE Server shutting down");
     assert_eq!(c.line(), "");
 }
+
+/// `qmailctl tls-selfsigned` for the sandbox: control/smtpcert.
+fn certificate(imapd: &Imapd) {
+    let home = imapd.sb.home.to_str().unwrap().to_string();
+    let out = imapd.sb.run("qmailctl", &["tls-selfsigned", "--home", &home, "--days", "30"], b"");
+    assert_ok(&out, "qmailctl tls-selfsigned");
+}
+
+/// Without TLS and without `-p 2`, LOGIN is disabled (LOGINDISABLED, NO [PRIVACYREQUIRED]);
+/// after STARTTLS it works, and so does `-s` (implicit TLS); AUTHENTICATE PLAIN with and
+/// without an initial response; a wrong password is NO [AUTHENTICATIONFAILED].
+#[test]
+fn logins_tls_and_authenticate() {
+    let mut imapd = Imapd::new(&[]);
+    certificate(&imapd);
+    imapd.serve(&[], &[]);
+    let script = r#"
+import base64, imaplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+M = imaplib.IMAP4("127.0.0.1", port)
+assert "LOGINDISABLED" in M.capabilities and "STARTTLS" in M.capabilities, M.capabilities
+assert "AUTH=PLAIN" not in M.capabilities, M.capabilities
+tag = M._new_tag()
+M.send(tag + b" LOGIN " + user.encode() + b" x\r\n")
+line = M.readline()
+assert line.startswith(tag + b" NO [PRIVACYREQUIRED]"), line
+M.starttls(ctx)
+assert "AUTH=PLAIN" in M.capabilities and "STARTTLS" not in M.capabilities, M.capabilities
+try:
+    M.login(user, "wrong")
+    raise SystemExit("a wrong password was taken")
+except imaplib.IMAP4.error as e:
+    assert "[AUTHENTICATIONFAILED]" in str(e), e
+typ, data = M.authenticate("PLAIN", lambda _: b"\0" + user.encode() + b"\0" + password.encode())
+assert typ == "OK", data
+M.select("INBOX")
+M.logout()
+# SASL-IR: the initial response on the command line
+M = imaplib.IMAP4("127.0.0.1", port)
+M.starttls(ctx)
+tag = M._new_tag()
+ir = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+M.send(tag + b" AUTHENTICATE PLAIN " + ir + b"\r\n")
+line = M.readline()
+assert line.startswith(tag + b" OK [CAPABILITY IMAP4rev1"), line
+M.logout()
+print("tls ok")
+"#;
+    assert_eq!(imapd.python(script).trim(), "tls ok");
+    imapd.serve(&["-s"], &[]);
+    let script = r#"
+import imaplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+M = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx)
+assert "STARTTLS" not in M.capabilities and "AUTH=PLAIN" in M.capabilities, M.capabilities
+M.login(user, password)
+assert M.select("INBOX")[0] == "OK"
+M.logout()
+print("imaps ok")
+"#;
+    assert_eq!(imapd.python(script).trim(), "imaps ok");
+    // -s without a certificate: exit 78 (EX_CONFIG) before anything is said
+    fs::remove_file(imapd.sb.home.join("control/smtpcert")).unwrap();
+    let out = imapd.sb.run("imapd", &["-s"], b"");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+}
+
+/// A directory user logs in (LDAP, as auth_imap decides logins), and auth_imap's chain runs
+/// imapd pre-authenticated: `* PREAUTH`, or the LOGIN's tagged OK with `IMAPLOGINTAG`.
+#[test]
+fn directory_user_and_the_auth_imap_chain() {
+    use crate::harness::slapd;
+    use crate::ldap_deliver::Dir;
+    let server = slapd::shared();
+    let d = Dir::on(server, "imap-login");
+    let pw = qmail::passwd::ssha(b"dir pass", b"12345678");
+    let home = d.user(server, "ann", &format!("userPassword: {pw}"));
+    let port = crate::harness::free_port();
+    let mut cmd = std::process::Command::new("tcpserver");
+    cmd.env("QMAILHOME", &d.sb.home)
+        .env("IMAPD_TEST_DELAY", "100")
+        .args(["-HRl0", "127.0.0.1", &port.to_string()])
+        .arg(crate::harness::bin("imapd"))
+        .args(["-p", "2"]);
+    let _server = crate::harness::tcpserver_ready(&mut cmd, port);
+    let mut c = Client::connect(port);
+    c.line();
+    let (_, t) = c.cmd("l1", "LOGIN ann \"dir pass\"");
+    assert!(t.starts_with("l1 OK [CAPABILITY IMAP4rev1"), "{t}");
+    let u = c.ok("l2", "SELECT INBOX");
+    assert!(u.contains(&"* 0 EXISTS".to_string()), "{u:?}");
+    c.ok("l3", "LOGOUT");
+    assert!(home.join("Maildir/dovecot-uidlist").exists());
+    let mut c = Client::connect(port);
+    c.line();
+    let (_, t) = c.cmd("l4", "LOGIN ann wrong");
+    assert_eq!(t, "l4 NO [AUTHENTICATIONFAILED] Authentication failed");
+    // the chain: auth_imap reads the courier request on fd 3 and execs imapd as the user
+    let request = "imap\nlogin\nann\ndir pass\n";
+    let script = format!(
+        "exec 3<<'EOF'\n{request}EOF\nexec {} {} Maildir",
+        crate::harness::bin("auth_imap").display(),
+        crate::harness::bin("imapd").display()
+    );
+    let out = crate::harness::run_with(
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("QMAILHOME", &d.sb.home)
+            .env("IMAPLOGINTAG", "t7")
+            .env_remove("AUTHENTICATED"),
+        b"a SELECT INBOX\r\nb LOGOUT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("t7 OK [CAPABILITY IMAP4rev1"), "{text}");
+    assert!(text.contains("a OK [READ-WRITE] SELECT completed"), "{text}");
+    assert!(text.contains("b OK LOGOUT completed"), "{text}");
+    let out = crate::harness::run_with(
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("QMAILHOME", &d.sb.home)
+            .env_remove("IMAPLOGINTAG")
+            .env_remove("AUTHENTICATED"),
+        b"b LOGOUT\r\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("* PREAUTH [CAPABILITY IMAP4rev1"), "{text}");
+}
