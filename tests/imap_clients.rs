@@ -178,11 +178,8 @@ impl Mbsync {
 fn imap_mbsync_syncs_1000_messages_both_ways() {
     let imapd = Imapd::new(&["-p", "2"]);
     let maildir = imapd.maildir();
-    let mut sent = BTreeMap::new();
     for i in 0..1000 {
-        let text = message("inbox", i);
-        imapd.put(&maildir, &text);
-        sent.insert(format!("Subject: inbox {i}\n"), text);
+        imapd.put(&maildir, &message("inbox", i));
     }
     let archive = make_folder(&imapd, "Archive");
     for i in 0..5 {
@@ -196,12 +193,13 @@ fn imap_mbsync_syncs_1000_messages_both_ways() {
     assert_eq!(local_inbox.len(), 1000, "mbsync:\n{out1}");
     let local_archive = messages(&m.local.join("Archive"));
     assert_eq!(local_archive.len(), 5, "mbsync:\n{out1}");
-    for i in [0, 1, 97, 500, 999] {
+    let mut stored: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for t in local_inbox.values() {
+        *stored.entry(without_tuid(t)).or_default() += 1;
+    }
+    for i in 0..1000 {
         let text = message("inbox", i);
-        let head = text.split_once("Subject:").unwrap().0;
-        let hits: Vec<_> =
-            local_inbox.values().filter(|t| without_tuid(t) == text.as_bytes()).collect();
-        assert_eq!(hits.len(), 1, "inbox {i} not stored exactly once as sent ({head})");
+        assert_eq!(stored.get(text.as_bytes()), Some(&1), "inbox {i} not stored once as sent");
     }
     for i in 0..5 {
         let text = message("archive", i);
