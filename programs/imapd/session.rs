@@ -634,6 +634,8 @@ impl<'a> Session<'a> {
         if message.is_empty() {
             return Ok(Reply::No("Empty message".into()));
         }
+        // stored with LF line ends, as qmail-local delivers (FETCH and qmail-pop3d add the CRs)
+        let message = &lf_line_ends(message)[..];
         let user = self.user.as_ref().expect("logged in");
         if let Some(quota) = &user.quota {
             match qmail::quota::check(&user.root, quota, message.len() as u64) {
@@ -978,6 +980,19 @@ fn uid_set(uids: &[u32]) -> String {
     out
 }
 
+/// `message` with every CR LF made LF (a bare CR stays): a Maildir message has LF line ends.
+fn lf_line_ends(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\n');
+        rest = &rest[i + 2..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 fn folder_error(e: FolderError) -> Reply {
     if let FolderError::Io(..) = e {
         qmail::log::line(format_args!("imapd: {e}"));
@@ -995,5 +1010,12 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[4]), "4");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn append_stores_lf() {
+        assert_eq!(lf_line_ends(b"a: b\r\n\r\nx\ry\r\n"), b"a: b\n\nx\ry\n");
+        assert_eq!(lf_line_ends(b"lf\nonly\r"), b"lf\nonly\r");
+        assert_eq!(lf_line_ends(b"\r\r\n"), b"\r\n");
     }
 }
