@@ -4,10 +4,10 @@
 //! mailboxes and messages in flat memory.
 
 use crate::harness::imap::{Client, Imapd, PASS, USER};
-use crate::harness::{assert_ok, pids_of, wait_until};
+use crate::harness::{assert_ok, pids_of};
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn fixture(name: &str) -> String {
     fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
@@ -472,4 +472,41 @@ fn a_200_mb_message_in_partial_fetches_with_flat_memory() {
     eprintln!("imapd VmHWM after partial fetches of a 200 MB message: {hwm} kB");
     assert!(hwm < 16 * 1024, "VmHWM {hwm} kB");
     c.ok("p3", "LOGOUT");
+}
+
+/// The README's "Reading mail over IMAP" on `qmailctl run`'s IMAP listener: imaplib logs
+/// in, reads the headers, and files a message into a new folder.
+#[test]
+fn readme_reading_mail_over_imap_on_qmailctl_run() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    imapd.put(&imapd.maildir(), "From: ann@example.org\nSubject: for the README\n\nhi\n");
+    let port = crate::harness::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = [&["--listen", "off", "--imap", &addr][..], crate::harness::OTHER_LISTENERS_OFF];
+    let run = imapd.sb.start_with(&args.concat());
+    assert!(
+        crate::harness::wait_until(std::time::Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        }),
+        "the IMAP listener did not come up; log:\n{}",
+        run.log_text()
+    );
+    let script = r#"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1])); m.login(sys.argv[2], sys.argv[3])
+m.create("INBOX.Archive"); m.select("INBOX")
+typ, data = m.search(None, "ALL")
+for n in data[0].split():
+    print(m.fetch(n, "(BODY.PEEK[HEADER.FIELDS (From Subject)])")[1][0][1].decode())
+if data[0]: m.copy(b"1", "INBOX.Archive")
+m.logout()
+"#;
+    let out = imapd.python(script);
+    assert!(
+        out.contains("From: ann@example.org") && out.contains("Subject: for the README"),
+        "{out}"
+    );
+    let archived = fs::read_dir(imapd.maildir().join(".Archive/cur")).unwrap().count();
+    assert_eq!(archived, 1);
+    assert!(run.log_text().contains("IMAP on 127.0.0.1:"), "{}", run.log_text());
 }

@@ -474,6 +474,7 @@ pub const KNOWN: &[Known] = &[
         "compiled tcp.smtp (qmailctl cdb), used by qmailctl run",
     ),
     k("timeoutconnect", Kind::Int, "60", "seconds qmail-remote waits for a connection"),
+    k("timeoutimap", Kind::Int, "1800", "seconds imapd waits for the client (autologout)"),
     k("timeoutpop3", Kind::Int, "1200", "seconds qmail-popup and qmail-pop3d wait for the client"),
     k("timeoutremote", Kind::Int, "1200", "seconds qmail-remote waits for the server"),
     k("timeoutsmmapd", Kind::Int, "360", "seconds smmapd waits for the next request"),

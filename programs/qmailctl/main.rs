@@ -102,6 +102,14 @@ pub struct RunArgs {
     /// default 127.0.0.1:1995 when control/smtpcert exists.
     #[arg(long, value_name = "ADDR")]
     pub pop3s: Option<String>,
+    /// Where it listens for IMAP (imapd; STARTTLS with a certificate, plaintext LOGIN on a
+    /// loopback address) (host:port), or `off`.
+    #[arg(long, default_value = "127.0.0.1:1143", value_name = "ADDR")]
+    pub imap: String,
+    /// Where it listens for IMAPS, implicit TLS as on port 993 (host:port), or `off`;
+    /// default 127.0.0.1:1993 when control/smtpcert exists.
+    #[arg(long, value_name = "ADDR")]
+    pub imaps: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -183,7 +191,12 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
         Some(args.pop3.as_str()).filter(|a| *a != "off"),
         args.pop3s.as_deref(),
     )?;
-    let listeners: Vec<run::Listener> = listeners.into_iter().chain(pop3).collect();
+    let (imap, imap_note) = run::imap_listeners(
+        &home,
+        Some(args.imap.as_str()).filter(|a| *a != "off"),
+        args.imaps.as_deref(),
+    )?;
+    let listeners: Vec<run::Listener> = listeners.into_iter().chain(pop3).chain(imap).collect();
     if !listeners.is_empty() {
         let demo = home.join("demo/Maildir/new");
         let demo = if demo.is_dir() {
@@ -199,7 +212,7 @@ fn up(args: &RunArgs) -> anyhow::Result<()> {
             on.join(", ")
         );
     }
-    for note in [note, pop3_note].into_iter().flatten() {
+    for note in [note, pop3_note, imap_note].into_iter().flatten() {
         println!("{note}");
     }
     run::run(&home, &listeners)

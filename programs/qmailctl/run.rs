@@ -41,6 +41,8 @@ pub const SMTPS_DEFAULT: &str = "127.0.0.1:4465";
 pub const SUBMISSION_DEFAULT: &str = "127.0.0.1:5587";
 /// The POP3S listener's address when `--pop3s` is not given and there is a certificate.
 pub const POP3S_DEFAULT: &str = "127.0.0.1:1995";
+/// The IMAPS listener's address when `--imaps` is not given and there is a certificate.
+pub const IMAPS_DEFAULT: &str = "127.0.0.1:1993";
 
 /// The kinds of SMTP listener: what qmail-smtpd's environment says about the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,10 @@ pub enum Port {
     Pop3,
     /// POP3 with implicit TLS (`POP3S`), port 995's way
     Pop3s,
+    /// IMAP (imapd), STARTTLS offered when there is a certificate
+    Imap,
+    /// IMAP with implicit TLS (`imapd -s`), port 993's way
+    Imaps,
 }
 
 impl Port {
@@ -66,6 +72,8 @@ impl Port {
             Port::Submission => "submission",
             Port::Pop3 => "POP3",
             Port::Pop3s => "POP3S",
+            Port::Imap => "IMAP",
+            Port::Imaps => "IMAPS",
         }
     }
 }
@@ -130,14 +138,35 @@ pub fn pop3_listeners(
     pop3: Option<&str>,
     pop3s: Option<&str>,
 ) -> Result<(Vec<Listener>, Option<String>)> {
+    mailbox_listeners(home, (Port::Pop3, pop3), (Port::Pop3s, pop3s, POP3S_DEFAULT), "STLS")
+}
+
+/// The IMAP listeners, as [`pop3_listeners`]: `--imap` and `--imaps`.
+pub fn imap_listeners(
+    home: &Path,
+    imap: Option<&str>,
+    imaps: Option<&str>,
+) -> Result<(Vec<Listener>, Option<String>)> {
+    mailbox_listeners(home, (Port::Imap, imap), (Port::Imaps, imaps, IMAPS_DEFAULT), "STARTTLS")
+}
+
+/// A plain listener (its kind and address, `None`: off) and its implicit-TLS twin (kind,
+/// address given or not, default), and the log line when the twin is left out.
+fn mailbox_listeners(
+    home: &Path,
+    (plain, plain_addr): (Port, Option<&str>),
+    (tls, tls_addr, default): (Port, Option<&str>, &str),
+    starttls: &str,
+) -> Result<(Vec<Listener>, Option<String>)> {
     let cert = home.join("control/smtpcert").exists();
     let mut out = Vec::new();
-    if let Some(addr) = pop3 {
-        out.push(Listener::new(Port::Pop3, addr)?);
+    if let Some(addr) = plain_addr {
+        out.push(Listener::new(plain, addr)?);
     }
-    out.extend(tls_listener(home, Port::Pop3s, pop3s, POP3S_DEFAULT)?);
-    let note = (!cert && pop3s.is_none())
-        .then(|| "qmailctl: no control/smtpcert: no POP3S listener, no STLS".to_string());
+    out.extend(tls_listener(home, tls, tls_addr, default)?);
+    let note = (!cert && tls_addr.is_none()).then(|| {
+        format!("qmailctl: no control/smtpcert: no {} listener, no {starttls}", tls.name())
+    });
     Ok((out, note))
 }
 
@@ -330,7 +359,8 @@ fn start(home: &Path, job: &Job, aliasempty: &str, verify: Option<&OwnedFd>) -> 
 fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
     let bin = home.join("bin");
     let me = qmail::control::Control::new(home).me().ok().flatten().unwrap_or_default();
-    let pop3 = matches!(l.port, Port::Pop3 | Port::Pop3s);
+    // the mailbox servers (POP3, IMAP) log users in and become them
+    let pop3 = matches!(l.port, Port::Pop3 | Port::Pop3s | Port::Imap | Port::Imaps);
     let mut c = Command::new(bin.join("qmail-tcpsrv"));
     c.args(["-v", "-R", "-H"]);
     if !me.is_empty() {
@@ -348,17 +378,31 @@ fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
         c.arg("-x").arg(&rules);
     }
     c.args([&l.host, &l.service]);
-    if pop3 {
-        let host = if me.is_empty() { "localhost" } else { me.as_str() };
-        c.arg(bin.join("qmail-popup")).arg(host).arg(bin.join("auth_pop"));
-        c.arg(bin.join("qmail-pop3d")).arg("./Maildir/");
-    } else {
-        c.arg(bin.join("qmail-smtpd"));
+    match l.port {
+        Port::Pop3 | Port::Pop3s => {
+            let host = if me.is_empty() { "localhost" } else { me.as_str() };
+            c.arg(bin.join("qmail-popup")).arg(host).arg(bin.join("auth_pop"));
+            c.arg(bin.join("qmail-pop3d")).arg("./Maildir/");
+        }
+        Port::Imap | Port::Imaps => {
+            c.arg(bin.join("imapd"));
+            if l.port == Port::Imaps {
+                c.arg("-s");
+            } else if is_loopback(&l.host) {
+                // plaintext LOGIN on a loopback address, as POP3's USER/PASS on it
+                c.args(["-p", "2"]);
+            }
+        }
+        _ => {
+            c.arg(bin.join("qmail-smtpd"));
+        }
     }
     // what the kind of port means to qmail-smtpd and qmail-popup (an SMTPS or POP3S in
     // qmailctl's own environment would make every listener speak TLS first)
     match l.port {
-        Port::Smtp | Port::Pop3 => c.env_remove("SMTPS").env_remove("POP3S"),
+        Port::Smtp | Port::Pop3 | Port::Imap | Port::Imaps => {
+            c.env_remove("SMTPS").env_remove("POP3S")
+        }
         Port::Smtps => c.env("SMTPS", "1"),
         Port::Submission => {
             c.env_remove("SMTPS").env("AUTHREQUIRED", "1").env("SMTPAUTH", "TLSREQUIRED")
@@ -367,6 +411,11 @@ fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
     };
     c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
     Ok(c)
+}
+
+/// Whether `host` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A system installation (qmail's users), where POP3 must start as root.

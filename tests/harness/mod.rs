@@ -352,10 +352,17 @@ impl Sandbox {
     pub fn start_with(&self, extra: &[&str]) -> Running {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
+        // the IMAP listeners stay off unless a test asks for them (fixed default ports)
+        let mut extra = extra.to_vec();
+        for option in ["--imap", "--imaps"] {
+            if !extra.contains(&option) {
+                extra.extend([option, "off"]);
+            }
+        }
         let mut child = self
             .cmd("qmailctl")
             .arg("run")
-            .args(extra)
+            .args(&extra)
             .arg("--home")
             .arg(&self.home)
             .stdout(Stdio::piped())
