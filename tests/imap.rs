@@ -510,3 +510,39 @@ m.logout()
     assert_eq!(archived, 1);
     assert!(run.log_text().contains("IMAP on 127.0.0.1:"), "{}", run.log_text());
 }
+
+/// The qmail-LDAP login chain under tcpserver: `imapd -p 2 auth_imap imapd Maildir`. The
+/// first imapd takes LOGIN and hands it to auth_imap on descriptor 3; a refused login comes
+/// back to it (auth_imap runs it again) as the tagged NO, and the next LOGIN goes through to
+/// the second imapd, which answers the tagged OK and serves what was pipelined behind it.
+#[test]
+fn the_login_chain_under_tcpserver() {
+    let mut imapd = Imapd::new(&["-p", "2"]);
+    let auth_imap = crate::harness::bin("auth_imap");
+    let second = crate::harness::bin("imapd");
+    imapd
+        .serve(&["-p", "2", auth_imap.to_str().unwrap(), second.to_str().unwrap(), "Maildir"], &[]);
+    imapd.put(&imapd.maildir(), "Subject: chained\n\nhello\n");
+    let mut c = imapd.connect();
+    let greeting = c.line();
+    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1"), "{greeting}");
+    assert!(!greeting.contains("STARTTLS"), "no STARTTLS across the exec: {greeting}");
+    let (_, t) = c.cmd("c1", &format!("LOGIN {USER} wrong"));
+    assert_eq!(t, "c1 NO [AUTHENTICATIONFAILED] Authentication failed");
+    // LOGIN with SELECT and FETCH pipelined behind it, in one write
+    c.send(
+        format!("c2 LOGIN {USER} \"{PASS}\"\r\nc3 SELECT INBOX\r\nc4 FETCH 1 (BODY[TEXT])\r\n")
+            .as_bytes(),
+    );
+    let (_, t) = c.until("c2");
+    assert!(t.starts_with("c2 OK [CAPABILITY IMAP4rev1"), "{t}");
+    let (u, t) = c.until("c3");
+    assert!(
+        t.starts_with("c3 OK [READ-WRITE]") && u.contains(&"* 1 EXISTS".to_string()),
+        "{u:?} {t}"
+    );
+    let (u, t) = c.until("c4");
+    assert!(t.starts_with("c4 OK"), "{t}");
+    assert!(u.iter().any(|l| l.contains("hello")), "{u:?}");
+    c.ok("c5", "LOGOUT");
+}

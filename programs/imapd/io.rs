@@ -54,6 +54,8 @@ pub struct Io {
     pub written_total: u64,
     /// `log/USER` telemetry, when on
     pub telemetry: Option<std::fs::File>,
+    /// read a byte at a time (a login chain's first stage leaves the rest in the socket)
+    pub bytewise: bool,
 }
 
 impl Io {
@@ -75,6 +77,7 @@ impl Io {
             read_total: 0,
             written_total: 0,
             telemetry: None,
+            bytewise: false,
         }
     }
 
@@ -146,7 +149,8 @@ impl Io {
                     qmail::tls::push(tls, self.output.as_fd(), until)?;
                 }
                 None => {
-                    let n = qmail::timeoutio::read_by(self.input.as_fd(), &mut buf, until)?;
+                    let want = if self.bytewise { 1 } else { buf.len() };
+                    let n = qmail::timeoutio::read_by(self.input.as_fd(), &mut buf[..want], until)?;
                     if n == 0 {
                         return Err(IoError::Eof);
                     }

@@ -1,6 +1,6 @@
 //! imapd: an IMAP4rev1 server over Maildir++ (doc/imapd.8).
 //!
-//! `imapd [-C config] [-U uses] [-T secs] [-D] [-s] [-p ssf] [--listen where] [maildir]`
+//! `imapd [-C config] [-U uses] [-T secs] [-D] [-s] [-p ssf] [--listen where] [maildir | nextprog args...]`
 //!
 //! One program, three wirings:
 //!
@@ -11,10 +11,13 @@
 //! - `--listen`: the same sessions in generations of listening workers ([`qmail::listener`],
 //!   `-U` connections per worker, `-T` idle seconds), which must not run as root: every
 //!   mailbox must belong to the user the workers run as (a virtual-mail uid);
-//! - after a login chain (`AUTHENTICATED` set, by auth_imap): the user is logged in, the
-//!   mailbox is `MAILDIR` or the `maildir` argument (relative to the home, the working
-//!   directory); the session starts with `* PREAUTH`, or with the tagged OK of the LOGIN
-//!   whose tag is in `IMAPLOGINTAG`.
+//! - a login chain, `imapd -p 2 auth_imap imapd Maildir`: the first imapd takes LOGIN and
+//!   execs the next program with the courier request on fd 3 (reading the client a byte at
+//!   a time, so what follows LOGIN stays in the socket); auth_imap runs it again after a
+//!   refused login (`IMAPLOGINTAG` set: it answers that tag NO), or becomes the user and
+//!   execs the second imapd (`AUTHENTICATED` set): logged in, the mailbox `MAILDIR` or the
+//!   `maildir` argument (relative to the home), starting with the tagged OK of the LOGIN
+//!   (`IMAPLOGINTAG`) or `* PREAUTH`.
 //!
 //! Folders are Courier's Maildir++ namespace (`INBOX.`, separator `.`;
 //! [`qmail::imap::folders`]); UIDs live in each folder's `dovecot-uidlist`
@@ -48,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const USAGE: &str = "usage: imapd [-C config] [-U uses] [-T secs] [-D] [-s] [-p ssf] \
-                     [--listen unix:/path|tcp:host:port|fd:N] [maildir]";
+                     [--listen unix:/path|tcp:host:port|fd:N] [maildir | nextprog args...]";
 const EX_USAGE: u8 = 64;
 const EX_CONFIG: u8 = 78;
 const EX_ROOT: u8 = 100;
@@ -111,6 +114,8 @@ pub struct Settings {
     pub bad_login_delay: Duration,
     /// the service name of `msg/shutdown.<service>`
     pub service: String,
+    /// the login chain's next program and its arguments: LOGIN hands over to it
+    pub chain: Vec<OsString>,
 }
 
 impl Settings {
@@ -155,11 +160,14 @@ impl Settings {
             debug: opts.debug,
             bad_login_delay: bad_login_delay(),
             service: service.unwrap_or_else(|| "imap".into()),
+            chain: Vec::new(),
         })
     }
 
+    /// STARTTLS can be offered: a certificate, and no login chain to hand the session to
+    /// (a TLS session cannot cross an exec).
     pub fn tls_available(&self) -> bool {
-        self.cert.is_some()
+        self.cert.is_some() && self.chain.is_empty()
     }
 
     /// The TLS configuration: the certificate file and `control/tlsciphers`, read now (a
@@ -238,7 +246,7 @@ fn main() -> ExitCode {
         qmail::log::line(format_args!("{USAGE}"));
         return ExitCode::from(EX_USAGE);
     };
-    let settings = match Settings::load(&opts) {
+    let mut settings = match Settings::load(&opts) {
         Ok(s) => s,
         Err(e) => {
             qmail::log::line(format_args!("imapd: fatal: {e}"));
@@ -254,8 +262,13 @@ fn main() -> ExitCode {
         return preauthenticated(&settings, &opts, name);
     }
     if !opts.args.is_empty() {
-        qmail::log::line(format_args!("imapd: fatal: a maildir argument needs AUTHENTICATED"));
-        return ExitCode::from(EX_USAGE);
+        if opts.implicit_tls || opts.listen.is_some() {
+            qmail::log::line(format_args!(
+                "imapd: fatal: a login chain takes neither -s nor --listen (TLS cannot cross exec)"
+            ));
+            return ExitCode::from(EX_USAGE);
+        }
+        settings.chain = opts.args.clone();
     }
     match &opts.listen {
         None => {
@@ -266,7 +279,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(qmail::exit::TEMP);
                 }
             };
-            let io = Io::new(input, output, settings.timeout, true);
+            let mut io = Io::new(input, output, settings.timeout, true);
+            // what follows LOGIN must stay in the socket for the chain's imapd
+            io.bytewise = !settings.chain.is_empty();
             exit(serve(io, &settings, opts.implicit_tls))
         }
         Some(listen) => listening(&settings, &opts, listen),
@@ -345,6 +360,16 @@ fn serve(io: Io, settings: &Settings, implicit_tls: bool) -> End {
             return End::Dropped;
         }
     }
+    if let Some(tag) = failed_chain_login(settings) {
+        // auth_imap ran this program again after a refused login: answer that LOGIN
+        std::thread::sleep(settings.bad_login_delay);
+        let line = format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+        if session.io.send(line.as_bytes()).is_err() {
+            return End::Dropped;
+        }
+        let end = session.run();
+        return finish(&session, end);
+    }
     if let Some(text) = settings.shutdown_message() {
         let _ = session.io.send(format!("* BYE [ALERT] {text}\r\n").as_bytes());
         session.io.close();
@@ -384,8 +409,72 @@ fn finish(session: &Session<'_>, end: End) -> End {
     end
 }
 
-/// LOGIN / AUTHENTICATE in the session: authenticate, become the mailbox's owner, open it.
+/// The tag of the LOGIN a login chain refused: this program was run again by auth_imap
+/// (`IMAPLOGINTAG` set, `AUTHENTICATED` not).
+fn failed_chain_login(settings: &Settings) -> Option<String> {
+    if settings.chain.is_empty() {
+        return None;
+    }
+    let tag = std::env::var("IMAPLOGINTAG").ok()?;
+    valid_tag(&tag).then_some(tag)
+}
+
+/// A tag as RFC 3501 has it (ASTRING-CHARs but `+`), short.
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"]+\\".contains(&b))
+}
+
+/// The login chain: hand LOGIN's name and password to the next program on descriptor 3
+/// (`imap\nlogin\n<name>\n<password>\n`, courier's format, as auth_imap reads it), with
+/// this program's command line in `AUTHARGC`/`AUTHARGV<n>` (run again after a refused
+/// login) and the LOGIN's tag in `IMAPLOGINTAG`. Returns only when it cannot.
+fn hand_to_chain(s: &mut Session<'_>, creds: &Credentials) -> Failure {
+    use std::os::unix::process::CommandExt;
+    let (Some(tag), true) = (s.tag.clone(), s.io.inbuf.is_empty()) else {
+        return Failure::Temporary("commands pipelined behind LOGIN".into());
+    };
+    let tag = String::from_utf8_lossy(&tag).into_owned();
+    if !valid_tag(&tag) || creds.login.contains(&b'\n') || creds.password.contains(&b'\n') {
+        return Failure::BadPassword;
+    }
+    let mut request = zeroize::Zeroizing::new(b"imap\nlogin\n".to_vec());
+    request.extend_from_slice(&creds.login);
+    request.push(b'\n');
+    request.extend_from_slice(&creds.password);
+    request.push(b'\n');
+    if request.len() > 1023 {
+        return Failure::BadPassword;
+    }
+    let (read, write) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return Failure::Temporary(format!("pipe: {e}")),
+    };
+    // the request fits the pipe's buffer: written whole before the exec
+    if let Err(e) = std::fs::File::from(write).write_all(&request) {
+        return Failure::Temporary(format!("pipe: {e}"));
+    }
+    let _ = s.io.flush();
+    let me: Vec<OsString> = std::env::args_os().collect();
+    let chain = &s.settings.chain;
+    let mut cmd = std::process::Command::new(&chain[0]);
+    cmd.args(&chain[1..]).env_remove("AUTHENTICATED").env("IMAPLOGINTAG", &tag);
+    cmd.env("AUTHARGC", me.len().to_string());
+    for (i, arg) in me.iter().enumerate() {
+        cmd.env(format!("AUTHARGV{i}"), arg);
+    }
+    qmail::child::map_fds(&mut cmd, vec![(read, 3)]);
+    let e = cmd.exec();
+    Failure::Temporary(format!("unable to run {}: {e}", chain[0].to_string_lossy()))
+}
+
+/// LOGIN / AUTHENTICATE in the session: authenticate, become the mailbox's owner, open it
+/// (or, in a login chain, hand the login to the next program).
 pub fn log_in(s: &mut Session<'_>, creds: &Credentials) -> Result<(), Failure> {
+    if !s.settings.chain.is_empty() {
+        return Err(hand_to_chain(s, creds));
+    }
     let login = auth::split::authenticate(&s.settings.home, Service::Imap, creds)?;
     let mailbox = login.mailbox.ok_or_else(|| Failure::BadRecord("no mailbox".into()))?;
     if let Err(e) = qmail::prot::drop_to(mailbox.uid, mailbox.gid) {

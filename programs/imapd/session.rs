@@ -54,6 +54,8 @@ pub struct Session<'a> {
     reader: Reader,
     errors: u32,
     first: bool,
+    /// the tag of the command being served
+    pub tag: Option<Vec<u8>>,
 }
 
 /// A command's outcome: the tagged reply's status and text.
@@ -75,6 +77,7 @@ impl<'a> Session<'a> {
             reader: Reader::new(imap::Limits::new(APPEND_MAX)),
             errors: 0,
             first: true,
+            tag: None,
         }
     }
 
@@ -202,6 +205,7 @@ impl<'a> Session<'a> {
             }
         };
         self.first = false;
+        self.tag = Some(cmd.tag.clone());
         if self.settings.debug {
             qmail::log::line(format_args!("imapd: pid {}: {request:?}", std::process::id()));
         }
