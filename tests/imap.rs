@@ -546,3 +546,45 @@ fn the_login_chain_under_tcpserver() {
     assert!(u.iter().any(|l| l.contains("hello")), "{u:?}");
     c.ok("c5", "LOGOUT");
 }
+
+/// `--listen`: listening workers (never root) serve sessions on threads; a worker ends after
+/// `-U` connections and the next connection gets a new one.
+#[test]
+fn listening_workers_serve_sessions() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    imapd.put(&imapd.maildir(), "Subject: listened\n\nhi\n");
+    let port = crate::harness::free_port();
+    let mut cmd = std::process::Command::new("setpriv");
+    if crate::harness::is_root() {
+        cmd.args([
+            &format!("--reuid={}", imapd.uid),
+            &format!("--regid={}", imapd.gid),
+            "--clear-groups",
+        ]);
+    }
+    cmd.arg(crate::harness::bin("imapd"))
+        .args(["-p", "2", "-U", "2", "--listen", &format!("tcp:127.0.0.1:{port}")])
+        .env("QMAILHOME", &imapd.sb.home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let _master = crate::harness::Guard(cmd.spawn().unwrap());
+    assert!(crate::harness::wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    // three sessions at once, then more than one worker's -U
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(port)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert!(c.line().starts_with("* OK [CAPABILITY "));
+        c.ok(&format!("a{i}"), &format!("LOGIN {USER} \"{PASS}\""));
+        let u = c.ok(&format!("b{i}"), "EXAMINE INBOX");
+        assert!(u.contains(&"* 1 EXISTS".to_string()), "{u:?}");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.ok(&format!("c{i}"), "LOGOUT");
+    }
+    // as root the workers refuse
+    if crate::harness::is_root() {
+        let out = imapd.sb.run("imapd", &["--listen", "tcp:127.0.0.1:1"], b"");
+        assert_eq!(out.status.code(), Some(100), "{out:?}");
+    }
+}
