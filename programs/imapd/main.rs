@@ -174,11 +174,7 @@ impl Settings {
     /// renewed certificate counts from the next session on).
     pub fn tls(&self) -> Result<Arc<rustls::ServerConfig>, String> {
         let cert = self.cert.as_ref().ok_or("no certificate (control/smtpcert or SSLCERT)")?;
-        let ciphers = Control::new(&self.home).raw("tlsciphers").map_err(|e| e.to_string())?;
-        let ciphers = ciphers.map(|data| String::from_utf8_lossy(&data).into_owned());
-        let provider = qmail::tls::provider(ciphers.as_deref(), "control/tlsciphers")
-            .map_err(|e| e.to_string())?;
-        qmail::tls::server_config(cert, provider).map_err(|e| e.to_string())
+        qmail::tls::installation_config(&self.home, cert).map_err(|e| e.to_string())
     }
 
     /// The first line of `msg/<name>`, with leading `[` removed (a text must not look like a

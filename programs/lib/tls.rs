@@ -130,6 +130,17 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The server configuration of an installation: the certificate file `cert` with the cipher
+/// suites of `home`'s `control/tlsciphers`, both read now (at each STARTTLS, or when an
+/// implicit-TLS session starts), for qmail-smtpd, qmail-popup and imapd.
+pub fn installation_config(home: &Path, cert: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let ciphers = crate::control::Control::new(home)
+        .raw("tlsciphers")
+        .map_err(|e| TlsError(e.to_string()))?;
+    let ciphers = ciphers.map(|data| String::from_utf8_lossy(&data).into_owned());
+    server_config(cert, provider(ciphers.as_deref(), "control/tlsciphers")?)
+}
+
 /// The certificates (the first is the holder's, then its chain) and the one private key of
 /// the PEM file `pem`, in any order in the file.
 pub fn cert_and_key(

@@ -79,11 +79,7 @@ impl Config {
     /// The TLS configuration: the certificate file and `control/tlsciphers`, read now.
     fn tls(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
         let cert = self.cert.as_ref().ok_or("no certificate (control/smtpcert or SSLCERT)")?;
-        let ciphers = Control::new(&self.home).raw("tlsciphers").map_err(|e| e.to_string())?;
-        let ciphers = ciphers.map(|data| String::from_utf8_lossy(&data).into_owned());
-        let provider = qmail::tls::provider(ciphers.as_deref(), "control/tlsciphers")
-            .map_err(|e| e.to_string())?;
-        qmail::tls::server_config(cert, provider).map_err(|e| e.to_string())
+        qmail::tls::installation_config(&self.home, cert).map_err(|e| e.to_string())
     }
 }
 

@@ -298,12 +298,7 @@ impl Config {
     /// `control/tlsciphers`, both read now: at each STARTTLS, or when an SMTPS session starts
     /// (doc/qmail-smtpd.8, STARTTLS). The error names the file and never holds key material.
     pub fn tls(&self, cert: &Path) -> Result<Arc<rustls::ServerConfig>, qmail::tls::TlsError> {
-        let ciphers = Control::new(&self.home)
-            .raw("tlsciphers")
-            .map_err(|e| qmail::tls::TlsError(e.to_string()))?;
-        let ciphers = ciphers.map(|data| String::from_utf8_lossy(&data).into_owned());
-        let provider = qmail::tls::provider(ciphers.as_deref(), "control/tlsciphers")?;
-        qmail::tls::server_config(cert, provider)
+        qmail::tls::installation_config(&self.home, cert)
     }
 
     /// Read every control file under `home`. The error is the text for the log.
