@@ -761,6 +761,32 @@ mod tests {
         fn write_list(&self, data: &[u8]) {
             fs::write(self.0.join(LIST), data).unwrap();
         }
+
+        fn open_ro(&self) -> UidList {
+            UidList::open(&self.0, NOW, Rewrite::Never).unwrap()
+        }
+
+        fn mtime(&self, dir: &str) -> SystemTime {
+            fs::metadata(self.0.join(dir)).unwrap().modified().unwrap()
+        }
+
+        fn set_mtime(&self, dir: &str, time: SystemTime) {
+            File::open(self.0.join(dir)).unwrap().set_modified(time).unwrap();
+        }
+
+        /// Both directories last changed `secs` ago, well past the margin.
+        fn settle(&self, secs: u64) {
+            let then = SystemTime::now() - Duration::from_secs(secs);
+            self.set_mtime("new", then);
+            self.set_mtime("cur", then);
+        }
+
+        /// The header's stamp field, if any.
+        fn stamp(&self) -> Option<String> {
+            let list = self.list();
+            let header = list.lines().next().unwrap().to_string();
+            header.split(' ').find(|w| w.starts_with('M')).map(str::to_string)
+        }
     }
 
     impl Drop for Folder {
@@ -967,6 +993,169 @@ mod tests {
         fs::write(f.0.join(EXPUNGED), b"x\n").unwrap();
         assert_eq!(f.open(NOW).uidvalidity(), first + 2);
         assert!(!f.0.join(EXPUNGED).exists());
+    }
+
+    #[test]
+    fn a_settled_folder_is_trusted_without_a_scan() {
+        let f = Folder::new("trust");
+        f.put("cur/1.a:2,S");
+        f.put("new/2.b");
+        f.settle(100);
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        drop(list);
+        let stamp = Stamp::of(&f.0).unwrap().unwrap();
+        let want =
+            format!("3 V{NOW} N3 M{},{}\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n", stamp.new, stamp.cur);
+        assert_eq!(f.list(), want);
+        for rewrite in [Rewrite::Allowed, Rewrite::Never] {
+            let list = UidList::open(&f.0, NOW, rewrite).unwrap();
+            assert!(list.trusted());
+            assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+            assert_eq!(list.uidnext(), 3);
+        }
+        assert_eq!(f.list(), want, "a trusted open writes nothing");
+        // no scan: a file slipped in with cur/'s time put back is not seen...
+        let cur = f.mtime("cur");
+        f.put("cur/3.c:2,");
+        f.set_mtime("cur", cur);
+        assert_eq!(pairs(&f.open(NOW)).len(), 2);
+        // ...until the time differs, as any link, rename or unlink makes it
+        f.set_mtime("cur", cur + Duration::from_nanos(1));
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list)[2], (3, "cur/3.c:2,"));
+    }
+
+    #[test]
+    fn a_delivery_within_the_margin_of_the_list_is_found() {
+        let f = Folder::new("margin");
+        f.put("new/1.a");
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None, "directories changed just now: no stamp");
+        // a delivery in the same tick of the clock: new/'s time does not move
+        let new = f.mtime("new");
+        f.put("new/2.b");
+        f.set_mtime("new", new);
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "new/1.a"), (2, "new/2.b")]);
+        drop(list);
+        // changed less than the margin ago is still too recent
+        let recent = SystemTime::now() - MARGIN / 2;
+        f.set_mtime("new", recent);
+        f.set_mtime("cur", recent);
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None);
+        assert!(!f.open(NOW).trusted());
+    }
+
+    #[test]
+    fn flags_changed_by_another_process_are_seen() {
+        let f = Folder::new("otherflags");
+        f.put("cur/1.a:2,");
+        f.put("cur/2.b:2,S");
+        f.settle(100);
+        drop(f.open(NOW));
+        assert!(f.open(NOW).trusted());
+        f.rename("cur/1.a:2,", "cur/1.a:2,FS");
+        let before = f.list();
+        let list = f.open_ro();
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,FS"), (2, "cur/2.b:2,S")]);
+        drop(list);
+        assert_eq!(f.list(), before, "a read-only open does not rewrite");
+        // a read-write one rewrites once the directories have settled, then trusts
+        f.settle(50);
+        drop(f.open(NOW));
+        assert!(f.list().contains("\n1 Lcur :1.a:2,FS\n"), "{}", f.list());
+        let list = f.open(NOW);
+        assert!(list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,FS"), (2, "cur/2.b:2,S")]);
+    }
+
+    #[test]
+    fn files_gone_under_a_trusted_list_are_expunged() {
+        let f = Folder::new("trustgone");
+        for name in ["cur/1.a:2,", "cur/2.b:2,", "cur/3.c:2,"] {
+            f.put(name);
+        }
+        f.settle(100);
+        drop(f.open(NOW));
+        f.gone("cur/3.c:2,");
+        // read-only: reported, recorded, the line kept
+        let list = f.open_ro();
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (2, "cur/2.b:2,")]);
+        drop(list);
+        assert_eq!(fs::read_to_string(f.0.join(EXPUNGED)).unwrap(), "3\n");
+        // read-write and settled: the rewrite drops the line and the record, keeps N
+        f.gone("cur/2.b:2,");
+        f.settle(50);
+        let list = f.open(NOW);
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,")]);
+        drop(list);
+        assert!(!f.0.join(EXPUNGED).exists());
+        assert!(f.list().starts_with(&format!("3 V{NOW} N4 M")), "{}", f.list());
+        assert!(f.open(NOW).trusted());
+        // the bases come back: new UIDs
+        f.put("cur/2.b:2,S");
+        f.put("new/3.c");
+        let list = f.open(NOW);
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (4, "cur/2.b:2,S"), (5, "new/3.c")]);
+    }
+
+    #[test]
+    fn an_old_list_of_base_names_keeps_its_uids() {
+        let f = Folder::new("oldlist");
+        f.put("cur/1.a:2,S");
+        f.put("new/2.b");
+        let old = b"3 V77 N3 G0123abcd\n1 :1.a\n2 :2.b\n";
+        f.write_list(old);
+        f.settle(100);
+        let list = f.open_ro();
+        assert_eq!((list.uidvalidity(), list.uidnext()), (77, 3));
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+        drop(list);
+        assert_eq!(f.list().as_bytes(), old);
+        let list = f.open(NOW);
+        assert_eq!((list.uidvalidity(), list.uidnext()), (77, 3));
+        drop(list);
+        assert!(f.list().starts_with("3 V77 N3 G0123abcd M"), "{}", f.list());
+        assert!(f.list().ends_with("\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n"), "{}", f.list());
+        let list = f.open(NOW);
+        assert!(list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+        drop(list);
+        // a stamp that does not read, or a line without a location: a scan, not a lost list
+        let stamp = f.stamp().unwrap();
+        for list in [
+            "3 V77 N3 Mxyz\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n".to_string(),
+            format!("3 V77 N3 {stamp}\n1 :1.a:2,S\n2 Lnew :2.b\n"),
+            format!("3 V77 N3 {stamp}\n1 Lcur :1.a:2,S\n2 Lnew Lnew :2.b\n"),
+            format!("3 V77 N3 {stamp} {stamp}\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n"),
+        ] {
+            f.write_list(list.as_bytes());
+            let opened = f.open_ro();
+            assert!(!opened.trusted(), "{list}");
+            assert_eq!(opened.uidvalidity(), 77, "{list}");
+            assert_eq!(pairs(&opened), [(1, "cur/1.a:2,S"), (2, "new/2.b")], "{list}");
+        }
+    }
+
+    #[test]
+    fn a_directory_set_back_in_time_still_means_a_scan() {
+        let f = Folder::new("pasttime");
+        f.put("cur/1.a:2,");
+        f.settle(100);
+        drop(f.open(NOW));
+        assert!(f.open(NOW).trusted());
+        // a change, then the time set far into the past (a restore, a clock gone back):
+        // older than the list and its stamp, but not the stamp
+        f.put("cur/2.b:2,");
+        f.set_mtime("cur", UNIX_EPOCH + Duration::from_secs(1000));
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (2, "cur/2.b:2,")]);
     }
 
     #[test]
