@@ -1048,6 +1048,11 @@ mod tests {
         drop(f.open(NOW));
         assert_eq!(f.stamp(), None);
         assert!(!f.open(NOW).trusted());
+        // a time in the future (a clock off, another host's) is never settled
+        let ahead = SystemTime::now() + Duration::from_secs(3600);
+        f.set_mtime("new", ahead);
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None);
     }
 
     #[test]
