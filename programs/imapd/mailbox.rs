@@ -16,7 +16,7 @@
 //! base name.
 
 use qmail::imap::flags::{Flags, Info};
-use qmail::imap::uidlist::{UidList, UidListError};
+use qmail::imap::uidlist::{self, Rewrite, UidList, UidListError};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -145,14 +145,15 @@ impl Mailbox {
     }
 
     /// Whether the folder may have changed since the last scan: the directories' times
-    /// differ, or the scan ran within a second of them (a change in that same instant would
-    /// not show).
+    /// differ, or the scan ran within [`uidlist::MARGIN`] of them (a change in that same
+    /// tick of the file system's clock would not show): the rule the list itself follows
+    /// to skip its scan.
     fn may_have_changed(&self) -> bool {
         let Some((old, when)) = self.stamp else { return true };
         match self.stamp() {
             Some(now) if now == old => {
                 let newest = old.new.max(old.cur);
-                when.duration_since(newest).map_or(true, |d| d.as_secs() < 1)
+                when.duration_since(newest).map_or(true, |d| d < uidlist::MARGIN)
             }
             _ => true,
         }
@@ -170,7 +171,9 @@ impl Mailbox {
         }
         let stamp = self.stamp();
         let scanned = SystemTime::now();
-        let list = UidList::open(&self.dir, now_secs())?;
+        // a read-write session records the names it found, so the next open need not scan
+        let rewrite = if self.read_only { Rewrite::Never } else { Rewrite::Allowed };
+        let list = UidList::open(&self.dir, now_secs(), rewrite)?;
         self.uidvalidity = list.uidvalidity();
         let mut present: HashMap<u32, String> = HashMap::with_capacity(list.messages().len());
         let mut arrived: Vec<(u32, String)> = Vec::new();

@@ -10,6 +10,7 @@ use qmail::getln::{Got, Lines};
 use qmail::imap::flags::Flags;
 use qmail::imap::folders::{self, FolderError, Store};
 use qmail::imap::search::{self, Search, SearchError};
+use qmail::imap::uidlist::{Rewrite, UidList};
 use qmail::imap::{self as imap, write, Command, Event, Reader, Request, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -953,7 +954,7 @@ impl<'a> Session<'a> {
 /// order (the list is brought up to date, which gives new files their UIDs).
 fn uid_of(dir: &Path, bases: &[String]) -> Option<(u32, Vec<u32>)> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let list = qmail::imap::uidlist::UidList::open(dir, now).ok()?;
+    let list = UidList::open(dir, now, Rewrite::Never).ok()?;
     let by_base: std::collections::HashMap<&str, u32> =
         list.messages().iter().map(|m| (m.base(), m.uid)).collect();
     let uids: Option<Vec<u32>> = bases.iter().map(|b| by_base.get(b.as_str()).copied()).collect();

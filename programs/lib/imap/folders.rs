@@ -100,7 +100,7 @@ use base64::Engine;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::uidlist::{self, UidList, UidListError};
+use super::uidlist::{self, Rewrite, UidList, UidListError};
 use crate::file::{fsync_dir, is_missing, replace_with};
 
 /// The hierarchy delimiter.
@@ -495,7 +495,7 @@ impl Store {
         crate::maildir::make(dir).map_err(io)?;
         marker(dir).map_err(io)?;
         let validity = self.next_validity()?;
-        UidList::open(dir, u64::from(validity)).map_err(from_uidlist)?;
+        UidList::open(dir, u64::from(validity), Rewrite::Allowed).map_err(from_uidlist)?;
         Ok(())
     }
 
@@ -1111,7 +1111,7 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..3 {
             let f = store.create(b"INBOX.x").unwrap();
-            seen.push(UidList::open(&f.dir, 0).unwrap().uidvalidity());
+            seen.push(UidList::open(&f.dir, 0, Rewrite::Allowed).unwrap().uidvalidity());
             store.delete(b"INBOX.x").unwrap();
         }
         assert_eq!(seen, [far + 1, far + 2, far + 3]);

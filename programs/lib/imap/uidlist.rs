@@ -3,16 +3,47 @@
 //! between this server and Dovecot without a UIDVALIDITY change.
 //!
 //! The file: a header `3 V<uidvalidity> N<nextuid>` (more fields allowed, in any order; they
-//! are kept), then one line per message, `<uid> [fields] :<base name>`, UIDs strictly
-//! increasing. The base name is the file name up to its first `:`, so a message keeps its UID
-//! when its flags change (`:2,` to `:2,S`) and when it moves from `new/` to `cur/`.
+//! are kept), then one line per message, `<uid> [fields] :<file name>`, UIDs strictly
+//! increasing. A message is known by its base name, the file name up to its first `:`, so it
+//! keeps its UID when its flags change (`:2,` to `:2,S`) and when it moves from `new/` to
+//! `cur/`. The name on the line is the last full name known (`1700000000.M1P2.host:2,FS`),
+//! and the field `Lnew` or `Lcur` says in which directory it was; lists written before
+//! there were such fields hold base names only, and read the same.
 //!
-//! [`UidList::open`] takes the folder's lock, reads the list, scans `new/` and `cur/`, gives
-//! each base name not listed yet the next UID (in delivery order: the leading number of the
-//! name, then the name; names without one last), appends those lines (append only, fsync)
-//! and returns the messages present in UID order. [`UidList::compact`] rewrites the list
-//! with only the messages present (temp file, fsync, rename). The lock is held until the
-//! [`UidList`] is dropped.
+//! [`UidList::open`] takes the folder's lock, reads the list, and finds what `new/` and
+//! `cur/` hold: from the list itself when it is known to be current (below), else by
+//! scanning both. It gives each base name not listed yet the next UID (in delivery order:
+//! the leading number of the name, then the name; names without one last), appends those
+//! lines (append only, fsync) and returns the messages present in UID order.
+//! [`UidList::compact`] rewrites the list with only the messages present (temp file, fsync,
+//! rename). The lock is held until the [`UidList`] is dropped.
+//!
+//! Skipping the scan (as Dovecot does, which trusts its names while the directories are
+//! unchanged): reading a directory of 10,000 names costs more than the rest of a SELECT.
+//!
+//! - A message file is only ever added, renamed or removed, and each of those changes the
+//!   modification time of its directory. The header field `M<new>,<cur>` records the
+//!   modification times of `new/` and `cur/` (nanoseconds since the epoch) at which the
+//!   names of the list were all current. When both times are still exactly those, the list
+//!   is current: open trusts it, with no scan and no write. Any other time, earlier or
+//!   later, means a scan.
+//! - The times are taken (`stat`) before the scan, so a change during the scan shows at the
+//!   next open. They are recorded only when both are older than the start of the scan by
+//!   [`MARGIN`]: a change within the same tick of the file system's clock (a second or two
+//!   on some file systems; the kernel's coarse clock on others) as the last recorded one
+//!   would leave the time as it was. Until then every open scans: Dovecot's "dirty" rule.
+//! - The stamp is in the header, not the list's own modification time, since appends (a
+//!   read-only open's new UIDs, Dovecot's) change that time without making the names
+//!   current. Dovecot keeps header and line fields it does not know.
+//! - After a scan, an open with [`Rewrite::Allowed`] whose directories are older than the
+//!   margin rewrites the list (as [`UidList::compact`]) when a name, a location or the stamp
+//!   differs, so the next open can trust it. [`Rewrite::Never`] (a read-only session, a
+//!   STATUS) only appends, as before.
+//! - Trust is also refused when a line has no location, when a base name is listed twice,
+//!   or when the expunge record is not empty: a rewrite leaves none of those.
+//! - Not covered: a directory whose time is set back to exactly the recorded value (a
+//!   restore with `rsync -t` of the directories but not of the list), and file servers
+//!   whose clock is off from ours by more than the margin.
 //!
 //! Decisions:
 //!
@@ -24,14 +55,15 @@
 //!   `max(now, old + 1)`, where `old` is the largest value ever given out here, remembered in
 //!   `dovecot-uidvalidity` (hex, as Dovecot writes it). UIDVALIDITY only ever grows, so a
 //!   client never pairs an old UID with a new message (RFC 3501 2.3.1.1). A file that is
-//!   not a list is never a reason to panic or to fail the SELECT.
+//!   not a list is never a reason to panic or to fail the SELECT. A stamp or a location
+//!   field that cannot be read is not a lost list: it only means a scan.
 //! - Expunged messages: a listed base name no longer in `new/` or `cur/` is left out of the
 //!   result, and its UID is appended to `dovecot-uidlist.expunged` (fsynced). Its line stays
-//!   in the list until [`UidList::compact`], which also empties that record. A listed UID in
-//!   the record is never handed out again: when its base name reappears (a restore from a
-//!   backup, another program moving the file back) the message gets a new UID, as a new
-//!   message must (RFC 3501 2.3.1.1: UIDs are never reused). A record that cannot be read is
-//!   a lost list.
+//!   in the list until [`UidList::compact`] (or a rewrite), which also empties that record.
+//!   A listed UID in the record is never handed out again: when its base name reappears (a
+//!   restore from a backup, another program moving the file back) the message gets a new
+//!   UID, as a new message must (RFC 3501 2.3.1.1: UIDs are never reused). A record that
+//!   cannot be read is a lost list.
 //! - Header `N` is not updated by an append; the next UID is the larger of `N` and the last
 //!   listed UID plus one (as Dovecot reads it). [`UidList::compact`] writes the true value,
 //!   so an expunged highest UID is not given out again.
@@ -45,7 +77,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -70,6 +102,63 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_FILE: u64 = 128 * 1024 * 1024;
 /// How long [`UidList::open`] waits for the lock.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How much older than a scan the directories must be for the list to record their times
+/// ([module docs](self)).
+pub const MARGIN: Duration = Duration::from_secs(2);
+
+/// Whether [`UidList::open`] may rewrite the whole list to record the names it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// a read-write session: rewrite when the names differ and the directories are settled
+    Allowed,
+    /// a read-only session or a STATUS: append new UIDs only
+    Never,
+}
+
+/// The modification times of `new/` and `cur/`, nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    new: u64,
+    cur: u64,
+}
+
+impl Stamp {
+    /// The times of `folder`'s directories now; `None` when one is before the epoch or
+    /// beyond 2554.
+    fn of(folder: &Path) -> Result<Option<Stamp>, UidListError> {
+        let time = |sub: &str| {
+            let dir = folder.join(sub);
+            let modified = fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .map_err(|e| UidListError::Io(dir, e))?;
+            let nanos = modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos());
+            Ok(nanos.and_then(|n| u64::try_from(n).ok()))
+        };
+        Ok(time("new")?.zip(time("cur")?).map(|(new, cur)| Stamp { new, cur }))
+    }
+
+    /// Whether both times are at least [`MARGIN`] before `start`.
+    fn settled_at(self, start: SystemTime) -> bool {
+        let Ok(start) = start.duration_since(UNIX_EPOCH) else { return false };
+        let newest = Duration::from_nanos(self.new.max(self.cur));
+        start.checked_sub(newest).is_some_and(|age| age >= MARGIN)
+    }
+
+    /// The header field: `M<new>,<cur>`.
+    fn field(self) -> String {
+        format!("M{},{}", self.new, self.cur)
+    }
+
+    /// The value of a header field `M...`; `None` when it is not one.
+    fn parse(value: &str) -> Option<Stamp> {
+        let (new, cur) = value.split_once(',')?;
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty();
+        if !digits(new) || !digits(cur) {
+            return None;
+        }
+        Some(Stamp { new: new.parse().ok()?, cur: cur.parse().ok()? })
+    }
+}
 
 /// Why a folder's UIDs could not be had; all are temporary (`NO` to the SELECT).
 #[derive(Debug)]
@@ -109,6 +198,13 @@ impl Message {
     pub fn base(&self) -> &str {
         base_of(&self.path[4..])
     }
+
+    /// Its line in the list: `<uid> [fields] L<dir> :<name>`.
+    fn line(&self) -> String {
+        let sep = if self.fields.is_empty() { "" } else { " " };
+        let (dir, name) = (&self.path[..3], &self.path[4..]);
+        format!("{}{sep}{} L{dir} :{name}\n", self.uid, self.fields)
+    }
 }
 
 /// A file name up to its first `:`.
@@ -122,21 +218,31 @@ pub struct UidList {
     folder: PathBuf,
     uidvalidity: u32,
     uidnext: u32,
-    /// header fields other than the version, `V` and `N`, in their order
+    /// header fields other than the version, `V`, `N` and `M`, in their order
     extra: Vec<String>,
     messages: Vec<Message>,
+    /// the directories' times at which `messages` were current, when settled
+    stamp: Option<Stamp>,
+    /// whether the names came from the list, without a scan
+    trusted: bool,
     _lock: Flock<File>,
 }
 
 impl UidList {
     /// Lock `folder`, bring its list up to date with `new/` and `cur/` and return it; `now`
-    /// (seconds since the epoch) is the UIDVALIDITY of a new list.
-    pub fn open(folder: &Path, now: u64) -> Result<UidList, UidListError> {
-        UidList::open_within(folder, now, LOCK_WAIT)
+    /// (seconds since the epoch) is the UIDVALIDITY of a new list; `rewrite` says whether
+    /// the list may be rewritten to record the names found.
+    pub fn open(folder: &Path, now: u64, rewrite: Rewrite) -> Result<UidList, UidListError> {
+        UidList::open_within(folder, now, rewrite, LOCK_WAIT)
     }
 
     /// [`UidList::open`], waiting at most `wait` for the lock.
-    pub fn open_within(folder: &Path, now: u64, wait: Duration) -> Result<UidList, UidListError> {
+    pub fn open_within(
+        folder: &Path,
+        now: u64,
+        rewrite: Rewrite,
+        wait: Duration,
+    ) -> Result<UidList, UidListError> {
         let lock = lock(&folder.join(LOCK), wait)?;
         let at = |name: &str| folder.join(name);
         let old = read_validity(&at(VALIDITY))?;
@@ -145,10 +251,18 @@ impl UidList {
             None => Some(HashSet::new()),
             Some(data) => parse_expunged(&data),
         };
-        let found = scan(folder)?;
+        // the times before the scan: a change during it shows as a later time
+        let start = SystemTime::now();
+        let stamp = Stamp::of(folder)?;
+        let settled = stamp.filter(|s| s.settled_at(start));
         let mut list = match (listed, expunged) {
+            (Some(Ok(parsed)), Some(expunged)) if parsed.current(stamp, &expunged) => {
+                UidList::trust(folder, parsed, lock)
+            }
             (Some(Ok(parsed)), Some(expunged)) => {
-                UidList::merge(folder, parsed, &expunged, found, lock)?
+                let found = scan(folder)?;
+                let rewrite = (rewrite == Rewrite::Allowed).then_some(settled).flatten();
+                UidList::merge(folder, parsed, &expunged, found, rewrite, lock)?
             }
             (listed, _) => {
                 let header = match listed {
@@ -157,7 +271,8 @@ impl UidList {
                     None => None,
                 };
                 let old = old.max(header).unwrap_or(0);
-                UidList::rebuild(folder, now, old, found, lock)?
+                let found = scan(folder)?;
+                UidList::rebuild(folder, now, old, found, settled, lock)?
             }
         };
         if old < Some(list.uidvalidity) {
@@ -182,6 +297,12 @@ impl UidList {
         &self.messages
     }
 
+    /// Whether the names came from the list alone, the directories unchanged since it was
+    /// written (no scan).
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
     /// Rewrite the list with only the messages present, and empty the expunge record.
     pub fn compact(&mut self) -> Result<(), UidListError> {
         let text = self.text();
@@ -189,24 +310,47 @@ impl UidList {
         remove(&self.folder.join(EXPUNGED))
     }
 
+    /// The list `parsed`, known current: its names are the messages.
+    fn trust(folder: &Path, parsed: Parsed, lock: Flock<File>) -> UidList {
+        let messages = parsed
+            .entries
+            .into_iter()
+            .filter_map(|e| Some(Message { uid: e.uid, path: e.path?, fields: e.fields }))
+            .collect();
+        UidList {
+            folder: folder.to_path_buf(),
+            uidvalidity: parsed.uidvalidity,
+            uidnext: parsed.uidnext,
+            extra: parsed.extra,
+            messages,
+            stamp: parsed.stamp,
+            trusted: true,
+            _lock: lock,
+        }
+    }
+
     /// The list `parsed` brought up to date with the files `found`: the listed ones gone
-    /// are recorded as expunged, the new ones get UIDs and are appended.
+    /// are recorded as expunged, the new ones get UIDs and are appended. With `rewrite` (the
+    /// settled times of the directories before the scan), a list whose names, locations or
+    /// stamp differ from what was found is rewritten instead, with that stamp.
     fn merge(
         folder: &Path,
         parsed: Parsed,
         expunged: &HashSet<u32>,
         found: Vec<String>,
+        rewrite: Option<Stamp>,
         lock: Flock<File>,
     ) -> Result<UidList, UidListError> {
+        let mut differs = !expunged.is_empty() || parsed.stamp != rewrite;
         let mut gone = Vec::new();
-        let mut listed: HashMap<String, (u32, String)> = HashMap::new();
-        for (uid, base, fields) in parsed.entries {
-            if expunged.contains(&uid) {
+        let mut listed: HashMap<String, Entry> = HashMap::with_capacity(parsed.entries.len());
+        for entry in parsed.entries {
+            if expunged.contains(&entry.uid) {
                 continue;
             }
             // a base listed twice: the later line wins, the earlier one counts as gone
-            if let Some((earlier, _)) = listed.insert(base, (uid, fields)) {
-                gone.push(earlier);
+            if let Some(earlier) = listed.insert(entry.base.clone(), entry) {
+                gone.push(earlier.uid);
             }
         }
         let mut list = UidList {
@@ -214,28 +358,40 @@ impl UidList {
             uidvalidity: parsed.uidvalidity,
             uidnext: parsed.uidnext,
             extra: parsed.extra,
-            messages: Vec::new(),
+            messages: Vec::with_capacity(found.len()),
+            stamp: rewrite,
+            trusted: false,
             _lock: lock,
         };
         let mut new = Vec::new();
         for path in found {
             match listed.remove(base_of(&path[4..])) {
-                Some((uid, fields)) => list.messages.push(Message { uid, path, fields }),
+                Some(entry) => {
+                    differs |= entry.path.as_deref() != Some(&path[..]);
+                    list.messages.push(Message { uid: entry.uid, path, fields: entry.fields });
+                }
                 None => new.push(path),
             }
         }
-        gone.extend(listed.into_values().map(|(uid, _)| uid));
+        gone.extend(listed.into_values().map(|entry| entry.uid));
+        differs |= !gone.is_empty() || !new.is_empty();
+        let start = list.messages.len();
+        for path in new {
+            let uid = list.take_uid()?;
+            list.messages.push(Message { uid, path, fields: String::new() });
+        }
+        if rewrite.is_some() && differs {
+            // the rewrite holds the new lines and drops the gone ones: no appends
+            list.compact()?;
+            return Ok(list);
+        }
+        list.stamp = None;
         if !gone.is_empty() {
             gone.sort_unstable();
             let text: String = gone.iter().map(|uid| format!("{uid}\n")).collect();
             append(&folder.join(EXPUNGED), text.as_bytes())?;
         }
-        let mut text = String::new();
-        for path in new {
-            let m = Message { uid: list.take_uid()?, path, fields: String::new() };
-            text.push_str(&format!("{} :{}\n", m.uid, m.base()));
-            list.messages.push(m);
-        }
+        let text: String = list.messages[start..].iter().map(Message::line).collect();
         if !text.is_empty() {
             append(&folder.join(LIST), text.as_bytes())?;
         }
@@ -248,6 +404,7 @@ impl UidList {
         now: u64,
         old: u32,
         found: Vec<String>,
+        stamp: Option<Stamp>,
         lock: Flock<File>,
     ) -> Result<UidList, UidListError> {
         let next = old.checked_add(1).ok_or(UidListError::Exhausted)?;
@@ -258,6 +415,8 @@ impl UidList {
             uidnext: 1,
             extra: Vec::new(),
             messages: Vec::new(),
+            stamp,
+            trusted: false,
             _lock: lock,
         };
         // the old record names old UIDs: it must go before any new UID is written
@@ -283,10 +442,13 @@ impl UidList {
             text.push(' ');
             text.push_str(field);
         }
+        if let Some(stamp) = self.stamp {
+            text.push(' ');
+            text.push_str(&stamp.field());
+        }
         text.push('\n');
         for m in &self.messages {
-            let sep = if m.fields.is_empty() { "" } else { " " };
-            text.push_str(&format!("{}{sep}{} :{}\n", m.uid, m.fields, m.base()));
+            text.push_str(&m.line());
         }
         text
     }
@@ -345,13 +507,40 @@ fn scan(folder: &Path) -> Result<Vec<String>, UidListError> {
     Ok(found.into_iter().map(|(_, _, sub, name)| format!("{sub}/{name}")).collect())
 }
 
-/// A list as read: entries are (uid, base name, fields).
+/// A list as read.
 #[derive(Debug)]
 struct Parsed {
     uidvalidity: u32,
     uidnext: u32,
+    /// header fields other than the version, `V`, `N` and `M`
     extra: Vec<String>,
-    entries: Vec<(u32, String, String)>,
+    /// the header's `M`, when there is exactly one and it reads
+    stamp: Option<Stamp>,
+    entries: Vec<Entry>,
+}
+
+/// A line of a list.
+#[derive(Debug)]
+struct Entry {
+    uid: u32,
+    base: String,
+    /// the fields other than `L`, as they were
+    fields: String,
+    /// `new/NAME` or `cur/NAME` when the line says where (`Lnew`, `Lcur`), else `None`
+    path: Option<String>,
+}
+
+impl Parsed {
+    /// Whether the list is known current: its stamp is the directories' times `now`, every
+    /// line says where its file is, no base is listed twice, and nothing is recorded as
+    /// expunged.
+    fn current(&self, now: Option<Stamp>, expunged: &HashSet<u32>) -> bool {
+        if self.stamp.is_none() || self.stamp != now || !expunged.is_empty() {
+            return false;
+        }
+        let mut bases = HashSet::with_capacity(self.entries.len());
+        self.entries.iter().all(|e| e.path.is_some() && bases.insert(e.base.as_str()))
+    }
 }
 
 /// Parse a whole list. A list that is not one gives its header's UIDVALIDITY when the header
@@ -360,20 +549,20 @@ fn parse_list(data: &[u8]) -> Result<Parsed, Option<u32>> {
     let Some(body) = data.strip_suffix(b"\n") else { return Err(None) };
     let mut lines = body.split(|&b| b == b'\n');
     let header = lines.next().and_then(line_text).ok_or(None)?;
-    let (uidvalidity, uidnext, extra) = parse_header(header).ok_or(None)?;
-    let mut entries: Vec<(u32, String, String)> = Vec::new();
+    let (uidvalidity, uidnext, extra, stamp) = parse_header(header).ok_or(None)?;
+    let mut entries: Vec<Entry> = Vec::new();
     for line in lines {
         let entry = line_text(line).and_then(parse_entry).ok_or(Some(uidvalidity))?;
-        if entries.last().is_some_and(|last| last.0 >= entry.0) {
+        if entries.last().is_some_and(|last| last.uid >= entry.uid) {
             return Err(Some(uidvalidity));
         }
         entries.push(entry);
     }
     let after_last = match entries.last() {
-        Some(last) => last.0.checked_add(1).ok_or(Some(uidvalidity))?,
+        Some(last) => last.uid.checked_add(1).ok_or(Some(uidvalidity))?,
         None => 1,
     };
-    Ok(Parsed { uidvalidity, uidnext: uidnext.max(after_last), extra, entries })
+    Ok(Parsed { uidvalidity, uidnext: uidnext.max(after_last), extra, stamp, entries })
 }
 
 /// A line of the list as text: at most [`MAX_LINE`] bytes of UTF-8 without control bytes.
@@ -384,17 +573,22 @@ fn line_text(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(line).ok()
 }
 
-/// `3 V<uidvalidity> N<nextuid> [fields]`: both numbers non-zero, each once.
-fn parse_header(line: &str) -> Option<(u32, u32, Vec<String>)> {
+/// `3 V<uidvalidity> N<nextuid> [fields]`: both numbers non-zero, each once; a stamp
+/// `M<new>,<cur>` that does not read, or more than one, is no stamp.
+fn parse_header(line: &str) -> Option<(u32, u32, Vec<String>, Option<Stamp>)> {
     let mut words = line.split(' ');
     if words.next()? != "3" {
         return None;
     }
-    let (mut v, mut n, mut extra) = (None, None, Vec::new());
+    let (mut v, mut n, mut extra, mut stamps) = (None, None, Vec::new(), Vec::new());
     for word in words {
         let slot = match word.as_bytes().first()? {
             b'V' => &mut v,
             b'N' => &mut n,
+            b'M' => {
+                stamps.push(Stamp::parse(&word[1..]));
+                continue;
+            }
             _ => {
                 extra.push(word.to_string());
                 continue;
@@ -404,11 +598,16 @@ fn parse_header(line: &str) -> Option<(u32, u32, Vec<String>)> {
             return None;
         }
     }
-    Some((v?, n?, extra))
+    let stamp = match stamps[..] {
+        [one] => one,
+        _ => None,
+    };
+    Some((v?, n?, extra, stamp))
 }
 
-/// `<uid> [fields] :<name>`: the UID, the base name of the name, and the fields.
-fn parse_entry(line: &str) -> Option<(u32, String, String)> {
+/// `<uid> [fields] :<name>`: the UID, the base name of the name, the fields other than
+/// `L`, and where the file is when an `L` field says so.
+fn parse_entry(line: &str) -> Option<Entry> {
     let (uid, rest) = line.split_once(' ')?;
     let uid = number(uid).filter(|&u| u > 0)?;
     let (fields, name) = match rest.strip_prefix(':') {
@@ -422,7 +621,20 @@ fn parse_entry(line: &str) -> Option<(u32, String, String)> {
     if base.is_empty() || base.starts_with('.') || base.contains('/') {
         return None;
     }
-    Some((uid, base.to_string(), fields.to_string()))
+    let mut dirs = fields.split(' ').filter(|f| f.starts_with('L'));
+    let dir = match (dirs.next(), dirs.next()) {
+        (Some("Lnew"), None) => Some("new"),
+        (Some("Lcur"), None) => Some("cur"),
+        _ => None,
+    };
+    // a name with a slash after its base is no file name here: no location, a scan
+    let path = dir.filter(|_| !name.contains('/')).map(|dir| format!("{dir}/{name}"));
+    let fields = if fields.contains('L') {
+        fields.split(' ').filter(|f| !f.starts_with('L')).collect::<Vec<_>>().join(" ")
+    } else {
+        fields.to_string()
+    };
+    Some(Entry { uid, base: base.to_string(), fields, path })
 }
 
 /// Decimal digits only, fitting a u32.
@@ -539,7 +751,7 @@ mod tests {
         }
 
         fn open(&self, now: u64) -> UidList {
-            UidList::open(&self.0, now).unwrap()
+            UidList::open(&self.0, now, Rewrite::Allowed).unwrap()
         }
 
         fn list(&self) -> String {
@@ -548,6 +760,32 @@ mod tests {
 
         fn write_list(&self, data: &[u8]) {
             fs::write(self.0.join(LIST), data).unwrap();
+        }
+
+        fn open_ro(&self) -> UidList {
+            UidList::open(&self.0, NOW, Rewrite::Never).unwrap()
+        }
+
+        fn mtime(&self, dir: &str) -> SystemTime {
+            fs::metadata(self.0.join(dir)).unwrap().modified().unwrap()
+        }
+
+        fn set_mtime(&self, dir: &str, time: SystemTime) {
+            File::open(self.0.join(dir)).unwrap().set_modified(time).unwrap();
+        }
+
+        /// Both directories last changed `secs` ago, well past the margin.
+        fn settle(&self, secs: u64) {
+            let then = SystemTime::now() - Duration::from_secs(secs);
+            self.set_mtime("new", then);
+            self.set_mtime("cur", then);
+        }
+
+        /// The header's stamp field, if any.
+        fn stamp(&self) -> Option<String> {
+            let list = self.list();
+            let header = list.lines().next().unwrap().to_string();
+            header.split(' ').find(|w| w.starts_with('M')).map(str::to_string)
         }
     }
 
@@ -587,7 +825,8 @@ mod tests {
             ]
         );
         let want = format!(
-            "3 V{NOW} N6\n1 :20.z.host\n2 :100.a.host\n3 :100.c.host\n4 :300.b.host\n5 :nonumber\n"
+            "3 V{NOW} N6\n1 Lnew :20.z.host\n2 Lcur :100.a.host:2,S\n3 Lcur :100.c.host:2,\n\
+             4 Lnew :300.b.host\n5 Lnew :nonumber\n"
         );
         assert_eq!(f.list(), want);
         assert_eq!(fs::read_to_string(f.0.join(VALIDITY)).unwrap(), format!("{NOW:08x}"));
@@ -616,7 +855,10 @@ mod tests {
         );
         assert_eq!(list.uidnext(), 5);
         // append only: the header is untouched, the new lines follow
-        assert_eq!(f.list(), format!("3 V{NOW} N3\n1 :1.a\n2 :2.b\n3 :0.early\n4 :3.c\n"));
+        assert_eq!(
+            f.list(),
+            format!("3 V{NOW} N3\n1 Lnew :1.a\n2 Lnew :2.b\n3 Lnew :0.early\n4 Lnew :3.c\n")
+        );
     }
 
     #[test]
@@ -645,7 +887,7 @@ mod tests {
         let list = f.open(NOW);
         assert_eq!(pairs(&list), [(1, "new/1.a"), (3, "new/3.c")]);
         drop(list);
-        assert!(f.list().contains("\n2 :2.b\n"), "lazy: the line stays");
+        assert!(f.list().contains("\n2 Lnew :2.b\n"), "lazy: the line stays");
         assert_eq!(fs::read_to_string(f.0.join(EXPUNGED)).unwrap(), "2\n");
         // the same base reappears before compaction: a new UID
         f.put("cur/2.b:2,S");
@@ -658,7 +900,7 @@ mod tests {
         let mut list = f.open(NOW);
         assert_eq!(pairs(&list), [(1, "new/1.a")]);
         list.compact().unwrap();
-        assert_eq!(f.list(), format!("3 V{NOW} N5\n1 :1.a\n"));
+        assert_eq!(f.list(), format!("3 V{NOW} N5\n1 Lnew :1.a\n"));
         assert!(!f.0.join(EXPUNGED).exists());
         drop(list);
         f.put("new/3.c");
@@ -678,7 +920,10 @@ mod tests {
         assert_eq!((list.uidvalidity(), list.uidnext()), (77, 5001));
         assert_eq!(pairs(&list), [(4, "cur/1.a:2,S"), (8, "cur/2.b:2,")]);
         list.compact().unwrap();
-        assert_eq!(f.list(), "3 V77 N5001 G0123abcd Xfoo\n4 W120 S118 :1.a\n8 :2.b\n");
+        assert_eq!(
+            f.list(),
+            "3 V77 N5001 G0123abcd Xfoo\n4 W120 S118 Lcur :1.a:2,S\n8 Lcur :2.b:2,\n"
+        );
         assert_eq!(fs::read_to_string(f.0.join(VALIDITY)).unwrap(), "0000004d");
     }
 
@@ -751,6 +996,174 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_folder_is_trusted_without_a_scan() {
+        let f = Folder::new("trust");
+        f.put("cur/1.a:2,S");
+        f.put("new/2.b");
+        f.settle(100);
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        drop(list);
+        let stamp = Stamp::of(&f.0).unwrap().unwrap();
+        let want =
+            format!("3 V{NOW} N3 M{},{}\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n", stamp.new, stamp.cur);
+        assert_eq!(f.list(), want);
+        for rewrite in [Rewrite::Allowed, Rewrite::Never] {
+            let list = UidList::open(&f.0, NOW, rewrite).unwrap();
+            assert!(list.trusted());
+            assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+            assert_eq!(list.uidnext(), 3);
+        }
+        assert_eq!(f.list(), want, "a trusted open writes nothing");
+        // no scan: a file slipped in with cur/'s time put back is not seen...
+        let cur = f.mtime("cur");
+        f.put("cur/3.c:2,");
+        f.set_mtime("cur", cur);
+        assert_eq!(pairs(&f.open(NOW)).len(), 2);
+        // ...until the time differs, as any link, rename or unlink makes it
+        f.set_mtime("cur", cur + Duration::from_nanos(1));
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list)[2], (3, "cur/3.c:2,"));
+    }
+
+    #[test]
+    fn a_delivery_within_the_margin_of_the_list_is_found() {
+        let f = Folder::new("margin");
+        f.put("new/1.a");
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None, "directories changed just now: no stamp");
+        // a delivery in the same tick of the clock: new/'s time does not move
+        let new = f.mtime("new");
+        f.put("new/2.b");
+        f.set_mtime("new", new);
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "new/1.a"), (2, "new/2.b")]);
+        drop(list);
+        // changed less than the margin ago is still too recent
+        let recent = SystemTime::now() - MARGIN / 2;
+        f.set_mtime("new", recent);
+        f.set_mtime("cur", recent);
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None);
+        assert!(!f.open(NOW).trusted());
+        // a time in the future (a clock off, another host's) is never settled
+        let ahead = SystemTime::now() + Duration::from_secs(3600);
+        f.set_mtime("new", ahead);
+        drop(f.open(NOW));
+        assert_eq!(f.stamp(), None);
+    }
+
+    #[test]
+    fn flags_changed_by_another_process_are_seen() {
+        let f = Folder::new("otherflags");
+        f.put("cur/1.a:2,");
+        f.put("cur/2.b:2,S");
+        f.settle(100);
+        drop(f.open(NOW));
+        assert!(f.open(NOW).trusted());
+        f.rename("cur/1.a:2,", "cur/1.a:2,FS");
+        let before = f.list();
+        let list = f.open_ro();
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,FS"), (2, "cur/2.b:2,S")]);
+        drop(list);
+        assert_eq!(f.list(), before, "a read-only open does not rewrite");
+        // a read-write one rewrites once the directories have settled, then trusts
+        f.settle(50);
+        drop(f.open(NOW));
+        assert!(f.list().contains("\n1 Lcur :1.a:2,FS\n"), "{}", f.list());
+        let list = f.open(NOW);
+        assert!(list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,FS"), (2, "cur/2.b:2,S")]);
+    }
+
+    #[test]
+    fn files_gone_under_a_trusted_list_are_expunged() {
+        let f = Folder::new("trustgone");
+        for name in ["cur/1.a:2,", "cur/2.b:2,", "cur/3.c:2,"] {
+            f.put(name);
+        }
+        f.settle(100);
+        drop(f.open(NOW));
+        f.gone("cur/3.c:2,");
+        // read-only: reported, recorded, the line kept
+        let list = f.open_ro();
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (2, "cur/2.b:2,")]);
+        drop(list);
+        assert_eq!(fs::read_to_string(f.0.join(EXPUNGED)).unwrap(), "3\n");
+        // read-write and settled: the rewrite drops the line and the record, keeps N
+        f.gone("cur/2.b:2,");
+        f.settle(50);
+        let list = f.open(NOW);
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,")]);
+        drop(list);
+        assert!(!f.0.join(EXPUNGED).exists());
+        assert!(f.list().starts_with(&format!("3 V{NOW} N4 M")), "{}", f.list());
+        assert!(f.open(NOW).trusted());
+        // the bases come back: new UIDs
+        f.put("cur/2.b:2,S");
+        f.put("new/3.c");
+        let list = f.open(NOW);
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (4, "cur/2.b:2,S"), (5, "new/3.c")]);
+    }
+
+    #[test]
+    fn an_old_list_of_base_names_keeps_its_uids() {
+        let f = Folder::new("oldlist");
+        f.put("cur/1.a:2,S");
+        f.put("new/2.b");
+        let old = b"3 V77 N3 G0123abcd\n1 :1.a\n2 :2.b\n";
+        f.write_list(old);
+        f.settle(100);
+        let list = f.open_ro();
+        assert_eq!((list.uidvalidity(), list.uidnext()), (77, 3));
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+        drop(list);
+        assert_eq!(f.list().as_bytes(), old);
+        let list = f.open(NOW);
+        assert_eq!((list.uidvalidity(), list.uidnext()), (77, 3));
+        drop(list);
+        assert!(f.list().starts_with("3 V77 N3 G0123abcd M"), "{}", f.list());
+        assert!(f.list().ends_with("\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n"), "{}", f.list());
+        let list = f.open(NOW);
+        assert!(list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,S"), (2, "new/2.b")]);
+        drop(list);
+        // a stamp that does not read, or a line without a location: a scan, not a lost list
+        let stamp = f.stamp().unwrap();
+        for list in [
+            "3 V77 N3 Mxyz\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n".to_string(),
+            format!("3 V77 N3 {stamp}\n1 :1.a:2,S\n2 Lnew :2.b\n"),
+            format!("3 V77 N3 {stamp}\n1 Lcur :1.a:2,S\n2 Lnew Lnew :2.b\n"),
+            format!("3 V77 N3 {stamp} {stamp}\n1 Lcur :1.a:2,S\n2 Lnew :2.b\n"),
+        ] {
+            f.write_list(list.as_bytes());
+            let opened = f.open_ro();
+            assert!(!opened.trusted(), "{list}");
+            assert_eq!(opened.uidvalidity(), 77, "{list}");
+            assert_eq!(pairs(&opened), [(1, "cur/1.a:2,S"), (2, "new/2.b")], "{list}");
+        }
+    }
+
+    #[test]
+    fn a_directory_set_back_in_time_still_means_a_scan() {
+        let f = Folder::new("pasttime");
+        f.put("cur/1.a:2,");
+        f.settle(100);
+        drop(f.open(NOW));
+        assert!(f.open(NOW).trusted());
+        // a change, then the time set far into the past (a restore, a clock gone back):
+        // older than the list and its stamp, but not the stamp
+        f.put("cur/2.b:2,");
+        f.set_mtime("cur", UNIX_EPOCH + Duration::from_secs(1000));
+        let list = f.open(NOW);
+        assert!(!list.trusted());
+        assert_eq!(pairs(&list), [(1, "cur/1.a:2,"), (2, "cur/2.b:2,")]);
+    }
+
+    #[test]
     fn two_opens_serialize_on_the_lock() {
         let f = Folder::new("lock");
         f.put("new/1.a");
@@ -761,7 +1174,7 @@ mod tests {
         let flag = Arc::clone(&released);
         let waiter = std::thread::spawn(move || {
             tx.send(()).unwrap();
-            let list = UidList::open(&dir, NOW).unwrap();
+            let list = UidList::open(&dir, NOW, Rewrite::Allowed).unwrap();
             assert!(flag.load(Ordering::SeqCst), "opened while the other held the lock");
             pairs(&list).iter().map(|&(u, p)| (u, p.to_string())).collect::<Vec<_>>()
         });
@@ -774,7 +1187,8 @@ mod tests {
         assert_eq!(seen, [(1, "new/1.a".to_string()), (2, "new/2.b".to_string())]);
         // a lock held too long is a clear error
         let _held = f.open(NOW);
-        let err = UidList::open_within(&f.0, NOW, Duration::from_millis(50)).unwrap_err();
+        let err = UidList::open_within(&f.0, NOW, Rewrite::Allowed, Duration::from_millis(50))
+            .unwrap_err();
         assert!(matches!(err, UidListError::Locked(_)), "{err}");
     }
 
@@ -782,9 +1196,12 @@ mod tests {
     fn not_a_folder_is_an_error() {
         let f = Folder::new("nofolder");
         fs::remove_dir(f.0.join("cur")).unwrap();
-        let err = UidList::open(&f.0, NOW).unwrap_err();
+        let err = UidList::open(&f.0, NOW, Rewrite::Allowed).unwrap_err();
         assert!(matches!(err, UidListError::Io(..)), "{err}");
-        assert!(matches!(UidList::open(&f.0.join("none"), NOW), Err(UidListError::Io(..))));
+        assert!(matches!(
+            UidList::open(&f.0.join("none"), NOW, Rewrite::Allowed),
+            Err(UidListError::Io(..))
+        ));
     }
 
     #[test]
@@ -792,9 +1209,9 @@ mod tests {
         let f = Folder::new("exhausted");
         f.put("new/1.a");
         f.write_list(format!("3 V{NOW} N{}\n", u32::MAX).as_bytes());
-        assert!(matches!(UidList::open(&f.0, NOW), Err(UidListError::Exhausted)));
+        assert!(matches!(UidList::open(&f.0, NOW, Rewrite::Allowed), Err(UidListError::Exhausted)));
         fs::write(f.0.join(VALIDITY), b"ffffffff").unwrap();
         fs::remove_file(f.0.join(LIST)).unwrap();
-        assert!(matches!(UidList::open(&f.0, NOW), Err(UidListError::Exhausted)));
+        assert!(matches!(UidList::open(&f.0, NOW, Rewrite::Allowed), Err(UidListError::Exhausted)));
     }
 }
