@@ -502,15 +502,10 @@ impl Store {
     /// The next UIDVALIDITY of a new folder: `max(now, counter + 1)`, recorded as the counter.
     fn next_validity(&self) -> Result<u32, FolderError> {
         let lock_path = self.root.join(uidlist::LOCK);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| FolderError::Io(lock_path.clone(), e))?;
-        let _lock = lock(file, &lock_path)?;
+        let _lock = uidlist::lock(&lock_path, uidlist::LOCK_WAIT).map_err(|e| match e {
+            uidlist::UidListError::Io(p, e) => FolderError::Io(p, e),
+            other => FolderError::Io(lock_path.clone(), io::Error::other(other.to_string())),
+        })?;
         let path = self.root.join(uidlist::VALIDITY);
         let old = match fs::read(&path) {
             Ok(data) => parse_validity(&data),

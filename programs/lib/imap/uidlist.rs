@@ -455,7 +455,9 @@ impl UidList {
 }
 
 /// Take the exclusive lock on `path`, trying for at most `wait`.
-fn lock(path: &Path, wait: Duration) -> Result<Flock<File>, UidListError> {
+/// Take the exclusive flock on `path` (made if missing), waiting at most `wait` (also for
+/// imap::folders, which counts UIDVALIDITY under the INBOX's lock).
+pub(crate) fn lock(path: &Path, wait: Duration) -> Result<Flock<File>, UidListError> {
     let io = |e: io::Error| UidListError::Io(path.to_path_buf(), e);
     let start = Instant::now();
     loop {
