@@ -588,3 +588,44 @@ fn listening_workers_serve_sessions() {
         assert_eq!(out.status.code(), Some(100), "{out:?}");
     }
 }
+
+/// QUOTA (RFC 9208) from `maildirsize`, after a chain (`MAILDIRQUOTA`): GETQUOTAROOT and
+/// GETQUOTA give the one root "", APPEND over the quota is NO [OVERQUOTA], SETQUOTA refused.
+#[test]
+fn quota_from_maildirsize() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    imapd.put(&imapd.maildir(), "Subject: one\n\n12345678901234567890\n");
+    let mut cmd = std::process::Command::new("setpriv");
+    if crate::harness::is_root() {
+        cmd.args([
+            &format!("--reuid={}", imapd.uid),
+            &format!("--regid={}", imapd.gid),
+            "--clear-groups",
+        ]);
+    }
+    cmd.arg(crate::harness::bin("imapd"))
+        .current_dir(&imapd.home)
+        .env("QMAILHOME", &imapd.sb.home)
+        .env("AUTHENTICATED", USER)
+        .env("MAILDIRQUOTA", "3000S,2C")
+        .env_remove("MAILDIR")
+        .env_remove("IMAPLOGINTAG");
+    let big = "x".repeat(4000);
+    let small = "Subject: two\r\n\r\nsmall\r\n";
+    let input = format!(
+        "a GETQUOTAROOT INBOX\r\nb APPEND INBOX {{{}+}}\r\n{big}\r\nc APPEND INBOX {{{}+}}\r\n{small}\r\nd GETQUOTA \"\"\r\ne SETQUOTA \"\" (STORAGE 1)\r\nf LOGOUT\r\n",
+        big.len(),
+        small.len()
+    );
+    let out = crate::harness::run_with(&mut cmd, input.as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("QUOTA QUOTA=RES-STORAGE"), "{text}");
+    assert!(
+        text.contains("* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE 1 3 MESSAGE 1 2)\r\na OK"),
+        "{text}"
+    );
+    assert!(text.contains("b NO [OVERQUOTA]"), "{text}");
+    assert!(text.contains("c OK [APPENDUID "), "{text}");
+    assert!(text.contains("* QUOTA \"\" (STORAGE 1 3 MESSAGE 2 2)\r\nd OK"), "{text}");
+    assert!(text.contains("e NO"), "{text}");
+}

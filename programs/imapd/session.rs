@@ -85,7 +85,9 @@ impl<'a> Session<'a> {
     /// The capabilities for the current state.
     pub fn capabilities(&self) -> String {
         let mut caps = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS");
-        caps.push_str(" UNSELECT CHILDREN SPECIAL-USE MOVE");
+        caps.push_str(
+            " UNSELECT CHILDREN SPECIAL-USE MOVE QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE",
+        );
         if self.user.is_none() {
             if !self.io.is_tls() && self.settings.tls_available() {
                 caps.push_str(" STARTTLS");
@@ -330,6 +332,15 @@ impl<'a> Session<'a> {
             Request::List(p) => self.list(p, "LIST")?,
             Request::Lsub(p) => self.list(p, "LSUB")?,
             Request::Status { mailbox, items } => self.status(mailbox, items)?,
+            Request::GetQuotaRoot(name) => self.quota_root(name)?,
+            Request::GetQuota(root) if root.is_empty() => {
+                self.quota_line()?;
+                Reply::Ok("GETQUOTA completed".into())
+            }
+            Request::GetQuota(_) => Reply::No("[NONEXISTENT] No such quota root".into()),
+            Request::SetQuota(_) => {
+                Reply::No("[NOPERM] Quotas are set by the administrator".into())
+            }
             Request::Append { mailbox, flags, date, message } => {
                 self.append(mailbox, *flags, *date, message)?
             }
@@ -599,6 +610,51 @@ impl<'a> Session<'a> {
         out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         self.io.send(&out)?;
         Ok(Reply::Ok("STATUS completed".into()))
+    }
+
+    /// GETQUOTAROOT (RFC 9208): every folder is in the one root `""`, the Maildir's
+    /// `maildirsize`; without a quota there is no root.
+    fn quota_root(&mut self, name: &[u8]) -> Result<Reply, IoError> {
+        let folder = match self.store_of().resolve(name) {
+            Ok(f) => f,
+            Err(e) => return Ok(folder_error(e)),
+        };
+        if !self.store_of().exists(&folder) {
+            return Ok(Reply::No("[NONEXISTENT] Mailbox does not exist".into()));
+        }
+        let mut out = b"* QUOTAROOT ".to_vec();
+        write::astring(folder.name.as_bytes(), &mut out);
+        if self.user.as_ref().is_some_and(|u| u.quota.is_some()) {
+            out.extend_from_slice(b" \"\"");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.io.send(&out)?;
+        self.quota_line()?;
+        Ok(Reply::Ok("GETQUOTAROOT completed".into()))
+    }
+
+    /// `* QUOTA "" (STORAGE used limit MESSAGE used limit)` from `maildirsize` (STORAGE in
+    /// KiB, rounded up; a limit of 0 is no limit and not listed). Nothing without a quota.
+    fn quota_line(&mut self) -> Result<(), IoError> {
+        let Some(user) = self.user.as_ref() else { return Ok(()) };
+        let Some(quota) = &user.quota else { return Ok(()) };
+        let usage = match qmail::quota::check(&user.root, quota, 0) {
+            Ok(check) => check.usage,
+            Err(e) => {
+                qmail::log::line(format_args!("imapd: maildirsize: {e}"));
+                return Ok(());
+            }
+        };
+        let mut parts = Vec::new();
+        if quota.bytes > 0 {
+            let used = u64::try_from(usage.bytes).unwrap_or(0).div_ceil(1024);
+            parts.push(format!("STORAGE {used} {}", quota.bytes.div_ceil(1024)));
+        }
+        if quota.count > 0 {
+            let used = u64::try_from(usage.count).unwrap_or(0);
+            parts.push(format!("MESSAGE {used} {}", quota.count));
+        }
+        self.io.send(format!("* QUOTA \"\" ({})\r\n", parts.join(" ")).as_bytes())
     }
 
     fn append(

@@ -141,6 +141,12 @@ pub enum Request<'a> {
     },
     Copy(Transfer<'a>),
     Move(Transfer<'a>),
+    /// GETQUOTAROOT mailbox (RFC 9208)
+    GetQuotaRoot(&'a [u8]),
+    /// GETQUOTA root (RFC 9208)
+    GetQuota(&'a [u8]),
+    /// SETQUOTA root (resources): the root and the list, as values
+    SetQuota(&'a [Value]),
 }
 
 /// LIST's and LSUB's arguments: the reference name and the pattern (with `%` and `*`).
@@ -255,7 +261,10 @@ impl<'a> Request<'a> {
                     _ => Request::Move(transfer),
                 }
             }
-            b"AUTHENTICATE" | b"ENABLE" | b"SEARCH" => return Err(arity()),
+            b"GETQUOTAROOT" => Request::GetQuotaRoot(one_mailbox(args)?),
+            b"GETQUOTA" => Request::GetQuota(one_mailbox(args)?),
+            b"SETQUOTA" if args.len() == 2 => Request::SetQuota(args),
+            b"AUTHENTICATE" | b"ENABLE" | b"SEARCH" | b"SETQUOTA" => return Err(arity()),
             _ => return Err(ErrorKind::Syntax("Unknown command")),
         };
         Ok(request)
@@ -294,6 +303,9 @@ impl<'a> Request<'a> {
             Request::Store { .. } => "STORE",
             Request::Copy(_) => "COPY",
             Request::Move(_) => "MOVE",
+            Request::GetQuotaRoot(_) => "GETQUOTAROOT",
+            Request::GetQuota(_) => "GETQUOTA",
+            Request::SetQuota(_) => "SETQUOTA",
         }
     }
 }
