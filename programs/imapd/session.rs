@@ -333,7 +333,7 @@ impl<'a> Session<'a> {
             Request::Lsub(p) => self.list(p, "LSUB")?,
             Request::Status { mailbox, items } => self.status(mailbox, items)?,
             Request::GetQuotaRoot(name) => self.quota_root(name)?,
-            Request::GetQuota(root) if root.is_empty() => {
+            Request::GetQuota([]) => {
                 self.quota_line()?;
                 Reply::Ok("GETQUOTA completed".into())
             }
