@@ -629,3 +629,21 @@ fn quota_from_maildirsize() {
     assert!(text.contains("* QUOTA \"\" (STORAGE 1 3 MESSAGE 2 2)\r\nd OK"), "{text}");
     assert!(text.contains("e NO"), "{text}");
 }
+
+/// The user deny list (`control/userdeny`, service imap): the login is answered with
+/// `* BYE [ALERT] <message>`; a list naming other services only lets the user in.
+#[test]
+fn userdeny_says_bye_after_login() {
+    let imapd = Imapd::new(&["-p", "2"]);
+    imapd.sb.control("userdeny", &format!("{USER}\t2\tpop3\tno POP3\n"));
+    let mut c = imapd.login();
+    c.ok("d1", "SELECT INBOX");
+    imapd.sb.control("userdeny", &format!("{USER}\t2\timap\tIMAP is off for you\n"));
+    c.send(b"d2 NOOP\r\n");
+    assert_eq!(c.line(), "* BYE [ALERT] IMAP is off for you");
+    let mut c = imapd.connect();
+    c.line();
+    c.send(format!("d3 LOGIN {USER} \"{PASS}\"\r\n").as_bytes());
+    assert_eq!(c.line(), "* BYE [ALERT] IMAP is off for you");
+    assert_eq!(c.line(), "");
+}

@@ -196,6 +196,20 @@ impl Settings {
     fn motd(&self) -> Option<String> {
         self.message("motd")
     }
+
+    /// The user deny list's message when `user` may not use this service (`control/userdeny`,
+    /// `userdeny.cdb`; the service is `IMAPD_SERVICE`, default imap). An unreadable list
+    /// denies nothing but is logged.
+    pub fn denied(&self, user: &str) -> Option<String> {
+        let ctl = Control::new(&self.home);
+        match qmail::userdeny::denied(&ctl, user.as_bytes(), self.service.as_bytes()) {
+            Ok(message) => message,
+            Err(e) => {
+                qmail::log::line(format_args!("imapd: warning: {e}"));
+                None
+            }
+        }
+    }
 }
 
 /// How long a refused login waits before its NO: 2 seconds; the tests' build can shorten it
@@ -578,6 +592,15 @@ fn preauthenticated(settings: &Settings, opts: &Options, name: OsString) -> Exit
         let _ = session.io.send(line.as_bytes());
         session.io.close();
         return ExitCode::from(qmail::exit::TEMP);
+    }
+    if let Some(why) = settings.denied(&name) {
+        qmail::log::line(format_args!(
+            "imapd: {}: denied: {why}",
+            qmail::safe::log(name.as_bytes())
+        ));
+        let _ = session.io.send(format!("* BYE [ALERT] {why}\r\n").as_bytes());
+        session.io.close();
+        return ExitCode::SUCCESS;
     }
     let caps = session.capabilities();
     let greeting = match &tag {

@@ -187,10 +187,27 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// The user deny list: a user blocked from this service gets `* BYE [ALERT] <message>`
+    /// (after the login, and before each command, as upstream).
+    fn deny_check(&mut self) -> Result<(), IoError> {
+        let Some(user) = &self.user else { return Ok(()) };
+        if let Some(why) = self.settings.denied(&user.name) {
+            qmail::log::line(format_args!(
+                "imapd: {}: denied: {why}",
+                qmail::safe::log(user.name.as_bytes())
+            ));
+            self.io.send(format!("* BYE [ALERT] {why}\r\n").as_bytes())?;
+            self.io.close();
+            return Err(IoError::Broken);
+        }
+        Ok(())
+    }
+
     /// One command: `Ok(false)` ends the session.
     fn command(&mut self, cmd: &Command) -> Result<bool, IoError> {
         if self.user.is_some() {
             self.shutdown_check()?;
+            self.deny_check()?;
         }
         let request = match Request::of(cmd) {
             Ok(r) => r,
@@ -413,7 +430,10 @@ impl<'a> Session<'a> {
             ));
         }
         match crate::log_in(self, creds) {
-            Ok(()) => Ok(Reply::Ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))),
+            Ok(()) => {
+                self.deny_check()?;
+                Ok(Reply::Ok(format!("[CAPABILITY {}] Logged in", self.capabilities())))
+            }
             Err(failure) => {
                 let who = qmail::safe::log(&creds.login);
                 qmail::log::line(format_args!("imapd: login {who} failed: {failure}"));
