@@ -116,6 +116,8 @@ pub struct Settings {
     pub service: String,
     /// the login chain's next program and its arguments: LOGIN hands over to it
     pub chain: Vec<OsString>,
+    /// `control/imapddebugcommand` (`-C`: `debug_command`), run by `-D`
+    debug_command: Option<String>,
 }
 
 impl Settings {
@@ -128,11 +130,13 @@ impl Settings {
             .filter(|&t| t > 0)
             .unwrap_or(DEFAULT_TIMEOUT);
         let mut config_dir = home.join("imapd");
+        let mut debug_command = control.line("imapddebugcommand").map_err(|e| e.to_string())?;
         let mut allow_plaintext = false;
         if let Some(path) = &opts.config {
             for (name, value) in read_config(path)? {
                 match name.as_str() {
                     "configdirectory" => config_dir = PathBuf::from(value),
+                    "debug_command" => debug_command = Some(value),
                     "allowplaintext" => {
                         allow_plaintext = matches!(&value[..], "1" | "yes" | "on" | "true")
                     }
@@ -161,6 +165,7 @@ impl Settings {
             bad_login_delay: bad_login_delay(),
             service: service.unwrap_or_else(|| "imap".into()),
             chain: Vec::new(),
+            debug_command,
         })
     }
 
@@ -266,6 +271,16 @@ fn main() -> ExitCode {
     if opts.implicit_tls && settings.cert.is_none() {
         qmail::log::line(format_args!("imapd: fatal: -s without a certificate (control/smtpcert)"));
         return ExitCode::from(EX_CONFIG);
+    }
+    // the debugger attaches to the process that serves: in listening mode, each worker
+    if opts.debug && (opts.listen.is_none() || qmail::listener::is_worker()) {
+        let format = settings.debug_command.as_deref();
+        qmail::listener::debug_command(
+            "imapd",
+            "imapddebugcommand",
+            format,
+            settings.service.as_bytes(),
+        );
     }
     let authenticated = std::env::var_os("AUTHENTICATED").filter(|a| !a.is_empty());
     if let Some(name) = authenticated {

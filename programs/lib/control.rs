@@ -334,6 +334,12 @@ pub const KNOWN: &[Known] = &[
     k("goodmailfrom", Kind::List, "none", "senders exempt from badmailfrom and sender checks"),
     k("helohost", Kind::Line, "me", "name qmail-remote gives in HELO/EHLO"),
     k("idhost", Kind::Line, "me", "host part of Message-IDs made by qmail-inject"),
+    k(
+        "imapddebugcommand",
+        Kind::Line,
+        "none (off)",
+        "command imapd -D runs: %s %d %s = program, pid, service",
+    ),
     k("ldapbasedn", Kind::Line, "empty", "LDAP search base"),
     k(
         "ldapcluster",

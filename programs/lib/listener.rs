@@ -487,9 +487,72 @@ fn randomised(t: Duration) -> Duration {
     Duration::from_secs(secs + noise % secs)
 }
 
+/// `-D` of smmapd and imapd (Cyrus's `debug_command`): run `format` through the shell with
+/// `%s %d %s` = program name, pid, service (each quoted for the shell; `%%` is a `%`), and
+/// wait for it, as upstream. `setting` names the control file for the log when none is
+/// configured.
+pub fn debug_command(name: &str, setting: &str, format: Option<&str>, service: &[u8]) {
+    let Some(format) = format else {
+        crate::log::line(format_args!("{name}: warning: -D given but no {setting} configured"));
+        return;
+    };
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let argv0 = argv0.to_string_lossy();
+    let pid = std::process::id().to_string();
+    let service = String::from_utf8_lossy(service);
+    let command = fill(format, &[&argv0, &pid, &service]);
+    crate::log::line(format_args!("{name}: running debug command {command}"));
+    match Command::new("/bin/sh").arg("-c").arg(&command).status() {
+        Ok(status) if !status.success() => {
+            crate::log::line(format_args!("{name}: warning: debug command failed: {status}"))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            crate::log::line(format_args!("{name}: warning: unable to run the debug command: {e}"))
+        }
+    }
+}
+
+/// A printf-style format with `%s` and `%d` taking `values` in order, shell-quoted.
+fn fill(format: &str, values: &[&str]) -> String {
+    let mut out = String::new();
+    let mut next = values.iter();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('%', Some('%')) => {
+                chars.next();
+                out.push('%');
+            }
+            ('%', Some('s' | 'd')) => {
+                chars.next();
+                out.push_str(&quote(next.next().copied().unwrap_or("")));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `'...'` with every `'` written `'\''`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_command_formats() {
+        assert_eq!(
+            fill("gdb %s %d # %s", &["smmapd", "42", "smmap"]),
+            "gdb 'smmapd' '42' # 'smmap'"
+        );
+        assert_eq!(fill("a %% b %s", &["it's"]), "a % b 'it'\\''s'");
+        assert_eq!(fill("%s %s %s %s", &["a"]), "'a' '' '' ''");
+        assert_eq!(fill("100%", &[]), "100%");
+    }
 
     #[test]
     fn addresses() {

@@ -173,57 +173,14 @@ fn leading_number(v: &str) -> Option<u64> {
     Some(digits.parse().unwrap_or(u64::MAX))
 }
 
-/// `-D`: run the debug command through the shell with `%s %d %s` = program name, pid, service
-/// (each quoted for the shell; `%%` is a `%`), and wait for it, as upstream. Off when no
-/// command is configured.
+/// `-D`: run `smmapddebugcommand` ([`qmail::listener::debug_command`]).
 pub fn debug(settings: &Settings, service: &[u8]) {
-    let Some(format) = &settings.debug_command else {
-        qmail::log::line(format_args!(
-            "smmapd: warning: -D given but no smmapddebugcommand configured"
-        ));
-        return;
-    };
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    let argv0 = argv0.to_string_lossy();
-    let pid = std::process::id().to_string();
-    let service = String::from_utf8_lossy(service);
-    let command = fill(format, &[&argv0, &pid, &service]);
-    qmail::log::line(format_args!("smmapd: running debug command {command}"));
-    match std::process::Command::new("/bin/sh").arg("-c").arg(&command).status() {
-        Ok(status) if !status.success() => {
-            qmail::log::line(format_args!("smmapd: warning: debug command failed: {status}"))
-        }
-        Ok(_) => {}
-        Err(e) => {
-            qmail::log::line(format_args!("smmapd: warning: unable to run the debug command: {e}"))
-        }
-    }
-}
-
-/// A printf-style format with `%s` and `%d` taking `values` in order, shell-quoted.
-fn fill(format: &str, values: &[&str]) -> String {
-    let mut out = String::new();
-    let mut next = values.iter();
-    let mut chars = format.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek()) {
-            ('%', Some('%')) => {
-                chars.next();
-                out.push('%');
-            }
-            ('%', Some('s' | 'd')) => {
-                chars.next();
-                out.push_str(&quote(next.next().copied().unwrap_or("")));
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// `'...'` with every `'` written `'\''`.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    qmail::listener::debug_command(
+        "smmapd",
+        "smmapddebugcommand",
+        settings.debug_command.as_deref(),
+        service,
+    );
 }
 
 #[cfg(test)]
@@ -269,17 +226,6 @@ mod tests {
         ] {
             assert_eq!(Options::parse(&args(bad)), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn formats() {
-        assert_eq!(
-            fill("gdb %s %d # %s", &["smmapd", "42", "smmap"]),
-            "gdb 'smmapd' '42' # 'smmap'"
-        );
-        assert_eq!(fill("a %% b %s", &["it's"]), "a % b 'it'\\''s'");
-        assert_eq!(fill("%s %s %s %s", &["a"]), "'a' '' '' ''");
-        assert_eq!(fill("100%", &[]), "100%");
     }
 
     #[test]
