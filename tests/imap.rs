@@ -647,3 +647,18 @@ fn userdeny_says_bye_after_login() {
     assert_eq!(c.line(), "* BYE [ALERT] IMAP is off for you");
     assert_eq!(c.line(), "");
 }
+
+/// `-D` runs `control/imapddebugcommand` with the program, its pid and the service.
+#[test]
+fn debug_command_runs_before_serving() {
+    let mut imapd = Imapd::new(&["-p", "2"]);
+    let out_file = imapd.sb.tmp.path().join("debug-out");
+    imapd.sb.control("imapddebugcommand", &format!("echo %s %d %s > {}\n", out_file.display()));
+    imapd.serve(&["-p", "2", "-D"], &[]);
+    let mut c = imapd.connect();
+    assert!(c.line().starts_with("* OK"));
+    let text = fs::read_to_string(&out_file).unwrap();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(words.len() == 3 && words[0].ends_with("imapd") && words[2] == "imap", "{text}");
+    assert!(words[1].parse::<u32>().is_ok(), "{text}");
+}
