@@ -17,7 +17,6 @@
 
 use qmail::imap::flags::{Flags, Info};
 use qmail::imap::uidlist::{self, Rewrite, UidList, UidListError};
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -175,55 +174,52 @@ impl Mailbox {
         let rewrite = if self.read_only { Rewrite::Never } else { Rewrite::Allowed };
         let list = UidList::open(&self.dir, now_secs(), rewrite)?;
         self.uidvalidity = list.uidvalidity();
-        let mut present: HashMap<u32, String> = HashMap::with_capacity(list.messages().len());
-        let mut arrived: Vec<(u32, String)> = Vec::new();
+        self.uidnext = list.uidnext();
+        // both lists are in UID order: one walk; names are copied only where they changed,
+        // and the messages of new/ go to cur/ while the folder is locked (no other session
+        // moves the same file at the same time)
+        let listed = list.messages();
+        let (dir, read_only) = (&self.dir, self.read_only);
+        let mut j = 0;
+        for (i, m) in self.msgs.iter_mut().enumerate() {
+            while j < listed.len() && listed[j].uid < m.uid {
+                j += 1;
+            }
+            if j == listed.len() || listed[j].uid != m.uid {
+                m.gone = true;
+                continue;
+            }
+            let path = &listed[j].path;
+            j += 1;
+            if *path == m.path {
+                continue;
+            }
+            let path = match path.starts_with("new/") && !read_only {
+                true => take_new(dir, read_only, path.clone()).0,
+                false => path.clone(),
+            };
+            let flags = Info::of(&path[4..]).flags;
+            if flags != m.flags && !m.gone {
+                changes.flags.push(i as u32 + 1);
+            }
+            m.flags = flags;
+            m.path = path;
+        }
         let last_known = self.msgs.last().map_or(0, |m| m.uid);
-        for m in list.messages() {
-            if m.uid > last_known {
-                arrived.push((m.uid, m.path.clone()));
-            } else {
-                present.insert(m.uid, m.path.clone());
-            }
-        }
-        let uidnext = list.uidnext();
-        // the messages of new/ go to cur/ while the folder is locked: no other session moves
-        // the same file at the same time
-        let mut taken: Vec<(u32, String, bool)> = Vec::with_capacity(arrived.len());
-        for (uid, path) in arrived {
-            let (path, recent) = self.take_new(path);
-            taken.push((uid, path, recent));
-        }
-        for path in present.values_mut() {
-            if path.starts_with("new/") && !self.read_only {
-                *path = self.take_new(std::mem::take(path)).0;
-            }
+        let start = listed.partition_point(|m| m.uid <= last_known);
+        let arrived = &listed[start..];
+        let mut taken = Vec::with_capacity(arrived.len());
+        for m in arrived {
+            let (path, recent) = take_new(dir, read_only, m.path.clone());
+            let flags = Info::of(&path[4..]).flags;
+            taken.push(Msg { uid: m.uid, path, flags, recent, gone: false, size: None });
         }
         drop(list);
-        self.uidnext = uidnext;
-        // known messages: gone, renamed (flags), unchanged
-        for (i, m) in self.msgs.iter_mut().enumerate() {
-            match present.remove(&m.uid) {
-                Some(path) => {
-                    if path != m.path {
-                        let flags = Info::of(&path[4..]).flags;
-                        if flags != m.flags && !m.gone {
-                            changes.flags.push(i as u32 + 1);
-                        }
-                        m.flags = flags;
-                        m.path = path;
-                    }
-                }
-                None => m.gone = true,
-            }
-        }
         if expunge {
             self.report_gone(&mut changes);
         }
         if !taken.is_empty() {
-            for (uid, path, recent) in taken {
-                let flags = Info::of(&path[4..]).flags;
-                self.msgs.push(Msg { uid, path, flags, recent, gone: false, size: None });
-            }
+            self.msgs.extend(taken);
             changes.exists = Some(self.exists());
         }
         self.stamp = stamp.map(|s| (s, scanned));
@@ -251,37 +247,9 @@ impl Mailbox {
         changes.flags.retain(|&n| n <= self.msgs.len() as u32);
     }
 
-    /// Move `new/NAME` to `cur/NAME:2,` in a read-write session: `(path, recent)`. Read-only,
-    /// or when the file is already gone (another session took it), it stays as it was and
-    /// is recent only when still in `new/` read-only.
-    fn take_new(&self, path: String) -> (String, bool) {
-        let Some(name) = path.strip_prefix("new/") else { return (path, false) };
-        if self.read_only {
-            return (path, true);
-        }
-        let target =
-            if name.contains(':') { format!("cur/{name}") } else { format!("cur/{name}:2,") };
-        match fs::rename(self.dir.join(&path), self.dir.join(&target)) {
-            Ok(()) => (target, true),
-            // another session took it: it is in cur/ under some name; found on use
-            Err(_) => (self.locate(base_of(name)).unwrap_or(path), false),
-        }
-    }
-
-    /// Where the message with `base` is now (`cur/...` or `new/...`), by reading the
-    /// directories.
+    /// Where the message with `base` is now (`cur/...` or `new/...`).
     pub fn locate(&self, base: &str) -> Option<String> {
-        for sub in ["cur", "new"] {
-            let Ok(list) = fs::read_dir(self.dir.join(sub)) else { continue };
-            for entry in list.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if base_of(name) == base {
-                    return Some(format!("{sub}/{name}"));
-                }
-            }
-        }
-        None
+        locate(&self.dir, base)
     }
 
     /// Open message `i` (index) for reading; a file renamed under us is found again, a file
@@ -424,4 +392,35 @@ impl Mailbox {
         out.dedup();
         out
     }
+}
+
+/// Move `new/NAME` to `cur/NAME:2,` in a read-write session: `(path, recent)`. Read-only, it
+/// stays and is recent; when the file is already gone (another session took it) it is found
+/// again in `cur/` and is not recent for us.
+fn take_new(dir: &Path, read_only: bool, path: String) -> (String, bool) {
+    let Some(name) = path.strip_prefix("new/") else { return (path, false) };
+    if read_only {
+        return (path, true);
+    }
+    let target = if name.contains(':') { format!("cur/{name}") } else { format!("cur/{name}:2,") };
+    match fs::rename(dir.join(&path), dir.join(&target)) {
+        Ok(()) => (target, true),
+        Err(_) => (locate(dir, base_of(name)).unwrap_or(path), false),
+    }
+}
+
+/// Where the message with `base` is now in the folder `dir` (`cur/...` or `new/...`), by
+/// reading the directories.
+fn locate(dir: &Path, base: &str) -> Option<String> {
+    for sub in ["cur", "new"] {
+        let Ok(list) = fs::read_dir(dir.join(sub)) else { continue };
+        for entry in list.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if base_of(name) == base {
+                return Some(format!("{sub}/{name}"));
+            }
+        }
+    }
+    None
 }
