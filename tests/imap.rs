@@ -664,3 +664,57 @@ fn debug_command_runs_before_serving() {
     assert!(words.len() == 3 && words[0].ends_with("imapd") && words[2] == "imap", "{text}");
     assert!(words[1].parse::<u32>().is_ok(), "{text}");
 }
+
+/// The login chain with STARTTLS and with `-s`: the first imapd keeps the TLS session and
+/// relays it to the chain over a socket pair; a refused login comes back under TLS too.
+#[test]
+fn the_login_chain_under_tls() {
+    let mut imapd = Imapd::new(&["-p", "2"]);
+    certificate(&imapd);
+    imapd.put(&imapd.maildir(), "Subject: chained\n\nhello over TLS\n");
+    let auth_imap = crate::harness::bin("auth_imap");
+    let second = crate::harness::bin("imapd");
+    let chain = [auth_imap.to_str().unwrap(), second.to_str().unwrap(), "Maildir"];
+    imapd.serve(&chain, &[]);
+    let script = r#"
+import imaplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def session(m):
+    try:
+        m.login(user, "wrong")
+        raise SystemExit("a wrong password was taken")
+    except imaplib.IMAP4.error as e:
+        assert "[AUTHENTICATIONFAILED]" in str(e), e
+    m.login(user, password)
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BODY[TEXT])")
+    assert data[0][1] == b"hello over TLS\r\n", data
+    m.logout()
+m = imaplib.IMAP4("127.0.0.1", port)
+assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities, m.capabilities
+m.starttls(ctx)
+session(m)
+print("starttls ok")
+"#;
+    assert_eq!(imapd.python(script).trim(), "starttls ok");
+    let mut args = vec!["-s"];
+    args.extend(chain);
+    imapd.serve(&args, &[]);
+    let script = r#"
+import imaplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx)
+m.login(user, password)
+m.select("INBOX")
+assert m.fetch("1", "(BODY[TEXT])")[1][0][1] == b"hello over TLS\r\n"
+m.logout()
+print("imaps ok")
+"#;
+    assert_eq!(imapd.python(script).trim(), "imaps ok");
+}

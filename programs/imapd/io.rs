@@ -210,6 +210,18 @@ impl Io {
         Ok(qmail::tls::handshake(tls, self.input.as_fd(), self.output.as_fd(), deadline)?)
     }
 
+    /// After a TLS hand-off to a login chain: relay between the TLS session and `child` (the
+    /// chain's end of a socket pair) until the chain is done ([`qmail::tls::relay`]); what
+    /// the client sent behind its LOGIN goes first.
+    pub fn relay(&mut self, child: std::os::unix::net::UnixStream) -> Result<(), IoError> {
+        self.flush()?;
+        let pending = std::mem::take(&mut self.inbuf);
+        let input = std::fs::File::from(self.input.try_clone().map_err(|_| IoError::Broken)?);
+        let output = std::fs::File::from(self.output.try_clone().map_err(|_| IoError::Broken)?);
+        let Some(tls) = self.tls.as_mut() else { return Err(IoError::Broken) };
+        Ok(qmail::tls::relay(tls, &input, &output, child, pending, self.timeout)?)
+    }
+
     /// At the end: write what is queued and tell a TLS client (close_notify).
     pub fn close(&mut self) {
         let _ = self.flush();

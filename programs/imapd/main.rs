@@ -17,7 +17,8 @@
 //!   refused login (`IMAPLOGINTAG` set: it answers that tag NO), or becomes the user and
 //!   execs the second imapd (`AUTHENTICATED` set): logged in, the mailbox `MAILDIR` or the
 //!   `maildir` argument (relative to the home), starting with the tagged OK of the LOGIN
-//!   (`IMAPLOGINTAG`) or `* PREAUTH`.
+//!   (`IMAPLOGINTAG`) or `* PREAUTH`. Under TLS (STARTTLS, `-s`) the first imapd cannot
+//!   exec: it runs the chain on a socket pair and relays ([`qmail::tls::relay`]).
 //!
 //! Folders are Courier's Maildir++ namespace (`INBOX.`, separator `.`;
 //! [`qmail::imap::folders`]); UIDs live in each folder's `dovecot-uidlist`
@@ -116,6 +117,9 @@ pub struct Settings {
     pub service: String,
     /// the login chain's next program and its arguments: LOGIN hands over to it
     pub chain: Vec<OsString>,
+    /// this program's command line for a chain behind a TLS relay: as given, but with
+    /// `-p 2` and without `-s` (the relay is the outer layer)
+    relayed_argv: Vec<OsString>,
     /// `control/imapddebugcommand` (`-C`: `debug_command`), run by `-D`
     debug_command: Option<String>,
 }
@@ -165,14 +169,14 @@ impl Settings {
             bad_login_delay: bad_login_delay(),
             service: service.unwrap_or_else(|| "imap".into()),
             chain: Vec::new(),
+            relayed_argv: Vec::new(),
             debug_command,
         })
     }
 
-    /// STARTTLS can be offered: a certificate, and no login chain to hand the session to
-    /// (a TLS session cannot cross an exec).
+    /// STARTTLS can be offered: there is a certificate.
     pub fn tls_available(&self) -> bool {
-        self.cert.is_some() && self.chain.is_empty()
+        self.cert.is_some()
     }
 
     /// The TLS configuration: the certificate file and `control/tlsciphers`, read now (a
@@ -287,13 +291,21 @@ fn main() -> ExitCode {
         return preauthenticated(&settings, &opts, name);
     }
     if !opts.args.is_empty() {
-        if opts.implicit_tls || opts.listen.is_some() {
-            qmail::log::line(format_args!(
-                "imapd: fatal: a login chain takes neither -s nor --listen (TLS cannot cross exec)"
-            ));
+        if opts.listen.is_some() {
+            qmail::log::line(format_args!("imapd: fatal: a login chain takes no --listen"));
             return ExitCode::from(EX_USAGE);
         }
         settings.chain = opts.args.clone();
+        let mut argv: Vec<OsString> = std::env::args_os().take(1).collect();
+        if let Some(config) = &opts.config {
+            argv.extend(["-C".into(), config.clone().into_os_string()]);
+        }
+        if opts.debug {
+            argv.push("-D".into());
+        }
+        argv.extend(["-p".into(), "2".into(), "--".into()]);
+        argv.extend(opts.args.iter().cloned());
+        settings.relayed_argv = argv;
     }
     match &opts.listen {
         None => {
@@ -457,7 +469,9 @@ fn valid_tag(tag: &str) -> bool {
 /// login) and the LOGIN's tag in `IMAPLOGINTAG`. Returns only when it cannot.
 fn hand_to_chain(s: &mut Session<'_>, creds: &Credentials) -> Failure {
     use std::os::unix::process::CommandExt;
-    let (Some(tag), true) = (s.tag.clone(), s.io.inbuf.is_empty()) else {
+    // in plain text nothing behind the LOGIN was read (bytewise); under TLS the relay
+    // passes on what was
+    let Some(tag) = s.tag.clone().filter(|_| s.io.is_tls() || s.io.inbuf.is_empty()) else {
         return Failure::Temporary("commands pipelined behind LOGIN".into());
     };
     let tag = String::from_utf8_lossy(&tag).into_owned();
@@ -481,7 +495,9 @@ fn hand_to_chain(s: &mut Session<'_>, creds: &Credentials) -> Failure {
         return Failure::Temporary(format!("pipe: {e}"));
     }
     let _ = s.io.flush();
-    let me: Vec<OsString> = std::env::args_os().collect();
+    let tls = s.io.is_tls();
+    let me: Vec<OsString> =
+        if tls { s.settings.relayed_argv.clone() } else { std::env::args_os().collect() };
     let chain = &s.settings.chain;
     let mut cmd = std::process::Command::new(&chain[0]);
     cmd.args(&chain[1..]).env_remove("AUTHENTICATED").env("IMAPLOGINTAG", &tag);
@@ -490,8 +506,37 @@ fn hand_to_chain(s: &mut Session<'_>, creds: &Credentials) -> Failure {
         cmd.env(format!("AUTHARGV{i}"), arg);
     }
     qmail::child::map_fds(&mut cmd, vec![(read, 3)]);
-    let e = cmd.exec();
-    Failure::Temporary(format!("unable to run {}: {e}", chain[0].to_string_lossy()))
+    if !tls {
+        let e = cmd.exec();
+        return Failure::Temporary(format!("unable to run {}: {e}", chain[0].to_string_lossy()));
+    }
+    // a TLS session cannot cross an exec: the chain gets one end of a socket pair as its fds
+    // 0 and 1, and this process relays between it and the client until it is done
+    let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => return Failure::Temporary(format!("socketpair: {e}")),
+    };
+    let theirs_out = match theirs.try_clone() {
+        Ok(t) => t,
+        Err(e) => return Failure::Temporary(format!("socketpair: {e}")),
+    };
+    cmd.stdin(OwnedFd::from(theirs)).stdout(OwnedFd::from(theirs_out));
+    let child = cmd.spawn();
+    drop(cmd);
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Failure::Temporary(format!("unable to run {}: {e}", chain[0].to_string_lossy()))
+        }
+    };
+    let relayed = s.io.relay(ours);
+    let status = child.wait();
+    s.io.close();
+    let code = match (relayed, status) {
+        (Ok(()), Ok(st)) if st.success() => 0,
+        _ => 1,
+    };
+    std::process::exit(code)
 }
 
 /// LOGIN / AUTHENTICATE in the session: authenticate, become the mailbox's owner, open it

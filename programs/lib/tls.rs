@@ -238,6 +238,102 @@ pub fn handshake(
     push(conn, output, deadline)
 }
 
+/// Plaintext held for the relay's way to the sub-program, at most.
+const RELAY_BUF: usize = 64 * 1024;
+
+/// After a TLS hand-off (qmail-popup, and imapd's login chain): carry bytes between the TLS
+/// session `tls` on the client's descriptors (`input` read, `output` written) and `child`
+/// (a sub-program's end of a socket pair, its fds 0 and 1), `pending` (plaintext already
+/// decrypted) first, until the sub-program closes its end (`Ok`), the client goes or
+/// nothing moves for `timeout` (`TimedOut`), or a TLS error. Both ways are bounded: the
+/// client is read only while fewer than 64 KiB wait for the sub-program, and the sub-program
+/// only while no TLS records wait for the client. An end of input from the client is passed
+/// on as a shutdown of the pair's writing side.
+pub fn relay(
+    tls: &mut rustls::ServerConnection,
+    input: &std::fs::File,
+    output: &std::fs::File,
+    mut child: std::os::unix::net::UnixStream,
+    pending: Vec<u8>,
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    use nix::poll::{PollFd, PollFlags};
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let mut to_child = pending;
+    crate::timeoutio::set_nonblocking(input);
+    crate::timeoutio::set_nonblocking(output);
+    crate::timeoutio::set_nonblocking(&child);
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut client_done, mut net_eof, mut child_shut) = (false, false, false);
+    loop {
+        // plaintext from the client, while there is room for it
+        while to_child.len() < RELAY_BUF && !client_done {
+            match tls.reader().read(&mut buf) {
+                Ok(0) => client_done = true,
+                Ok(n) => to_child.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => client_done = true,
+            }
+        }
+        if !to_child.is_empty() {
+            match child.write(&to_child) {
+                Ok(n) => drop(to_child.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        if client_done && to_child.is_empty() && !child_shut {
+            let _ = child.shutdown(std::net::Shutdown::Write);
+            child_shut = true;
+        }
+        if !tls.wants_write() {
+            match child.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => tls.writer().write_all(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        while tls.wants_write() {
+            match tls.write_tls(&mut &*output) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let none = PollFlags::empty();
+        let net_in = if !net_eof && to_child.len() < RELAY_BUF { PollFlags::POLLIN } else { none };
+        let net_out = if tls.wants_write() { PollFlags::POLLOUT } else { none };
+        let child_in = if tls.wants_write() { none } else { PollFlags::POLLIN };
+        let child_out = if to_child.is_empty() { none } else { PollFlags::POLLOUT };
+        let mut fds = [
+            PollFd::new(input.as_fd(), net_in),
+            PollFd::new(output.as_fd(), net_out),
+            PollFd::new(child.as_fd(), child_in | child_out),
+        ];
+        match nix::poll::poll(&mut fds, crate::timeoutio::poll_timeout(timeout)) {
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready = fds[0].revents().unwrap_or(none);
+        if !net_in.is_empty() && !ready.is_empty() {
+            match tls.read_tls(&mut &*input) {
+                Ok(0) => net_eof = true,
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        let _ = tls.write_tls(&mut &*output);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => net_eof = true,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

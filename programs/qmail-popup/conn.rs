@@ -40,9 +40,6 @@ impl From<io::Error> for IoError {
     }
 }
 
-/// Plaintext held for the relay's way to the sub-program, at most.
-const RELAY_BUF: usize = 64 * 1024;
-
 /// The client on fds 0 and 1.
 pub struct Conn {
     /// fd 0, as a socket (for `peek`)
@@ -192,85 +189,12 @@ impl Conn {
 
     /// After a TLS hand-off: carry bytes between the TLS session and `child` (the
     /// sub-program's end is its fds 0 and 1) until the sub-program closes its end, the client
-    /// goes, or nothing moves for the timeout. Both ways are bounded: the client is read only
-    /// while fewer than [`RELAY_BUF`] bytes wait for the sub-program, and the sub-program only
-    /// while no TLS records wait for the client. What the client sent after its PASS line
-    /// goes first.
-    pub fn relay(&mut self, mut child: UnixStream) -> Result<(), IoError> {
-        let mut to_child = std::mem::take(&mut self.plain);
+    /// goes, or nothing moves for the timeout ([`qmail::tls::relay`]). What the client sent
+    /// after its PASS line goes first.
+    pub fn relay(&mut self, child: UnixStream) -> Result<(), IoError> {
+        let pending = std::mem::take(&mut self.plain);
         let Some(tls) = self.tls.as_mut() else { return Err(IoError::Broken) };
-        timeoutio::set_nonblocking(&self.input);
-        timeoutio::set_nonblocking(&self.output);
-        timeoutio::set_nonblocking(&child);
-        let mut buf = vec![0u8; 16 * 1024];
-        let (mut client_done, mut net_eof, mut child_shut) = (false, false, false);
-        loop {
-            // plaintext from the client, while there is room for it
-            while to_child.len() < RELAY_BUF && !client_done {
-                match tls.reader().read(&mut buf) {
-                    Ok(0) => client_done = true,
-                    Ok(n) => to_child.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => client_done = true,
-                }
-            }
-            if !to_child.is_empty() {
-                match child.write(&to_child) {
-                    Ok(n) => drop(to_child.drain(..n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(()),
-                }
-            }
-            if client_done && to_child.is_empty() && !child_shut {
-                let _ = child.shutdown(std::net::Shutdown::Write);
-                child_shut = true;
-            }
-            if !tls.wants_write() {
-                match child.read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => tls.writer().write_all(&buf[..n]).map_err(|_| IoError::Broken)?,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(()),
-                }
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut (&self.output)) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => return Err(IoError::Broken),
-                }
-            }
-            use nix::poll::{PollFd, PollFlags};
-            let none = PollFlags::empty();
-            let net_in =
-                if !net_eof && to_child.len() < RELAY_BUF { PollFlags::POLLIN } else { none };
-            let net_out = if tls.wants_write() { PollFlags::POLLOUT } else { none };
-            let child_in = if tls.wants_write() { none } else { PollFlags::POLLIN };
-            let child_out = if to_child.is_empty() { none } else { PollFlags::POLLOUT };
-            let mut fds = [
-                PollFd::new(self.input.as_fd(), net_in),
-                PollFd::new(self.output.as_fd(), net_out),
-                PollFd::new(child.as_fd(), child_in | child_out),
-            ];
-            match nix::poll::poll(&mut fds, timeoutio::poll_timeout(self.timeout)) {
-                Ok(0) => return Err(IoError::Timeout),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return Err(IoError::Broken),
-            }
-            let ready = fds[0].revents().unwrap_or(none);
-            if !net_in.is_empty() && !ready.is_empty() {
-                match tls.read_tls(&mut (&self.reads)) {
-                    Ok(0) => net_eof = true,
-                    Ok(_) => {
-                        if tls.process_new_packets().is_err() {
-                            let _ = tls.write_tls(&mut (&self.output));
-                            return Err(IoError::Broken);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => net_eof = true,
-                }
-            }
-        }
+        qmail::tls::relay(tls, &self.reads, &self.output, child, pending, self.timeout)
+            .map_err(IoError::from)
     }
 }
