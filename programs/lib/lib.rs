@@ -26,9 +26,11 @@
 //!   [`smtpreply`] (the sans-I/O reader of SMTP replies, for qmail-remote), [`socketmap`]
 //!   (the sans-I/O Sendmail/Postfix socket map protocol, for smmapd), [`pop3`] (the sans-I/O
 //!   POP3 parts of qmail-popup and qmail-pop3d: command lines, message numbers, the RETR/TOP
-//!   transfer, the checkpassword exit codes), [`imap`] (the sans-I/O IMAP4rev1 command reader
-//!   for imapd: commands with literals and LITERAL+, bounded, and their typed view; and
-//!   `imap::uidlist`, a Maildir++ folder's UIDs in a Dovecot-compatible `dovecot-uidlist`),
+//!   transfer, the checkpassword exit codes), [`imap`] (imapd's library: the sans-I/O
+//!   IMAP4rev1 command reader with literals and LITERAL+, bounded, and its typed view;
+//!   `imap::flags`, `imap::folders` (the Maildir++ namespace), `imap::uidlist` (a folder's
+//!   UIDs in a Dovecot-compatible `dovecot-uidlist`), `imap::message` (MIME structure,
+//!   ENVELOPE, BODYSTRUCTURE, sections), `imap::search`, `imap::date`, `imap::write`),
 //!   [`quota`] (Maildir++ quotas), [`remote`]
 //!   (qmail-remote's output records and qmail-rspawn's reading of them), [`tcpto`] (the
 //!   table of remote hosts that timed out, `queue/lock/tcpto`), [`ldap`] (the directory:

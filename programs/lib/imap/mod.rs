@@ -20,7 +20,10 @@
 //!   sequence sets ([`SequenceSet`]).
 //!
 //! Beside them: [`write`](mod@write) (strings as atoms, quoted strings or literals, and message data
-//! converted to CRLF with its literal size counted first) and [`uidlist`] (a folder's UIDs).
+//! converted to CRLF with its literal size counted first), [`uidlist`] (a folder's UIDs),
+//! [`flags`] (system flags and Maildir info letters), [`folders`] (the Maildir++ namespace),
+//! [`message`] (a message's MIME structure and FETCH sections), [`search`] (SEARCH keys) and
+//! [`date`] (IMAP's date forms).
 //!
 //! Decisions:
 //!
