@@ -309,7 +309,9 @@ fn smtpd_pid(port: u16) -> i32 {
                 let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1)).unwrap_or("");
                 let parent = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
                 let argv0 = parent.split(|&b| b == 0).next().unwrap_or_default();
-                ours && !argv0.ends_with(b"/qmail-smtpd")
+                // and the program itself, not a process forked on the way to exec'ing it
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                ours && comm.trim() == "qmail-smtpd" && !argv0.ends_with(b"/qmail-smtpd")
             });
             found.is_some()
         }),
