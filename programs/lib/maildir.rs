@@ -161,6 +161,8 @@ impl Staged {
     pub fn commit_into(mut self, sub: &str, info: &str) -> Result<PathBuf, MaildirError> {
         let target = self.maildir.join(sub).join(format!("{}{info}", self.base()));
         fs::hard_link(self.tmp_path(), &target).map_err(MaildirError::Link)?;
+        // the new name is on disk before the delivery is reported done (doc/INTERNALS.md,
+        // "fsyncs per message"); the tmp/ name goes after, unsynced: a crash leaves a stray file
         if let Err(e) = crate::file::fsync_dir(&self.maildir.join(sub)) {
             // not durable: take it back, the delivery is retried
             let _ = fs::remove_file(&target);
@@ -196,6 +198,8 @@ fn write_all(file: File, header: &[u8], message: &mut impl Read) -> Result<u64, 
         size += n as u64;
     }
     let file = out.into_inner().map_err(|e| MaildirError::Write(e.into_error()))?;
+    // the data before the link: no empty or short file in new/ (doc/INTERNALS.md, "fsyncs per
+    // message")
     file.sync_all().map_err(MaildirError::Write)?;
     // close explicitly: a close error (NFS) is a write error
     nix::unistd::close(file).map_err(|e| MaildirError::Write(e.into()))?;

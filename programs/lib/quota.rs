@@ -296,7 +296,8 @@ pub fn recalculate(root: &Path, quota: &Quota) -> Result<Usage, QuotaError> {
             std::process::id(),
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos()
         ));
-        // a failed write only means the next delivery recalculates again
+        // a failed write only means the next delivery recalculates again; durable although
+        // reconstructible, being rare (doc/INTERNALS.md, "fsyncs per message")
         let _ = crate::file::replace_with(&root.join("maildirsize"), &tmp, 0o600, |mut f| {
             f.write_all(&text)
         });
@@ -322,26 +323,34 @@ fn is_trashed(name: &[u8]) -> bool {
 }
 
 /// Append one delivery of `size` bytes to `maildirsize` (if it exists: without it the next
-/// check recalculates), in a single write, fsynced.
+/// check recalculates), in a single write, not fsynced: a line lost in a crash only
+/// undercounts the Maildir until the next recalculation, and never refuses or loses mail
+/// (doc/INTERNALS.md, "fsyncs per message").
 pub fn add(root: &Path, size: u64, count: i64) -> Result<(), QuotaError> {
-    append(root, &format!("{size} {count}\n"))
+    append(root, &format!("{size} {count}\n"), false)
 }
 
 /// Append the removal of `count` messages of `bytes` bytes in all to `maildirsize`
-/// (qmail-pop3d's deletions: one `-<bytes> -<count>` line), if it exists.
+/// (qmail-pop3d's deletions: one `-<bytes> -<count>` line), if it exists. fsynced: a lost
+/// line would overcount, and a young file that overcounts can refuse a delivery as over quota
+/// before a recalculation corrects it (doc/INTERNALS.md, "fsyncs per message").
 pub fn remove(root: &Path, bytes: u64, count: u64) -> Result<(), QuotaError> {
-    append(root, &format!("-{bytes} -{count}\n"))
+    append(root, &format!("-{bytes} -{count}\n"), true)
 }
 
-/// Append `line` to `maildirsize` in a single write, fsynced; nothing if there is no such file.
-fn append(root: &Path, line: &str) -> Result<(), QuotaError> {
+/// Append `line` to `maildirsize` in a single write, fsynced if `durable`; nothing if there is
+/// no such file.
+fn append(root: &Path, line: &str, durable: bool) -> Result<(), QuotaError> {
     let mut f = match OpenOptions::new().append(true).open(root.join("maildirsize")) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(QuotaError::Update(e)),
     };
     f.write_all(line.as_bytes()).map_err(QuotaError::Update)?;
-    f.sync_all().map_err(QuotaError::Update)
+    if durable {
+        f.sync_all().map_err(QuotaError::Update)?;
+    }
+    Ok(())
 }
 
 /// The mbox variant: the file's size plus the message against the byte quota (a count-only

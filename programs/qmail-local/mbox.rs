@@ -54,6 +54,7 @@ pub fn deliver(path: &Path, header: &[u8], message: &mut impl Read) -> Result<()
         out.write_all(header).map_err(Failure::Write)?;
         copy_quoted(message, &mut out)?;
         out.flush().map_err(Failure::Write)?;
+        // a delivery reported done is on disk (doc/INTERNALS.md, "fsyncs per message")
         f.sync_all().map_err(Failure::Write)
     })();
     match result {
@@ -61,6 +62,8 @@ pub fn deliver(path: &Path, header: &[u8], message: &mut impl Read) -> Result<()
         Err(failure) => {
             if matches!(mbox, Mbox::Locked(_)) {
                 let _ = f.set_len(end);
+                // no partial message left in the mbox after a crash (doc/INTERNALS.md,
+                // "fsyncs per message")
                 let _ = f.sync_all();
             }
             Err(match failure {

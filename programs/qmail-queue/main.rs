@@ -107,7 +107,9 @@ fn run() -> Result<(), QueueExit> {
     debris.pidfile = None;
     pause.at("mess");
 
-    // 3. the Received line and the message, made durable with the directory entry
+    // 3. the Received line and the message, made durable with the directory entry: no
+    //    committed todo/id may name a short message or none (doc/INTERNALS.md, "fsyncs per
+    //    message")
     let line = received::queue_line(pid, invoked(uid), &Utc::now());
     write_message(&file, line.as_bytes()).map_err(|e| debris.clean(e))?;
     pause.at("body");
@@ -127,11 +129,14 @@ fn run() -> Result<(), QueueExit> {
     debris.intd = Some(intd.clone());
     pause.at("intd");
     write_envelope(&env_file, uid, pid).map_err(|e| debris.clean(e))?;
+    // the inode todo/id will name: no torn recipient list after the commit (doc/INTERNALS.md,
+    // "fsyncs per message"); the intd/ name itself needs no sync
     env_file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
     drop(env_file);
     pause.at("envelope");
 
-    // 5. the commit point: link into todo/, and make that link durable
+    // 5. the commit point: link into todo/, and make that link durable before exit 0, which
+    //    the caller turns into its 250 (doc/INTERNALS.md, "fsyncs per message")
     let todo = format!("todo/{id}");
     fs::hard_link(&intd, &todo).map_err(|_| debris.clean(QueueExit::LinkTodo))?;
     pause.at("todo");

@@ -151,6 +151,7 @@ fn write_maildir(maildir: &Path, msg: &[u8], now: i64) -> io::Result<()> {
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(msg)?;
+        // a warning is a delivery (doc/INTERNALS.md, "fsyncs per message")
         f.sync_all()?;
         drop(f);
         fs::hard_link(&tmp, maildir.join("new").join(format!("{name},S={}", msg.len())))?;
@@ -206,6 +207,7 @@ fn append_mbox(path: &Path, marker: &[u8], warning: &[u8], now: i64) -> io::Resu
     out.push(b'\n');
     let mut w = &*locked;
     w.write_all(&out)?;
+    // a warning is a delivery (doc/INTERNALS.md, "fsyncs per message")
     locked.sync_all()
 }
 

@@ -40,7 +40,10 @@ impl BounceConf {
 }
 
 /// Append one recipient paragraph to `bounce/<id>`: `<recipient>:`, the report (an empty line
-/// inside it becomes `/`), an empty line.
+/// inside it becomes `/`), an empty line. Durable when it returns: the file is fsynced, and
+/// `bounce/` too when this made the file. The caller marks the recipient `D` only after this,
+/// and that mark is not synced: were the paragraph not on disk first, a crash could keep the
+/// mark and lose the failure report (doc/INTERNALS.md, "fsyncs per message").
 pub fn append(path: &Path, recipient: &[u8], report: &[u8]) -> io::Result<()> {
     let mut para = Vec::with_capacity(recipient.len() + report.len() + 8);
     para.push(b'<');
@@ -58,8 +61,19 @@ pub fn append(path: &Path, recipient: &[u8], report: &[u8]) -> io::Result<()> {
         para.push(b'\n');
     }
     para.push(b'\n');
-    let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(path)?;
-    f.write_all(&para)
+    let (mut f, made) = match OpenOptions::new().append(true).open(path) {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            (OpenOptions::new().append(true).create(true).mode(0o600).open(path)?, true)
+        }
+        Err(e) => return Err(e),
+    };
+    f.write_all(&para)?;
+    f.sync_all()?;
+    if made {
+        qmail::file::fsync_dir(qmail::file::parent_of(path))?;
+    }
+    Ok(())
 }
 
 /// Who gets the bounce of a message from `sender`: `None` for a triple bounce (discard).

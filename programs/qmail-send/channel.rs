@@ -466,7 +466,8 @@ impl Channels {
         self.status(log);
     }
 
-    /// Overwrite the record's `T` with `D` (no fsync: a lost mark only repeats a delivery).
+    /// Overwrite the record's `T` with `D` (no fsync: a lost mark only repeats a delivery;
+    /// doc/INTERNALS.md, "fsyncs per message").
     fn mark_done(&mut self, log: &mut Log, c: Chan, pi: usize, offset: u64) {
         let pass = &mut self.chans[c].passes[pi];
         if let Err(e) = pass.file.write_at(&[records::DONE], offset) {

@@ -174,8 +174,9 @@ impl Todo {
             if done.is_empty() {
                 continue;
             }
-            // one sync makes every file and directory entry of the batch durable: far fewer
-            // journal commits than an fsync per file and per directory
+            // one sync makes every file and directory entry of the batch durable before any
+            // todo/id goes (doc/INTERNALS.md, "fsyncs per message"): far fewer journal
+            // commits than an fsync per file and per directory
             if let Err(e) = nix::unistd::syncfs(self.queue.as_fd()) {
                 self.log(&format!("warning: unable to sync the queue: {e}; will try again later"));
                 continue;
