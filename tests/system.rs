@@ -161,7 +161,17 @@ fn qmailctl_run_restarts_a_listener_that_dies() {
 /// how many there were.
 fn kill_tcpsrv(sb: &Sandbox, port: u16) -> usize {
     let program = format!("{} ", sb.home.join("bin/qmail-tcpsrv").display());
-    let pids = pids_of(&[&program, &format!(" {port} ")]);
+    // not a child forked for a connection (the wait for the listener made one) on its way
+    // to exec'ing qmail-smtpd: it still shows the parent's command line
+    let pids: Vec<i32> = pids_of(&[&program, &format!(" {port} ")])
+        .into_iter()
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1)).unwrap_or("");
+            let parent = fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+            !String::from_utf8_lossy(&parent).replace('\0', " ").starts_with(&program)
+        })
+        .collect();
     for &pid in &pids {
         let pid = nix::unistd::Pid::from_raw(pid);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
