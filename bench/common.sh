@@ -1,4 +1,5 @@
-# bench/common.sh: sourced by the benchmarks (bench/smtp.sh only for tree_cpu, at the end).
+# bench/common.sh: sourced by the benchmarks (bench/smtp.sh and bench/local.sh only for
+# tree_cpu, disk_io, machine_cpu and children_cpu, which follow bench_setup).
 # `bench_setup NAME` builds the release programs and sets `bin` (their directory), `work` (a
 # fresh work directory, mode 755), and who the mail system runs as: `uid`/`gid`, `owner` (the
 # qmailctl init arguments) and `as` (a command prefix) — nobody when run as root, else us.
@@ -45,6 +46,45 @@ bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tree_cpu() {
   PYTHONPATH=$bench_dir python3 -c \
     'import sys, loadgen; print(loadgen.tree_cpu(*map(int, sys.argv[1:])))' "$@"
+}
+
+# disk_io DIR: "writes KiB", the write I/Os completed and the KiB written so far on the block
+# device holding DIR (/proc/diskstats: its eighth and tenth fields, sectors of 512 bytes),
+# after a sync of DIR's file system, so that what an earlier phase left in the page cache is
+# counted before and what this one left is counted after. The figures are the whole device's:
+# anything else writing to it in the meantime counts too.
+disk_io() {
+  sync -f "$1"
+  python3 - "$1" <<'PY'
+import os, sys
+dev = os.stat(sys.argv[1]).st_dev
+for line in open("/proc/diskstats"):
+    f = line.split()
+    if (int(f[0]), int(f[1])) == (os.major(dev), os.minor(dev)):
+        print(f[7], int(f[9]) // 2)
+        break
+else:
+    sys.exit(f"disk_io: {sys.argv[1]} is on no device in /proc/diskstats")
+PY
+}
+
+# machine_cpu: seconds of CPU the whole machine has spent so far outside idle and I/O wait
+# (/proc/stat's first line: user, nice, system, irq, softirq, steal; in USER_HZ, 100 a
+# second). Everything counts: the load generator, the kernel's threads (the journal's, the
+# network's), and whatever else runs on the machine.
+machine_cpu() {
+  awk '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit }' /proc/stat
+}
+
+# children_cpu: sets `children` to the seconds of CPU (user+system) this shell's reaped
+# children have used so far (bash's `times`, second line). Not in a $(...): a subshell's
+# count starts at zero.
+children_cpu() {
+  times > "$work/.times"
+  children=$(awk 'NR == 2 {
+    n = split($0, t, /[ms ]+/); s = 0
+    for (i = 1; i + 1 <= n; i += 2) s += t[i] * 60 + t[i + 1]
+    print s }' "$work/.times")
 }
 
 # free_ports N: N distinct loopback TCP ports nobody listens on, one a line, picked at random

@@ -7,7 +7,10 @@
 # messages of 4 KiB to uniformly random recipients from 10 qmail-inject streams; delivered/s
 # is measured until every message is in a Maildir. The lookup latency is that of one request
 # to `qmail-getpw -s` (the long-lived unprivileged lookup process qmail-lspawn keeps, with its
-# LDAP connection open), median and p99 over 500 requests. Not part of cargo test.
+# LDAP connection open), median and p99 over 500 requests. Per message also: the CPU the
+# system used (the qmailctl run tree and the qmail-inject streams), slapd's, the whole
+# machine's, and the disk's write I/Os and KiB written (as bench/smtp.sh). Not part of cargo
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-5000}
@@ -41,13 +44,19 @@ msg=$work/msg
 { printf 'Subject: bench\n\n'; head -c 3000 /dev/urandom | base64 -w 76; } > "$msg"
 truncate -s 4096 "$msg"
 
-run() { # name maildir-root -> delivered/s
-  local home=$work/$1 per=$((N / STREAMS))
+# run NAME MAILDIR-ROOT -> "delivered/s CPU-ms machine-ms slapd-ms writes KiB", per message
+run() {
+  local home=$work/$1 per=$((N / STREAMS)) s e c0 c1 i0 i1 m0 m1 l0 l1 w0 k0 w1 k1
   QMAILHOME=$home "$bin/qmailctl" run --home "$home" --listen off > "$work/$1.log" 2>&1 &
   runpid=$!
   pids+=("$runpid")
   for _ in $(seq 500); do grep -q '^status: local' "$work/$1.log" 2>/dev/null && break; sleep 0.01; done
-  local s e
+  read -r w0 k0 <<<"$(disk_io "$work")"
+  c0=$(tree_cpu "$runpid")
+  l0=$(tree_cpu "$(cat "$work/slapd.pid")")
+  children_cpu
+  i0=$children
+  m0=$(machine_cpu)
   s=$(date +%s.%N)
   for st in $(seq "$STREAMS"); do
     ( for _ in $(seq "$per"); do
@@ -57,11 +66,20 @@ run() { # name maildir-root -> delivered/s
   wait $(jobs -p | grep -v "^$runpid\$") 2>/dev/null || true
   while [ "$(find "$work/$2" -path '*/new/*' -type f | wc -l)" -lt $((per * STREAMS)) ]; do sleep 0.1; done
   e=$(date +%s.%N)
+  m1=$(machine_cpu)
+  c1=$(tree_cpu "$runpid")
+  l1=$(tree_cpu "$(cat "$work/slapd.pid")")
+  children_cpu
+  i1=$children
+  read -r w1 k1 <<<"$(disk_io "$work")"
   kill -TERM "$runpid"; wait "$runpid" 2>/dev/null || true; runpid=
-  python3 -c "print('%.1f' % ($((per * STREAMS)) / ($e - $s)))"
+  python3 -c "
+n = $((per * STREAMS))
+print('%.1f %.2f %.2f %.2f %.2f %.1f' % (n / ($e - $s), ($c1 - $c0 + $i1 - $i0) * 1000 / n,
+      ($m1 - $m0) * 1000 / n, ($l1 - $l0) * 1000 / n, ($w1 - $w0) / n, ($k1 - $k0) / n))"
 }
-ldap_rate=$(run ldap ml)
-cdb_rate=$(run cdb mc)
+read -r ldap_rate ldap_cpu ldap_machine ldap_slapd ldap_writes ldap_kib <<<"$(run ldap ml)"
+read -r cdb_rate cdb_cpu cdb_machine cdb_slapd cdb_writes cdb_kib <<<"$(run cdb mc)"
 
 latency() { # name -> "median p99" in ms of one lookup on the long-lived lookup process
   python3 - "$work/$1" "$bin/qmail-getpw" "$USERS" "${as[@]}" <<'PY'
@@ -91,7 +109,10 @@ read -r lmed lp99 <<<"$(latency ldap)"
 read -r cmed cp99 <<<"$(latency cdb)"
 
 echo "deliveries: $N x 4 KiB to $USERS users (uniform random), 10 qmail-inject streams"
-printf '%-12s %12s %18s\n' "" "delivered/s" "lookup ms (p50/p99)"
-printf '%-12s %12s %18s\n' "LDAP" "$ldap_rate" "$lmed / $lp99"
-printf '%-12s %12s %18s\n' "users/cdb" "$cdb_rate" "$cmed / $cp99"
+printf '%-12s %12s %20s %11s %11s %11s %11s %9s\n' "" "delivered/s" "lookup ms (p50/p99)" \
+  "CPU ms/msg" "machine ms" "slapd ms" "writes/msg" "KiB/msg"
+printf '%-12s %12s %20s %11s %11s %11s %11s %9s\n' "LDAP" "$ldap_rate" "$lmed / $lp99" \
+  "$ldap_cpu" "$ldap_machine" "$ldap_slapd" "$ldap_writes" "$ldap_kib"
+printf '%-12s %12s %20s %11s %11s %11s %11s %9s\n' "users/cdb" "$cdb_rate" "$cmed / $cp99" \
+  "$cdb_cpu" "$cdb_machine" "$cdb_slapd" "$cdb_writes" "$cdb_kib"
 python3 -c "print('ratio LDAP/cdb: %.2f' % ($ldap_rate / $cdb_rate))"

@@ -2,22 +2,27 @@
 # bench/smtp.sh: SMTP in and local Maildir delivery, this system against Postfix, same run.
 #
 # Postfix's smtp-source (10 sessions, N=5000 messages of 4 KiB, one message per connection)
-# is pointed first at this system (qmail-tcpsrv + qmail-smtpd + the local delivery pipeline,
-# release build) and then (ours left running, idle) at a Postfix set up here on another
-# loopback port to deliver into a Maildir (virtual(8)). Prints accepted/s (smtp-source finished) and delivered/s (all in
-# the Maildir) for both and the ratios. Needs the Debian packages postfix and ucspi-tcp
-# (tests/run installs them); runs as root or as a user (the Postfix side needs root).
+# is pointed at this system (qmail-tcpsrv + qmail-smtpd + the local delivery pipeline,
+# release build) and at a Postfix set up here on another loopback port to deliver into a
+# Maildir (virtual(8)), both running all along, in ROUNDS (3) rounds, the servers taking turns
+# at going first. Prints, as the median over the rounds, accepted/s (smtp-source finished)
+# and delivered/s (all in the Maildir), the CPU per message of the server's processes (see
+# below) and of the whole machine (/proc/stat, the load generator and the kernel's threads
+# included), and the write I/Os and KiB written per message on the disk holding the test
+# directories (/proc/diskstats, synced before and after), for both, and the ratios. Needs the
+# Debian packages postfix and ucspi-tcp (tests/run installs them); runs as root or as a user
+# (the Postfix side needs root).
 #
 # With --tls both servers get a self-signed ECDSA P-256 certificate (ours from qmailctl
 # tls-selfsigned, Postfix's from openssl req, smtpd_tls_security_level = may) and the same
-# load is sent by bench/tlsload.py with STARTTLS (smtp-source cannot do TLS); the table then
-# also gives the server side's CPU per message. Then the CPU per TLS handshake: HANDSHAKES
-# (default N) sessions of greeting, EHLO, STARTTLS, handshake, QUIT, and as many plaintext
-# sessions of greeting, EHLO, QUIT, against each server in turn; the CPU its processes used
-# per session, and the difference of the two, which is the handshake's share.
+# load is sent by bench/tlsload.py with STARTTLS (smtp-source cannot do TLS). Then the CPU
+# per TLS handshake: HANDSHAKES (default N) sessions of greeting, EHLO, STARTTLS, handshake,
+# QUIT, and as many plaintext sessions of greeting, EHLO, QUIT, against each server in turn;
+# the CPU its processes used per session, and the difference of the two, which is the
+# handshake's share.
 #
-# CPU is counted per process tree, since the machine is shared and system-wide figures
-# (/proc/stat) would count other people's builds: user+system time of the server's root
+# The server's CPU is counted per process tree, since the machine may be shared and
+# system-wide figures (/proc/stat, the "machine" column) count other people's builds too: user+system time of the server's root
 # process (qmailctl run; Postfix's master) and of every live descendant, plus the times of
 # the dead ones, which the kernel adds to their parent's cutime/cstime when it reaps them
 # (qmail-tcpsrv reaps a qmail-smtpd per connection; Postfix's master reaps an smtpd after
@@ -38,6 +43,7 @@ esac
 N=${N:-5000}
 SESSIONS=${SESSIONS:-10}
 HANDSHAKES=${HANDSHAKES:-$N}
+ROUNDS=${ROUNDS:-3}
 QPORT=${QPORT:-2625}
 PPORT=${PPORT:-2626}
 
@@ -87,6 +93,28 @@ sessions() {
   awk -v a="$after" -v b="$before" 'BEGIN { print a - b }'
 }
 
+# phase NAME PORT ROOT MAILDIR: one load against a server whose processes are ROOT's tree,
+# delivering into MAILDIR (emptied first): appends to $work/phases its name, the times of the
+# start, of the load's end and of the last delivery, its tree's CPU before and after, the
+# machine's CPU at the start and at the last delivery, and the device's write I/Os and KiB
+# written before and after (disk_io, which syncs first).
+phase() {
+  local s a d c0 c1 m0 m1 w0 k0 w1 k1
+  find "$4/new" -type f -delete
+  read -r w0 k0 <<<"$(disk_io "$work")"
+  c0=$(tree_cpu "$3")
+  m0=$(machine_cpu)
+  s=$(now)
+  load "$2"
+  a=$(now)
+  wait_count "$4/new" "$N"
+  d=$(now)
+  m1=$(machine_cpu)
+  c1=$(tree_cpu "$3")
+  read -r w1 k1 <<<"$(disk_io "$work")"
+  echo "$1 $s $a $d $c0 $c1 $m0 $m1 $w0 $w1 $k0 $k1" >> "$work/phases"
+}
+
 # --- this system ---
 home=$work/qmail
 owner=()
@@ -102,13 +130,6 @@ QMAILHOME=$home "$bin/qmail-newu"
 QMAILHOME=$home "$bin/qmailctl" run --home "$home" --listen "127.0.0.1:$QPORT" > "$work/qmail.log" 2>&1 &
 runpid=$!
 wait_port "$QPORT"
-qc0=$(tree_cpu "$runpid")
-qs=$(now)
-load "$QPORT"
-qa=$(now)
-wait_count "$user/Maildir/new" "$N"
-qd=$(now)
-qc1=$(tree_cpu "$runpid")
 
 # --- Postfix ---
 pf=$work/pf
@@ -128,27 +149,45 @@ fi
 postfix -c "$pf/etc" start >/dev/null 2>&1
 wait_port "$PPORT"
 master=$(tr -d ' ' < "$pf/queue/pid/master.pid")
-pc0=$(tree_cpu "$master")
-ps_=$(now)
-load "$PPORT"
-pa=$(now)
-wait_count "$pf/mail/box/new" "$N"
-pd=$(now)
-pc1=$(tree_cpu "$master")
 
-if [ "$tls" = 0 ]; then
-  python3 - "$N" "$SESSIONS" "$qs" "$qa" "$qd" "$ps_" "$pa" "$pd" <<'PY'
-import sys
-n, sessions = map(int, sys.argv[1:3]); qs, qa, qd, ps, pa, pd = map(float, sys.argv[3:])
-qacc, qdel, pacc, pdel = n / (qa - qs), n / (qd - qs), n / (pa - ps), n / (pd - ps)
-print(f"smtp-source: {n} messages of 4 KiB, {sessions} sessions, one message per connection")
-print(f"{'':14}{'accepted/s':>12}{'delivered/s':>13}")
-print(f"{'qmail-ldap-rs':14}{qacc:12.1f}{qdel:13.1f}")
-print(f"{'postfix':14}{pacc:12.1f}{pdel:13.1f}")
-print(f"{'ratio':14}{qacc / pacc:12.2f}{qdel / pdel:13.2f}")
+# --- the rounds, the servers taking turns at going first ---
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then
+    phase ours "$QPORT" "$runpid" "$user/Maildir"
+    phase postfix "$PPORT" "$master" "$pf/mail/box"
+  else
+    phase postfix "$PPORT" "$master" "$pf/mail/box"
+    phase ours "$QPORT" "$runpid" "$user/Maildir"
+  fi
+done
+
+python3 - "$N" "$SESSIONS" "$tls" "$work/phases" <<'PY'
+import statistics, sys
+n, sessions, tls = map(int, sys.argv[1:4])
+runs = {"ours": [], "postfix": []}
+for line in open(sys.argv[4]):
+    name, *f = line.split()
+    s, a, d, c0, c1, m0, m1, w0, w1, k0, k1 = map(float, f)
+    runs[name].append((n / (a - s), n / (d - s), (c1 - c0) * 1000 / n, (m1 - m0) * 1000 / n,
+                       (w1 - w0) / n, (k1 - k0) / n))
+med = {k: [statistics.median(col) for col in zip(*v)] for k, v in runs.items()}
+rounds = len(runs["ours"])
+load = "tlsload" if tls else "smtp-source"
+print(f"{load}: {n} messages of 4 KiB, {sessions} sessions, {'STARTTLS, ' if tls else ''}"
+      f"one message per connection; median of {rounds} round{'s' if rounds > 1 else ''}")
+head = ["accepted/s", "delivered/s", "CPU ms/msg", "machine ms", "writes/msg", "KiB/msg"]
+print(f"{'':14}" + "".join(f"{h:>12}" for h in head))
+for label, k in (("qmail-ldap-rs", "ours"), ("postfix", "postfix")):
+    print(f"{label:14}" + "".join(f"{x:12.1f}" if i < 2 else f"{x:12.2f}" for i, x in enumerate(med[k])))
+print(f"{'ratio':14}" + "".join(f"{q / p:12.2f}" if p else f"{'-':>12}" for q, p in zip(med["ours"], med["postfix"])))
+print("delivered/s by round: " + "; ".join(
+    f"{q[1]:.0f} / {p[1]:.0f}" for q, p in zip(runs["ours"], runs["postfix"])) + " (ours / postfix)")
+print("(CPU: the server's processes, user+system, from the first connection to the last")
+print("delivery; machine: the whole machine's CPU over that span, the load generator and the")
+print("kernel's threads included, per message; writes and KiB: the device's write I/Os and KiB")
+print("written over the same span and the sync after it, per message, from /proc/diskstats)")
 PY
-  exit
-fi
+[ "$tls" = 1 ] || exit 0
 
 # the handshake phases, each server in turn so that both see about the same background load
 qt=$(sessions "$runpid" "$QPORT")
@@ -156,19 +195,10 @@ pt=$(sessions "$master" "$PPORT")
 qp=$(sessions "$runpid" "$QPORT" --plain)
 pp=$(sessions "$master" "$PPORT" --plain)
 
-python3 - "$N" "$SESSIONS" "$HANDSHAKES" "$qs" "$qa" "$qd" "$qc0" "$qc1" \
-  "$ps_" "$pa" "$pd" "$pc0" "$pc1" "$qt" "$qp" "$pt" "$pp" <<'PY'
+python3 - "$HANDSHAKES" "$SESSIONS" "$qt" "$qp" "$pt" "$pp" <<'PY'
 import sys
-n, sessions, hs = map(int, sys.argv[1:4])
-qs, qa, qd, qc0, qc1, ps, pa, pd, pc0, pc1, qt, qp, pt, pp = map(float, sys.argv[4:])
-qacc, qdel, pacc, pdel = n / (qa - qs), n / (qd - qs), n / (pa - ps), n / (pd - ps)
-qcpu, pcpu = (qc1 - qc0) * 1000 / n, (pc1 - pc0) * 1000 / n
-print(f"tlsload: {n} messages of 4 KiB, {sessions} sessions, STARTTLS, one message per connection")
-print(f"{'':14}{'accepted/s':>12}{'delivered/s':>13}{'CPU ms/msg':>12}")
-print(f"{'qmail-ldap-rs':14}{qacc:12.1f}{qdel:13.1f}{qcpu:12.2f}")
-print(f"{'postfix':14}{pacc:12.1f}{pdel:13.1f}{pcpu:12.2f}")
-print(f"{'ratio':14}{qacc / pacc:12.2f}{qdel / pdel:13.2f}{qcpu / pcpu:12.2f}")
-print("(CPU: the server's processes, user+system, from the first connection to the last delivery)")
+hs, sessions = map(int, sys.argv[1:3])
+qt, qp, pt, pp = map(float, sys.argv[3:])
 print()
 print(f"server CPU per session in ms, {hs} sessions without mail, {sessions} at a time")
 q = [x * 1000 / hs for x in (qt, qp, qt - qp)]
