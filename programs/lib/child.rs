@@ -60,3 +60,12 @@ pub fn inherited(fd: RawFd) -> Option<OwnedFd> {
     // `inherited` once per protocol descriptor, at start.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Own a descriptor that `recvmsg` has just installed in this process (an `SCM_RIGHTS`
+/// message, [`crate::fdpass::recv`]).
+pub(crate) fn received_fd(fd: RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the kernel installed `fd` in this process for the message just received and
+    // handed its number to us alone: no other owner exists, and it is open.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

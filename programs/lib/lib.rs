@@ -54,8 +54,9 @@
 //! `qmail-lspawn` run as root; root code parses nothing complicated; user lookups run in an
 //! unprivileged child; nothing delivers as uid 0. [`auto::home`] honours `QMAILHOME` only when
 //! the process is not setuid or setgid, so a setuid `qmail-queue` never takes its queue path
-//! from the environment. The one `unsafe` block of the project is in [`child`] (file
-//! descriptor set-up between `fork` and `exec`).
+//! from the environment. The project's `unsafe` code is in [`child`] alone: the file
+//! descriptor set-up between `fork` and `exec`, and taking ownership of a descriptor received
+//! over a Unix socket ([`fdpass`]).
 //!
 //! # Exit codes
 //!
@@ -73,7 +74,7 @@ pub mod address;
 pub mod auth;
 pub mod auto;
 pub mod cdb;
-#[allow(unsafe_code)] // the one audited exception: see the module
+#[allow(unsafe_code)] // the audited exception: see the module
 pub mod child;
 pub mod clean;
 pub mod control;
@@ -83,6 +84,7 @@ pub mod dns;
 pub mod dotqmail;
 pub mod envelope;
 pub mod exit;
+pub mod fdpass;
 pub mod file;
 pub mod getln;
 pub mod getopt;
