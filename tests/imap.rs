@@ -3,8 +3,8 @@
 //! each other, hostile input, `msg/motd`, `msg/shutdown`, `log/USER`, SIGTERM, and large
 //! mailboxes and messages in flat memory.
 
+use crate::harness::assert_ok;
 use crate::harness::imap::{Client, Imapd, PASS, USER};
-use crate::harness::{assert_ok, pids_of};
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
@@ -24,18 +24,9 @@ fn imaplib_session_over_every_command() {
 
 /// Deliver `text` to joe's Maildir with the real qmail-local (as joe's uid).
 fn qmail_local(imapd: &Imapd, text: &str) {
-    let mut cmd = std::process::Command::new("setpriv");
-    if crate::harness::is_root() {
-        cmd.args([
-            &format!("--reuid={}", imapd.uid),
-            &format!("--regid={}", imapd.gid),
-            "--clear-groups",
-        ]);
-    }
     let home = imapd.home.to_str().unwrap();
-    cmd.arg(crate::harness::bin("qmail-local"))
-        .args(["--", USER, home, USER, "", "", "example.org", "sender@example.org", "./Maildir/"])
-        .env("QMAILHOME", &imapd.sb.home);
+    let mut cmd = imapd.as_user(&crate::harness::bin("qmail-local"));
+    cmd.args(["--", USER, home, USER, "", "", "example.org", "sender@example.org", "./Maildir/"]);
     // qmail-local wants a file it can seek on fd 0
     let msg = imapd.sb.tmp.path().join("message");
     fs::write(&msg, text).unwrap();
@@ -203,15 +194,7 @@ fn sigterm_says_bye() {
     let imapd = Imapd::new(&["-p", "2"]);
     let mut c = imapd.login();
     c.ok("s1", "SELECT INBOX");
-    let home = imapd.sb.home.to_str().unwrap().to_string();
-    let pid = pids_of(&["imapd"])
-        .into_iter()
-        .find(|&p| {
-            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "imapd")
-                && fs::read(format!("/proc/{p}/environ"))
-                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&home))
-        })
-        .expect("this test's imapd");
+    let pid = imapd.pid();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
         .unwrap();
     assert_eq!(c.line(), "* BYE Server shutting down");
@@ -353,15 +336,7 @@ fn directory_user_and_the_auth_imap_chain() {
 
 /// VmHWM (peak resident set, kB) of this test's imapd (found by its QMAILHOME).
 fn imapd_hwm(imapd: &Imapd) -> u64 {
-    let home = imapd.sb.home.to_str().unwrap().to_string();
-    let pid = pids_of(&["imapd"])
-        .into_iter()
-        .find(|&p| {
-            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "imapd")
-                && fs::read(format!("/proc/{p}/environ"))
-                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&home))
-        })
-        .expect("this test's imapd");
+    let pid = imapd.pid();
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -556,17 +531,8 @@ fn listening_workers_serve_sessions() {
     let imapd = Imapd::new(&["-p", "2"]);
     imapd.put(&imapd.maildir(), "Subject: listened\n\nhi\n");
     let port = crate::harness::free_port();
-    let mut cmd = std::process::Command::new("setpriv");
-    if crate::harness::is_root() {
-        cmd.args([
-            &format!("--reuid={}", imapd.uid),
-            &format!("--regid={}", imapd.gid),
-            "--clear-groups",
-        ]);
-    }
-    cmd.arg(crate::harness::bin("imapd"))
-        .args(["-p", "2", "-U", "2", "--listen", &format!("tcp:127.0.0.1:{port}")])
-        .env("QMAILHOME", &imapd.sb.home)
+    let mut cmd = imapd.as_user(&crate::harness::bin("imapd"));
+    cmd.args(["-p", "2", "-U", "2", "--listen", &format!("tcp:127.0.0.1:{port}")])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
     let _master = crate::harness::Guard(cmd.spawn().unwrap());
@@ -597,17 +563,8 @@ fn listening_workers_serve_sessions() {
 fn quota_from_maildirsize() {
     let imapd = Imapd::new(&["-p", "2"]);
     imapd.put(&imapd.maildir(), "Subject: one\n\n12345678901234567890\n");
-    let mut cmd = std::process::Command::new("setpriv");
-    if crate::harness::is_root() {
-        cmd.args([
-            &format!("--reuid={}", imapd.uid),
-            &format!("--regid={}", imapd.gid),
-            "--clear-groups",
-        ]);
-    }
-    cmd.arg(crate::harness::bin("imapd"))
-        .current_dir(&imapd.home)
-        .env("QMAILHOME", &imapd.sb.home)
+    let mut cmd = imapd.as_user(&crate::harness::bin("imapd"));
+    cmd.current_dir(&imapd.home)
         .env("AUTHENTICATED", USER)
         .env("MAILDIRQUOTA", "3000S,2C")
         .env_remove("MAILDIR")

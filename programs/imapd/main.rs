@@ -221,14 +221,9 @@ impl Settings {
     }
 }
 
-/// How long a refused login waits before its NO: 2 seconds; the tests' build can shorten it
-/// (`IMAPD_TEST_DELAY`, milliseconds).
+/// How long a refused login waits (doc/DECISIONS.md, 31; `IMAPD_TEST_DELAY` in the tests' build).
 fn bad_login_delay() -> Duration {
-    #[cfg(feature = "test-hooks")]
-    if let Some(ms) = std::env::var("IMAPD_TEST_DELAY").ok().and_then(|v| v.parse().ok()) {
-        return Duration::from_millis(ms);
-    }
-    Duration::from_secs(2)
+    auth::refused_login_delay("IMAPD_TEST_DELAY")
 }
 
 /// The `name: value` lines of a `-C` file (blank and `#` lines skipped).

@@ -8,7 +8,7 @@ use crate::Settings;
 use qmail::auth::{self, Credentials};
 use qmail::getln::{Got, Lines};
 use qmail::imap::flags::Flags;
-use qmail::imap::folders::{self, FolderError, Store};
+use qmail::imap::folders::{self, Folder, FolderError, Store};
 use qmail::imap::search::{self, Search, SearchError};
 use qmail::imap::uidlist::{Rewrite, UidList};
 use qmail::imap::{self as imap, write, Command, Event, Reader, Request, Value};
@@ -507,6 +507,16 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The folder `name` when it exists; else the NO to answer (`code`: NONEXISTENT, or
+    /// TRYCREATE where the client may create it and try again), or the folder error.
+    fn existing(&self, name: &[u8], code: &str) -> Result<Folder, Reply> {
+        let folder = self.store_of().resolve(name).map_err(folder_error)?;
+        if !self.store_of().exists(&folder) {
+            return Err(Reply::No(format!("[{code}] Mailbox does not exist")));
+        }
+        Ok(folder)
+    }
+
     /// The user's store.
     fn store_of(&self) -> &Store {
         &self.user.as_ref().expect("logged in").store
@@ -525,13 +535,10 @@ impl<'a> Session<'a> {
 
     fn select(&mut self, name: &[u8], read_only: bool) -> Result<Reply, IoError> {
         self.selected = None;
-        let folder = match self.store_of().resolve(name) {
+        let folder = match self.existing(name, "NONEXISTENT") {
             Ok(f) => f,
-            Err(e) => return Ok(folder_error(e)),
+            Err(reply) => return Ok(reply),
         };
-        if !self.store_of().exists(&folder) {
-            return Ok(Reply::No("[NONEXISTENT] Mailbox does not exist".into()));
-        }
         let mb = match Mailbox::open(&folder.name, &folder.dir, read_only) {
             Ok(mb) => mb,
             Err(e) => {
@@ -579,13 +586,10 @@ impl<'a> Session<'a> {
     }
 
     fn status(&mut self, name: &[u8], items: &[Value]) -> Result<Reply, IoError> {
-        let folder = match self.store_of().resolve(name) {
+        let folder = match self.existing(name, "NONEXISTENT") {
             Ok(f) => f,
-            Err(e) => return Ok(folder_error(e)),
+            Err(reply) => return Ok(reply),
         };
-        if !self.store_of().exists(&folder) {
-            return Ok(Reply::No("[NONEXISTENT] Mailbox does not exist".into()));
-        }
         let mut words = Vec::new();
         for item in items {
             match item {
@@ -635,13 +639,10 @@ impl<'a> Session<'a> {
     /// GETQUOTAROOT (RFC 9208): every folder is in the one root `""`, the Maildir's
     /// `maildirsize`; without a quota there is no root.
     fn quota_root(&mut self, name: &[u8]) -> Result<Reply, IoError> {
-        let folder = match self.store_of().resolve(name) {
+        let folder = match self.existing(name, "NONEXISTENT") {
             Ok(f) => f,
-            Err(e) => return Ok(folder_error(e)),
+            Err(reply) => return Ok(reply),
         };
-        if !self.store_of().exists(&folder) {
-            return Ok(Reply::No("[NONEXISTENT] Mailbox does not exist".into()));
-        }
         let mut out = b"* QUOTAROOT ".to_vec();
         write::astring(folder.name.as_bytes(), &mut out);
         if self.user.as_ref().is_some_and(|u| u.quota.is_some()) {
@@ -684,27 +685,14 @@ impl<'a> Session<'a> {
         date: Option<&[u8]>,
         message: &[u8],
     ) -> Result<Reply, IoError> {
-        let folder = match self.store_of().resolve(name) {
+        let folder = match self.existing(name, "TRYCREATE") {
             Ok(f) => f,
-            Err(e) => return Ok(folder_error(e)),
+            Err(reply) => return Ok(reply),
         };
-        if !self.store_of().exists(&folder) {
-            return Ok(Reply::No("[TRYCREATE] Mailbox does not exist".into()));
-        }
-        let mut set = Flags::empty();
-        for f in flags.unwrap_or_default() {
-            if let Value::Atom(a) = f {
-                match Flags::from_name(a) {
-                    Some(Flags::RECENT) => return Ok(Reply::Bad("\\Recent cannot be set".into())),
-                    Some(flag) => set = set.union(flag),
-                    // keywords are not kept (PERMANENTFLAGS has no \*)
-                    None if a.first() == Some(&b'\\') => {
-                        return Ok(Reply::Bad("Unknown system flag".into()))
-                    }
-                    None => {}
-                }
-            }
-        }
+        let set = match system_flags(flags.unwrap_or_default()) {
+            Ok(set) => set,
+            Err(reply) => return Ok(reply),
+        };
         let time = match date {
             None => None,
             Some(d) => match qmail::imap::date::parse_date_time(d) {
@@ -818,18 +806,10 @@ impl<'a> Session<'a> {
             [Value::List(l)] => l,
             atoms => atoms,
         };
-        let mut set_flags = Flags::empty();
-        for f in list {
-            let Value::Atom(a) = f else { return Ok(Reply::Bad("Invalid flag".into())) };
-            match Flags::from_name(a) {
-                Some(Flags::RECENT) => return Ok(Reply::Bad("\\Recent cannot be stored".into())),
-                Some(flag) => set_flags = set_flags.union(flag),
-                None if a.first() == Some(&b'\\') => {
-                    return Ok(Reply::Bad("Unknown system flag".into()))
-                }
-                None => {}
-            }
-        }
+        let set_flags = match system_flags(list) {
+            Ok(set) => set,
+            Err(reply) => return Ok(reply),
+        };
         let mb = self.selected.as_mut().expect("selected");
         if mb.read_only {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
@@ -873,13 +853,10 @@ impl<'a> Session<'a> {
 
     fn copy(&mut self, t: &imap::Transfer<'_>, moving: bool) -> Result<Reply, IoError> {
         let what = if moving { "MOVE" } else { "COPY" };
-        let folder = match self.store_of().resolve(t.mailbox) {
+        let folder = match self.existing(t.mailbox, "TRYCREATE") {
             Ok(f) => f,
-            Err(e) => return Ok(folder_error(e)),
+            Err(reply) => return Ok(reply),
         };
-        if !self.store_of().exists(&folder) {
-            return Ok(Reply::No("[TRYCREATE] Mailbox does not exist".into()));
-        }
         let mb = self.selected.as_mut().expect("selected");
         if moving && mb.read_only {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
@@ -1035,6 +1012,25 @@ fn uid_of(dir: &Path, bases: &[String]) -> Option<(u32, Vec<u32>)> {
         list.messages().iter().map(|m| (m.base(), m.uid)).collect();
     let uids: Option<Vec<u32>> = bases.iter().map(|b| by_base.get(b.as_str()).copied()).collect();
     Some((list.uidvalidity(), uids?))
+}
+
+/// The system flags of APPEND's or STORE's flag list. `\Recent` cannot be set and an
+/// unknown `\` flag is an error (BAD); keywords are ignored (not kept: PERMANENTFLAGS has no
+/// `\*`).
+fn system_flags(list: &[Value]) -> Result<Flags, Reply> {
+    let mut set = Flags::empty();
+    for f in list {
+        let Value::Atom(a) = f else { return Err(Reply::Bad("Invalid flag".into())) };
+        match Flags::from_name(a) {
+            Some(Flags::RECENT) => return Err(Reply::Bad("\\Recent cannot be set".into())),
+            Some(flag) => set = set.union(flag),
+            None if a.first() == Some(&b'\\') => {
+                return Err(Reply::Bad("Unknown system flag".into()))
+            }
+            None => {}
+        }
+    }
+    Ok(set)
 }
 
 /// UIDs as a compact set: `3:5,9`.

@@ -240,14 +240,9 @@ fn hand_off(
     false
 }
 
-/// How long a refused login waits before `-ERR` (doc/qmail-popup.8): 2 seconds. The tests'
-/// build can shorten it (`QMAILPOPUP_TEST_DELAY`, milliseconds).
+/// How long a refused login waits (doc/DECISIONS.md, 31; `QMAILPOPUP_TEST_DELAY` in the tests' build).
 fn bad_login_delay() -> Duration {
-    #[cfg(feature = "test-hooks")]
-    if let Some(ms) = std::env::var("QMAILPOPUP_TEST_DELAY").ok().and_then(|v| v.parse().ok()) {
-        return Duration::from_millis(ms);
-    }
-    Duration::from_secs(2)
+    qmail::auth::refused_login_delay("QMAILPOPUP_TEST_DELAY")
 }
 
 /// Start the sub-program, write `data` to its fd 3, relay under TLS, wait for it.

@@ -85,6 +85,35 @@ impl Imapd {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The pid of this test's imapd (of its only session): the process named imapd whose
+    /// environment holds this sandbox's QMAILHOME.
+    pub fn pid(&self) -> i32 {
+        let home = self.sb.home.to_str().unwrap().to_string();
+        super::pids_of(&["imapd"])
+            .into_iter()
+            .find(|&p| {
+                fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "imapd")
+                    && fs::read(format!("/proc/{p}/environ"))
+                        .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&home))
+            })
+            .expect("this test's imapd")
+    }
+
+    /// A command for `program` run as the user (through setpriv when the tests run as root),
+    /// with this sandbox's QMAILHOME.
+    pub fn as_user(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("setpriv");
+        if super::is_root() {
+            cmd.args([
+                &format!("--reuid={}", self.uid),
+                &format!("--regid={}", self.gid),
+                "--clear-groups",
+            ]);
+        }
+        cmd.arg(program).env("QMAILHOME", &self.sb.home);
+        cmd
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(self.port)
     }

@@ -47,6 +47,17 @@ use zeroize::Zeroizing;
 /// The longest login taken; a longer one is no such user.
 pub const LOGIN_MAX: usize = 256;
 
+/// How long a refused POP3 or IMAP login waits before its answer, so that guessing is slow:
+/// 2 seconds. The tests' build can shorten it with the variable `test_var` (milliseconds).
+pub fn refused_login_delay(test_var: &str) -> std::time::Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var(test_var).ok().and_then(|v| v.parse().ok()) {
+        return std::time::Duration::from_millis(ms);
+    }
+    let _ = test_var;
+    std::time::Duration::from_secs(2)
+}
+
 /// Who asks: SMTP AUTH checks the account and the password only ("fast"); POP3 and IMAP also
 /// resolve the mailbox, and may fall back to the system's passwd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
