@@ -501,19 +501,29 @@ fn sigterm_exits_zero_and_sessions_go_on() {
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "hello\n");
     let mut guard = srv.child;
-    let pid = nix::unistd::Pid::from_raw(guard.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut status = None;
-    assert!(wait_until(LIMIT, || {
-        status = guard.0.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert_eq!(terminate(&mut guard), Some(0));
     assert!(TcpStream::connect(local(srv.port)).is_err(), "nobody listens after TERM");
     s.write_all(b"there\n").unwrap();
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "bye there\n");
+}
+
+/// SIGTERM to the server: its exit code once it has exited.
+fn terminate(server: &mut Guard) -> Option<i32> {
+    let pid = nix::unistd::Pid::from_raw(server.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut status = None;
+    assert!(wait_until(LIMIT, || {
+        status = server.0.try_wait().unwrap();
+        status.is_some()
+    }));
+    status.and_then(|s| s.code())
+}
+
+fn kill9(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 #[test]
@@ -698,11 +708,7 @@ fn worker_log_reuse_and_replacement() {
     assert!(wait_until(LIMIT, || session_pids(&srv).len() == 4), "{:#?}", srv.log());
     let victim = session_pids(&srv)[3];
     assert_eq!(victim, b, "the second worker serves its second session");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill9(victim);
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     assert!(!String::from_utf8_lossy(&rest).contains("250 "), "{rest:?}");
@@ -727,24 +733,13 @@ fn worker_dead_while_idle_and_sigterm() {
     assert!(smtp_from("127.0.0.1", p, "QUIT\r\n").contains("\r\n221 "));
     assert!(wait_until(LIMIT, || srv.log().iter().any(|l| l.contains(" end "))));
     let first = session_pids(&srv)[0];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill9(first);
     let out = smtp_from("127.0.0.1", p, "QUIT\r\n");
     assert!(out.contains("\r\n221 "), "{out}");
     let second = session_pids(&srv)[1];
     assert_ne!(first, second);
     let mut guard = srv.child;
-    let pid = nix::unistd::Pid::from_raw(guard.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut status = None;
-    assert!(wait_until(LIMIT, || {
-        status = guard.0.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert_eq!(terminate(&mut guard), Some(0));
     assert!(
         wait_until(LIMIT, || gone(second)),
         "the idle worker ends after qmail-tcpsrv: {:?}",

@@ -28,6 +28,23 @@ use std::time::{Duration, Instant};
 /// over on fd 0 instead of one connection on fds 0 and 1.
 pub const WORKER_ENV: &str = "TCPSRV_WORKER";
 
+/// A session's environment changes, encoded and small enough to send.
+pub struct Record(Vec<u8>);
+
+impl Record {
+    /// `Err` when the changes do not fit in a message ([`crate::fdpass::RECORD_MAX`]).
+    pub fn new(changes: &[EnvChange]) -> Result<Record, String> {
+        let record = encode(changes);
+        if record.len() > crate::fdpass::RECORD_MAX {
+            return Err(format!(
+                "the environment ({} bytes) is too large for a worker",
+                record.len()
+            ));
+        }
+        Ok(Record(record))
+    }
+}
+
 /// The record of `changes`: `+NAME=value\0` and `-NAME\0` entries, in order.
 pub fn encode(changes: &[EnvChange]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -75,12 +92,12 @@ const TAKEN: u8 = b'+';
 /// How long a worker may take to acknowledge a session.
 pub const TAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// qmail-tcpsrv: hand the session `socket` with its `changes` to the worker on `worker`, and
+/// qmail-tcpsrv: hand the session `socket` with its `record` to the worker on `worker`, and
 /// wait (at most [`TAKE_TIMEOUT`]) until it has taken it. `Err`: the worker did not take it
 /// (it died, or hangs) and has not spoken to the client, so the caller, which still holds
 /// the socket, can give it to another.
-pub fn send(worker: &UnixStream, socket: &impl AsFd, changes: &[EnvChange]) -> io::Result<()> {
-    crate::fdpass::send(worker, socket, &encode(changes))?;
+pub fn send(worker: &UnixStream, socket: &impl AsFd, record: &Record) -> io::Result<()> {
+    crate::fdpass::send(worker, socket, &record.0)?;
     let mut byte = [0u8; 1];
     match crate::timeoutio::read_by(worker.as_fd(), &mut byte, Instant::now() + TAKE_TIMEOUT)? {
         1 if byte[0] == TAKEN => Ok(()),
@@ -219,7 +236,7 @@ mod tests {
             let (_, changes) = receive(&worker).unwrap().unwrap();
             (worker, changes)
         });
-        send(&tcpsrv, &client, &[set("A", "1"), unset("B")]).unwrap();
+        send(&tcpsrv, &client, &Record::new(&[set("A", "1"), unset("B")]).unwrap()).unwrap();
         let (worker, changes) = taker.join().unwrap();
         assert_eq!(changes, [set("A", "1"), unset("B")]);
         answer(&worker, 1).unwrap();
@@ -230,6 +247,8 @@ mod tests {
         drop(worker);
         assert_eq!(answer_of(&tcpsrv), None);
         // a worker that is gone does not take a session
-        assert!(send(&tcpsrv, &client, &[]).is_err());
+        assert!(send(&tcpsrv, &client, &Record::new(&[]).unwrap()).is_err());
+        let huge = set("X", &"x".repeat(crate::fdpass::RECORD_MAX));
+        assert!(Record::new(&[huge]).is_err());
     }
 }

@@ -79,12 +79,13 @@ impl Pool {
     /// Hand `stream` with the session's `env` to an idle worker, or to a new one; the
     /// worker now serving it. Our copy of the socket is closed when this returns.
     pub fn hand(&self, stream: TcpStream, env: &[EnvChange]) -> Result<Worker, String> {
+        let record = handoff::Record::new(env)?;
         loop {
             let (worker, fresh) = match self.pop() {
                 Some(idle) => (idle, false),
                 None => (self.start()?, true),
             };
-            let Err(e) = handoff::send(&worker.socket, &stream, env) else {
+            let Err(e) = handoff::send(&worker.socket, &stream, &record) else {
                 return Ok(worker);
             };
             // it died while idle (or hangs): reaped, and the next one is asked; it has not
