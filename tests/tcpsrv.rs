@@ -736,6 +736,7 @@ fn worker_dead_while_idle_and_sigterm() {
     kill9(first);
     let out = smtp_from("127.0.0.1", p, "QUIT\r\n");
     assert!(out.contains("\r\n221 "), "{out}");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 2), "{:#?}", srv.log());
     let second = session_pids(&srv)[1];
     assert_ne!(first, second);
     let mut guard = srv.child;
