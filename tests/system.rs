@@ -587,7 +587,7 @@ fn smtp_workers_killed_under_load_lose_no_acknowledged_message() {
     let count =
         |prefix: &str| lines.lock().unwrap().iter().filter(|l| l.starts_with(prefix)).count();
     let smtpd = format!("{}", sb.home.join("bin/qmail-smtpd").display());
-    let load = Duration::from_secs(1200);
+    let load = Duration::from_secs(600);
     let mut killed = 0;
     for k in 1..=5 {
         let at = messages * k / 6;
@@ -636,9 +636,11 @@ fn smtp_workers_killed_under_load_lose_no_acknowledged_message() {
         Sandbox::maildir_new(&home).len(),
         acked.len()
     );
-    // let deliveries of unacknowledged-but-queued messages finish too, then look
-    let queued = || sb.check_queue() == 0;
-    assert!(wait_until(load, queued), "the queue did not empty");
+    // let deliveries of unacknowledged-but-queued messages finish too, then look (a
+    // qmail-queue caught by a kill between its fork and its exec leaves a dead injection in
+    // mess/, a leftover for qmail-send's sweep, never waiting mail)
+    let waiting = || sb.files("todo").len() + sb.files("info").len();
+    assert!(wait_until(load, || waiting() == 0), "{} still waiting", waiting());
     let mut delivered = std::collections::BTreeSet::new();
     for file in Sandbox::maildir_new(&home) {
         let text = fs::read_to_string(&file).unwrap();
