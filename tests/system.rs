@@ -630,6 +630,12 @@ fn smtp_workers_killed_under_load_lose_no_acknowledged_message() {
         log.contains(" status 9\n") || log.ends_with(" status 9"),
         "no worker died in a session"
     );
+    // workers (qmailctl run's -W): far fewer processes than sessions
+    let pids: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("qmail-tcpsrv: pid ")?.split(' ').next())
+        .collect();
+    assert!(pids.len() * 2 < messages, "{} processes for {messages} sessions", pids.len());
     assert!(
         wait_until(load, || Sandbox::maildir_new(&home).len() >= acked.len()),
         "{} of {} acknowledged messages delivered",
