@@ -105,7 +105,13 @@ mod tests {
         let g = Group::default();
         let led = AtomicU64::new(0);
         for _ in 0..3 {
-            g.round(|| Ok(()), || drop(led.fetch_add(1, Ordering::SeqCst))).unwrap();
+            g.round(
+                || Ok(()),
+                || {
+                    led.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap();
         }
         assert_eq!((g.rounds(), led.load(Ordering::SeqCst)), (3, 3));
     }
