@@ -20,6 +20,7 @@ mod logins;
 mod pbs;
 mod pop3;
 mod queue;
+mod queuesvc;
 mod remote;
 mod showctl;
 mod smmapd;

@@ -94,11 +94,10 @@ fn zero_recipients_and_binary_body() {
     assert!(m.mess.ends_with(&body));
 }
 
-#[test]
-fn envelope_errors() {
-    let sb = Sandbox::new();
+/// Envelopes and the exit code each one gets (also from the queue service, tests/queuesvc.rs).
+pub fn envelope_rows() -> Vec<(Vec<u8>, i32, &'static str)> {
     let long = |tag: &str, n: usize| [tag.as_bytes(), &vec![b'x'; n], b"\0"].concat();
-    let rows: Vec<(Vec<u8>, i32, &str)> = vec![
+    vec![
         (b"".to_vec(), 54, "empty envelope"),
         (b"Fa@b".to_vec(), 54, "EOF in sender"),
         (b"Fa@b\0Tc@d\0".to_vec(), 54, "no final NUL"),
@@ -107,7 +106,13 @@ fn envelope_errors() {
         (long("F", 1003), 11, "sender too long"),
         ([b"Fa\0".as_slice(), &long("T", 1003), b"\0"].concat(), 11, "recipient too long"),
         ([b"Fa\0".as_slice(), &long("T", 1002), b"\0"].concat(), 0, "recipient at the limit"),
-    ];
+    ]
+}
+
+#[test]
+fn envelope_errors() {
+    let sb = Sandbox::new();
+    let rows = envelope_rows();
     let mut committed = 0;
     for (env, want, what) in rows {
         assert_eq!(qq(&sb, MSG, &env), want, "{what}");
@@ -234,7 +239,7 @@ fn proc_state(pid: u32) -> Option<char> {
 }
 
 /// Check the queue invariant: every todo entry has its complete message and envelope.
-fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
+pub fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
     let todo = sb.todo();
     for m in &todo {
         assert!(m.mess.ends_with(body), "todo/{} has its whole message", m.id);
@@ -246,15 +251,21 @@ fn assert_consistent(sb: &Sandbox, body: &[u8], recipients: usize) -> usize {
     todo.len()
 }
 
-#[test]
-fn sigkill_at_every_step() {
-    require_test_hooks();
+/// The message and envelope of the crash tests: a 200 kB body, 500 recipients.
+pub fn crash_message() -> (Vec<u8>, Vec<u8>) {
     let body: Vec<u8> = b"Subject: crash\n\n".iter().copied().chain(vec![b'z'; 200_000]).collect();
     let mut env = b"Fsender@example.org\0".to_vec();
     for i in 0..500 {
         env.extend_from_slice(format!("Trcpt{i}@example.org\0").as_bytes());
     }
     env.push(0);
+    (body, env)
+}
+
+#[test]
+fn sigkill_at_every_step() {
+    require_test_hooks();
+    let (body, env) = crash_message();
     for step in ["pid", "mess", "body", "fsync", "intd", "envelope", "todo"] {
         let sb = Sandbox::new();
         // one message that exited 0 before the crash

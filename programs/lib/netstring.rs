@@ -71,24 +71,42 @@ fn header(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, NetstringErr
 /// Nothing past the `,` is consumed. A malformed or too long netstring is `InvalidData`, an
 /// end of input inside it `UnexpectedEof`.
 pub fn read(input: &mut impl BufRead, max: usize) -> io::Result<Vec<u8>> {
-    let invalid = |e: NetstringError| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"));
+    let len = read_header(input, max)?;
+    let mut payload = vec![0; len];
+    input.read_exact(&mut payload)?;
+    read_comma(input)?;
+    Ok(payload)
+}
+
+/// Read the `<length>:` of a netstring from `input`, refusing lengths over `max`, and answer
+/// the length; the payload and its `,` are the caller's to read (a streaming reader that
+/// copies the payload through: the queue service's message chunks). Errors as [`read`].
+pub fn read_header(input: &mut impl BufRead, max: usize) -> io::Result<usize> {
     // the digits of max, and the colon
     let header_max = max.checked_ilog10().unwrap_or(0) as usize + 2;
     let mut head = Vec::with_capacity(header_max);
     input.take(header_max as u64).read_until(b':', &mut head)?;
-    let (len, _) = match header(&head, max).map_err(invalid)? {
-        Some(found) if found.1 == head.len() => found,
+    match header(&head, max).map_err(invalid)? {
+        Some((len, start)) if start == head.len() => Ok(len),
         _ if head.len() < header_max && head.last() != Some(&b':') => {
-            return Err(io::ErrorKind::UnexpectedEof.into())
+            Err(io::ErrorKind::UnexpectedEof.into())
         }
-        _ => return Err(invalid(NetstringError::Format)),
-    };
-    let mut payload = vec![0; len + 1];
-    input.read_exact(&mut payload)?;
-    if payload.pop() != Some(b',') {
-        return Err(invalid(NetstringError::Format));
+        _ => Err(invalid(NetstringError::Format)),
     }
-    Ok(payload)
+}
+
+/// The `,` that ends a netstring's payload, read from `input`.
+pub fn read_comma(input: &mut impl BufRead) -> io::Result<()> {
+    let mut comma = [0u8];
+    input.read_exact(&mut comma)?;
+    match comma {
+        [b','] => Ok(()),
+        _ => Err(invalid(NetstringError::Format)),
+    }
+}
+
+fn invalid(e: NetstringError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
 }
 
 #[cfg(test)]

@@ -4,21 +4,26 @@
 //! Layout: message id = inode number of `mess/S/id`, `S = id mod SPLIT`. `intd/` and `todo/`
 //! are not split. [`Injection`] runs `bin/qmail-queue` (or the `QMAILQUEUE` stand-in) with the
 //! message on its fd 0, the envelope on its fd 1 and a custom-error pipe on fd 4, and turns its
-//! exit status into a [`Verdict`] through [`crate::exit::queue_status`]. [`scan`] says which
-//! messages are waiting (qmail-qread, qmail-qstat).
+//! exit status into a [`Verdict`] through [`crate::exit::queue_status`]; without `QMAILQUEUE`
+//! it hands the message to the queue service (`qmail-queue --listen`, [`wire`]) instead when
+//! the service answers on its socket. [`scan`] says which messages are waiting (qmail-qread,
+//! qmail-qstat).
 
 pub mod records;
 pub mod scan;
+pub mod wire;
 
 use crate::auto::SPLIT;
 use crate::envelope::Envelope;
 use crate::exit::{self, Verdict};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Who owns a queue directory in a system installation (single-user: the current user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,15 +190,30 @@ pub fn program(home: &Path) -> PathBuf {
     }
 }
 
+/// How long a client waits for the queue service's greeting before it runs qmail-queue
+/// instead: the service may be between two workers (a worker that died is replaced after a
+/// second) or busy with as many clients as it serves at once.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A message being handed to qmail-queue: write the message with [`Injection::message`], then
 /// [`Injection::finish`] with the envelope.
 pub struct Injection {
-    child: Child,
-    message: Option<BufWriter<std::process::ChildStdin>>,
-    envelope: File,
-    custom: File,
+    to: To,
     /// a write to qmail-queue failed: the result cannot be 0
     write_failed: bool,
+}
+
+/// Where an [`Injection`] goes.
+enum To {
+    /// a qmail-queue process (or the `QMAILQUEUE` stand-in)
+    Exec {
+        child: Child,
+        message: Option<BufWriter<std::process::ChildStdin>>,
+        envelope: File,
+        custom: File,
+    },
+    /// the queue service, and the pid it greeted with
+    Service { stream: wire::FrameWriter<UnixStream>, pid: u32 },
 }
 
 impl Injection {
@@ -204,7 +224,17 @@ impl Injection {
 
     /// [`Injection::start`] with these variables added to qmail-queue's environment (for a
     /// `QMAILQUEUE` filter: qmail-smtpd's `SMTPAUTHUSER`).
+    ///
+    /// Without `QMAILQUEUE`, the queue service is tried first: a socket that is missing,
+    /// refuses or does not greet within [`GREETING_TIMEOUT`] means `bin/qmail-queue` as
+    /// before, never an error.
     pub fn start_with_env(home: &Path, env: &[(&str, &str)]) -> Result<Injection, Verdict> {
+        if !filtered() {
+            if let Some((stream, pid)) = connect(home) {
+                let stream = wire::FrameWriter::new(stream);
+                return Ok(Injection { to: To::Service { stream, pid }, write_failed: false });
+            }
+        }
         let fail = |_| Verdict::temp("Unable to run qq (#4.3.0)");
         let (env_r, env_w) = cloexec_pipe().map_err(fail)?;
         let (custom_r, custom_w) = cloexec_pipe().map_err(fail)?;
@@ -218,18 +248,22 @@ impl Injection {
         let stdin = child.stdin.take().expect("stdin was piped");
         let custom = File::from(custom_r);
         crate::timeoutio::set_nonblocking(&custom);
-        Ok(Injection {
+        let to = To::Exec {
             child,
             message: Some(BufWriter::with_capacity(64 * 1024, stdin)),
             envelope: File::from(env_w),
             custom,
-            write_failed: false,
-        })
+        };
+        Ok(Injection { to, write_failed: false })
     }
 
-    /// The process id of the running qmail-queue (logged as `qp`).
+    /// The process id of the running qmail-queue (logged as `qp`); with the queue service,
+    /// the id of the service process that queues the message (its greeting).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.to {
+            To::Exec { child, .. } => child.id(),
+            To::Service { pid, .. } => *pid,
+        }
     }
 
     /// The message stream. Write errors are remembered (and end in a temporary verdict); a
@@ -240,33 +274,66 @@ impl Injection {
 
     /// Give up on this message: close both inputs without an envelope (qmail-queue sees a
     /// truncated envelope, exits 54 and removes its files) and wait for it, leaving no zombie.
-    pub fn abort(mut self) {
-        drop(self.message.take());
-        drop(self.envelope);
-        let _ = self.child.wait();
+    /// The service sees the connection end inside the message and does the same.
+    pub fn abort(self) {
+        if let To::Exec { mut child, message, envelope, .. } = self.to {
+            drop(message);
+            drop(envelope);
+            let _ = child.wait();
+        }
     }
 
     /// Close the message, send the envelope, wait for qmail-queue and say how it went.
-    pub fn finish(mut self, envelope: &Envelope) -> Result<(), Verdict> {
-        if let Some(mut w) = self.message.take() {
-            if w.flush().is_err() {
-                self.write_failed = true;
+    pub fn finish(self, envelope: &Envelope) -> Result<(), Verdict> {
+        let mut write_failed = self.write_failed;
+        match self.to {
+            To::Exec { mut child, message, envelope: mut env_pipe, custom } => {
+                if let Some(mut w) = message {
+                    write_failed |= w.flush().is_err();
+                }
+                write_failed |= env_pipe.write_all(&envelope.encode()).is_err();
+                drop(env_pipe);
+                let status =
+                    child.wait().map_err(|_| Verdict::temp("Unable to wait for qq (#4.3.0)"))?;
+                let mut text = Vec::new();
+                let _ = (&custom).take(exit::CUSTOM_TEXT_MAX as u64).read_to_end(&mut text);
+                exit::queue_status(status, &text)?;
+            }
+            To::Service { mut stream, .. } => {
+                write_failed |= stream.finish().is_err();
+                write_failed |= stream.get_mut().write_all(&envelope.encode()).is_err();
+                // the answer comes even after a write failed (the service may have stopped
+                // reading at an error); no answer means the service is gone: temporary
+                let lost = || Verdict::temp("Lost the queue service (#4.3.0)");
+                let mut input = BufReader::with_capacity(wire::ANSWER_MAX + 8, stream.get_mut());
+                let payload =
+                    crate::netstring::read(&mut input, wire::ANSWER_MAX).map_err(|_| lost())?;
+                let (code, text) = wire::parse_answer(&payload).ok_or_else(lost)?;
+                exit::queue_code(i32::from(code), text)?;
             }
         }
-        if self.envelope.write_all(&envelope.encode()).is_err() {
-            self.write_failed = true;
-        }
-        drop(self.envelope);
-        let status =
-            self.child.wait().map_err(|_| Verdict::temp("Unable to wait for qq (#4.3.0)"))?;
-        let mut custom = Vec::new();
-        let _ = (&self.custom).take(exit::CUSTOM_TEXT_MAX as u64).read_to_end(&mut custom);
-        exit::queue_status(status, &custom)?;
-        if self.write_failed {
+        if write_failed {
             return Err(Verdict::temp("Unable to write to qq (#4.3.0)"));
         }
         Ok(())
     }
+}
+
+/// Whether `QMAILQUEUE` names a program to run instead of qmail-queue.
+fn filtered() -> bool {
+    std::env::var_os("QMAILQUEUE").is_some_and(|p| !p.is_empty())
+}
+
+/// A connection to the queue service of `home` that has greeted, and the pid it named.
+fn connect(home: &Path) -> Option<(UnixStream, u32)> {
+    let stream = UnixStream::connect(home.join(wire::SOCKET)).ok()?;
+    stream.set_read_timeout(Some(GREETING_TIMEOUT)).ok()?;
+    // the service sends nothing after the greeting until the answer
+    let mut input = BufReader::with_capacity(wire::GREETING_MAX + 8, &stream);
+    let pid = wire::parse_greeting(&crate::netstring::read(&mut input, wire::GREETING_MAX).ok()?)?;
+    // the answer takes as long as the disk does, as qmail-queue's exit would
+    stream.set_read_timeout(None).ok()?;
+    Some((stream, pid))
 }
 
 /// The message side of an [`Injection`].
@@ -277,10 +344,13 @@ pub struct MessageWriter<'a> {
 impl Write for MessageWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.inj.write_failed {
-            if let Some(w) = self.inj.message.as_mut() {
-                if w.write_all(buf).is_err() {
-                    self.inj.write_failed = true;
-                }
+            let written = match &mut self.inj.to {
+                To::Exec { message: Some(w), .. } => w.write_all(buf),
+                To::Exec { message: None, .. } => Ok(()),
+                To::Service { stream, .. } => stream.write_all(buf),
+            };
+            if written.is_err() {
+                self.inj.write_failed = true;
             }
         }
         Ok(buf.len())

@@ -18,33 +18,39 @@
 //! Unlike upstream, every failure before the commit point removes the files made so far
 //! (upstream leaves some for qmail-send's 36-hour cleanup); the 24-hour timeout exits without
 //! cleanup, and the lock ending with the process lets qmail-send's next sweep remove them.
+//!
+//! `qmail-queue --listen ADDR` is the queue service (doc/qmail-queue.8, SERVICE MODE;
+//! [`service`]): the same sequence for one client after another on a Unix socket, the syncs
+//! of the messages that are ready together shared (group commit).
 
 #![forbid(unsafe_code)]
 
-use nix::unistd::{getpid, getuid, User};
+mod group;
+mod sequence;
+mod service;
+
+use nix::unistd::{getpid, getuid};
 use qmail::auto;
 use qmail::date822::Utc;
-use qmail::envelope::{self, EnvelopeError};
 use qmail::exit::QueueExit;
-use qmail::file::fsync_dir;
-use qmail::queue::records::Record;
-use qmail::queue::split_name;
-use qmail::received::{self, Invoked};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
+use qmail::received;
+use sequence::{Message, BUF};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// qmail-queue gives up after a day ("DEATH").
 const DEATH: Duration = Duration::from_secs(86400);
 
-/// I/O buffer size for the message and the envelope (recipients are streamed, never held).
-const BUF: usize = 64 * 1024;
-
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--listen") {
+        return service::main(&args[1..]);
+    }
     // qmail-queue prints nothing, not even a panic message: a panic is exit 81
     std::panic::set_hook(Box::new(|_| {}));
     let death = Pause::from_env().death().unwrap_or(DEATH);
@@ -63,91 +69,35 @@ fn main() -> ExitCode {
     ExitCode::from(code.code())
 }
 
-/// Files made so far, removed if the commit point is not reached.
-#[derive(Default)]
-struct Debris {
-    pidfile: Option<PathBuf>,
-    mess: Option<PathBuf>,
-    intd: Option<PathBuf>,
-}
-
-impl Debris {
-    fn clean(&mut self, code: QueueExit) -> QueueExit {
-        for path in [self.intd.take(), self.mess.take(), self.pidfile.take()].into_iter().flatten()
-        {
-            let _ = fs::remove_file(path);
-        }
-        code
-    }
-}
-
+/// One message from fd 0, its envelope from fd 1, each file synced as it is written.
 fn run() -> Result<(), QueueExit> {
     let pause = Pause::from_env();
-    std::env::set_current_dir(auto::home()).map_err(|_| QueueExit::NoHome)?;
-    std::env::set_current_dir("queue").map_err(|_| QueueExit::NoQueueDir)?;
+    enter_queue()?;
     let pid = getpid().as_raw() as u32;
     let uid = getuid().as_raw();
     become_queue_owner()?;
-    let mut debris = Debris::default();
 
-    // 1. a unique pid file; its inode number is the message id. The injection lock is taken
-    //    before the file gets its mess/ name and held until exit, so qmail-send can tell this
-    //    live injection from the debris of a dead one (qmail::queue::leftover)
-    let (pidfile, file) = make_pidfile(pid)?;
-    debris.pidfile = Some(pidfile.clone());
-    let file = qmail::queue::lock_injection(file).map_err(|_| debris.clean(QueueExit::PidFile))?;
-    let id = file.metadata().map_err(|_| debris.clean(QueueExit::PidFile))?.ino();
-    pause.at("pid");
-
-    // 2. link it into mess/S/id, then drop the pid name
-    let mess = PathBuf::from(split_name("mess", id));
-    fs::hard_link(&pidfile, &mess).map_err(|_| debris.clean(QueueExit::LinkMess))?;
-    debris.mess = Some(mess.clone());
-    fs::remove_file(&pidfile).map_err(|_| debris.clean(QueueExit::PidFile))?;
-    debris.pidfile = None;
-    pause.at("mess");
-
-    // 3. the Received line and the message, made durable with the directory entry: no
-    //    committed todo/id may name a short message or none (doc/INTERNALS.md, "fsyncs per
-    //    message")
-    let line = received::queue_line(pid, invoked(uid), &Utc::now());
-    write_message(&file, line.as_bytes()).map_err(|e| debris.clean(e))?;
+    let mut msg = Message::begin(pid, 1..=9, &pause)?;
+    let line = received::queue_line(pid, sequence::invoked(uid), &Utc::now());
+    msg.write_message(line.as_bytes(), &mut io::stdin().lock())?;
     pause.at("body");
-    file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
-    fsync_dir(mess.parent().unwrap_or(Path::new("mess")))
-        .map_err(|_| debris.clean(QueueExit::WriteError))?;
+    msg.sync_message()?;
     pause.at("fsync");
-
-    // 4. the envelope into intd/id
-    let intd = PathBuf::from(format!("intd/{id}"));
-    let env_file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&intd)
-        .map_err(|_| debris.clean(QueueExit::CreateIntd))?;
-    debris.intd = Some(intd.clone());
-    pause.at("intd");
-    write_envelope(&env_file, uid, pid).map_err(|e| debris.clean(e))?;
-    // the inode todo/id will name: no torn recipient list after the commit (doc/INTERNALS.md,
-    // "fsyncs per message"); the intd/ name itself needs no sync
-    env_file.sync_all().map_err(|_| debris.clean(QueueExit::WriteError))?;
-    drop(env_file);
+    let fd1 = io::stdout().as_fd().try_clone_to_owned().map_err(|_| QueueExit::ReadError);
+    let fd1 = fd1.map_err(|e| msg.fail(e))?;
+    let mut envelope = BufReader::with_capacity(BUF, File::from(fd1));
+    msg.write_envelope(&mut envelope, uid, pid, &pause)?;
+    msg.sync_envelope()?;
     pause.at("envelope");
-
-    // 5. the commit point: link into todo/, and make that link durable before exit 0, which
-    //    the caller turns into its 250 (doc/INTERNALS.md, "fsyncs per message")
-    let todo = format!("todo/{id}");
-    fs::hard_link(&intd, &todo).map_err(|_| debris.clean(QueueExit::LinkTodo))?;
-    pause.at("todo");
-    if fsync_dir(Path::new("todo")).is_err() {
-        // committed but perhaps not durable: the caller must not take this as success
-        let _ = fs::remove_file(&todo);
-        return Err(debris.clean(QueueExit::WriteError));
-    }
-
+    msg.commit(&pause, || qmail::file::fsync_dir(Path::new("todo")))?;
     qmail::queue::pull_trigger(Path::new("lock/trigger"));
     Ok(())
+}
+
+/// Change to the installation root's `queue/`: exit 61 without the root, 62 without the queue.
+fn enter_queue() -> Result<(), QueueExit> {
+    std::env::set_current_dir(auto::home()).map_err(|_| QueueExit::NoHome)?;
+    std::env::set_current_dir("queue").map_err(|_| QueueExit::NoQueueDir)
 }
 
 /// Run by root (not through the setuid bit) on a queue that belongs to someone else (a
@@ -171,66 +121,6 @@ fn become_queue_owner() -> Result<(), QueueExit> {
         );
         QueueExit::NoQueueDir
     })
-}
-
-/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, seq 1 to 9.
-fn make_pidfile(pid: u32) -> Result<(PathBuf, File), QueueExit> {
-    let now = qmail::date822::unix_now();
-    for seq in 1..=9 {
-        let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
-        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(_) => return Err(QueueExit::PidFile),
-        }
-    }
-    Err(QueueExit::PidFile)
-}
-
-/// How the Received line names the caller, by the name of its real uid.
-fn invoked(uid: u32) -> Invoked {
-    match User::from_uid(uid.into()) {
-        Ok(Some(u)) if u.name == auto::USER_ALIAS => Invoked::Alias,
-        Ok(Some(u)) if u.name == auto::USER_QMAILD => Invoked::Network,
-        Ok(Some(u)) if u.name == auto::USER_QMAILS => Invoked::Bounce,
-        _ => Invoked::Uid(uid),
-    }
-}
-
-/// Copy the Received line and all of fd 0 into the message file: a read error is 54, a write
-/// error 53.
-fn write_message(file: &File, received: &[u8]) -> Result<(), QueueExit> {
-    let mut out = BufWriter::with_capacity(BUF, file);
-    out.write_all(received).map_err(|_| QueueExit::WriteError)?;
-    let mut input = io::stdin().lock();
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = match qmail::timeoutio::read(&mut input, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) => return Err(QueueExit::ReadError),
-        };
-        out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;
-    }
-    out.flush().map_err(|_| QueueExit::WriteError)
-}
-
-/// Stream the envelope from fd 1 into the intd file as `u`, `p`, `F`, `T`... records.
-fn write_envelope(file: &File, uid: u32, pid: u32) -> Result<(), QueueExit> {
-    let fd1 = io::stdout().as_fd().try_clone_to_owned().map_err(|_| QueueExit::ReadError)?;
-    let mut input = BufReader::with_capacity(BUF, File::from(fd1));
-    let mut reader = envelope::Reader::new(&mut input);
-    let mut out = BufWriter::with_capacity(BUF, file);
-    let werr = |_| QueueExit::WriteError;
-    let eerr = |e: EnvelopeError| e.exit();
-    Record::Uid(uid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
-    Record::Pid(pid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
-    let sender = reader.sender().map_err(eerr)?;
-    Record::Sender(sender.as_bytes()).write(&mut out).map_err(werr)?;
-    while let Some(r) = reader.recipient().map_err(eerr)? {
-        Record::Recipient(r.as_bytes()).write(&mut out).map_err(werr)?;
-    }
-    out.flush().map_err(werr)
 }
 
 /// Test-only hooks, compiled in only with the cargo feature `test-hooks` (tests/run turns it

@@ -60,7 +60,7 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     // the root itself may exist already (an empty directory made for it)
     fs::create_dir_all(&home).with_context(|| format!("unable to create {}", home.display()))?;
     set_mode(&home, 0o755)?;
-    for sub in ["bin", "control", "users", "doc"] {
+    for sub in ["bin", "control", "users", "doc", "run"] {
         mkdir(&home.join(sub), 0o755)?;
     }
     write_controls(&home, &me, args.domain.as_deref())?;

@@ -17,6 +17,12 @@
 //! With `control/verifysocket` present, `run` also binds that Unix socket (relative names
 //! under the root) and supervises `bin/qmail-verify --listen fd:3` on it, as the SMTP
 //! server's user: the socket stays with `run`, so a restarted qmail-verify loses no client.
+//!
+//! `run` also binds `run/qmail-queue.sock` and supervises the queue service on it,
+//! `bin/qmail-queue --listen fd:3` as the queue's owner (doc/qmail-queue.8, SERVICE MODE), so
+//! that qmail-smtpd, qmail-inject, bounces and forwards queue without a process per message.
+//! It is left out where it cannot run as the owner: a queue that belongs to root, or `run`
+//! started by a user other than root and the owner.
 
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags};
@@ -197,6 +203,8 @@ fn tls_listener(
 enum Job {
     Send,
     Verify,
+    /// the queue service
+    Queue,
     Listen(Listener),
 }
 
@@ -218,6 +226,7 @@ impl Kid {
         match &self.job {
             Job::Send => "qmail-send".to_string(),
             Job::Verify => "qmail-verify".to_string(),
+            Job::Queue => "qmail-queue --listen".to_string(),
             Job::Listen(l) => format!("qmail-tcpsrv ({} on {})", l.port.name(), l.addr),
         }
     }
@@ -243,19 +252,24 @@ pub fn run(home: &Path, listeners: &[Listener]) -> Result<()> {
     if verify.is_some() {
         kids.push(Kid::new(Job::Verify));
     }
+    let queue = queue_socket(home)?;
+    if queue.is_some() {
+        kids.push(Kid::new(Job::Queue));
+    }
+    let sockets = Sockets { verify: verify.as_ref(), queue: queue.as_ref() };
     let mut stopping = false;
     loop {
         if !stopping {
             for kid in kids.iter_mut() {
                 if kid.pid.is_none() && kid.restart_at.is_some_and(|t| Instant::now() >= t) {
-                    let pid = start(home, &kid.job, &aliasempty, verify.as_ref())?;
+                    let pid = start(home, &kid.job, &aliasempty, &sockets)?;
                     kid.pid = Some(pid);
                     kid.restart_at = None;
                     match &kid.job {
                         Job::Send => fs::write(pid_file(home), format!("{pid}\n"))
                             .context("unable to write run/qmail-send.pid")?,
                         Job::Listen(_) => println!("qmailctl: started {} as pid {pid}", kid.name()),
-                        Job::Verify => {}
+                        Job::Verify | Job::Queue => {}
                     }
                 }
             }
@@ -323,22 +337,70 @@ fn verify_socket(home: &Path) -> Result<Option<OwnedFd>> {
     Ok(Some(socket))
 }
 
+/// The queue service's socket, bound, when the service can run as the queue's owner: `run`
+/// is root or that owner, and the owner is not root. The socket stays with `run`, so clients
+/// that connect while the service restarts wait for it (or, after the greeting timeout, run
+/// qmail-queue themselves).
+fn queue_socket(home: &Path) -> Result<Option<OwnedFd>> {
+    if queue_owner(home).is_none() {
+        return Ok(None);
+    }
+    let path = home.join(qmail::queue::wire::SOCKET);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("unable to create {}", dir.display()))?;
+    }
+    let socket = qmail::listener::bind(&qmail::listener::Listen::Unix(path.clone()))
+        .with_context(|| format!("unable to listen on {}", path.display()))?;
+    Ok(Some(socket))
+}
+
+/// Who the queue service runs as: the owner of `queue/`, when that is not root and `run` can
+/// start a process as it (`run` is root, or is that owner).
+fn queue_owner(home: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(home.join("queue")).ok()?;
+    let me = nix::unistd::geteuid();
+    (meta.uid() != 0 && (me.is_root() || me.as_raw() == meta.uid()))
+        .then_some((meta.uid(), meta.gid()))
+}
+
+/// The sockets that stay with `run` for the services it supervises.
+struct Sockets<'a> {
+    verify: Option<&'a OwnedFd>,
+    queue: Option<&'a OwnedFd>,
+}
+
+/// `bin/<program> --listen fd:3` on `socket`, as `user` when given.
+fn service(
+    bin: &Path,
+    program: &str,
+    socket: Option<&OwnedFd>,
+    user: Option<(u32, u32)>,
+) -> Result<Command> {
+    let mut c = Command::new(bin.join(program));
+    c.args(["--listen", "fd:3"]);
+    if let Some(socket) = socket {
+        qmail::child::map_fds(&mut c, vec![(socket.try_clone()?, 3)]);
+    }
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        c.uid(uid).gid(gid);
+    }
+    c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
+    Ok(c)
+}
+
 /// Start one supervised program; its output goes to our stdout.
-fn start(home: &Path, job: &Job, aliasempty: &str, verify: Option<&OwnedFd>) -> Result<Pid> {
+fn start(home: &Path, job: &Job, aliasempty: &str, sockets: &Sockets) -> Result<Pid> {
     let bin = home.join("bin");
     let (name, mut cmd) = match job {
         Job::Verify => {
-            let mut c = Command::new(bin.join("qmail-verify"));
-            c.args(["--listen", "fd:3"]);
-            if let Some(socket) = verify {
-                qmail::child::map_fds(&mut c, vec![(socket.try_clone()?, 3)]);
-            }
-            if let Some((uid, gid)) = owner(home) {
-                use std::os::unix::process::CommandExt;
-                c.uid(uid).gid(gid);
-            }
-            c.stderr(Stdio::from(std::io::stdout().as_fd().try_clone_to_owned()?));
-            ("qmail-verify", c)
+            ("qmail-verify", service(&bin, "qmail-verify", sockets.verify, owner(home))?)
+        }
+        Job::Queue => {
+            // as the owner itself (not root, which the setuid bit would refuse to serve)
+            let user = queue_owner(home).filter(|_| nix::unistd::geteuid().is_root());
+            ("qmail-queue", service(&bin, "qmail-queue", sockets.queue, user)?)
         }
         Job::Send => {
             let mut c = Command::new(bin.join("qmail-start"));

@@ -1,0 +1,228 @@
+//! The on-disk sequence of one injection, shared by the one-shot mode and the service: pid
+//! file → link into `mess/S/id` → Received line + message → `intd/id` → link into `todo/id`.
+//! Which syncs come between the steps is the caller's (doc/INTERNALS.md, "fsyncs per
+//! message"): the one-shot mode syncs each file itself, the service syncs a group at a time.
+
+use crate::Pause;
+use nix::fcntl::Flock;
+use qmail::auto;
+use qmail::envelope::{self, EnvelopeError};
+use qmail::exit::QueueExit;
+use qmail::queue::records::Record;
+use qmail::queue::split_name;
+use qmail::received::Invoked;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// I/O buffer size for the message and the envelope (recipients are streamed, never held).
+pub const BUF: usize = 64 * 1024;
+
+/// Files made so far, removed if the commit point is not reached.
+#[derive(Default)]
+struct Debris {
+    pidfile: Option<PathBuf>,
+    mess: Option<PathBuf>,
+    intd: Option<PathBuf>,
+}
+
+impl Debris {
+    fn clean(&mut self, code: QueueExit) -> QueueExit {
+        for path in [self.intd.take(), self.mess.take(), self.pidfile.take()].into_iter().flatten()
+        {
+            let _ = fs::remove_file(path);
+        }
+        code
+    }
+}
+
+/// One message on its way into the queue, in the queue directory (the working directory).
+/// Every method that fails has removed the files made so far; the injection lock on the
+/// message file ends when this is dropped.
+pub struct Message {
+    debris: Debris,
+    file: Flock<File>,
+    id: u64,
+    mess: PathBuf,
+    envelope: Option<File>,
+}
+
+impl Message {
+    /// Steps 1 and 2: a unique pid file `pid/<pid>.<unixtime>.<seq>` (the first of `seqs`
+    /// that is free), locked (the injection lock: taken before the file gets its mess/ name
+    /// and held until the message is committed or its files removed, so qmail-send can tell
+    /// a live injection from the debris of a dead one, qmail::queue::leftover); its inode
+    /// number is the message id; linked into `mess/S/id`, the pid name dropped.
+    pub fn begin(
+        pid: u32,
+        seqs: impl IntoIterator<Item = u64>,
+        pause: &Pause,
+    ) -> Result<Message, QueueExit> {
+        let mut debris = Debris::default();
+        let (pidfile, file) = make_pidfile(pid, seqs)?;
+        debris.pidfile = Some(pidfile.clone());
+        let file =
+            qmail::queue::lock_injection(file).map_err(|_| debris.clean(QueueExit::PidFile))?;
+        let id = file.metadata().map_err(|_| debris.clean(QueueExit::PidFile))?.ino();
+        pause.at("pid");
+        let mess = PathBuf::from(split_name("mess", id));
+        fs::hard_link(&pidfile, &mess).map_err(|_| debris.clean(QueueExit::LinkMess))?;
+        debris.mess = Some(mess.clone());
+        fs::remove_file(&pidfile).map_err(|_| debris.clean(QueueExit::PidFile))?;
+        debris.pidfile = None;
+        pause.at("mess");
+        Ok(Message { debris, file, id, mess, envelope: None })
+    }
+
+    /// Step 3: the Received line and all of `input` into the message file: a read error is 54
+    /// (52 when it timed out), a write error 53.
+    pub fn write_message(
+        &mut self,
+        received: &[u8],
+        input: &mut impl Read,
+    ) -> Result<(), QueueExit> {
+        copy_message(&self.file, received, input).map_err(|e| self.fail(e))
+    }
+
+    /// The message file and its `mess/S` entry made durable: no committed todo/id may name a
+    /// short message or none (doc/INTERNALS.md, "fsyncs per message").
+    pub fn sync_message(&mut self) -> Result<(), QueueExit> {
+        let dir = self.mess.parent().unwrap_or(Path::new("mess")).to_path_buf();
+        self.file
+            .sync_all()
+            .and_then(|()| qmail::file::fsync_dir(&dir))
+            .map_err(|_| self.fail(QueueExit::WriteError))
+    }
+
+    /// Step 4: `intd/id` with the `u`, `p`, `F`, `T`... records, the envelope streamed from
+    /// `input`. The file stays open for [`Message::sync_envelope`].
+    pub fn write_envelope(
+        &mut self,
+        input: &mut impl BufRead,
+        uid: u32,
+        pid: u32,
+        pause: &Pause,
+    ) -> Result<(), QueueExit> {
+        let intd = PathBuf::from(format!("intd/{}", self.id));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&intd)
+            .map_err(|_| self.fail(QueueExit::CreateIntd))?;
+        self.debris.intd = Some(intd);
+        pause.at("intd");
+        copy_envelope(&file, input, uid, pid).map_err(|e| self.fail(e))?;
+        self.envelope = Some(file);
+        Ok(())
+    }
+
+    /// The inode todo/id will name made durable: no torn recipient list after the commit
+    /// (doc/INTERNALS.md, "fsyncs per message"); the intd/ name itself needs no sync.
+    pub fn sync_envelope(&mut self) -> Result<(), QueueExit> {
+        let synced = self.envelope.take().map_or(Ok(()), |f| f.sync_all());
+        synced.map_err(|_| self.fail(QueueExit::WriteError))
+    }
+
+    /// Step 5, the commit point: link `intd/id` into `todo/id`, then make that link durable
+    /// with `sync_todo` before the caller answers 0 (doc/INTERNALS.md, "fsyncs per
+    /// message"). `pause` runs between the two (the test hook's "todo" step).
+    pub fn commit(
+        mut self,
+        pause: &Pause,
+        sync_todo: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), QueueExit> {
+        drop(self.envelope.take());
+        let intd = PathBuf::from(format!("intd/{}", self.id));
+        let todo = format!("todo/{}", self.id);
+        fs::hard_link(&intd, &todo).map_err(|_| self.fail(QueueExit::LinkTodo))?;
+        pause.at("todo");
+        if sync_todo().is_err() {
+            // committed but perhaps not durable: the caller must not take this as success
+            let _ = fs::remove_file(&todo);
+            return Err(self.fail(QueueExit::WriteError));
+        }
+        Ok(())
+    }
+
+    /// Remove the files made so far and answer `code`.
+    pub fn fail(&mut self, code: QueueExit) -> QueueExit {
+        self.debris.clean(code)
+    }
+}
+
+/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, for the first nine of `seqs` at most.
+fn make_pidfile(
+    pid: u32,
+    seqs: impl IntoIterator<Item = u64>,
+) -> Result<(PathBuf, File), QueueExit> {
+    let now = qmail::date822::unix_now();
+    for seq in seqs.into_iter().take(9) {
+        let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
+        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return Err(QueueExit::PidFile),
+        }
+    }
+    Err(QueueExit::PidFile)
+}
+
+/// How the Received line names the caller, by the name of its uid.
+pub fn invoked(uid: u32) -> Invoked {
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) if u.name == auto::USER_ALIAS => Invoked::Alias,
+        Ok(Some(u)) if u.name == auto::USER_QMAILD => Invoked::Network,
+        Ok(Some(u)) if u.name == auto::USER_QMAILS => Invoked::Bounce,
+        _ => Invoked::Uid(uid),
+    }
+}
+
+/// A failed read: 52 when it timed out, else 54.
+fn read_error(e: &io::Error) -> QueueExit {
+    match e.kind() {
+        io::ErrorKind::TimedOut => QueueExit::Timeout,
+        _ => QueueExit::ReadError,
+    }
+}
+
+/// Copy the Received line and all of `input` into the message file.
+fn copy_message(file: &File, received: &[u8], input: &mut impl Read) -> Result<(), QueueExit> {
+    let mut out = BufWriter::with_capacity(BUF, file);
+    out.write_all(received).map_err(|_| QueueExit::WriteError)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match qmail::timeoutio::read(input, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Err(read_error(&e)),
+        };
+        out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;
+    }
+    out.flush().map_err(|_| QueueExit::WriteError)
+}
+
+/// Stream the envelope from `input` into the intd file as `u`, `p`, `F`, `T`... records.
+fn copy_envelope(
+    file: &File,
+    input: &mut impl BufRead,
+    uid: u32,
+    pid: u32,
+) -> Result<(), QueueExit> {
+    let mut reader = envelope::Reader::new(input);
+    let mut out = BufWriter::with_capacity(BUF, file);
+    let werr = |_| QueueExit::WriteError;
+    let eerr = |e: EnvelopeError| match e {
+        EnvelopeError::Io(e) => read_error(&e),
+        e => e.exit(),
+    };
+    Record::Uid(uid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
+    Record::Pid(pid.to_string().as_bytes()).write(&mut out).map_err(werr)?;
+    let sender = reader.sender().map_err(eerr)?;
+    Record::Sender(sender.as_bytes()).write(&mut out).map_err(werr)?;
+    while let Some(r) = reader.recipient().map_err(eerr)? {
+        Record::Recipient(r.as_bytes()).write(&mut out).map_err(werr)?;
+    }
+    out.flush().map_err(werr)
+}

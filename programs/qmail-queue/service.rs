@@ -1,0 +1,213 @@
+//! The queue service: `qmail-queue --listen ADDR` (doc/qmail-queue.8, SERVICE MODE).
+//!
+//! A [`qmail::listener`] master and one long-lived worker (no use limit, no idle end) serving
+//! up to [`SESSIONS`] clients at once, a thread each, one message per connection in the wire
+//! format of [`qmail::queue::wire`]. Each message goes through the same steps as in the
+//! one-shot mode ([`crate::sequence`]), the caller identified by the socket's peer
+//! credentials (SO_PEERCRED), never by anything it sends. The syncs are shared: a message
+//! and its envelope are written without a sync, then one `syncfs` of the queue's file
+//! system for every message ready at that moment makes them and their `mess/` entries
+//! durable, then each is linked into `todo/`, then one fsync of `todo/` for every link made
+//! by then, then the trigger once for the group, then the answers ([`crate::group`]).
+//!
+//! Runs only as the queue's owner: refused setuid/setgid (the setuid bit must not let anyone
+//! start a service as qmailq), and as root it first becomes the owner, or refuses.
+
+use crate::group::Group;
+use crate::sequence::{self, Message, BUF};
+use crate::{Pause, DEATH};
+use qmail::date822::Utc;
+use qmail::exit::QueueExit;
+use qmail::listener::{self, Conn, Listen, Options};
+use qmail::queue::wire;
+use qmail::received::{self, Invoked};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Clients served at the same time; more wait in the socket's backlog (and run qmail-queue
+/// themselves when the greeting does not come in time).
+const SESSIONS: usize = 128;
+
+/// A client that sends nothing for this long is answered 52 (qmail-queue has only its 24-hour
+/// limit; the service's slots are worth more than a process). Longer than any SMTP timeout.
+const READ_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Names remembered for the Received line, by uid.
+const INVOKED_MAX: usize = 4096;
+
+/// `qmail-queue --listen ADDR`: check who we are, then serve until TERM.
+pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
+    let usage = || {
+        let _ = writeln!(io::stderr(), "usage: qmail-queue --listen unix:/path|fd:N");
+        ExitCode::from(100)
+    };
+    let [addr] = args else { return usage() };
+    let Some(listen) = addr.to_str().and_then(|a| a.parse::<Listen>().ok()) else {
+        return usage();
+    };
+    if matches!(listen, Listen::Tcp(_)) {
+        return usage();
+    }
+    if qmail::auto::setugid() {
+        return refuse("refusing to serve through the setuid or setgid bit");
+    }
+    let home = qmail::auto::home();
+    // a relative socket path is under the installation root, as clients look for it
+    let listen = match listen {
+        Listen::Unix(p) if p.is_relative() => Listen::Unix(home.join(p)),
+        other => other,
+    };
+    if let Err(code) = crate::enter_queue().and_then(|()| crate::become_queue_owner()) {
+        return refuse(&format!("unable to enter the queue as its owner (exit {})", code.code()));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return refuse("refusing to serve as root (the queue belongs to root)");
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
+    let pause = Pause::from_env();
+    let death = pause.death().unwrap_or(DEATH);
+    let service = match Service::new(pause, death) {
+        Ok(s) => s,
+        Err(e) => return refuse(&format!("unable to open the queue's directories: {e}")),
+    };
+    std::panic::set_hook(Box::new(|info| {
+        qmail::log::line(format_args!("qmail-queue: bug: {info}"));
+    }));
+    let opts = Options {
+        uses: 0,
+        idle: Duration::ZERO,
+        sessions: SESSIONS,
+        timeout: READ_TIMEOUT.min(death),
+    };
+    match listener::run("qmail-queue", &listen, &opts, || (), |_, conn| service.serve(conn)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => refuse(&format!("unable to listen: {e}")),
+    }
+}
+
+fn refuse(why: &str) -> ExitCode {
+    qmail::log::line(format_args!("qmail-queue: --listen: {why}"));
+    ExitCode::from(111)
+}
+
+/// What the threads of a worker share.
+struct Service {
+    pid: u32,
+    pause: Pause,
+    death: Duration,
+    /// pid file sequence numbers: unique within the process
+    seq: AtomicU64,
+    /// the queue directory: `syncfs` makes every file of the queue's file system durable
+    queue: File,
+    todo: File,
+    /// makes messages, envelopes and their `mess/` entries durable
+    files: Group,
+    /// makes `todo/` entries durable
+    links: Group,
+    invoked: Mutex<HashMap<u32, Invoked>>,
+}
+
+impl Service {
+    fn new(pause: Pause, death: Duration) -> io::Result<Service> {
+        Ok(Service {
+            pid: std::process::id(),
+            pause,
+            death,
+            seq: AtomicU64::new(1),
+            queue: File::open(".")?,
+            todo: File::open("todo")?,
+            files: Group::default(),
+            links: Group::default(),
+            invoked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One connection: greet, queue one message, answer with the exit code.
+    fn serve(&self, conn: &mut Conn) {
+        let uid = match conn.fds().and_then(|(fd, _)| peer_uid(&fd)) {
+            Ok(uid) => uid,
+            Err(e) => {
+                qmail::log::line(format_args!("qmail-queue: no peer credentials: {e}"));
+                return;
+            }
+        };
+        if conn.write_all(&wire::greeting(self.pid)).is_err() {
+            return;
+        }
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.queue_one(conn, uid)
+        })) {
+            Ok(Ok(())) => QueueExit::Queued,
+            Ok(Err(code)) => code,
+            Err(_) => QueueExit::Bug,
+        };
+        // a client that is gone does not hear it; its message is not committed unless 0
+        let _ = conn.write_all(&wire::answer(code.code(), b""));
+    }
+
+    /// The sequence of the one-shot mode with the syncs of a group.
+    fn queue_one(&self, conn: &mut Conn, uid: u32) -> Result<(), QueueExit> {
+        let pause = &self.pause;
+        let mut input =
+            BufReader::with_capacity(BUF, Dying { conn, death: Instant::now() + self.death });
+        let seqs = std::iter::repeat_with(|| self.seq.fetch_add(1, Ordering::Relaxed));
+        let mut msg = Message::begin(self.pid, seqs, pause)?;
+        let line = received::queue_line(self.pid, self.invoked(uid), &Utc::now());
+        msg.write_message(line.as_bytes(), &mut wire::Frames::new(&mut input))?;
+        pause.at("body");
+        msg.write_envelope(&mut input, uid, self.pid, pause)?;
+        pause.at("envelope");
+        let queue = self.queue.as_fd();
+        if self.files.round(|| Ok(nix::unistd::syncfs(queue)?), || {}).is_err() {
+            return Err(msg.fail(QueueExit::WriteError));
+        }
+        pause.at("fsync");
+        msg.commit(pause, || {
+            self.links.round(
+                || self.todo.sync_all(),
+                || qmail::queue::pull_trigger(Path::new("lock/trigger")),
+            )
+        })
+    }
+
+    /// How the Received line names `uid`, looked up once per uid.
+    fn invoked(&self, uid: u32) -> Invoked {
+        let mut cache = self.invoked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&known) = cache.get(&uid) {
+            return known;
+        }
+        if cache.len() >= INVOKED_MAX {
+            cache.clear();
+        }
+        *cache.entry(uid).or_insert_with(|| sequence::invoked(uid))
+    }
+}
+
+/// The uid of the process at the other end of a Unix socket, from the kernel.
+fn peer_uid(fd: &impl AsFd) -> io::Result<u32> {
+    let cred = nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok(cred.uid())
+}
+
+/// A client connection that times out at its 24-hour limit as qmail-queue does (and after
+/// each read's own timeout).
+struct Dying<'a> {
+    conn: &'a mut Conn,
+    death: Instant,
+}
+
+impl Read for Dying<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() >= self.death {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "24 hours"));
+        }
+        self.conn.read(buf)
+    }
+}
