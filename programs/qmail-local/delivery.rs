@@ -32,8 +32,19 @@ pub struct Delivery<'a> {
     env: Vec<(&'static str, Vec<u8>)>,
     /// The account's Maildir++ quota (`MAILDIRQUOTA`).
     quota: Option<Quota>,
-    /// Where the helpers' output goes: collected here (a delivery worker), or our stdout.
-    said: Option<&'a RefCell<Vec<u8>>>,
+    /// A delivery worker's collection (helpers' output, Maildir files for its batch commit);
+    /// without it, helpers print on our stdout and every Maildir file is committed at once.
+    collect: Option<&'a Collect>,
+}
+
+/// What a delivery worker collects from one delivery.
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// What helper programs printed, in order.
+    pub said: RefCell<Vec<u8>>,
+    /// Maildir files written but not yet synced or linked: the worker commits them with the
+    /// other deliveries of its batch ([`maildir::commit_batch`]) before it answers.
+    pub staged: RefCell<Vec<maildir::Staged>>,
 }
 
 /// `control/automaildirmake` 1: a missing Maildir is created before a delivery to it
@@ -85,7 +96,7 @@ impl<'a> Delivery<'a> {
         new_sender: &[u8],
         default: Option<Vec<u8>>,
         quota: Option<Quota>,
-        said: Option<&'a RefCell<Vec<u8>>>,
+        collect: Option<&'a Collect>,
     ) -> Self {
         let dtline = dotqmail::delivered_to(&args.local, &args.domain);
         let rpline = dotqmail::return_path(&args.sender);
@@ -115,7 +126,7 @@ impl<'a> Delivery<'a> {
         if let Some(d) = default {
             env.push(("DEFAULT", d));
         }
-        Delivery { message, dtline, rpline, ufline, env, quota, said }
+        Delivery { message, dtline, rpline, ufline, env, quota, collect }
     }
 
     /// The message, positioned at offset 0 (the returned handle shares the offset).
@@ -141,10 +152,14 @@ impl<'a> Delivery<'a> {
                 Verdict::temp(format!("Uh-oh: maildir {shown} seems to be corrupted: {e} (#4.2.1)"))
             })?;
         }
+        let staged = match self.collect {
+            Some(_) => maildir::stage_unsynced(dir, &header, &mut msg),
+            None => maildir::stage(dir, &header, &mut msg),
+        }
+        .map_err(fail)?;
         let Some(q) = &self.quota else {
-            return maildir::deliver(dir, &header, &mut msg).map(drop).map_err(fail);
+            return self.commit(staged).map_err(fail);
         };
-        let staged = maildir::stage(dir, &header, &mut msg).map_err(fail)?;
         let root = quota::root(dir);
         let qfail = |e: quota::QuotaError| {
             Verdict::temp(format!("Unable to check quota of {shown}: {e} (#4.3.0)"))
@@ -159,7 +174,18 @@ impl<'a> Delivery<'a> {
             self.quotawarn(path)?;
         }
         quota::add(&root, staged.size(), 1).map_err(qfail)?;
-        staged.commit().map(drop).map_err(fail)
+        self.commit(staged).map_err(fail)
+    }
+
+    /// Link a staged file into `new/` now, or leave it to the worker's batch commit.
+    fn commit(&self, staged: maildir::Staged) -> Result<(), maildir::MaildirError> {
+        match self.collect {
+            Some(c) => {
+                c.staged.borrow_mut().push(staged);
+                Ok(())
+            }
+            None => staged.commit().map(drop),
+        }
     }
 
     pub fn mbox(&self, path: &[u8]) -> Result<(), Verdict> {
@@ -230,8 +256,8 @@ impl<'a> Delivery<'a> {
 
     /// Pass on what a helper printed: into the collected text, or onto our stdout.
     fn say(&self, text: &[u8]) {
-        match self.said {
-            Some(said) => said.borrow_mut().extend_from_slice(text),
+        match self.collect {
+            Some(c) => c.said.borrow_mut().extend_from_slice(text),
             None => {
                 let mut out = io::stdout().lock();
                 let _ = out.write_all(text).and_then(|()| out.flush());

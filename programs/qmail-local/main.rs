@@ -163,16 +163,17 @@ fn plan(args: &Args) -> Result<Plan, Verdict> {
     Ok(Plan { instructions, default, new_sender, directory, text })
 }
 
-/// Carry out `plan` for `message`. `said` collects what helper programs print (a delivery
-/// worker's answer); without it they print on our stdout.
+/// Carry out `plan` for `message`. A delivery worker passes `collect`, which takes what
+/// helper programs print and the Maildir files to commit with its batch; without it they
+/// print on our stdout and each Maildir file is on disk before the next instruction.
 fn deliver(
     args: &Args,
     plan: Plan,
     message: File,
-    said: Option<&std::cell::RefCell<Vec<u8>>>,
+    collect: Option<&delivery::Collect>,
 ) -> Result<String, Verdict> {
     let Plan { instructions, default, new_sender, directory, text } = plan;
-    let d = Delivery::new(args, message, &new_sender, default, directory.quota.clone(), said);
+    let d = Delivery::new(args, message, &new_sender, default, directory.quota.clone(), collect);
     if d.is_looping()? {
         return Err(Verdict::perm(
             "This message is looping: it already has my Delivered-To line. (#5.4.6)",
