@@ -645,20 +645,27 @@ fn lspawn_retires_idle_and_used_up_workers() {
     generations.dedup();
     assert_eq!(generations.len(), 3, "{generations:?}");
     assert_eq!(lspawn.finish(), (0, vec![]));
-    // idle for 300 ms: it is told to go, and goes; the next delivery starts another
+    // idle for 300 ms: it is told to go, and goes; the next delivery starts another (the
+    // pid in a Maildir file's name is the delivering process's)
     let mut cmd = sb.cmd("qmail-lspawn");
     cmd.arg("./Maildir/").env("QMAILLSPAWN_TEST_IDLE", "300");
     let mut lspawn = Spawner::start_cmd(&mut cmd);
-    lspawn.send(0, &mess, "s@x", "a-x@example.org");
-    lspawn.expect(0, b'K', "did 1+0+0");
-    let start = Instant::now();
-    let first = workers_of(&lspawn);
-    assert!(wait_until(PATIENCE, || workers_of(&lspawn).is_empty()), "{first:?}");
-    assert!(start.elapsed() >= Duration::from_millis(100), "{:?}", start.elapsed());
-    lspawn.send(0, &mess, "s@x", "a-x@example.org");
-    lspawn.expect(0, b'K', "did 1+0+0");
-    let next = workers_of(&lspawn);
-    assert!(next.len() == 1 && !first.contains(&next[0]), "{first:?} {next:?}");
+    let delivered_by = |slot: u16, lspawn: &mut Spawner| {
+        let before = Sandbox::maildir_new(&a);
+        lspawn.send(slot, &mess, "s@x", "a-x@example.org");
+        lspawn.expect(slot, b'K', "did 1+0+0");
+        let new: Vec<PathBuf> =
+            Sandbox::maildir_new(&a).into_iter().filter(|f| !before.contains(f)).collect();
+        let name = new[0].file_name().unwrap().to_string_lossy().into_owned();
+        let pid = name.split_once('P').unwrap().1.split_once('Q').unwrap().0.to_string();
+        pid.parse::<i32>().unwrap()
+    };
+    let first = delivered_by(0, &mut lspawn);
+    assert!(wait_until(PATIENCE, || workers_of(&lspawn).is_empty()));
+    let gone = wait_until(PATIENCE, || !Path::new(&format!("/proc/{first}")).exists());
+    assert!(gone, "worker {first} exited and was reaped");
+    let next = delivered_by(1, &mut lspawn);
+    assert_ne!(first, next);
     assert_eq!(Sandbox::maildir_new(&a).len(), 11);
     assert_eq!(lspawn.finish(), (0, vec![]));
 }
