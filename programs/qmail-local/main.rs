@@ -7,6 +7,9 @@
 //! temporary one; the reason is printed on stdout and becomes the bounce or log text. `-n`
 //! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5.
 //!
+//! `qmail-local --worker` is qmail-lspawn's long-lived delivery worker for one uid ([`worker`]):
+//! the same [`plan`] and [`deliver`] per request, minus programs, which it declines.
+//!
 //! A missing home directory is made by `control/dirmaker` when configured (qmail::dirmaker).
 //!
 //! Security: envelope values (sender, recipient, extension) reach programs only as

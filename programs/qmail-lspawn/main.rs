@@ -26,22 +26,28 @@
 //!    qmail-getpw fails, its exit code gives the letter through [`qmail::exit::getpw_status`]
 //!    (LDAP outages 152–155 are always `Z`, doc/DECISIONS.md, 2) and a one-line text it printed, if
 //!    any, replaces the table's fixed text;
-//! 3. run `QMAILHOME/bin/qmail-local -- user home LOCAL dash ext DOMAIN SENDER aliasempty` with
-//!    the message on stdin and stdout + stderr on one pipe, as the account's uid/gid when root
-//!    (supplementary groups dropped), as itself otherwise; the environment names above are
-//!    removed from qmail-local's environment and set again from the answer only;
-//! 4. turn its exit status and output (up to 3000 bytes, cut at the first NUL) into the report
-//!    with [`qmail::exit::local_status`].
+//! 3. hand the delivery to the account's delivery worker ([`workers`]: one long-lived
+//!    `qmail-local --worker` per uid/gid, never root), which answers with qmail-local's exit
+//!    code and output, or declines (a program to run); a worker that dies is a temporary
+//!    failure;
+//! 4. when it declined (or there is no worker), run `QMAILHOME/bin/qmail-local -- user home
+//!    LOCAL dash ext DOMAIN SENDER aliasempty` with the message on stdin and stdout + stderr on
+//!    one pipe, as the account's uid/gid when root (supplementary groups dropped), as itself
+//!    otherwise; the environment names above are removed from qmail-local's environment and
+//!    set again from the answer only;
+//! 5. turn the exit code and output (up to 3000 bytes, cut at the first NUL) into the report
+//!    with [`qmail::exit::local_code`].
 //!
 //! The reload command and SIGHUP re-read the configuration (today: which user runs the
-//! lookups).
+//! lookups) and retire the delivery workers.
 //!
 //! Exit codes: 0 at end of input, after the last report; 100 no `aliasempty` argument; 111
 //! cannot enter `QMAILHOME/queue/mess`, stdout failed, stdin failed or carried a mangled
 //! command.
 //!
 //! Security: root here parses only qmail-getpw's bounded answer (six fixed fields and
-//! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
+//! whitelisted `NAME=value` records) and the workers' bounded answers (an 8-byte head and at
+//! most 3000 bytes of text); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
 #![forbid(unsafe_code)]
