@@ -28,6 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -97,14 +98,15 @@ struct Worker {
     /// the threads waiting for an answer, by request id
     waiting: Mutex<HashMap<u32, mpsc::Sender<Answer>>>,
     last_use: Mutex<Instant>,
+    /// false once retired: nothing more is sent (changed under the `send` lock; read without
+    /// it by the reader thread, which must never wait for a sender blocked on a full socket)
+    open: AtomicBool,
 }
 
 struct SendSide {
     sock: UnixStream,
     next_id: u32,
     sent: u32,
-    /// false once retired: nothing more is sent
-    open: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,7 +130,7 @@ impl Workers {
         let (tx, rx) = mpsc::channel();
         {
             let mut send = lock(&worker.send);
-            if !send.open {
+            if !worker.open.load(Ordering::SeqCst) {
                 return Asked::NotSent;
             }
             request.id = send.next_id;
@@ -235,9 +237,10 @@ impl Workers {
         }
         let worker = Worker {
             pid: child.id(),
-            send: Mutex::new(SendSide { sock: ours, next_id: 1, sent: 0, open: true }),
+            send: Mutex::new(SendSide { sock: ours, next_id: 1, sent: 0 }),
             waiting: Mutex::default(),
             last_use: Mutex::new(Instant::now()),
+            open: AtomicBool::new(true),
         };
         Ok((Arc::new(worker), child, input))
     }
@@ -252,8 +255,7 @@ fn retire(table: &Mutex<Table>, key: Key, worker: &Arc<Worker>, send: &mut SendS
             table.running.remove(&key);
         }
     }
-    if send.open {
-        send.open = false;
+    if worker.open.swap(false, Ordering::SeqCst) {
         let _ = send.sock.shutdown(Shutdown::Write);
     }
 }
@@ -271,7 +273,7 @@ fn read_answers(
     let broken = loop {
         // while idle, wait until the idle limit; otherwise for an answer or the end
         let idle_from = {
-            let open = lock(&worker.send).open;
+            let open = worker.open.load(Ordering::SeqCst);
             let idle = open && lock(&worker.waiting).is_empty();
             idle.then(|| *lock(&worker.last_use))
         };
@@ -280,6 +282,7 @@ fn read_answers(
             if e.kind() != io::ErrorKind::TimedOut {
                 break true;
             }
+            // idle: no request outstanding, so no sender can be blocked on a full socket
             let mut send = lock(&worker.send);
             let idle = lock(&worker.waiting).is_empty();
             if idle && lock(&worker.last_use).elapsed() >= limits.idle {
@@ -301,15 +304,16 @@ fn read_answers(
             Err(_) => break true,
         }
     };
-    retire(table, key, worker, &mut lock(&worker.send));
-    // every thread still waiting sees its channel close: a temporary failure
-    lock(&worker.waiting).clear();
     if broken {
+        // killed first: a sender blocked on its full socket then fails at once
         qmail::log::line(format_args!(
             "qmail-lspawn: delivery worker {} broke its protocol; stopped",
             worker.pid
         ));
         let _ = child.kill();
     }
+    retire(table, key, worker, &mut lock(&worker.send));
+    // every thread still waiting sees its channel close: a temporary failure
+    lock(&worker.waiting).clear();
     let _ = child.wait();
 }
