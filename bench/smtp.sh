@@ -25,8 +25,8 @@
 # system-wide figures (/proc/stat, the "machine" column) count other people's builds too: user+system time of the server's root
 # process (qmailctl run; Postfix's master) and of every live descendant, plus the times of
 # the dead ones, which the kernel adds to their parent's cutime/cstime when it reaps them
-# (qmail-tcpsrv reaps a qmail-smtpd per connection; Postfix's master reaps an smtpd after
-# max_use sessions). Taken between phases, once no process of the tree is running, so a
+# (qmail-tcpsrv reaps a qmail-smtpd worker after its -n sessions, as Postfix's master reaps
+# an smtpd after max_use sessions; qmail-smtpd reaps a qmail-queue per message). Taken between phases, once no process of the tree is running, so a
 # session's tail is not left out. The kernel reports whole clock ticks (10 ms) per process,
 # each rounded down: with a dozen live processes, well under 0.01 ms per session over 2000
 # sessions. The load generator's own CPU is printed on its lines; it runs on the same cores,

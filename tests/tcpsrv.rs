@@ -1,8 +1,10 @@
 //! qmail-tcpsrv and the tcprules library against ucspi-tcp: the environment contract, rules
 //! cdbs written by the real `tcprules` and judged by the real `tcprulescheck`, the `-c` limit,
-//! IPv6, SIGTERM, the verbose log and the exit codes (doc/qmail-tcpsrv.8).
+//! IPv6, SIGTERM, the verbose log and the exit codes (doc/qmail-tcpsrv.8); and `-W`, long-lived
+//! qmail-smtpd workers: sessions on one worker that share nothing, the log, `-n`, a worker
+//! killed in a session.
 
-use crate::harness::{bin, is_root, wait_until, Guard, TempDir};
+use crate::harness::{bin, is_root, wait_until, Guard, Sandbox, TempDir};
 use qmail::tcprules;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,6 +28,11 @@ impl Server {
         let mut cmd = Command::new(bin("qmail-tcpsrv"));
         cmd.arg("-1").args(opts).arg(host).arg("0").args(program);
         cmd.envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
+    /// Run `cmd` (a qmail-tcpsrv command line with `-1`).
+    fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -494,19 +501,29 @@ fn sigterm_exits_zero_and_sessions_go_on() {
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "hello\n");
     let mut guard = srv.child;
-    let pid = nix::unistd::Pid::from_raw(guard.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut status = None;
-    assert!(wait_until(LIMIT, || {
-        status = guard.0.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert_eq!(terminate(&mut guard), Some(0));
     assert!(TcpStream::connect(local(srv.port)).is_err(), "nobody listens after TERM");
     s.write_all(b"there\n").unwrap();
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "bye there\n");
+}
+
+/// SIGTERM to the server: its exit code once it has exited.
+fn terminate(server: &mut Guard) -> Option<i32> {
+    let pid = nix::unistd::Pid::from_raw(server.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut status = None;
+    assert!(wait_until(LIMIT, || {
+        status = server.0.try_wait().unwrap();
+        status.is_some()
+    }));
+    status.and_then(|s| s.code())
+}
+
+fn kill9(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 #[test]
@@ -557,4 +574,192 @@ fn user_and_group_switch_after_bind() {
     let envs = [("UID", "65534"), ("GID", "65534")];
     let srv = Server::start(&["-U"], "127.0.0.1", &["/bin/sh", "-c", "id -u"], &envs);
     assert_eq!(talk(local(srv.port), b"").0, "65534\n");
+}
+
+/// `qmail-tcpsrv -1 -W -v OPTS 127.0.0.1 0 bin/qmail-smtpd` on the sandbox `sb`, as nobody
+/// when we are root, with the rules `rules` (tcprules text) and `env` added.
+fn workers(sb: &Sandbox, opts: &[&str], rules: &str, env: &[(&str, &str)]) -> Server {
+    let (cdb, out) = tcprules(sb.tmp.path(), "workers", rules);
+    assert!(out.status.success(), "{out:?}");
+    let mut cmd = Command::new(bin("qmail-tcpsrv"));
+    cmd.args(["-1", "-W", "-v", "-x"]).arg(&cdb);
+    if is_root() {
+        cmd.args(["-u", "65534", "-g", "65534"]);
+    }
+    cmd.args(opts).args(["127.0.0.1", "0"]).arg(bin("qmail-smtpd"));
+    cmd.env("QMAILHOME", &sb.home).env_remove("QMAILQUEUE");
+    for name in ["RELAYCLIENT", "DATABYTES", "SMTPS", "LOGLEVEL", "SMTPAUTH", "AUTHREQUIRED"] {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.iter().copied());
+    Server::spawn(cmd)
+}
+
+/// One SMTP session from `source` (a 127/8 address): `commands` pipelined, then everything
+/// the server said until it closed.
+fn smtp_from(source: &str, port: u16, commands: &str) -> String {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&local(port).into()).unwrap();
+    let mut s = TcpStream::from(socket);
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(commands.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The pids of the `pid N from IP` lines, in order.
+fn session_pids(srv: &Server) -> Vec<u32> {
+    srv.log()
+        .iter()
+        .filter_map(|l| l.strip_prefix("qmail-tcpsrv: pid "))
+        .filter_map(|r| r.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Whether process `pid` is gone (or a zombie).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|st| st.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+const RELAY_TRY: &str =
+    "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@elsewhere.example>\r\nQUIT\r\n";
+
+/// One worker (`-c 1`) serves every session in turn; a session's rules never reach the next:
+/// RELAYCLIENT and DATABYTES set for 127.0.0.2 are gone for 127.0.0.1, and a variable of the
+/// server's own environment that a rule changed is back to its value.
+#[test]
+fn worker_sessions_share_nothing() {
+    let sb = Sandbox::new();
+    sb.control("rcpthosts", "example.org\n");
+    let rules = "127.0.0.2:allow,RELAYCLIENT=\"\",DATABYTES=\"1000\",LOGLEVEL=\"4\"\n:allow\n";
+    let srv = workers(&sb, &["-c", "1"], rules, &[("DATABYTES", "2000")]);
+    for round in 0..3 {
+        let out = smtp_from("127.0.0.2", srv.port, RELAY_TRY);
+        assert!(out.contains("250-SIZE 1000\r\n"), "round {round}: {out}");
+        assert!(out.contains("\r\n250 2.1.5 ") || out.contains("\r\n250 "), "{out}");
+        assert!(!out.contains("553"), "127.0.0.2 may relay: {out}");
+        let out = smtp_from("127.0.0.1", srv.port, RELAY_TRY);
+        assert!(out.contains("250-SIZE 2000\r\n"), "round {round}: {out}");
+        assert!(out.contains("\r\n553 "), "127.0.0.1 may not relay after 127.0.0.2: {out}");
+    }
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 6), "{:#?}", srv.log());
+    let pids = session_pids(&srv);
+    assert!(pids.iter().all(|&p| p == pids[0]), "one worker served all: {pids:?}");
+    // LOGLEVEL=4 of 127.0.0.2's sessions logged; 127.0.0.1's did not
+    let from_one = srv.log().iter().filter(|l| l.contains("connection from 127.0.0.1")).count();
+    let from_two = srv.log().iter().filter(|l| l.contains("connection from 127.0.0.2")).count();
+    assert_eq!((from_one, from_two), (0, 3), "{:#?}", srv.log());
+}
+
+/// The verbose log of `-W` is the one of a program per connection, with the worker's pid;
+/// `-n 2` replaces a worker after two sessions; a worker killed in a session loses that
+/// connection only (the client sees it close, the log the signal), and the next one is served.
+#[test]
+fn worker_log_reuse_and_replacement() {
+    let sb = Sandbox::new();
+    let rules = "127.0.0.3:allow,550GREETING=\"go away\",SMTP550DISCONNECT=\"\"\n\
+                 127.0.0.66:deny\n:allow\n";
+    let srv = workers(&sb, &["-c", "1", "-n", "2"], rules, &[]);
+    let p = srv.port;
+    let quit = smtp_from("127.0.0.1", p, "QUIT\r\n");
+    assert!(quit.starts_with("220 ") && quit.contains("\r\n221 "), "{quit}");
+    // refused at the greeting and dropped: exit code 1
+    let refused = smtp_from("127.0.0.3", p, "");
+    assert!(refused.starts_with("554 "), "{refused}");
+    assert_eq!(smtp_from("127.0.0.66", p, ""), "", "denied");
+    let out = smtp_from("127.0.0.1", p, "QUIT\r\n");
+    assert!(out.contains("\r\n221 "), "{out}");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 3), "{:#?}", srv.log());
+    let pids = session_pids(&srv);
+    assert_eq!(pids[0], pids[1], "two sessions per worker: {pids:?}");
+    assert_ne!(pids[1], pids[2], "-n 2: a new worker for the third: {pids:?}");
+    assert!(wait_until(LIMIT, || gone(pids[0])), "the used-up worker {} ended", pids[0]);
+    let log = srv.log();
+    let lines: Vec<&str> = log
+        .iter()
+        .map(|l| l.as_str())
+        .filter(|l| !l.contains(": status: ") && !l.starts_with("qmail-smtpd"))
+        .collect();
+    let (a, b) = (pids[0], pids[2]);
+    assert_eq!(lines[0], format!("qmail-tcpsrv: pid {a} from 127.0.0.1"), "{log:#?}");
+    assert!(lines[1].starts_with(&format!("qmail-tcpsrv: ok {a} :127.0.0.1:{p} :127.0.0.1::")));
+    assert_eq!(lines[2], format!("qmail-tcpsrv: end {a} status 0"), "{log:#?}");
+    assert_eq!(lines[3], format!("qmail-tcpsrv: pid {a} from 127.0.0.3"), "{log:#?}");
+    assert_eq!(lines[5], format!("qmail-tcpsrv: end {a} status 256"), "{log:#?}");
+    assert!(lines[6].starts_with("qmail-tcpsrv: deny 0 :127.0.0.1:"), "{log:#?}");
+    assert_eq!(lines[7], format!("qmail-tcpsrv: pid {b} from 127.0.0.1"), "{log:#?}");
+    assert!(wait_until(LIMIT, || srv
+        .log()
+        .iter()
+        .any(|l| l.ends_with(&format!("end {b} status 0")))));
+
+    // a worker killed in the middle of a session
+    let mut s = TcpStream::connect(local(p)).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut greeting = [0u8; 4];
+    s.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"220 ");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 4), "{:#?}", srv.log());
+    let victim = session_pids(&srv)[3];
+    assert_eq!(victim, b, "the second worker serves its second session");
+    kill9(victim);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("250 "), "{rest:?}");
+    assert!(
+        srv.wait_log(|l| l == format!("qmail-tcpsrv: end {victim} status 9")),
+        "{:#?}",
+        srv.log()
+    );
+    let out = smtp_from("127.0.0.1", p, "QUIT\r\n");
+    assert!(out.starts_with("220 ") && out.contains("\r\n221 "), "after the kill: {out}");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 5));
+    assert!(!session_pids(&srv)[..4].contains(&session_pids(&srv)[4]), "a new worker");
+}
+
+/// A worker killed while idle is noticed at the next connection, which another worker
+/// serves; SIGTERM ends qmail-tcpsrv with 0 and its idle workers after it.
+#[test]
+fn worker_dead_while_idle_and_sigterm() {
+    let sb = Sandbox::new();
+    let srv = workers(&sb, &["-c", "2"], ":allow\n", &[]);
+    let p = srv.port;
+    assert!(smtp_from("127.0.0.1", p, "QUIT\r\n").contains("\r\n221 "));
+    assert!(wait_until(LIMIT, || srv.log().iter().any(|l| l.contains(" end "))));
+    let first = session_pids(&srv)[0];
+    kill9(first);
+    let out = smtp_from("127.0.0.1", p, "QUIT\r\n");
+    assert!(out.contains("\r\n221 "), "{out}");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 2), "{:#?}", srv.log());
+    let second = session_pids(&srv)[1];
+    assert_ne!(first, second);
+    let mut guard = srv.child;
+    assert_eq!(terminate(&mut guard), Some(0));
+    assert!(
+        wait_until(LIMIT, || gone(second)),
+        "the idle worker ends after qmail-tcpsrv: {:?}",
+        std::fs::read_to_string(format!("/proc/{second}/status"))
+    );
+}
+
+/// Workers never run as root: `-W` without a user switch, as root, is a fatal error.
+#[test]
+fn workers_refuse_root() {
+    if !is_root() {
+        return;
+    }
+    let out = Command::new(bin("qmail-tcpsrv"))
+        .args(["-W", "127.0.0.1", "0"])
+        .arg(bin("qmail-smtpd"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "{err}");
+    assert!(err.contains("never run as root"), "{err}");
 }

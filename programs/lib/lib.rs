@@ -40,7 +40,9 @@
 //!   local recipient is delivered to: directory, users/cdb, passwd, alias — qmail-getpw's
 //!   lookup), [`verify`] (the verdict on a recipient at SMTP time, from the same lookup, for
 //!   qmail-verify and smmapd), [`listener`] (a master and generations of worker processes
-//!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`userdeny`]
+//!   serving a Unix or TCP socket, for smmapd and qmail-verify's service mode), [`handoff`]
+//!   (the worker protocol of `qmail-tcpsrv -W`: a session's socket and environment to a
+//!   long-lived qmail-smtpd, its exit code back; both ends), [`userdeny`]
 //!   (per-user service blocks in Cyrus's record format, for smmapd), [`auth`] (the login
 //!   core of auth_smtp, auth_pop and auth_imap — the directory, `users/passwd`, the system's
 //!   passwd — and their wire formats), [`pbs`](mod@pbs) (POP-before-SMTP's datagrams,
@@ -89,6 +91,7 @@ pub mod fdpass;
 pub mod file;
 pub mod getln;
 pub mod getopt;
+pub mod handoff;
 pub mod imap;
 pub mod ldap;
 pub mod listener;

@@ -1,13 +1,13 @@
-//! qmail-smtpd's connection to its client: fds 0 and 1, non-blocking, a bounded read buffer,
-//! the reply buffer and the per-read timeout, and the reply format with its enhanced status
-//! code (doc/qmail-smtpd.8).
+//! qmail-smtpd's connection to its client: fds 0 and 1 (or a worker's socket), non-blocking,
+//! a bounded read buffer, the reply buffer and the per-read timeout, and the reply format with
+//! its enhanced status code (doc/qmail-smtpd.8).
 
 use crate::config;
 use qmail::timeoutio;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Why a read or write failed.
@@ -38,14 +38,26 @@ pub struct Io {
 pub const READ_BUF: usize = 64 * 1024;
 
 impl Io {
-    /// fd 0 and fd 1 (duplicated, so that std's own buffers are out of the way), non-blocking:
-    /// every wait is a poll with the timeout.
+    /// fd 0 and fd 1 (duplicated, so that std's own buffers are out of the way).
     pub fn stdio() -> io::Result<Io> {
-        let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
-        let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let input = io::stdin().as_fd().try_clone_to_owned()?;
+        let output = io::stdout().as_fd().try_clone_to_owned()?;
+        Ok(Io::new(input, output))
+    }
+
+    /// A session's socket (a worker's, handed over by qmail-tcpsrv).
+    pub fn socket(socket: OwnedFd) -> io::Result<Io> {
+        let output = socket.try_clone()?;
+        Ok(Io::new(socket, output))
+    }
+
+    /// The client on `input` and `output`, made non-blocking: every wait is a poll with the
+    /// timeout.
+    fn new(input: OwnedFd, output: OwnedFd) -> Io {
+        let (input, output) = (File::from(input), File::from(output));
         timeoutio::set_nonblocking(&input);
         timeoutio::set_nonblocking(&output);
-        Ok(Io {
+        Io {
             input,
             output,
             timeout: Duration::from_secs(config::DEFAULT_TIMEOUT),
@@ -54,7 +66,7 @@ impl Io {
             end: 0,
             out: Vec::with_capacity(4096),
             tls: None,
-        })
+        }
     }
 
     /// The TLS connection, once STARTTLS has succeeded.

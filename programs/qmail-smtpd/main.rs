@@ -4,6 +4,8 @@
 //! qmaild, with the client on fd 0 and the answers going to fd 1; takes no arguments; reads
 //! `QMAILHOME/control/*` and the environment (`TCPREMOTEIP`, `RELAYCLIENT`, ...) once at the
 //! start; queues each message through `bin/qmail-queue` (or `QMAILQUEUE`), streaming it.
+//! Or, with `TCPSRV_WORKER` set, a long-lived worker of `qmail-tcpsrv -W` serving one session
+//! after another, each exactly as a process of its own would (worker.rs).
 //! See doc/qmail-smtpd.8 for every reply, control file and variable.
 //!
 //! Exit codes: 0 the session ended by QUIT or by the client closing the connection; 1 the
@@ -30,18 +32,27 @@ mod log;
 mod session;
 mod transaction;
 mod verify;
+mod worker;
 
 use conn::End;
 use io::Io;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let Ok(mut io) = Io::stdio() else { return ExitCode::from(1) };
+    if std::env::var_os(qmail::handoff::WORKER_ENV).is_some() {
+        return worker::run();
+    }
+    let Ok(io) = Io::stdio() else { return ExitCode::from(1) };
+    ExitCode::from(serve(io))
+}
+
+/// Serve one session on `io` and close the connection; the exit code.
+fn serve(mut io: Io) -> u8 {
     let end = session::run(&mut io);
     let _ = io.flush();
     io.close();
     match end {
-        End::Quit | End::Closed => ExitCode::SUCCESS,
-        End::Dropped => ExitCode::from(1),
+        End::Quit | End::Closed => 0,
+        End::Dropped => 1,
     }
 }

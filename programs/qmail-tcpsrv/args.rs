@@ -7,9 +7,12 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-pub const USAGE: &str = "usage: qmail-tcpsrv [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] \
+pub const USAGE: &str = "usage: qmail-tcpsrv [ -1UWXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] \
                          [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] \
-                         [ -t timeout ] host port program [ arg ... ]";
+                         [ -t timeout ] [ -n uses ] host port program [ arg ... ]";
+
+/// `-n`'s default: the sessions a worker serves before it is replaced (Postfix's max_use).
+pub const DEFAULT_USES: u32 = 100;
 
 /// The most children `-c` may allow (tcpserver's qmail-ldap fork has the same bound).
 pub const MAX_LIMIT: usize = 65000;
@@ -28,6 +31,11 @@ pub struct Options {
     pub print_port: bool,
     pub backlog: u32,
     pub nodelay: bool,
+    /// `-W`: hand connections to long-lived workers of the program (doc/qmail-tcpsrv.8,
+    /// WORKERS)
+    pub workers: bool,
+    /// `-n`: sessions per worker; 0 = no limit
+    pub uses: u32,
     pub host: String,
     pub port: String,
     pub program: OsString,
@@ -53,18 +61,21 @@ pub fn parse(
         print_port: false,
         backlog: 20,
         nodelay: false,
+        workers: false,
+        uses: DEFAULT_USES,
         host: String::new(),
         port: String::new(),
         program: OsString::new(),
         args: Vec::new(),
     };
     let bytes: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
-    let mut opts = Getopt::new(&bytes, "1UXpPhHrRoOdDqQvc:x:B:g:u:b:l:t:");
+    let mut opts = Getopt::new(&bytes, "1UWXpPhHrRoOdDqQvc:x:B:g:u:b:l:t:n:");
     for opt in opts.by_ref() {
         match opt {
             Opt::Value(c, value) => option(&mut o, c, &value)?,
             Opt::Flag(b'1') => o.print_port = true,
             Opt::Flag(b'X') => o.allow_missing_rules = true,
+            Opt::Flag(b'W') => o.workers = true,
             Opt::Flag(b'd') => o.nodelay = false,
             Opt::Flag(b'D') => o.nodelay = true,
             Opt::Flag(b'v') => o.verbosity = 2,
@@ -113,6 +124,7 @@ fn option(o: &mut Options, opt: u8, value: &[u8]) -> Result<(), String> {
         b'u' => o.uid = number(opt, value)?,
         b'b' => o.backlog = number(opt, value)?,
         b'l' => o.local_host = Some(value.to_vec()),
+        b'n' => o.uses = number(opt, value)?,
         // ident timeout: no ident lookups are made, but the value must still be a number
         b't' => {
             number(opt, value)?;
@@ -154,6 +166,9 @@ mod tests {
             ("0", "25", Some("prog"))
         );
         assert_eq!(o.args, [OsString::from("-a")]);
+        assert_eq!((o.workers, o.uses), (false, DEFAULT_USES));
+        let o = p(&["-Wn", "7", "0", "25", "prog"]).unwrap();
+        assert_eq!((o.workers, o.uses), (true, 7));
         let o = p(&["-U", "-HRD", "--", "-h", "smtp", "x"]).unwrap();
         assert_eq!((o.uid, o.gid, o.nodelay, o.host.as_str()), (7, 0, true, "-h"));
         for bad in [

@@ -1,17 +1,19 @@
 //! qmail-tcpsrv's per-connection work, in tcpserver's order: banner, TCP_NODELAY, local
 //! address, `PROTO`/`TCPLOCAL*`, `TCPREMOTE*`, rules, the verbose `ok`/`deny` line, then the
-//! program (with the socket on fds 0 and 1) or, on deny, the close. The thread then waits for
-//! the program and logs its `end` line.
+//! program (with the socket on fds 0 and 1) or, with `-W`, a worker of it (workers.rs), or on
+//! deny the close. The thread then waits for the program or the worker's answer and logs the
+//! `end` line.
 
+use crate::workers::{Pool, Worker};
 use crate::{Server, Slot};
 use qmail::tcprules::{self, Decision, EnvChange};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// How long the banner may take to leave; a client that never reads gives its slot back.
@@ -43,16 +45,6 @@ pub fn serve(server: &Server, stream: TcpStream, slot: Slot) {
     };
     let local_ip = local.ip().to_string();
     let remote_ip = remote.ip().to_string();
-    let mut env: Vec<(&str, Option<Vec<u8>>)> = vec![
-        ("PROTO", Some(if remote.is_ipv4() { "TCP" } else { "TCP6" }.into())),
-        ("TCPLOCALIP", Some(local_ip.clone().into())),
-        ("TCPLOCALPORT", Some(local.port().to_string().into())),
-        ("TCPLOCALHOST", opts.local_host.clone()),
-        ("TCPREMOTEIP", Some(remote_ip.clone().into())),
-        ("TCPREMOTEPORT", Some(remote.port().to_string().into())),
-        ("TCPREMOTEHOST", None),
-        ("TCPREMOTEINFO", None),
-    ];
     let decision = match rules(server, remote_ip.as_bytes()) {
         Ok(d) => d,
         Err(why) => return drop_conn(why),
@@ -74,43 +66,90 @@ pub fn serve(server: &Server, stream: TcpStream, slot: Slot) {
         server.verbose(&describe(0));
         return;
     }
+    // the ucspi-tcp variables, then the rules' changes in order
+    let set = |name: &str, value: String| EnvChange::Set(name.into(), value.into_bytes());
+    let unset = |name: &str| EnvChange::Unset(name.into());
+    let mut env = vec![
+        set("PROTO", if remote.is_ipv4() { "TCP" } else { "TCP6" }.into()),
+        set("TCPLOCALIP", local_ip.clone()),
+        set("TCPLOCALPORT", local.port().to_string()),
+        match &opts.local_host {
+            Some(name) => EnvChange::Set(b"TCPLOCALHOST".to_vec(), name.clone()),
+            None => unset("TCPLOCALHOST"),
+        },
+        set("TCPREMOTEIP", remote_ip.clone()),
+        set("TCPREMOTEPORT", remote.port().to_string()),
+        unset("TCPREMOTEHOST"),
+        unset("TCPREMOTEINFO"),
+    ];
+    env.extend(decision.env.iter().cloned());
 
+    let session = match &server.pool {
+        Some(pool) => pool.hand(stream, &env).map(|worker| Session::Worker(pool, worker)),
+        None => spawn(server, stream, &env).map(Session::Program),
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err(why) => return drop_conn(why),
+    };
+    let pid = session.pid();
+    server.verbose(&format!("pid {pid} from {remote_ip}"));
+    server.verbose(&describe(pid));
+    match session.wait() {
+        Ok(status) => server.verbose(&format!("end {pid} status {status}")),
+        Err(why) => server.warn(&why),
+    }
+}
+
+/// A connection being served: by the program run for it, or by a worker (`-W`).
+enum Session<'a> {
+    Program(Child),
+    Worker(&'a Pool, Worker),
+}
+
+impl Session<'_> {
+    fn pid(&self) -> u32 {
+        match self {
+            Session::Program(child) => child.id(),
+            Session::Worker(_, worker) => worker.pid(),
+        }
+    }
+
+    /// Wait for the end: the raw wait status (or the worker's answer in its form).
+    fn wait(self) -> Result<i32, String> {
+        match self {
+            Session::Program(mut child) => {
+                let pid = child.id();
+                child
+                    .wait()
+                    .map(|status| status.into_raw())
+                    .map_err(|e| format!("unable to wait for {pid}: {e}"))
+            }
+            Session::Worker(pool, worker) => Ok(pool.finish(worker)),
+        }
+    }
+}
+
+/// Run the program for one connection, the socket on its fds 0 and 1, with `env` applied.
+fn spawn(server: &Server, stream: TcpStream, env: &[EnvChange]) -> Result<Child, String> {
+    let opts = &server.opts;
     let mut cmd = Command::new(&opts.program);
     cmd.args(&opts.args);
-    for (name, value) in env.drain(..) {
-        match value {
-            Some(v) => cmd.env(name, OsString::from_vec(v)),
-            None => cmd.env_remove(name),
-        };
-    }
-    for change in &decision.env {
+    for change in env {
         match change {
             EnvChange::Set(n, v) => cmd.env(OsStr::from_bytes(n), OsStr::from_bytes(v)),
             EnvChange::Unset(n) => cmd.env_remove(OsStr::from_bytes(n)),
         };
     }
-    let output = match stream.try_clone() {
-        Ok(s) => OwnedFd::from(s),
-        Err(e) => return drop_conn(format!("unable to set up descriptors: {e}")),
-    };
+    let output = stream
+        .try_clone()
+        .map(OwnedFd::from)
+        .map_err(|e| format!("unable to set up descriptors: {e}"))?;
     cmd.stdin(Stdio::from(OwnedFd::from(stream))).stdout(Stdio::from(output));
     let spawned = cmd.spawn();
     // the Command holds our copies of the socket: close them now, or the client never sees EOF
     drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let program = opts.program.to_string_lossy();
-            return drop_conn(format!("unable to run {program}: {e}"));
-        }
-    };
-    let pid = child.id();
-    server.verbose(&format!("pid {pid} from {remote_ip}"));
-    server.verbose(&describe(pid));
-    match child.wait() {
-        Ok(status) => server.verbose(&format!("end {pid} status {}", status.into_raw())),
-        Err(e) => server.warn(&format!("unable to wait for {pid}: {e}")),
-    }
+    spawned.map_err(|e| format!("unable to run {}: {e}", opts.program.to_string_lossy()))
 }
 
 /// The rules' decision for `ip` (allow without `-x`); `Err` means drop the connection.

@@ -9,8 +9,13 @@
 //! the kernel's backlog. `-x rules.cdb` (tcprules' format, re-read per connection) can deny a
 //! connection or set variables. See doc/qmail-tcpsrv.8.
 //!
-//! Exit codes: 100 usage, 111 fatal setup error (bind, privileges); SIGTERM exits 0 at once and
-//! leaves the children running their sessions.
+//! With `-W` the program is not run per connection: long-lived workers of it (never root)
+//! get each allowed connection and its environment over a Unix socket and serve one session
+//! after another (workers.rs, qmail::handoff); `-n` sessions each.
+//!
+//! Exit codes: 100 usage, 111 fatal setup error (bind, privileges, `-W` as root); SIGTERM
+//! exits 0 at once and leaves the children running their sessions (workers end after theirs:
+//! they see end of file on their socket).
 //!
 //! Structure: the main thread binds, drops privileges, then loops: wait for a free slot, poll
 //! the listeners, accept. Each connection gets a small thread that sends the banner, applies
@@ -24,6 +29,7 @@
 mod args;
 mod conn;
 mod listen;
+mod workers;
 
 use args::Options;
 use nix::sys::signal::{SigSet, Signal};
@@ -80,6 +86,10 @@ fn run(opts: Options) -> Result<(), String> {
         .map(|a| a.port())
         .ok_or("unable to get local address")?;
     drop_privileges(opts.uid, opts.gid)?;
+    if opts.workers && nix::unistd::geteuid().is_root() {
+        // a worker serves many clients: one break-in would see every later session
+        return Err("workers (-W) never run as root: give -u or -U".into());
+    }
     if opts.print_port {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{bound}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
@@ -94,7 +104,20 @@ fn run(opts: Options) -> Result<(), String> {
         .and_then(|()| nix::unistd::dup2_stdout(&null))
         .map_err(|e| format!("unable to close stdin and stdout: {e}"))?;
 
-    let server = Arc::new(Server { opts, children: Mutex::new(0), freed: Condvar::new() });
+    let pool = opts.workers.then(|| workers::Pool::new(&opts));
+    let server = Arc::new(Server { opts, pool, children: Mutex::new(0), freed: Condvar::new() });
+    if server.pool.is_some() {
+        let srv = Arc::clone(&server);
+        std::thread::Builder::new()
+            .name("sweep".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Some(pool) = &srv.pool {
+                    pool.sweep();
+                }
+            })
+            .map_err(|e| format!("unable to start the sweep thread: {e}"))?;
+    }
     server.status(0);
     serve(&server, &listeners)
 }
@@ -117,6 +140,8 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), String> {
 /// What the connection threads share.
 pub struct Server {
     pub opts: Options,
+    /// `-W`: the workers
+    pub pool: Option<workers::Pool>,
     /// Connections being served (accepted and not yet finished).
     children: Mutex<usize>,
     freed: Condvar,

@@ -354,7 +354,8 @@ fn start(home: &Path, job: &Job, aliasempty: &str, verify: Option<&OwnedFd>) -> 
 }
 
 /// `bin/qmail-tcpsrv` running `bin/qmail-smtpd` for one SMTP listener, with the environment
-/// of its kind (every SMTP listener takes the rules of `control/tcp.smtp.cdb`), or
+/// of its kind (every SMTP listener takes the rules of `control/tcp.smtp.cdb`) and, when not
+/// root, as workers (`-W`), or
 /// `bin/qmail-popup <me> bin/auth_pop bin/qmail-pop3d ./Maildir/` for a POP3 one.
 fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
     let bin = home.join("bin");
@@ -367,11 +368,18 @@ fn tcpsrv(home: &Path, l: &Listener) -> Result<Command> {
         c.args(["-l", &me]);
     }
     // POP3 runs as root on a system installation: auth_pop becomes the user who logged in
+    let mut uid = nix::unistd::geteuid().as_raw();
     match owner(home) {
-        Some((uid, gid)) if !pop3 || !is_system(home) => {
-            c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+        Some((u, gid)) if !pop3 || !is_system(home) => {
+            c.args(["-u", &u.to_string(), "-g", &gid.to_string()]);
+            uid = u;
         }
         _ => {}
+    }
+    // SMTP: long-lived qmail-smtpd workers, one session after another, unless they would run
+    // as root (a root-owned installation), which qmail-tcpsrv refuses
+    if !pop3 && uid != 0 {
+        c.arg("-W");
     }
     let rules = home.join("control/tcp.smtp.cdb");
     if rules.exists() && !pop3 {
