@@ -670,6 +670,7 @@ fn sigkill_delivery_workers_under_smtp_load_loses_nothing() {
 
 fn tail(run: &Running) -> String {
     run.log_lines().iter().rev().take(30).cloned().collect::<Vec<_>>().join("\n")
+}
 
 /// Issue 16's crash test for the SMTP workers: `MESSAGES` (default 10,000) messages through
 /// SMTP into a Maildir, one per connection, 20 sessions at a time (Python's smtplib), while
