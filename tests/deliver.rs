@@ -266,7 +266,6 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
     sb.assign(&[("judy", uid, gid, &home)]);
     let run = sb.start();
     let n = 500;
-    let home_s = home.to_string_lossy().to_string();
     let mut killed = 0;
     for i in 0..n {
         inject(
@@ -275,7 +274,8 @@ fn sigkill_qmail_local_mid_batch_loses_nothing() {
             &format!("Subject: batch {i}\n\n{i}\n"),
         );
         if i % 10 == 0 {
-            for pid in pids_of(&["qmail-local", &home_s]) {
+            // qmail-local as a process, or the delivery worker (`qmail-local --worker`)
+            for pid in descendants_of(run.pid(), &["qmail-local"]) {
                 if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok()
                 {
                     killed += 1;

@@ -753,3 +753,238 @@ fn automaildirmake_creates_a_missing_maildir() {
     l.file(".qmail", b"./no/parent/\n");
     assert_exit(&l.run(&Call::default(), MESSAGE), 111, "#4.2.1");
 }
+
+// ---------------------------------------------------------------------------------------------
+// the delivery worker: `qmail-local --worker`, driven as qmail-lspawn drives it
+
+/// A running delivery worker of a sandbox, as nobody when running as root (it refuses root).
+struct Worker {
+    _child: Guard,
+    sock: std::os::unix::net::UnixStream,
+    next: u32,
+}
+
+impl Worker {
+    fn start(sb: &Sandbox) -> Worker {
+        use qmail::localworker::{Answer, Kind};
+        use std::os::unix::process::CommandExt;
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut cmd = sb.cmd("qmail-local");
+        cmd.arg("--worker").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        if is_root() {
+            cmd.uid(65534).gid(65534);
+        }
+        qmail::child::map_fds(&mut cmd, vec![(theirs.into(), 3)]);
+        let child = Guard(cmd.spawn().unwrap());
+        drop(cmd);
+        let hello = Answer::read(&mut ours).unwrap().expect("a hello");
+        assert_eq!(hello.kind, Kind::Hello);
+        Worker { _child: child, sock: ours, next: 1 }
+    }
+
+    /// One request; the answer.
+    fn deliver(
+        &mut self,
+        args: [&[u8]; 8],
+        env: &[(qmail::account::EnvName, &str)],
+        message: &Path,
+    ) -> qmail::localworker::Answer {
+        use qmail::localworker::{Answer, Request};
+        let request = Request {
+            id: self.next,
+            args: args.map(<[u8]>::to_vec),
+            env: env.iter().map(|(n, v)| (*n, v.as_bytes().to_vec())).collect(),
+        };
+        self.next += 1;
+        let file = fs::File::open(message).unwrap();
+        qmail::fdpass::send(&self.sock, &file, &request.encode().unwrap()).unwrap();
+        let answer = Answer::read(&mut self.sock).unwrap().expect("an answer");
+        assert_eq!(answer.id, request.id);
+        answer
+    }
+}
+
+/// A [`Local`] whose home belongs to the delivery user (nobody when root).
+fn local_for_worker() -> Local {
+    let l = Local::new();
+    if is_root() {
+        let out = Command::new("chown").arg("-R").arg("65534:65534").arg(&l.home).output();
+        assert_ok(&out.unwrap(), "chown");
+    }
+    l
+}
+
+/// What a delivery left: exit code, text, files in new/, the mbox's size, queued forwards.
+fn outcome_of(l: &Local, code: i32, text: String) -> (i32, String, usize, u64, usize) {
+    let mbox = fs::metadata(l.path("Mailbox")).map(|m| m.len()).unwrap_or(0);
+    (code, text, l.maildir("new").len(), mbox, l.sb.todo().len())
+}
+
+#[test]
+fn the_worker_answers_as_the_process_does() {
+    use qmail::account::EnvName;
+    use qmail::localworker::Kind;
+    type Setup = fn(&Local);
+    let none: Setup = |_| {};
+    let big = [MESSAGE, &[b'x'; 3000][..]].concat();
+    let looping = [&b"Delivered-To: joe@example.org\n"[..], MESSAGE].concat();
+    // (what, .qmail files, dash, ext, aliasempty, environment, message)
+    type Row<'a> = (&'a str, Setup, &'a str, &'a str, &'a str, Vec<(EnvName, &'a str)>, &'a [u8]);
+    let rows: Vec<Row> = vec![
+        ("maildir", none, "", "", "./Maildir/", vec![], MESSAGE),
+        ("mbox", none, "", "", "./Mailbox", vec![], MESSAGE),
+        (
+            "forward and maildir",
+            |l| l.file(".qmail-list", b"&bob@example.net\n./Maildir/\n"),
+            "-",
+            "list",
+            "./Maildir/",
+            vec![],
+            MESSAGE,
+        ),
+        (
+            "extension",
+            |l| l.file(".qmail-x-default", b"./Mailbox\n"),
+            "-",
+            "x-y",
+            "",
+            vec![],
+            MESSAGE,
+        ),
+        ("no such extension", none, "-", "nosuch", "./Maildir/", vec![], MESSAGE),
+        ("looping", none, "", "", "./Maildir/", vec![], &looping),
+        ("not a maildir", none, "", "", "./NoMaildir/", vec![], MESSAGE),
+        (
+            "bad .qmail",
+            |l| l.file(".qmail", b"\n./Maildir/\n"),
+            "",
+            "",
+            "./Maildir/",
+            vec![],
+            MESSAGE,
+        ),
+        (
+            "within quota",
+            none,
+            "",
+            "",
+            "./Maildir/",
+            vec![(EnvName::MaildirQuota, "100000S")],
+            MESSAGE,
+        ),
+        ("over quota", none, "", "", "./Maildir/", vec![(EnvName::MaildirQuota, "1000S")], &big),
+        ("bad quota", none, "", "", "./Maildir/", vec![(EnvName::MaildirQuota, "x")], MESSAGE),
+        (
+            "directory forwards",
+            none,
+            "",
+            "",
+            "./Maildir/",
+            vec![(EnvName::DotMode, "ldaponly"), (EnvName::Forwards, "carol@example.net")],
+            MESSAGE,
+        ),
+        ("bad dot-mode", none, "", "", "./Maildir/", vec![(EnvName::DotMode, "what")], MESSAGE),
+    ];
+    for (what, setup, dash, ext, aliasempty, env, message) in rows {
+        let local = format!("joe{dash}{ext}");
+        let args = |l: &Local| -> [Vec<u8>; 8] {
+            [
+                b"joe".to_vec(),
+                l.home.as_os_str().as_bytes().to_vec(),
+                local.as_bytes().to_vec(),
+                dash.as_bytes().to_vec(),
+                ext.as_bytes().to_vec(),
+                b"example.org".to_vec(),
+                b"alice@example.com".to_vec(),
+                aliasempty.as_bytes().to_vec(),
+            ]
+        };
+        // as a process
+        let p = local_for_worker();
+        setup(&p);
+        let mut cmd = p.cmd(message);
+        if is_root() {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(65534).gid(65534);
+        }
+        for (name, value) in &env {
+            cmd.env(name.as_str(), value);
+        }
+        let a = args(&p);
+        cmd.arg("--").args(a.iter().map(|s| std::ffi::OsStr::from_bytes(s)));
+        let out = cmd.output().unwrap();
+        let by_process = outcome_of(&p, code(&out), stdout(&out));
+        // through a worker
+        let w = local_for_worker();
+        setup(&w);
+        let msg = w.sb.tmp.path().join("message");
+        fs::write(&msg, message).unwrap();
+        let mut worker = Worker::start(&w.sb);
+        let a = args(&w);
+        let answer = worker.deliver(std::array::from_fn(|i| &a[i][..]), &env, &msg);
+        assert_eq!(answer.kind, Kind::Done, "{what}");
+        let text = String::from_utf8_lossy(&answer.text).into_owned();
+        let by_worker = outcome_of(&w, answer.code.into(), text);
+        assert_eq!(by_worker, by_process, "{what}: worker, then process");
+        assert!(w.maildir("tmp").is_empty(), "{what}: nothing left in tmp/");
+    }
+}
+
+#[test]
+fn the_worker_declines_programs_and_serves_one_request_after_another() {
+    use qmail::account::EnvName;
+    use qmail::localworker::Kind;
+    let l = local_for_worker();
+    l.file(".qmail-prog", b"./Maildir/\n|echo hello\n");
+    let msg = l.sb.tmp.path().join("message");
+    fs::write(&msg, MESSAGE).unwrap();
+    let mut worker = Worker::start(&l.sb);
+    let home = l.home.as_os_str().as_bytes().to_vec();
+    let args = |local: &'static [u8], dash: &'static [u8], ext: &'static [u8]| -> [Vec<u8>; 8] {
+        [
+            b"joe".to_vec(),
+            home.clone(),
+            local.to_vec(),
+            dash.to_vec(),
+            ext.to_vec(),
+            b"example.org".to_vec(),
+            b"alice@example.com".to_vec(),
+            b"./Maildir/".to_vec(),
+        ]
+    };
+    let ask = |w: &mut Worker, a: &[Vec<u8>; 8], env: &[(EnvName, &str)]| {
+        w.deliver(std::array::from_fn(|i| &a[i][..]), env, &msg)
+    };
+    // a program: declined before anything is delivered
+    let a = ask(&mut worker, &args(b"joe-prog", b"-", b"prog"), &[]);
+    assert_eq!((a.kind, a.text.len()), (Kind::Exec, 0));
+    assert!(l.maildir("new").is_empty(), "nothing delivered before the decline");
+    // so is a directory's delivery program; the environment of one request does not carry
+    // over to the next
+    let prog = [(EnvName::DotMode, "ldapwithprog"), (EnvName::DeliveryProgram, "/bin/true")];
+    assert_eq!(ask(&mut worker, &args(b"joe", b"", b""), &prog).kind, Kind::Exec);
+    for i in 1..=3 {
+        let a = ask(&mut worker, &args(b"joe", b"", b""), &[]);
+        assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 1+0+0\n"[..]));
+        assert_eq!(l.maildir("new").len(), i);
+    }
+    // the end of its socket ends it
+    drop(worker.sock);
+    let mut child = worker._child;
+    assert!(child.0.wait().unwrap().success());
+}
+
+#[test]
+fn the_worker_refuses_root() {
+    if !is_root() {
+        return;
+    }
+    let l = Local::new();
+    let (_ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut cmd = l.sb.cmd("qmail-local");
+    cmd.arg("--worker").stdin(std::process::Stdio::null());
+    qmail::child::map_fds(&mut cmd, vec![(theirs.into(), 3)]);
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 111);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("root"), "{out:?}");
+}

@@ -164,7 +164,11 @@ struct Spawner {
 
 impl Spawner {
     fn start(sb: &Sandbox, name: &str, args: &[&str]) -> Self {
-        let (child, input, mut output) = spawn_piped(sb.cmd(name).args(args));
+        Self::start_cmd(sb.cmd(name).args(args))
+    }
+
+    fn start_cmd(cmd: &mut std::process::Command) -> Self {
+        let (child, input, mut output) = spawn_piped(cmd);
         let input = Some(input);
         let mut handshake = [0u8; 2];
         output.read_exact(&mut handshake).unwrap();
@@ -478,6 +482,226 @@ fn lspawn_falls_back_to_the_alias_user() {
     lspawn.send(0, &mess, "s@x", "nosuchuser-x@example.org");
     let want = format!(" {}/alias nosuchuser-x - nosuchuser-x ", sb.home.display());
     lspawn.expect(0, b'K', &want);
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// qmail-lspawn's delivery workers, with the real qmail-local
+
+/// The second delivery uid/gid of the worker tests (root only).
+const OTHER_ID: u32 = 65533;
+
+/// A sandbox with the real qmail-local and users `a-*` (the delivery uid) and, when root,
+/// `b-*` (uid/gid [`OTHER_ID`]), each with a home, a Maildir and a `.qmail-default`; and
+/// `c-*` (the delivery uid) whose home is missing. The homes of a and b.
+fn worker_sandbox() -> (Sandbox, PathBuf, PathBuf) {
+    let sb = Sandbox::new();
+    let (uid, gid) = delivery_ids();
+    let (other_uid, other_gid) = if is_root() { (OTHER_ID, OTHER_ID) } else { (uid, gid) };
+    let make = |name: &str, uid: u32, gid: u32| {
+        let home = sb.tmp.path().join(name);
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(home.join("Maildir").join(sub)).unwrap();
+        }
+        fs::write(home.join(".qmail-default"), "./Maildir/\n").unwrap();
+        fs::write(home.join(".qmail-prog"), "|tr '\\0' ' ' < /proc/$PPID/cmdline > parent\n")
+            .unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(&home)
+            .output()
+            .unwrap();
+        assert_ok(&out, "chown");
+        home
+    };
+    let a = make("a-home", uid, gid);
+    let b = make("b-home", other_uid, other_gid);
+    let c = sb.tmp.path().join("c-home");
+    let assign = format!(
+        "+a-:auser:{uid}:{gid}:{}:-::\n+b-:buser:{other_uid}:{other_gid}:{}:-::\n+c-:cuser:{uid}:{gid}:{}:-::\n.\n",
+        a.display(),
+        b.display(),
+        c.display()
+    );
+    fs::write(sb.home.join("users/assign"), assign).unwrap();
+    assert_ok(&sb.run("qmail-newu", &[], b""), "qmail-newu");
+    (sb, a, b)
+}
+
+/// The delivery workers of `lspawn`: (pid, uid) each.
+fn workers_of(lspawn: &Spawner) -> Vec<(i32, u32)> {
+    let mut out: Vec<(i32, u32)> =
+        descendants_of(lspawn.child.0.id(), &["qmail-local", "--worker"])
+            .into_iter()
+            .filter_map(|pid| {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                // a zombie has been killed but not yet reaped: not a worker any more
+                if status.lines().any(|l| l.starts_with("State:") && l.contains('Z')) {
+                    return None;
+                }
+                let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+                // real, effective, saved, file system: all the same, never 0
+                let ids: Vec<u32> = uid.split_whitespace().map(|n| n.parse().unwrap()).collect();
+                assert!(ids.iter().all(|&i| i == ids[0] && i != 0), "worker {pid} ids {ids:?}");
+                Some((pid, ids[0]))
+            })
+            .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn lspawn_keeps_one_worker_per_uid() {
+    let (sb, a, b) = worker_sandbox();
+    let mess = inject(&sb, "a-x@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    let (uid, _) = delivery_ids();
+    for slot in 0..3 {
+        lspawn.send(slot, &mess, "s@x", &format!("a-{slot}@example.org"));
+        lspawn.expect(slot, b'K', "did 1+0+0");
+    }
+    let first = workers_of(&lspawn);
+    assert_eq!(first.iter().map(|w| w.1).collect::<Vec<_>>(), vec![uid], "{first:?}");
+    lspawn.send(3, &mess, "s@x", "b-x@example.org");
+    lspawn.expect(3, b'K', "did 1+0+0");
+    let both = workers_of(&lspawn);
+    if is_root() {
+        assert_eq!(both.len(), 2, "one worker per uid: {both:?}");
+        assert!(both.contains(&first[0]), "the first worker still serves its uid: {both:?}");
+        assert!(both.iter().any(|w| w.1 == OTHER_ID), "{both:?}");
+    } else {
+        assert_eq!(both, first, "one uid, one worker");
+    }
+    // many deliveries in parallel, to both: still the same workers
+    for slot in 10..40u16 {
+        let who = if slot % 2 == 0 { "a" } else { "b" };
+        lspawn.send(slot, &mess, "s@x", &format!("{who}-{slot}@example.org"));
+    }
+    for _ in 10..40 {
+        let r = lspawn.report();
+        assert_eq!(r.letter, b'K', "{r:?}");
+    }
+    assert_eq!(workers_of(&lspawn), both);
+    assert_eq!(Sandbox::maildir_new(&a).len(), 18);
+    assert_eq!(Sandbox::maildir_new(&b).len(), 16);
+    assert_eq!(lspawn.finish(), (0, vec![]));
+    // without qmail-lspawn its workers end
+    assert!(wait_until(PATIENCE, || both
+        .iter()
+        .all(|w| !Path::new(&format!("/proc/{}", w.0)).exists()
+            || fs::read_to_string(format!("/proc/{}/status", w.0))
+                .is_ok_and(|s| s.contains("State:\tZ")))));
+}
+
+#[test]
+fn lspawn_runs_programs_in_a_process_of_their_own() {
+    let (sb, a, _) = worker_sandbox();
+    let mess = inject(&sb, "a-prog@example.org");
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    lspawn.send(0, &mess, "s@x", "a-prog@example.org");
+    lspawn.expect(0, b'K', "did 0+0+1");
+    let parent = fs::read_to_string(a.join("parent")).unwrap();
+    assert!(parent.contains("qmail-local -- auser "), "{parent}");
+    assert!(!parent.contains("--worker"), "{parent}");
+    // the worker was asked first, declined, and stays for the next Maildir delivery
+    let workers = workers_of(&lspawn);
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    lspawn.send(0, &mess, "s@x", "a-box@example.org");
+    lspawn.expect(0, b'K', "did 1+0+0");
+    assert_eq!(workers_of(&lspawn), workers);
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn lspawn_retires_idle_and_used_up_workers() {
+    require_test_hooks();
+    let (sb, a, _) = worker_sandbox();
+    let mess = inject(&sb, "a-x@example.org");
+    // three deliveries each
+    let mut cmd = sb.cmd("qmail-lspawn");
+    cmd.arg("./Maildir/").env("QMAILLSPAWN_TEST_USES", "3");
+    let mut lspawn = Spawner::start_cmd(&mut cmd);
+    let mut generations = Vec::new();
+    for _ in 0..3 {
+        let mut pids = Vec::new();
+        for slot in 0..3 {
+            lspawn.send(slot, &mess, "s@x", "a-x@example.org");
+            lspawn.expect(slot, b'K', "did 1+0+0");
+            // after its third delivery it may already be gone
+            pids.extend(workers_of(&lspawn).into_iter().map(|w| w.0));
+        }
+        // the third delivery was its last: it goes by itself
+        assert!(
+            wait_until(PATIENCE, || workers_of(&lspawn).is_empty()),
+            "{:?}",
+            workers_of(&lspawn)
+        );
+        pids.dedup();
+        assert_eq!(pids.len(), 1, "one worker for three deliveries: {pids:?}");
+        generations.push(pids[0]);
+    }
+    generations.dedup();
+    assert_eq!(generations.len(), 3, "{generations:?}");
+    assert_eq!(lspawn.finish(), (0, vec![]));
+    // idle for 300 ms: it is told to go, and goes; the next delivery starts another (the
+    // pid in a Maildir file's name is the delivering process's)
+    let mut cmd = sb.cmd("qmail-lspawn");
+    cmd.arg("./Maildir/").env("QMAILLSPAWN_TEST_IDLE", "300");
+    let mut lspawn = Spawner::start_cmd(&mut cmd);
+    let delivered_by = |slot: u16, lspawn: &mut Spawner| {
+        let before = Sandbox::maildir_new(&a);
+        lspawn.send(slot, &mess, "s@x", "a-x@example.org");
+        lspawn.expect(slot, b'K', "did 1+0+0");
+        let new: Vec<PathBuf> =
+            Sandbox::maildir_new(&a).into_iter().filter(|f| !before.contains(f)).collect();
+        let name = new[0].file_name().unwrap().to_string_lossy().into_owned();
+        let pid = name.split_once('P').unwrap().1.split_once('Q').unwrap().0.to_string();
+        pid.parse::<i32>().unwrap()
+    };
+    let first = delivered_by(0, &mut lspawn);
+    assert!(wait_until(PATIENCE, || workers_of(&lspawn).is_empty()));
+    let gone = wait_until(PATIENCE, || !Path::new(&format!("/proc/{first}")).exists());
+    assert!(gone, "worker {first} exited and was reaped");
+    let next = delivered_by(1, &mut lspawn);
+    assert_ne!(first, next);
+    assert_eq!(Sandbox::maildir_new(&a).len(), 11);
+    assert_eq!(lspawn.finish(), (0, vec![]));
+}
+
+#[test]
+fn lspawn_reports_a_killed_worker_as_temporary() {
+    let (sb, a, _) = worker_sandbox();
+    let mess = inject(&sb, "a-x@example.org");
+    // a delivery to c, whose home is missing, hangs in control/dirmaker: kill its worker there
+    let dirmaker = sb.tmp.path().join("dirmaker");
+    fs::write(&dirmaker, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    fs::set_permissions(&dirmaker, fs::Permissions::from_mode(0o755)).unwrap();
+    sb.control("dirmaker", &format!("{}\n", dirmaker.display()));
+    let mut lspawn = Spawner::start(&sb, "qmail-lspawn", &["./Maildir/"]);
+    lspawn.send(0, &mess, "s@x", "a-x@example.org");
+    lspawn.expect(0, b'K', "did 1+0+0");
+    let worker = workers_of(&lspawn)[0].0;
+    lspawn.send(1, &mess, "s@x", "c-x@example.org");
+    let sleeping = || descendants_of(worker as u32, &["sleep", "60"]);
+    assert!(wait_until(PATIENCE, || !sleeping().is_empty()), "the dirmaker runs");
+    let sleepers = sleeping();
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    kill(worker);
+    lspawn.expect(1, b'Z', "Delivery worker crashed. (#4.3.0)");
+    sleepers.into_iter().for_each(kill);
+    // the next delivery has a new worker
+    lspawn.send(2, &mess, "s@x", "a-y@example.org");
+    lspawn.expect(2, b'K', "did 1+0+0");
+    let now = workers_of(&lspawn);
+    assert!(now.len() == 1 && now[0].0 != worker, "{now:?}");
+    assert_eq!(Sandbox::maildir_new(&a).len(), 2);
     assert_eq!(lspawn.finish(), (0, vec![]));
 }
 

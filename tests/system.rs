@@ -530,6 +530,148 @@ fn init_as_root_gives_the_root_to_nobody() {
     assert!(status.success(), "{status}");
 }
 
+/// The SMTP load client of the crash test: `threads` sessions, each sending its share of
+/// messages `Subject: load-N` (retrying a refused one on a new connection); prints the N of
+/// every message acknowledged with 250.
+const LOAD_CLIENT: &str = r#"
+import smtplib, sys, threading
+port, n, threads, rcpts = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(',')
+lock = threading.Lock()
+def run(k):
+    s = None
+    for i in range(k, n, threads):
+        body = 'Subject: load-%d\r\n\r\nmessage %d\r\n' % (i, i)
+        for attempt in range(20):
+            try:
+                if s is None:
+                    s = smtplib.SMTP('127.0.0.1', port, timeout=60)
+                    s.ehlo('load.example')
+                s.sendmail('load@example.net', [rcpts[i % len(rcpts)]], body)
+                with lock:
+                    sys.stdout.write('%d\n' % i)
+                    sys.stdout.flush()
+                break
+            except Exception:
+                try:
+                    s.close()
+                except Exception:
+                    pass
+                s = None
+    if s is not None:
+        try:
+            s.quit()
+        except Exception:
+            pass
+ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+"#;
+
+#[test]
+fn sigkill_delivery_workers_under_smtp_load_loses_nothing() {
+    use nix::sys::signal::{kill, Signal};
+    use std::io::BufRead;
+    let sb = Sandbox::for_delivery();
+    let users: Vec<(String, u32, u32, std::path::PathBuf)> = (0..4)
+        .map(|i| {
+            let name = format!("load{i}");
+            let (uid, gid, home) = sb.user_home(&name);
+            (name, uid, gid, home)
+        })
+        .collect();
+    let entries: Vec<(&str, u32, u32, &std::path::Path)> =
+        users.iter().map(|(n, u, g, h)| (n.as_str(), *u, *g, h.as_path())).collect();
+    sb.assign(&entries);
+    sb.control("concurrencylocal", "20\n");
+    let (run, port) = sb.start_smtp();
+    let n: usize = 10_000;
+    let rcpts: Vec<String> = users.iter().map(|u| format!("{}@example.org", u.0)).collect();
+    let mut client = Command::new("python3")
+        .args(["-c", LOAD_CLIENT, &port.to_string(), &n.to_string(), "10", &rcpts.join(",")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = client.stdout.take().unwrap();
+    let acked = std::thread::spawn(move || {
+        std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.parse::<usize>().ok())
+            .collect::<std::collections::HashSet<usize>>()
+    });
+    let homes: Vec<&std::path::Path> = users.iter().map(|u| u.3.as_path()).collect();
+    let count = || homes.iter().map(|h| Sandbox::maildir_new(h).len()).sum::<usize>();
+    // while the load runs: kill every delivery worker each time another 1,500 are in
+    let (mut kills, mut next) = (0, 500);
+    let finished = wait_until(Duration::from_secs(900), || {
+        if client.try_wait().unwrap().is_some() {
+            return true;
+        }
+        if count() >= next {
+            for pid in descendants_of(run.pid(), &["qmail-local", "--worker"]) {
+                if kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    kills += 1;
+                }
+            }
+            next += 1500;
+        }
+        false
+    });
+    assert!(finished, "the load did not finish; log tail:\n{}", tail(&run));
+    let acked = acked.join().unwrap();
+    assert_eq!(acked.len(), n, "every message acknowledged (the client retries)");
+    assert!(kills >= 3, "the workers were killed only {kills} times");
+    // every acknowledged message delivered at least once (what a kill deferred is retried
+    // now rather than at its scheduled time)
+    let delivered = || {
+        let mut seen = std::collections::HashSet::new();
+        for h in &homes {
+            for f in Sandbox::maildir_new(h) {
+                let text = fs::read_to_string(&f).unwrap_or_default();
+                let i = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: load-"))
+                    .and_then(|i| i.parse::<usize>().ok());
+                let i =
+                    i.unwrap_or_else(|| panic!("not a load message: {}: {text:?}", f.display()));
+                assert!(text.ends_with(&format!("\n\nmessage {i}\n")), "partial: {text:?}");
+                seen.insert(i);
+            }
+        }
+        seen
+    };
+    let mut last_alarm = std::time::Instant::now();
+    let all = wait_until(Duration::from_secs(300), || {
+        if last_alarm.elapsed() > Duration::from_millis(500) {
+            run.signal(Signal::SIGALRM, &sb.home);
+            last_alarm = std::time::Instant::now();
+            return delivered().is_superset(&acked);
+        }
+        false
+    });
+    let seen = delivered();
+    let missing: Vec<&usize> = acked.difference(&seen).take(10).collect();
+    assert!(
+        all,
+        "{} acknowledged messages not delivered, e.g. {missing:?}; log tail:\n{}",
+        acked.difference(&seen).count(),
+        tail(&run)
+    );
+    // (a kill that found deliveries in the worker deferred them, `Delivery_worker_crashed`;
+    // spawn::lspawn_reports_a_killed_worker_as_temporary shows that report for certain)
+    eprintln!(
+        "{kills} kills, {} deferred by a kill",
+        run.count_log(|l| l.contains("Delivery_worker_crashed"))
+    );
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "queue not empty");
+    let status = run.stop();
+    assert!(status.success(), "{status}");
+}
+
+fn tail(run: &Running) -> String {
+    run.log_lines().iter().rev().take(30).cloned().collect::<Vec<_>>().join("\n")
+}
+
 /// Issue 16's crash test for the SMTP workers: `MESSAGES` (default 10,000) messages through
 /// SMTP into a Maildir, one per connection, 20 sessions at a time (Python's smtplib), while
 /// every qmail-smtpd worker is killed (SIGKILL) five times during the load: every message

@@ -15,7 +15,8 @@
 //!   (with [`queue::scan`]: which messages are waiting, for qmail-qread and qmail-qstat),
 //!   [`clean`] (qmail-clean's requests and replies, both ends), [`todo`](mod@todo) (qmail-send's
 //!   commands to qmail-todo and its records back, both ends), [`account`] (the account
-//!   qmail-getpw tells qmail-lspawn about, both ends),
+//!   qmail-getpw tells qmail-lspawn about, both ends), [`localworker`] (qmail-lspawn's
+//!   requests to its delivery workers, `qmail-local --worker`, and their answers, both ends),
 //!   [`received`], [`rewrite`], [`log`], [`safe`] (every sanitizer of untrusted text, one per
 //!   destination), [`spawn`], [`spawner`] (the engine of qmail-lspawn
 //!   and qmail-rspawn), [`users`], [`maildir`] (crash-safe Maildir delivery), [`dirmaker`] (`control/dirmaker`
@@ -94,6 +95,7 @@ pub mod handoff;
 pub mod imap;
 pub mod ldap;
 pub mod listener;
+pub mod localworker;
 pub mod log;
 pub mod maildir;
 pub mod mailmagic;

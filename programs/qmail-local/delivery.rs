@@ -11,6 +11,7 @@ use qmail::exit::Verdict;
 use qmail::maildir;
 use qmail::queue::Injection;
 use qmail::quota::{self, Quota};
+use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
@@ -23,7 +24,7 @@ const OVER_QUOTA_MAILDIR: &str = "The users mailfolder is over the allowed quota
 const OVER_QUOTA_MBOX: &str = "The users mailbox is over the allowed quota (size). (#5.2.2)";
 
 /// What the deliveries of this message share: header lines and the programs' environment.
-pub struct Delivery {
+pub struct Delivery<'a> {
     message: File,
     dtline: Vec<u8>,
     rpline: Vec<u8>,
@@ -31,6 +32,19 @@ pub struct Delivery {
     env: Vec<(&'static str, Vec<u8>)>,
     /// The account's Maildir++ quota (`MAILDIRQUOTA`).
     quota: Option<Quota>,
+    /// A delivery worker's collection (helpers' output, Maildir files for its batch commit);
+    /// without it, helpers print on our stdout and every Maildir file is committed at once.
+    collect: Option<&'a Collect>,
+}
+
+/// What a delivery worker collects from one delivery.
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// What helper programs printed, in order.
+    pub said: RefCell<Vec<u8>>,
+    /// Maildir files written but not yet synced or linked: the worker commits them with the
+    /// other deliveries of its batch ([`maildir::commit_batch`]) before it answers.
+    pub staged: RefCell<Vec<maildir::Staged>>,
 }
 
 /// `control/automaildirmake` 1: a missing Maildir is created before a delivery to it
@@ -68,7 +82,7 @@ fn has_header_line(mut r: impl BufRead, line: &[u8]) -> io::Result<bool> {
     }
 }
 
-impl Delivery {
+impl<'a> Delivery<'a> {
     /// Does the header (up to the first empty line) hold a line byte-identical to our
     /// Delivered-To line? Then the message is looping.
     pub fn is_looping(&self) -> Result<bool, Verdict> {
@@ -82,6 +96,7 @@ impl Delivery {
         new_sender: &[u8],
         default: Option<Vec<u8>>,
         quota: Option<Quota>,
+        collect: Option<&'a Collect>,
     ) -> Self {
         let dtline = dotqmail::delivered_to(&args.local, &args.domain);
         let rpline = dotqmail::return_path(&args.sender);
@@ -111,7 +126,7 @@ impl Delivery {
         if let Some(d) = default {
             env.push(("DEFAULT", d));
         }
-        Delivery { message, dtline, rpline, ufline, env, quota }
+        Delivery { message, dtline, rpline, ufline, env, quota, collect }
     }
 
     /// The message, positioned at offset 0 (the returned handle shares the offset).
@@ -137,10 +152,14 @@ impl Delivery {
                 Verdict::temp(format!("Uh-oh: maildir {shown} seems to be corrupted: {e} (#4.2.1)"))
             })?;
         }
+        let staged = match self.collect {
+            Some(_) => maildir::stage_unsynced(dir, &header, &mut msg),
+            None => maildir::stage(dir, &header, &mut msg),
+        }
+        .map_err(fail)?;
         let Some(q) = &self.quota else {
-            return maildir::deliver(dir, &header, &mut msg).map(drop).map_err(fail);
+            return self.commit(staged).map_err(fail);
         };
-        let staged = maildir::stage(dir, &header, &mut msg).map_err(fail)?;
         let root = quota::root(dir);
         let qfail = |e: quota::QuotaError| {
             Verdict::temp(format!("Unable to check quota of {shown}: {e} (#4.3.0)"))
@@ -155,7 +174,18 @@ impl Delivery {
             self.quotawarn(path)?;
         }
         quota::add(&root, staged.size(), 1).map_err(qfail)?;
-        staged.commit().map(drop).map_err(fail)
+        self.commit(staged).map_err(fail)
+    }
+
+    /// Link a staged file into `new/` now, or leave it to the worker's batch commit.
+    fn commit(&self, staged: maildir::Staged) -> Result<(), maildir::MaildirError> {
+        match self.collect {
+            Some(c) => {
+                c.staged.borrow_mut().push(staged);
+                Ok(())
+            }
+            None => staged.commit().map(drop),
+        }
     }
 
     pub fn mbox(&self, path: &[u8]) -> Result<(), Verdict> {
@@ -206,21 +236,33 @@ impl Delivery {
     }
 
     /// Run a helper program directly with the message on stdin and the programs'
-    /// environment; its exit code (a crash is temporary).
+    /// environment, its stdout and stderr collected (bounded as qmail-lspawn bounds ours) and
+    /// passed on ([`Delivery::say`]); its exit code (a crash is temporary).
     fn helper(&self, prog: &Path, args: &[&[u8]]) -> Result<i32, Verdict> {
-        let _ = io::stdout().flush();
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
             .stdin(std::process::Stdio::from(self.rewound()?));
         for (k, v) in &self.env {
             cmd.env(k, OsStr::from_bytes(v));
         }
-        let status = cmd.status().map_err(|e| {
+        let ran = qmail::spawner::run_child(cmd, qmail::exit::LOCAL_OUTPUT_MAX).map_err(|e| {
             Verdict::temp(format!("Unable to run {}: {e} (#4.3.0)", prog.display()))
         })?;
-        status
+        self.say(&ran.output);
+        ran.status
             .code()
             .ok_or_else(|| Verdict::temp(format!("Uh-oh: {} crashed. (#4.3.0)", prog.display())))
+    }
+
+    /// Pass on what a helper printed: into the collected text, or onto our stdout.
+    fn say(&self, text: &[u8]) {
+        match self.collect {
+            Some(c) => c.said.borrow_mut().extend_from_slice(text),
+            None => {
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(text).and_then(|()| out.flush());
+            }
+        }
     }
 
     pub fn program(&self, command: &[u8]) -> Result<program::Outcome, Verdict> {

@@ -7,6 +7,9 @@
 //! temporary one; the reason is printed on stdout and becomes the bounce or log text. `-n`
 //! prints the delivery plan instead of delivering. See doc/qmail-local.8 and doc/dot-qmail.5.
 //!
+//! `qmail-local --worker` is qmail-lspawn's long-lived delivery worker for one uid ([`worker`]):
+//! the same [`plan`] and [`deliver`] per request, minus programs, which it declines.
+//!
 //! A missing home directory is made by `control/dirmaker` when configured (qmail::dirmaker).
 //!
 //! Security: envelope values (sender, recipient, extension) reach programs only as
@@ -20,6 +23,7 @@ mod delivery;
 mod ldap;
 mod mbox;
 mod program;
+mod worker;
 
 use args::{Args, USAGE};
 use delivery::Delivery;
@@ -40,7 +44,11 @@ use std::process::ExitCode;
 const PATRN: u32 = 0o002;
 
 fn main() -> ExitCode {
-    let Some(args) = Args::parse(std::env::args_os().skip(1).collect()) else {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.len() == 1 && argv[0] == "--worker" {
+        return worker::serve();
+    }
+    let Some(args) = Args::parse(argv) else {
         return finish(Err(Verdict::perm(USAGE)));
     };
     finish(run(&args))
@@ -48,23 +56,72 @@ fn main() -> ExitCode {
 
 /// Print the result and turn it into the exit code.
 fn finish(result: Result<String, Verdict>) -> ExitCode {
+    let (code, text) = render(result);
     let mut out = io::stdout().lock();
+    let _ = out.write_all(&text).and_then(|()| out.flush());
+    ExitCode::from(code)
+}
+
+/// The exit code and the text printed for a result: the report on success, the reason and a
+/// newline on failure (a failing program has already said why; it leaves the text empty).
+fn render(result: Result<String, Verdict>) -> (u8, Vec<u8>) {
     match result {
-        Ok(text) => {
-            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            ExitCode::SUCCESS
-        }
-        Err(v) => {
-            // a failing program has already said why; it leaves the text empty
-            if !v.text().is_empty() {
-                let _ = writeln!(out, "{}", v.text()).and_then(|()| out.flush());
-            }
-            ExitCode::from(v.tool_code())
-        }
+        Ok(text) => (0, text.into_bytes()),
+        Err(v) if v.text().is_empty() => (v.tool_code(), Vec::new()),
+        Err(v) => (v.tool_code(), format!("{}\n", v.text()).into_bytes()),
     }
 }
 
+/// A delivery as a process of its own: the plan, then (unless `-n`) the message on fd 0.
 fn run(args: &Args) -> Result<String, Verdict> {
+    let plan = plan(args)?;
+    if args.plan_only {
+        return Ok(plan.listing(&args.sender));
+    }
+    deliver(args, plan, open_message()?, None)
+}
+
+/// What a delivery will do, found before anything is delivered.
+struct Plan {
+    instructions: Vec<Instruction>,
+    /// `DEFAULT`: the part of the address a `-default` file matched.
+    default: Option<Vec<u8>>,
+    /// The envelope sender of forwarded copies.
+    new_sender: Vec<u8>,
+    directory: ldap::Options,
+    /// Warnings (sticky home in plan mode, the directory's unknown words): the report's start.
+    text: String,
+}
+
+impl Plan {
+    /// Whether the delivery needs a process of its own (a delivery worker declines it): it
+    /// runs a program.
+    fn needs_process(&self) -> bool {
+        self.instructions.iter().any(|i| matches!(i, Instruction::Program(_)))
+    }
+
+    /// The `-n` listing.
+    fn listing(&self, sender: &[u8]) -> String {
+        let mut plan = self.text.clone();
+        if self.directory.replies_to(sender) {
+            plan.push_str("reply\n");
+        }
+        for i in &self.instructions {
+            let (what, arg) = match i {
+                Instruction::Program(p) => ("program", p.as_slice()),
+                Instruction::Maildir(p) => ("maildir", p.as_slice()),
+                Instruction::Mbox(p) => ("mbox", p.as_slice()),
+                Instruction::Forward(a) => ("forward", a.as_bytes()),
+            };
+            plan.push_str(&format!("{what} {}\n", String::from_utf8_lossy(arg)));
+        }
+        plan
+    }
+}
+
+/// Make the home if configured, enter it, check it, find the instructions (the `.qmail`
+/// file, the directory's, or the default delivery).
+fn plan(args: &Args) -> Result<Plan, Verdict> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let home = Path::new(OsStr::from_bytes(&args.home));
     if !args.plan_only {
@@ -73,8 +130,8 @@ fn run(args: &Args) -> Result<String, Verdict> {
     std::env::set_current_dir(home).map_err(|e| {
         Verdict::temp(format!("Unable to switch to {}: {e} (#4.3.0)", home.display()))
     })?;
-    let mut plan = String::new();
-    check_home(args.plan_only, &mut plan)?;
+    let mut text = String::new();
+    check_home(args.plan_only, &mut text)?;
     let directory = ldap::Options::from_env()?;
 
     let dot = find_dotqmail(&args.dash, &args.ext, &directory)?;
@@ -103,28 +160,23 @@ fn run(args: &Args) -> Result<String, Verdict> {
         (parse(&text, forward_only)?, default, new_sender(args)?)
     };
     for w in &directory.warnings {
-        plan.push_str(w);
-        plan.push('\n');
+        text.push_str(w);
+        text.push('\n');
     }
+    Ok(Plan { instructions, default, new_sender, directory, text })
+}
 
-    if args.plan_only {
-        if directory.replies_to(&args.sender) {
-            plan.push_str("reply\n");
-        }
-        for i in &instructions {
-            let (what, arg) = match i {
-                Instruction::Program(p) => ("program", p.as_slice()),
-                Instruction::Maildir(p) => ("maildir", p.as_slice()),
-                Instruction::Mbox(p) => ("mbox", p.as_slice()),
-                Instruction::Forward(a) => ("forward", a.as_bytes()),
-            };
-            plan.push_str(&format!("{what} {}\n", String::from_utf8_lossy(arg)));
-        }
-        return Ok(plan);
-    }
-
-    let message = open_message()?;
-    let d = Delivery::new(args, message, &new_sender, default, directory.quota.clone());
+/// Carry out `plan` for `message`. A delivery worker passes `collect`, which takes what
+/// helper programs print and the Maildir files to commit with its batch; without it they
+/// print on our stdout and each Maildir file is on disk before the next instruction.
+fn deliver(
+    args: &Args,
+    plan: Plan,
+    message: File,
+    collect: Option<&delivery::Collect>,
+) -> Result<String, Verdict> {
+    let Plan { instructions, default, new_sender, directory, text } = plan;
+    let d = Delivery::new(args, message, &new_sender, default, directory.quota.clone(), collect);
     if d.is_looping()? {
         return Err(Verdict::perm(
             "This message is looping: it already has my Delivered-To line. (#5.4.6)",
@@ -154,7 +206,7 @@ fn run(args: &Args) -> Result<String, Verdict> {
             Instruction::Forward(a) => forwards.push(a),
         }
     }
-    let mut report = plan;
+    let mut report = text;
     report.push_str(&format!("did {files}+{}+{programs}\n", forwards.len()));
     if !forwards.is_empty() {
         d.forward(&new_sender, forwards)?;

@@ -26,29 +26,38 @@
 //!    qmail-getpw fails, its exit code gives the letter through [`qmail::exit::getpw_status`]
 //!    (LDAP outages 152–155 are always `Z`, doc/DECISIONS.md, 2) and a one-line text it printed, if
 //!    any, replaces the table's fixed text;
-//! 3. run `QMAILHOME/bin/qmail-local -- user home LOCAL dash ext DOMAIN SENDER aliasempty` with
-//!    the message on stdin and stdout + stderr on one pipe, as the account's uid/gid when root
-//!    (supplementary groups dropped), as itself otherwise; the environment names above are
-//!    removed from qmail-local's environment and set again from the answer only;
-//! 4. turn its exit status and output (up to 3000 bytes, cut at the first NUL) into the report
-//!    with [`qmail::exit::local_status`].
+//! 3. hand the delivery to the account's delivery worker ([`workers`]: one long-lived
+//!    `qmail-local --worker` per uid/gid, never root), which answers with qmail-local's exit
+//!    code and output, or declines (a program to run); a worker that dies is a temporary
+//!    failure;
+//! 4. when it declined (or there is no worker), run `QMAILHOME/bin/qmail-local -- user home
+//!    LOCAL dash ext DOMAIN SENDER aliasempty` with the message on stdin and stdout + stderr on
+//!    one pipe, as the account's uid/gid when root (supplementary groups dropped), as itself
+//!    otherwise; the environment names above are removed from qmail-local's environment and
+//!    set again from the answer only;
+//! 5. turn the exit code and output (up to 3000 bytes, cut at the first NUL) into the report
+//!    with [`qmail::exit::local_code`].
 //!
 //! The reload command and SIGHUP re-read the configuration (today: which user runs the
-//! lookups).
+//! lookups) and retire the delivery workers.
 //!
 //! Exit codes: 0 at end of input, after the last report; 100 no `aliasempty` argument; 111
 //! cannot enter `QMAILHOME/queue/mess`, stdout failed, stdin failed or carried a mangled
 //! command.
 //!
 //! Security: root here parses only qmail-getpw's bounded answer (six fixed fields and
-//! whitelisted `NAME=value` records); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
+//! whitelisted `NAME=value` records) and the workers' bounded answers (an 8-byte head and at
+//! most 3000 bytes of text); the lookup itself, LDAP included, runs unprivileged. No delivery runs as uid 0; the switch to the user happens in the
 //! child through `std::process::Command` (setgroups, setgid, setuid), never by hand.
 
 #![forbid(unsafe_code)]
 
+mod workers;
+
 use qmail::account::{Account, EnvName};
 use qmail::auto;
 use qmail::exit::{self, Outcome, Qlx};
+use qmail::localworker::{Kind, Request};
 use qmail::queue::Installation;
 use qmail::spawner::{self, Deliverer, Delivery};
 use std::ffi::{OsStr, OsString};
@@ -58,6 +67,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::RwLock;
+use workers::{Asked, Workers};
 
 /// The most bytes of qmail-getpw's failure text used in a report.
 const TEXT_MAX: usize = 1000;
@@ -89,7 +99,7 @@ fn fatal(why: &str) -> ExitCode {
 
 /// Who runs a child process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunAs {
+pub(crate) enum RunAs {
     /// Not root: everything runs as this process's own user.
     Myself,
     /// Root: switch to this uid/gid (never 0).
@@ -139,12 +149,15 @@ struct Local {
     getpw_as: RwLock<RunAs>,
     /// the lookup co-process, started on first use and after it died or a reload
     coproc: std::sync::Mutex<Option<CoProc>>,
+    /// the delivery workers, one per uid/gid
+    workers: Workers,
 }
 
 impl Local {
     fn new(home: PathBuf, aliasempty: OsString) -> Self {
         Local {
             getpw_as: RwLock::new(lookup_user(&home)),
+            workers: Workers::new(home.clone()),
             home,
             aliasempty,
             coproc: std::sync::Mutex::new(None),
@@ -194,39 +207,61 @@ impl Local {
             .map_err(|_| Outcome::temp("Unable to stat the message. (#4.3.0)\n"))?
             .len();
         let account = lookup(self, getpw_as, local, domain, size)?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            RunAs::User { uid: account.uid, gid: account.gid }
+        } else {
+            RunAs::Myself
+        };
+        let aliasempty = account.aliasempty.as_deref().unwrap_or(self.aliasempty.as_bytes());
+        let args: [&[u8]; 8] = [
+            &account.user,
+            &account.home,
+            local,
+            &account.dash,
+            &account.ext,
+            domain,
+            &sender,
+            aliasempty,
+        ];
+        // first the account's delivery worker; qmail-local as a process when it declines
+        let request = Request { id: 0, args: args.map(<[u8]>::to_vec), env: account.env.clone() };
+        match self.workers.ask(run_as, request, &message) {
+            Asked::Answer(a) if a.kind != Kind::Exec => {
+                return Ok(report(i32::from(a.code), a.text, a.kind == Kind::Cut));
+            }
+            Asked::Answer(_) | Asked::NotSent => {}
+            Asked::Died => return Ok(Outcome::temp("Delivery worker crashed. (#4.3.0)\n")),
+        }
         message
             .seek(SeekFrom::Start(0))
             .map_err(|_| Outcome::temp("Unable to rewind the message. (#4.3.0)\n"))?;
         let mut cmd = Command::new(self.home.join("bin/qmail-local"));
-        cmd.arg("--")
-            .arg(OsStr::from_bytes(&account.user))
-            .arg(OsStr::from_bytes(&account.home))
-            .arg(OsStr::from_bytes(local))
-            .arg(OsStr::from_bytes(&account.dash))
-            .arg(OsStr::from_bytes(&account.ext))
-            .arg(OsStr::from_bytes(domain))
-            .arg(OsStr::from_bytes(&sender))
-            .arg(account.aliasempty.as_deref().map_or(&self.aliasempty[..], OsStr::from_bytes))
-            .stdin(Stdio::from(message));
+        cmd.arg("--").args(args.map(OsStr::from_bytes)).stdin(Stdio::from(message));
         for name in EnvName::ALL {
             cmd.env_remove(name.as_str());
         }
         for (name, value) in &account.env {
             cmd.env(name.as_str(), OsStr::from_bytes(value));
         }
-        if nix::unistd::geteuid().is_root() {
-            RunAs::User { uid: account.uid, gid: account.gid }.apply(&mut cmd)?;
-        }
+        run_as.apply(&mut cmd)?;
         // a missing or unexecutable qmail-local is a broken installation, not a property of
         // the message: always temporary (upstream bounces on a "permanent" errno)
         let child =
             spawner::run_child(cmd, exit::LOCAL_OUTPUT_MAX).map_err(|_| Qlx::ExecSoft.report())?;
-        let mut output = child.output;
-        if child.cut {
-            output.extend_from_slice(b"\n(qmail-lspawn: report too long, cut after 3000 bytes)\n");
-        }
-        Ok(exit::local_status(child.status, &output))
+        Ok(match child.status.code() {
+            Some(code) => report(code, child.output, child.cut),
+            None => exit::local_status(child.status, &child.output),
+        })
     }
+}
+
+/// The report for qmail-local's exit `code` and `output` (from the process or its worker),
+/// with a note when the output was cut.
+fn report(code: i32, mut output: Vec<u8>, cut: bool) -> Outcome {
+    if cut {
+        output.extend_from_slice(b"\n(qmail-lspawn: report too long, cut after 3000 bytes)\n");
+    }
+    exit::local_code(code, &output)
 }
 
 impl Deliverer for Local {
@@ -235,6 +270,7 @@ impl Deliverer for Local {
     }
 
     fn reload(&self) {
+        self.workers.retire_all();
         *self.getpw_as.write().unwrap_or_else(|p| p.into_inner()) = lookup_user(&self.home);
         // the next lookup starts a fresh process with the new control files
         if let Some(cp) = self.coproc.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -302,6 +302,30 @@ pub fn pids_of(needles: &[&str]) -> Vec<i32> {
     out
 }
 
+/// The pids of the descendants of `root` whose command line contains every one of `needles`
+/// (the processes of one test's mail system, not a parallel test's).
+pub fn descendants_of(root: u32, needles: &[&str]) -> Vec<i32> {
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses
+        stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    };
+    pids_of(needles)
+        .into_iter()
+        .filter(|&pid| {
+            let mut p = pid;
+            for _ in 0..64 {
+                match parent(p) {
+                    Some(pp) if pp == root as i32 => return true,
+                    Some(pp) if pp > 1 => p = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
 /// Poll `cond` until it holds or `limit` passes; false on timeout.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
