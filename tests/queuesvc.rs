@@ -595,85 +595,38 @@ fn sigkill_of_the_service_under_smtp_load_loses_nothing() {
     sb.assign(&[("lu", uid, gid, &home)]);
     let (run, port) = sb.start_smtp();
     let n = 10_000;
-    let acked = sb.tmp.path().join("acked");
-    let script = r#"
-import smtplib, sys, threading
-port, n, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-acked, failed, lock, nxt = [], [0], threading.Lock(), [0]
-def worker():
-    s = None
-    while True:
-        with lock:
-            i = nxt[0]; nxt[0] += 1
-        if i >= n:
-            break
-        try:
-            if s is None:
-                s = smtplib.SMTP("127.0.0.1", port, timeout=60)
-            s.sendmail("load@example.net", ["lu@example.org"], b"Subject: load %d\r\n\r\nbody\r\n" % i)
-            with lock:
-                acked.append(i)
-        except (smtplib.SMTPException, OSError):
-            with lock:
-                failed[0] += 1
-            try:
-                s.close()
-            except Exception:
-                pass
-            s = None
-        # a few messages per session, then a new one
-        if s is not None and i % 8 == 7:
-            s.quit(); s = None
-ts = [threading.Thread(target=worker) for _ in range(16)]
-for t in ts: t.start()
-for t in ts: t.join()
-open(out, "w").write("\n".join(map(str, acked)))
-print("failed", failed[0])
-"#;
-    let mut client = Command::new("python3")
-        .args(["-c", script, &port.to_string(), &n.to_string(), acked.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut load = SmtpLoad::start(port, n, 16, &["lu@example.org"]);
     let mut kills = 0;
     let started = std::time::Instant::now();
-    let mut last = std::time::Instant::now();
-    while client.try_wait().unwrap().is_none() {
-        std::thread::sleep(Duration::from_millis(50));
-        if last.elapsed() < Duration::from_millis(1500) || kills >= 8 {
-            continue;
+    // a kill every 800 acknowledged messages: the worker alone, or (every third time) the
+    // whole service
+    let finished = wait_until(Duration::from_secs(900), || {
+        if load.done() {
+            return true;
         }
-        // the worker alone, or (every third time) the whole service
-        let whole = kills % 3 == 2;
-        for (pid, worker) in service_pids(&sb) {
-            if whole || worker {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if kills < 8 && load.acked() >= 800 * (kills + 1) {
+            let whole = kills % 3 == 2;
+            for (pid, worker) in service_pids(&sb) {
+                if whole || worker {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
             }
+            kills += 1;
         }
-        kills += 1;
-        last = std::time::Instant::now();
-    }
-    assert!(client.wait().unwrap().success());
+        false
+    });
+    assert!(finished, "the load did not finish");
+    let acked = load.finish().acked;
     eprintln!("load sent in {:?}", started.elapsed());
-    let acked: Vec<usize> =
-        fs::read_to_string(&acked).unwrap().lines().filter_map(|l| l.parse().ok()).collect();
     assert!(kills >= 3, "only {kills} kills: the load ended too soon");
     assert!(acked.len() > n * 9 / 10, "only {} of {n} acknowledged", acked.len());
-    let delivered = || -> std::collections::HashSet<usize> {
-        Sandbox::maildir_new(&home)
-            .iter()
-            .filter_map(|f| {
-                let text = fs::read_to_string(f).ok()?;
-                text.lines().find_map(|l| l.strip_prefix("Subject: load ")?.parse().ok())
-            })
-            .collect()
-    };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     let all = wait_until(Duration::from_secs(300), || {
         if Sandbox::maildir_new(&home).len() < acked.len() {
             return false;
         }
-        seen = delivered();
-        acked.iter().all(|i| seen.contains(i))
+        seen = load_delivered(&[&home]);
+        seen.is_superset(&acked)
     });
     eprintln!("delivered after {:?}", started.elapsed());
     let missing: Vec<&usize> = acked.iter().filter(|i| !seen.contains(i)).take(20).collect();

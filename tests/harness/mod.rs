@@ -578,3 +578,99 @@ pub fn tcpserver_ready(cmd: &mut Command, port: u16) -> Guard {
     );
     guard
 }
+
+/// The SMTP load of issue 16's crash tests (tests/fixtures/smtp_load.py): `messages` messages
+/// `Subject: load-N`, one per connection, `sessions` at a time, recipients in turn; what the
+/// client says is collected as it comes.
+pub struct SmtpLoad {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What an [`SmtpLoad`] ended with.
+pub struct LoadResult {
+    /// the N of every message acknowledged with 250
+    pub acked: std::collections::BTreeSet<usize>,
+    /// the messages not acknowledged (a session a kill ended, a refusal), with the error
+    pub failed: Vec<String>,
+}
+
+impl SmtpLoad {
+    pub fn start(port: u16, messages: usize, sessions: usize, rcpts: &[&str]) -> Self {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_load.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([port.to_string(), messages.to_string(), sessions.to_string()])
+            .arg(rcpts.join(","))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let out = child.stdout.take().expect("piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        SmtpLoad { child, lines, reader: Some(reader) }
+    }
+
+    /// How many messages were acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l.starts_with("ok "))
+            .count()
+    }
+
+    /// Whether the client has sent everything.
+    pub fn done(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Wait for the client's end (it exits once every message was tried) and read the result.
+    pub fn finish(mut self) -> LoadResult {
+        let status = self.child.wait().expect("wait for the load client");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()));
+        assert!(status.success() && lines.last().map(String::as_str) == Some("done"), "{lines:?}");
+        LoadResult {
+            acked: lines.iter().filter_map(|l| l.strip_prefix("ok ")?.parse().ok()).collect(),
+            failed: lines.into_iter().filter(|l| l.starts_with("fail ")).collect(),
+        }
+    }
+}
+
+impl Drop for SmtpLoad {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The load messages in the Maildirs of `homes`, by N; panics on a file that is not a whole
+/// load message (a partial delivery).
+pub fn load_delivered(homes: &[&Path]) -> std::collections::BTreeSet<usize> {
+    let mut seen = std::collections::BTreeSet::new();
+    for home in homes {
+        for file in Sandbox::maildir_new(home) {
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: load-")?.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("not a load message: {}: {text:?}", file.display()));
+            assert!(text.ends_with(&format!("\n\nmessage {n}\n")), "partial: {text:?}");
+            seen.insert(n);
+        }
+    }
+    seen
+}
