@@ -11,7 +11,9 @@
 # included), and the write I/Os and KiB written per message on the disk holding the test
 # directories (/proc/diskstats, synced before and after), for both, and the ratios. Needs the
 # Debian packages postfix and ucspi-tcp (tests/run installs them); runs as root or as a user
-# (the Postfix side needs root).
+# (the Postfix side needs root). QUIET=seconds (default 0) waits that long before each turn,
+# so that a turn does not start on a file system full of inodes the other turn just freed
+# (bench/README.md, "The process model's share").
 #
 # With --tls both servers get a self-signed ECDSA P-256 certificate (ours from qmailctl
 # tls-selfsigned, Postfix's from openssl req, smtpd_tls_security_level = may) and the same
@@ -44,6 +46,7 @@ N=${N:-5000}
 SESSIONS=${SESSIONS:-10}
 HANDSHAKES=${HANDSHAKES:-$N}
 ROUNDS=${ROUNDS:-3}
+QUIET=${QUIET:-0}
 QPORT=${QPORT:-2625}
 PPORT=${PPORT:-2626}
 
@@ -101,6 +104,7 @@ sessions() {
 phase() {
   local s a d c0 c1 m0 m1 w0 k0 w1 k1
   find "$4/new" -type f -delete
+  sleep "$QUIET"
   read -r w0 k0 <<<"$(disk_io "$work")"
   c0=$(tree_cpu "$3")
   m0=$(machine_cpu)
