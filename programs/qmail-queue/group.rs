@@ -22,8 +22,26 @@ struct State {
     /// rounds ended so far
     finished: u64,
     running: bool,
-    /// the number of the latest round that failed (0: none)
-    failed: u64,
+    /// the failed rounds not yet forgotten, oldest first (at most [`FAILURES_KEPT`])
+    failed: std::collections::VecDeque<u64>,
+    /// every round up to this one counts as failed: its record may have been dropped
+    forgotten: u64,
+}
+
+/// How many failed rounds are remembered for waiters that wake late.
+const FAILURES_KEPT: usize = 64;
+
+impl State {
+    /// How round `round` (ended) went. It is that round's own result, not the latest: a
+    /// later round may end, failed or not, before a waiter of this one wakes, and a failure
+    /// is reported by the kernel only once, so a later success proves nothing.
+    fn outcome(&self, round: u64) -> io::Result<()> {
+        if round <= self.forgotten || self.failed.contains(&round) {
+            Err(io::Error::other("the sync of this group failed"))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Group {
@@ -39,11 +57,7 @@ impl Group {
         let target = s.started + 1;
         loop {
             if s.finished >= target {
-                return if s.failed >= target {
-                    Err(io::Error::other("the sync of this group failed"))
-                } else {
-                    Ok(())
-                };
+                return s.outcome(target);
             }
             if !s.running {
                 // no round runs, and the last one started before this call: lead the next
@@ -88,7 +102,10 @@ impl Drop for Ended<'_> {
         s.running = false;
         s.finished = self.round;
         if !self.ok {
-            s.failed = self.round;
+            s.failed.push_back(self.round);
+            if s.failed.len() > FAILURES_KEPT {
+                s.forgotten = s.failed.pop_front().unwrap_or(s.forgotten);
+            }
         }
         self.group.changed.notify_all();
     }
@@ -146,6 +163,22 @@ mod tests {
         let n = syncs.load(Ordering::SeqCst);
         assert!(n < 32, "{n} syncs for 32 callers");
         assert_eq!(g.rounds(), n);
+    }
+
+    #[test]
+    fn each_waiter_gets_its_own_rounds_result() {
+        let mut s = State::default();
+        // round 1 failed, 2 succeeded, 3 failed: a waiter of 2 that wakes after 3 is fine
+        s.failed.extend([1, 3]);
+        s.finished = 3;
+        assert!(s.outcome(1).is_err());
+        assert!(s.outcome(2).is_ok());
+        assert!(s.outcome(3).is_err());
+        // a round whose failure record was dropped counts as failed, never as done
+        s.forgotten = 2;
+        s.failed.pop_front();
+        assert!(s.outcome(2).is_err());
+        assert!(s.outcome(4).is_ok());
     }
 
     #[test]
