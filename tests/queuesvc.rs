@@ -365,6 +365,126 @@ fn concurrent_clients_share_their_syncs() {
     assert!(syncs < 2 * n, "{syncs} syncs for {n} messages:\n{summary}");
 }
 
+/// Sync requests (`S` instead of a message, as qmail-todo and the delivery workers send):
+/// each answered 0 after a round that started after it, many at once sharing rounds (strace
+/// counts the service's syncs); anything after the byte is ignored and the connection ends.
+#[test]
+fn sync_requests_share_the_rounds() {
+    use std::io::Read;
+    let sb = Sandbox::new();
+    let trace = sb.tmp.path().join("strace");
+    let trace_s = trace.to_string_lossy().into_owned();
+    let svc = Svc::start_with(
+        &sb,
+        &[],
+        Some(&["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", &trace_s]),
+    );
+    let n = 48;
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let svc = &svc;
+            s.spawn(move || {
+                let mut stream = UnixStream::connect(&svc.sock).unwrap();
+                greeting(&stream);
+                // junk after the request is never read
+                let junk: &[u8] = if i % 2 == 0 { b"" } else { b"5:hello,0:,Fa\0\0" };
+                stream.write_all(&[&[wire::SYNC_REQUEST][..], junk].concat()).unwrap();
+                assert_eq!(answer(&stream), Some(0), "request {i}");
+                // the end, or a reset for the junk left unread
+                let mut rest = Vec::new();
+                stream.set_read_timeout(Some(LONG)).unwrap();
+                match stream.read_to_end(&mut rest) {
+                    Ok(_) => assert!(rest.is_empty(), "the connection ends after the answer"),
+                    Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+                }
+            });
+        }
+    });
+    // the library's client, through the service
+    let queue = fs::File::open(sb.queue()).unwrap();
+    qmail::queue::sync_fs(&sb.home, &queue).unwrap();
+    assert_clean(&sb, 0, "no message from a sync request");
+    svc.stop();
+    let summary = fs::read_to_string(&trace).unwrap();
+    let syncfs: usize = summary
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some("syncfs"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(syncfs >= 1, "no syncfs at all?\n{summary}");
+    assert!(syncfs < n + 1, "{syncfs} syncs for {} requests:\n{summary}", n + 1);
+}
+
+/// The client asks only for files on the queue's file system, and syncs by itself when no
+/// service answers.
+#[test]
+fn sync_requests_only_for_the_queues_file_system() {
+    let sb = Sandbox::new();
+    let fake = FakeSyncService::start(&sb.home);
+    // /dev/null is on another file system than the sandbox
+    qmail::queue::sync_fs(&sb.home, &fs::File::open("/dev/null").unwrap()).unwrap();
+    assert_eq!(fake.asked(), b"", "no request for another file system");
+    qmail::queue::sync_fs(&sb.home, &fs::File::open(sb.queue()).unwrap()).unwrap();
+    assert_eq!(fake.asked(), b"S");
+    drop(fake);
+    // no service: our own syncs
+    qmail::queue::sync_fs(&sb.home, &fs::File::open(sb.queue()).unwrap()).unwrap();
+}
+
+/// The files of finished messages are recycled: qmail-clean gives the envelope's inode (once
+/// preprocessed) and the message's (once delivered) to `pid/free.<inode>`, and the service
+/// takes them for the next messages, whose ids are then recycled inode numbers; every
+/// message is still delivered whole.
+#[test]
+fn finished_messages_files_are_recycled() {
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("sue");
+    sb.assign(&[("sue", uid, gid, &home)]);
+    let run = sb.start();
+    let pool = || -> std::collections::BTreeSet<u64> {
+        fs::read_dir(sb.queue().join("pid"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
+            .collect()
+    };
+    for i in 0..3 {
+        sb.inject(&["sue@example.org"], &format!("Subject: first {i}\n\nbody {i}\n"));
+    }
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 3), "{}", run.log_text());
+    // two per message: the envelope, then the message file (its removal follows delivery)
+    // once the queue is empty the pool holds the messages' inodes and those of the envelopes
+    // not already taken again by a later message of the three
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+    assert!(pool().len() >= 3, "pool {:?}; {}", pool(), run.log_text());
+    let recycled = pool();
+    for i in 0..3 {
+        sb.inject(&["sue@example.org"], &format!("Subject: second {i}\n\nbody {i}\n"));
+    }
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 6), "{}", run.log_text());
+    let ids: Vec<u64> = run
+        .log_lines()
+        .iter()
+        .filter_map(|l| l.split("new msg ").nth(1)?.trim().parse().ok())
+        .collect();
+    assert_eq!(ids.len(), 6, "{}", run.log_text());
+    assert!(
+        ids[3..].iter().all(|id| recycled.contains(id)),
+        "ids {ids:?}, pool {recycled:?}, now {:?}; {}",
+        pool(),
+        run.log_text()
+    );
+    let mut bodies: Vec<String> =
+        Sandbox::maildir_new(&home).iter().map(|p| fs::read_to_string(p).unwrap()).collect();
+    bodies.sort();
+    for (i, text) in bodies.iter().enumerate() {
+        let (round, n) = if i < 3 { ("first", i) } else { ("second", i - 3) };
+        assert!(text.contains(&format!("Subject: {round} {n}\n")), "{text}");
+        assert!(text.ends_with(&format!("\n\nbody {n}\n")), "whole: {text}");
+    }
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+}
+
 /// SIGKILL of the service stopped at each step of the sequence: the client hears no answer
 /// (a temporary failure to it), the queue holds only whole messages, and what is left is
 /// debris qmail-send's sweep removes (no lock held); the next service queues again.

@@ -58,7 +58,8 @@ impl Request {
         .into_bytes()
     }
 
-    /// The files to remove, relative to the queue.
+    /// The files to remove, relative to the queue: a name, then the inode's last name (which
+    /// qmail-clean may recycle, doc/INTERNALS.md "Recycled queue files").
     pub fn files(self) -> [PathBuf; 2] {
         match self {
             Request::Foop(id) => {

@@ -170,11 +170,13 @@ fn stage_with(
 }
 
 /// Make the files of [`stage_unsynced`] durable and link each into `new/`: one `syncfs` per
-/// file system, the links, one fsync per `new/` directory; then the temporary names go. One
-/// result per file, in order: `Ok` only once its data and its `new/` entry are on disk; a
-/// failed one is removed (its temporary file, and a link that could not be made durable).
-pub fn commit_batch(staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
-    use std::os::fd::AsFd;
+/// file system, the links, one fsync per `new/` directory; then the temporary names go. On
+/// the file system of `home`'s queue, the `syncfs` is shared with the queue service's when it
+/// runs ([`crate::queue::sync_fs`]); the fsyncs are not (a worker's commit is serial work,
+/// and a directory's fsync does not wait for anybody's round). One result per file, in order: `Ok` only once its data
+/// and its `new/` entry are on disk; a failed one is removed (its temporary file, and a link
+/// that could not be made durable).
+pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
     let mut results: Vec<Result<(), MaildirError>> = Vec::with_capacity(staged.len());
     // the data: one syncfs per file system, then the close (a close error is a write error)
     let mut synced: Vec<(u64, Result<(), io::ErrorKind>)> = Vec::new();
@@ -194,7 +196,7 @@ pub fn commit_batch(staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
         let sync = match synced.iter().find(|(d, _)| *d == dev) {
             Some((_, r)) => *r,
             None => {
-                let r = nix::unistd::syncfs(file.as_fd()).map_err(|e| io::Error::from(e).kind());
+                let r = crate::queue::sync_fs(home, &file).map_err(|e| e.kind());
                 synced.push((dev, r));
                 r
             }
@@ -525,7 +527,7 @@ mod tests {
         make(&c);
         staged.push(stage_unsynced(&c, b"", &mut &b"four"[..]).unwrap());
         fs::remove_dir(c.join("new")).unwrap();
-        let results = commit_batch(staged);
+        let results = commit_batch(Path::new("/nonexistent"), staged);
         assert_eq!(results.len(), 4);
         let paths: Vec<&PathBuf> = results[..3].iter().map(|r| r.as_ref().unwrap()).collect();
         assert_eq!(fs::read(paths[0]).unwrap(), b"H: x\none");
@@ -536,7 +538,7 @@ mod tests {
         for dir in [&a, &b, &c] {
             assert!(entries(&dir.join("tmp")).is_empty(), "tmp/ of {} emptied", dir.display());
         }
-        assert!(commit_batch(Vec::new()).is_empty());
+        assert!(commit_batch(Path::new("/nonexistent"), Vec::new()).is_empty());
         for dir in [a, b, c] {
             fs::remove_dir_all(dir).unwrap();
         }

@@ -9,6 +9,7 @@
 //! the service answers on its socket. [`scan`] says which messages are waiting (qmail-qread,
 //! qmail-qstat).
 
+pub mod pool;
 pub mod records;
 pub mod scan;
 pub mod wire;
@@ -19,7 +20,7 @@ use crate::exit::{self, Verdict};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -334,6 +335,41 @@ fn connect(home: &Path) -> Option<(UnixStream, u32)> {
     // the answer takes as long as the disk does, as qmail-queue's exit would
     stream.set_read_timeout(None).ok()?;
     Some((stream, pid))
+}
+
+/// Make everything written so far to `file`'s file system durable, as `syncfs(2)` on `file`
+/// would, sharing a round of the queue service's syncs (doc/INTERNALS.md, "Shared syncs")
+/// when `file` is on the queue's file system and the service answers; else, and whenever the
+/// service is missing, refuses, fails or goes away, with a `syncfs` of our own, whose result
+/// is then the answer.
+pub fn sync_fs(home: &Path, file: &File) -> io::Result<()> {
+    if on_queue_fs(home, file) && synced_by_service(home) {
+        return Ok(());
+    }
+    nix::unistd::syncfs(file.as_fd()).map_err(io::Error::from)
+}
+
+/// Whether `file` is on the file system of `home`'s queue (a `syncfs` there covers it).
+fn on_queue_fs(home: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(home.join("queue"))) {
+        (Ok(f), Ok(q)) => f.dev() == q.dev(),
+        _ => false,
+    }
+}
+
+/// Ask the queue service for a sync of the queue's file system ([`wire::SYNC_REQUEST`]):
+/// true when it answered that one that started after the request has ended well.
+fn synced_by_service(home: &Path) -> bool {
+    let Some((mut stream, _)) = connect(home) else { return false };
+    if stream.write_all(&[wire::SYNC_REQUEST]).is_err() {
+        return false;
+    }
+    let mut input = BufReader::with_capacity(wire::ANSWER_MAX + 8, &stream);
+    crate::netstring::read(&mut input, wire::ANSWER_MAX)
+        .ok()
+        .and_then(|payload| wire::parse_answer(&payload).map(|(code, _)| code == 0))
+        .unwrap_or(false)
 }
 
 /// The message side of an [`Injection`].

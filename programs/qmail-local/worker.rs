@@ -151,7 +151,7 @@ fn commit(handled: Vec<Handled>) -> Vec<Answer> {
             }
         })
         .collect();
-    let mut committed = maildir::commit_batch(files).into_iter();
+    let mut committed = maildir::commit_batch(&qmail::auto::home(), files).into_iter();
     let mut counts = counts.into_iter();
     handled
         .into_iter()

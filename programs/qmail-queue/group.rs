@@ -3,43 +3,48 @@
 //! A thread that needs its files durable calls [`Group::round`]. It needs a sync that starts
 //! after its call. When no sync runs, it runs one itself at once (a lone message waits for
 //! nothing but its own sync); when one runs, it waits for it to end, and then the first such
-//! waiter runs the next one for all who arrived meanwhile. A failed round fails every thread
-//! that counted on it (a sync error is not reported twice by the kernel).
+//! waiter runs the next one for all who arrived meanwhile.
+//!
+//! A failed round fails every thread that counted on it, and every round after it: the kernel
+//! reports a write error once, to the sync that found it, and the data that failed may be a
+//! waiter's of the next round (written before the failed round started, waiting since just
+//! after). So no later answer may say "durable"; the service ends that worker instead
+//! ([`Group::failed`]), and a fresh one, whose syncs report the errors that come after it
+//! opened the queue, takes over.
 
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub struct Group {
     state: Mutex<State>,
     changed: Condvar,
+    /// the least time from the start of one sync to the start of the next
+    gap: Duration,
 }
 
 #[derive(Default)]
 struct State {
     /// rounds started so far (the number of the latest)
     started: u64,
+    /// rounds whose sync has begun: a caller from now on needs the one after
+    sealed: u64,
+    /// when the latest sync began
+    last: Option<Instant>,
     /// rounds ended so far
     finished: u64,
     running: bool,
-    /// the failed rounds not yet forgotten, oldest first (at most [`FAILURES_KEPT`])
-    failed: std::collections::VecDeque<u64>,
-    /// every round up to this one counts as failed: its record may have been dropped
-    forgotten: u64,
+    /// the first round that failed: it and every later one count as failed
+    failed_from: Option<u64>,
 }
 
-/// How many failed rounds are remembered for waiters that wake late.
-const FAILURES_KEPT: usize = 64;
-
 impl State {
-    /// How round `round` (ended) went. It is that round's own result, not the latest: a
-    /// later round may end, failed or not, before a waiter of this one wakes, and a failure
-    /// is reported by the kernel only once, so a later success proves nothing.
+    /// How round `round` (ended) went: well unless it or an earlier round failed.
     fn outcome(&self, round: u64) -> io::Result<()> {
-        if round <= self.forgotten || self.failed.contains(&round) {
-            Err(io::Error::other("the sync of this group failed"))
-        } else {
-            Ok(())
+        match self.failed_from {
+            Some(first) if round >= first => Err(io::Error::other("a sync of the queue failed")),
+            _ => Ok(()),
         }
     }
 }
@@ -53,19 +58,54 @@ impl Group {
         sync: impl FnOnce() -> io::Result<()>,
         lead: impl FnOnce(),
     ) -> io::Result<()> {
+        self.run(false, sync, lead)
+    }
+
+    /// [`Group::round`] for a caller that may wait: a round it leads begins no sooner than the
+    /// group's gap after the last one began, and everyone calling meanwhile shares it. The
+    /// queue service's messages come from many clients at once and gather this way; a sync
+    /// request is a step of one process's serial work (qmail-todo's batch, a delivery
+    /// worker's commit) and does not wait.
+    pub fn paced_round(
+        &self,
+        sync: impl FnOnce() -> io::Result<()>,
+        lead: impl FnOnce(),
+    ) -> io::Result<()> {
+        self.run(true, sync, lead)
+    }
+
+    fn run(
+        &self,
+        paced: bool,
+        sync: impl FnOnce() -> io::Result<()>,
+        lead: impl FnOnce(),
+    ) -> io::Result<()> {
         let mut s = self.lock();
-        let target = s.started + 1;
+        let target = s.sealed + 1;
         loop {
-            if s.finished >= target {
+            if s.finished >= target || s.failed_from.is_some() {
                 return s.outcome(target);
             }
             if !s.running {
-                // no round runs, and the last one started before this call: lead the next
+                // no round runs, and the last one began before this call: lead the next,
+                // which everyone calling until its sync begins shares; paced, it begins no
+                // sooner than the gap after the last one (under load, fewer, larger rounds)
                 s.started += 1;
                 s.running = true;
                 let round = s.started;
+                let wait = match s.last {
+                    Some(l) if paced => (l + self.gap).saturating_duration_since(Instant::now()),
+                    _ => Duration::ZERO,
+                };
                 drop(s);
                 let mut ended = Ended { group: self, round, ok: false };
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                let mut s = self.lock();
+                s.sealed = round;
+                s.last = Some(Instant::now());
+                drop(s);
                 let result = sync();
                 ended.ok = result.is_ok();
                 drop(ended);
@@ -76,6 +116,16 @@ impl Group {
             }
             s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// A group whose syncs begin at least `gap` apart.
+    pub fn with_gap(gap: Duration) -> Group {
+        Group { gap, ..Group::default() }
+    }
+
+    /// Whether a round has failed (every later one fails without a sync).
+    pub fn failed(&self) -> bool {
+        self.lock().failed_from.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -100,12 +150,10 @@ impl Drop for Ended<'_> {
     fn drop(&mut self) {
         let mut s = self.group.lock();
         s.running = false;
+        s.sealed = self.round;
         s.finished = self.round;
-        if !self.ok {
-            s.failed.push_back(self.round);
-            if s.failed.len() > FAILURES_KEPT {
-                s.forgotten = s.failed.pop_front().unwrap_or(s.forgotten);
-            }
+        if !self.ok && s.failed_from.is_none() {
+            s.failed_from = Some(self.round);
         }
         self.group.changed.notify_all();
     }
@@ -166,32 +214,69 @@ mod tests {
     }
 
     #[test]
-    fn each_waiter_gets_its_own_rounds_result() {
-        let mut s = State::default();
-        // round 1 failed, 2 succeeded, 3 failed: a waiter of 2 that wakes after 3 is fine
-        s.failed.extend([1, 3]);
-        s.finished = 3;
-        assert!(s.outcome(1).is_err());
-        assert!(s.outcome(2).is_ok());
-        assert!(s.outcome(3).is_err());
-        // a round whose failure record was dropped counts as failed, never as done
-        s.forgotten = 2;
-        s.failed.pop_front();
-        assert!(s.outcome(2).is_err());
-        assert!(s.outcome(4).is_ok());
+    fn a_round_waits_out_the_gap_and_callers_meanwhile_share_it() {
+        let gap = Duration::from_secs(5);
+        let g = Group::with_gap(gap);
+        // the first round, after a quiet moment, waits for nothing
+        let t = Instant::now();
+        g.paced_round(|| Ok(()), || {}).unwrap();
+        assert!(t.elapsed() < gap);
+        let syncs = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            // the next leader claims round 2 and waits out the gap before its sync begins
+            s.spawn(|| {
+                g.paced_round(
+                    || {
+                        syncs.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    },
+                    || {},
+                )
+                .unwrap()
+            });
+            let claimed = || {
+                let st = g.lock();
+                st.started == 2 && st.sealed == 1
+            };
+            while !claimed() {
+                std::thread::yield_now();
+            }
+            // a caller during the gap is served by that round, not a third
+            g.round(|| panic!("no round of its own"), || {}).unwrap();
+        });
+        assert_eq!((g.rounds(), syncs.load(Ordering::SeqCst)), (2, 1));
+        // an unpaced round does not wait for the gap
+        let t = Instant::now();
+        g.round(|| Ok(()), || {}).unwrap();
+        assert!(t.elapsed() < gap);
     }
 
     #[test]
-    fn a_failed_round_fails_its_waiters_and_the_next_may_succeed() {
+    fn a_failed_round_fails_it_and_every_later_one() {
+        let s = State { finished: 3, failed_from: Some(2), ..State::default() };
+        // a waiter of round 1 that wakes late still gets round 1's result
+        assert!(s.outcome(1).is_ok());
+        assert!(s.outcome(2).is_err());
+        assert!(s.outcome(3).is_err());
+        assert!(s.outcome(4).is_err());
+    }
+
+    #[test]
+    fn after_a_failed_round_nothing_syncs_and_nothing_succeeds() {
         let g = Group::default();
-        assert!(g.round(|| Err(io::Error::other("EIO")), || panic!("no lead")).is_err());
         assert!(g.round(|| Ok(()), || {}).is_ok());
-        // a panicking sync ends its round as failed, and the group goes on
+        assert!(!g.failed());
+        assert!(g.round(|| Err(io::Error::other("EIO")), || panic!("no lead")).is_err());
+        assert!(g.failed());
+        assert!(g.round(|| panic!("no sync after a failure"), || panic!("no lead")).is_err());
+        assert_eq!(g.rounds(), 2);
+        // a panicking sync ends its round as failed
+        let g = Group::default();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             g.round(|| panic!("sync"), || {})
         }));
         assert!(r.is_err());
-        assert!(g.round(|| Ok(()), || {}).is_ok());
-        assert_eq!(g.rounds(), 4);
+        assert!(g.failed());
+        assert!(g.round(|| Ok(()), || {}).is_err());
     }
 }

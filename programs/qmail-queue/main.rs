@@ -77,7 +77,7 @@ fn run() -> Result<(), QueueExit> {
     let uid = getuid().as_raw();
     become_queue_owner()?;
 
-    let mut msg = Message::begin(pid, 1..=9, &pause)?;
+    let mut msg = Message::begin(pid, 1..=9, None, &pause)?;
     let line = received::queue_line(pid, sequence::invoked(uid), &Utc::now());
     msg.write_message(line.as_bytes(), &mut io::stdin().lock())?;
     pause.at("body");
@@ -86,7 +86,7 @@ fn run() -> Result<(), QueueExit> {
     let fd1 = io::stdout().as_fd().try_clone_to_owned().map_err(|_| QueueExit::ReadError);
     let fd1 = fd1.map_err(|e| msg.fail(e))?;
     let mut envelope = BufReader::with_capacity(BUF, File::from(fd1));
-    msg.write_envelope(&mut envelope, uid, pid, &pause)?;
+    msg.write_envelope(&mut envelope, uid, pid, None, &pause)?;
     msg.sync_envelope()?;
     pause.at("envelope");
     msg.commit(&pause, || qmail::file::fsync_dir(Path::new("todo")))?;

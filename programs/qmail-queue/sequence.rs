@@ -8,6 +8,7 @@ use nix::fcntl::Flock;
 use qmail::auto;
 use qmail::envelope::{self, EnvelopeError};
 use qmail::exit::QueueExit;
+use qmail::queue::pool::Taker;
 use qmail::queue::records::Record;
 use qmail::queue::split_name;
 use qmail::received::Invoked;
@@ -54,13 +55,15 @@ impl Message {
     /// and held until the message is committed or its files removed, so qmail-send can tell
     /// a live injection from the debris of a dead one, qmail::queue::leftover); its inode
     /// number is the message id; linked into `mess/S/id`, the pid name dropped.
+    /// With a `pool`, a recycled file is taken before a new one is made (the service's).
     pub fn begin(
         pid: u32,
         seqs: impl IntoIterator<Item = u64>,
+        pool: Option<&Taker>,
         pause: &Pause,
     ) -> Result<Message, QueueExit> {
         let mut debris = Debris::default();
-        let (pidfile, file) = make_pidfile(pid, seqs)?;
+        let (pidfile, file) = make_pidfile(pid, seqs, pool)?;
         debris.pidfile = Some(pidfile.clone());
         let file =
             qmail::queue::lock_injection(file).map_err(|_| debris.clean(QueueExit::PidFile))?;
@@ -102,15 +105,19 @@ impl Message {
         input: &mut impl BufRead,
         uid: u32,
         pid: u32,
+        pool: Option<&Taker>,
         pause: &Pause,
     ) -> Result<(), QueueExit> {
         let intd = PathBuf::from(format!("intd/{}", self.id));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&intd)
-            .map_err(|_| self.fail(QueueExit::CreateIntd))?;
+        let file = match pool.and_then(|p| p.take(&intd)) {
+            Some(f) => f,
+            None => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&intd)
+                .map_err(|_| self.fail(QueueExit::CreateIntd))?,
+        };
         self.debris.intd = Some(intd);
         pause.at("intd");
         copy_envelope(&file, input, uid, pid).map_err(|e| self.fail(e))?;
@@ -152,14 +159,19 @@ impl Message {
     }
 }
 
-/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, for the first nine of `seqs` at most.
+/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL (or taken from `pool`), for the first nine
+/// of `seqs` at most.
 fn make_pidfile(
     pid: u32,
     seqs: impl IntoIterator<Item = u64>,
+    pool: Option<&Taker>,
 ) -> Result<(PathBuf, File), QueueExit> {
     let now = qmail::date822::unix_now();
     for seq in seqs.into_iter().take(9) {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
+        if let Some(f) = pool.and_then(|p| p.take(&path)) {
+            return Ok((path, f));
+        }
         match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

@@ -21,6 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
 }
 
 struct Todo {
+    /// the installation root (for the queue service's socket)
+    home: PathBuf,
     /// the queue directory, for syncfs
     queue: File,
     control: Control,
@@ -54,6 +57,8 @@ struct Todo {
 
 fn run() -> Result<(), String> {
     let home = qmail::auto::home();
+    // absolute: the queue service's socket is found from the queue directory
+    let home = std::path::absolute(&home).unwrap_or(home);
     let control = Control::new(&home);
     std::env::set_current_dir(home.join("queue"))
         .map_err(|e| format!("unable to enter queue: {e}"))?;
@@ -63,7 +68,7 @@ fn run() -> Result<(), String> {
     let clean_r = File::from(qmail::child::inherited(3).ok_or("fd 3 is not open")?);
     let queue = File::open(".").map_err(|e| format!("unable to open the queue: {e}"))?;
     let cleaner = Client::new(clean_w, clean_r);
-    let mut todo = Todo { queue, control, rewriter, out, cleaner };
+    let mut todo = Todo { home, queue, control, rewriter, out, cleaner };
     let input = dup(io::stdin().as_fd())?;
 
     // wait for qmail-send's go-ahead: it has finished scanning the queue
@@ -175,9 +180,9 @@ impl Todo {
                 continue;
             }
             // one sync makes every file and directory entry of the batch durable before any
-            // todo/id goes (doc/INTERNALS.md, "fsyncs per message"): far fewer journal
-            // commits than an fsync per file and per directory
-            if let Err(e) = nix::unistd::syncfs(self.queue.as_fd()) {
+            // todo/id goes (doc/INTERNALS.md, "fsyncs per message"), shared with the queue
+            // service's when it runs ("Shared syncs")
+            if let Err(e) = qmail::queue::sync_fs(&self.home, &self.queue) {
                 self.log(&format!("warning: unable to sync the queue: {e}; will try again later"));
                 continue;
             }

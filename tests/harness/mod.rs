@@ -674,3 +674,69 @@ pub fn load_delivered(homes: &[&Path]) -> std::collections::BTreeSet<usize> {
     }
     seen
 }
+
+/// A stand-in for the queue service that only answers sync requests: bound on `home`'s
+/// socket, it greets, reads the request byte, remembers it and answers `code` (0 or a
+/// failure), for every connection until dropped.
+pub struct FakeSyncService {
+    sock: PathBuf,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    code: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeSyncService {
+    pub fn start(home: &Path) -> FakeSyncService {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicBool, AtomicU8};
+        let sock = home.join(qmail::queue::wire::SOCKET);
+        fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let _ = fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let code = std::sync::Arc::new(AtomicU8::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (a, c, s) = (asked.clone(), code.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = conn.write_all(b"1:7,");
+                let mut byte = [0u8];
+                if conn.read_exact(&mut byte).is_ok() {
+                    a.lock().unwrap().push(byte[0]);
+                    let _ =
+                        conn.write_all(&qmail::queue::wire::answer(c.load(Ordering::SeqCst), b""));
+                }
+            }
+        });
+        FakeSyncService { sock, asked, code, stop, thread: Some(thread) }
+    }
+
+    /// The request bytes received so far.
+    pub fn asked(&self) -> Vec<u8> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    /// Answer `code` from now on.
+    pub fn answer(&self, code: u8) {
+        self.code.store(code, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FakeSyncService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::os::unix::net::UnixStream::connect(&self.sock);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = fs::remove_file(&self.sock);
+    }
+}

@@ -13,6 +13,13 @@
 //!    optionally followed by a NUL and the custom error text of exit 82 (at most
 //!    [`CUSTOM_TEXT_MAX`] bytes), and closes.
 //!
+//! Instead of step 2 a client may send the single byte [`SYNC_REQUEST`]: a request for a
+//! sync of the queue's file system (no message). The service answers `1:0,` once a `syncfs`
+//! that started after it read the byte has ended, sharing the round with the messages and
+//! the other requests waiting at that moment (a code other than 0 means it failed), and
+//! closes. qmail-todo and the delivery workers make their files durable this way
+//! ([`crate::queue::sync_fs`]), so that the whole system shares one stream of syncs.
+//!
 //! Everything the service reads is bounded: a chunk header of at most 6 bytes, a chunk of at
 //! most [`CHUNK_MAX`] bytes copied straight through, then the envelope reader's limits.
 
@@ -22,6 +29,10 @@ use std::io::{self, BufRead, Read, Write};
 
 /// The service's socket, relative to the installation root.
 pub const SOCKET: &str = "run/qmail-queue.sock";
+
+/// The byte a client sends instead of a message to ask for a sync of the queue's file
+/// system. No netstring starts with it.
+pub const SYNC_REQUEST: u8 = b'S';
 
 /// The most bytes of message in one chunk.
 pub const CHUNK_MAX: usize = 64 * 1024;

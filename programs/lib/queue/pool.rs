@@ -1,0 +1,152 @@
+//! pool: queue files recycled instead of freed (doc/INTERNALS.md, "Recycled queue files").
+//!
+//! A message costs the queue owner two inodes: the message file (`mess/S/id`, made as a pid
+//! file) and the envelope (`intd/id`, linked as `todo/id`). On a file system without a
+//! journal, ext4 skips every inode freed in the last minute when it looks for a free one,
+//! so each create walks past all the queue files deleted lately; reusing them skips the
+//! allocator altogether. qmail-clean gives the last name of a finished file to the pool
+//! ([`give`]: renamed to `pid/free.<inode>`) while the pool is not full; the queue service
+//! takes one ([`Taker::take`]: renamed to the pid file or `intd/id` it needs, truncated)
+//! before it creates a new file. Both directories belong to the queue owner, the renames
+//! never replace anything, and a file in the pool has no other name, so it is nobody's
+//! message: a crash anywhere leaves at worst a pool file, which qmail-clean's `pid/` sweep
+//! removes once it is old.
+
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// The directory of the pool, relative to the queue (the pid files' own).
+pub const DIR: &str = "pid";
+
+/// The beginning of a pool file's name; the rest is its inode number.
+pub const PREFIX: &str = "free.";
+
+/// The most files the pool holds (qmail-clean counts them at each sweep of `pid/`).
+pub const MAX: usize = 512;
+
+/// The most names a taker keeps from one reading of `pid/`.
+const BATCH: usize = 256;
+
+/// Whether `name` (an entry of `pid/`) is a pool file's.
+pub fn is_pooled(name: &[u8]) -> bool {
+    name.strip_prefix(PREFIX.as_bytes())
+        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// Retire `path`, the last name of a queue file: into the pool unless `full`, else (and
+/// whenever the rename fails) removed. A name already gone is fine.
+pub fn give(path: &Path, full: bool) -> io::Result<()> {
+    if !full {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() && m.nlink() == 1 => {
+                let to = Path::new(DIR).join(format!("{PREFIX}{}", m.ino()));
+                if renameat2(AT_FDCWD, path, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE).is_ok() {
+                    return Ok(());
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The taking side, shared by the threads of a queue service: names of pool files read from
+/// `pid/`, handed out one at a time.
+#[derive(Default)]
+pub struct Taker {
+    state: Mutex<Names>,
+}
+
+#[derive(Default)]
+struct Names {
+    names: Vec<OsString>,
+    /// the modification time of `pid/` when it was last read and held no pool file: it is
+    /// read again only once it changed
+    empty_at: Option<SystemTime>,
+}
+
+impl Taker {
+    /// A pool file renamed to `target` (which must not exist) and opened for writing,
+    /// emptied; `None` when the pool has none (the caller then creates the file).
+    pub fn take(&self, target: &Path) -> Option<File> {
+        loop {
+            let name = self.next()?;
+            let from = Path::new(DIR).join(&name);
+            match renameat2(AT_FDCWD, &from, AT_FDCWD, target, RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => {}
+                // another thread or process took it
+                Err(Errno::ENOENT) => continue,
+                Err(_) => return None,
+            }
+            let opened = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc_nofollow())
+                .open(target);
+            return match opened {
+                Ok(f) => Some(f),
+                Err(_) => {
+                    let _ = fs::remove_file(target);
+                    None
+                }
+            };
+        }
+    }
+
+    fn next(&self) -> Option<OsString> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = s.names.pop() {
+            return Some(name);
+        }
+        let changed = fs::metadata(DIR).and_then(|m| m.modified()).ok();
+        if changed.is_some() && changed == s.empty_at {
+            return None;
+        }
+        s.names = fs::read_dir(DIR)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| is_pooled(n.as_bytes()))
+            .take(BATCH)
+            .collect();
+        s.empty_at = if s.names.is_empty() { changed } else { None };
+        s.names.pop()
+    }
+}
+
+/// O_NOFOLLOW: a pool file is a plain file of the queue owner; never follow a link.
+fn libc_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// The pool file `pid/free.<ino>` (for the tests).
+pub fn path_of(ino: u64) -> PathBuf {
+    Path::new(DIR).join(format!("{PREFIX}{ino}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_names() {
+        assert!(is_pooled(b"free.123"));
+        for bad in [&b"free."[..], b"free.12x", b"free", b"123.456.1", b"free.-1", b"xfree.1"] {
+            assert!(!is_pooled(bad), "{bad:?}");
+        }
+    }
+}
