@@ -434,8 +434,9 @@ fn sync_requests_only_for_the_queues_file_system() {
 
 /// The files of finished messages are recycled: qmail-clean gives the envelope's inode (once
 /// preprocessed) and the message's (once delivered) to `pid/free.<inode>`, and the service
-/// takes them for the next messages, whose ids are then recycled inode numbers; every
-/// message is still delivered whole.
+/// takes them for the next messages, whose ids are then recycled inode numbers; qmail-send
+/// gives `info` and `local` to `bounce/free.<inode>` for qmail-todo; every message is still
+/// delivered whole.
 #[test]
 fn finished_messages_files_are_recycled() {
     let sb = Sandbox::for_delivery();
@@ -457,6 +458,14 @@ fn finished_messages_files_are_recycled() {
     // not already taken again by a later message of the three
     assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
     assert!(pool().len() >= 3, "pool {:?}; {}", pool(), run.log_text());
+    // qmail-send's info and local files went to its own pool, for qmail-todo
+    let send_pool = || {
+        fs::read_dir(sb.queue().join("bounce"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("free."))
+            .count()
+    };
+    assert!(send_pool() >= 2, "{}", send_pool());
     let recycled = pool();
     for i in 0..3 {
         sb.inject(&["sue@example.org"], &format!("Subject: second {i}\n\nbody {i}\n"));
@@ -483,6 +492,7 @@ fn finished_messages_files_are_recycled() {
         assert!(text.ends_with(&format!("\n\nbody {n}\n")), "whole: {text}");
     }
     assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+    assert!(send_pool() >= 2 && send_pool() <= 6, "{}", send_pool());
 }
 
 /// SIGKILL of the service stopped at each step of the sequence: the client hears no answer

@@ -22,7 +22,6 @@ use qmail::queue::pool;
 use qmail::{auto, exit};
 use std::fs;
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -49,7 +48,8 @@ fn run() -> Result<(), String> {
     let mut input = io::stdin().lock();
     let mut output = io::stdout().lock();
     let mut requests = Requests::default();
-    let mut full = sweep_pid(Path::new("pid"), SystemTime::now());
+    let mut pool = pool::Giver::new(pool::QUEUE);
+    sweep_pid(Path::new("pid"), SystemTime::now());
     let mut until_sweep = SWEEP_EVERY;
     let mut buf = [0u8; 4096];
     loop {
@@ -61,7 +61,7 @@ fn run() -> Result<(), String> {
         for &byte in &buf[..n] {
             let Some(request) = requests.push(byte) else { continue };
             let reply = match request {
-                Some(req) => carry_out(req, full),
+                Some(req) => carry_out(req, &mut pool),
                 None => b'x',
             };
             output
@@ -70,7 +70,7 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("unable to write a reply: {e}"))?;
             until_sweep -= 1;
             if until_sweep == 0 {
-                full = sweep_pid(Path::new("pid"), SystemTime::now());
+                sweep_pid(Path::new("pid"), SystemTime::now());
                 until_sweep = SWEEP_EVERY;
             }
         }
@@ -78,26 +78,24 @@ fn run() -> Result<(), String> {
 }
 
 /// Unlink a request's files, the last name of the inode into the pool of recycled files
-/// unless it is `full` (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
-fn carry_out(request: Request, full: bool) -> u8 {
+/// while it has room (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
+fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
     let [first, last] = request.files();
     match fs::remove_file(&first) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(_) => return b'!',
     }
-    match pool::give(&last, full) {
+    match pool.give(&last) {
         Ok(()) => b'+',
         Err(_) => b'!',
     }
 }
 
 /// Remove the files in `pid/` last accessed more than [`OSSIFIED`] before `now`. Failures
-/// are left for the next sweep. Whether the pool of recycled files is full (it holds at
-/// least [`pool::MAX`] files after the sweep).
-fn sweep_pid(dir: &Path, now: SystemTime) -> bool {
-    let Ok(entries) = fs::read_dir(dir) else { return true };
-    let mut pooled = 0;
+/// are left for the next sweep.
+fn sweep_pid(dir: &Path, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
@@ -108,9 +106,6 @@ fn sweep_pid(dir: &Path, now: SystemTime) -> bool {
             meta.accessed().ok().and_then(|a| a.checked_add(OSSIFIED)).is_some_and(|t| t < now);
         if old {
             let _ = fs::remove_file(&path);
-        } else if pool::is_pooled(entry.file_name().as_bytes()) {
-            pooled += 1;
         }
     }
-    pooled >= pool::MAX
 }

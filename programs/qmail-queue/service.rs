@@ -134,7 +134,7 @@ impl Service {
             todo: File::open("todo")?,
             files: Group::with_gap(SYNC_GAP),
             links: Group::default(),
-            pool: Taker::default(),
+            pool: Taker::new(qmail::queue::pool::QUEUE),
             invoked: Mutex::new(HashMap::new()),
         })
     }

@@ -10,6 +10,7 @@ use crate::log::Log;
 use nix::poll::{PollFd, PollFlags};
 use qmail::auto::SPLIT;
 use qmail::date822::unix_now;
+use qmail::queue::pool::{self, Giver};
 use qmail::queue::records::{self, Record};
 use qmail::queue::split_name;
 use qmail::rewrite::Rewriter;
@@ -72,6 +73,8 @@ pub struct Channels {
     delnum: u64,
     /// after TERM: start no more deliveries
     exitasap: bool,
+    /// finished channel files go there, for qmail-todo to reuse
+    pool: Giver,
 }
 
 /// One channel's spawner and work.
@@ -140,7 +143,8 @@ impl Channels {
                 active: HashSet::new(),
             }
         };
-        Channels { chans: spawners.map(chan), lifetime, delnum: 0, exitasap: false }
+        let pool = Giver::new(pool::SEND);
+        Channels { chans: spawners.map(chan), lifetime, delnum: 0, exitasap: false, pool }
     }
 
     /// Attempt message `id` on channel `c` at `at`.
@@ -376,7 +380,7 @@ impl Channels {
             return;
         }
         drop(pass);
-        if let Err(e) = fs::remove_file(&file_path) {
+        if let Err(e) = self.pool.give(Path::new(&file_path)) {
             if e.kind() != io::ErrorKind::NotFound {
                 log.line(&format!("warning: unable to unlink {file_path}: {e}"));
                 self.chans[c].queue.push(unix_now() + TROUBLE, id);

@@ -9,9 +9,9 @@ use crate::log::Log;
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::date822::unix_now;
+use qmail::queue::pool::{self, Giver};
 use qmail::queue::{split_name, Leftover};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Time between cleanup sweeps.
@@ -30,11 +30,14 @@ pub struct Completion {
     /// messages whose completion is due
     due: Due,
     next_sweep: i64,
+    /// finished `info` files go there, for qmail-todo to reuse
+    pool: Giver,
 }
 
 impl Completion {
     pub fn new(home: PathBuf, bounce: BounceConf, cleaner: Client) -> Self {
-        Completion { home, bounce, cleaner, due: Due::default(), next_sweep: 0 }
+        let pool = Giver::new(pool::SEND);
+        Completion { home, bounce, cleaner, due: Due::default(), next_sweep: 0, pool }
     }
 
     /// The bounce control files, re-read on HUP.
@@ -91,10 +94,8 @@ impl Completion {
                 .map_err(|e| Trouble::Later(format!("unlink bounce/{id}: {e}")))?;
         }
         log.line(&format!("end msg {id}"));
-        match fs::remove_file(&info_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Trouble::Later(format!("unlink {info_path}: {e}"))),
+        if let Err(e) = self.pool.give(Path::new(&info_path)) {
+            return Err(Trouble::Later(format!("unlink {info_path}: {e}")));
         }
         self.cleaner.request(clean::Request::Foop(id)).map_err(|e| match e {
             CleanError::Lost(_) => Trouble::Lost(e.to_string()),

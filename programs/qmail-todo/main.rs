@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
+use qmail::queue::pool::Taker;
 use qmail::queue::records::Record as QueueRecord;
 use qmail::rewrite::{Rewriter, Route};
 use qmail::safe::log as safe;
@@ -21,7 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
 struct Todo {
     /// the installation root (for the queue service's socket)
     home: PathBuf,
+    /// qmail-send's finished channel and info files, reused
+    pool: Taker,
     /// the queue directory, for syncfs
     queue: File,
     control: Control,
@@ -68,7 +71,8 @@ fn run() -> Result<(), String> {
     let clean_r = File::from(qmail::child::inherited(3).ok_or("fd 3 is not open")?);
     let queue = File::open(".").map_err(|e| format!("unable to open the queue: {e}"))?;
     let cleaner = Client::new(clean_w, clean_r);
-    let mut todo = Todo { home, queue, control, rewriter, out, cleaner };
+    let pool = Taker::new(qmail::queue::pool::SEND);
+    let mut todo = Todo { home, pool, queue, control, rewriter, out, cleaner };
     let input = dup(io::stdin().as_fd())?;
 
     // wait for qmail-send's go-ahead: it has finished scanning the queue
@@ -221,7 +225,7 @@ impl Todo {
                 Err(e) => return Err(format!("unable to remove {p}: {e}")),
             }
         }
-        let mut info_f = create(&info)?;
+        let mut info_f = create(&self.pool, &info)?;
         self.log(&format!("new msg {id}"));
 
         let mut input = BufReader::new(todo);
@@ -257,7 +261,7 @@ impl Todo {
                         Route::Remote(a) => (&mut remote_f, &remote, a),
                     };
                     if file.is_none() {
-                        *file = Some(BufWriter::new(create(path)?));
+                        *file = Some(BufWriter::new(create(&self.pool, path)?));
                     }
                     let w = file.as_mut().expect("just created");
                     QueueRecord::Recipient(addr).write(w).map_err(werr)?;
@@ -294,7 +298,11 @@ fn werr(e: io::Error) -> String {
     format!("write: {e}")
 }
 
-fn create(path: &str) -> Result<File, String> {
+/// A new `info`, `local` or `remote` file: a recycled one from `pool` when there is one.
+fn create(pool: &Taker, path: &str) -> Result<File, String> {
+    if let Some(f) = pool.take(Path::new(path)) {
+        return Ok(f);
+    }
     OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -19,18 +19,27 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// The directory of the pool, relative to the queue (the pid files' own).
-pub const DIR: &str = "pid";
+/// The queue owner's pool, relative to the queue (the pid files' directory): message files
+/// and envelopes, given by qmail-clean, taken by the queue service.
+pub const QUEUE: &str = "pid";
+
+/// qmail-send's pool, relative to the queue (`bounce/`, whose other files are named by a
+/// decimal id only): `info`, `local` and `remote` files, given by qmail-send when it removes
+/// them, taken by qmail-todo when it writes a message's.
+pub const SEND: &str = "bounce";
 
 /// The beginning of a pool file's name; the rest is its inode number.
 pub const PREFIX: &str = "free.";
 
-/// The most files the pool holds (qmail-clean counts them at each sweep of `pid/`).
+/// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
 pub const MAX: usize = 512;
+
+/// Files given between two counts of a pool.
+const COUNT_EVERY: u32 = 64;
 
 /// The most names a taker keeps from one reading of `pid/`.
 const BATCH: usize = 256;
@@ -41,32 +50,64 @@ pub fn is_pooled(name: &[u8]) -> bool {
         .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
-/// Retire `path`, the last name of a queue file: into the pool unless `full`, else (and
-/// whenever the rename fails) removed. A name already gone is fine.
-pub fn give(path: &Path, full: bool) -> io::Result<()> {
-    if !full {
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() && m.nlink() == 1 => {
-                let to = Path::new(DIR).join(format!("{PREFIX}{}", m.ino()));
-                if renameat2(AT_FDCWD, path, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE).is_ok() {
-                    return Ok(());
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
+/// The giving side of pool `dir`: retires the last names of queue files into it while it
+/// holds fewer than [`MAX`] files.
+pub struct Giver {
+    dir: &'static str,
+    /// files given since the pool was last counted (`None`: never counted)
+    since: Option<u32>,
+    full: bool,
+}
+
+impl Giver {
+    pub fn new(dir: &'static str) -> Giver {
+        Giver { dir, since: None, full: false }
     }
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+
+    /// Retire `path`, the last name of a queue file of this pool's owner: into the pool
+    /// (renamed to `<dir>/free.<inode>`) unless it is full, else (and whenever the rename
+    /// fails) removed. A name already gone is fine.
+    pub fn give(&mut self, path: &Path) -> io::Result<()> {
+        if !matches!(self.since, Some(n) if n < COUNT_EVERY) {
+            self.full = count(self.dir) >= MAX;
+            self.since = Some(0);
+        }
+        if !self.full {
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.is_file() && m.nlink() == 1 => {
+                    let to = Path::new(self.dir).join(format!("{PREFIX}{}", m.ino()));
+                    let flags = RenameFlags::RENAME_NOREPLACE;
+                    if renameat2(AT_FDCWD, path, AT_FDCWD, &to, flags).is_ok() {
+                        self.since = self.since.map(|n| n + 1);
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
-/// The taking side, shared by the threads of a queue service: names of pool files read from
-/// `pid/`, handed out one at a time.
-#[derive(Default)]
+/// The files in pool `dir`.
+fn count(dir: &str) -> usize {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| is_pooled(e.file_name().as_bytes()))
+        .count()
+}
+
+/// The taking side of pool `dir`, shared by the threads of a process: names of pool files
+/// read from the directory, handed out one at a time.
 pub struct Taker {
+    dir: &'static str,
     state: Mutex<Names>,
 }
 
@@ -79,12 +120,16 @@ struct Names {
 }
 
 impl Taker {
+    pub fn new(dir: &'static str) -> Taker {
+        Taker { dir, state: Mutex::new(Names::default()) }
+    }
+
     /// A pool file renamed to `target` (which must not exist) and opened for writing,
     /// emptied; `None` when the pool has none (the caller then creates the file).
     pub fn take(&self, target: &Path) -> Option<File> {
         loop {
             let name = self.next()?;
-            let from = Path::new(DIR).join(&name);
+            let from = Path::new(self.dir).join(&name);
             match renameat2(AT_FDCWD, &from, AT_FDCWD, target, RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => {}
                 // another thread or process took it
@@ -111,11 +156,11 @@ impl Taker {
         if let Some(name) = s.names.pop() {
             return Some(name);
         }
-        let changed = fs::metadata(DIR).and_then(|m| m.modified()).ok();
+        let changed = fs::metadata(self.dir).and_then(|m| m.modified()).ok();
         if changed.is_some() && changed == s.empty_at {
             return None;
         }
-        s.names = fs::read_dir(DIR)
+        s.names = fs::read_dir(self.dir)
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
@@ -131,11 +176,6 @@ impl Taker {
 /// O_NOFOLLOW: a pool file is a plain file of the queue owner; never follow a link.
 fn libc_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
-}
-
-/// The pool file `pid/free.<ino>` (for the tests).
-pub fn path_of(ino: u64) -> PathBuf {
-    Path::new(DIR).join(format!("{PREFIX}{ino}"))
 }
 
 #[cfg(test)]
