@@ -95,6 +95,14 @@ impl Svc {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
+    /// Under `strace -f -c` counting the sync calls; the summary's path.
+    fn start_traced(sb: &Sandbox) -> (Svc, PathBuf) {
+        let trace = sb.tmp.path().join("strace");
+        let trace_s = trace.to_string_lossy().into_owned();
+        let strace = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", &trace_s];
+        (Svc::start_with(sb, &[], Some(&strace)), trace)
+    }
+
     /// TERM to the master, and wait for the whole service to end.
     fn stop(mut self) {
         if let Some(master) = self.master() {
@@ -143,6 +151,16 @@ fn answer(stream: &UnixStream) -> Option<u8> {
     stream.set_read_timeout(Some(LONG)).unwrap();
     let payload = qmail::netstring::read(&mut BufReader::new(stream), wire::ANSWER_MAX).ok()?;
     Some(wire::parse_answer(&payload)?.0)
+}
+
+/// The calls of `name` in an `strace -c` summary.
+fn strace_calls(summary: &str, name: &str) -> usize {
+    summary
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A one-shot qmail-queue run, for comparison: its exit code.
@@ -324,13 +342,7 @@ fn a_stalled_client_times_out() {
 #[test]
 fn concurrent_clients_share_their_syncs() {
     let sb = Sandbox::new();
-    let trace = sb.tmp.path().join("strace");
-    let trace_s = trace.to_string_lossy().into_owned();
-    let svc = Svc::start_with(
-        &sb,
-        &[],
-        Some(&["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", &trace_s]),
-    );
+    let (svc, trace) = Svc::start_traced(&sb);
     let n = 64;
     std::thread::scope(|s| {
         for i in 0..n {
@@ -352,14 +364,7 @@ fn concurrent_clients_share_their_syncs() {
     assert_clean(&sb, n, "all");
     svc.stop();
     let summary = fs::read_to_string(&trace).unwrap();
-    let count = |name: &str| -> usize {
-        summary
-            .lines()
-            .find(|l| l.split_whitespace().last() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
-    };
+    let count = |name: &str| strace_calls(&summary, name);
     let syncs = count("fsync") + count("fdatasync") + count("syncfs");
     assert!(syncs >= 2, "no syncs at all?\n{summary}");
     assert!(syncs < 2 * n, "{syncs} syncs for {n} messages:\n{summary}");
@@ -372,13 +377,7 @@ fn concurrent_clients_share_their_syncs() {
 fn sync_requests_share_the_rounds() {
     use std::io::Read;
     let sb = Sandbox::new();
-    let trace = sb.tmp.path().join("strace");
-    let trace_s = trace.to_string_lossy().into_owned();
-    let svc = Svc::start_with(
-        &sb,
-        &[],
-        Some(&["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", &trace_s]),
-    );
+    let (svc, trace) = Svc::start_traced(&sb);
     let n = 48;
     std::thread::scope(|s| {
         for i in 0..n {
@@ -406,12 +405,7 @@ fn sync_requests_share_the_rounds() {
     assert_clean(&sb, 0, "no message from a sync request");
     svc.stop();
     let summary = fs::read_to_string(&trace).unwrap();
-    let syncfs: usize = summary
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some("syncfs"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let syncfs = strace_calls(&summary, "syncfs");
     assert!(syncfs >= 1, "no syncfs at all?\n{summary}");
     // no more syncs than requests (how many share one round depends on timing; the sharing
     // itself is the group's, unit-tested in programs/qmail-queue/group.rs)
