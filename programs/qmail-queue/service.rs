@@ -40,10 +40,11 @@ const SESSIONS: usize = 128;
 /// limit; the service's slots are worth more than a process). Longer than any SMTP timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// The least time from the start of one `syncfs` round to the start of the next. A round
-/// that could begin sooner waits out the rest, gathering more messages and sync requests
-/// (bench/README.md: a quarter fewer disk writes per message under load, the rate unchanged);
-/// a lone message after a quiet moment waits for nothing.
+/// The least time from the start of one `syncfs` round to the start of the next one a message
+/// leads. Such a round that could begin sooner waits out the rest, gathering more messages
+/// (bench/README.md: about a quarter fewer disk writes per message under load, the rate
+/// within the noise); a lone message after a quiet moment waits for nothing, and a sync
+/// request never waits (doc/INTERNALS.md, "Shared syncs").
 const SYNC_GAP: Duration = Duration::from_millis(2);
 
 /// Names remembered for the Received line, by uid.
