@@ -36,7 +36,7 @@ pub const SEND: &str = "bounce";
 pub const PREFIX: &str = "free.";
 
 /// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
-pub const MAX: usize = 512;
+pub const MAX: usize = 4096;
 
 /// Files given between two counts of a pool.
 const COUNT_EVERY: u32 = 64;
