@@ -473,8 +473,10 @@ fn finished_messages_files_are_recycled() {
         .filter_map(|l| l.split("new msg ").nth(1)?.trim().parse().ok())
         .collect();
     assert_eq!(ids.len(), 6, "{}", run.log_text());
+    // the first of them takes its message file from the pool (the others may find it empty:
+    // each message needs two files and gives the envelope back only once preprocessed)
     assert!(
-        ids[3..].iter().all(|id| recycled.contains(id)),
+        recycled.contains(&ids[3]),
         "ids {ids:?}, pool {recycled:?}, now {:?}; {}",
         pool(),
         run.log_text()
