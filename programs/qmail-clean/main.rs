@@ -19,6 +19,7 @@
 
 use qmail::clean::{Request, Requests};
 use qmail::queue::pool;
+use std::os::unix::ffi::OsStrExt;
 use qmail::{auto, exit};
 use std::fs;
 use std::io::{self, ErrorKind, Write};
@@ -49,7 +50,7 @@ fn run() -> Result<(), String> {
     let mut output = io::stdout().lock();
     let mut requests = Requests::default();
     let mut pool = pool::Giver::new(pool::QUEUE);
-    sweep_pid(Path::new("pid"), SystemTime::now());
+    sweep_pid(Path::new("pid"), SystemTime::now(), true);
     let mut until_sweep = SWEEP_EVERY;
     let mut buf = [0u8; 4096];
     loop {
@@ -70,7 +71,7 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("unable to write a reply: {e}"))?;
             until_sweep -= 1;
             if until_sweep == 0 {
-                sweep_pid(Path::new("pid"), SystemTime::now());
+                sweep_pid(Path::new("pid"), SystemTime::now(), false);
                 until_sweep = SWEEP_EVERY;
             }
         }
@@ -93,10 +94,15 @@ fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
 }
 
 /// Remove the files in `pid/` last accessed more than [`OSSIFIED`] before `now`. Failures
-/// are left for the next sweep.
-fn sweep_pid(dir: &Path, now: SystemTime) {
+/// are left for the next sweep. The recycled files there (up to thousands) are looked at only
+/// when `pool` (at start): the later sweeps, every few requests, would otherwise stat them
+/// all each time.
+fn sweep_pid(dir: &Path, now: SystemTime, pool: bool) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
+        if !pool && pool::is_pooled(entry.file_name().as_bytes()) {
+            continue;
+        }
         let path = entry.path();
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
         if !meta.is_file() {
