@@ -446,7 +446,9 @@ fn finished_messages_files_are_recycled() {
             .collect()
     };
     for i in 0..3 {
-        sb.inject(&["sue@example.org"], &format!("Subject: first {i}\n\nbody {i}\n"));
+        // longer than the later ones: a recycled file must lose its old end
+        let pad = "x".repeat(3000);
+        sb.inject(&["sue@example.org"], &format!("Subject: first {i}\n\n{pad}\nbody {i}\n"));
     }
     assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 3), "{}", run.log_text());
     // two per message: the envelope, then the message file (its removal follows delivery)
@@ -464,7 +466,7 @@ fn finished_messages_files_are_recycled() {
     assert!(send_pool() >= 2, "{}", send_pool());
     let recycled = pool();
     for i in 0..3 {
-        sb.inject(&["sue@example.org"], &format!("Subject: second {i}\n\nbody {i}\n"));
+        sb.inject(&["sue@example.org"], &format!("Subject: 2nd {i}\n\nbody {i}\n"));
     }
     assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 6), "{}", run.log_text());
     let ids: Vec<u64> = run
@@ -481,13 +483,17 @@ fn finished_messages_files_are_recycled() {
         pool(),
         run.log_text()
     );
-    let mut bodies: Vec<String> =
+    let texts: Vec<String> =
         Sandbox::maildir_new(&home).iter().map(|p| fs::read_to_string(p).unwrap()).collect();
-    bodies.sort();
-    for (i, text) in bodies.iter().enumerate() {
-        let (round, n) = if i < 3 { ("first", i) } else { ("second", i - 3) };
-        assert!(text.contains(&format!("Subject: {round} {n}\n")), "{text}");
-        assert!(text.ends_with(&format!("\n\nbody {n}\n")), "whole: {text}");
+    for i in 0..3 {
+        for (round, end) in
+            [("first", format!("x\nbody {i}\n")), ("2nd", format!("\n\nbody {i}\n"))]
+        {
+            let subject = format!("Subject: {round} {i}\n");
+            let found: Vec<&String> = texts.iter().filter(|t| t.contains(&subject)).collect();
+            assert_eq!(found.len(), 1, "{subject}");
+            assert!(found[0].ends_with(&end), "whole: {}", found[0]);
+        }
     }
     assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
     assert!(send_pool() >= 2 && send_pool() <= 6, "{}", send_pool());

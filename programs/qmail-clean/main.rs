@@ -19,10 +19,10 @@
 
 use qmail::clean::{Request, Requests};
 use qmail::queue::pool;
-use std::os::unix::ffi::OsStrExt;
 use qmail::{auto, exit};
 use std::fs;
 use std::io::{self, ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};

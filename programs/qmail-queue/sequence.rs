@@ -212,7 +212,9 @@ fn copy_message(file: &File, received: &[u8], input: &mut impl Read) -> Result<(
         };
         out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;
     }
-    out.flush().map_err(|_| QueueExit::WriteError)
+    out.flush().map_err(|_| QueueExit::WriteError)?;
+    // a recycled file's old content ends here (doc/INTERNALS.md, "Recycled queue files")
+    qmail::queue::pool::cut_here(file).map_err(|_| QueueExit::WriteError)
 }
 
 /// Stream the envelope from `input` into the intd file as `u`, `p`, `F`, `T`... records.
@@ -236,5 +238,6 @@ fn copy_envelope(
     while let Some(r) = reader.recipient().map_err(eerr)? {
         Record::Recipient(r.as_bytes()).write(&mut out).map_err(werr)?;
     }
-    out.flush().map_err(werr)
+    out.flush().map_err(werr)?;
+    qmail::queue::pool::cut_here(file).map_err(werr)
 }

@@ -12,7 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
-use qmail::queue::pool::Taker;
+use qmail::queue::pool::{self, Taker};
 use qmail::queue::records::Record as QueueRecord;
 use qmail::rewrite::{Rewriter, Route};
 use qmail::safe::log as safe;
@@ -273,9 +273,13 @@ impl Todo {
             return Err("envelope without sender".into());
         }
         let kind = Channels::of(local_f.is_some(), remote_f.is_some());
+        // a recycled file's old content ends where ours does (doc/INTERNALS.md, "Recycled
+        // queue files")
         for w in [local_f, remote_f].into_iter().flatten() {
-            w.into_inner().map_err(|e| werr(e.into_error()))?;
+            let f = w.into_inner().map_err(|e| werr(e.into_error()))?;
+            pool::cut_here(&f).map_err(werr)?;
         }
+        pool::cut_here(&info_f).map_err(werr)?;
         Ok(kind)
     }
 

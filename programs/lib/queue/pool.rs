@@ -124,8 +124,11 @@ impl Taker {
         Taker { dir, state: Mutex::new(Names::default()) }
     }
 
-    /// A pool file renamed to `target` (which must not exist) and opened for writing,
-    /// emptied; `None` when the pool has none (the caller then creates the file).
+    /// A pool file renamed to `target` (which must not exist) and opened for writing at its
+    /// start; `None` when the pool has none (the caller then creates the file). Its old
+    /// content is still there: the caller writes from the start and then cuts the file where
+    /// it stopped ([`cut_here`]), so the blocks are overwritten in place instead of freed and
+    /// allocated again.
     pub fn take(&self, target: &Path) -> Option<File> {
         loop {
             let name = self.next()?;
@@ -136,11 +139,7 @@ impl Taker {
                 Err(Errno::ENOENT) => continue,
                 Err(_) => return None,
             }
-            let opened = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .custom_flags(libc_nofollow())
-                .open(target);
+            let opened = OpenOptions::new().write(true).custom_flags(libc_nofollow()).open(target);
             return match opened {
                 Ok(f) => Some(f),
                 Err(_) => {
@@ -173,6 +172,15 @@ impl Taker {
     }
 }
 
+/// End `file` where its offset is (what was written to it from its start): the end of a
+/// recycled file's old content goes. Every file written after [`Taker::take`] must end so
+/// before anyone may read it; for a new file it changes nothing.
+pub fn cut_here(file: &File) -> io::Result<()> {
+    use std::io::Seek;
+    let end = (&mut &*file).stream_position()?;
+    file.set_len(end)
+}
+
 /// O_NOFOLLOW: a pool file is a plain file of the queue owner; never follow a link.
 fn libc_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
@@ -181,6 +189,23 @@ fn libc_nofollow() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_file_is_cut_where_its_new_content_ends() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("qmail-pool-cut-{}", std::process::id()));
+        fs::write(&path, "an old and longer content\n").unwrap();
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(b"new\n").unwrap();
+        cut_here(&f).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new\n");
+        // a fresh file is left as written
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"fresh\n").unwrap();
+        cut_here(&f).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"fresh\n");
+        fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn pool_names() {
