@@ -974,9 +974,9 @@ fn the_worker_declines_programs_and_serves_one_request_after_another() {
     assert!(child.0.wait().unwrap().success());
 }
 
-/// The worker's sync of a batch's data goes to the queue service when it answers on its
-/// socket (the `new/` entries get an fsync of their own); one that answers a failure is not
-/// trusted: the worker then syncs by itself, and the delivery still succeeds.
+/// The worker's two syncs (the data, then the `new/` entries) go to the queue service when it
+/// answers on its socket; one that answers a failure is not trusted: the worker then syncs
+/// by itself, and the delivery still succeeds.
 #[test]
 fn the_worker_shares_the_queue_services_syncs() {
     use qmail::localworker::Kind;
@@ -990,11 +990,11 @@ fn the_worker_shares_the_queue_services_syncs() {
         [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];
     let a = worker.deliver(args, &[], &msg);
     assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 1+0+0\n"[..]));
-    assert_eq!(fake.asked(), b"S", "the data's sync");
+    assert_eq!(fake.asked(), b"SS", "the data's sync, then the new/ entry's");
     fake.answer(53);
     let a = worker.deliver(args, &[], &msg);
     assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 1+0+0\n"[..]));
-    assert_eq!(fake.asked(), b"SS");
+    assert_eq!(fake.asked(), b"SSSS");
     assert_eq!(l.maildir("new").len(), 2);
     assert!(l.maildir("tmp").is_empty());
 }

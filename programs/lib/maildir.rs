@@ -171,9 +171,9 @@ fn stage_with(
 
 /// Make the files of [`stage_unsynced`] durable and link each into `new/`: one `syncfs` per
 /// file system, the links, one fsync per `new/` directory; then the temporary names go. On
-/// the file system of `home`'s queue, the `syncfs` is shared with the queue service's when it
-/// runs ([`crate::queue::sync_fs`]); the fsyncs are not (a worker's commit is serial work,
-/// and a directory's fsync does not wait for anybody's round). One result per file, in order: `Ok` only once its data
+/// the file system of `home`'s queue, both are rounds of the queue service's syncs when it
+/// runs ([`crate::queue::sync_fs`]): two `syncfs` shared with everybody instead of a `syncfs`
+/// and a directory fsync of our own. One result per file, in order: `Ok` only once its data
 /// and its `new/` entry are on disk; a failed one is removed (its temporary file, and a link
 /// that could not be made durable).
 pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
@@ -227,7 +227,9 @@ pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, Mai
     let mut dirs: Vec<(PathBuf, Result<(), io::ErrorKind>)> = Vec::new();
     for (s, target) in staged.iter().zip(&targets) {
         if target.is_some() && !dirs.iter().any(|(d, _)| *d == s.maildir) {
-            let r = crate::file::fsync_dir(&s.maildir.join("new")).map_err(|e| e.kind());
+            let r = File::open(s.maildir.join("new"))
+                .and_then(|d| crate::queue::sync_fs(home, &d))
+                .map_err(|e| e.kind());
             dirs.push((s.maildir.clone(), r));
         }
     }
