@@ -429,10 +429,9 @@ fn sync_requests_only_for_the_queues_file_system() {
 }
 
 /// The files of finished messages are recycled: qmail-clean gives the envelope's inode (once
-/// preprocessed) and the message's (once delivered) to `pid/free.<inode>`, and the service
-/// takes them for the next messages, whose ids are then recycled inode numbers; qmail-send
-/// gives `info` and `local` to `bounce/free.<inode>` for qmail-todo; every message is still
-/// delivered whole.
+/// preprocessed) to `pid/free.<inode>`, and the service takes it for a later message, whose
+/// id is then a recycled inode number; qmail-send gives `info` and `local` to
+/// `bounce/free.<inode>` for qmail-todo; every message is still delivered whole.
 #[test]
 fn finished_messages_files_are_recycled() {
     let sb = Sandbox::for_delivery();
@@ -446,16 +445,14 @@ fn finished_messages_files_are_recycled() {
             .collect()
     };
     for i in 0..3 {
-        // longer than the later ones: a recycled file must lose its old end
         let pad = "x".repeat(3000);
         sb.inject(&["sue@example.org"], &format!("Subject: first {i}\n\n{pad}\nbody {i}\n"));
     }
     assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 3), "{}", run.log_text());
-    // two per message: the envelope, then the message file (its removal follows delivery)
-    // once the queue is empty the pool holds the messages' inodes and those of the envelopes
-    // not already taken again by a later message of the three
+    // once the queue is empty the pool holds the envelopes not already taken again by a later
+    // message of the three: at least the last one's (the message files are unlinked)
     assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
-    assert!(pool().len() >= 3, "pool {:?}; {}", pool(), run.log_text());
+    assert!(!pool().is_empty(), "pool {:?}; {}", pool(), run.log_text());
     // qmail-send's info and local files went to its own pool, for qmail-todo
     let send_pool = || {
         fs::read_dir(sb.queue().join("bounce"))

@@ -78,16 +78,21 @@ fn run() -> Result<(), String> {
     }
 }
 
-/// Unlink a request's files, the last name of the inode into the pool of recycled files
-/// while it has room (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
+/// Unlink a request's files, the last name of an envelope's inode into the pool of recycled
+/// files while it has room (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
+///
+/// Only an envelope (`todo/id`) is recycled, never a message file: a delivery program gets
+/// the message file's descriptor and may keep it open after the delivery, so its inode must
+/// never hold another message (doc/INTERNALS.md, "Recycled queue files").
 fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
+    let recycle = matches!(request, Request::Todo(_));
     let [first, last] = request.files();
-    match fs::remove_file(&first) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(_) => return b'!',
-    }
-    match pool.give(&last) {
+    let unlink = |path: &std::path::Path| match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    let done = unlink(&first).and_then(|()| if recycle { pool.give(&last) } else { unlink(&last) });
+    match done {
         Ok(()) => b'+',
         Err(_) => b'!',
     }

@@ -1,16 +1,15 @@
 //! pool: queue files recycled instead of freed (doc/INTERNALS.md, "Recycled queue files").
 //!
-//! A message costs the queue owner two inodes: the message file (`mess/S/id`, made as a pid
-//! file) and the envelope (`intd/id`, linked as `todo/id`). On a file system without a
-//! journal, ext4 skips every inode freed in the last minute when it looks for a free one,
-//! so each create walks past all the queue files deleted lately; reusing them skips the
-//! allocator altogether. qmail-clean gives the last name of a finished file to the pool
-//! ([`give`]: renamed to `pid/free.<inode>`) while the pool is not full; the queue service
-//! takes one ([`Taker::take`]: renamed to the pid file or `intd/id` it needs, truncated)
-//! before it creates a new file. Both directories belong to the queue owner, the renames
-//! never replace anything, and a file in the pool has no other name, so it is nobody's
-//! message: a crash anywhere leaves at worst a pool file, which qmail-clean's `pid/` sweep
-//! removes once it is old.
+//! On a file system without a journal, ext4 skips every inode freed in the last minute when
+//! it looks for a free one, so each create walks past all the queue files deleted lately;
+//! reusing them skips the allocator. qmail-clean gives a preprocessed envelope to the queue
+//! owner's pool ([`Giver::give`]: `todo/id` renamed to `pid/free.<inode>`; never a message
+//! file, whose descriptor a delivery program may keep open) and qmail-send its finished
+//! `info` and channel files to its own (`bounce/`), while they are not full; the queue
+//! service and qmail-todo take one ([`Taker::take`]: renamed to the name they need, written
+//! over and cut, [`cut_here`]) before they create a file. The renames never replace
+//! anything, and a file in a pool has no other name, so it is nobody's: a crash anywhere
+//! leaves at worst a pool file, which qmail-clean's `pid/` sweep removes once it is old.
 
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
@@ -23,8 +22,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// The queue owner's pool, relative to the queue (the pid files' directory): message files
-/// and envelopes, given by qmail-clean, taken by the queue service.
+/// The queue owner's pool, relative to the queue (the pid files' directory): envelopes,
+/// given by qmail-clean, taken by the queue service for pid files and envelopes.
 pub const QUEUE: &str = "pid";
 
 /// qmail-send's pool, relative to the queue (`bounce/`, whose other files are named by a
