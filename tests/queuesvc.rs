@@ -633,6 +633,38 @@ fn a_service_that_dies_mid_message_is_a_temporary_failure() {
     assert!(sb.todo().is_empty());
 }
 
+/// A failed sync (the test hook's disk error) is a temporary failure, never a 250: the message
+/// is answered 53 and removed, qmail-inject exits 111; the worker that saw it ends and a fresh
+/// one serves the next client; a sync request gets 53 too, and the library's client then syncs
+/// by itself.
+#[test]
+fn a_failed_sync_is_temporary_and_ends_the_worker() {
+    require_test_hooks();
+    let sb = Sandbox::new();
+    let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", "fail:syncfs")], None);
+    let (first, code) = svc.send(MSG, ENV);
+    assert_eq!(code, 53);
+    assert_clean(&sb, 0, "after a failed sync");
+    assert!(
+        wait_until(LONG, || svc
+            .log_text()
+            .contains("a sync of the queue failed; this worker ends")),
+        "{}",
+        svc.log_text()
+    );
+    let out =
+        sb.run("qmail-inject", &["-f", "a@example.org", "b@example.org"], b"Subject: x\n\ny\n");
+    assert_eq!(out.status.code(), Some(111), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sb.todo().is_empty());
+    let stream = UnixStream::connect(&svc.sock).unwrap();
+    let next = greeting(&stream);
+    assert_ne!(next, first, "a fresh worker");
+    (&stream).write_all(&[wire::SYNC_REQUEST]).unwrap();
+    assert_eq!(answer(&stream), Some(53));
+    qmail::queue::sync_fs(&sb.home, &fs::File::open(sb.queue()).unwrap()).unwrap();
+    assert_clean(&sb, 0, "at the end");
+}
+
 /// Refused where it would not run as the queue's owner: through a setuid bit, and as root on
 /// a queue that belongs to root.
 #[test]

@@ -155,6 +155,12 @@ impl Pause {
         }
     }
 
+    /// Whether the test hook makes `step` fail as the disk would (`fail:step`; the service's
+    /// `syncfs`).
+    fn fails(&self, step: &str) -> bool {
+        self.0.as_deref().and_then(|s| s.strip_prefix("fail:")) == Some(step)
+    }
+
     #[cfg(feature = "test-hooks")]
     fn death(&self) -> Option<Duration> {
         if auto::setugid() {

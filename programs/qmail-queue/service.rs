@@ -195,7 +195,12 @@ impl Service {
 
     /// One `syncfs` of the queue's file system, logged when it fails.
     fn sync(&self) -> io::Result<()> {
-        nix::unistd::syncfs(self.queue.as_fd()).map_err(|e| {
+        let synced = if self.pause.fails("syncfs") {
+            Err(nix::errno::Errno::EIO)
+        } else {
+            nix::unistd::syncfs(self.queue.as_fd())
+        };
+        synced.map_err(|e| {
             let e = io::Error::from(e);
             qmail::log::line(format_args!("qmail-queue: unable to sync the queue: {e}"));
             e
