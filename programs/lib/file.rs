@@ -7,7 +7,6 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// fsync a directory, making its entries (new links, renames) durable.
 /// Errors that mean "no such file" for a lookup of a name (a `.qmail` file, a Maildir
 /// folder): ENOENT, and names that cannot exist (a path component that is not a directory,
 /// too long, a symlink loop). Anything else (EACCES, EIO) is not an answer.
@@ -18,6 +17,15 @@ pub fn is_missing(e: &io::Error) -> bool {
     )
 }
 
+/// Remove `path`; one that is already gone (ENOENT) is fine.
+pub fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// fsync a directory, making its entries (new links, renames) durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -11,8 +11,9 @@
 //! Exit codes: 0 at end of input; 111 when it cannot enter the queue, read its input or write
 //! a reply.
 //!
-//! Security: it only ever unlinks names it builds itself from a decimal id, so a request can
-//! name no other file. A request longer than the limit is skipped to its `\0` without being
+//! Security: it only ever unlinks (or, for an envelope, renames into `pid/free.<inode>`, the
+//! pool of recycled files) names it builds itself from a decimal id, so a request can name no
+//! other file. A request longer than the limit is skipped to its `\0` without being
 //! stored.
 
 #![forbid(unsafe_code)]
@@ -21,7 +22,7 @@ use qmail::clean::{Request, Requests};
 use qmail::queue::pool;
 use qmail::{auto, exit};
 use std::fs;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -87,10 +88,7 @@ fn run() -> Result<(), String> {
 fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
     let recycle = matches!(request, Request::Todo(_));
     let [first, last] = request.files();
-    let unlink = |path: &std::path::Path| match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    };
+    let unlink = qmail::file::remove_if_present;
     let done = unlink(&first).and_then(|()| if recycle { pool.give(&last) } else { unlink(&last) });
     match done {
         Ok(()) => b'+',

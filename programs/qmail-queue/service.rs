@@ -9,6 +9,10 @@
 //! system for every message ready at that moment makes them and their `mess/` entries
 //! durable, then each is linked into `todo/`, then one fsync of `todo/` for every link made
 //! by then, then the trigger once for the group, then the answers ([`crate::group`]).
+//! A client may send a sync request instead of a message ([`wire::SYNC_REQUEST`]): it joins
+//! the next `syncfs` round (doc/INTERNALS.md, "Shared syncs"). A failed sync ends the worker
+//! after its answers. Pid files and envelopes are taken from the pool of recycled files when
+//! it has any ([`qmail::queue::pool`]).
 //!
 //! Runs only as the queue's owner: refused setuid/setgid (the setuid bit must not let anyone
 //! start a service as qmailq), and as root it first becomes the owner, or refuses.
@@ -42,8 +46,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The least time from the start of one `syncfs` round to the start of the next one a message
 /// leads. Such a round that could begin sooner waits out the rest, gathering more messages
-/// (bench/README.md: about a quarter fewer disk writes per message under load, the rate
-/// within the noise); a lone message after a quiet moment waits for nothing, and a sync
+/// (bench/README.md: fewer disk writes per message under load, the rate within the noise);
+/// a lone message after a quiet moment waits for nothing, and a sync
 /// request never waits (doc/INTERNALS.md, "Shared syncs").
 const SYNC_GAP: Duration = Duration::from_millis(2);
 

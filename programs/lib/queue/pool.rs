@@ -86,10 +86,7 @@ impl Giver {
                 Err(e) => return Err(e),
             }
         }
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        crate::file::remove_if_present(path)
     }
 }
 
