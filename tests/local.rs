@@ -997,6 +997,21 @@ fn the_worker_shares_the_queue_services_syncs() {
     assert_eq!(fake.asked(), b"SSSS");
     assert_eq!(l.maildir("new").len(), 2);
     assert!(l.maildir("tmp").is_empty());
+    // two Maildirs on one file system: still one sync for the data, one for both new/ entries
+    fake.answer(0);
+    make_maildir(&l.path("Other"));
+    l.file(".qmail-two", b"./Maildir/\n./Other/\n");
+    if is_root() {
+        let out = Command::new("chown").arg("-R").arg("65534:65534").arg(&l.home).output();
+        assert_ok(&out.unwrap(), "chown");
+    }
+    let args: [&[u8]; 8] =
+        [b"joe", &home, b"joe-two", b"-", b"two", b"example.org", b"alice@example.com", b""];
+    let a = worker.deliver(args, &[], &msg);
+    assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 2+0+0\n"[..]));
+    assert_eq!(fake.asked(), b"SSSSSS", "two more syncs, not three");
+    assert_eq!(l.maildir("new").len(), 3);
+    assert_eq!(list(&l.path("Other").join("new")).len(), 1);
 }
 
 #[test]

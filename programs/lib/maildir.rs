@@ -170,29 +170,35 @@ fn stage_with(
 }
 
 /// Make the files of [`stage_unsynced`] durable and link each into `new/`: one `syncfs` per
-/// file system, the links, one fsync per `new/` directory; then the temporary names go. On
-/// the file system of `home`'s queue, both are rounds of the queue service's syncs when it
-/// runs ([`crate::queue::sync_fs`]): two `syncfs` shared with everybody instead of a `syncfs`
-/// and a directory fsync of our own. One result per file, in order: `Ok` only once its data
-/// and its `new/` entry are on disk; a failed one is removed (its temporary file, and a link
-/// that could not be made durable).
+/// file system, the links, then one more `syncfs` per file system for all their `new/`
+/// entries (one covers every directory there, however many Maildirs the batch went to);
+/// then the temporary names go. On the file system of `home`'s queue, both are rounds of the
+/// queue service's syncs when it runs ([`crate::queue::sync_fs`]): two `syncfs` shared with
+/// everybody per batch. One result per file, in order: `Ok` only once its data and its
+/// `new/` entry are on disk; a failed one is removed (its temporary file, and a link that
+/// could not be made durable).
 pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
     let mut results: Vec<Result<(), MaildirError>> = Vec::with_capacity(staged.len());
+    // each file's file system, for the second round
+    let mut devs: Vec<Option<u64>> = Vec::with_capacity(staged.len());
     // the data: one syncfs per file system, then the close (a close error is a write error)
     let mut synced: Vec<(u64, Result<(), io::ErrorKind>)> = Vec::new();
     let mut staged = staged;
     for s in &mut staged {
         let Some(file) = s.file.take() else {
             results.push(Ok(()));
+            devs.push(None);
             continue;
         };
         let dev = match file.metadata() {
             Ok(m) => m.dev(),
             Err(e) => {
                 results.push(Err(MaildirError::Write(e)));
+                devs.push(None);
                 continue;
             }
         };
+        devs.push(Some(dev));
         let sync = match synced.iter().find(|(d, _)| *d == dev) {
             Some((_, r)) => *r,
             None => {
@@ -223,19 +229,27 @@ pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, Mai
         };
         targets.push(linked.then_some(target));
     }
-    // the new names: one fsync per new/ directory
-    let mut dirs: Vec<(PathBuf, Result<(), io::ErrorKind>)> = Vec::new();
-    for (s, target) in staged.iter().zip(&targets) {
-        if target.is_some() && !dirs.iter().any(|(d, _)| *d == s.maildir) {
-            let r = File::open(s.maildir.join("new"))
-                .and_then(|d| crate::queue::sync_fs(home, &d))
-                .map_err(|e| e.kind());
-            dirs.push((s.maildir.clone(), r));
-        }
+    // the new names: one syncfs per file system (a link is on its file's file system; a
+    // file staged already synced has its own new/ synced)
+    let mut dirs: Vec<(Option<u64>, Result<(), io::ErrorKind>)> = Vec::new();
+    let mut dir_sync = Vec::with_capacity(staged.len());
+    for ((s, target), dev) in staged.iter().zip(&targets).zip(&devs) {
+        let known = dirs.iter().find(|(d, _)| dev.is_some() && d == dev).map(|(_, r)| *r);
+        let r = match (target, known) {
+            (None, _) => None,
+            (Some(_), Some(r)) => Some(r),
+            (Some(_), None) => {
+                let r = File::open(s.maildir.join("new"))
+                    .and_then(|d| crate::queue::sync_fs(home, &d))
+                    .map_err(|e| e.kind());
+                dirs.push((*dev, r));
+                Some(r)
+            }
+        };
+        dir_sync.push(r);
     }
     let mut out = Vec::with_capacity(staged.len());
-    for ((mut s, target), r) in staged.into_iter().zip(targets).zip(results) {
-        let dir = dirs.iter().find(|(d, _)| *d == s.maildir).map(|(_, r)| *r);
+    for (((mut s, target), r), dir) in staged.into_iter().zip(targets).zip(results).zip(dir_sync) {
         out.push(match (r, target, dir) {
             (Err(e), _, _) => Err(e),
             (Ok(()), Some(t), Some(Err(kind))) => {
