@@ -100,6 +100,7 @@ pub mod log;
 pub mod maildir;
 pub mod mailmagic;
 pub mod netstring;
+pub mod parked;
 pub mod passwd;
 pub mod pbs;
 pub mod pop3;

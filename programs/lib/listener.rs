@@ -8,9 +8,9 @@
 //! the network. While no worker is accepting and a connection is waiting, it starts a worker:
 //! the same executable with the same arguments, the socket on fd 3 and the write end of a
 //! notification pipe on fd 4 (environment `QMAIL_LISTENER_WORKER=1`). A worker accepts
-//! connections and serves each on its own thread, up to [`Options::sessions`] at a time, each
-//! with a per-thread state from a pool (so a directory connection is reused from session to
-//! session). It stops accepting after [`Options::uses`] connections (0: never), or, once it
+//! connections and serves each on a thread, up to [`Options::sessions`] at a time; a thread
+//! that has served a session parks for the next one ([`crate::parked`]) and keeps its state
+//! (so a directory connection is reused from session to session). It stops accepting after [`Options::uses`] connections (0: never), or, once it
 //! has served one, when it has been idle — no session open — for [`Options::idle`] (randomised
 //! in `[T, 2T-1]` seconds so that workers do not all end together; zero: never): it closes the
 //! socket and the pipe, which tells the master to start the next worker at the next
@@ -27,6 +27,7 @@
 //! shared with other programs), prefixed with the program name.
 
 use crate::child;
+use crate::parked::Parked;
 use crate::timeoutio::{self, poll_timeout};
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -352,7 +353,8 @@ where
     let idle = randomised(opts.idle);
     let activity = Mutex::new(Activity { open: 0, last: Instant::now() });
     let changed = Condvar::new();
-    let pool: Mutex<Vec<S>> = Mutex::new(Vec::new());
+    // the session threads: each keeps its state and parks between sessions
+    let parked: Parked<OwnedFd> = Parked::new();
     crate::log::line(format_args!("{name}: worker {pid} accepting"));
     std::thread::scope(|scope| {
         let mut served: u32 = 0;
@@ -392,22 +394,25 @@ where
             let Some(fd) = socket.accept() else { continue };
             served += 1;
             activity.lock().unwrap_or_else(|p| p.into_inner()).open += 1;
-            let (pool, activity, changed, make, handle) =
-                (&pool, &activity, &changed, &make, &handle);
-            scope.spawn(move || {
-                let _done = Done { activity, changed };
-                let mut state =
-                    pool.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_else(make);
-                let mut conn = Conn::socket(fd, opts.timeout);
-                handle(&mut state, &mut conn);
-                pool.lock().unwrap_or_else(|p| p.into_inner()).push(state);
-            });
+            if let Err(fd) = parked.hand(fd) {
+                let (parked, activity, changed, make, handle) =
+                    (&parked, &activity, &changed, &make, &handle);
+                scope.spawn(move || {
+                    let mut state = make();
+                    parked.serve(fd, |fd| {
+                        let _done = Done { activity, changed };
+                        let mut conn = Conn::socket(fd, opts.timeout);
+                        handle(&mut state, &mut conn);
+                    });
+                });
+            }
             if opts.uses > 0 && served >= opts.uses {
                 break "its connections are used up";
             }
         };
         drop(socket);
         drop(notify);
+        parked.close();
         crate::log::line(format_args!("{name}: worker {pid} accepts no more: {why}"));
     });
     std::process::exit(0);

@@ -20,7 +20,8 @@
 //! Structure: the main thread binds, drops privileges, then loops: wait for a free slot, poll
 //! the listeners, accept. Each connection gets a small thread that sends the banner, applies
 //! the rules, spawns the program and waits for it (so it is also the reaper); the slot is
-//! given back when the thread ends. Threads, fds and memory are therefore bounded by `-c`. A
+//! given back when the connection ends, and the thread parks for the next connection
+//! (`qmail::parked`) instead of ending. Threads, fds and memory are therefore bounded by `-c`. A
 //! signal thread waits for SIGTERM (blocked everywhere else) with sigwait: no handler, no
 //! unsafe.
 
@@ -33,6 +34,7 @@ mod workers;
 
 use args::Options;
 use nix::sys::signal::{SigSet, Signal};
+use qmail::parked::Parked;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::TcpListener;
@@ -198,15 +200,18 @@ impl Drop for Slot {
 /// The accept loop; returns only on a fatal error.
 fn serve(server: &Arc<Server>, listeners: &[TcpListener]) -> Result<(), String> {
     let mut next = 0;
+    // connection threads park between connections (never more than -c of them)
+    let parked = Arc::new(Parked::new());
     loop {
         server.wait_for_slot();
         let stream = listen::accept(listeners, &mut next);
         let slot = server.take_slot();
-        let srv = Arc::clone(server);
+        let Err(job) = parked.hand((stream, slot)) else { continue };
+        let (srv, parked) = (Arc::clone(server), Arc::clone(&parked));
         let spawned = std::thread::Builder::new()
             .name("conn".into())
             .stack_size(256 * 1024)
-            .spawn(move || conn::serve(&srv, stream, slot));
+            .spawn(move || parked.serve(job, |(stream, slot)| conn::serve(&srv, stream, slot)));
         if let Err(e) = spawned {
             server.warn(&format!("dropping connection, unable to start a thread: {e}"));
         }
