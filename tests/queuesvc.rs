@@ -656,6 +656,9 @@ fn a_failed_sync_is_temporary_and_ends_the_worker() {
         sb.run("qmail-inject", &["-f", "a@example.org", "b@example.org"], b"Subject: x\n\ny\n");
     assert_eq!(out.status.code(), Some(111), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(sb.todo().is_empty());
+    // the worker that served qmail-inject ends too; until it has, it may still accept (and
+    // then drop) a connection: a lost service, which a client also takes as temporary
+    assert!(wait_until(LONG, || svc.worker().is_none()), "{}", svc.log_text());
     let stream = UnixStream::connect(&svc.sock).unwrap();
     let next = greeting(&stream);
     assert_ne!(next, first, "a fresh worker");
