@@ -11,10 +11,11 @@
 //! connections and serves each on a thread, up to [`Options::sessions`] at a time; a thread
 //! that has served a session parks for the next one ([`crate::parked`]) and keeps its state
 //! (so a directory connection is reused from session to session). It stops accepting after
-//! [`Options::uses`] connections (0: never), or, once it has served one, when it has been idle — no session open — for [`Options::idle`] (randomised
-//! in `[T, 2T-1]` seconds so that workers do not all end together; zero: never): it closes the
-//! socket and the pipe, which tells the master to start the next worker at the next
-//! connection, finishes its open sessions and exits 0. A worker whose master is gone (the
+//! [`Options::uses`] connections (0: never), or, once it has served one, when it has been
+//! idle — no session open — for [`Options::idle`] (randomised in `[T, 2T-1]` seconds so that
+//! workers do not all end together; zero: never): it closes the socket and the pipe, which
+//! tells the master to start the next worker at the next connection, finishes its open
+//! sessions and exits 0. A worker whose master is gone (the
 //! pipe's reader closed) stops accepting too.
 //!
 //! Workers run the executable found at the master's start under the same path, so a program
