@@ -496,53 +496,6 @@ fn finished_messages_files_are_recycled() {
     assert!(send_pool() >= 2 && send_pool() <= 6, "{}", send_pool());
 }
 
-/// A message file goes back to the pool once delivered, unless somebody still has it open: a
-/// program delivery that leaves a background process holding the message on its stdin keeps
-/// its inode out of the pool for good (it is removed instead), so the process can never read
-/// another message through it.
-#[test]
-fn a_message_a_program_still_holds_is_not_recycled() {
-    use std::os::unix::fs::PermissionsExt;
-    let sb = Sandbox::for_delivery();
-    let (uid, gid, sue) = sb.user_home("sue");
-    let (_, _, tom) = sb.user_home("tom");
-    sb.assign(&[("sue", uid, gid, &sue), ("tom", uid, gid, &tom)]);
-    let dot = sue.join(".qmail");
-    // (a background command's stdin is /dev/null unless redirected from another descriptor)
-    let program = "|exec 3<&0; sleep 120 <&3 >/dev/null 2>&1 & echo $! > held.pid\n";
-    fs::write(&dot, format!("{program}./Maildir/\n")).unwrap();
-    fs::set_permissions(&dot, fs::Permissions::from_mode(0o644)).unwrap();
-    std::os::unix::fs::chown(&dot, Some(uid), Some(gid)).unwrap();
-    let run = sb.start();
-    let pool = || -> std::collections::BTreeSet<u64> {
-        fs::read_dir(sb.queue().join("pid"))
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
-            .collect()
-    };
-    let ids = || -> Vec<u64> {
-        run.log_lines()
-            .iter()
-            .filter_map(|l| l.split("new msg ").nth(1)?.trim().parse().ok())
-            .collect()
-    };
-    sb.inject(&["sue@example.org"], "Subject: held\n\nfor sue\n");
-    assert!(wait_until(LONG, || Sandbox::maildir_new(&sue).len() == 1), "{}", run.log_text());
-    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
-    let held = ids()[0];
-    let sleeper: i32 = fs::read_to_string(sue.join("held.pid")).unwrap().trim().parse().unwrap();
-    let stdin = fs::read_link(format!("/proc/{sleeper}/fd/0")).unwrap();
-    assert!(stdin.to_string_lossy().contains("/mess/"), "it holds the message: {stdin:?}");
-    sb.inject(&["tom@example.org"], "Subject: free\n\nfor tom\n");
-    assert!(wait_until(LONG, || Sandbox::maildir_new(&tom).len() == 1), "{}", run.log_text());
-    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
-    let free = ids()[1];
-    let _ = kill(Pid::from_raw(sleeper), Signal::SIGKILL);
-    let now = pool();
-    assert!(!now.contains(&held), "a held message file was recycled: {held} in {now:?}");
-    assert!(now.contains(&free), "a finished message file is recycled: {free} not in {now:?}");
-}
-
 /// SIGKILL of the service stopped at each step of the sequence: the client hears no answer
 /// (a temporary failure to it), the queue holds only whole messages, and what is left is
 /// debris qmail-send's sweep removes (no lock held); the next service queues again.

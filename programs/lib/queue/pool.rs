@@ -63,35 +63,6 @@ impl Giver {
         Giver { dir, since: None, full: false }
     }
 
-    /// Retire `path`, a message file's last name (`mess/S/id`): into the pool only when
-    /// nobody else can ever read what it will hold next — made by the queue service (no
-    /// access for others: a delivery program cannot reopen it through a descriptor it kept
-    /// with `O_PATH`), no other name, and no other open file description anywhere (a write
-    /// lease, [`crate::lease`]: a delivery program may keep the message on its stdin in a
-    /// background process) — and emptied under that lease (its pages leave the page cache,
-    /// so even a pipe that holds them by `splice` keeps only this message). Else, and on any
-    /// failure, removed as before.
-    pub fn give_message(&mut self, path: &Path) -> io::Result<()> {
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(path);
-        if let Ok(file) = opened {
-            let private = file
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.nlink() == 1 && m.mode() & 0o007 == 0);
-            if private {
-                if let Ok(_lease) = crate::lease::exclusive(&file) {
-                    if file.set_len(0).is_ok() {
-                        return self.give(path);
-                    }
-                }
-            }
-        }
-        crate::file::remove_if_present(path)
-    }
-
     /// Retire `path`, the last name of a queue file of this pool's owner: into the pool
     /// (renamed to `<dir>/free.<inode>`) unless it is full, else (and whenever the rename
     /// fails) removed. A name already gone is fine.
