@@ -85,6 +85,15 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Wait (at most 10 s) until a thread is parked.
+    fn until_parked<J>(pool: &Parked<J>) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pool.idle() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no thread parked");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_parked_thread_serves_the_next_job_and_ends_when_closed() {
         let pool: Arc<Parked<u32>> = Arc::new(Parked::new());
@@ -99,14 +108,10 @@ mod tests {
         let (first, id) = finished.recv().unwrap();
         assert_eq!(first, 1);
         // it parks: the next job goes to the same thread
-        while pool.idle() == 0 {
-            std::thread::yield_now();
-        }
+        until_parked(&pool);
         assert_eq!(pool.hand(2), Ok(()));
         assert_eq!(finished.recv().unwrap(), (2, id));
-        while pool.idle() == 0 {
-            std::thread::yield_now();
-        }
+        until_parked(&pool);
         pool.close();
         thread.join().unwrap();
         assert_eq!(pool.hand(3), Err(3), "closed");
