@@ -219,11 +219,8 @@ impl Todo {
             format!("remote/{split}/{id}"),
         );
         for p in [&local, &remote, &info] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("unable to remove {p}: {e}")),
-            }
+            qmail::file::remove_if_present(Path::new(p))
+                .map_err(|e| format!("unable to remove {p}: {e}"))?;
         }
         let mut info_f = create(&self.pool, &info)?;
         self.log(&format!("new msg {id}"));
