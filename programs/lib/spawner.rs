@@ -21,6 +21,7 @@
 //! bound, the rest read and dropped.
 
 use crate::exit::Outcome;
+use crate::parked::Parked;
 use crate::spawn::{Command, CommandDecoder, Report, LIMIT, MAX_MESSAGE, RELOAD};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -148,6 +149,10 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
     }
     let mut busy = vec![false; usize::from(LIMIT)];
     let mut running = 0usize;
+    // a delivery's thread parks for the next delivery instead of ending (doc/INTERNALS.md,
+    // "Parked threads"); they end with this function
+    let parked: Arc<Parked<Delivery>> = Arc::new(Parked::new());
+    let _close = Close(&parked);
     let mut ended: Option<Result<(), ServeError>> = None;
     let mut send = |slot: u16, outcome: Outcome| -> Result<(), ServeError> {
         let report = Report { slot, letter: outcome.letter(), text: outcome.into_text() };
@@ -181,10 +186,17 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
                         continue;
                     }
                 };
-                let (d, tx) = (Arc::clone(&deliverer), tx.clone());
-                let started = std::thread::Builder::new()
-                    .name(format!("slot {slot}"))
-                    .spawn(move || run_delivery(&*d, delivery, &tx));
+                let started = match parked.hand(delivery) {
+                    Ok(()) => Ok(()),
+                    Err(delivery) => {
+                        let (d, tx, pool) =
+                            (Arc::clone(&deliverer), tx.clone(), Arc::clone(&parked));
+                        std::thread::Builder::new()
+                            .name("delivery".into())
+                            .spawn(move || pool.serve(delivery, |job| run_delivery(&*d, job, &tx)))
+                            .map(drop)
+                    }
+                };
                 match started {
                     Ok(_) => {
                         // check() made sure the slot is in range
@@ -204,6 +216,15 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
             Event::InputEnd(end) => ended = Some(end),
             Event::Hangup => deliverer.reload(),
         }
+    }
+}
+
+/// Closes the pool of parked delivery threads when [`serve`] returns.
+struct Close<'a>(&'a Parked<Delivery>);
+
+impl Drop for Close<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
