@@ -321,8 +321,8 @@ const COPY_BUF: usize = 64 * 1024;
 thread_local! {
     /// [`write_all`]'s buffer, kept for the thread's next delivery: a delivery worker makes one
     /// delivery after another, and a buffer freed each time made the allocator hand its memory
-    /// back to the kernel and fault it in again (about a fortieth of the machine's time in a
-    /// profile of bench/smtp.sh).
+    /// back to the kernel and fault it in again (about a fiftieth of the machine's samples in a
+    /// profile of an SMTP load).
     static COPY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
