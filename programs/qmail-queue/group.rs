@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Group {
     state: Mutex<State>,
-    changed: Condvar,
+    /// where the callers waiting for an even and for an odd round wait: the end of a round
+    /// wakes those it served, and one of those waiting for the next to lead it, not everyone
+    changed: [Condvar; 2],
     /// the least time from the start of one sync to the start of the next
     gap: Duration,
 }
@@ -35,6 +37,8 @@ struct State {
     /// rounds ended so far
     finished: u64,
     running: bool,
+    /// callers waiting, by the parity of the round they wait for
+    waiting: [usize; 2],
     /// the first round that failed: it and every later one count as failed
     failed_from: Option<u64>,
 }
@@ -114,7 +118,10 @@ impl Group {
                 }
                 return result;
             }
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+            let parity = (target % 2) as usize;
+            s.waiting[parity] += 1;
+            s = self.changed[parity].wait(s).unwrap_or_else(|p| p.into_inner());
+            s.waiting[parity] -= 1;
         }
     }
 
@@ -155,7 +162,15 @@ impl Drop for Ended<'_> {
         if !self.ok && s.failed_from.is_none() {
             s.failed_from = Some(self.round);
         }
-        self.group.changed.notify_all();
+        // everyone waits for this round or the next (a caller's is the one after the last
+        // sealed): this one's are served; the next needs a leader, unless it has failed too
+        let (this, next) = ((self.round % 2) as usize, ((self.round + 1) % 2) as usize);
+        self.group.changed[this].notify_all();
+        if s.failed_from.is_some() {
+            self.group.changed[next].notify_all();
+        } else if s.waiting[next] > 0 {
+            self.group.changed[next].notify_one();
+        }
     }
 }
 
@@ -211,6 +226,44 @@ mod tests {
         let n = syncs.load(Ordering::SeqCst);
         assert!(n < 32, "{n} syncs for 32 callers");
         assert_eq!(g.rounds(), n);
+    }
+
+    #[test]
+    fn callers_in_many_rounds_are_all_served_and_never_early() {
+        // eight threads, each calling again as soon as it is answered, paced and not: every
+        // call is answered (a caller for the next round is woken to lead it, not lost) and
+        // never before a sync that began after it
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let g = Group::with_gap(Duration::from_micros(200));
+            let (written, durable) = (AtomicU64::new(0), AtomicU64::new(0));
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let (g, written, durable) = (&g, &written, &durable);
+                    s.spawn(move || {
+                        for i in 0..300 {
+                            let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
+                            let sync = || {
+                                let upto = written.load(Ordering::SeqCst);
+                                std::thread::yield_now();
+                                durable.fetch_max(upto, Ordering::SeqCst);
+                                Ok(())
+                            };
+                            if (t + i) % 2 == 0 {
+                                g.paced_round(sync, || {}).unwrap();
+                            } else {
+                                g.round(sync, || {}).unwrap();
+                            }
+                            assert!(durable.load(Ordering::SeqCst) >= mine, "answered early");
+                        }
+                    });
+                }
+            });
+            let _ = done.send(g.rounds());
+        });
+        let rounds =
+            finished.recv_timeout(Duration::from_secs(120)).expect("a caller was never answered");
+        assert!((1..=2400).contains(&rounds), "{rounds} rounds");
     }
 
     #[test]
