@@ -2,8 +2,9 @@
 //!
 //! A thread that needs its files durable calls [`Group::round`]. It needs a sync that starts
 //! after its call. When no sync runs, it runs one itself at once (a lone message waits for
-//! nothing but its own sync); when one runs, it waits for it to end, and then the first such
-//! waiter runs the next one for all who arrived meanwhile.
+//! nothing but its own sync); when one runs, it waits for it to end, and then one such waiter
+//! (the end of a round wakes the callers it served and one of the next round's) runs the next
+//! one for all who arrived meanwhile.
 //!
 //! A failed round fails every thread that counted on it, and every round after it: the kernel
 //! reports a write error once, to the sync that found it, and the data that failed may be a
