@@ -115,6 +115,7 @@ pub mod safe;
 pub mod smtp;
 pub mod smtpreply;
 pub mod socketmap;
+pub mod spare;
 pub mod spawn;
 pub mod spawner;
 pub mod tcprules;

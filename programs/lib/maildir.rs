@@ -318,14 +318,6 @@ impl Drop for Staged {
 /// The size of [`write_all`]'s buffer.
 const COPY_BUF: usize = 64 * 1024;
 
-thread_local! {
-    /// [`write_all`]'s buffer, kept for the thread's next delivery: a delivery worker makes one
-    /// delivery after another, and a buffer freed each time made the allocator hand its memory
-    /// back to the kernel and fault it in again (about a fiftieth of the machine's samples in a
-    /// profile of an SMTP load).
-    static COPY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Write `header` and then `message`; then fsync and close (`sync`), or hand the file back
 /// unsynced. The number of bytes written.
 fn write_all(
@@ -334,7 +326,8 @@ fn write_all(
     message: &mut impl Read,
     sync: bool,
 ) -> Result<(u64, Option<File>), MaildirError> {
-    let size = COPY.with_borrow_mut(|buf| copy(&file, header, message, buf))?;
+    // a delivery worker makes one delivery after another: the buffer is kept for the next
+    let size = copy(&file, header, message, &mut crate::spare::Spare::sized(COPY_BUF))?;
     if !sync {
         return Ok((size, Some(file)));
     }
@@ -352,11 +345,10 @@ fn copy(
     mut out: &File,
     header: &[u8],
     message: &mut impl Read,
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
 ) -> Result<u64, MaildirError> {
-    buf.resize(COPY_BUF, 0);
     let mut fill = 0;
-    if header.len() <= COPY_BUF / 2 {
+    if header.len() <= buf.len() / 2 {
         buf[..header.len()].copy_from_slice(header);
         fill = header.len();
     } else {

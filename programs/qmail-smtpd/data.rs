@@ -67,7 +67,7 @@ pub fn data(
     let mut inj = Some(inj);
     let mut decoder = DataDecoder::new(cfg.databytes);
     let mut exec = ExecCheck::new(&cfg.signatures);
-    let mut out = crate::io::Spare::empty(crate::io::READ_BUF);
+    let mut out = qmail::spare::Spare::empty(crate::io::READ_BUF);
     let result = loop {
         if conn.input().is_empty() {
             if let Err(end) = conn.fill() {

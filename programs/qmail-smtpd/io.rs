@@ -3,12 +3,11 @@
 //! its enhanced status code (doc/qmail-smtpd.8).
 
 use crate::config;
+use qmail::spare::Spare;
 use qmail::timeoutio;
-use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
-use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -38,72 +37,6 @@ pub struct Io {
 
 /// The read buffer: the most client bytes held at once.
 pub const READ_BUF: usize = 64 * 1024;
-
-thread_local! {
-    /// Buffers of ended sessions and messages, kept for the next on this thread: a worker
-    /// serves one session after another, and a fresh read buffer for each cost its allocation
-    /// and a 64 KiB clear. Read buffers (full length) and data buffers (empty, with room) are
-    /// kept apart, so that neither is cleared again.
-    static KEPT: RefCell<[Vec<Vec<u8>>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// The most buffers of each kind [`KEPT`] holds (a session uses one of each at a time).
-const KEPT_MAX: usize = 2;
-
-/// A buffer taken from [`KEPT`] (or made), given back when dropped. What an earlier user left
-/// in it is never read: its users read only what they wrote since (`Io`'s `start..end`, a
-/// `Vec`'s length), as they would in memory fresh from the allocator.
-pub struct Spare {
-    v: Vec<u8>,
-    kind: usize,
-}
-
-impl Spare {
-    fn take(kind: usize) -> Vec<u8> {
-        KEPT.with_borrow_mut(|k| k[kind].pop()).unwrap_or_default()
-    }
-
-    /// `len` bytes (zero only where never written before).
-    pub fn sized(len: usize) -> Spare {
-        let mut v = Spare::take(0);
-        v.resize(len, 0);
-        Spare { v, kind: 0 }
-    }
-
-    /// Empty, with room for `capacity` bytes.
-    pub fn empty(capacity: usize) -> Spare {
-        let mut v = Spare::take(1);
-        v.clear();
-        v.reserve(capacity);
-        Spare { v, kind: 1 }
-    }
-}
-
-impl Deref for Spare {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
-        &self.v
-    }
-}
-
-impl DerefMut for Spare {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.v
-    }
-}
-
-impl Drop for Spare {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.v);
-        // a thread that is ending has no more sessions: nothing to keep
-        let _ = KEPT.try_with(|k| {
-            let kept = &mut k.borrow_mut()[self.kind];
-            if kept.len() < KEPT_MAX {
-                kept.push(v);
-            }
-        });
-    }
-}
 
 impl Io {
     /// fd 0 and fd 1 (duplicated, so that std's own buffers are out of the way).
@@ -333,26 +266,6 @@ fn io_error(e: io::Error) -> IoError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spare_buffers_come_back_to_the_next_user_of_their_kind() {
-        let (read, data) = (Spare::sized(READ_BUF), Spare::empty(READ_BUF));
-        assert_eq!((read.len(), data.len()), (READ_BUF, 0));
-        assert!(data.capacity() >= READ_BUF);
-        let (read_at, data_at) = (read.as_ptr(), data.as_ptr());
-        let mut data = data;
-        data.extend_from_slice(b"the last session's bytes");
-        drop((read, data));
-        // the next session on this thread gets the same memory, each of its own kind, and
-        // an empty data buffer stays empty
-        let (read, data) = (Spare::sized(READ_BUF), Spare::empty(READ_BUF));
-        assert_eq!((read.as_ptr(), data.as_ptr()), (read_at, data_at));
-        assert_eq!((read.len(), data.len()), (READ_BUF, 0));
-        // no more are kept than a session uses
-        let many: Vec<Spare> = (0..KEPT_MAX + 3).map(|_| Spare::sized(16)).collect();
-        drop(many);
-        assert_eq!(KEPT.with_borrow(|k| k[0].len()), KEPT_MAX);
-    }
 
     #[test]
     fn enhanced_codes() {
