@@ -214,7 +214,9 @@ fn queues_what_qmail_queue_would() {
     };
     assert_eq!(shape(rs), shape(ro));
     assert!(String::from_utf8_lossy(rs).starts_with(&format!("Received: (qmail {pid} invoked ")));
-    // the queue files have the modes and owner of qmail-queue's
+    // the queue files have the modes and owner of qmail-queue's, except that the service's
+    // message file is not readable by others (0640: its inode may hold another message
+    // later; doc/qmail-queue.8, SERVICE MODE)
     use std::os::unix::fs::MetadataExt;
     for (a, b) in [("mess", &served.id), ("todo", &served.id)] {
         let p = |id: u64| match a {
@@ -222,7 +224,10 @@ fn queues_what_qmail_queue_would() {
             _ => sb.queue().join(format!("todo/{id}")),
         };
         let (ms, mo) = (fs::metadata(p(*b)).unwrap(), fs::metadata(p(other.id)).unwrap());
-        assert_eq!((ms.mode(), ms.uid(), ms.gid()), (mo.mode(), mo.uid(), mo.gid()), "{a}");
+        let others = if a == "mess" { 0o004 } else { 0 };
+        assert_eq!(mo.mode() & others, others, "{a}: qmail-queue's is readable by others");
+        let expected = (mo.mode() & !others, mo.uid(), mo.gid());
+        assert_eq!((ms.mode(), ms.uid(), ms.gid()), expected, "{a}");
     }
     assert_clean(&sb, 2, "after both");
     svc.stop();
@@ -494,6 +499,53 @@ fn finished_messages_files_are_recycled() {
     }
     assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
     assert!(send_pool() >= 2 && send_pool() <= 6, "{}", send_pool());
+}
+
+/// A message file goes back to the pool once delivered, unless somebody still has it open: a
+/// program delivery that leaves a background process holding the message on its stdin keeps
+/// its inode out of the pool for good (it is removed instead), so the process can never read
+/// another message through it.
+#[test]
+fn a_message_a_program_still_holds_is_not_recycled() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, sue) = sb.user_home("sue");
+    let (_, _, tom) = sb.user_home("tom");
+    sb.assign(&[("sue", uid, gid, &sue), ("tom", uid, gid, &tom)]);
+    let dot = sue.join(".qmail");
+    // (a background command's stdin is /dev/null unless redirected from another descriptor)
+    let program = "|exec 3<&0; sleep 120 <&3 >/dev/null 2>&1 & echo $! > held.pid\n";
+    fs::write(&dot, format!("{program}./Maildir/\n")).unwrap();
+    fs::set_permissions(&dot, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&dot, Some(uid), Some(gid)).unwrap();
+    let run = sb.start();
+    let pool = || -> std::collections::BTreeSet<u64> {
+        fs::read_dir(sb.queue().join("pid"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
+            .collect()
+    };
+    let ids = || -> Vec<u64> {
+        run.log_lines()
+            .iter()
+            .filter_map(|l| l.split("new msg ").nth(1)?.trim().parse().ok())
+            .collect()
+    };
+    sb.inject(&["sue@example.org"], "Subject: held\n\nfor sue\n");
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&sue).len() == 1), "{}", run.log_text());
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+    let held = ids()[0];
+    let sleeper: i32 = fs::read_to_string(sue.join("held.pid")).unwrap().trim().parse().unwrap();
+    let stdin = fs::read_link(format!("/proc/{sleeper}/fd/0")).unwrap();
+    assert!(stdin.to_string_lossy().contains("/mess/"), "it holds the message: {stdin:?}");
+    sb.inject(&["tom@example.org"], "Subject: free\n\nfor tom\n");
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&tom).len() == 1), "{}", run.log_text());
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+    let free = ids()[1];
+    let _ = kill(Pid::from_raw(sleeper), Signal::SIGKILL);
+    let now = pool();
+    assert!(!now.contains(&held), "a held message file was recycled: {held} in {now:?}");
+    assert!(now.contains(&free), "a finished message file is recycled: {free} not in {now:?}");
 }
 
 /// SIGKILL of the service stopped at each step of the sequence: the client hears no answer

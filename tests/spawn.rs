@@ -72,6 +72,43 @@ fn clean_removes_queue_files() {
     assert_eq!(clean.finish(), 0);
 }
 
+/// A finished message file goes to the pool of recycled files (`pid/free.<inode>`, zeroed)
+/// only when it is private (made by the queue service, mode 0640) and nobody else has it open;
+/// one a delivery program still holds, or one of the one-shot qmail-queue (0644), is removed.
+#[test]
+fn clean_recycles_only_message_files_nobody_holds() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sb = Sandbox::new();
+    let q = sb.queue();
+    let message = |id: u64, mode: u32| -> u64 {
+        let path = q.join(format!("mess/{}/{id}", id % 23));
+        touch(&path);
+        fs::write(&path, b"Subject: private\n\nsecret\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        fs::metadata(&path).unwrap().ino()
+    };
+    let free = message(480, 0o640);
+    let held = message(481, 0o640);
+    let public = message(482, 0o644);
+    let holder = fs::File::open(q.join("mess/21/481")).unwrap();
+    let mut clean = Clean::start(&sb);
+    for id in [480, 481, 482] {
+        assert_eq!(clean.ask(format!("foop/{id}").as_bytes()), b'+');
+        assert!(!q.join(format!("mess/{}/{id}", id % 23)).exists());
+    }
+    let pooled = q.join(format!("pid/free.{free}"));
+    // emptied: not a byte of the message is left (its blocks are kept, reading as zeros)
+    let left = fs::read(&pooled).expect("pooled");
+    assert!(left.iter().all(|&b| b == 0), "pooled and emptied: {left:?}");
+    assert!(!q.join(format!("pid/free.{held}")).exists(), "held open: removed");
+    assert!(!q.join(format!("pid/free.{public}")).exists(), "readable by others: removed");
+    // the holder still reads its own message
+    let mut kept = String::new();
+    std::io::Read::read_to_string(&mut &holder, &mut kept).unwrap();
+    assert!(kept.ends_with("secret\n"), "{kept}");
+    assert_eq!(clean.finish(), 0);
+}
+
 #[test]
 fn clean_refuses_bad_requests() {
     let sb = Sandbox::new();

@@ -2,9 +2,9 @@
 //!
 //! `std::process::Command` sets up fds 0–2; qmail's protocols also use fixed higher numbers
 //! (fd 4 for a queue filter's custom error text, fds 1–8 between qmail-start's children). This
-//! module holds the project's `unsafe` code: a `pre_exec` hook that only calls the
-//! async-signal-safe `fcntl` and `dup2` and allocates nothing, and [`inherited`], which takes
-//! ownership of a descriptor received by protocol.
+//! module holds the project's `unsafe` code (with [`crate::lease`]'s one `fcntl`): a
+//! `pre_exec` hook that only calls the async-signal-safe `fcntl` and `dup2` and allocates
+//! nothing, and [`inherited`], which takes ownership of a descriptor received by protocol.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;

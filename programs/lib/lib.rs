@@ -57,9 +57,9 @@
 //! `qmail-lspawn` run as root; root code parses nothing complicated; user lookups run in an
 //! unprivileged child; nothing delivers as uid 0. [`auto::home`] honours `QMAILHOME` only when
 //! the process is not setuid or setgid, so a setuid `qmail-queue` never takes its queue path
-//! from the environment. The project's `unsafe` code is in [`child`] alone: the file
-//! descriptor set-up between `fork` and `exec`, and taking ownership of a descriptor received
-//! over a Unix socket ([`fdpass`]).
+//! from the environment. The project's `unsafe` code is in [`child`] and [`lease`] alone: the
+//! file descriptor set-up between `fork` and `exec`, taking ownership of a descriptor
+//! received over a Unix socket ([`fdpass`]), and the `fcntl` that takes a file lease.
 //!
 //! # Exit codes
 //!
@@ -94,6 +94,8 @@ pub mod getopt;
 pub mod handoff;
 pub mod imap;
 pub mod ldap;
+#[allow(unsafe_code)] // the audited exception: see the module
+pub mod lease;
 pub mod listener;
 pub mod localworker;
 pub mod log;

@@ -11,10 +11,10 @@
 //! Exit codes: 0 at end of input; 111 when it cannot enter the queue, read its input or write
 //! a reply.
 //!
-//! Security: it only ever unlinks (or, for an envelope, renames into `pid/free.<inode>`, the
-//! pool of recycled files) names it builds itself from a decimal id, so a request can name no
-//! other file. A request longer than the limit is skipped to its `\0` without being
-//! stored.
+//! Security: it only ever unlinks (or renames into `pid/free.<inode>`, the pool of recycled
+//! files, a message file only when nobody else has it open) names it builds itself from a
+//! decimal id, so a request can name no other file. A request longer than the limit is
+//! skipped to its `\0` without being stored.
 
 #![forbid(unsafe_code)]
 
@@ -44,6 +44,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    // a lease taken on a message file (pool::Giver::give_message) is broken by anybody who
+    // opens it meanwhile, with SIGIO to the holder: blocked, never delivered
+    nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGIO)
+        .thread_block()
+        .map_err(|e| format!("unable to block SIGIO: {e}"))?;
     let queue = auto::home().join("queue");
     std::env::set_current_dir(&queue)
         .map_err(|e| format!("unable to switch to {}: {e}", queue.display()))?;
@@ -79,17 +84,20 @@ fn run() -> Result<(), String> {
     }
 }
 
-/// Unlink a request's files, the last name of an envelope's inode into the pool of recycled
-/// files while it has room (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
+/// Unlink a request's files, the last name of the inode into the pool of recycled files while
+/// it has room (doc/INTERNALS.md, "Recycled queue files"); the reply byte.
 ///
-/// Only an envelope (`todo/id`) is recycled, never a message file: a delivery program gets
-/// the message file's descriptor and may keep it open after the delivery, so its inode must
-/// never hold another message (doc/INTERNALS.md, "Recycled queue files").
+/// A message file (`mess/S/id`) goes to the pool only when nobody else has it open and
+/// nobody else may open it ([`pool::Giver::give_message`]): a delivery program gets the
+/// message file's descriptor and may keep it open after the delivery, and must never see
+/// another message through it.
 fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
-    let recycle = matches!(request, Request::Todo(_));
+    let message = matches!(request, Request::Foop(_));
     let [first, last] = request.files();
     let unlink = qmail::file::remove_if_present;
-    let done = unlink(&first).and_then(|()| if recycle { pool.give(&last) } else { unlink(&last) });
+    let done =
+        unlink(&first)
+            .and_then(|()| if message { pool.give_message(&last) } else { pool.give(&last) });
     match done {
         Ok(()) => b'+',
         Err(_) => b'!',

@@ -161,24 +161,50 @@ impl Message {
 
 /// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL (or taken from `pool`), for the first nine
 /// of `seqs` at most.
+///
+/// With a pool (the queue service) the message file is mode 0640 in the service's group
+/// (qmail's users share it; others never had access through `mess/`, mode 0750): once the
+/// message is finished its inode may be recycled for another one, and a delivery program
+/// that kept an `O_PATH` descriptor to it must not be able to open it again
+/// (doc/INTERNALS.md, "Recycled queue files"). The one-shot mode runs setuid without a
+/// group of its own and keeps upstream's 0644; qmail-clean recycles only private ones.
 fn make_pidfile(
     pid: u32,
     seqs: impl IntoIterator<Item = u64>,
     pool: Option<&Taker>,
 ) -> Result<(PathBuf, File), QueueExit> {
     let now = qmail::date822::unix_now();
+    let mode = if pool.is_some() { 0o640 } else { 0o644 };
     for seq in seqs.into_iter().take(9) {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
         if let Some(f) = pool.and_then(|p| p.take(&path)) {
+            if make_private(&f).is_err() {
+                let _ = fs::remove_file(&path);
+                return Err(QueueExit::PidFile);
+            }
             return Ok((path, f));
         }
-        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+        match OpenOptions::new().write(true).create_new(true).mode(mode).open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(_) => return Err(QueueExit::PidFile),
         }
     }
     Err(QueueExit::PidFile)
+}
+
+/// A recycled file made a private message file: mode 0640, in our group.
+fn make_private(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = file.metadata()?;
+    let gid = nix::unistd::getegid();
+    if meta.gid() != gid.as_raw() {
+        nix::unistd::fchown(file, None, Some(gid)).map_err(io::Error::from)?;
+    }
+    if meta.mode() & 0o777 != 0o640 {
+        file.set_permissions(fs::Permissions::from_mode(0o640))?;
+    }
+    Ok(())
 }
 
 /// How the Received line names the caller, by the name of its uid.

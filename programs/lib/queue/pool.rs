@@ -69,9 +69,61 @@ pub struct Giver {
     full: bool,
 }
 
+/// Empty a finished message file for its next use: every block reads as zeros and its pages
+/// leave the page cache (a pipe that holds them by `splice` keeps them as they are, out of the
+/// file), while the file keeps its blocks (`FALLOC_FL_ZERO_RANGE` marks them unwritten), so
+/// the next message is written over them instead of freeing them (a discard each, on a file
+/// system mounted with `discard`) and allocating again (bench/README.md, "Recycled message
+/// files"). Where the file system cannot zero a range, the file is cut to nothing instead.
+fn empty(file: &File) -> io::Result<()> {
+    use nix::fcntl::FallocateFlags as F;
+    let meta = file.metadata()?;
+    let block = meta.blksize().max(1);
+    let len = meta.len().div_ceil(block) * block;
+    if len == 0 {
+        return Ok(());
+    }
+    let len = i64::try_from(len).map_err(io::Error::other)?;
+    let flags = F::FALLOC_FL_ZERO_RANGE | F::FALLOC_FL_KEEP_SIZE;
+    match nix::fcntl::fallocate(file, flags, 0, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::EOPNOTSUPP) => file.set_len(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Giver {
     pub fn new(dir: &'static str) -> Giver {
         Giver { dir, since: None, full: false }
+    }
+
+    /// Retire `path`, a message file's last name (`mess/S/id`): into the pool only when
+    /// nobody else can ever read what it will hold next — made by the queue service (no
+    /// access for others: a delivery program cannot reopen it through a descriptor it kept
+    /// with `O_PATH`), no other name, and no other open file description anywhere (a write
+    /// lease, [`crate::lease`]: a delivery program may keep the message on its stdin in a
+    /// background process) — and emptied under that lease ([`empty`]: its pages leave the
+    /// page cache, so even a pipe that holds them by `splice` keeps only this message). Else,
+    /// and on any failure, removed as before.
+    pub fn give_message(&mut self, path: &Path) -> io::Result<()> {
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path);
+        if let Ok(file) = opened {
+            let private = file
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.nlink() == 1 && m.mode() & 0o007 == 0);
+            if private {
+                if let Ok(_lease) = crate::lease::exclusive(&file) {
+                    if empty(&file).is_ok() {
+                        return self.give(path);
+                    }
+                }
+            }
+        }
+        crate::file::remove_if_present(path)
     }
 
     /// Retire `path`, the last name of a queue file of this pool's owner: into the pool
@@ -251,6 +303,45 @@ mod tests {
         cut_here(&f).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"fresh\n");
         fs::remove_file(&path).unwrap();
+    }
+
+    /// A process that kept a finished message's pages in a pipe (`splice`, then closed the
+    /// file) still reads that message after its file held another one: emptying takes the
+    /// pages out of the file, and the next message is written to new ones.
+    #[test]
+    fn a_spliced_message_stays_what_it_was_when_its_file_is_reused() {
+        use nix::fcntl::{splice, SpliceFFlags};
+        use std::io::{Read, Write};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("qmail-pool-splice-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("pool")).unwrap();
+        let message = dir.join("message");
+        let secret: Vec<u8> =
+            b"Subject: for sue\n\n".iter().chain(&[b's'; 6000]).copied().collect();
+        fs::write(&message, &secret).unwrap();
+        fs::set_permissions(&message, fs::Permissions::from_mode(0o640)).unwrap();
+        let (pipe_r, pipe_w) = nix::unistd::pipe().unwrap();
+        {
+            let file = File::open(&message).unwrap();
+            let moved = splice(&file, None, &pipe_w, None, secret.len(), SpliceFFlags::empty());
+            assert_eq!(moved.unwrap(), secret.len());
+        }
+        let ino = fs::metadata(&message).unwrap().ino();
+        let pool: &'static str = Box::leak(format!("{}/pool", dir.display()).into_boxed_str());
+        Giver::new(pool).give_message(&message).unwrap();
+        assert!(dir.join(format!("pool/free.{ino}")).exists(), "recycled");
+        let next = dir.join("next");
+        let mut f = Taker::new(pool).take(&next).expect("the pooled file");
+        f.write_all(&[b't'; 5000]).unwrap();
+        cut_here(&f).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&next).unwrap(), [b't'; 5000]);
+        drop(pipe_w);
+        let mut held = Vec::new();
+        File::from(pipe_r).read_to_end(&mut held).unwrap();
+        assert!(held == secret, "the pipe's pages changed: {:?}", &held[..40]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
