@@ -657,6 +657,57 @@ fn worker_sessions_share_nothing() {
     assert_eq!((from_one, from_two), (0, 3), "{:#?}", srv.log());
 }
 
+/// A worker keeps the control files between sessions but sees every change at the next one,
+/// as a process per connection would: rcpthosts written over in place, a greeting file made
+/// and removed, rcpthosts.cdb made (it then replaces rcpthosts) and replaced.
+#[test]
+fn worker_sessions_see_control_changes() {
+    let sb = Sandbox::new();
+    sb.control("rcpthosts", "kept.example\n");
+    let srv = workers(&sb, &["-c", "1"], ":allow\n", &[]);
+    let rcpt = |domain: &str| {
+        smtp_from(
+            "127.0.0.1",
+            srv.port,
+            &format!("HELO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@{domain}>\r\nQUIT\r\n"),
+        )
+    };
+    let accepted = |out: &str| out.starts_with("220 ") && !out.contains("\r\n553 ");
+    for round in 0..2 {
+        assert!(!accepted(&rcpt("new.example")), "round {round}: not in rcpthosts yet");
+        assert!(accepted(&rcpt("kept.example")), "round {round}");
+    }
+    sb.control("rcpthosts", "kept.example\nnew.example\n");
+    assert!(accepted(&rcpt("new.example")), "rcpthosts written over");
+    sb.control("rcpthosts", "new.example\n");
+    assert!(!accepted(&rcpt("kept.example")), "kept.example gone from rcpthosts");
+    sb.control("smtpgreeting", "greetings.example hello");
+    let out = rcpt("new.example");
+    assert!(out.lines().next().is_some_and(|l| l.contains("greetings.example hello")), "{out}");
+    std::fs::remove_file(sb.home.join("control/smtpgreeting")).unwrap();
+    let out = rcpt("new.example");
+    assert!(!out.contains("greetings.example"), "{out}");
+    let newrcpthosts = |domains: &str| {
+        let c = sb.home.join("control");
+        let mut child = Command::new(bin("qmail-cdb"))
+            .arg(c.join("rcpthosts.cdb"))
+            .arg(c.join("rcpthosts.tmp"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(domains.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = newrcpthosts("cdb.example\n");
+    assert!(out.status.success(), "{out:?}");
+    assert!(accepted(&rcpt("cdb.example")) && !accepted(&rcpt("new.example")), "cdb made");
+    newrcpthosts("other.example\n");
+    assert!(accepted(&rcpt("other.example")) && !accepted(&rcpt("cdb.example")), "cdb replaced");
+    assert!(wait_until(LIMIT, || session_pids(&srv).len() == 12), "{:#?}", srv.log());
+    let pids = session_pids(&srv);
+    assert!(pids.iter().all(|&p| p == pids[0]), "one worker served all: {pids:?}");
+}
+
 /// The verbose log of `-W` is the one of a program per connection, with the worker's pid;
 /// `-n 2` replaces a worker after two sessions; a worker killed in a session loses that
 /// connection only (the client sees it close, the log the signal), and the next one is served.

@@ -12,12 +12,18 @@
 //!   the text file entirely when present.
 //!
 //! Files are bounded ([`MAX_FILE`]); [`KNOWN`] lists every control file the project reads.
+//!
+//! A long-lived process that must see every change as a process per connection would (the
+//! qmail-smtpd worker) reads through a [`Cache`]: a file is read again only when it or the
+//! control directory changed since it was read (doc/qmail-smtpd.8, CONTROL FILES).
 
 use crate::cdb::{self, CdbError};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The largest control file read into memory; bigger lists belong in a cdb.
 pub const MAX_FILE: u64 = 64 << 20;
@@ -56,12 +62,136 @@ pub type Result<T> = std::result::Result<T, ControlError>;
 #[derive(Debug, Clone)]
 pub struct Control {
     dir: PathBuf,
+    cache: Option<Cache>,
+}
+
+/// What a process kept of the control files it read: their contents, and which were missing.
+/// Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct Cache(Arc<Mutex<Kept>>);
+
+/// The largest file a [`Cache`] keeps, and the most bytes it keeps in all: a bigger file is
+/// read each time, as without a cache.
+const CACHE_FILE_MAX: usize = 1 << 20;
+const CACHE_MAX: usize = 4 << 20;
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// the control directory the entries are from, and what it looked like when checked
+    dir: Option<(PathBuf, Stamp)>,
+    files: HashMap<String, Entry>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+enum Entry {
+    /// no such name in the directory: valid while the directory is unchanged
+    Missing,
+    /// the contents, and the file as it was before they were read
+    Read(Stamp, Arc<[u8]>),
+}
+
+/// What changes when a file or directory is written, replaced or renamed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+impl Cache {
+    /// Drop what changed in `dir` since it was kept: everything when the directory itself
+    /// changed (a file made, removed or renamed; another directory), else each file whose
+    /// inode, size, modification or change time differs. One `stat` for the directory and
+    /// one per file kept.
+    fn check(&self, dir: &Path) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.files.is_empty() && kept.dir.is_none() {
+            return;
+        }
+        let now = std::fs::metadata(dir).ok().map(|m| Stamp::of(&m));
+        if now.is_none()
+            || kept.dir.as_ref().map(|(d, s)| (d.as_path(), *s)) != now.map(|s| (dir, s))
+        {
+            *kept = Kept::default();
+            return;
+        }
+        let mut bytes = kept.bytes;
+        kept.files.retain(|name, entry| match entry {
+            Entry::Missing => true,
+            Entry::Read(stamp, data) => {
+                let same = std::fs::metadata(dir.join(name)).is_ok_and(|m| Stamp::of(&m) == *stamp);
+                if !same {
+                    bytes -= data.len();
+                }
+                same
+            }
+        });
+        kept.bytes = bytes;
+    }
+
+    fn get(&self, name: &str) -> Option<Option<Arc<[u8]>>> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.dir.as_ref()?;
+        match kept.files.get(name)? {
+            Entry::Missing => Some(None),
+            Entry::Read(_, data) => Some(Some(data.clone())),
+        }
+    }
+
+    /// Keep what was found for `name` in `dir`: `Some((stamp, data))` read, `None` missing.
+    fn put(&self, dir: &Path, name: &str, found: Option<(Stamp, &[u8])>) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(&kept.dir, Some((d, _)) if d == dir) {
+            // the first file kept from this directory: what it looks like now (a change
+            // between the read and this stat only makes the next check read again)
+            let Ok(m) = std::fs::metadata(dir) else { return };
+            *kept = Kept { dir: Some((dir.to_path_buf(), Stamp::of(&m))), ..Kept::default() };
+        }
+        let entry = match found {
+            None => Entry::Missing,
+            Some((_, data))
+                if data.len() > CACHE_FILE_MAX || kept.bytes + data.len() > CACHE_MAX =>
+            {
+                return
+            }
+            Some((stamp, data)) => {
+                kept.bytes += data.len();
+                Entry::Read(stamp, Arc::from(data))
+            }
+        };
+        if let Some(Entry::Read(_, old)) = kept.files.insert(name.to_string(), entry) {
+            kept.bytes -= old.len();
+        }
+    }
 }
 
 impl Control {
     /// The control directory under `home`.
     pub fn new(home: &Path) -> Self {
-        Control { dir: home.join("control") }
+        Control { dir: home.join("control"), cache: None }
+    }
+
+    /// The control directory under `home`, read through `cache`: what changed since the
+    /// cache kept it is dropped now, and read again when asked for.
+    pub fn cached(home: &Path, cache: &Cache) -> Self {
+        let control = Control { dir: home.join("control"), cache: Some(cache.clone()) };
+        cache.check(&control.dir);
+        control
     }
 
     /// The control directory of this process's installation root ([`crate::auto::home`]).
@@ -83,10 +213,21 @@ impl Control {
 
     /// The raw bytes of a file, bounded by [`MAX_FILE`].
     pub fn raw(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(kept) = self.cache.as_ref().and_then(|c| c.get(name)) {
+            return Ok(kept.map(|data| data.to_vec()));
+        }
         let file = match std::fs::File::open(self.path(name)) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.missing(name);
+                return Ok(None);
+            }
             Err(e) => return Err(Self::err(name, ControlErrorKind::Io(e))),
+        };
+        // what the file is before it is read: a change while reading shows at the next check
+        let stamp = match &self.cache {
+            Some(_) => file.metadata().ok().map(|m| Stamp::of(&m)),
+            None => None,
         };
         let mut data = Vec::new();
         file.take(MAX_FILE + 1)
@@ -95,7 +236,48 @@ impl Control {
         if data.len() as u64 > MAX_FILE {
             return Err(Self::err(name, ControlErrorKind::TooBig));
         }
+        if let (Some(cache), Some(stamp)) = (&self.cache, stamp) {
+            cache.put(&self.dir, name, Some((stamp, &data)));
+        }
         Ok(Some(data))
+    }
+
+    /// Whether `name` exists (any kind of file); through the cache, a name known to be
+    /// missing costs nothing.
+    pub fn exists(&self, name: &str) -> bool {
+        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(name)) {
+            return false;
+        }
+        let there = self.path(name).exists();
+        if !there {
+            self.missing(name);
+        }
+        there
+    }
+
+    /// Keep in the cache that `name` was not found, unless something is there after all (a
+    /// dangling symbolic link, which may come to point at a file without the directory
+    /// changing).
+    fn missing(&self, name: &str) {
+        if let Some(cache) = &self.cache {
+            if std::fs::symlink_metadata(self.path(name))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                cache.put(&self.dir, name, None);
+            }
+        }
+    }
+
+    /// A cdb that is known to be missing (`Some(None)`), else the result of opening it.
+    fn open_cdb(&self, name: &str) -> std::result::Result<Option<cdb::Reader>, CdbError> {
+        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(name)) {
+            return Ok(None);
+        }
+        let opened = cdb::Reader::open(&self.path(name));
+        if let Ok(None) = opened {
+            self.missing(name);
+        }
+        opened
     }
 
     /// A single-value file: its first line without trailing blanks; empty counts as absent.
@@ -156,7 +338,7 @@ impl Control {
     /// replaces the text file entirely), else the list file `NAME`; `None` when neither exists.
     pub fn set(&self, name: &str) -> Result<Option<DomainSet>> {
         let cdb_name = format!("{name}.cdb");
-        match cdb::Reader::open(&self.path(&cdb_name)) {
+        match self.open_cdb(&cdb_name) {
             Ok(Some(r)) => return Ok(Some(DomainSet::Cdb(r, cdb_name))),
             Ok(None) => {}
             Err(CdbError::Corrupt) => return Err(Self::err(&cdb_name, ControlErrorKind::Corrupt)),
@@ -169,7 +351,7 @@ impl Control {
 
     /// A cdb-only file such as `morercpthosts.cdb`.
     pub fn cdb(&self, name: &str) -> Result<Option<DomainSet>> {
-        match cdb::Reader::open(&self.path(name)) {
+        match self.open_cdb(name) {
             Ok(r) => Ok(r.map(|r| DomainSet::Cdb(r, name.to_string()))),
             Err(CdbError::Corrupt) => Err(Self::err(name, ControlErrorKind::Corrupt)),
             Err(CdbError::Io(e)) => Err(Self::err(name, ControlErrorKind::Io(e))),
@@ -563,6 +745,71 @@ mod tests {
         }
         let c = Control::new(&home);
         (Tmp(home), c)
+    }
+
+    /// Through a cache, a file is read once and kept while neither it nor the directory
+    /// changes; every change a process per connection would see is seen at the next check:
+    /// a file written over, made, removed, renamed over, or a dangling link's target made.
+    #[test]
+    fn a_cache_keeps_files_until_they_or_the_directory_change() {
+        let (t, _) = home("cache", &[("me", b"one.example\n"), ("rcpthosts", b"a.example\n")]);
+        let dir = t.0.join("control");
+        let cache = Cache::default();
+        let read = |name: &str| Control::cached(&t.0, &cache).line(name).unwrap();
+        assert_eq!(read("me").as_deref(), Some("one.example"));
+        assert_eq!(read("databytes"), None);
+        assert!(matches!(cache.get("me"), Some(Some(_))), "kept");
+        assert!(matches!(cache.get("databytes"), Some(None)), "kept as missing");
+        // written over in place: read again
+        fs::write(dir.join("me"), b"two.example.org\n").unwrap();
+        assert_eq!(read("me").as_deref(), Some("two.example.org"));
+        // made: the directory changed
+        fs::write(dir.join("databytes"), b"1000\n").unwrap();
+        assert_eq!(Control::cached(&t.0, &cache).int("databytes").unwrap(), Some(1000));
+        // renamed over, same size
+        fs::write(dir.join("new"), b"b.example\n").unwrap();
+        fs::rename(dir.join("new"), dir.join("rcpthosts")).unwrap();
+        assert_eq!(read("rcpthosts").as_deref(), Some("b.example"));
+        // removed
+        fs::remove_file(dir.join("databytes")).unwrap();
+        assert_eq!(read("databytes"), None);
+        // a dangling link is never kept as missing: its target may come without the
+        // directory changing
+        std::os::unix::fs::symlink(t.0.join("elsewhere"), dir.join("smtpgreeting")).unwrap();
+        assert_eq!(read("smtpgreeting"), None);
+        assert!(cache.get("smtpgreeting").is_none(), "not kept");
+        fs::write(t.0.join("elsewhere"), b"hello\n").unwrap();
+        assert_eq!(read("smtpgreeting").as_deref(), Some("hello"));
+        // a cdb known to be missing, then made
+        let c = Control::cached(&t.0, &cache);
+        assert!(!c.exists("rcpthosts.cdb") && c.cdb("rcpthosts.cdb").unwrap().is_none());
+        assert!(matches!(cache.get("rcpthosts.cdb"), Some(None)));
+        let mut w = crate::cdb::Writer::create(&dir.join("rcpthosts.tmp"), 0o644).unwrap();
+        w.add(b"c.example", b"").unwrap();
+        w.finish(&dir.join("rcpthosts.cdb")).unwrap();
+        let c = Control::cached(&t.0, &cache);
+        assert!(c.exists("rcpthosts.cdb"));
+        assert!(c.set("rcpthosts").unwrap().unwrap().contains("c.example").unwrap());
+        // another installation's control directory: nothing kept is used
+        let (other, _) = home("cache-other", &[("me", b"other.example\n")]);
+        assert_eq!(
+            Control::cached(&other.0, &cache).me().unwrap().as_deref(),
+            Some("other.example")
+        );
+        assert_eq!(read("me").as_deref(), Some("two.example.org"));
+    }
+
+    /// A file bigger than a cache keeps is read each time, and the cache stays bounded.
+    #[test]
+    fn a_cache_keeps_no_big_file() {
+        let big = vec![b'x'; CACHE_FILE_MAX + 1];
+        let (t, _) = home("cache-big", &[("badmailfrom", &big), ("me", b"m.example\n")]);
+        let cache = Cache::default();
+        let c = Control::cached(&t.0, &cache);
+        assert_eq!(c.raw("badmailfrom").unwrap().map(|d| d.len()), Some(big.len()));
+        assert!(cache.get("badmailfrom").is_none());
+        assert_eq!(c.me().unwrap().as_deref(), Some("m.example"));
+        assert!(cache.0.lock().unwrap().bytes <= CACHE_MAX);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Absent is data, unreadable is temporary: a control file that exists but cannot be read
 //! ends the session with `421 unable to read controls (#4.3.0)`.
 
-use qmail::control::{Control, ControlError, DomainSet};
+use qmail::control::{Cache, Control, ControlError, DomainSet};
 use std::collections::HashSet;
 use std::env;
 use std::net::IpAddr;
@@ -301,12 +301,13 @@ impl Config {
         qmail::tls::installation_config(&self.home, cert)
     }
 
-    /// Read every control file under `home`. The error is the text for the log.
-    pub fn load(home: &Path, env: &Env) -> Result<Config, String> {
-        let c = &Control::new(home);
+    /// Read every control file under `home`, through `cache` (a worker's: only what changed
+    /// since its last session is read again). The error is the text for the log.
+    pub fn load(home: &Path, env: &Env, cache: &Cache) -> Result<Config, String> {
+        let c = &Control::cached(home, cache);
         let e = |e: ControlError| e.to_string();
         let me = c.me().map_err(e)?.ok_or("control/me is missing")?;
-        let rcpthosts_cdb = c.path("rcpthosts.cdb").exists();
+        let rcpthosts_cdb = c.exists("rcpthosts.cdb");
         let rcpthosts = c.set("rcpthosts").map_err(e)?;
         let morercpthosts =
             if rcpthosts_cdb { None } else { c.cdb("morercpthosts.cdb").map_err(e)? };
@@ -335,7 +336,7 @@ impl Config {
         };
         let tls_cert = match std::env::var_os("SSLCERT") {
             Some(p) if !p.is_empty() => Some(home.join(p)),
-            _ => Some(home.join("control/smtpcert")).filter(|p| p.exists()),
+            _ => c.exists("smtpcert").then(|| c.path("smtpcert")),
         };
         Ok(Config {
             tls_cert,

@@ -43,12 +43,13 @@ fn main() -> ExitCode {
         return worker::run();
     }
     let Ok(io) = Io::stdio() else { return ExitCode::from(1) };
-    ExitCode::from(serve(io))
+    ExitCode::from(serve(io, &qmail::control::Cache::default()))
 }
 
-/// Serve one session on `io` and close the connection; the exit code.
-fn serve(mut io: Io) -> u8 {
-    let end = session::run(&mut io);
+/// Serve one session on `io` and close the connection; the exit code. `controls` keeps the
+/// control files between the sessions of a worker.
+fn serve(mut io: Io, controls: &qmail::control::Cache) -> u8 {
+    let end = session::run(&mut io, controls);
     let _ = io.flush();
     io.close();
     match end {

@@ -15,6 +15,7 @@ use crate::io::Io;
 use crate::log::Log;
 use crate::transaction::Transaction;
 use qmail::auth::smtp::Answer;
+use qmail::control::Cache;
 use qmail::smtp::{Input, Verb};
 use std::time::Duration;
 
@@ -29,8 +30,8 @@ struct Session<'a> {
     gate: Gate,
 }
 
-/// Run a whole session on `io`.
-pub fn run(io: &mut Io) -> End {
+/// Run a whole session on `io`, reading the control files through `controls`.
+pub fn run(io: &mut Io, controls: &Cache) -> End {
     let env = Env::read();
     let log = Log::new(env.loglevel);
     let home = qmail::auto::home();
@@ -39,7 +40,7 @@ pub fn run(io: &mut Io) -> End {
         io.reply(421, "unable to chdir to qmail home (#4.3.0)");
         return End::Dropped;
     }
-    let cfg = match Config::load(&home, &env) {
+    let cfg = match Config::load(&home, &env, controls) {
         Ok(cfg) => cfg,
         Err(e) => {
             log.at(1, format_args!("fatal: {e}"));

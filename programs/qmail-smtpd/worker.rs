@@ -4,8 +4,9 @@
 //!
 //! Nothing of a session reaches the next: the process environment is reset to the worker's
 //! start and the session's changes applied before it begins ([`handoff::Environment`]); the
-//! session reads the environment and the control files afresh and changes directory to the
-//! installation root first, as a process run per connection does; its state (the connection,
+//! session reads the environment afresh, and the control files through a cache that drops
+//! whatever changed since the last session ([`qmail::control::Cache`]), and changes directory
+//! to the installation root first, as a process run per connection does; its state (the connection,
 //! TLS, the transaction, the verifier, the resolver) lives in values dropped at its end; every
 //! child (qmail-queue, qmail-verify, auth_smtp) is waited for before the answer. The process
 //! sets no signal disposition, umask or other process-wide state. The worker runs one thread:
@@ -30,6 +31,8 @@ pub fn run() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    // the control files, read again only where they changed (doc/qmail-smtpd.8, CONTROL FILES)
+    let controls = qmail::control::Cache::default();
     loop {
         let (socket, changes) = match handoff::receive(&control) {
             Ok(Some(session)) => session,
@@ -41,7 +44,7 @@ pub fn run() -> ExitCode {
             return fail(&why);
         }
         let code = match Io::socket(socket) {
-            Ok(io) => crate::serve(io),
+            Ok(io) => crate::serve(io, &controls),
             Err(_) => 1,
         };
         reap_children();
