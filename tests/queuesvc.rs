@@ -433,6 +433,14 @@ fn sync_requests_only_for_the_queues_file_system() {
     qmail::queue::sync_fs(&sb.home, &fs::File::open(sb.queue()).unwrap()).unwrap();
 }
 
+/// The inode numbers of the queue's pool of recycled files (`pid/free.<inode>`).
+fn queue_pool(sb: &Sandbox) -> std::collections::BTreeSet<u64> {
+    fs::read_dir(sb.queue().join("pid"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
+        .collect()
+}
+
 /// The files of finished messages are recycled: qmail-clean gives the envelope's inode (once
 /// preprocessed) to `pid/free.<inode>`, and the service takes it for a later message, whose
 /// id is then a recycled inode number; qmail-send gives `info` and `local` to
@@ -443,12 +451,7 @@ fn finished_messages_files_are_recycled() {
     let (uid, gid, home) = sb.user_home("sue");
     sb.assign(&[("sue", uid, gid, &home)]);
     let run = sb.start();
-    let pool = || -> std::collections::BTreeSet<u64> {
-        fs::read_dir(sb.queue().join("pid"))
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
-            .collect()
-    };
+    let pool = || queue_pool(&sb);
     for i in 0..3 {
         let pad = "x".repeat(3000);
         sb.inject(&["sue@example.org"], &format!("Subject: first {i}\n\n{pad}\nbody {i}\n"));
@@ -519,12 +522,7 @@ fn a_message_a_program_still_holds_is_not_recycled() {
     fs::set_permissions(&dot, fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::chown(&dot, Some(uid), Some(gid)).unwrap();
     let run = sb.start();
-    let pool = || -> std::collections::BTreeSet<u64> {
-        fs::read_dir(sb.queue().join("pid"))
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
-            .collect()
-    };
+    let pool = || queue_pool(&sb);
     let ids = || -> Vec<u64> {
         run.log_lines()
             .iter()
