@@ -117,17 +117,14 @@ impl Cache {
     /// Drop what changed in `dir` since it was kept: everything when the directory itself
     /// changed (a file made, removed or renamed; another directory), else each file whose
     /// inode, size, modification or change time differs. One `stat` for the directory and
-    /// one per file kept.
+    /// one per file kept. What the directory looks like is noted now, before anything of
+    /// this session is read, so that a change made while it reads shows at the next check.
     fn check(&self, dir: &Path) {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.files.is_empty() && kept.dir.is_none() {
-            return;
-        }
         let now = std::fs::metadata(dir).ok().map(|m| Stamp::of(&m));
-        if now.is_none()
-            || kept.dir.as_ref().map(|(d, s)| (d.as_path(), *s)) != now.map(|s| (dir, s))
-        {
-            *kept = Kept::default();
+        let same = matches!((&kept.dir, now), (Some((d, s)), Some(n)) if d == dir && *s == n);
+        if !same {
+            *kept = Kept { dir: now.map(|n| (dir.to_path_buf(), n)), ..Kept::default() };
             return;
         }
         let mut bytes = kept.bytes;
@@ -144,9 +141,12 @@ impl Cache {
         kept.bytes = bytes;
     }
 
-    fn get(&self, name: &str) -> Option<Option<Arc<[u8]>>> {
+    /// What is kept for `name` in `dir`: `Some(None)` missing, `Some(Some(data))` read.
+    fn get(&self, dir: &Path, name: &str) -> Option<Option<Arc<[u8]>>> {
         let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        kept.dir.as_ref()?;
+        if !matches!(&kept.dir, Some((d, _)) if d == dir) {
+            return None;
+        }
         match kept.files.get(name)? {
             Entry::Missing => Some(None),
             Entry::Read(_, data) => Some(Some(data.clone())),
@@ -157,10 +157,8 @@ impl Cache {
     fn put(&self, dir: &Path, name: &str, found: Option<(Stamp, &[u8])>) {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(&kept.dir, Some((d, _)) if d == dir) {
-            // the first file kept from this directory: what it looks like now (a change
-            // between the read and this stat only makes the next check read again)
-            let Ok(m) = std::fs::metadata(dir) else { return };
-            *kept = Kept { dir: Some((dir.to_path_buf(), Stamp::of(&m))), ..Kept::default() };
+            // not the directory checked at the session's start
+            return;
         }
         let entry = match found {
             None => Entry::Missing,
@@ -213,7 +211,7 @@ impl Control {
 
     /// The raw bytes of a file, bounded by [`MAX_FILE`].
     pub fn raw(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(kept) = self.cache.as_ref().and_then(|c| c.get(name)) {
+        if let Some(kept) = self.cache.as_ref().and_then(|c| c.get(&self.dir, name)) {
             return Ok(kept.map(|data| data.to_vec()));
         }
         let file = match std::fs::File::open(self.path(name)) {
@@ -245,7 +243,7 @@ impl Control {
     /// Whether `name` exists (any kind of file); through the cache, a name known to be
     /// missing costs nothing.
     pub fn exists(&self, name: &str) -> bool {
-        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(name)) {
+        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(&self.dir, name)) {
             return false;
         }
         let there = self.path(name).exists();
@@ -270,7 +268,7 @@ impl Control {
 
     /// A cdb that is known to be missing (`Some(None)`), else the result of opening it.
     fn open_cdb(&self, name: &str) -> std::result::Result<Option<cdb::Reader>, CdbError> {
-        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(name)) {
+        if let Some(None) = self.cache.as_ref().and_then(|c| c.get(&self.dir, name)) {
             return Ok(None);
         }
         let opened = cdb::Reader::open(&self.path(name));
@@ -758,8 +756,8 @@ mod tests {
         let read = |name: &str| Control::cached(&t.0, &cache).line(name).unwrap();
         assert_eq!(read("me").as_deref(), Some("one.example"));
         assert_eq!(read("databytes"), None);
-        assert!(matches!(cache.get("me"), Some(Some(_))), "kept");
-        assert!(matches!(cache.get("databytes"), Some(None)), "kept as missing");
+        assert!(matches!(cache.get(&dir, "me"), Some(Some(_))), "kept");
+        assert!(matches!(cache.get(&dir, "databytes"), Some(None)), "kept as missing");
         // written over in place: read again
         fs::write(dir.join("me"), b"two.example.org\n").unwrap();
         assert_eq!(read("me").as_deref(), Some("two.example.org"));
@@ -777,13 +775,13 @@ mod tests {
         // directory changing
         std::os::unix::fs::symlink(t.0.join("elsewhere"), dir.join("smtpgreeting")).unwrap();
         assert_eq!(read("smtpgreeting"), None);
-        assert!(cache.get("smtpgreeting").is_none(), "not kept");
+        assert!(cache.get(&dir, "smtpgreeting").is_none(), "not kept");
         fs::write(t.0.join("elsewhere"), b"hello\n").unwrap();
         assert_eq!(read("smtpgreeting").as_deref(), Some("hello"));
         // a cdb known to be missing, then made
         let c = Control::cached(&t.0, &cache);
         assert!(!c.exists("rcpthosts.cdb") && c.cdb("rcpthosts.cdb").unwrap().is_none());
-        assert!(matches!(cache.get("rcpthosts.cdb"), Some(None)));
+        assert!(matches!(cache.get(&dir, "rcpthosts.cdb"), Some(None)));
         let mut w = crate::cdb::Writer::create(&dir.join("rcpthosts.tmp"), 0o644).unwrap();
         w.add(b"c.example", b"").unwrap();
         w.finish(&dir.join("rcpthosts.cdb")).unwrap();
@@ -807,7 +805,7 @@ mod tests {
         let cache = Cache::default();
         let c = Control::cached(&t.0, &cache);
         assert_eq!(c.raw("badmailfrom").unwrap().map(|d| d.len()), Some(big.len()));
-        assert!(cache.get("badmailfrom").is_none());
+        assert!(cache.get(&t.0.join("control"), "badmailfrom").is_none());
         assert_eq!(c.me().unwrap().as_deref(), Some("m.example"));
         assert!(cache.0.lock().unwrap().bytes <= CACHE_MAX);
     }
