@@ -12,9 +12,9 @@
 //! a reply.
 //!
 //! Security: it only ever unlinks (or renames into `pid/free.<inode>`, the pool of recycled
-//! files, a message file only when nobody else has it open) names it builds itself from a
-//! decimal id, so a request can name no other file. A request longer than the limit is
-//! skipped to its `\0` without being stored.
+//! files, a message file only when nobody else has it open, zeroed first) names it builds
+//! itself from a decimal id, so a request can name no other file. A request longer than the
+//! limit is skipped to its `\0` without being stored.
 
 #![forbid(unsafe_code)]
 

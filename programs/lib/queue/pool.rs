@@ -75,9 +75,8 @@ pub struct Giver {
 /// the next message is written over them instead of freeing them (a discard each, on a file
 /// system mounted with `discard`) and allocating again (bench/README.md, "Recycled message
 /// files"). Where the file system cannot zero a range, the file is cut to nothing instead.
-fn empty(file: &File) -> io::Result<()> {
+fn empty(file: &File, meta: &fs::Metadata) -> io::Result<()> {
     use nix::fcntl::FallocateFlags as F;
-    let meta = file.metadata()?;
     let block = meta.blksize().max(1);
     let len = meta.len().div_ceil(block) * block;
     if len == 0 {
@@ -106,19 +105,21 @@ impl Giver {
     /// page cache, so even a pipe that holds them by `splice` keeps only this message). Else,
     /// and on any failure, removed as before.
     pub fn give_message(&mut self, path: &Path) -> io::Result<()> {
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(path);
-        if let Ok(file) = opened {
-            let private = file
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.nlink() == 1 && m.mode() & 0o007 == 0);
-            if private {
-                if let Ok(_lease) = crate::lease::exclusive(&file) {
-                    if empty(&file).is_ok() {
-                        return self.give(path);
+        if self.has_room() {
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(path);
+            if let Ok(file) = opened {
+                if let Ok(m) = file.metadata() {
+                    let private = m.is_file() && m.nlink() == 1 && m.mode() & 0o007 == 0;
+                    if private {
+                        if let Ok(_lease) = crate::lease::exclusive(&file) {
+                            if empty(&file, &m).is_ok() && self.pool(path, &m) {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
             }
@@ -130,26 +131,35 @@ impl Giver {
     /// (renamed to `<dir>/free.<inode>`) unless it is full, else (and whenever the rename
     /// fails) removed. A name already gone is fine.
     pub fn give(&mut self, path: &Path) -> io::Result<()> {
-        if !matches!(self.since, Some(n) if n < COUNT_EVERY) {
-            self.full = count(self.dir) >= MAX;
-            self.since = Some(0);
-        }
-        if !self.full {
+        if self.has_room() {
             match fs::symlink_metadata(path) {
-                Ok(m) if m.is_file() && m.nlink() == 1 => {
-                    let to = Path::new(self.dir).join(format!("{PREFIX}{}", m.ino()));
-                    let flags = RenameFlags::RENAME_NOREPLACE;
-                    if renameat2(AT_FDCWD, path, AT_FDCWD, &to, flags).is_ok() {
-                        self.since = self.since.map(|n| n + 1);
-                        return Ok(());
-                    }
-                }
+                Ok(m) if m.is_file() && m.nlink() == 1 && self.pool(path, &m) => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
         crate::file::remove_if_present(path)
+    }
+
+    /// Whether the pool takes another file (counted again after every [`COUNT_EVERY`]).
+    fn has_room(&mut self) -> bool {
+        if !matches!(self.since, Some(n) if n < COUNT_EVERY) {
+            self.full = count(self.dir) >= MAX;
+            self.since = Some(0);
+        }
+        !self.full
+    }
+
+    /// Rename `path` (whose inode `m` describes) into the pool, never over anything: whether
+    /// it went.
+    fn pool(&mut self, path: &Path, m: &fs::Metadata) -> bool {
+        let to = Path::new(self.dir).join(format!("{PREFIX}{}", m.ino()));
+        let went = renameat2(AT_FDCWD, path, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE).is_ok();
+        if went {
+            self.since = self.since.map(|n| n + 1);
+        }
+        went
     }
 }
 
