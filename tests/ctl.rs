@@ -17,10 +17,8 @@ fn init_makes_a_complete_root() {
         ("queue/pid", 0o700),
         ("queue/mess", 0o750),
         ("queue/mess/0", 0o750),
-        ("queue/mess/22", 0o750),
         ("queue/intd", 0o700),
         ("queue/todo", 0o750),
-        ("queue/info/22", 0o700),
         ("queue/local/0", 0o700),
         ("queue/remote/0", 0o700),
         ("queue/bounce", 0o700),
@@ -31,7 +29,10 @@ fn init_makes_a_complete_root() {
     ] {
         assert_eq!(mode(path), want, "mode of {path}: {:o}", mode(path));
     }
-    assert!(!h.join("queue/mess/23").exists());
+    let last = qmail::auto::SPLIT - 1;
+    assert_eq!(mode(&format!("queue/mess/{last}")), 0o750);
+    assert_eq!(mode(&format!("queue/info/{last}")), 0o700);
+    assert!(!h.join(format!("queue/mess/{}", qmail::auto::SPLIT)).exists());
     assert!(fs::metadata(h.join("queue/lock/trigger")).unwrap().file_type().is_fifo());
     assert_eq!(fs::read(h.join("queue/lock/tcpto")).unwrap(), vec![0u8; 1024]);
     for prog in ["qmail-queue", "qmail-inject", "sendmail", "qmail-cdb", "qmail-newu", "qmailctl"] {

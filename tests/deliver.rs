@@ -145,7 +145,7 @@ fn temporary_failure_retries_and_lifetime_expires() {
     let expired = || {
         let ids = sb.files("info");
         let Some(id) = ids.first().and_then(|n| n.parse::<u64>().ok()) else { return false };
-        let info = sb.queue().join(format!("info/{}/{id}", id % 23));
+        let info = sb.queue().join(qmail::queue::split_name("info", id));
         use std::os::unix::fs::MetadataExt;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         fs::metadata(info).is_ok_and(|m| m.mtime() + 1 < now.as_secs() as i64)
@@ -363,8 +363,8 @@ fn leftovers_are_removed_at_start_and_live_injections_kept() {
     let live_files = sb.files("mess");
     assert_eq!(live_files.len(), 1, "the live injection's message file");
     // recent leftovers: a finished message (no intd), a dead injection (with its intd)
-    let finished = sb.queue().join("mess/1/24");
-    let dead = sb.queue().join("mess/2/25");
+    let finished = sb.queue().join(qmail::queue::split_name("mess", 24));
+    let dead = sb.queue().join(qmail::queue::split_name("mess", 25));
     for p in [&finished, &dead] {
         fs::write(p, "Received: (qmail 1 invoked by uid 0); ...\n\nhalf a mess").unwrap();
     }
@@ -433,6 +433,20 @@ fn distinct_batch(home: &Path) -> usize {
         }
     }
     seen.len()
+}
+
+/// A queue made for another split (here a subdirectory beyond this build's, as a build with a
+/// larger `QMAIL_SPLIT` makes) would hide its messages there: qmail-send refuses it with an
+/// alert naming what it found, and never gets as far as scheduling.
+#[test]
+fn a_queue_made_for_another_split_is_refused() {
+    let sb = Sandbox::for_delivery();
+    let extra = format!("info/{}", qmail::auto::SPLIT);
+    fs::create_dir(sb.queue().join(&extra)).unwrap();
+    let run = sb.launch(&[&["--listen", "off"][..], OTHER_LISTENERS_OFF].concat());
+    let said = format!("alert: qmail-send: {extra} exists: the queue was made for another split");
+    assert!(run.wait_log(LONG, |l| l.starts_with(&said)), "want {said}; log:\n{}", run.log_text());
+    assert_eq!(run.count_log(|l| l.starts_with("status: local")), 0, "{}", run.log_text());
 }
 
 /// Under load (messages for a local user and for a second root over SMTP), SIGKILL every
@@ -537,7 +551,7 @@ fn root_injecting_into_an_owned_root_is_delivered() {
     assert_ok(&out, "qmail-inject as root");
     use std::os::unix::fs::MetadataExt;
     for q in sb.todo() {
-        let meta = fs::metadata(sb.queue().join(format!("mess/{}/{}", q.id % 23, q.id))).unwrap();
+        let meta = fs::metadata(sb.queue().join(qmail::queue::split_name("mess", q.id))).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "the message file is the owner's");
         assert!(q.text().contains("invoked by uid 0"), "the Received line names the caller");
     }

@@ -74,9 +74,9 @@ fn queues_a_message() {
     assert!(received.contains(&format!(" invoked by uid {uid}); ")), "{received}");
     assert!(received.ends_with(" -0000"), "{received}");
     assert_eq!(body.as_bytes(), MSG);
-    // the message file's inode is its id, in split directory id mod 23, same inode as todo
+    // the message file's inode is its id, in split directory id mod SPLIT, same inode as todo
     use std::os::unix::fs::MetadataExt;
-    let mess = sb.queue().join(format!("mess/{}/{}", m.id % 23, m.id));
+    let mess = sb.queue().join(qmail::queue::split_name("mess", m.id));
     assert_eq!(fs::metadata(&mess).unwrap().ino(), m.id);
     let intd = fs::metadata(sb.queue().join(format!("intd/{}", m.id))).unwrap();
     assert_eq!(intd.ino(), fs::metadata(sb.queue().join(format!("todo/{}", m.id))).unwrap().ino());
@@ -347,7 +347,7 @@ fn dir_nonempty(dir: &Path) -> bool {
 }
 
 fn sb_mess_nonempty(queue: &Path) -> bool {
-    (0..23).any(|i| dir_nonempty(&queue.join(format!("mess/{i}"))))
+    (0..qmail::auto::SPLIT).any(|i| dir_nonempty(&queue.join(format!("mess/{i}"))))
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -387,7 +387,7 @@ fn header(sb: &Sandbox, id: u64, file: &str, sender: &str) -> String {
     use std::os::unix::fs::MetadataExt;
     let time = fs::metadata(sb.queue().join(file)).unwrap().mtime();
     let date = qmail::date822::Utc::from_unix(time).rfc822().replace(" -0000", "");
-    let size = fs::metadata(sb.queue().join(format!("mess/{}/{id}", id % 23))).unwrap().len();
+    let size = fs::metadata(sb.queue().join(qmail::queue::split_name("mess", id))).unwrap().len();
     format!("{date} GMT  #{id}  {size}  <{sender}> ")
 }
 
@@ -414,7 +414,7 @@ fn mailq_and_qstat_show_deferred_mail_and_skip_debris() {
     let id: u64 = sb.files("info")[0].parse().unwrap();
     let want = format!(
         "{}\n  done\tlocal\talice@example.org\n\tlocal\terin@example.org\n\tremote\tbob@far.test\n",
-        header(&sb, id, &format!("info/{}/{id}", id % 23), "frank@example.org")
+        header(&sb, id, &qmail::queue::split_name("info", id), "frank@example.org")
     );
     // alice's delivery is marked done once its report is in
     let qread = || String::from_utf8_lossy(&sb.run("qmail-qread", &[], b"").stdout).into_owned();
@@ -423,7 +423,7 @@ fn mailq_and_qstat_show_deferred_mail_and_skip_debris() {
     assert_listed(&sb, &want, one);
 
     // debris of a crash: a message file with neither info nor todo is not waiting mail
-    let debris = sb.queue().join("mess/1/1");
+    let debris = sb.queue().join(qmail::queue::split_name("mess", 1));
     fs::write(&debris, "Received: (qmail 1 invoked by uid 0); ...\n\nhalf a mess").unwrap();
     assert_listed(&sb, &want, one);
     drop(run);

@@ -220,7 +220,7 @@ fn queues_what_qmail_queue_would() {
     use std::os::unix::fs::MetadataExt;
     for (a, b) in [("mess", &served.id), ("todo", &served.id)] {
         let p = |id: u64| match a {
-            "mess" => sb.queue().join(format!("mess/{}/{id}", id % 23)),
+            "mess" => sb.queue().join(qmail::queue::split_name("mess", id)),
             _ => sb.queue().join(format!("todo/{id}")),
         };
         let (ms, mo) = (fs::metadata(p(*b)).unwrap(), fs::metadata(p(other.id)).unwrap());

@@ -49,14 +49,14 @@ fn report_shows_values_defaults_secrets_and_problems() {
     let (rc, out) = showctl(&sb);
     assert_eq!(rc, 0, "{out}");
 
-    let home = sb.home.display();
+    let (home, split) = (sb.home.display(), qmail::auto::SPLIT);
     let head = format!(
         "qmail home directory: {home}.\n\
          compiled-in home directory: /var/qmail (QMAILHOME overrides it).\n\
          user-ext delimiter: -.\n\
          paternalism (in decimal): 2.\n\
          silent concurrency limit: 500.\n\
-         subdirectory split: 23.\n\
+         subdirectory split: {split}.\n\
          user names: alias, qmaild, qmaill, qmailp, qmailq, qmailr, qmails.\n\
          group names: qmail, nofiles.\n\
          me: My name is mx.example.org.\n\

@@ -56,15 +56,18 @@ fn touch(path: &Path) {
 fn clean_removes_queue_files() {
     let sb = Sandbox::new();
     let q = sb.queue();
-    for f in ["intd/470", "mess/10/470", "intd/471", "todo/471", "todo/472", "mess/11/471"] {
+    let mess = |id: u64| q.join(qmail::queue::split_name("mess", id));
+    for f in ["intd/470", "intd/471", "todo/471", "todo/472"] {
         touch(&q.join(f));
     }
+    touch(&mess(470));
+    touch(&mess(471));
     let mut clean = Clean::start(&sb);
     assert_eq!(clean.ask(b"foop/470"), b'+');
-    assert!(!q.join("intd/470").exists() && !q.join("mess/10/470").exists());
+    assert!(!q.join("intd/470").exists() && !mess(470).exists());
     assert_eq!(clean.ask(b"todo/471"), b'+');
     assert!(!q.join("intd/471").exists() && !q.join("todo/471").exists());
-    assert!(q.join("mess/11/471").exists(), "todo/ leaves the message alone");
+    assert!(mess(471).exists(), "todo/ leaves the message alone");
     // files already gone are fine
     assert_eq!(clean.ask(b"foop/470"), b'+');
     assert_eq!(clean.ask(b"todo/472"), b'+');
@@ -81,7 +84,7 @@ fn clean_recycles_only_message_files_nobody_holds() {
     let sb = Sandbox::new();
     let q = sb.queue();
     let message = |id: u64, mode: u32| -> u64 {
-        let path = q.join(format!("mess/{}/{id}", id % 23));
+        let path = q.join(qmail::queue::split_name("mess", id));
         touch(&path);
         fs::write(&path, b"Subject: private\n\nsecret\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
@@ -90,11 +93,11 @@ fn clean_recycles_only_message_files_nobody_holds() {
     let free = message(480, 0o640);
     let held = message(481, 0o640);
     let public = message(482, 0o644);
-    let holder = fs::File::open(q.join("mess/21/481")).unwrap();
+    let holder = fs::File::open(q.join(qmail::queue::split_name("mess", 481))).unwrap();
     let mut clean = Clean::start(&sb);
     for id in [480, 481, 482] {
         assert_eq!(clean.ask(format!("foop/{id}").as_bytes()), b'+');
-        assert!(!q.join(format!("mess/{}/{id}", id % 23)).exists());
+        assert!(!q.join(qmail::queue::split_name("mess", id)).exists());
     }
     let pooled = q.join(format!("pid/free.{free}"));
     // emptied: not a byte of the message is left (its blocks are kept, reading as zeros)
@@ -151,12 +154,13 @@ fn clean_reports_failed_unlinks() {
     let q = sb.queue();
     // a non-empty directory cannot be unlinked, not even by root
     touch(&q.join("intd/9/inside"));
-    touch(&q.join("mess/9/9"));
+    let mess = q.join(qmail::queue::split_name("mess", 9));
+    touch(&mess);
     let mut clean = Clean::start(&sb);
     assert_eq!(clean.ask(b"foop/9"), b'!');
     fs::remove_dir_all(q.join("intd/9")).unwrap();
     assert_eq!(clean.ask(b"foop/9"), b'+');
-    assert!(!q.join("mess/9/9").exists());
+    assert!(!mess.exists());
     assert_eq!(clean.finish(), 0);
 }
 
@@ -293,7 +297,7 @@ fn inject(sb: &Sandbox, recipient: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert_ok(&out, "qmail-queue");
     let id = sb.todo().iter().map(|q| q.id).find(|id| !before.contains(id)).expect("new message");
-    format!("{}/{id}", id % 23)
+    format!("{}/{id}", qmail::queue::split(id))
 }
 
 fn is_root() -> bool {
@@ -432,14 +436,14 @@ fn lspawn_refuses_bad_commands() {
     lspawn.send(4, &"1".repeat(100), "s@x", "t-x@example.org");
     lspawn.expect(4, b'Z', "(#4.3.0)");
     // a directory is not a message; a file of another owner neither
-    lspawn.send(4, "1", "s@x", "t-x@example.org");
+    lspawn.send(4, "0", "s@x", "t-x@example.org");
     lspawn.expect(4, b'Z', "(#4.3.5)");
     if is_root() {
-        let stranger = sb.queue().join("mess/1/24");
+        let stranger = sb.queue().join("mess/0/24");
         fs::write(&stranger, b"x").unwrap();
         // the sandbox belongs to nobody (65534); daemon (1) is a stranger
         nix::unistd::chown(&stranger, Some(1.into()), None).unwrap();
-        lspawn.send(4, "1/24", "s@x", "t-x@example.org");
+        lspawn.send(4, "0/24", "s@x", "t-x@example.org");
         lspawn.expect(4, b'Z', "owner");
     }
     // a busy slot is refused at once, its delivery still reports once

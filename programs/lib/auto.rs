@@ -12,8 +12,32 @@ pub const HOME: &str = match option_env!("QMAIL_HOME") {
     None => "/var/qmail",
 };
 
-/// Number of split directories under `queue/mess`, `info`, `local` and `remote` (`conf-split`).
-pub const SPLIT: u64 = 23;
+/// Number of split directories under `queue/mess`, `info`, `local` and `remote` (upstream's
+/// `conf-split`): `QMAIL_SPLIT` at build time, 1 to 1000; 1 when unset (upstream 23: one
+/// directory's blocks shared by every message of a sync round, doc/DECISIONS.md 50). A queue
+/// is made for one split; qmail-send refuses a queue made for another ([`check_split`]).
+///
+/// [`check_split`]: crate::queue::check_split
+pub const SPLIT: u64 = match option_env!("QMAIL_SPLIT") {
+    Some(s) => split_of(s),
+    None => 1,
+};
+
+/// `QMAIL_SPLIT`'s value: decimal, 1 to 1000, or the build fails.
+const fn split_of(s: &str) -> u64 {
+    let b = s.as_bytes();
+    assert!(!b.is_empty(), "QMAIL_SPLIT is empty");
+    let mut n = 0u64;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "QMAIL_SPLIT is not a decimal number");
+        n = n * 10 + (b[i] - b'0') as u64;
+        assert!(n <= 1000, "QMAIL_SPLIT is above 1000");
+        i += 1;
+    }
+    assert!(n >= 1, "QMAIL_SPLIT is 0");
+    n
+}
 
 /// The qmail users, in upstream's `conf-users` order, and the two groups.
 pub const USER_ALIAS: &str = "alias";

@@ -2,7 +2,7 @@
 //! (doc/qmail-clean.8). Both ends use this module.
 //!
 //! - Request: `foop/<id>` or `todo/<id>` followed by `\0`, 6 to 99 bytes before the `\0`,
-//!   digits only after the prefix. `foop/<id>` removes `intd/<id>` and `mess/<id mod 23>/<id>`;
+//!   digits only after the prefix. `foop/<id>` removes `intd/<id>` and `mess/<id mod SPLIT>/<id>`;
 //!   `todo/<id>` removes `intd/<id>` and `todo/<id>`.
 //! - Reply, one byte: `+` done, `!` an unlink failed (other than "no such file"), `x` bad
 //!   request.
@@ -11,7 +11,7 @@
 //! [`CleanError::Lost`]: the caller must treat it as fatal and exit, so that its supervisor
 //! restarts the whole set (a message can never be finished without qmail-clean).
 
-use crate::auto::SPLIT;
+use crate::queue::split_name;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,9 +62,7 @@ impl Request {
     /// qmail-clean may recycle, doc/INTERNALS.md "Recycled queue files").
     pub fn files(self) -> [PathBuf; 2] {
         match self {
-            Request::Foop(id) => {
-                [format!("intd/{id}").into(), format!("mess/{}/{id}", id % SPLIT).into()]
-            }
+            Request::Foop(id) => [format!("intd/{id}").into(), split_name("mess", id).into()],
             Request::Todo(id) => [format!("intd/{id}").into(), format!("todo/{id}").into()],
         }
     }
@@ -176,7 +174,7 @@ mod tests {
         for (raw, want) in rows {
             assert_eq!(&Request::parse(raw), want, "{:?}", String::from_utf8_lossy(raw));
         }
-        assert_eq!(Foop(470).files(), [PathBuf::from("intd/470"), PathBuf::from("mess/10/470")]);
+        assert_eq!(Foop(470).files(), [PathBuf::from("intd/470"), split_name("mess", 470).into()]);
         assert_eq!(Todo(470).files(), [PathBuf::from("intd/470"), PathBuf::from("todo/470")]);
         for r in [Foop(0), Todo(470), Foop(u64::MAX)] {
             let wire = r.encode();

@@ -112,9 +112,40 @@ impl Queue {
     }
 }
 
+/// The split directory of message `id`: `id mod SPLIT` (always 0 unless built with
+/// `QMAIL_SPLIT`).
+#[allow(clippy::modulo_one)] // SPLIT is a build setting, 1 by default
+pub fn split(id: u64) -> u64 {
+    id % SPLIT
+}
+
 /// `<dir>/<id mod SPLIT>/<id>`, relative to the queue.
 pub fn split_name(dir: &str, id: u64) -> String {
-    format!("{dir}/{}/{id}", id % SPLIT)
+    format!("{dir}/{}/{id}", split(id))
+}
+
+/// Whether the queue at `queue` (a path, or "" for the current directory) was made for this
+/// build's [`SPLIT`]: every split directory has its subdirectories `0` to `SPLIT - 1` and no
+/// `SPLIT`. A queue made for another split would have messages this build never looks for
+/// (upstream's `conf-split` has the same rule, unchecked). The error names what to do.
+pub fn check_split(queue: &Path) -> Result<(), String> {
+    for dir in DIRS.iter().filter(|d| d.split) {
+        let sub = |i: u64| queue.join(dir.path).join(i.to_string());
+        let found = if sub(SPLIT).exists() {
+            format!("{}/{SPLIT} exists", dir.path)
+        } else if !sub(SPLIT - 1).is_dir() {
+            format!("{}/{} is missing", dir.path, SPLIT - 1)
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "{found}: the queue was made for another split than this build's {SPLIT} \
+             (QMAIL_SPLIT), and some of its messages would never be seen; deliver them with \
+             the build that made the queue, or stop the mail system and make the queue again \
+             (doc/qmailctl.8, init)"
+        ));
+    }
+    Ok(())
 }
 
 pub use records::info_sender;
@@ -430,9 +461,33 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_made_for_another_split_is_refused() {
+        let dir = std::env::temp_dir().join(format!("qmail-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in DIRS {
+            std::fs::create_dir_all(dir.join(d.path)).unwrap();
+            for i in (0..SPLIT).filter(|_| d.split) {
+                std::fs::create_dir_all(dir.join(d.path).join(i.to_string())).unwrap();
+            }
+        }
+        assert_eq!(check_split(&dir), Ok(()));
+        // one more (made for a larger split), then one fewer
+        let extra = dir.join(format!("local/{SPLIT}"));
+        std::fs::create_dir(&extra).unwrap();
+        let e = check_split(&dir).unwrap_err();
+        assert!(e.starts_with(&format!("local/{SPLIT} exists: ")), "{e}");
+        std::fs::remove_dir(&extra).unwrap();
+        let last = dir.join(format!("remote/{}", SPLIT - 1));
+        std::fs::remove_dir(&last).unwrap();
+        let e = check_split(&dir).unwrap_err();
+        assert!(e.starts_with(&format!("remote/{} is missing: ", SPLIT - 1)), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn leftovers() {
         let dir = std::env::temp_dir().join(format!("qmail-leftover-{}", std::process::id()));
-        for sub in ["mess/1", "info/1", "todo"] {
+        for sub in [format!("mess/{}", split(24)), format!("info/{}", split(24)), "todo".into()] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let mess = dir.join(split_name("mess", 24));
@@ -456,8 +511,9 @@ mod tests {
     #[test]
     fn paths() {
         let q = Queue::new(Path::new("/var/qmail"));
-        assert_eq!(q.split_path("mess", 457), Path::new("/var/qmail/queue/mess/20/457"));
+        let s = split(457);
+        assert_eq!(q.split_path("mess", 457), Path::new(&format!("/var/qmail/queue/mess/{s}/457")));
         assert_eq!(q.flat_path("todo", 457), Path::new("/var/qmail/queue/todo/457"));
-        assert_eq!(split_name("info", 23), "info/0/23");
+        assert_eq!(split_name("info", 23), split_name("info", 23));
     }
 }

@@ -8,7 +8,6 @@ use crate::bounce;
 use crate::due::{Due, TROUBLE};
 use crate::log::Log;
 use nix::poll::{PollFd, PollFlags};
-use qmail::auto::SPLIT;
 use qmail::date822::unix_now;
 use qmail::queue::pool::{self, Giver};
 use qmail::queue::records::{self, Record};
@@ -343,7 +342,7 @@ impl Channels {
             let num = self.delnum;
             let cmd = Command {
                 slot: slot as u16,
-                message: format!("{}/{id}", id % SPLIT).into_bytes(),
+                message: format!("{}/{id}", qmail::queue::split(id)).into_bytes(),
                 sender,
                 recipient: recipient.clone(),
             };

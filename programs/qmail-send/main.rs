@@ -90,6 +90,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot open lock/sendmutex: {e}"))?;
     let _mutex = nix::fcntl::Flock::lock(mutex, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|_| "another qmail-send is already running".to_string())?;
+    qmail::queue::check_split(Path::new(""))?;
 
     let fd =
         |n| qmail::child::inherited(n).map(File::from).ok_or(format!("descriptor {n} is not open"));

@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use qmail::auto::SPLIT;
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::queue::pool::{self, Taker};
@@ -209,7 +208,7 @@ impl Todo {
     /// which channels it uses. The caller syncs the batch, then has todo removed and tells
     /// qmail-send. Any failure leaves todo in place and the whole step is redone later.
     fn prepare(&mut self, id: u64) -> Result<Channels, String> {
-        let split = id % SPLIT;
+        let split = qmail::queue::split(id);
         let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
         let size =
             fs::metadata(format!("mess/{split}/{id}")).map_err(|e| format!("mess: {e}"))?.len();

@@ -199,7 +199,7 @@ pub struct Queued {
 
 impl Queued {
     pub fn read(queue: &Path, id: u64) -> Self {
-        let mess = fs::read(queue.join(format!("mess/{}/{id}", id % 23))).unwrap();
+        let mess = fs::read(queue.join(qmail::queue::split_name("mess", id))).unwrap();
         let todo = fs::read(queue.join(format!("todo/{id}"))).unwrap();
         assert_eq!(todo.last(), Some(&0), "todo/{id} ends with NUL");
         let records = todo[..todo.len() - 1]
@@ -374,6 +374,27 @@ impl Sandbox {
 
     /// Start `qmailctl run` on this root with the options `extra`, once qmail-send runs.
     pub fn start_with(&self, extra: &[&str]) -> Running {
+        let r = self.launch(extra);
+        assert!(
+            r.wait_log(Duration::from_secs(30), |l| l.starts_with("status: local")),
+            "qmail-send did not start; log:\n{}",
+            r.log_text()
+        );
+        // qmailctl run writes qmail-send's pid after starting it: qmail-send may have logged
+        // before that write, so wait for the file too (tests signal through it)
+        let pidfile = self.home.join("run/qmail-send.pid");
+        assert!(
+            wait_until(Duration::from_secs(30), || fs::read_to_string(&pidfile)
+                .is_ok_and(|t| t.trim().parse::<u32>().is_ok())),
+            "no run/qmail-send.pid; log:\n{}",
+            r.log_text()
+        );
+        r
+    }
+
+    /// Start `qmailctl run` on this root with the options `extra` (the IMAP listeners off
+    /// unless given) and return at once, its log being collected.
+    pub fn launch(&self, extra: &[&str]) -> Running {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         // the IMAP listeners stay off unless a test asks for them (fixed default ports)
@@ -403,22 +424,7 @@ impl Sandbox {
                 l2.lock().unwrap().push(line);
             }
         });
-        let r = Running { child: Some(child), log, reader: Some(reader) };
-        assert!(
-            r.wait_log(Duration::from_secs(30), |l| l.starts_with("status: local")),
-            "qmail-send did not start; log:\n{}",
-            r.log_text()
-        );
-        // qmailctl run writes qmail-send's pid after starting it: qmail-send may have logged
-        // before that write, so wait for the file too (tests signal through it)
-        let pidfile = self.home.join("run/qmail-send.pid");
-        assert!(
-            wait_until(Duration::from_secs(30), || fs::read_to_string(&pidfile)
-                .is_ok_and(|t| t.trim().parse::<u32>().is_ok())),
-            "no run/qmail-send.pid; log:\n{}",
-            r.log_text()
-        );
-        r
+        Running { child: Some(child), log, reader: Some(reader) }
     }
 
     /// Make a home directory for a delivery user and return (uid, gid, path). Running as root

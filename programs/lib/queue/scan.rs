@@ -482,7 +482,10 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(
             seen,
-            ["trouble with #28: unable to read mess/5/28: No such file or directory (os error 2)"]
+            [format!(
+                "trouble with #28: unable to read {}: No such file or directory (os error 2)",
+                split_name("mess", 28)
+            )]
         );
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out.matches(" GMT  #").count(), 3, "{out}");
