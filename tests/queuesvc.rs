@@ -433,11 +433,16 @@ fn sync_requests_only_for_the_queues_file_system() {
     qmail::queue::sync_fs(&sb.home, &fs::File::open(sb.queue()).unwrap()).unwrap();
 }
 
-/// The inode numbers of the queue's pool of recycled files (`pid/free.<inode>`).
+/// The inode numbers of the queue's pool of recycled files (`pid/free.<inode>`, and
+/// `pid/free.m<inode>` for message files).
 fn queue_pool(sb: &Sandbox) -> std::collections::BTreeSet<u64> {
+    let inode = |name: &str| {
+        let n = name.strip_prefix("free.")?;
+        n.strip_prefix('m').unwrap_or(n).parse().ok()
+    };
     fs::read_dir(sb.queue().join("pid"))
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("free.")?.parse().ok())
+        .filter_map(|e| inode(e.ok()?.file_name().to_str()?))
         .collect()
 }
 

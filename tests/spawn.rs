@@ -75,7 +75,7 @@ fn clean_removes_queue_files() {
     assert_eq!(clean.finish(), 0);
 }
 
-/// A finished message file goes to the pool of recycled files (`pid/free.<inode>`, zeroed)
+/// A finished message file goes to the pool of recycled files (`pid/free.m<inode>`, zeroed)
 /// only when it is private (made by the queue service, mode 0640) and nobody else has it open;
 /// one a delivery program still holds, or one of the one-shot qmail-queue (0644), is removed.
 #[test]
@@ -99,12 +99,12 @@ fn clean_recycles_only_message_files_nobody_holds() {
         assert_eq!(clean.ask(format!("foop/{id}").as_bytes()), b'+');
         assert!(!q.join(qmail::queue::split_name("mess", id)).exists());
     }
-    let pooled = q.join(format!("pid/free.{free}"));
+    let pooled = q.join(format!("pid/free.m{free}"));
     // emptied: not a byte of the message is left (its blocks are kept, reading as zeros)
     let left = fs::read(&pooled).expect("pooled");
     assert!(left.iter().all(|&b| b == 0), "pooled and emptied: {left:?}");
-    assert!(!q.join(format!("pid/free.{held}")).exists(), "held open: removed");
-    assert!(!q.join(format!("pid/free.{public}")).exists(), "readable by others: removed");
+    assert!(!q.join(format!("pid/free.m{held}")).exists(), "held open: removed");
+    assert!(!q.join(format!("pid/free.m{public}")).exists(), "readable by others: removed");
     // the holder still reads its own message
     let mut kept = String::new();
     std::io::Read::read_to_string(&mut &holder, &mut kept).unwrap();

@@ -8,7 +8,7 @@ use nix::fcntl::Flock;
 use qmail::auto;
 use qmail::envelope::{self, EnvelopeError};
 use qmail::exit::QueueExit;
-use qmail::queue::pool::Taker;
+use qmail::queue::pool::{Kind, Taker};
 use qmail::queue::records::Record;
 use qmail::queue::split_name;
 use qmail::received::Invoked;
@@ -109,7 +109,7 @@ impl Message {
         pause: &Pause,
     ) -> Result<(), QueueExit> {
         let intd = PathBuf::from(format!("intd/{}", self.id));
-        let file = match pool.and_then(|p| p.take(&intd)) {
+        let file = match pool.and_then(|p| p.take(&intd, Kind::Small)) {
             Some(f) => f,
             None => OpenOptions::new()
                 .write(true)
@@ -177,7 +177,7 @@ fn make_pidfile(
     let mode = if pool.is_some() { 0o640 } else { 0o644 };
     for seq in seqs.into_iter().take(9) {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
-        if let Some(f) = pool.and_then(|p| p.take(&path)) {
+        if let Some(f) = pool.and_then(|p| p.take(&path, Kind::Message)) {
             if make_private(&f).is_err() {
                 let _ = fs::remove_file(&path);
                 return Err(QueueExit::PidFile);

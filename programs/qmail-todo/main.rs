@@ -11,7 +11,7 @@
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
-use qmail::queue::pool::{self, Taker};
+use qmail::queue::pool::{self, Kind, Taker};
 use qmail::queue::records::Record as QueueRecord;
 use qmail::rewrite::{Rewriter, Route};
 use qmail::safe::log as safe;
@@ -300,7 +300,7 @@ fn werr(e: io::Error) -> String {
 
 /// A new `info`, `local` or `remote` file: a recycled one from `pool` when there is one.
 fn create(pool: &Taker, path: &str) -> Result<File, String> {
-    if let Some(f) = pool.take(Path::new(path)) {
+    if let Some(f) = pool.take(Path::new(path), Kind::Small) {
         return Ok(f);
     }
     OpenOptions::new()

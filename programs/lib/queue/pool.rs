@@ -31,8 +31,23 @@ pub const QUEUE: &str = "pid";
 /// them, taken by qmail-todo when it writes a message's.
 pub const SEND: &str = "bounce";
 
-/// The beginning of a pool file's name; the rest is its inode number.
+/// The beginning of a pool file's name; the rest is its inode number, after [`MESSAGE`] for
+/// a finished message file.
 pub const PREFIX: &str = "free.";
+
+/// After [`PREFIX`] in a finished message file's pool name (`free.m<inode>`): such a file
+/// keeps a message's blocks, the others (envelopes, `info` and channel files) one block or
+/// none, so each goes back to the use it came from (bench/README.md, "Pool files by kind").
+const MESSAGE: &str = "m";
+
+/// What a pool file was and will be used for: its blocks fit that use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// a message file (a pid file, then `mess/S/id`)
+    Message,
+    /// an envelope, `info` or channel file: a line or two
+    Small,
+}
 
 /// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
 pub const MAX: usize = 4096;
@@ -40,24 +55,39 @@ pub const MAX: usize = 4096;
 /// Files given between two counts of a pool.
 const COUNT_EVERY: u32 = 64;
 
-/// The most names a taker keeps from one reading of `pid/`.
+/// The most names of each kind a taker keeps from one reading of `pid/`.
 const BATCH: usize = 256;
+
+/// Takes of a kind that the other kind serves after a reading of the pool found none of it.
+const DRY: u32 = 64;
 
 /// The most pool names a taker reads at once to choose its [`BATCH`] from.
 const SCAN: usize = 2 * MAX;
 
 /// Whether `name` (an entry of `pid/`) is a pool file's.
 pub fn is_pooled(name: &[u8]) -> bool {
-    pooled_inode(name).is_some()
+    pooled(name).is_some()
 }
 
-/// The inode number a pool file's `name` carries; `None` for any other name.
-fn pooled_inode(name: &[u8]) -> Option<u64> {
+/// The inode number and kind a pool file's `name` carries; `None` for any other name.
+fn pooled(name: &[u8]) -> Option<(u64, Kind)> {
     let n = name.strip_prefix(PREFIX.as_bytes())?;
+    let (n, kind) = match n.strip_prefix(MESSAGE.as_bytes()) {
+        Some(n) => (n, Kind::Message),
+        None => (n, Kind::Small),
+    };
     if n.is_empty() || !n.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(n).ok()?.parse().ok()
+    Some((std::str::from_utf8(n).ok()?.parse().ok()?, kind))
+}
+
+/// The pool name of a file of `kind` whose inode is `ino`.
+fn pool_name(ino: u64, kind: Kind) -> String {
+    match kind {
+        Kind::Message => format!("{PREFIX}{MESSAGE}{ino}"),
+        Kind::Small => format!("{PREFIX}{ino}"),
+    }
 }
 
 /// The giving side of pool `dir`: retires the last names of queue files into it while it
@@ -116,7 +146,7 @@ impl Giver {
                     let private = m.is_file() && m.nlink() == 1 && m.mode() & 0o007 == 0;
                     if private {
                         if let Ok(_lease) = crate::lease::exclusive(&file) {
-                            if empty(&file, &m).is_ok() && self.pool(path, &m) {
+                            if empty(&file, &m).is_ok() && self.pool(path, &m, Kind::Message) {
                                 return Ok(());
                             }
                         }
@@ -133,7 +163,9 @@ impl Giver {
     pub fn give(&mut self, path: &Path) -> io::Result<()> {
         if self.has_room() {
             match fs::symlink_metadata(path) {
-                Ok(m) if m.is_file() && m.nlink() == 1 && self.pool(path, &m) => return Ok(()),
+                Ok(m) if m.is_file() && m.nlink() == 1 && self.pool(path, &m, Kind::Small) => {
+                    return Ok(())
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
@@ -151,10 +183,10 @@ impl Giver {
         !self.full
     }
 
-    /// Rename `path` (whose inode `m` describes) into the pool, never over anything: whether
-    /// it went.
-    fn pool(&mut self, path: &Path, m: &fs::Metadata) -> bool {
-        let to = Path::new(self.dir).join(format!("{PREFIX}{}", m.ino()));
+    /// Rename `path` (whose inode `m` describes, a file of `kind`) into the pool, never over
+    /// anything: whether it went.
+    fn pool(&mut self, path: &Path, m: &fs::Metadata, kind: Kind) -> bool {
+        let to = Path::new(self.dir).join(pool_name(m.ino(), kind));
         let went = renameat2(AT_FDCWD, path, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE).is_ok();
         if went {
             self.since = self.since.map(|n| n + 1);
@@ -182,10 +214,14 @@ pub struct Taker {
 
 #[derive(Default)]
 struct Names {
-    names: Vec<OsString>,
+    /// by kind ([`Kind::Message`] first), each with its highest inode number first
+    names: [Vec<OsString>; 2],
     /// the modification time of `pid/` when it was last read and held no pool file: it is
     /// read again only once it changed
     empty_at: Option<SystemTime>,
+    /// by kind: takes left that the other kind serves before the pool is read again for this
+    /// one, after a reading found none of it
+    dry: [u32; 2],
 }
 
 impl Taker {
@@ -194,13 +230,14 @@ impl Taker {
     }
 
     /// A pool file renamed to `target` (which must not exist) and opened for writing at its
-    /// start; `None` when the pool has none (the caller then creates the file). Its old
-    /// content is still there: the caller writes from the start and then cuts the file where
-    /// it stopped ([`cut_here`]), so the blocks are overwritten in place instead of freed and
-    /// allocated again.
-    pub fn take(&self, target: &Path) -> Option<File> {
+    /// start, one of `kind` while the pool has one (else of the other kind: a reused inode
+    /// still skips the allocator); `None` when the pool has none (the caller then creates the
+    /// file). Its old content is still there: the caller writes from the start and then cuts
+    /// the file where it stopped ([`cut_here`]), so the blocks are overwritten in place
+    /// instead of freed and allocated again; a file of the same kind has about as many.
+    pub fn take(&self, target: &Path, kind: Kind) -> Option<File> {
         loop {
-            let name = self.next()?;
+            let name = self.next(kind)?;
             let from = Path::new(self.dir).join(&name);
             match renameat2(AT_FDCWD, &from, AT_FDCWD, target, RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => {}
@@ -219,10 +256,22 @@ impl Taker {
         }
     }
 
-    fn next(&self) -> Option<OsString> {
+    fn next(&self, kind: Kind) -> Option<OsString> {
+        let (want, other) = match kind {
+            Kind::Message => (0, 1),
+            Kind::Small => (1, 0),
+        };
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(name) = s.names.pop() {
+        if let Some(name) = s.names[want].pop() {
             return Some(name);
+        }
+        // the last reading found none of this kind: the other kind's for a while, without
+        // reading a directory of thousands again for each
+        if s.dry[want] > 0 {
+            s.dry[want] -= 1;
+            if let Some(name) = s.names[other].pop() {
+                return Some(name);
+            }
         }
         let changed = fs::metadata(self.dir).and_then(|m| m.modified()).ok();
         if changed.is_some() && changed == s.empty_at {
@@ -231,22 +280,29 @@ impl Taker {
         // the lowest inode numbers first: the files a sync round rewrites then share
         // inode-table blocks (16 inodes to a 4 KiB block on ext4), and the round writes
         // fewer of them (doc/INTERNALS.md, "Recycled queue files")
-        let mut found: Vec<(u64, OsString)> = fs::read_dir(self.dir)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name();
-                let ino = pooled_inode(name.as_bytes())?;
-                Some((ino, name))
-            })
-            .take(SCAN)
-            .collect();
-        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
-        let first = found.len().saturating_sub(BATCH);
-        s.names = found.drain(first..).map(|(_, name)| name).collect();
-        s.empty_at = if s.names.is_empty() { changed } else { None };
-        s.names.pop()
+        let mut found: [Vec<(u64, OsString)>; 2] = Default::default();
+        let pooled = fs::read_dir(self.dir).into_iter().flatten().filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let (ino, k) = pooled(name.as_bytes())?;
+            Some((ino, k, name))
+        });
+        for (ino, k, name) in pooled.take(SCAN) {
+            found[usize::from(k == Kind::Small)].push((ino, name));
+        }
+        for (names, mut found) in s.names.iter_mut().zip(found) {
+            found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+            let first = found.len().saturating_sub(BATCH);
+            *names = found.drain(first..).map(|(_, name)| name).collect();
+        }
+        let none = s.names.iter().all(Vec::is_empty);
+        s.empty_at = if none { changed } else { None };
+        if s.names[want].is_empty() {
+            s.dry[want] = DRY;
+        }
+        match s.names[want].pop() {
+            Some(name) => Some(name),
+            None => s.names[other].pop(),
+        }
     }
 }
 
@@ -289,12 +345,36 @@ mod tests {
         let mut taken = Vec::new();
         for i in 0..5 {
             let target = dir.join(format!("taken{i}"));
-            match pool.take(&target) {
+            match pool.take(&target, Kind::Small) {
                 Some(_) => taken.push(fs::read_to_string(&target).unwrap()),
                 None => break,
             }
         }
         assert_eq!(taken, ["free.5", "free.7", "free.30", "free.100"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A message file goes back to holding a message and a small file to a small use, while
+    /// the pool has one of the kind; then the other kind serves.
+    #[test]
+    fn each_kind_is_taken_for_its_own_use_first() {
+        let dir = std::env::temp_dir().join(format!("qmail-pool-kinds-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["free.30", "free.5", "free.100", "free.m40", "free.m7", "free.m", "free.mx"] {
+            fs::write(dir.join(name), name).unwrap();
+        }
+        let pool = Taker::new(Box::leak(dir.to_str().unwrap().to_owned().into_boxed_str()));
+        let mut taken = Vec::new();
+        let order = [Kind::Message, Kind::Small, Kind::Message, Kind::Message, Kind::Small];
+        for (i, kind) in order.into_iter().chain([Kind::Small]).enumerate() {
+            let target = dir.join(format!("taken{i}"));
+            match pool.take(&target, kind) {
+                Some(_) => taken.push(fs::read_to_string(&target).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(taken, ["free.m7", "free.5", "free.m40", "free.30", "free.100"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -340,9 +420,9 @@ mod tests {
         let ino = fs::metadata(&message).unwrap().ino();
         let pool: &'static str = Box::leak(format!("{}/pool", dir.display()).into_boxed_str());
         Giver::new(pool).give_message(&message).unwrap();
-        assert!(dir.join(format!("pool/free.{ino}")).exists(), "recycled");
+        assert!(dir.join(format!("pool/free.m{ino}")).exists(), "recycled as a message file");
         let next = dir.join("next");
-        let mut f = Taker::new(pool).take(&next).expect("the pooled file");
+        let mut f = Taker::new(pool).take(&next, Kind::Message).expect("the pooled file");
         f.write_all(&[b't'; 5000]).unwrap();
         cut_here(&f).unwrap();
         drop(f);
@@ -356,8 +436,23 @@ mod tests {
 
     #[test]
     fn pool_names() {
-        assert!(is_pooled(b"free.123"));
-        for bad in [&b"free."[..], b"free.12x", b"free", b"123.456.1", b"free.-1", b"xfree.1"] {
+        assert_eq!(pooled(b"free.123"), Some((123, Kind::Small)));
+        assert_eq!(pooled(b"free.m123"), Some((123, Kind::Message)));
+        assert_eq!(pool_name(123, Kind::Message), "free.m123");
+        assert_eq!(pool_name(123, Kind::Small), "free.123");
+        for bad in [
+            &b"free."[..],
+            b"free.12x",
+            b"free",
+            b"123.456.1",
+            b"free.-1",
+            b"xfree.1",
+            b"free.m",
+            b"free.mm1",
+            b"free.m-1",
+            b"free.1m",
+            b"free.M1",
+        ] {
             assert!(!is_pooled(bad), "{bad:?}");
         }
     }
