@@ -558,10 +558,26 @@ fn a_message_a_program_still_holds_is_not_recycled() {
 fn sigkill_at_every_step() {
     require_test_hooks();
     let (body, env) = crate::queue::crash_message();
-    for step in ["pid", "mess", "body", "intd", "envelope", "fsync", "todo"] {
+    let steps = ["pid", "mess", "body", "intd", "envelope", "fsync", "todo"];
+    // each step with a new message file, then with a recycled one in the pool (locked under
+    // its pool name, renamed straight to mess/S/id)
+    for (step, recycled) in steps.iter().map(|s| (*s, false)).chain(steps.map(|s| (s, true))) {
         let sb = Sandbox::new();
         assert_eq!(one_shot(&sb, &body, &env), 0);
-        let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", step)], None);
+        let pooled = recycled.then(|| {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let owner = fs::metadata(sb.queue()).unwrap();
+            let old = sb.queue().join("pid/old");
+            fs::write(&old, [b'o'; 6000]).unwrap();
+            fs::set_permissions(&old, fs::Permissions::from_mode(0o640)).unwrap();
+            std::os::unix::fs::chown(&old, Some(owner.uid()), Some(owner.gid())).unwrap();
+            let ino = fs::metadata(&old).unwrap().ino();
+            fs::rename(&old, sb.queue().join(format!("pid/free.m{ino}"))).unwrap();
+            ino
+        });
+        let step = if recycled { format!("{step} (recycled)") } else { step.to_string() };
+        let pause = step.split(' ').next().unwrap();
+        let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", pause)], None);
         let stream = UnixStream::connect(&svc.sock).unwrap();
         greeting(&stream);
         let (b2, e2, s2) = (body.clone(), env.clone(), stream.try_clone().unwrap());
@@ -582,12 +598,21 @@ fn sigkill_at_every_step() {
         assert_eq!(answer(&stream), None, "no answer after a kill at {step}");
         writer.join().unwrap();
         drop(svc);
-        let want = if step == "todo" { 2 } else { 1 };
+        let want = if pause == "todo" { 2 } else { 1 };
         assert_eq!(
             crate::queue::assert_consistent(&sb, &body, 500),
             want,
             "after SIGKILL at {step}"
         );
+        if let Some(ino) = pooled {
+            // killed before its rename, the file is still the pool's; at the commit, it is
+            // the message's
+            let still = sb.queue().join(format!("pid/free.m{ino}")).exists();
+            assert_eq!(still, pause == "pid", "{step}: the pool file");
+            if pause == "todo" {
+                assert!(sb.todo().iter().any(|q| q.id == ino), "{step}: the recycled inode");
+            }
+        }
         // what is left is debris, not a live injection, once the dead worker's descriptors
         // are all closed (its last thread may outlive the main one a little)
         let debris = || {

@@ -55,13 +55,18 @@ impl Message {
     /// and held until the message is committed or its files removed, so qmail-send can tell
     /// a live injection from the debris of a dead one, qmail::queue::leftover); its inode
     /// number is the message id; linked into `mess/S/id`, the pid name dropped.
-    /// With a `pool`, a recycled file is taken before a new one is made (the service's).
+    /// With a `pool` (the service's), a recycled message file is taken first: its pool name
+    /// already tells its inode number, so it is locked there and renamed straight to
+    /// `mess/S/id`, without a pid file name (doc/INTERNALS.md, "Recycled queue files").
     pub fn begin(
         pid: u32,
         seqs: impl IntoIterator<Item = u64>,
         pool: Option<&Taker>,
         pause: &Pause,
     ) -> Result<Message, QueueExit> {
+        if let Some(message) = pool.and_then(|p| Self::recycled(p, pause)) {
+            return Ok(message);
+        }
         let mut debris = Debris::default();
         let (pidfile, file) = make_pidfile(pid, seqs, pool)?;
         debris.pidfile = Some(pidfile.clone());
@@ -76,6 +81,24 @@ impl Message {
         debris.pidfile = None;
         pause.at("mess");
         Ok(Message { debris, file, id, mess, envelope: None })
+    }
+
+    /// Steps 1 and 2 with a recycled message file from `pool`: made private, locked under
+    /// its pool name, renamed to `mess/S/id` (never over anything). `None` when the pool has
+    /// none or any step fails (the file stays in the pool, or, renamed, is removed).
+    fn recycled(pool: &Taker, pause: &Pause) -> Option<Message> {
+        let (from, file) = pool.open(Kind::Message)?;
+        make_private(&file).ok()?;
+        let file = qmail::queue::lock_injection(file).ok()?;
+        let id = file.metadata().ok()?.ino();
+        pause.at("pid");
+        let mess = PathBuf::from(split_name("mess", id));
+        let flags = nix::fcntl::RenameFlags::RENAME_NOREPLACE;
+        let at = nix::fcntl::AT_FDCWD;
+        nix::fcntl::renameat2(at, &from, at, &mess, flags).ok()?;
+        pause.at("mess");
+        let debris = Debris { mess: Some(mess.clone()), ..Debris::default() };
+        Some(Message { debris, file, id, mess, envelope: None })
     }
 
     /// Step 3: the Received line and all of `input` into the message file: a read error is 54
@@ -159,8 +182,7 @@ impl Message {
     }
 }
 
-/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL (or taken from `pool`), for the first nine
-/// of `seqs` at most.
+/// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, for the first nine of `seqs` at most.
 ///
 /// With a pool (the queue service) the message file is mode 0640 in the service's group
 /// (qmail's users share it; others never had access through `mess/`, mode 0750): once the
@@ -177,13 +199,6 @@ fn make_pidfile(
     let mode = if pool.is_some() { 0o640 } else { 0o644 };
     for seq in seqs.into_iter().take(9) {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
-        if let Some(f) = pool.and_then(|p| p.take(&path, Kind::Message)) {
-            if make_private(&f).is_err() {
-                let _ = fs::remove_file(&path);
-                return Err(QueueExit::PidFile);
-            }
-            return Ok((path, f));
-        }
         match OpenOptions::new().write(true).create_new(true).mode(mode).open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

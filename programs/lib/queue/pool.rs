@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -253,6 +253,22 @@ impl Taker {
                     None
                 }
             };
+        }
+    }
+
+    /// A pool file of `kind` (else of the other kind, as [`Taker::take`]) opened for writing
+    /// at its start, still under its pool name, which is returned with it: the queue service
+    /// locks a message file and renames it straight to `mess/S/<inode>` (no pid file name in
+    /// between). `None` when the pool has none.
+    pub fn open(&self, kind: Kind) -> Option<(PathBuf, File)> {
+        loop {
+            let from = Path::new(self.dir).join(self.next(kind)?);
+            match OpenOptions::new().write(true).custom_flags(libc_nofollow()).open(&from) {
+                Ok(f) => return Some((from, f)),
+                // another process took it (or the sweep removed it)
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            }
         }
     }
 
