@@ -514,6 +514,6 @@ mod tests {
         let s = split(457);
         assert_eq!(q.split_path("mess", 457), Path::new(&format!("/var/qmail/queue/mess/{s}/457")));
         assert_eq!(q.flat_path("todo", 457), Path::new("/var/qmail/queue/todo/457"));
-        assert_eq!(split_name("info", 23), split_name("info", 23));
+        assert_eq!(split_name("info", 23), format!("info/{}/23", split(23)));
     }
 }

@@ -3,11 +3,13 @@
 //! On a file system without a journal, ext4 skips every inode freed in the last minute when
 //! it looks for a free one, so each create walks past all the queue files deleted lately;
 //! reusing them skips the allocator. qmail-clean gives a preprocessed envelope to the queue
-//! owner's pool ([`Giver::give`]: `todo/id` renamed to `pid/free.<inode>`; never a message
-//! file, whose descriptor a delivery program may keep open) and qmail-send its finished
+//! owner's pool ([`Giver::give`]: `todo/id` renamed to `pid/free.<inode>`), and a finished
+//! message file only when nobody can read its next message through it
+//! ([`Giver::give_message`]: `pid/free.m<inode>`), and qmail-send its finished
 //! `info` and channel files to its own (`bounce/`), while they are not full; the queue
-//! service and qmail-todo take one ([`Taker::take`]: renamed to the name they need, written
-//! over and cut, [`cut_here`]) before they create a file. The renames never replace
+//! service and qmail-todo take one of the kind they need ([`Taker::take`]: renamed to the
+//! name they need, or [`Taker::open`] for a message file; written over and cut,
+//! [`cut_here`]) before they create a file. The renames never replace
 //! anything, and a file in a pool has no other name, so it is nobody's: a crash anywhere
 //! leaves at worst a pool file, which qmail-clean's `pid/` sweep removes once it is old.
 
@@ -43,7 +45,7 @@ const MESSAGE: &str = "m";
 /// What a pool file was and will be used for: its blocks fit that use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// a message file (a pid file, then `mess/S/id`)
+    /// a message file (`mess/S/id`)
     Message,
     /// an envelope, `info` or channel file: a line or two
     Small,
