@@ -104,3 +104,16 @@ pub const PROGRAMS: &[&str] = &[
     "sendmail",
     "smmapd",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_settings() {
+        assert_eq!((split_of("1"), split_of("23"), split_of("1000")), (1, 23, 1000));
+        for bad in ["", "0", "1001", "99999999999999999999999", "2x", "-1", " 1", "+1"] {
+            assert!(std::panic::catch_unwind(|| split_of(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

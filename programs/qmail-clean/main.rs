@@ -11,9 +11,10 @@
 //! Exit codes: 0 at end of input; 111 when it cannot enter the queue, read its input or write
 //! a reply.
 //!
-//! Security: it only ever unlinks (or renames into `pid/free.<inode>`, the pool of recycled
-//! files, a message file only when nobody else has it open, zeroed first) names it builds
-//! itself from a decimal id, so a request can name no other file. A request longer than the
+//! Security: it only ever unlinks (or renames into the pool of recycled files: an envelope to
+//! `pid/free.<inode>`, a message file to `pid/free.m<inode>` only when nobody else has it
+//! open, zeroed first) names it builds itself from a decimal id, so a request can name no
+//! other file. A request longer than the
 //! limit is skipped to its `\0` without being stored.
 
 #![forbid(unsafe_code)]

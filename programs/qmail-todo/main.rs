@@ -13,6 +13,7 @@ use qmail::clean::{self, CleanError, Client};
 use qmail::control::Control;
 use qmail::queue::pool::{self, Kind, Taker};
 use qmail::queue::records::Record as QueueRecord;
+use qmail::queue::split_name;
 use qmail::rewrite::{Rewriter, Route};
 use qmail::safe::log as safe;
 use qmail::text0::{self, Text0Error};
@@ -208,15 +209,10 @@ impl Todo {
     /// which channels it uses. The caller syncs the batch, then has todo removed and tells
     /// qmail-send. Any failure leaves todo in place and the whole step is redone later.
     fn prepare(&mut self, id: u64) -> Result<Channels, String> {
-        let split = qmail::queue::split(id);
         let todo = File::open(format!("todo/{id}")).map_err(|e| format!("open: {e}"))?;
-        let size =
-            fs::metadata(format!("mess/{split}/{id}")).map_err(|e| format!("mess: {e}"))?.len();
-        let (info, local, remote) = (
-            format!("info/{split}/{id}"),
-            format!("local/{split}/{id}"),
-            format!("remote/{split}/{id}"),
-        );
+        let size = fs::metadata(split_name("mess", id)).map_err(|e| format!("mess: {e}"))?.len();
+        let (info, local, remote) =
+            (split_name("info", id), split_name("local", id), split_name("remote", id));
         for p in [&local, &remote, &info] {
             qmail::file::remove_if_present(Path::new(p))
                 .map_err(|e| format!("unable to remove {p}: {e}"))?;
