@@ -6,6 +6,11 @@
 //! (the end of a round wakes the callers it served and one of the next round's) runs the next
 //! one for all who arrived meanwhile.
 //!
+//! A caller that may wait ([`Group::paced_round`]) leads a round no sooner than the group's
+//! gap after the last one began, but only while the recent rounds served several such
+//! callers: waiting gathers the messages of many clients, and a lone client's next message,
+//! which comes only after its last was answered, would wait for nothing but the clock.
+//!
 //! A failed round fails every thread that counted on it, and every round after it: the kernel
 //! reports a write error once, to the sync that found it, and the data that failed may be a
 //! waiter's of the next round (written before the failed round started, waiting since just
@@ -42,6 +47,10 @@ struct State {
     waiting: [usize; 2],
     /// the first round that failed: it and every later one count as failed
     failed_from: Option<u64>,
+    /// paced callers since the latest sync began: the next round serves them
+    joined: usize,
+    /// paced callers a round served lately, in sixteenths (see [`served_after`])
+    served: usize,
 }
 
 impl State {
@@ -66,11 +75,12 @@ impl Group {
         self.run(false, sync, lead)
     }
 
-    /// [`Group::round`] for a caller that may wait: a round it leads begins no sooner than the
-    /// group's gap after the last one began, and everyone calling meanwhile shares it. The
-    /// queue service's messages come from many clients at once and gather this way; a sync
-    /// request is a step of one process's serial work (qmail-todo's batch, a delivery
-    /// worker's commit) and does not wait.
+    /// [`Group::round`] for a caller that may wait: while the recent rounds served more than
+    /// [`SHARED`] such callers each, a round it leads begins no sooner than the group's gap
+    /// after the last one began, and everyone calling meanwhile shares it. The queue
+    /// service's messages come from many clients at once and gather this way; a sync request
+    /// is a step of one process's serial work (qmail-todo's batch, a delivery worker's
+    /// commit) and does not wait, and neither does the message of a lone client.
     pub fn paced_round(
         &self,
         sync: impl FnOnce() -> io::Result<()>,
@@ -87,6 +97,9 @@ impl Group {
     ) -> io::Result<()> {
         let mut s = self.lock();
         let target = s.sealed + 1;
+        if paced {
+            s.joined += 1;
+        }
         loop {
             if s.finished >= target || s.failed_from.is_some() {
                 return s.outcome(target);
@@ -94,12 +107,15 @@ impl Group {
             if !s.running {
                 // no round runs, and the last one began before this call: lead the next,
                 // which everyone calling until its sync begins shares; paced, it begins no
-                // sooner than the gap after the last one (under load, fewer, larger rounds)
+                // sooner than the gap after the last one (under load, fewer, larger rounds),
+                // unless the rounds lately had nobody to gather
                 s.started += 1;
                 s.running = true;
                 let round = s.started;
                 let wait = match s.last {
-                    Some(l) if paced => (l + self.gap).saturating_duration_since(Instant::now()),
+                    Some(l) if paced && s.served > SHARED => {
+                        (l + self.gap).saturating_duration_since(Instant::now())
+                    }
                     _ => Duration::ZERO,
                 };
                 drop(s);
@@ -110,6 +126,10 @@ impl Group {
                 let mut s = self.lock();
                 s.sealed = round;
                 s.last = Some(Instant::now());
+                let joined = std::mem::take(&mut s.joined);
+                if joined > 0 {
+                    s.served = served_after(s.served, joined);
+                }
                 drop(s);
                 let result = sync();
                 ended.ok = result.is_ok();
@@ -145,6 +165,19 @@ impl Group {
     fn rounds(&self) -> u64 {
         self.lock().finished
     }
+}
+
+/// Above this many paced callers a round (in sixteenths: one and a half), the rounds are
+/// shared and a paced leader waits out the gap.
+const SHARED: usize = 24;
+
+/// How many paced callers a round served lately, in sixteenths, after a round that served
+/// `joined` (at least one): a quarter of the way from `served` to `joined`. Rounds that
+/// served none (sync requests only) do not count. After a quiet spell two rounds of four
+/// callers (one of seven) are enough to wait again; under load, a few rounds of one each in
+/// a row are enough to stop.
+fn served_after(served: usize, joined: usize) -> usize {
+    (3 * served + 16 * joined.min(1 << 20)) / 4
 }
 
 /// The end of a round, also when its sync panics (then it failed).
@@ -268,9 +301,61 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_callers_rounds_do_not_wait_out_the_gap() {
+        // one client, one message after the other: nobody else to gather, no wait
+        let gap = Duration::from_secs(5);
+        let g = Group::with_gap(gap);
+        let t = Instant::now();
+        for _ in 0..4 {
+            g.paced_round(|| Ok(()), || {}).unwrap();
+            // a sync request between them (a delivery's) changes nothing
+            g.round(|| Ok(()), || {}).unwrap();
+        }
+        assert!(t.elapsed() < gap);
+        assert_eq!(g.rounds(), 8);
+    }
+
+    #[test]
+    fn rounds_of_several_callers_make_the_next_wait_and_rounds_of_one_stop_it() {
+        let waits = |served| served > SHARED;
+        // after a quiet spell, two rounds of four (or one of seven) are enough to wait again
+        let s = served_after(0, 4);
+        assert!(!waits(s) && waits(served_after(s, 4)), "{s}");
+        assert!(waits(served_after(0, 7)));
+        // under load (five a round) it settles at five, and a round of one now and then
+        // (a message that found no company) does not stop the waiting
+        let mut s = 0;
+        for _ in 0..20 {
+            s = served_after(s, 5);
+        }
+        assert!((76..=80).contains(&s), "{s}");
+        assert!(waits(served_after(s, 1)));
+        // rounds of one each: waiting stops after a few, and stays stopped
+        let mut rounds = 0;
+        while waits(s) {
+            s = served_after(s, 1);
+            rounds += 1;
+        }
+        assert!((3..=8).contains(&rounds), "{rounds}");
+        for _ in 0..100 {
+            s = served_after(s, 1);
+            assert!(!waits(s));
+        }
+        // two a round is sharing
+        for _ in 0..5 {
+            s = served_after(s, 2);
+        }
+        assert!(waits(s), "{s}");
+        // no overflow however many
+        assert!(waits(served_after(usize::MAX / 4, usize::MAX)));
+    }
+
+    #[test]
     fn a_round_waits_out_the_gap_and_callers_meanwhile_share_it() {
         let gap = Duration::from_secs(5);
         let g = Group::with_gap(gap);
+        // rounds lately served several callers each
+        g.lock().served = 4 * 16;
         // the first round, after a quiet moment, waits for nothing
         let t = Instant::now();
         g.paced_round(|| Ok(()), || {}).unwrap();
