@@ -7,9 +7,10 @@
 //! one for all who arrived meanwhile.
 //!
 //! A caller that may wait ([`Group::paced_round`]) leads a round no sooner than the group's
-//! gap after the last one began, but only while the recent rounds served several such
-//! callers: waiting gathers the messages of many clients, and a lone client's next message,
-//! which comes only after its last was answered, would wait for nothing but the clock.
+//! gap after the last one began, but only while the recent rounds served several callers
+//! each: waiting gathers the messages of many clients (and the sync requests that come
+//! meanwhile), and a lone client's next message, which comes only after its last was
+//! answered and delivered, would wait for nothing but the clock.
 //!
 //! A failed round fails every thread that counted on it, and every round after it: the kernel
 //! reports a write error once, to the sync that found it, and the data that failed may be a
@@ -47,9 +48,9 @@ struct State {
     waiting: [usize; 2],
     /// the first round that failed: it and every later one count as failed
     failed_from: Option<u64>,
-    /// paced callers since the latest sync began: the next round serves them
+    /// callers since the latest sync began: the next round serves them
     joined: usize,
-    /// paced callers a round served lately, in sixteenths (see [`served_after`])
+    /// callers a round served lately, in sixteenths (see [`served_after`])
     served: usize,
 }
 
@@ -76,7 +77,7 @@ impl Group {
     }
 
     /// [`Group::round`] for a caller that may wait: while the recent rounds served more than
-    /// [`SHARED`] such callers each, a round it leads begins no sooner than the group's gap
+    /// [`SHARED`] callers each, a round it leads begins no sooner than the group's gap
     /// after the last one began, and everyone calling meanwhile shares it. The queue
     /// service's messages come from many clients at once and gather this way; a sync request
     /// is a step of one process's serial work (qmail-todo's batch, a delivery worker's
@@ -97,9 +98,7 @@ impl Group {
     ) -> io::Result<()> {
         let mut s = self.lock();
         let target = s.sealed + 1;
-        if paced {
-            s.joined += 1;
-        }
+        s.joined += 1;
         loop {
             if s.finished >= target || s.failed_from.is_some() {
                 return s.outcome(target);
@@ -127,9 +126,7 @@ impl Group {
                 s.sealed = round;
                 s.last = Some(Instant::now());
                 let joined = std::mem::take(&mut s.joined);
-                if joined > 0 {
-                    s.served = served_after(s.served, joined);
-                }
+                s.served = served_after(s.served, joined);
                 drop(s);
                 let result = sync();
                 ended.ok = result.is_ok();
@@ -167,15 +164,16 @@ impl Group {
     }
 }
 
-/// Above this many paced callers a round (in sixteenths: one and a half), the rounds are
-/// shared and a paced leader waits out the gap.
+/// Above this many callers a round (in sixteenths: one and a half), the rounds are shared
+/// and a paced leader waits out the gap.
 const SHARED: usize = 24;
 
-/// How many paced callers a round served lately, in sixteenths, after a round that served
-/// `joined` (at least one): a quarter of the way from `served` to `joined`. Rounds that
-/// served none (sync requests only) do not count. After a quiet spell two rounds of four
-/// callers (one of seven) are enough to wait again; under load, a few rounds of one each in
-/// a row are enough to stop.
+/// How many callers (messages and sync requests alike) a round served lately, in
+/// sixteenths, after a round that served `joined` (its leader among them): a quarter of the
+/// way from `served` to `joined`. Counting the sync requests keeps the rounds paced where
+/// deliveries to many users sync one by one between the messages. After a quiet spell two
+/// rounds of four callers (one of seven) are enough to wait again; under load, a few rounds
+/// of one each in a row are enough to stop.
 fn served_after(served: usize, joined: usize) -> usize {
     (3 * served + 16 * joined.min(1 << 20)) / 4
 }
