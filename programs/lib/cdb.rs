@@ -6,6 +6,7 @@
 //! caller, never a panic); a header with no slots is an empty database that the crate never
 //! sees. The [`Writer`] builds into a temporary file, fsyncs, renames and fsyncs the directory.
 
+use crate::file::Stamp;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -41,6 +42,38 @@ impl From<io::Error> for CdbError {
 pub struct Reader {
     /// `None` for a database without records.
     db: Option<cdb::CDB>,
+}
+
+/// A cdb kept open between lookups by a long-lived process: opened again only when the file
+/// at its path changed ([`Stamp`]: another inode, size, modification or change time), which
+/// one `stat` per lookup tells. A database replaced by a rename (qmail-newu, qmail-cdb)
+/// counts from the next lookup on, as when each lookup opened it.
+#[derive(Default)]
+pub struct Kept {
+    open: Option<(Stamp, Reader)>,
+}
+
+impl Kept {
+    /// The database at `path` as [`Reader::open`] gives it: `Ok(None)` when there is none.
+    pub fn get(&mut self, path: &Path) -> Result<Option<&Reader>, CdbError> {
+        let stamp = match std::fs::metadata(path) {
+            Ok(m) => Stamp::of(&m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.open = None;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !matches!(&self.open, Some((kept, _)) if *kept == stamp) {
+            // stamped before it is opened: a change in between shows at the next lookup
+            self.open = None;
+            match Reader::open(path)? {
+                Some(reader) => self.open = Some((stamp, reader)),
+                None => return Ok(None),
+            }
+        }
+        Ok(self.open.as_ref().map(|(_, reader)| reader))
+    }
 }
 
 impl Reader {
@@ -163,6 +196,30 @@ mod tests {
         }
         w.finish(&target).unwrap();
         target
+    }
+
+    #[test]
+    fn a_kept_database_is_opened_again_only_when_it_changed() {
+        let d = dir("kept");
+        let path = d.join("x.cdb");
+        let mut kept = Kept::default();
+        assert!(kept.get(&path).unwrap().is_none(), "none yet");
+        write(&d, &[(b"k", b"1")]);
+        assert_eq!(kept.get(&path).unwrap().unwrap().get(b"k").unwrap(), Some(b"1".to_vec()));
+        // unchanged: the same reader, not opened again
+        let first = kept.get(&path).unwrap().unwrap() as *const Reader;
+        assert_eq!(kept.get(&path).unwrap().unwrap() as *const Reader, first);
+        // replaced by a rename, as qmail-newu does: the new one from the next lookup on
+        write(&d, &[(b"k", b"2")]);
+        assert_eq!(kept.get(&path).unwrap().unwrap().get(b"k").unwrap(), Some(b"2".to_vec()));
+        // removed: none, and a corrupt one is an error, not the old one
+        fs::remove_file(&path).unwrap();
+        assert!(kept.get(&path).unwrap().is_none());
+        fs::write(&path, b"short").unwrap();
+        assert!(matches!(kept.get(&path), Err(CdbError::Corrupt)));
+        write(&d, &[(b"k", b"3")]);
+        assert_eq!(kept.get(&path).unwrap().unwrap().get(b"k").unwrap(), Some(b"3".to_vec()));
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -18,10 +18,10 @@
 //! control directory changed since it was read (doc/qmail-smtpd.8, CONTROL FILES).
 
 use crate::cdb::{self, CdbError};
+use crate::file::Stamp;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,28 +89,6 @@ enum Entry {
     Missing,
     /// the contents, and the file as it was before they were read
     Read(Stamp, Arc<[u8]>),
-}
-
-/// What changes when a file or directory is written, replaced or renamed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
 }
 
 impl Cache {

@@ -60,6 +60,32 @@ pub fn replace_with(
     result
 }
 
+/// What changes when a file or directory is written, replaced or renamed over: its device
+/// and inode, size, modification and change time (one `stat` tells). Kept files are read
+/// again when it differs (control::Cache, cdb::Kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of what `m` describes.
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

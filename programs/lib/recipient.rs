@@ -33,7 +33,7 @@
 //! account disabled; 160 account deleted; 162 mailbox on another cluster host.
 
 use crate::account::{Account, EnvName};
-use crate::cdb::Reader;
+use crate::cdb;
 use crate::control::Control;
 use crate::exit::{self, LdapExit, Qlx};
 use crate::ldap::{self, AccountStatus, Config, Directory, Store};
@@ -98,10 +98,11 @@ impl Failure {
 }
 
 /// The lookup, with the directory connection kept between lookups of a long-lived process
-/// while the configuration stays the same.
+/// while the configuration stays the same, and `users/cdb` kept open while it is unchanged.
 pub struct Lookup {
     home: PathBuf,
     cache: Option<Directory>,
+    users: cdb::Kept,
     /// The directory configuration and when it was read, kept for `ttl`.
     config: Option<(Option<Config>, Instant)>,
     ttl: Duration,
@@ -117,7 +118,13 @@ impl Lookup {
     /// A lookup that keeps the directory's control files for `ttl` (the verifiers: a busy
     /// service does not read twenty files per address; a change counts within `ttl`).
     pub fn with_ttl(home: &Path, ttl: Duration) -> Self {
-        Lookup { home: home.to_path_buf(), cache: None, config: None, ttl }
+        Lookup {
+            home: home.to_path_buf(),
+            cache: None,
+            users: cdb::Kept::default(),
+            config: None,
+            ttl,
+        }
     }
 
     /// The directory configuration: read again once older than the ttl.
@@ -143,7 +150,7 @@ impl Lookup {
         size: Option<u64>,
     ) -> Result<Found, Failure> {
         let cfg = if domain.is_some() { self.config()? } else { None };
-        lookup(&self.home, local, domain, size, cfg, &mut self.cache)
+        lookup(&self.home, local, domain, size, cfg, &mut self.cache, &mut self.users)
     }
 }
 
@@ -155,6 +162,7 @@ fn lookup(
     size: Option<u64>,
     cfg: Option<Config>,
     cache: &mut Option<Directory>,
+    users: &mut cdb::Kept,
 ) -> Result<Found, Failure> {
     if let Some(domain) = domain {
         let ctl = Control::new(home);
@@ -168,12 +176,12 @@ fn lookup(
             }
         }
     }
-    find(home, local)
+    find(home, local, users)
 }
 
 /// The classic lookup: users/cdb, passwd, the alias user.
-fn find(home: &Path, local: &[u8]) -> Result<Found, Failure> {
-    if let Some(found) = assigned(home, local)? {
+fn find(home: &Path, local: &[u8], users: &mut cdb::Kept) -> Result<Found, Failure> {
+    if let Some(found) = assigned(home, local, users)? {
         return Ok(found);
     }
     if let Some(found) = system_user(local)? {
@@ -358,9 +366,10 @@ fn join(values: &[String]) -> String {
 }
 
 /// Step 1: `users/cdb`. Absent is no assignment; unreadable or corrupt is exit 111.
-fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
+fn assigned(home: &Path, local: &[u8], kept: &mut cdb::Kept) -> Result<Option<Found>, Failure> {
     let cdb = |e: &dyn std::fmt::Display| Failure::log(exit::TEMP, format!("{e}"));
-    let Some(reader) = Reader::open(&home.join(users::CDB))
+    let Some(reader) = kept
+        .get(&home.join(users::CDB))
         .map_err(|e| cdb(&format!("unable to read {}: {e}", users::CDB)))?
     else {
         return Ok(None);
@@ -368,7 +377,7 @@ fn assigned(home: &Path, local: &[u8]) -> Result<Option<Found>, Failure> {
     // users/assign is UTF-8 (qmail-newu refuses anything else), so a local part that is not
     // has no exact entry; it skips the wildcards too rather than match a mangled copy
     let Ok(local) = std::str::from_utf8(local) else { return Ok(None) };
-    let Some(a) = users::lookup(&reader, local).map_err(|e| cdb(&e))? else { return Ok(None) };
+    let Some(a) = users::lookup(reader, local).map_err(|e| cdb(&e))? else { return Ok(None) };
     Ok(Some(Found { account: a.into(), source: Source::Assigned }))
 }
 
