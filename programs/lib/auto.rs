@@ -51,9 +51,13 @@ pub const GROUP_QMAIL: &str = "qmail";
 pub const GROUP_NOFILES: &str = "nofiles";
 
 /// True when the process runs setuid or setgid: the environment must not be trusted.
+/// Asked the kernel once per process (four system calls that [`home`] made for every file it
+/// named): a process started setuid or setgid stays one, and no program here changes only
+/// its effective ids, so the answer cannot turn from false to true.
 pub fn setugid() -> bool {
     use nix::unistd::{getegid, geteuid, getgid, getuid};
-    getuid() != geteuid() || getgid() != getegid()
+    static SETUGID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SETUGID.get_or_init(|| getuid() != geteuid() || getgid() != getegid())
 }
 
 /// The installation root for this process: `QMAILHOME` when set, non-empty and the process is
