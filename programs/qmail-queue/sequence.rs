@@ -85,7 +85,8 @@ impl Message {
 
     /// Steps 1 and 2 with a recycled message file from `pool`: made private, locked under
     /// its pool name, renamed to `mess/S/id` (never over anything). `None` when the pool has
-    /// none or any step fails (the file stays in the pool, or, renamed, is removed).
+    /// none or a step before the rename fails (the file then stays in the pool); after it, a
+    /// failure removes `mess/S/id` as for any message ([`Message::fail`]).
     fn recycled(pool: &Taker, pause: &Pause) -> Option<Message> {
         let (from, file) = pool.open(Kind::Message)?;
         make_private(&file).ok()?;

@@ -51,6 +51,16 @@ pub enum Kind {
     Small,
 }
 
+impl Kind {
+    /// This kind's place in a taker's per-kind lists.
+    fn slot(self) -> usize {
+        match self {
+            Kind::Message => 0,
+            Kind::Small => 1,
+        }
+    }
+}
+
 /// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
 pub const MAX: usize = 4096;
 
@@ -275,10 +285,7 @@ impl Taker {
     }
 
     fn next(&self, kind: Kind) -> Option<OsString> {
-        let (want, other) = match kind {
-            Kind::Message => (0, 1),
-            Kind::Small => (1, 0),
-        };
+        let (want, other) = (kind.slot(), 1 - kind.slot());
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(name) = s.names[want].pop() {
             return Some(name);
@@ -305,7 +312,7 @@ impl Taker {
             Some((ino, k, name))
         });
         for (ino, k, name) in pooled.take(SCAN) {
-            found[usize::from(k == Kind::Small)].push((ino, name));
+            found[k.slot()].push((ino, name));
         }
         for (names, mut found) in s.names.iter_mut().zip(found) {
             found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
