@@ -51,6 +51,21 @@ pub fn write_by(fd: BorrowedFd<'_>, buf: &[u8], deadline: Instant) -> io::Result
     }
 }
 
+/// [`write_by`] for a non-blocking descriptor: the write is tried first, and poll waits
+/// only when there is no room. A client that reads its replies costs one system call a
+/// write instead of two. On a blocking descriptor this could wait past `deadline`: use
+/// [`write_by`] there.
+pub fn write_nonblocking_by(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    deadline: Instant,
+) -> io::Result<usize> {
+    match nix::unistd::write(fd, buf) {
+        Err(Errno::EINTR | Errno::EAGAIN) => write_by(fd, buf, deadline),
+        r => r.map_err(io::Error::from),
+    }
+}
+
 /// A poll timeout of `d`, cut to the longest poll can take.
 pub fn poll_timeout(d: Duration) -> PollTimeout {
     PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX)
@@ -84,7 +99,7 @@ pub fn set_nonblocking(fd: &impl AsFd) {
 mod tests {
     use super::*;
     use std::fs::File;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     #[test]
     fn nonblocking_reads_would_block() {
@@ -97,6 +112,25 @@ mod tests {
         assert_eq!(read(&mut r, &mut buf).unwrap(), 2);
         drop(w);
         assert_eq!(read(&mut r, &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn nonblocking_writes_go_at_once_or_wait_for_room() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(&w);
+        let soon = || Instant::now() + Duration::from_millis(30);
+        assert_eq!(write_nonblocking_by(w.as_fd(), b"abc", soon()).unwrap(), 3);
+        let mut r = File::from(r);
+        while write_nonblocking_by(w.as_fd(), &[0; 4096], soon()).is_ok() {}
+        // room made while the writer waits: the write goes through
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut buf = [0u8; 8192];
+                r.read_exact(&mut buf).unwrap();
+            });
+            let later = Instant::now() + Duration::from_secs(60);
+            assert_eq!(write_nonblocking_by(w.as_fd(), b"x", later).unwrap(), 1);
+        });
     }
 
     #[test]
@@ -113,6 +147,8 @@ mod tests {
         set_nonblocking(&w);
         while write_by(w.as_fd(), &[0; 4096], soon()).is_ok() {}
         let e = write_by(w.as_fd(), b"x", soon()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let e = write_nonblocking_by(w.as_fd(), b"x", soon()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         // a deadline already gone, even with bytes waiting
         assert_eq!(

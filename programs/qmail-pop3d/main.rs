@@ -244,7 +244,8 @@ impl Io {
         let deadline = Instant::now() + self.timeout;
         let mut done = 0;
         while done < self.out.len() {
-            match timeoutio::write_by(self.output.as_fd(), &self.out[done..], deadline)? {
+            match timeoutio::write_nonblocking_by(self.output.as_fd(), &self.out[done..], deadline)?
+            {
                 0 => return Err(Stop::Gone),
                 n => done += n,
             }

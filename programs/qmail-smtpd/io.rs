@@ -119,7 +119,7 @@ impl Io {
     fn write_raw(&self, bytes: &[u8], deadline: Instant) -> Result<(), IoError> {
         let mut done = 0;
         while done < bytes.len() {
-            match timeoutio::write_by(self.output.as_fd(), &bytes[done..], deadline) {
+            match timeoutio::write_nonblocking_by(self.output.as_fd(), &bytes[done..], deadline) {
                 Ok(0) => return Err(IoError::Broken),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(IoError::Timeout),
