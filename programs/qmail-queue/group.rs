@@ -197,10 +197,13 @@ impl Drop for Ended<'_> {
         // everyone waits for this round or the next (a caller's is the one after the last
         // sealed): this one's are served; the next needs a leader, unless it has failed too
         let (this, next) = ((self.round % 2) as usize, ((self.round + 1) % 2) as usize);
+        let (failed, leader_waits) = (s.failed_from.is_some(), s.waiting[next] > 0);
+        // woken after the lock is let go, so that they do not wake only to wait for it
+        drop(s);
         self.group.changed[this].notify_all();
-        if s.failed_from.is_some() {
+        if failed {
             self.group.changed[next].notify_all();
-        } else if s.waiting[next] > 0 {
+        } else if leader_waits {
             self.group.changed[next].notify_one();
         }
     }

@@ -212,8 +212,10 @@ fn make_pidfile(
 /// A recycled file made a private message file: mode 0640, in our group.
 fn make_private(file: &File) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    // the service's group: the same for the whole process
+    static EGID: std::sync::OnceLock<nix::unistd::Gid> = std::sync::OnceLock::new();
     let meta = file.metadata()?;
-    let gid = nix::unistd::getegid();
+    let gid = *EGID.get_or_init(nix::unistd::getegid);
     if meta.gid() != gid.as_raw() {
         nix::unistd::fchown(file, None, Some(gid)).map_err(io::Error::from)?;
     }
@@ -243,17 +245,21 @@ fn read_error(e: &io::Error) -> QueueExit {
 
 /// Copy the Received line and all of `input` into the message file.
 fn copy_message(file: &File, received: &[u8], input: &mut impl Read) -> Result<(), QueueExit> {
+    thread_local! {
+        // the read buffer, made (and zeroed) once per thread: the service copies one message
+        // after another on each of its threads
+        static READ: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; BUF]);
+    }
     let mut out = BufWriter::with_capacity(BUF, file);
     out.write_all(received).map_err(|_| QueueExit::WriteError)?;
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = match qmail::timeoutio::read(input, &mut buf) {
-            Ok(0) => break,
+    READ.with_borrow_mut(|buf| loop {
+        let n = match qmail::timeoutio::read(input, buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) => return Err(read_error(&e)),
         };
         out.write_all(&buf[..n]).map_err(|_| QueueExit::WriteError)?;
-    }
+    })?;
     out.flush().map_err(|_| QueueExit::WriteError)?;
     // a recycled file's old content ends here (doc/INTERNALS.md, "Recycled queue files")
     qmail::queue::pool::cut_here(file).map_err(|_| QueueExit::WriteError)
