@@ -128,6 +128,12 @@ impl Conn {
         Conn { read: fd, write: None, timeout }
     }
 
+    /// The descriptor read from (a socket's only one), to ask it something (its peer's
+    /// credentials) without a copy.
+    pub fn read_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
     /// The descriptors to read and to write (copies), for a session that does its own I/O
     /// (imapd: TLS, and waits that watch more than the client).
     pub fn fds(&self) -> io::Result<(OwnedFd, OwnedFd)> {
