@@ -145,8 +145,8 @@ impl Service {
         })
     }
 
-    /// One connection: greet, queue one message or serve one sync request, answer with the
-    /// exit code.
+    /// One connection: greet, queue one message or serve sync requests (one after another
+    /// while the client sends them), answering each with the exit code.
     fn serve(&self, conn: &mut Conn) {
         let uid = match peer_uid(&conn.read_fd()) {
             Ok(uid) => uid,
