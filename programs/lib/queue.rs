@@ -20,11 +20,10 @@ use crate::exit::{self, Verdict};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Who owns a queue directory in a system installation (single-user: the current user).
@@ -390,60 +389,18 @@ fn on_queue_fs(home: &Path, file: &File) -> bool {
     }
 }
 
-/// The connections of this process's last sync requests that went well, by installation
-/// (a process has one; the tests' have many): the next request goes on it, until
-/// [`release_sync_link`].
-static SYNC_LINKS: Mutex<Vec<(PathBuf, UnixStream)>> = Mutex::new(Vec::new());
-
-/// Installations whose connections are kept at most.
-const SYNC_LINKS_MAX: usize = 8;
-
 /// Ask the queue service for a sync of the queue's file system ([`wire::SYNC_REQUEST`]):
-/// true when it answered that one that started after the request has ended well. The
-/// connection is kept for the next request (the service serves requests on it until it is
-/// closed); a kept one that has gone (the service restarted, or dropped it after its read
-/// timeout) is replaced by a new one once.
+/// true when it answered that one that started after the request has ended well.
 fn synced_by_service(home: &Path) -> bool {
-    // taken out while in use (not locked: a thread waiting for a round holds nobody up)
-    let kept = {
-        let mut links = sync_links();
-        links.iter().position(|(h, _)| h == home).map(|i| links.swap_remove(i).1)
-    };
-    let answer = match kept.and_then(|s| ask_sync(&s).map(|ok| (s, ok))) {
-        Some(answered) => Some(answered),
-        None => connect(home).and_then(|(s, _)| ask_sync(&s).map(|ok| (s, ok))),
-    };
-    match answer {
-        Some((stream, true)) => {
-            let mut links = sync_links();
-            if links.len() >= SYNC_LINKS_MAX {
-                links.remove(0);
-            }
-            links.push((home.to_path_buf(), stream));
-            true
-        }
-        _ => false,
+    let Some((mut stream, _)) = connect(home) else { return false };
+    if stream.write_all(&[wire::SYNC_REQUEST]).is_err() {
+        return false;
     }
-}
-
-fn sync_links() -> std::sync::MutexGuard<'static, Vec<(PathBuf, UnixStream)>> {
-    SYNC_LINKS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One sync request on `stream`: `None` when the service did not answer (gone, or it closed
-/// the connection), else whether the sync went well.
-fn ask_sync(stream: &UnixStream) -> Option<bool> {
-    use nix::sys::socket::{send, MsgFlags};
-    send(stream.as_raw_fd(), &[wire::SYNC_REQUEST], MsgFlags::MSG_NOSIGNAL).ok()?;
-    let mut input = BufReader::with_capacity(wire::ANSWER_MAX + 8, stream);
-    let payload = crate::netstring::read(&mut input, wire::ANSWER_MAX).ok()?;
-    wire::parse_answer(&payload).map(|(code, _)| code == 0)
-}
-
-/// Close the connections kept for sync requests ([`sync_fs`]): a process that goes idle
-/// gives the queue service back the thread that serves it.
-pub fn release_sync_link() {
-    sync_links().clear();
+    let mut input = BufReader::with_capacity(wire::ANSWER_MAX + 8, &stream);
+    crate::netstring::read(&mut input, wire::ANSWER_MAX)
+        .ok()
+        .and_then(|payload| wire::parse_answer(&payload).map(|(code, _)| code == 0))
+        .unwrap_or(false)
 }
 
 /// The message side of an [`Injection`].

@@ -77,11 +77,6 @@ pub fn serve() -> ExitCode {
         if end {
             return ExitCode::SUCCESS;
         }
-        if !waiting(&sock) {
-            // idle: the queue service's thread for our sync requests goes back to it (a
-            // site may run a worker per user); under load the next batch uses it again
-            qmail::queue::release_sync_link();
-        }
     }
 }
 

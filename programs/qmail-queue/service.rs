@@ -145,8 +145,8 @@ impl Service {
         })
     }
 
-    /// One connection: greet, queue one message or serve sync requests (one after another
-    /// while the client sends them), answering each with the exit code.
+    /// One connection: greet, queue one message or serve one sync request, answer with the
+    /// exit code.
     fn serve(&self, conn: &mut Conn) {
         let uid = match peer_uid(&conn.read_fd()) {
             Ok(uid) => uid,
@@ -166,24 +166,6 @@ impl Service {
             Err(_) => QueueExit::ReadError,
             Ok(_) => self.serve_one(conn, first[0], uid),
         };
-        self.answer(conn, code);
-        if first[0] != wire::SYNC_REQUEST || code != QueueExit::Queued {
-            return;
-        }
-        // a connection of sync requests may ask again: each byte another request, until the
-        // client closes it (or sends anything else)
-        let mut next = [0u8];
-        while matches!(conn.read(&mut next), Ok(1)) && next[0] == wire::SYNC_REQUEST {
-            let code = self.serve_one(conn, next[0], uid);
-            self.answer(conn, code);
-            if code != QueueExit::Queued {
-                return;
-            }
-        }
-    }
-
-    /// Send the answer `code`; end this worker when a sync has failed.
-    fn answer(&self, conn: &mut Conn, code: QueueExit) {
         // a client that is gone does not hear it; its message is not committed unless 0
         let _ = conn.write_all(&wire::answer(code.code(), b""));
         if self.files.failed() || self.links.failed() {

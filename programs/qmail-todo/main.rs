@@ -163,10 +163,6 @@ impl Todo {
                 return Ok(Flow::Go);
             }
         };
-        if ids.is_empty() {
-            // nothing came: the queue service gets back the thread our sync requests hold
-            qmail::queue::release_sync_link();
-        }
         ids.sort_unstable();
         for batch in ids.chunks(BATCH) {
             let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];

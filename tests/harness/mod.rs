@@ -682,30 +682,18 @@ pub fn load_delivered(homes: &[&Path]) -> std::collections::BTreeSet<usize> {
 }
 
 /// A stand-in for the queue service that only answers sync requests: bound on `home`'s
-/// socket, it greets, reads request bytes, remembers them and answers each `code` (0 or a
-/// failure), for every connection until dropped. It serves one request per connection
-/// (as the service did before a connection could carry several), or as many as come when
-/// started with [`FakeSyncService::start_keeping`].
+/// socket, it greets, reads the request byte, remembers it and answers `code` (0 or a
+/// failure), for every connection until dropped.
 pub struct FakeSyncService {
     sock: PathBuf,
     asked: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     code: std::sync::Arc<std::sync::atomic::AtomicU8>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    connections: std::sync::Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeSyncService {
     pub fn start(home: &Path) -> FakeSyncService {
-        Self::start_with(home, false)
-    }
-
-    /// A fake that answers every request a connection brings, one after another.
-    pub fn start_keeping(home: &Path) -> FakeSyncService {
-        Self::start_with(home, true)
-    }
-
-    fn start_with(home: &Path, keep: bool) -> FakeSyncService {
         use std::io::Read;
         use std::os::unix::fs::PermissionsExt;
         use std::sync::atomic::{AtomicBool, AtomicU8};
@@ -717,34 +705,24 @@ impl FakeSyncService {
         let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let code = std::sync::Arc::new(AtomicU8::new(0));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let connections = std::sync::Arc::new(AtomicUsize::new(0));
-        let (a, c, s, n) = (asked.clone(), code.clone(), stop.clone(), connections.clone());
+        let (a, c, s) = (asked.clone(), code.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(mut conn) = conn else { continue };
-                n.fetch_add(1, Ordering::SeqCst);
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                 let _ = conn.write_all(b"1:7,");
                 let mut byte = [0u8];
-                while conn.read_exact(&mut byte).is_ok() {
+                if conn.read_exact(&mut byte).is_ok() {
                     a.lock().unwrap().push(byte[0]);
                     let _ =
                         conn.write_all(&qmail::queue::wire::answer(c.load(Ordering::SeqCst), b""));
-                    if !keep {
-                        break;
-                    }
                 }
             }
         });
-        FakeSyncService { sock, asked, code, stop, connections, thread: Some(thread) }
-    }
-
-    /// The connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        FakeSyncService { sock, asked, code, stop, thread: Some(thread) }
     }
 
     /// The request bytes received so far.

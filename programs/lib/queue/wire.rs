@@ -16,11 +16,9 @@
 //! Instead of step 2 a client may send the single byte [`SYNC_REQUEST`]: a request for a
 //! sync of the queue's file system (no message). The service answers `1:0,` once a `syncfs`
 //! that started after it read the byte has ended, sharing the round with the messages and
-//! the other requests waiting at that moment (a code other than 0 means it failed). After a
-//! 0 the connection carries the client's next request, each byte `S` another one, until the
-//! client closes it or sends anything else (then the service closes it). qmail-todo and the
-//! delivery workers make their files durable this way ([`crate::queue::sync_fs`]), so that
-//! the whole system shares one stream of syncs.
+//! the other requests waiting at that moment (a code other than 0 means it failed), and
+//! closes. qmail-todo and the delivery workers make their files durable this way
+//! ([`crate::queue::sync_fs`]), so that the whole system shares one stream of syncs.
 //!
 //! Everything the service reads is bounded: a chunk header of at most 6 bytes, a chunk of at
 //! most [`CHUNK_MAX`] bytes copied straight through, then the envelope reader's limits.
