@@ -46,10 +46,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The least time from the start of one `syncfs` round to the start of the next one a message
 /// leads. Such a round that could begin sooner waits out the rest, gathering more messages
-/// (doc/DECISIONS.md 49: 4 ms rather than 2 cut the disk writes per message by a fifth, the
-/// rate unchanged), while the recent rounds served several messages each: a lone client's
-/// messages wait for nothing ([`crate::group`]), and a sync request never waits
-/// (doc/INTERNALS.md, "Shared syncs").
+/// (doc/DECISIONS.md 49: 4 ms rather than 2 cuts the disk writes per message by a fifth, and
+/// cost 9% of the rate when last measured), while the recent rounds served several messages
+/// each: a lone client's messages wait for nothing ([`crate::group`]), and a sync request
+/// never waits (doc/INTERNALS.md, "Shared syncs").
 const SYNC_GAP: Duration = Duration::from_millis(4);
 
 /// Names remembered for the Received line, by uid.
