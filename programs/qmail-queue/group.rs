@@ -6,6 +6,14 @@
 //! (the end of a round wakes the callers it served and one of the next round's) runs the next
 //! one for all who arrived meanwhile.
 //!
+//! A caller may bring a job ([`Group::round`]'s `job`): the leader takes the jobs of everyone
+//! its round serves when the round's sync begins and, once the sync has ended, carries them
+//! all out (`after`) before the round counts as ended, so the followers are woken once, with
+//! their jobs done. The queue service's job is a message's link into `todo/`, and `after`
+//! makes every link of the round, then syncs `todo/` once for them: one thread does the
+//! round's whole commit, instead of each follower waking to make its own link and then
+//! waiting for a second round that finds only some of the links made.
+//!
 //! A caller that may wait ([`Group::paced_round`]) leads a round no sooner than the group's
 //! gap after the last one began, but only while the recent rounds served several callers
 //! each: waiting gathers the messages of many clients (and the sync requests that come
@@ -23,9 +31,8 @@ use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-#[derive(Default)]
-pub struct Group {
-    state: Mutex<State>,
+pub struct Group<J = ()> {
+    state: Mutex<State<J>>,
     /// where the callers waiting for an even and for an odd round wait: the end of a round
     /// wakes those it served, and one of those waiting for the next to lead it, not everyone
     changed: [Condvar; 2],
@@ -33,8 +40,7 @@ pub struct Group {
     gap: Duration,
 }
 
-#[derive(Default)]
-struct State {
+struct State<J> {
     /// rounds started so far (the number of the latest)
     started: u64,
     /// rounds whose sync has begun: a caller from now on needs the one after
@@ -52,9 +58,34 @@ struct State {
     joined: usize,
     /// callers a round served lately, in sixteenths (see [`served_after`])
     served: usize,
+    /// the jobs of the callers since the latest sync began: the next round's leader does them
+    jobs: Vec<J>,
 }
 
-impl State {
+impl<J> Default for State<J> {
+    fn default() -> Self {
+        State {
+            started: 0,
+            sealed: 0,
+            last: None,
+            finished: 0,
+            running: false,
+            waiting: [0; 2],
+            failed_from: None,
+            joined: 0,
+            served: 0,
+            jobs: Vec::new(),
+        }
+    }
+}
+
+impl<J> Default for Group<J> {
+    fn default() -> Self {
+        Group { state: Mutex::default(), changed: Default::default(), gap: Duration::ZERO }
+    }
+}
+
+impl<J> State<J> {
     /// How round `round` (ended) went: well unless it or an earlier round failed.
     fn outcome(&self, round: u64) -> io::Result<()> {
         match self.failed_from {
@@ -64,16 +95,21 @@ impl State {
     }
 }
 
-impl Group {
+impl<J> Group<J> {
     /// Wait for a sync that started after this call, running it (`sync`) when it is this
-    /// thread's turn. `lead` is called by the thread that ran a successful round, after it:
-    /// once per group (qmail-queue pulls qmail-send's trigger there).
+    /// thread's turn, then `after` with the jobs of every caller the round serves (`job`,
+    /// this caller's, among them): the round ends, and its callers are answered, once both
+    /// have. Every caller passes the same `sync` and `after`; the leader's run. `lead` is
+    /// called by the thread that ran a successful round, after its end, with the number of
+    /// jobs it did (qmail-queue pulls qmail-send's trigger there when it linked any).
     pub fn round(
         &self,
+        job: Option<J>,
         sync: impl FnOnce() -> io::Result<()>,
-        lead: impl FnOnce(),
+        after: impl FnOnce(Vec<J>) -> io::Result<()>,
+        lead: impl FnOnce(usize),
     ) -> io::Result<()> {
-        self.run(false, sync, lead)
+        self.run(false, job, sync, after, lead)
     }
 
     /// [`Group::round`] for a caller that may wait: while the recent rounds served more than
@@ -84,21 +120,30 @@ impl Group {
     /// commit) and does not wait, and neither does the message of a lone client.
     pub fn paced_round(
         &self,
+        job: Option<J>,
         sync: impl FnOnce() -> io::Result<()>,
-        lead: impl FnOnce(),
+        after: impl FnOnce(Vec<J>) -> io::Result<()>,
+        lead: impl FnOnce(usize),
     ) -> io::Result<()> {
-        self.run(true, sync, lead)
+        self.run(true, job, sync, after, lead)
     }
 
     fn run(
         &self,
         paced: bool,
+        job: Option<J>,
         sync: impl FnOnce() -> io::Result<()>,
-        lead: impl FnOnce(),
+        after: impl FnOnce(Vec<J>) -> io::Result<()>,
+        lead: impl FnOnce(usize),
     ) -> io::Result<()> {
         let mut s = self.lock();
         let target = s.sealed + 1;
+        if s.failed_from.is_some() {
+            return s.outcome(target);
+        }
         s.joined += 1;
+        // the round that serves this call is the next to seal, which takes the jobs
+        s.jobs.extend(job);
         loop {
             if s.finished >= target || s.failed_from.is_some() {
                 return s.outcome(target);
@@ -127,12 +172,14 @@ impl Group {
                 s.last = Some(Instant::now());
                 let joined = std::mem::take(&mut s.joined);
                 s.served = served_after(s.served, joined);
+                let jobs = std::mem::take(&mut s.jobs);
                 drop(s);
-                let result = sync();
+                let done = jobs.len();
+                let result = sync().and_then(|()| if done == 0 { Ok(()) } else { after(jobs) });
                 ended.ok = result.is_ok();
                 drop(ended);
                 if result.is_ok() {
-                    lead();
+                    lead(done);
                 }
                 return result;
             }
@@ -144,7 +191,7 @@ impl Group {
     }
 
     /// A group whose syncs begin at least `gap` apart.
-    pub fn with_gap(gap: Duration) -> Group {
+    pub fn with_gap(gap: Duration) -> Group<J> {
         Group { gap, ..Group::default() }
     }
 
@@ -153,7 +200,7 @@ impl Group {
         self.lock().failed_from.is_some()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<J>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -179,13 +226,13 @@ fn served_after(served: usize, joined: usize) -> usize {
 }
 
 /// The end of a round, also when its sync panics (then it failed).
-struct Ended<'a> {
-    group: &'a Group,
+struct Ended<'a, J> {
+    group: &'a Group<J>,
     round: u64,
     ok: bool,
 }
 
-impl Drop for Ended<'_> {
+impl<J> Drop for Ended<'_, J> {
     fn drop(&mut self) {
         let mut s = self.group.lock();
         s.running = false;
@@ -213,14 +260,26 @@ impl Drop for Ended<'_> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
+
+    /// Rounds without jobs.
+    impl Group {
+        fn r(&self, sync: impl FnOnce() -> io::Result<()>, lead: impl FnOnce()) -> io::Result<()> {
+            self.round(None, sync, |_| unreachable!("no jobs"), |_| lead())
+        }
+
+        fn pr(&self, sync: impl FnOnce() -> io::Result<()>, lead: impl FnOnce()) -> io::Result<()> {
+            self.paced_round(None, sync, |_| unreachable!("no jobs"), |_| lead())
+        }
+    }
 
     #[test]
     fn a_lone_caller_runs_its_own_round() {
         let g = Group::default();
         let led = AtomicU64::new(0);
         for _ in 0..3 {
-            g.round(
+            g.r(
                 || Ok(()),
                 || {
                     led.fetch_add(1, Ordering::SeqCst);
@@ -243,7 +302,7 @@ mod tests {
             for _ in 0..32 {
                 s.spawn(|| {
                     let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
-                    g.round(
+                    g.r(
                         || {
                             syncs.fetch_add(1, Ordering::SeqCst);
                             let upto = written.load(Ordering::SeqCst);
@@ -285,9 +344,9 @@ mod tests {
                                 Ok(())
                             };
                             if (t + i) % 2 == 0 {
-                                g.paced_round(sync, || {}).unwrap();
+                                g.pr(sync, || {}).unwrap();
                             } else {
-                                g.round(sync, || {}).unwrap();
+                                g.r(sync, || {}).unwrap();
                             }
                             assert!(durable.load(Ordering::SeqCst) >= mine, "answered early");
                         }
@@ -308,9 +367,9 @@ mod tests {
         let g = Group::with_gap(gap);
         let t = Instant::now();
         for _ in 0..4 {
-            g.paced_round(|| Ok(()), || {}).unwrap();
+            g.pr(|| Ok(()), || {}).unwrap();
             // a sync request between them (a delivery's) changes nothing
-            g.round(|| Ok(()), || {}).unwrap();
+            g.r(|| Ok(()), || {}).unwrap();
         }
         assert!(t.elapsed() < gap);
         assert_eq!(g.rounds(), 8);
@@ -359,13 +418,13 @@ mod tests {
         g.lock().served = 4 * 16;
         // the first round, after a quiet moment, waits for nothing
         let t = Instant::now();
-        g.paced_round(|| Ok(()), || {}).unwrap();
+        g.pr(|| Ok(()), || {}).unwrap();
         assert!(t.elapsed() < gap);
         let syncs = AtomicU64::new(0);
         std::thread::scope(|s| {
             // the next leader claims round 2 and waits out the gap before its sync begins
             s.spawn(|| {
-                g.paced_round(
+                g.pr(
                     || {
                         syncs.fetch_add(1, Ordering::SeqCst);
                         Ok(())
@@ -382,18 +441,87 @@ mod tests {
                 std::thread::yield_now();
             }
             // a caller during the gap is served by that round, not a third
-            g.round(|| panic!("no round of its own"), || {}).unwrap();
+            g.r(|| panic!("no round of its own"), || {}).unwrap();
         });
         assert_eq!((g.rounds(), syncs.load(Ordering::SeqCst)), (2, 1));
         // an unpaced round does not wait for the gap
         let t = Instant::now();
-        g.round(|| Ok(()), || {}).unwrap();
+        g.r(|| Ok(()), || {}).unwrap();
         assert!(t.elapsed() < gap);
     }
 
     #[test]
+    fn the_leader_does_every_job_of_its_round_before_its_callers_are_answered() {
+        // messages (a job each: mark it done) and sync requests (no job) from many threads:
+        // every job is done exactly once, after a sync that began after it was handed in,
+        // and before its caller is answered, whoever led the round
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let g: Group<(u64, Arc<AtomicU64>)> = Group::with_gap(Duration::from_micros(100));
+            let (written, durable, jobs_done) =
+                (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+            std::thread::scope(|s| {
+                for t in 0..8u64 {
+                    let (g, written, durable, jobs_done) = (&g, &written, &durable, &jobs_done);
+                    s.spawn(move || {
+                        for i in 0..200 {
+                            let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
+                            let flag = Arc::new(AtomicU64::new(0));
+                            let sync = || {
+                                let upto = written.load(Ordering::SeqCst);
+                                std::thread::yield_now();
+                                durable.fetch_max(upto, Ordering::SeqCst);
+                                Ok(())
+                            };
+                            let after = |jobs: Vec<(u64, Arc<AtomicU64>)>| {
+                                for (n, flag) in jobs {
+                                    assert!(durable.load(Ordering::SeqCst) >= n, "done unsynced");
+                                    assert_eq!(flag.fetch_add(1, Ordering::SeqCst), 0, "twice");
+                                    jobs_done.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Ok(())
+                            };
+                            if (t + i) % 3 == 0 {
+                                g.round(None, sync, after, |_| {}).unwrap();
+                            } else {
+                                g.paced_round(Some((mine, Arc::clone(&flag))), sync, after, |_| {})
+                                    .unwrap();
+                                assert_eq!(flag.load(Ordering::SeqCst), 1, "answered undone");
+                            }
+                            assert!(durable.load(Ordering::SeqCst) >= mine, "answered early");
+                        }
+                    });
+                }
+            });
+            let _ = done.send(jobs_done.load(Ordering::SeqCst));
+        });
+        let jobs =
+            finished.recv_timeout(Duration::from_secs(120)).expect("a caller never answered");
+        // (t + i) % 3 != 0 for 8 threads of 200 calls
+        let want = (0..8u64).map(|t| (0..200u64).filter(|i| (t + i) % 3 != 0).count() as u64).sum();
+        assert_eq!(jobs, want);
+    }
+
+    #[test]
+    fn a_failed_job_step_fails_the_round_and_every_later_one() {
+        let g: Group<u32> = Group::default();
+        let lead = |_| panic!("no lead after a failure");
+        let after = |_| Err(io::Error::other("EIO on todo/"));
+        assert!(g.round(Some(1), || Ok(()), after, lead).is_err());
+        assert!(g.failed());
+        let after = |_| panic!("nothing after a failure");
+        assert!(g.paced_round(Some(2), || panic!("no sync"), after, lead).is_err());
+        // a round without jobs does not run the step at all
+        let g: Group<u32> = Group::default();
+        let after = |_| panic!("no step without jobs");
+        let led = AtomicU64::new(9);
+        g.round(None, || Ok(()), after, |n| led.store(n as u64, Ordering::SeqCst)).unwrap();
+        assert_eq!(led.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn a_failed_round_fails_it_and_every_later_one() {
-        let s = State { finished: 3, failed_from: Some(2), ..State::default() };
+        let s = State::<()> { finished: 3, failed_from: Some(2), ..State::default() };
         // a waiter of round 1 that wakes late still gets round 1's result
         assert!(s.outcome(1).is_ok());
         assert!(s.outcome(2).is_err());
@@ -404,19 +532,19 @@ mod tests {
     #[test]
     fn after_a_failed_round_nothing_syncs_and_nothing_succeeds() {
         let g = Group::default();
-        assert!(g.round(|| Ok(()), || {}).is_ok());
+        assert!(g.r(|| Ok(()), || {}).is_ok());
         assert!(!g.failed());
-        assert!(g.round(|| Err(io::Error::other("EIO")), || panic!("no lead")).is_err());
+        assert!(g.r(|| Err(io::Error::other("EIO")), || panic!("no lead")).is_err());
         assert!(g.failed());
-        assert!(g.round(|| panic!("no sync after a failure"), || panic!("no lead")).is_err());
+        assert!(g.r(|| panic!("no sync after a failure"), || panic!("no lead")).is_err());
         assert_eq!(g.rounds(), 2);
         // a panicking sync ends its round as failed
         let g = Group::default();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            g.round(|| panic!("sync"), || {})
+            g.r(|| panic!("sync"), || {})
         }));
         assert!(r.is_err());
         assert!(g.failed());
-        assert!(g.round(|| Ok(()), || {}).is_err());
+        assert!(g.r(|| Ok(()), || {}).is_err());
     }
 }

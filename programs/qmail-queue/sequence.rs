@@ -165,9 +165,8 @@ impl Message {
         sync_todo: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), QueueExit> {
         drop(self.envelope.take());
-        let intd = PathBuf::from(format!("intd/{}", self.id));
         let todo = format!("todo/{}", self.id);
-        fs::hard_link(&intd, &todo).map_err(|_| self.fail(QueueExit::LinkTodo))?;
+        link_todo(self.id).map_err(|_| self.fail(QueueExit::LinkTodo))?;
         pause.at("todo");
         if sync_todo().is_err() {
             // committed but perhaps not durable: the caller must not take this as success
@@ -177,10 +176,39 @@ impl Message {
         Ok(())
     }
 
+    /// The queue service's commit (doc/INTERNALS.md, "The queue service"): the message and
+    /// its envelope are durable when the round's `syncfs` has ended; then the round's leader
+    /// makes the link into `todo/id` ([`link_todo`]) and syncs `todo/` for everyone (`round`
+    /// is how that went, `link` what became of this message's link: `Some(true)` made).
+    pub fn committed(mut self, round: io::Result<()>, link: Option<bool>) -> Result<(), QueueExit> {
+        match (round, link) {
+            (Ok(()), Some(true)) => Ok(()),
+            (Ok(()), _) => Err(self.fail(QueueExit::LinkTodo)),
+            (Err(_), made) => {
+                if made == Some(true) {
+                    // committed but perhaps not durable: the caller must not take this as
+                    // success
+                    let _ = fs::remove_file(format!("todo/{}", self.id));
+                }
+                Err(self.fail(QueueExit::WriteError))
+            }
+        }
+    }
+
+    /// The message id (the inode number of its file).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Remove the files made so far and answer `code`.
     pub fn fail(&mut self, code: QueueExit) -> QueueExit {
         self.debris.clean(code)
     }
+}
+
+/// Step 5's link: `intd/id` into `todo/id`, the commit point once `todo/` is synced.
+pub fn link_todo(id: u64) -> io::Result<()> {
+    fs::hard_link(format!("intd/{id}"), format!("todo/{id}"))
 }
 
 /// `pid/<pid>.<unixtime>.<seq>` made with O_EXCL, for the first nine of `seqs` at most.

@@ -7,8 +7,8 @@
 //! credentials (SO_PEERCRED), never by anything it sends. The syncs are shared: a message
 //! and its envelope are written without a sync, then one `syncfs` of the queue's file
 //! system for every message ready at that moment makes them and their `mess/` entries
-//! durable, then each is linked into `todo/`, then one fsync of `todo/` for every link made
-//! by then, then the trigger once for the group, then the answers ([`crate::group`]).
+//! durable, then the thread that ran it links each of them into `todo/` and syncs `todo/`
+//! once for all, then the answers, then the trigger once for the group ([`crate::group`]).
 //! A client may send a sync request instead of a message ([`wire::SYNC_REQUEST`]): it joins
 //! the next `syncfs` round (doc/INTERNALS.md, "Shared syncs"). A failed sync ends the worker
 //! after its answers. Pid files and envelopes are taken from the pool of recycled files when
@@ -33,7 +33,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Clients served at the same time; more wait in the socket's backlog (and run qmail-queue
@@ -120,10 +120,9 @@ struct Service {
     /// the queue directory: `syncfs` makes every file of the queue's file system durable
     queue: File,
     todo: File,
-    /// makes messages, envelopes and their `mess/` entries durable
-    files: Group,
-    /// makes `todo/` entries durable
-    links: Group,
+    /// makes messages, envelopes and their `mess/` entries durable, then links them into
+    /// `todo/` and makes the links durable
+    files: Group<Arc<Link>>,
     /// recycled files for pid files and envelopes
     pool: Taker,
     invoked: Mutex<HashMap<u32, Invoked>>,
@@ -139,7 +138,6 @@ impl Service {
             queue: File::open(".")?,
             todo: File::open("todo")?,
             files: Group::with_gap(SYNC_GAP),
-            links: Group::default(),
             pool: Taker::new(qmail::queue::pool::QUEUE),
             invoked: Mutex::new(HashMap::new()),
         })
@@ -168,7 +166,7 @@ impl Service {
         };
         // a client that is gone does not hear it; its message is not committed unless 0
         let _ = conn.write_all(&wire::answer(code.code(), b""));
-        if self.files.failed() || self.links.failed() {
+        if self.files.failed() {
             // a write error is reported once, to the sync that found it: every later answer
             // of this process could hide it, so a fresh worker (which sees only later errors)
             // takes over, and until then nobody is told 0 (doc/qmail-queue.8, SERVICE MODE)
@@ -184,7 +182,8 @@ impl Service {
     fn serve_one(&self, conn: &mut Conn, first: u8, uid: u32) -> QueueExit {
         if first == wire::SYNC_REQUEST {
             // a sync for the client's own files: a round that begins from now on
-            return match self.files.round(|| self.sync(), || {}) {
+            let link = |jobs| self.link(jobs);
+            return match self.files.round(None, || self.sync(), link, |n| self.pull(n)) {
                 Ok(()) => QueueExit::Queued,
                 Err(_) => QueueExit::WriteError,
             };
@@ -226,16 +225,36 @@ impl Service {
         pause.at("body");
         msg.write_envelope(&mut input, uid, self.pid, Some(&self.pool), pause)?;
         pause.at("envelope");
-        if self.files.paced_round(|| self.sync(), || {}).is_err() {
-            return Err(msg.fail(QueueExit::WriteError));
+        let job = Arc::new(Link { id: msg.id(), made: OnceLock::new() });
+        let link = |jobs| self.link(jobs);
+        let round =
+            self.files.paced_round(Some(Arc::clone(&job)), || self.sync(), link, |n| self.pull(n));
+        msg.committed(round, job.made.get().copied())
+    }
+
+    /// The end of a round whose `syncfs` has ended, by the thread that ran it: each message's
+    /// link into `todo/` (a failed link fails only its message), then one fsync of `todo/`
+    /// for every link made. A failed fsync fails the round.
+    fn link(&self, jobs: Vec<Arc<Link>>) -> io::Result<()> {
+        self.pause.at("fsync");
+        let mut made = 0;
+        for job in &jobs {
+            let ok = sequence::link_todo(job.id).is_ok();
+            made += usize::from(ok);
+            let _ = job.made.set(ok);
         }
-        pause.at("fsync");
-        msg.commit(pause, || {
-            self.links.round(
-                || self.todo.sync_all(),
-                || qmail::queue::pull_trigger(Path::new("lock/trigger")),
-            )
-        })
+        self.pause.at("todo");
+        if made == 0 {
+            return Ok(());
+        }
+        self.todo.sync_all()
+    }
+
+    /// After a round that linked `n` messages: qmail-send's trigger, once for all of them.
+    fn pull(&self, n: usize) {
+        if n > 0 {
+            qmail::queue::pull_trigger(Path::new("lock/trigger"));
+        }
     }
 
     /// How the Received line names `uid`, looked up once per uid.
@@ -249,6 +268,13 @@ impl Service {
         }
         *cache.entry(uid).or_insert_with(|| sequence::invoked(uid))
     }
+}
+
+/// A message's link into `todo/`, made by the thread that runs its round ([`Service::link`]).
+struct Link {
+    id: u64,
+    /// whether the link was made; unset until then (a round that failed before it)
+    made: OnceLock<bool>,
 }
 
 /// The uid of the process at the other end of a Unix socket, from the kernel.
