@@ -9,7 +9,7 @@
 //! A caller may bring a job ([`Group::round`]'s `job`): the leader takes the jobs of everyone
 //! its round serves when the round's sync begins and, once the sync has ended, carries them
 //! all out (`after`) before the round counts as ended, so the followers are woken once, with
-//! their jobs done. The queue service's job is a message's link into `todo/`, and `after`
+//! their jobs done; a caller without a job is woken as soon as the sync has ended. The queue service's job is a message's link into `todo/`, and `after`
 //! makes every link of the round, then syncs `todo/` once for them: one thread does the
 //! round's whole commit, instead of each follower waking to make its own link and then
 //! waiting for a second round that finds only some of the links made.
@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 
 pub struct Group<J = ()> {
     state: Mutex<State<J>>,
-    /// where the callers waiting for an even and for an odd round wait: the end of a round
-    /// wakes those it served, and one of those waiting for the next to lead it, not everyone
-    changed: [Condvar; 2],
+    /// where the callers waiting for an even and for an odd round wait, those with a job
+    /// (`[0]`) and those without (`[1]`): the end of a round wakes those it served, and one
+    /// of those waiting for the next to lead it, not everyone; a caller without a job needs
+    /// only the sync and is woken as soon as it has ended, before the round's jobs are done
+    changed: [[Condvar; 2]; 2],
     /// the least time from the start of one sync to the start of the next
     gap: Duration,
 }
@@ -50,8 +52,10 @@ struct State<J> {
     /// rounds ended so far
     finished: u64,
     running: bool,
-    /// callers waiting, by the parity of the round they wait for
-    waiting: [usize; 2],
+    /// rounds whose sync has ended well (a caller without a job needs no more)
+    synced: u64,
+    /// callers waiting, with a job and without, by the parity of the round they wait for
+    waiting: [[usize; 2]; 2],
     /// the first round that failed: it and every later one count as failed
     failed_from: Option<u64>,
     /// callers since the latest sync began: the next round serves them
@@ -70,7 +74,8 @@ impl<J> Default for State<J> {
             last: None,
             finished: 0,
             running: false,
-            waiting: [0; 2],
+            synced: 0,
+            waiting: [[0; 2]; 2],
             failed_from: None,
             joined: 0,
             served: 0,
@@ -98,8 +103,8 @@ impl<J> State<J> {
 impl<J> Group<J> {
     /// Wait for a sync that started after this call, running it (`sync`) when it is this
     /// thread's turn, then `after` with the jobs of every caller the round serves (`job`,
-    /// this caller's, among them): the round ends, and its callers are answered, once both
-    /// have. Every caller passes the same `sync` and `after`; the leader's run. `lead` is
+    /// this caller's, among them): the round ends, and its callers with a job are answered,
+    /// once both have; a caller without a job is answered when the sync has ended. Every caller passes the same `sync` and `after`; the leader's run. `lead` is
     /// called by the thread that ran a successful round, after its end, with the number of
     /// jobs it did (qmail-queue pulls qmail-send's trigger there when it linked any).
     pub fn round(
@@ -142,9 +147,14 @@ impl<J> Group<J> {
             return s.outcome(target);
         }
         s.joined += 1;
+        let kind = usize::from(job.is_none());
         // the round that serves this call is the next to seal, which takes the jobs
         s.jobs.extend(job);
         loop {
+            if kind == 1 && s.synced >= target {
+                // its sync ended well; what the round does after it is the jobs' business
+                return Ok(());
+            }
             if s.finished >= target || s.failed_from.is_some() {
                 return s.outcome(target);
             }
@@ -175,7 +185,21 @@ impl<J> Group<J> {
                 let jobs = std::mem::take(&mut s.jobs);
                 drop(s);
                 let done = jobs.len();
-                let result = sync().and_then(|()| if done == 0 { Ok(()) } else { after(jobs) });
+                let result = sync().and_then(|()| {
+                    if done == 0 {
+                        return Ok(());
+                    }
+                    // the callers without a job are served: let them go before the jobs
+                    let mut s = self.lock();
+                    s.synced = round;
+                    let parity = (round % 2) as usize;
+                    let waiting = s.waiting[1][parity] > 0;
+                    drop(s);
+                    if waiting {
+                        self.changed[1][parity].notify_all();
+                    }
+                    after(jobs)
+                });
                 ended.ok = result.is_ok();
                 drop(ended);
                 if result.is_ok() {
@@ -184,9 +208,9 @@ impl<J> Group<J> {
                 return result;
             }
             let parity = (target % 2) as usize;
-            s.waiting[parity] += 1;
-            s = self.changed[parity].wait(s).unwrap_or_else(|p| p.into_inner());
-            s.waiting[parity] -= 1;
+            s.waiting[kind][parity] += 1;
+            s = self.changed[kind][parity].wait(s).unwrap_or_else(|p| p.into_inner());
+            s.waiting[kind][parity] -= 1;
         }
     }
 
@@ -238,20 +262,28 @@ impl<J> Drop for Ended<'_, J> {
         s.running = false;
         s.sealed = self.round;
         s.finished = self.round;
-        if !self.ok && s.failed_from.is_none() {
+        if self.ok {
+            s.synced = self.round;
+        } else if s.failed_from.is_none() {
             s.failed_from = Some(self.round);
         }
         // everyone waits for this round or the next (a caller's is the one after the last
         // sealed): this one's are served; the next needs a leader, unless it has failed too
         let (this, next) = ((self.round % 2) as usize, ((self.round + 1) % 2) as usize);
-        let (failed, leader_waits) = (s.failed_from.is_some(), s.waiting[next] > 0);
+        let failed = s.failed_from.is_some();
+        let leader = [0, 1].into_iter().find(|&kind| s.waiting[kind][next] > 0);
         // woken after the lock is let go, so that they do not wake only to wait for it
         drop(s);
-        self.group.changed[this].notify_all();
+        let changed = &self.group.changed;
+        for kind in [0, 1] {
+            changed[kind][this].notify_all();
+        }
         if failed {
-            self.group.changed[next].notify_all();
-        } else if leader_waits {
-            self.group.changed[next].notify_one();
+            for kind in [0, 1] {
+                changed[kind][next].notify_all();
+            }
+        } else if let Some(kind) = leader {
+            changed[kind][next].notify_one();
         }
     }
 }
@@ -500,6 +532,37 @@ mod tests {
         // (t + i) % 3 != 0 for 8 threads of 200 calls
         let want = (0..8u64).map(|t| (0..200u64).filter(|i| (t + i) % 3 != 0).count() as u64).sum();
         assert_eq!(jobs, want);
+    }
+
+    #[test]
+    fn a_caller_without_a_job_is_answered_before_the_jobs_are_done() {
+        // a delivery's sync request in a round of messages needs only the sync: the leader
+        // lets it go before it links the messages
+        let g: Group<u32> = Group::with_gap(Duration::from_secs(2));
+        g.lock().served = 4 * 16;
+        g.round(None, || Ok(()), |_| unreachable!("no jobs"), |_| {}).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let g = &g;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let after = |jobs: Vec<u32>| {
+                    assert_eq!(jobs, [7]);
+                    rx.recv_timeout(Duration::from_secs(60))
+                        .map_err(|_| io::Error::other("the sync request waited for the job"))
+                };
+                g.paced_round(Some(7), || Ok(()), after, |n| assert_eq!(n, 1)).unwrap();
+            });
+            // the leader has claimed round 2 and waits out the gap
+            while !{
+                let st = g.lock();
+                st.started == 2 && st.sealed == 1
+            } {
+                std::thread::yield_now();
+            }
+            g.round(None, || panic!("no round of its own"), |_| unreachable!(), |_| {}).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert_eq!(g.rounds(), 2);
     }
 
     #[test]
