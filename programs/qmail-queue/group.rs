@@ -9,10 +9,11 @@
 //! A caller may bring a job ([`Group::round`]'s `job`): the leader takes the jobs of everyone
 //! its round serves when the round's sync begins and, once the sync has ended, carries them
 //! all out (`after`) before the round counts as ended, so the followers are woken once, with
-//! their jobs done; a caller without a job is woken as soon as the sync has ended. The queue service's job is a message's link into `todo/`, and `after`
-//! makes every link of the round, then syncs `todo/` once for them: one thread does the
-//! round's whole commit, instead of each follower waking to make its own link and then
-//! waiting for a second round that finds only some of the links made.
+//! their jobs done; a caller without a job is woken as soon as the sync has ended. The queue
+//! service's job is a message's link into `todo/`, and `after` makes every link of the
+//! round, then syncs `todo/` once for them: one thread does the round's whole commit,
+//! instead of each follower waking to make its own link and then waiting for a second round
+//! that finds only some of the links made.
 //!
 //! A caller that may wait ([`Group::paced_round`]) leads a round no sooner than the group's
 //! gap after the last one began, but only while the recent rounds served several callers
@@ -104,9 +105,10 @@ impl<J> Group<J> {
     /// Wait for a sync that started after this call, running it (`sync`) when it is this
     /// thread's turn, then `after` with the jobs of every caller the round serves (`job`,
     /// this caller's, among them): the round ends, and its callers with a job are answered,
-    /// once both have; a caller without a job is answered when the sync has ended. Every caller passes the same `sync` and `after`; the leader's run. `lead` is
-    /// called by the thread that ran a successful round, after its end, with the number of
-    /// jobs it did (qmail-queue pulls qmail-send's trigger there when it linked any).
+    /// once both have; a caller without a job is answered when the sync has ended. Every
+    /// caller passes the same `sync` and `after`; the leader's run. `lead` is called by the
+    /// thread that ran a successful round, after its end, with the number of jobs it did
+    /// (qmail-queue pulls qmail-send's trigger there when there were any).
     pub fn round(
         &self,
         job: Option<J>,

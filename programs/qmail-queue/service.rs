@@ -181,11 +181,16 @@ impl Service {
     /// What the client's first byte starts: a sync request, or a message.
     fn serve_one(&self, conn: &mut Conn, first: u8, uid: u32) -> QueueExit {
         if first == wire::SYNC_REQUEST {
-            // a sync for the client's own files: a round that begins from now on
+            // a sync for the client's own files: a round that begins from now on (leading
+            // it, this thread also makes the links of the messages that joined it)
             let link = |jobs| self.link(jobs);
-            return match self.files.round(None, || self.sync(), link, |n| self.pull(n)) {
-                Ok(()) => QueueExit::Queued,
-                Err(_) => QueueExit::WriteError,
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.files.round(None, || self.sync(), link, |n| self.pull(n))
+            }));
+            return match round {
+                Ok(Ok(())) => QueueExit::Queued,
+                Ok(Err(_)) => QueueExit::WriteError,
+                Err(_) => QueueExit::Bug,
             };
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -250,7 +255,7 @@ impl Service {
         self.todo.sync_all()
     }
 
-    /// After a round that linked `n` messages: qmail-send's trigger, once for all of them.
+    /// After a round that served `n` messages: qmail-send's trigger, once for all of them.
     fn pull(&self, n: usize) {
         if n > 0 {
             qmail::queue::pull_trigger(Path::new("lock/trigger"));
