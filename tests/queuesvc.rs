@@ -287,6 +287,28 @@ fn exit_codes_as_qmail_queue() {
     }
 }
 
+/// A link into `todo/` that fails (made by the round's leader) fails only its message, with
+/// qmail-queue's 66, a temporary failure; nothing is left behind, a sync request is still
+/// served, and once `todo/` is back the service queues again.
+#[test]
+fn a_failed_link_is_temporary_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let svc = Svc::start(&sb);
+    let q = sb.queue();
+    let saved = q.join("todo.saved");
+    fs::rename(q.join("todo"), &saved).unwrap();
+    assert_eq!(svc.send(MSG, ENV).1, 66);
+    assert!(!qmail::exit::queue_code(66, b"").unwrap_err().is_perm());
+    let stream = UnixStream::connect(&svc.sock).unwrap();
+    greeting(&stream);
+    (&stream).write_all(&[wire::SYNC_REQUEST]).unwrap();
+    assert_eq!(answer(&stream), Some(0), "a sync request needs no link");
+    fs::rename(&saved, q.join("todo")).unwrap();
+    assert_clean(&sb, 0, "after a failed link");
+    assert_eq!(svc.send(MSG, ENV).1, 0);
+    assert_clean(&sb, 1, "queued again");
+}
+
 /// Hostile framing and clients that go away: each is 54 (or no answer), nothing is left
 /// behind, and the service goes on serving.
 #[test]

@@ -540,7 +540,7 @@ mod tests {
     fn a_caller_without_a_job_is_answered_before_the_jobs_are_done() {
         // a delivery's sync request in a round of messages needs only the sync: the leader
         // lets it go before it links the messages
-        let g: Group<u32> = Group::with_gap(Duration::from_secs(2));
+        let g: Group<u32> = Group::with_gap(Duration::from_secs(5));
         g.lock().served = 4 * 16;
         g.round(None, || Ok(()), |_| unreachable!("no jobs"), |_| {}).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

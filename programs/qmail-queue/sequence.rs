@@ -165,23 +165,25 @@ impl Message {
         sync_todo: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), QueueExit> {
         drop(self.envelope.take());
-        let todo = format!("todo/{}", self.id);
-        link_todo(self.id).map_err(|_| self.fail(QueueExit::LinkTodo))?;
-        pause.at("todo");
-        if sync_todo().is_err() {
-            // committed but perhaps not durable: the caller must not take this as success
-            let _ = fs::remove_file(&todo);
-            return Err(self.fail(QueueExit::WriteError));
+        if link_todo(self.id).is_err() {
+            return self.committed(Ok(()), Some(false));
         }
-        Ok(())
+        pause.at("todo");
+        let synced = sync_todo();
+        self.committed(synced, Some(true))
     }
 
-    /// The queue service's commit (doc/INTERNALS.md, "The queue service"): the message and
-    /// its envelope are durable when the round's `syncfs` has ended; then the round's leader
-    /// makes the link into `todo/id` ([`link_todo`]) and syncs `todo/` for everyone (`round`
-    /// is how that went, `link` what became of this message's link: `Some(true)` made).
-    pub fn committed(mut self, round: io::Result<()>, link: Option<bool>) -> Result<(), QueueExit> {
-        match (round, link) {
+    /// How a commit went, and the answer: `link` is what became of the link into `todo/id`
+    /// (`Some(true)` made, `Some(false)` failed, `None` never tried), `synced` how the syncs
+    /// after it went. Step 5 above, and the queue service's, whose round's leader makes the
+    /// link ([`link_todo`]) and syncs `todo/` for everyone (doc/INTERNALS.md, "The queue
+    /// service").
+    pub fn committed(
+        mut self,
+        synced: io::Result<()>,
+        link: Option<bool>,
+    ) -> Result<(), QueueExit> {
+        match (synced, link) {
             (Ok(()), Some(true)) => Ok(()),
             (Ok(()), _) => Err(self.fail(QueueExit::LinkTodo)),
             (Err(_), made) => {
