@@ -789,8 +789,20 @@ impl Worker {
         env: &[(qmail::account::EnvName, &str)],
         message: &Path,
     ) -> qmail::localworker::Answer {
-        use qmail::localworker::{Answer, Request};
-        let request = Request {
+        let id = self.send(args, env, message);
+        let answer = self.answer();
+        assert_eq!(answer.id, id);
+        answer
+    }
+
+    /// Send one request, without waiting for its answer; its id.
+    fn send(
+        &mut self,
+        args: [&[u8]; 8],
+        env: &[(qmail::account::EnvName, &str)],
+        message: &Path,
+    ) -> u32 {
+        let request = qmail::localworker::Request {
             id: self.next,
             args: args.map(<[u8]>::to_vec),
             env: env.iter().map(|(n, v)| (*n, v.as_bytes().to_vec())).collect(),
@@ -798,9 +810,12 @@ impl Worker {
         self.next += 1;
         let file = fs::File::open(message).unwrap();
         qmail::fdpass::send(&self.sock, &file, &request.encode().unwrap()).unwrap();
-        let answer = Answer::read(&mut self.sock).unwrap().expect("an answer");
-        assert_eq!(answer.id, request.id);
-        answer
+        request.id
+    }
+
+    /// The next answer.
+    fn answer(&mut self) -> qmail::localworker::Answer {
+        qmail::localworker::Answer::read(&mut self.sock).unwrap().expect("an answer")
     }
 }
 
@@ -1012,6 +1027,56 @@ fn the_worker_shares_the_queue_services_syncs() {
     assert_eq!(fake.asked(), b"SSSSSS", "two more syncs, not three");
     assert_eq!(l.maildir("new").len(), 3);
     assert_eq!(list(&l.path("Other").join("new")).len(), 1);
+}
+
+/// The worker's pipeline: the requests that arrive while one batch's data is being synced
+/// make the next batch, and one sync then makes the first batch's `new/` entries durable and
+/// the next one's data: two batches, three syncs instead of four; no batch is answered
+/// before the sync that followed its links.
+#[test]
+fn the_worker_syncs_one_batchs_links_with_the_next_ones_data() {
+    use qmail::localworker::Kind;
+    let l = local_for_worker();
+    let msg = l.sb.tmp.path().join("message");
+    fs::write(&msg, MESSAGE).unwrap();
+    let fake = FakeSyncService::start(&l.sb.home);
+    let mut worker = Worker::start(&l.sb);
+    let home = l.home.as_os_str().as_bytes().to_vec();
+    let args: [&[u8]; 8] =
+        [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];
+    fake.hold();
+    let first = worker.send(args, &[], &msg);
+    let first_sync = wait_until(std::time::Duration::from_secs(60), || fake.asked() == b"S");
+    assert!(first_sync, "the first batch's data: {:?}", fake.asked());
+    // two more while that sync is held: they wait on the socket for the next step
+    let second = [worker.send(args, &[], &msg), worker.send(args, &[], &msg)];
+    assert!(l.maildir("new").is_empty(), "nothing linked before its data's sync");
+    fake.release();
+    let answers: Vec<_> = (0..3).map(|_| worker.answer()).collect();
+    assert_eq!(answers[0].id, first, "the first batch is answered first");
+    let mut rest = [answers[1].id, answers[2].id];
+    rest.sort_unstable();
+    assert_eq!(rest, second);
+    for a in &answers {
+        assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 1+0+0\n"[..]));
+    }
+    assert_eq!(fake.asked(), b"SSS", "the second batch's data shared the first's links' sync");
+    assert_eq!(l.maildir("new").len(), 3);
+    assert!(l.maildir("tmp").is_empty());
+    // the end of its input with a batch in hand (qmail-lspawn retiring it): that batch is
+    // still committed and answered, then the worker ends
+    fake.hold();
+    let last = worker.send(args, &[], &msg);
+    let data_sync = wait_until(std::time::Duration::from_secs(60), || fake.asked() == b"SSSS");
+    assert!(data_sync, "the last batch's data: {:?}", fake.asked());
+    worker.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    fake.release();
+    let a = worker.answer();
+    assert_eq!((a.id, a.kind, a.code), (last, Kind::Done, 0));
+    assert_eq!(fake.asked(), b"SSSSS");
+    assert_eq!(l.maildir("new").len(), 4);
+    let mut child = worker._child;
+    assert!(child.0.wait().unwrap().success());
 }
 
 #[test]

@@ -13,8 +13,10 @@
 //! [`stage_unsynced`] and [`commit_batch`] split it for a batch (qmail-local's delivery
 //! worker): the files of several deliveries are written without their fsync, then one
 //! `syncfs` per file system makes all their data durable, each is linked into `new/`, and one
-//! fsync per `new/` directory makes the links durable: the same order and the same guarantee,
-//! with two rounds of syncs for the whole batch instead of two per message.
+//! more `syncfs` per file system makes the links durable: the same order and the same guarantee,
+//! with two rounds of syncs for the whole batch instead of two per message. [`step`] lets
+//! batches follow each other in a pipeline, one round of syncs per batch: the sync that makes
+//! one batch's links durable also makes the next one's data durable.
 //!
 //! Names are `SECONDS.MmicrosPpidQseq.HOST`: the sequence number makes them unique for any
 //! number of deliveries from one process in one second; `/` and `:` in the host name are
@@ -176,49 +178,109 @@ fn stage_with(
 /// queue service's syncs when it runs ([`crate::queue::sync_fs`]): two `syncfs` shared with
 /// everybody per batch. One result per file, in order: `Ok` only once its data and its
 /// `new/` entry are on disk; a failed one is removed (its temporary file, and a link that
-/// could not be made durable).
+/// could not be made durable). Two [`step`]s.
 pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, MaildirError>> {
-    let mut results: Vec<Result<(), MaildirError>> = Vec::with_capacity(staged.len());
-    // each file's file system, for the second round
-    let mut devs: Vec<Option<u64>> = Vec::with_capacity(staged.len());
-    // the data: one syncfs per file system, then the close (a close error is a write error)
+    let (_, linked) = step(home, Linked::default(), staged);
+    step(home, linked, Vec::new()).0
+}
+
+/// A batch of [`stage_unsynced`] files whose data is durable and which are linked into
+/// `new/`, the links not yet durable: the next [`step`]'s syncs make them so.
+#[derive(Default)]
+pub struct Linked {
+    staged: Vec<Staged>,
+    /// per file: its data durable and its link made, or why not
+    results: Vec<Result<(), MaildirError>>,
+    /// per file: its name in `new/`, once linked
+    targets: Vec<Option<PathBuf>>,
+    /// per file: its file system (none for a file staged already synced)
+    devs: Vec<Option<u64>>,
+}
+
+impl Linked {
+    /// Whether the batch has no file.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+}
+
+/// One step of committing batches in a pipeline (qmail-local's delivery worker): one sync per
+/// file system that either `linked` (the batch before, its files linked into `new/`) or
+/// `staged` (the next, written unsynced) is on, shared by both: it makes `linked`'s links
+/// durable, whose results (as [`commit_batch`]'s) it returns, and `staged`'s data, which it
+/// then links into `new/` for the step after. Syncs are [`crate::queue::sync_fs`]'s, so on the
+/// queue's file system a round of the queue service's: under load a batch costs one round,
+/// not two. A sync begun after the call covers both: the links were made before it, the
+/// files written before it.
+pub fn step(
+    home: &Path,
+    linked: Linked,
+    staged: Vec<Staged>,
+) -> (Vec<Result<PathBuf, MaildirError>>, Linked) {
+    // one sync per file system; the first file seen there is what is synced
     let mut synced: Vec<(u64, Result<(), io::ErrorKind>)> = Vec::new();
+    let mut sync = |dev: u64, open: &dyn Fn() -> io::Result<File>| -> Result<(), io::ErrorKind> {
+        if let Some((_, r)) = synced.iter().find(|(d, _)| *d == dev) {
+            return *r;
+        }
+        let r = open().and_then(|f| crate::queue::sync_fs(home, &f)).map_err(|e| e.kind());
+        synced.push((dev, r));
+        r
+    };
+    // the data of the next batch: its file systems first, each file's own descriptor
     let mut staged = staged;
+    let mut next = Linked {
+        results: Vec::with_capacity(staged.len()),
+        targets: Vec::with_capacity(staged.len()),
+        devs: Vec::with_capacity(staged.len()),
+        staged: Vec::new(),
+    };
+    let mut files: Vec<Option<File>> = Vec::with_capacity(staged.len());
     for s in &mut staged {
-        let Some(file) = s.file.take() else {
-            results.push(Ok(()));
-            devs.push(None);
-            continue;
-        };
-        let dev = match file.metadata() {
-            Ok(m) => m.dev(),
-            Err(e) => {
-                results.push(Err(MaildirError::Write(e)));
-                devs.push(None);
+        let file = s.file.take();
+        let dev = match file.as_ref().map(|f| f.metadata().map(|m| m.dev())) {
+            None => None,
+            Some(Ok(dev)) => Some(dev),
+            Some(Err(e)) => {
+                next.results.push(Err(MaildirError::Write(e)));
+                next.devs.push(None);
+                files.push(None);
                 continue;
             }
         };
-        devs.push(Some(dev));
-        let sync = match synced.iter().find(|(d, _)| *d == dev) {
-            Some((_, r)) => *r,
-            None => {
-                let r = crate::queue::sync_fs(home, &file).map_err(|e| e.kind());
-                synced.push((dev, r));
-                r
+        next.results.push(Ok(()));
+        next.devs.push(dev);
+        files.push(file);
+    }
+    // the links of the batch before: one sync per file system of theirs (a link is on its
+    // file's file system; a file staged already synced has its own new/ synced)
+    let mut dir_sync = Vec::with_capacity(linked.staged.len());
+    for ((s, target), dev) in linked.staged.iter().zip(&linked.targets).zip(&linked.devs) {
+        let new = || File::open(s.maildir.join("new"));
+        dir_sync.push(match (target, dev) {
+            (None, _) => None,
+            (Some(_), Some(dev)) => Some(sync(*dev, &new)),
+            (Some(_), None) => {
+                Some(new().and_then(|d| crate::queue::sync_fs(home, &d)).map_err(|e| e.kind()))
             }
-        };
-        let closed = nix::unistd::close(file).map_err(io::Error::from);
-        results.push(match (sync, closed) {
+        });
+    }
+    // the data of the next batch, then the close (a close error is a write error)
+    for ((file, dev), r) in files.iter_mut().zip(&next.devs).zip(&mut next.results) {
+        let Some(f) = file.take() else { continue };
+        let dev = dev.expect("a file has its file system");
+        let synced = sync(dev, &|| f.try_clone());
+        let closed = nix::unistd::close(f).map_err(io::Error::from);
+        *r = match (synced, closed) {
             (Err(kind), _) => Err(MaildirError::Write(kind.into())),
             (_, Err(e)) => Err(MaildirError::Write(e)),
             _ => Ok(()),
-        });
+        };
     }
-    // the links
-    let mut targets: Vec<Option<PathBuf>> = Vec::with_capacity(staged.len());
-    for (s, r) in staged.iter().zip(results.iter_mut()) {
+    // the next batch's links
+    for (s, r) in staged.iter().zip(next.results.iter_mut()) {
         let target = s.maildir.join("new").join(s.base());
-        let linked = r.is_ok() && {
+        let made = r.is_ok() && {
             match fs::hard_link(s.tmp_path(), &target) {
                 Ok(()) => true,
                 Err(e) => {
@@ -227,29 +289,20 @@ pub fn commit_batch(home: &Path, staged: Vec<Staged>) -> Vec<Result<PathBuf, Mai
                 }
             }
         };
-        targets.push(linked.then_some(target));
+        next.targets.push(made.then_some(target));
     }
-    // the new names: one syncfs per file system (a link is on its file's file system; a
-    // file staged already synced has its own new/ synced)
-    let mut dirs: Vec<(Option<u64>, Result<(), io::ErrorKind>)> = Vec::new();
-    let mut dir_sync = Vec::with_capacity(staged.len());
-    for ((s, target), dev) in staged.iter().zip(&targets).zip(&devs) {
-        let known = dirs.iter().find(|(d, _)| dev.is_some() && d == dev).map(|(_, r)| *r);
-        let r = match (target, known) {
-            (None, _) => None,
-            (Some(_), Some(r)) => Some(r),
-            (Some(_), None) => {
-                let r = File::open(s.maildir.join("new"))
-                    .and_then(|d| crate::queue::sync_fs(home, &d))
-                    .map_err(|e| e.kind());
-                dirs.push((*dev, r));
-                Some(r)
-            }
-        };
-        dir_sync.push(r);
-    }
+    next.staged = staged;
+    (finish(linked, dir_sync), next)
+}
+
+/// The results of a linked batch once its links' syncs are known (`dir`, per file).
+fn finish(
+    linked: Linked,
+    dir: Vec<Option<Result<(), io::ErrorKind>>>,
+) -> Vec<Result<PathBuf, MaildirError>> {
+    let Linked { staged, results, targets, .. } = linked;
     let mut out = Vec::with_capacity(staged.len());
-    for (((mut s, target), r), dir) in staged.into_iter().zip(targets).zip(results).zip(dir_sync) {
+    for (((mut s, target), r), dir) in staged.into_iter().zip(targets).zip(results).zip(dir) {
         out.push(match (r, target, dir) {
             (Err(e), _, _) => Err(e),
             (Ok(()), Some(t), Some(Err(kind))) => {
@@ -620,5 +673,40 @@ mod tests {
         for dir in [a, b, c] {
             fs::remove_dir_all(dir).unwrap();
         }
+    }
+
+    #[test]
+    fn steps_answer_each_batch_after_the_next_ones_sync() {
+        let a = tempdir("step-a");
+        make(&a);
+        let home = Path::new("/nonexistent");
+        let batch = |bodies: &[&str]| -> Vec<Staged> {
+            bodies.iter().map(|b| stage_unsynced(&a, b"", &mut b.as_bytes()).unwrap()).collect()
+        };
+        // the first step: no batch before, so no results; the first batch is linked
+        let (done, linked) = step(home, Linked::default(), batch(&["one", "two"]));
+        assert!(done.is_empty());
+        assert_eq!(entries(&a.join("new")).len(), 2, "linked");
+        assert_eq!(entries(&a.join("tmp")).len(), 2, "temporary names kept until the results");
+        // the second: the first batch's results, the second linked; one of it cannot be
+        let mut second = batch(&["three", "four"]);
+        fs::remove_file(second[1].tmp_path()).unwrap();
+        let (done, linked) = step(home, linked, second.drain(..).collect());
+        assert_eq!(done.len(), 2);
+        let mut got: Vec<Vec<u8>> =
+            done.iter().map(|r| fs::read(r.as_ref().unwrap()).unwrap()).collect();
+        got.sort();
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(entries(&a.join("new")).len(), 3);
+        assert_eq!(entries(&a.join("tmp")).len(), 1, "the second batch's file that was linked");
+        // the last: nothing new, the second batch's results
+        let (done, linked) = step(home, linked, Vec::new());
+        assert!(linked.is_empty());
+        assert_eq!(done.len(), 2);
+        assert_eq!(fs::read(done[0].as_ref().unwrap()).unwrap(), b"three");
+        assert!(matches!(done[1], Err(MaildirError::Link(_))), "{:?}", done[1]);
+        assert_eq!(entries(&a.join("new")).len(), 3);
+        assert!(entries(&a.join("tmp")).is_empty());
+        fs::remove_dir_all(a).unwrap();
     }
 }

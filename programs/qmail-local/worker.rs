@@ -9,10 +9,14 @@
 //! [`crate::deliver`] as a process, with a [`Collect`] that takes the helpers' output and
 //! the Maildir files, written but not synced. A plan that runs a program is declined before
 //! anything is delivered (`X`: qmail-lspawn runs qmail-local as a process for it). Then the
-//! batch's Maildir files are committed together ([`maildir::commit_batch`]) and each request
-//! answered: the exit code and everything qmail-local would have printed. No answer goes
-//! out before its files and their `new/` entries are on disk. It ends at the end of its
-//! socket; it refuses to run as root.
+//! batch's Maildir files are committed together, in a pipeline of steps ([`maildir::step`]):
+//! one sync makes the batch before's links into `new/` durable and this batch's data, this
+//! batch is linked, and the batch before answered: the exit code and everything qmail-local
+//! would have printed. While a batch is pending, the worker takes only the requests already
+//! waiting, none at all when there are none: that step then ends the batch alone, as two
+//! syncs in a row, the same as for a lone delivery. No answer goes out before its files and
+//! their `new/` entries are on disk. It ends at the end of its socket, once it has answered
+//! what it holds; it refuses to run as root.
 
 use crate::args::{Args, USAGE};
 use crate::delivery::Collect;
@@ -26,6 +30,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The most requests taken together into one batch.
@@ -48,11 +53,14 @@ pub fn serve() -> ExitCode {
     if let Err(e) = sock.write_all(&Answer::hello().encode()) {
         return fatal(&format!("unable to greet: {e}"));
     }
+    // the batch before this one, its files linked, answered after the next step's sync
+    let mut pending: Option<(Pending, maildir::Linked)> = None;
     loop {
-        // every request waiting, up to BATCH: their Maildir files share one commit round
+        // every request waiting, up to BATCH: their Maildir files share one step; with a
+        // batch pending, only those already waiting (none: the step just ends that batch)
         let mut batch = Vec::new();
         let mut end = false;
-        while batch.len() < BATCH && (batch.is_empty() || waiting(&sock)) {
+        while batch.len() < BATCH && ((batch.is_empty() && pending.is_none()) || waiting(&sock)) {
             match qmail::fdpass::recv(&sock) {
                 Ok(Some(got)) => batch.push(got),
                 Ok(None) => {
@@ -69,12 +77,18 @@ pub fn serve() -> ExitCode {
             };
             handled.push(handle(request, File::from(fd)));
         }
-        for answer in commit(handled) {
+        let (next, files) = split(handled);
+        let (before, linked) = pending.take().unzip();
+        let (done, linked) = maildir::step(&qmail::auto::home(), linked.unwrap_or_default(), files);
+        for answer in before.map(|b| b.answer(done)).into_iter().flatten() {
             if let Err(e) = sock.write_all(&answer.encode()) {
                 return fatal(&format!("unable to answer: {e}"));
             }
         }
-        if end {
+        if !next.answers.is_empty() {
+            pending = Some((next, linked));
+        }
+        if end && pending.is_none() {
             return ExitCode::SUCCESS;
         }
     }
@@ -131,13 +145,22 @@ fn handle(request: Request, message: File) -> Handled {
     Handled::Ran { id, result, collect }
 }
 
-/// Commit the Maildir files of every successful delivery of the batch together
-/// ([`maildir::commit_batch`]), then the answers: a delivery whose file did not commit is a
-/// temporary failure; a failed one's files are dropped (removed) uncommitted.
-fn commit(handled: Vec<Handled>) -> Vec<Answer> {
+/// A batch carried out up to its commit: what its answers need once its Maildir files are
+/// committed (a step after its own).
+struct Pending {
+    /// per request: its id, and qmail-local's result with what it said (none: declined)
+    answers: Vec<(u32, Option<(Result<String, Verdict>, Vec<u8>)>)>,
+    /// per request that ran: how many of the batch's Maildir files are its
+    counts: Vec<usize>,
+}
+
+/// A batch's requests, split into what the answers need and the Maildir files of every
+/// successful delivery, to commit together; a failed one's files are dropped (removed)
+/// uncommitted.
+fn split(handled: Vec<Handled>) -> (Pending, Vec<maildir::Staged>) {
     let mut files = Vec::new();
     let mut counts = Vec::with_capacity(handled.len());
-    let handled: Vec<_> = handled
+    let answers = handled
         .into_iter()
         .map(|h| match h {
             Handled::Exec(id) => (id, None),
@@ -151,23 +174,31 @@ fn commit(handled: Vec<Handled>) -> Vec<Answer> {
             }
         })
         .collect();
-    let mut committed = maildir::commit_batch(&qmail::auto::home(), files).into_iter();
-    let mut counts = counts.into_iter();
-    handled
-        .into_iter()
-        .map(|(id, ran)| {
-            let Some((mut result, mut said)) = ran else { return Answer::exec(id) };
-            for r in committed.by_ref().take(counts.next().unwrap_or(0)) {
-                if let (Ok(_), Err(e)) = (&result, r) {
-                    result = Err(Verdict::temp(format!(
-                        "Unable to deliver to Maildir: {e} (#{})",
-                        e.status()
-                    )));
+    (Pending { answers, counts }, files)
+}
+
+impl Pending {
+    /// The answers, given the results of the batch's files (`committed`, in order): a
+    /// delivery whose file did not commit is a temporary failure.
+    fn answer(self, committed: Vec<Result<PathBuf, maildir::MaildirError>>) -> Vec<Answer> {
+        let mut committed = committed.into_iter();
+        let mut counts = self.counts.into_iter();
+        self.answers
+            .into_iter()
+            .map(|(id, ran)| {
+                let Some((mut result, mut said)) = ran else { return Answer::exec(id) };
+                for r in committed.by_ref().take(counts.next().unwrap_or(0)) {
+                    if let (Ok(_), Err(e)) = (&result, r) {
+                        result = Err(Verdict::temp(format!(
+                            "Unable to deliver to Maildir: {e} (#{})",
+                            e.status()
+                        )));
+                    }
                 }
-            }
-            let (code, text) = crate::render(result);
-            said.extend_from_slice(&text);
-            Answer::done(id, code, said)
-        })
-        .collect()
+                let (code, text) = crate::render(result);
+                said.extend_from_slice(&text);
+                Answer::done(id, code, said)
+            })
+            .collect()
+    }
 }

@@ -689,6 +689,8 @@ pub struct FakeSyncService {
     asked: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     code: std::sync::Arc<std::sync::atomic::AtomicU8>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// while true, a request is recorded but not answered ([`FakeSyncService::hold`])
+    held: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -705,7 +707,8 @@ impl FakeSyncService {
         let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let code = std::sync::Arc::new(AtomicU8::new(0));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let (a, c, s) = (asked.clone(), code.clone(), stop.clone());
+        let held = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (a, c, s, h) = (asked.clone(), code.clone(), stop.clone(), held.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -717,12 +720,25 @@ impl FakeSyncService {
                 let mut byte = [0u8];
                 if conn.read_exact(&mut byte).is_ok() {
                     a.lock().unwrap().push(byte[0]);
+                    let (lock, cv) = &*h;
+                    drop(cv.wait_while(lock.lock().unwrap(), |held| *held).unwrap());
                     let _ =
                         conn.write_all(&qmail::queue::wire::answer(c.load(Ordering::SeqCst), b""));
                 }
             }
         });
-        FakeSyncService { sock, asked, code, stop, thread: Some(thread) }
+        FakeSyncService { sock, asked, code, stop, held, thread: Some(thread) }
+    }
+
+    /// Record the requests from now on but answer none until [`FakeSyncService::release`].
+    pub fn hold(&self) {
+        *self.held.0.lock().unwrap() = true;
+    }
+
+    /// Answer the request held, and those after it.
+    pub fn release(&self) {
+        *self.held.0.lock().unwrap() = false;
+        self.held.1.notify_all();
     }
 
     /// The request bytes received so far.
@@ -739,6 +755,7 @@ impl FakeSyncService {
 impl Drop for FakeSyncService {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.release();
         let _ = std::os::unix::net::UnixStream::connect(&self.sock);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
