@@ -689,9 +689,9 @@ mod tests {
         assert_eq!(entries(&a.join("new")).len(), 2, "linked");
         assert_eq!(entries(&a.join("tmp")).len(), 2, "temporary names kept until the results");
         // the second: the first batch's results, the second linked; one of it cannot be
-        let mut second = batch(&["three", "four"]);
+        let second = batch(&["three", "four"]);
         fs::remove_file(second[1].tmp_path()).unwrap();
-        let (done, linked) = step(home, linked, second.drain(..).collect());
+        let (done, linked) = step(home, linked, second);
         assert_eq!(done.len(), 2);
         let mut got: Vec<Vec<u8>> =
             done.iter().map(|r| fs::read(r.as_ref().unwrap()).unwrap()).collect();

@@ -145,11 +145,14 @@ fn handle(request: Request, message: File) -> Handled {
     Handled::Ran { id, result, collect }
 }
 
+/// qmail-local's result for a request, with what it said.
+type Ran = (Result<String, Verdict>, Vec<u8>);
+
 /// A batch carried out up to its commit: what its answers need once its Maildir files are
 /// committed (a step after its own).
 struct Pending {
-    /// per request: its id, and qmail-local's result with what it said (none: declined)
-    answers: Vec<(u32, Option<(Result<String, Verdict>, Vec<u8>)>)>,
+    /// per request: its id, and what it ran to (none: declined)
+    answers: Vec<(u32, Option<Ran>)>,
     /// per request that ran: how many of the batch's Maildir files are its
     counts: Vec<usize>,
 }
