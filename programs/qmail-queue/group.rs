@@ -108,7 +108,10 @@ impl<J> Group<J> {
     /// once both have; a caller without a job is answered when the sync has ended. Every
     /// caller passes the same `sync` and `after`; the leader's run. `lead` is called by the
     /// thread that ran a successful round, after its end, with the number of jobs it did
-    /// (qmail-queue pulls qmail-send's trigger there when there were any).
+    /// (qmail-queue pulls qmail-send's trigger there when there were any). Never waits out
+    /// the gap: the queue service's callers all may ([`Group::paced_round`]); the tests
+    /// use this one for rounds that begin at once.
+    #[cfg(test)]
     pub fn round(
         &self,
         job: Option<J>,
@@ -119,12 +122,13 @@ impl<J> Group<J> {
         self.run(false, job, sync, after, lead)
     }
 
-    /// [`Group::round`] for a caller that may wait: while the recent rounds served more than
-    /// [`SHARED`] callers each, a round it leads begins no sooner than the group's gap
-    /// after the last one began, and everyone calling meanwhile shares it. The queue
-    /// service's messages come from many clients at once and gather this way; a sync request
-    /// is a step of one process's serial work (qmail-todo's batch, a delivery worker's
-    /// commit) and does not wait, and neither does the message of a lone client.
+    /// Wait for a sync that started after this call, as [`Group::round`] does, for a caller
+    /// that may wait: while the recent rounds served more than [`SHARED`] callers each, a
+    /// round it leads begins no sooner than the group's gap after the last one began, and
+    /// everyone calling meanwhile shares it. The queue service's messages come from many
+    /// clients at once and gather this way, and so do the sync requests (qmail-todo's
+    /// batches, the delivery workers' steps, whose pipeline keeps them busy while they
+    /// wait); a lone client's calls, with nobody to gather, do not wait.
     pub fn paced_round(
         &self,
         job: Option<J>,

@@ -44,12 +44,12 @@ const SESSIONS: usize = 128;
 /// limit; the service's slots are worth more than a process). Longer than any SMTP timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// The least time from the start of one `syncfs` round to the start of the next one a message
-/// leads. Such a round that could begin sooner waits out the rest, gathering more messages
+/// The least time from the start of one `syncfs` round to the start of the next. A round that
+/// could begin sooner waits out the rest, gathering more messages and sync requests
 /// (doc/DECISIONS.md 49: 4 ms rather than 2 cuts the disk writes per message by a fifth, and
-/// cost 9% of the rate when last measured), while the recent rounds served several messages
-/// each: a lone client's messages wait for nothing ([`crate::group`]), and a sync request
-/// never waits (doc/INTERNALS.md, "Shared syncs").
+/// cost 9% of the rate when last measured), while the recent rounds served several callers
+/// each: a lone client's calls wait for nothing ([`crate::group`]; doc/INTERNALS.md,
+/// "Shared syncs").
 const SYNC_GAP: Duration = Duration::from_millis(4);
 
 /// Names remembered for the Received line, by uid.
@@ -181,11 +181,12 @@ impl Service {
     /// What the client's first byte starts: a sync request, or a message.
     fn serve_one(&self, conn: &mut Conn, first: u8, uid: u32) -> QueueExit {
         if first == wire::SYNC_REQUEST {
-            // a sync for the client's own files: a round that begins from now on (leading
-            // it, this thread also makes the links of the messages that joined it)
+            // a sync for the client's own files: a round that begins from now on, paced as
+            // the messages' (leading it, this thread also makes the links of the messages
+            // that joined it)
             let link = |jobs| self.link(jobs);
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.files.round(None, || self.sync(), link, |n| self.pull(n))
+                self.files.paced_round(None, || self.sync(), link, |n| self.pull(n))
             }));
             return match round {
                 Ok(Ok(())) => QueueExit::Queued,
