@@ -989,17 +989,24 @@ fn the_worker_declines_programs_and_serves_one_request_after_another() {
     assert!(child.0.wait().unwrap().success());
 }
 
+/// A worker for a fresh [`Local`] whose syncs go to a fake queue service: the local, a
+/// message file, the fake and the worker.
+fn worker_with_fake_syncs() -> (Local, PathBuf, FakeSyncService, Worker) {
+    let l = local_for_worker();
+    let msg = l.sb.tmp.path().join("message");
+    fs::write(&msg, MESSAGE).unwrap();
+    let fake = FakeSyncService::start(&l.sb.home);
+    let worker = Worker::start(&l.sb);
+    (l, msg, fake, worker)
+}
+
 /// The worker's two syncs (the data, then the `new/` entries) go to the queue service when it
 /// answers on its socket; one that answers a failure is not trusted: the worker then syncs
 /// by itself, and the delivery still succeeds.
 #[test]
 fn the_worker_shares_the_queue_services_syncs() {
     use qmail::localworker::Kind;
-    let l = local_for_worker();
-    let msg = l.sb.tmp.path().join("message");
-    fs::write(&msg, MESSAGE).unwrap();
-    let fake = FakeSyncService::start(&l.sb.home);
-    let mut worker = Worker::start(&l.sb);
+    let (l, msg, fake, mut worker) = worker_with_fake_syncs();
     let home = l.home.as_os_str().as_bytes().to_vec();
     let args: [&[u8]; 8] =
         [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];
@@ -1036,11 +1043,7 @@ fn the_worker_shares_the_queue_services_syncs() {
 #[test]
 fn the_worker_syncs_one_batchs_links_with_the_next_ones_data() {
     use qmail::localworker::Kind;
-    let l = local_for_worker();
-    let msg = l.sb.tmp.path().join("message");
-    fs::write(&msg, MESSAGE).unwrap();
-    let fake = FakeSyncService::start(&l.sb.home);
-    let mut worker = Worker::start(&l.sb);
+    let (l, msg, fake, mut worker) = worker_with_fake_syncs();
     let home = l.home.as_os_str().as_bytes().to_vec();
     let args: [&[u8]; 8] =
         [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];

@@ -217,13 +217,15 @@ pub fn step(
     linked: Linked,
     staged: Vec<Staged>,
 ) -> (Vec<Result<PathBuf, MaildirError>>, Linked) {
-    // one sync per file system; the first file seen there is what is synced
+    // one sync per file system, through the first file there that opens (a `new/` that is
+    // gone fails only its own file, not the file system's other ones)
     let mut synced: Vec<(u64, Result<(), io::ErrorKind>)> = Vec::new();
     let mut sync = |dev: u64, open: &dyn Fn() -> io::Result<File>| -> Result<(), io::ErrorKind> {
         if let Some((_, r)) = synced.iter().find(|(d, _)| *d == dev) {
             return *r;
         }
-        let r = open().and_then(|f| crate::queue::sync_fs(home, &f)).map_err(|e| e.kind());
+        let f = open().map_err(|e| e.kind())?;
+        let r = crate::queue::sync_fs(home, &f).map_err(|e| e.kind());
         synced.push((dev, r));
         r
     };
@@ -708,5 +710,24 @@ mod tests {
         assert_eq!(entries(&a.join("new")).len(), 3);
         assert!(entries(&a.join("tmp")).is_empty());
         fs::remove_dir_all(a).unwrap();
+    }
+
+    #[test]
+    fn a_step_fails_only_the_file_whose_new_is_gone() {
+        let (a, b) = (tempdir("gone-a"), tempdir("gone-b"));
+        make(&a);
+        make(&b);
+        let home = Path::new("/nonexistent");
+        let staged = |dir: &Path| vec![stage_unsynced(dir, b"", &mut &b"x"[..]).unwrap()];
+        let (_, linked) = step(home, Linked::default(), staged(&a));
+        // a's new/ goes before the step that would make its link durable
+        fs::rename(a.join("new"), a.join("gone")).unwrap();
+        let (done, linked) = step(home, linked, staged(&b));
+        assert!(matches!(done[..], [Err(MaildirError::Link(_))]), "{done:?}");
+        let (done, _) = step(home, linked, Vec::new());
+        assert!(done[0].as_ref().unwrap().starts_with(b.join("new")), "{done:?}");
+        for dir in [a, b] {
+            fs::remove_dir_all(dir).unwrap();
+        }
     }
 }
