@@ -465,7 +465,7 @@ pub const KNOWN: &[Known] = &[
         "0 (whole message)",
         "most bytes of the original message in a bounce",
     ),
-    k("concurrencylocal", Kind::Int, "20", "simultaneous local deliveries"),
+    k("concurrencylocal", Kind::Int, "40", "simultaneous local deliveries"),
     k("concurrencyremote", Kind::Int, "20", "simultaneous remote deliveries"),
     k("custombouncetext", Kind::Raw, "none", "text inserted into every bounce"),
     k("databytes", Kind::Int, "0 (unlimited)", "largest message qmail-smtpd accepts"),
