@@ -218,15 +218,25 @@ pub fn step(
     staged: Vec<Staged>,
 ) -> (Vec<Result<PathBuf, MaildirError>>, Linked) {
     // one sync per file system, through the first file there that opens (a `new/` that is
-    // gone fails only its own file, not the file system's other ones)
+    // gone fails only its own file, not the file system's other ones); a file staged already
+    // synced (no file system known) has its own `new/` synced
     let mut synced: Vec<(u64, Result<(), io::ErrorKind>)> = Vec::new();
-    let mut sync = |dev: u64, open: &dyn Fn() -> io::Result<File>| -> Result<(), io::ErrorKind> {
-        if let Some((_, r)) = synced.iter().find(|(d, _)| *d == dev) {
+    let mut sync = |dev: Option<u64>, through: Through| -> Result<(), io::ErrorKind> {
+        if let Some((_, r)) = synced.iter().find(|(d, _)| Some(*d) == dev) {
             return *r;
         }
-        let f = open().map_err(|e| e.kind())?;
-        let r = crate::queue::sync_fs(home, &f).map_err(|e| e.kind());
-        synced.push((dev, r));
+        let opened;
+        let file = match through {
+            Through::File(f) => f,
+            Through::Dir(dir) => {
+                opened = File::open(dir).map_err(|e| e.kind())?;
+                &opened
+            }
+        };
+        let r = crate::queue::sync_fs(home, file).map_err(|e| e.kind());
+        if let Some(dev) = dev {
+            synced.push((dev, r));
+        }
         r
     };
     // the data of the next batch: its file systems first, each file's own descriptor
@@ -258,20 +268,12 @@ pub fn step(
     // file's file system; a file staged already synced has its own new/ synced)
     let mut dir_sync = Vec::with_capacity(linked.staged.len());
     for ((s, target), dev) in linked.staged.iter().zip(&linked.targets).zip(&linked.devs) {
-        let new = || File::open(s.maildir.join("new"));
-        dir_sync.push(match (target, dev) {
-            (None, _) => None,
-            (Some(_), Some(dev)) => Some(sync(*dev, &new)),
-            (Some(_), None) => {
-                Some(new().and_then(|d| crate::queue::sync_fs(home, &d)).map_err(|e| e.kind()))
-            }
-        });
+        dir_sync.push(target.as_ref().map(|_| sync(*dev, Through::Dir(s.maildir.join("new")))));
     }
     // the data of the next batch, then the close (a close error is a write error)
     for ((file, dev), r) in files.iter_mut().zip(&next.devs).zip(&mut next.results) {
         let Some(f) = file.take() else { continue };
-        let dev = dev.expect("a file has its file system");
-        let synced = sync(dev, &|| f.try_clone());
+        let synced = sync(*dev, Through::File(&f));
         let closed = nix::unistd::close(f).map_err(io::Error::from);
         *r = match (synced, closed) {
             (Err(kind), _) => Err(MaildirError::Write(kind.into())),
@@ -295,6 +297,12 @@ pub fn step(
     }
     next.staged = staged;
     (finish(linked, dir_sync), next)
+}
+
+/// What a [`step`] syncs a file system through: one of its files, or a directory to open.
+enum Through<'a> {
+    File(&'a File),
+    Dir(PathBuf),
 }
 
 /// The results of a linked batch once its links' syncs are known (`dir`, per file).

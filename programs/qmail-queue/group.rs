@@ -1,12 +1,12 @@
 //! Group commit: one sync for every thread waiting for one, leader and followers.
 //!
-//! A thread that needs its files durable calls [`Group::round`]. It needs a sync that starts
-//! after its call. When no sync runs, it runs one itself at once (a lone message waits for
+//! A thread that needs its files durable calls [`Group::paced_round`]. It needs a sync that
+//! starts after its call. When no sync runs, it runs one itself (a lone message waits for
 //! nothing but its own sync); when one runs, it waits for it to end, and then one such waiter
 //! (the end of a round wakes the callers it served and one of the next round's) runs the next
 //! one for all who arrived meanwhile.
 //!
-//! A caller may bring a job ([`Group::round`]'s `job`): the leader takes the jobs of everyone
+//! A caller may bring a job (`paced_round`'s `job`): the leader takes the jobs of everyone
 //! its round serves when the round's sync begins and, once the sync has ended, carries them
 //! all out (`after`) before the round counts as ended, so the followers are woken once, with
 //! their jobs done; a caller without a job is woken as soon as the sync has ended. The queue
@@ -15,11 +15,11 @@
 //! instead of each follower waking to make its own link and then waiting for a second round
 //! that finds only some of the links made.
 //!
-//! A caller that may wait ([`Group::paced_round`]) leads a round no sooner than the group's
-//! gap after the last one began, but only while the recent rounds served several callers
-//! each: waiting gathers the messages of many clients (and the sync requests that come
-//! meanwhile), and a lone client's next message, which comes only after its last was
-//! answered and delivered, would wait for nothing but the clock.
+//! A round begins no sooner than the group's gap after the last one began, but only while
+//! the recent rounds served several callers each: waiting gathers the messages of many
+//! clients and the sync requests that come meanwhile, and a lone client's next message,
+//! which comes only after its last was answered and delivered, would wait for nothing but
+//! the clock.
 //!
 //! A failed round fails every thread that counted on it, and every round after it: the kernel
 //! reports a write error once, to the sync that found it, and the data that failed may be a
@@ -102,15 +102,8 @@ impl<J> State<J> {
 }
 
 impl<J> Group<J> {
-    /// Wait for a sync that started after this call, running it (`sync`) when it is this
-    /// thread's turn, then `after` with the jobs of every caller the round serves (`job`,
-    /// this caller's, among them): the round ends, and its callers with a job are answered,
-    /// once both have; a caller without a job is answered when the sync has ended. Every
-    /// caller passes the same `sync` and `after`; the leader's run. `lead` is called by the
-    /// thread that ran a successful round, after its end, with the number of jobs it did
-    /// (qmail-queue pulls qmail-send's trigger there when there were any). Never waits out
-    /// the gap: the queue service's callers all may ([`Group::paced_round`]); the tests
-    /// use this one for rounds that begin at once.
+    /// [`Group::paced_round`] that never waits out the gap: the tests' rounds that begin at
+    /// once (the queue service's callers all may wait).
     #[cfg(test)]
     pub fn round(
         &self,
@@ -122,13 +115,20 @@ impl<J> Group<J> {
         self.run(false, job, sync, after, lead)
     }
 
-    /// Wait for a sync that started after this call, as [`Group::round`] does, for a caller
-    /// that may wait: while the recent rounds served more than [`SHARED`] callers each, a
-    /// round it leads begins no sooner than the group's gap after the last one began, and
-    /// everyone calling meanwhile shares it. The queue service's messages come from many
-    /// clients at once and gather this way, and so do the sync requests (qmail-todo's
-    /// batches, the delivery workers' steps, whose pipeline keeps them busy while they
-    /// wait); a lone client's calls, with nobody to gather, do not wait.
+    /// Wait for a sync that started after this call, running it (`sync`) when it is this
+    /// thread's turn, then `after` with the jobs of every caller the round serves (`job`,
+    /// this caller's, among them): the round ends, and its callers with a job are answered,
+    /// once both have; a caller without a job is answered when the sync has ended. Every
+    /// caller passes the same `sync` and `after`; the leader's run. `lead` is called by the
+    /// thread that ran a successful round, after its end, with the number of jobs it did
+    /// (qmail-queue pulls qmail-send's trigger there when there were any).
+    ///
+    /// While the recent rounds served more than [`SHARED`] callers each, a round this caller
+    /// leads begins no sooner than the group's gap after the last one began, and everyone
+    /// calling meanwhile shares it. The queue service's messages come from many clients at
+    /// once and gather this way, and so do the sync requests (qmail-todo's batches, the
+    /// delivery workers' steps, whose pipeline keeps them busy while they wait); a lone
+    /// client's calls, with nobody to gather, do not wait.
     pub fn paced_round(
         &self,
         job: Option<J>,
