@@ -44,12 +44,11 @@ const SESSIONS: usize = 128;
 /// limit; the service's slots are worth more than a process). Longer than any SMTP timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// The least time from the start of one `syncfs` round to the start of the next. A round that
-/// could begin sooner waits out the rest, gathering more messages and sync requests
-/// (doc/DECISIONS.md 49: 4 ms rather than 2 cuts the disk writes per message by a fifth, and
-/// cost 9% of the rate when last measured), while the recent rounds served several callers
-/// each: a lone client's calls wait for nothing ([`crate::group`]; doc/INTERNALS.md,
-/// "Shared syncs").
+/// The longest a `syncfs` round waits after the last one ended, gathering more messages and
+/// sync requests, while the recent rounds served several callers each; it begins sooner once
+/// as many messages have joined it as the busiest of the last four rounds carried, and a
+/// lone client's calls wait for nothing ([`crate::group`]; doc/DECISIONS.md 49: 4 ms rather
+/// than 2 cut the disk writes per message by a fifth; doc/INTERNALS.md, "Shared syncs").
 const SYNC_GAP: Duration = Duration::from_millis(4);
 
 /// Names remembered for the Received line, by uid.
