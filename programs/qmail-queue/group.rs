@@ -23,8 +23,8 @@
 //! little apart (the last of ten SMTP sessions up to 3.5 ms after the answers went out), and
 //! the round begins as soon as the last of them is in, instead of a fixed time after the
 //! last round began, which left the slowest few for the round after. A lone client's next
-//! message, which comes only after its last was answered and delivered, waits for nothing
-//! but the clock: with rounds of one there is no wait at all.
+//! message comes only after its last was answered and delivered, so waiting would gather
+//! nobody: after rounds of one message each, a message does not wait.
 //!
 //! A failed round fails every thread that counted on it, and every round after it: the kernel
 //! reports a write error once, to the sync that found it, and the data that failed may be a
@@ -152,10 +152,10 @@ impl<J> Group<J> {
     /// While the recent rounds served more than [`SHARED`] callers each, a round this caller
     /// leads begins once as many messages have joined it as the busiest of the last four
     /// rounds carried, or the group's gap after the last round ended, whichever is first,
-    /// and everyone calling meanwhile shares it. The queue service's messages come from many clients at
-    /// once and gather this way, and so do the sync requests (qmail-todo's batches, the
-    /// delivery workers' steps, whose pipeline keeps them busy while they wait); a lone
-    /// client's calls, with nobody to gather, do not wait.
+    /// and everyone calling meanwhile shares it. The queue service's messages come from many
+    /// clients at once and gather this way, and so do the sync requests (qmail-todo's
+    /// batches, the delivery workers' steps, whose pipeline keeps them busy while they
+    /// wait); a lone client's messages, with nobody to gather, do not wait.
     pub fn paced_round(
         &self,
         job: Option<J>,
