@@ -1000,6 +1000,11 @@ fn worker_with_fake_syncs() -> (Local, PathBuf, FakeSyncService, Worker) {
     (l, msg, fake, worker)
 }
 
+/// qmail-local's eight arguments for a delivery to joe's `./Maildir/`, home `home`.
+fn joe_to_maildir(home: &[u8]) -> [&[u8]; 8] {
+    [b"joe", home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"]
+}
+
 /// The worker's two syncs (the data, then the `new/` entries) go to the queue service when it
 /// answers on its socket; one that answers a failure is not trusted: the worker then syncs
 /// by itself, and the delivery still succeeds.
@@ -1008,8 +1013,7 @@ fn the_worker_shares_the_queue_services_syncs() {
     use qmail::localworker::Kind;
     let (l, msg, fake, mut worker) = worker_with_fake_syncs();
     let home = l.home.as_os_str().as_bytes().to_vec();
-    let args: [&[u8]; 8] =
-        [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];
+    let args = joe_to_maildir(&home);
     let a = worker.deliver(args, &[], &msg);
     assert_eq!((a.kind, a.code, &a.text[..]), (Kind::Done, 0, &b"did 1+0+0\n"[..]));
     assert_eq!(fake.asked(), b"SS", "the data's sync, then the new/ entry's");
@@ -1045,8 +1049,7 @@ fn the_worker_syncs_one_batchs_links_with_the_next_ones_data() {
     use qmail::localworker::Kind;
     let (l, msg, fake, mut worker) = worker_with_fake_syncs();
     let home = l.home.as_os_str().as_bytes().to_vec();
-    let args: [&[u8]; 8] =
-        [b"joe", &home, b"joe", b"", b"", b"example.org", b"alice@example.com", b"./Maildir/"];
+    let args = joe_to_maildir(&home);
     fake.hold();
     let first = worker.send(args, &[], &msg);
     let first_sync = wait_until(std::time::Duration::from_secs(60), || fake.asked() == b"S");
@@ -1054,9 +1057,17 @@ fn the_worker_syncs_one_batchs_links_with_the_next_ones_data() {
     // two more while that sync is held: they wait on the socket for the next step
     let second = [worker.send(args, &[], &msg), worker.send(args, &[], &msg)];
     assert!(l.maildir("new").is_empty(), "nothing linked before its data's sync");
+    // and a program, declined with them: it commits nothing, so it is answered before the
+    // step that answers the first batch, not after its own batch's
+    l.file(".qmail-prog", b"|echo hello\n");
+    let mut prog = args;
+    prog[2..5].copy_from_slice(&[b"joe-prog", b"-", b"prog"]);
+    let declined = worker.send(prog, &[], &msg);
     fake.release();
+    let a = worker.answer();
+    assert_eq!((a.id, a.kind), (declined, Kind::Exec));
     let answers: Vec<_> = (0..3).map(|_| worker.answer()).collect();
-    assert_eq!(answers[0].id, first, "the first batch is answered first");
+    assert_eq!(answers[0].id, first, "the first batch is answered next");
     let mut rest = [answers[1].id, answers[2].id];
     rest.sort_unstable();
     assert_eq!(rest, second);

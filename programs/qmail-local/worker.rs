@@ -8,7 +8,8 @@
 //! through the same parser as the command line, then the same [`crate::plan`] and
 //! [`crate::deliver`] as a process, with a [`Collect`] that takes the helpers' output and
 //! the Maildir files, written but not synced. A plan that runs a program is declined before
-//! anything is delivered (`X`: qmail-lspawn runs qmail-local as a process for it). Then the
+//! anything is delivered and answered at once, before the batch's step (`X`: qmail-lspawn
+//! runs qmail-local as a process for it). Then the
 //! batch's Maildir files are committed together, in a pipeline of steps ([`maildir::step`]):
 //! one sync makes the batch before's links into `new/` durable and this batch's data, this
 //! batch is linked, and the batch before answered: the exit code and everything qmail-local
@@ -77,13 +78,15 @@ pub fn serve() -> ExitCode {
             };
             handled.push(handle(request, File::from(fd)));
         }
-        let (next, files) = split(handled);
+        let (declined, next, files) = split(handled);
+        // the declined go to a process at once: nothing of theirs waits for a sync
+        if let Err(e) = answer(&mut sock, declined) {
+            return e;
+        }
         let (before, linked) = pending.take().unzip();
         let (done, linked) = maildir::step(&qmail::auto::home(), linked.unwrap_or_default(), files);
-        for answer in before.map(|b| b.answer(done)).into_iter().flatten() {
-            if let Err(e) = sock.write_all(&answer.encode()) {
-                return fatal(&format!("unable to answer: {e}"));
-            }
+        if let Err(e) = answer(&mut sock, before.map(|b| b.answer(done)).unwrap_or_default()) {
+            return e;
         }
         if !next.answers.is_empty() {
             pending = Some((next, linked));
@@ -92,6 +95,14 @@ pub fn serve() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
+}
+
+/// Send `answers`; `Err` is the exit code when the socket fails.
+fn answer(sock: &mut UnixStream, answers: Vec<Answer>) -> Result<(), ExitCode> {
+    for answer in answers {
+        sock.write_all(&answer.encode()).map_err(|e| fatal(&format!("unable to answer: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Is another request waiting on `sock` (or its end)?
@@ -151,33 +162,34 @@ type Ran = (Result<String, Verdict>, Vec<u8>);
 /// A batch carried out up to its commit: what its answers need once its Maildir files are
 /// committed (a step after its own).
 struct Pending {
-    /// per request: its id, and what it ran to (none: declined)
-    answers: Vec<(u32, Option<Ran>)>,
+    /// per request that ran: its id, and what it ran to
+    answers: Vec<(u32, Ran)>,
     /// per request that ran: how many of the batch's Maildir files are its
     counts: Vec<usize>,
 }
 
-/// A batch's requests, split into what the answers need and the Maildir files of every
-/// successful delivery, to commit together; a failed one's files are dropped (removed)
-/// uncommitted.
-fn split(handled: Vec<Handled>) -> (Pending, Vec<maildir::Staged>) {
+/// A batch's requests, split into the declined ones (answered at once: they commit
+/// nothing), what the other answers need, and the Maildir files of every successful
+/// delivery, to commit together; a failed one's files are dropped (removed) uncommitted.
+fn split(handled: Vec<Handled>) -> (Vec<Answer>, Pending, Vec<maildir::Staged>) {
+    let mut declined = Vec::new();
     let mut files = Vec::new();
+    let mut answers = Vec::with_capacity(handled.len());
     let mut counts = Vec::with_capacity(handled.len());
-    let answers = handled
-        .into_iter()
-        .map(|h| match h {
-            Handled::Exec(id) => (id, None),
+    for h in handled {
+        match h {
+            Handled::Exec(id) => declined.push(Answer::exec(id)),
             Handled::Ran { id, result, collect } => {
                 let staged = collect.staged.into_inner();
                 counts.push(if result.is_ok() { staged.len() } else { 0 });
                 if result.is_ok() {
                     files.extend(staged);
                 }
-                (id, Some((result, collect.said.into_inner())))
+                answers.push((id, (result, collect.said.into_inner())));
             }
-        })
-        .collect();
-    (Pending { answers, counts }, files)
+        }
+    }
+    (declined, Pending { answers, counts }, files)
 }
 
 impl Pending {
@@ -188,8 +200,7 @@ impl Pending {
         let mut counts = self.counts.into_iter();
         self.answers
             .into_iter()
-            .map(|(id, ran)| {
-                let Some((mut result, mut said)) = ran else { return Answer::exec(id) };
+            .map(|(id, (mut result, mut said))| {
                 for r in committed.by_ref().take(counts.next().unwrap_or(0)) {
                     if let (Ok(_), Err(e)) = (&result, r) {
                         result = Err(Verdict::temp(format!(
