@@ -531,6 +531,84 @@ fn finished_messages_files_are_recycled() {
     assert!(send_pool() >= 2 && send_pool() <= 6, "{}", send_pool());
 }
 
+/// The queue service and qmail-todo make `control/queuepool` files of each kind ready at
+/// start (qmail-todo twice as many, for `info` and a channel file), zeros of a message's and
+/// an envelope's size, with the modes their uses need (message files private to the queue's
+/// group, envelopes readable by qmail-send, qmail-send's own private): the first message takes
+/// the lowest of them. A restart makes only what is missing.
+#[test]
+fn pool_files_are_made_ready_at_start() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sb = Sandbox::for_delivery();
+    let (uid, gid, home) = sb.user_home("sue");
+    sb.assign(&[("sue", uid, gid, &home)]);
+    sb.control("queuepool", "3\n");
+    let files = |dir: &str| -> Vec<(String, fs::Metadata)> {
+        let mut v: Vec<_> = fs::read_dir(sb.queue().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("free."))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap()))
+            .collect();
+        v.sort_by_key(|(n, _)| n.clone());
+        v
+    };
+    let kinds = |dir: &str| {
+        let f = files(dir);
+        let messages = f.iter().filter(|(n, _)| n.starts_with("free.m")).count();
+        (messages, f.len() - messages)
+    };
+    let run = sb.start();
+    assert!(
+        wait_until(LONG, || kinds("pid") == (3, 3) && kinds("bounce") == (0, 6)),
+        "pid {:?}, bounce {:?}; {}",
+        kinds("pid"),
+        kinds("bounce"),
+        run.log_text()
+    );
+    for (dir, name, meta) in
+        ["pid", "bounce"].iter().flat_map(|d| files(d).into_iter().map(move |(n, m)| (d, n, m)))
+    {
+        let (size, mode) = match (*dir, name.starts_with("free.m")) {
+            ("pid", true) => (8192, 0o640),
+            ("pid", false) => (4096, 0o644),
+            _ => (4096, 0o600),
+        };
+        assert_eq!(name, format!("free.{}{}", if size == 8192 { "m" } else { "" }, meta.ino()));
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (size, mode), "{dir}/{name}");
+        let data = fs::read(sb.queue().join(dir).join(&name)).unwrap();
+        assert!(data.iter().all(|&b| b == 0), "{dir}/{name}");
+    }
+    let ready_messages: Vec<u64> =
+        files("pid").iter().filter_map(|(n, _)| n.strip_prefix("free.m")?.parse().ok()).collect();
+    sb.inject(&["sue@example.org"], "Subject: ready\n\nbody\n");
+    assert!(wait_until(LONG, || Sandbox::maildir_new(&home).len() == 1), "{}", run.log_text());
+    let text = fs::read_to_string(&Sandbox::maildir_new(&home)[0]).unwrap();
+    assert!(text.ends_with("Subject: ready\n\nbody\n"), "{text}");
+    let id: u64 = run
+        .log_lines()
+        .iter()
+        .find_map(|l| l.split("new msg ").nth(1)?.trim().parse().ok())
+        .expect("a new msg line");
+    assert_eq!(Some(&id), ready_messages.iter().min(), "the lowest of {ready_messages:?} first");
+    assert!(wait_until(LONG, || sb.check_queue() == 0), "{}", run.log_text());
+    run.stop();
+    // a restart tops the pools up to the count again, no further
+    let a_message = files("pid").into_iter().find(|(n, _)| n.starts_with("free.m")).unwrap().0;
+    fs::remove_file(sb.queue().join("pid").join(a_message)).unwrap();
+    fs::remove_file(sb.queue().join("bounce").join(&files("bounce")[0].0)).unwrap();
+    assert_eq!((kinds("pid"), kinds("bounce")), ((2, 3), (0, 5)));
+    let run = sb.start();
+    assert!(
+        wait_until(LONG, || kinds("pid") == (3, 3) && kinds("bounce") == (0, 6)),
+        "pid {:?}, bounce {:?}; {}",
+        kinds("pid"),
+        kinds("bounce"),
+        run.log_text()
+    );
+    drop(run);
+}
+
 /// A message file goes back to the pool once delivered, unless somebody still has it open: a
 /// program delivery that leaves a background process holding the message on its stdin keeps
 /// its inode out of the pool for good (it is removed instead), so the process can never read

@@ -578,6 +578,7 @@ pub const KNOWN: &[Known] = &[
         "QMQP servers for qmail-qmqpc (not implemented yet: ignored)",
     ),
     k("queuelifetime", Kind::Int, "604800", "seconds a message may stay in the queue"),
+    k("queuepool", Kind::Int, "512", "queue files of each kind kept ready for reuse"),
     k("quotawarning", Kind::Raw, "none (no warnings)", "body of the quota warning"),
     k("rbllist", Kind::List, "none", "RBL zones: basedomain action matchon message"),
     k(

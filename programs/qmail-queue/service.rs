@@ -83,6 +83,7 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
         return refuse("refusing to serve as root (the queue belongs to root)");
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
+    make_ready(&home);
     let pause = Pause::from_env();
     let death = pause.death().unwrap_or(DEATH);
     let service = match Service::new(pause, death) {
@@ -101,6 +102,19 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     match listener::run("qmail-queue", &listen, &opts, || (), |_, conn| service.serve(conn)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => refuse(&format!("unable to listen: {e}")),
+    }
+}
+
+/// Files for the pool made ready in a row before the first message (`control/queuepool` of
+/// each kind; doc/INTERNALS.md, "Recycled queue files"): message files private to the
+/// service's group as [`sequence`] makes them, envelopes readable as qmail-todo reads them.
+/// A failure costs only the speed: logged, and the service goes on.
+fn make_ready(home: &std::path::Path) {
+    use qmail::queue::pool::{self, Kind};
+    let want = pool::ready_count(&qmail::control::Control::new(home));
+    let wanted = [(Kind::Message, want, 0o640), (Kind::Small, want, 0o644)];
+    if let Err(e) = pool::make_ready(std::path::Path::new(pool::QUEUE), &wanted) {
+        qmail::log::line(format_args!("qmail-queue: unable to make pool files ready: {e}"));
     }
 }
 

@@ -71,6 +71,11 @@ fn run() -> Result<(), String> {
     let clean_r = File::from(qmail::child::inherited(3).ok_or("fd 3 is not open")?);
     let queue = File::open(".").map_err(|e| format!("unable to open the queue: {e}"))?;
     let cleaner = Client::new(clean_w, clean_r);
+    // qmail-send's pool made ready in a row while qmail-send scans the queue, two files for
+    // each message's `info` and channel file (doc/INTERNALS.md, "Recycled queue files"); a
+    // failure costs only speed, and is logged once qmail-send listens
+    let want = 2 * pool::ready_count(&control);
+    let ready = pool::make_ready(Path::new(pool::SEND), &[(Kind::Small, want, 0o600)]);
     let pool = Taker::new(qmail::queue::pool::SEND);
     let mut todo = Todo { home, pool, queue, control, rewriter, out, cleaner };
     let input = dup(io::stdin().as_fd())?;
@@ -82,6 +87,9 @@ fn run() -> Result<(), String> {
             Some(Some(Command::Exit)) | None => return todo.finish(),
             Some(_) => {}
         }
+    }
+    if let Err(e) = ready {
+        todo.log(&format!("unable to make pool files ready: {e}"));
     }
     let mut trigger = open_trigger();
     let mut next_scan = Instant::now();

@@ -105,6 +105,10 @@ impl Sandbox {
         // a fixed `me` so that tests do not depend on the machine's name
         fs::write(home.join("control/me"), "mx.example.org\n").unwrap();
         fs::write(home.join("control/locals"), "mx.example.org\nexample.org\n").unwrap();
+        // no queue files made ready at start (hundreds of them, and a sync, for each of the
+        // suite's installations; tests that count the queue's files expect only their own):
+        // queuesvc::pool_files_are_made_ready_at_start sets it
+        fs::write(home.join("control/queuepool"), "0\n").unwrap();
         Sandbox { tmp, home }
     }
 

@@ -331,6 +331,87 @@ impl Taker {
     }
 }
 
+/// How many files of each kind the queue service keeps ready in its pool, and half of what
+/// qmail-todo keeps in qmail-send's (`control/queuepool` overrides it; doc/INTERNALS.md,
+/// "Recycled queue files").
+pub const READY: usize = 512;
+
+impl Kind {
+    /// The bytes of zeros a file made for the pool of this kind holds ([`fill`]): a message
+    /// of a few KiB, or an envelope's or `info` file's line.
+    fn made_size(self) -> usize {
+        match self {
+            Kind::Message => 8192,
+            Kind::Small => 4096,
+        }
+    }
+}
+
+/// Make new files for pool `dir` until it holds `want` of `kind`, one after another: each an
+/// unnamed file (`O_TMPFILE`) of `mode` (the mode the files of that use are made with, which
+/// a taker keeps) written full of zeros, then linked in under its pool name. Made in a row, their inode numbers and their blocks follow each other, and as the
+/// takers hand out the lowest inode numbers first, the files one sync round rewrites lie
+/// together on the disk, where the block layer merges their writes into a few requests
+/// (bench/README.md, "Queue files made ready in a row"). A crash in between leaves no name
+/// behind. Returns how many it made; where the file system has no `O_TMPFILE` it makes none
+/// (the pool then fills as files are retired).
+pub fn fill(dir: &Path, kind: Kind, want: usize, mode: u32) -> io::Result<usize> {
+    use std::io::Write;
+    let have = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| pooled(e.file_name().as_bytes()).is_some_and(|(_, k)| k == kind))
+        .count();
+    let zeros = vec![0u8; kind.made_size()];
+    let mut made = 0;
+    while have + made < want {
+        let opened = OpenOptions::new()
+            .write(true)
+            .mode(mode)
+            .custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits())
+            .open(dir);
+        let mut file = match opened {
+            Ok(f) => f,
+            // no O_TMPFILE here (EOPNOTSUPP; an old kernel: EISDIR)
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => break,
+            Err(e) => return Err(e),
+        };
+        file.write_all(&zeros)?;
+        let name = dir.join(pool_name(file.metadata()?.ino(), kind));
+        let unnamed = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        nix::unistd::linkat(
+            AT_FDCWD,
+            unnamed.as_str(),
+            AT_FDCWD,
+            &name,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )?;
+        made += 1;
+    }
+    Ok(made)
+}
+
+/// [`fill`] pool `dir` with each `(kind, want, mode)` of `wanted`, then, when it made any,
+/// sync the file system once through a descriptor of its own (a write error of these files
+/// is then also reported to the next sync of every other descriptor opened before, as it
+/// should be). Returns how many files it made.
+pub fn make_ready(dir: &Path, wanted: &[(Kind, usize, u32)]) -> io::Result<usize> {
+    let mut made = 0;
+    for &(kind, want, mode) in wanted {
+        made += fill(dir, kind, want, mode)?;
+    }
+    if made > 0 {
+        nix::unistd::syncfs(File::open(dir)?)?;
+    }
+    Ok(made)
+}
+
+/// The number of files of each kind `control/queuepool` asks a pool to keep ready, [`READY`]
+/// unless set, at most half of [`MAX`].
+pub fn ready_count(control: &crate::control::Control) -> usize {
+    let n = control.int_or("queuepool", READY as u64).unwrap_or(READY as u64);
+    usize::try_from(n).unwrap_or(MAX).min(MAX / 2)
+}
+
 /// End `file` where its offset is (what was written to it from its start): the end of a
 /// recycled file's old content goes. Every file written after [`Taker::take`] must end so
 /// before anyone may read it; for a new file it changes nothing.
@@ -456,6 +537,40 @@ mod tests {
         let mut held = Vec::new();
         File::from(pipe_r).read_to_end(&mut held).unwrap();
         assert!(held == secret, "the pipe's pages changed: {:?}", &held[..40]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `fill` makes what a pool lacks of a kind, zeros of the kind's size with the mode
+    /// asked, each under its pool name; the other kind and other names do not count.
+    #[test]
+    fn fill_makes_what_the_pool_lacks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("qmail-pool-fill-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["free.m5", "free.7", "123", "free.x"] {
+            fs::write(dir.join(name), name).unwrap();
+        }
+        assert_eq!(fill(&dir, Kind::Message, 3, 0o640).unwrap(), 2);
+        assert_eq!(fill(&dir, Kind::Message, 3, 0o640).unwrap(), 0);
+        assert_eq!(make_ready(&dir, &[(Kind::Small, 4, 0o600), (Kind::Message, 1, 0)]).unwrap(), 3);
+        let mut made = [0, 0];
+        for e in fs::read_dir(&dir).unwrap() {
+            let (name, meta) = (e.as_ref().unwrap().file_name(), e.unwrap().metadata().unwrap());
+            let Some((ino, kind)) = pooled(name.as_bytes()) else { continue };
+            if ["free.m5", "free.7"].contains(&name.to_str().unwrap()) {
+                continue;
+            }
+            made[kind.slot()] += 1;
+            assert_eq!(ino, meta.ino(), "{name:?}");
+            let mode = if kind == Kind::Message { 0o640 } else { 0o600 };
+            assert_eq!(meta.permissions().mode() & 0o777, mode, "{name:?}");
+            let data = fs::read(dir.join(&name)).unwrap();
+            assert_eq!(data, vec![0; kind.made_size()], "{name:?}");
+        }
+        assert_eq!(made, [2, 3]);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 9, "no other name left behind");
+        assert!(fill(&dir.join("missing"), Kind::Small, 1, 0o600).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 
