@@ -394,7 +394,16 @@ pub fn fill(dir: &Path, kind: Kind, want: usize, mode: u32) -> io::Result<usize>
 /// sync the file system once through a descriptor of its own (a write error of these files
 /// is then also reported to the next sync of every other descriptor opened before, as it
 /// should be). Returns how many files it made.
+///
+/// All under an exclusive `flock` of the directory above `dir` (the queue), which the other
+/// pool's maker takes too: the blocks of files written without a sync are allocated when the
+/// sync writes them, in the order they were written, so two makers at once would interleave
+/// their files block by block and no round's writes would be neighbours. Without the lock
+/// (it could not be had) the files are made all the same.
 pub fn make_ready(dir: &Path, wanted: &[(Kind, usize, u32)]) -> io::Result<usize> {
+    use nix::fcntl::{Flock, FlockArg};
+    let _turn =
+        File::open(dir.join("..")).ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
     let mut made = 0;
     for &(kind, want, mode) in wanted {
         made += fill(dir, kind, want, mode)?;
