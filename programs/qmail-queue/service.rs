@@ -111,7 +111,10 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
 /// A failure costs only the speed: logged, and the service goes on.
 fn make_ready(home: &std::path::Path) {
     use qmail::queue::pool::{self, Kind};
-    let want = pool::ready_count(&qmail::control::Control::new(home));
+    let want = pool::ready_count(&qmail::control::Control::new(home)).unwrap_or_else(|e| {
+        qmail::log::line(format_args!("qmail-queue: control/queuepool: {e}"));
+        pool::READY
+    });
     let wanted = [(Kind::Message, want, 0o640), (Kind::Small, want, 0o644)];
     if let Err(e) = pool::make_ready(std::path::Path::new(pool::QUEUE), &wanted) {
         qmail::log::line(format_args!("qmail-queue: unable to make pool files ready: {e}"));

@@ -74,7 +74,8 @@ fn run() -> Result<(), String> {
     // qmail-send's pool made ready in a row while qmail-send scans the queue, two files for
     // each message's `info` and channel file (doc/INTERNALS.md, "Recycled queue files"); a
     // failure costs only speed, and is logged once qmail-send listens
-    let want = 2 * pool::ready_count(&control);
+    let count = pool::ready_count(&control);
+    let want = 2 * *count.as_ref().unwrap_or(&pool::READY);
     let ready = pool::make_ready(Path::new(pool::SEND), &[(Kind::Small, want, 0o600)]);
     let pool = Taker::new(qmail::queue::pool::SEND);
     let mut todo = Todo { home, pool, queue, control, rewriter, out, cleaner };
@@ -87,6 +88,9 @@ fn run() -> Result<(), String> {
             Some(Some(Command::Exit)) | None => return todo.finish(),
             Some(_) => {}
         }
+    }
+    if let Err(e) = count {
+        todo.log(&format!("control/queuepool: {e}"));
     }
     if let Err(e) = ready {
         todo.log(&format!("unable to make pool files ready: {e}"));

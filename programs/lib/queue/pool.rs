@@ -349,12 +349,13 @@ impl Kind {
 
 /// Make new files for pool `dir` until it holds `want` of `kind`, one after another: each an
 /// unnamed file (`O_TMPFILE`) of `mode` (the mode the files of that use are made with, which
-/// a taker keeps) written full of zeros, then linked in under its pool name. Made in a row, their inode numbers and their blocks follow each other, and as the
-/// takers hand out the lowest inode numbers first, the files one sync round rewrites lie
-/// together on the disk, where the block layer merges their writes into a few requests
-/// (bench/README.md, "Queue files made ready in a row"). A crash in between leaves no name
-/// behind. Returns how many it made; where the file system has no `O_TMPFILE` it makes none
-/// (the pool then fills as files are retired).
+/// a taker keeps) written full of zeros, then linked in under its pool name. Made in a row,
+/// their inode numbers and their blocks follow each other, and as the takers hand out the
+/// lowest inode numbers first, the files one sync round rewrites are mostly neighbours: their
+/// inode-table blocks go out as a few long requests, where files retired as messages came
+/// lie scattered, a request each (bench/README.md, "Queue files made ready in a row"). A
+/// crash in between leaves no name behind. Returns how many it made; where the file system
+/// has no `O_TMPFILE` it makes none (the pool then fills as files are retired).
 pub fn fill(dir: &Path, kind: Kind, want: usize, mode: u32) -> io::Result<usize> {
     use std::io::Write;
     let have = fs::read_dir(dir)?
@@ -415,10 +416,11 @@ pub fn make_ready(dir: &Path, wanted: &[(Kind, usize, u32)]) -> io::Result<usize
 }
 
 /// The number of files of each kind `control/queuepool` asks a pool to keep ready, [`READY`]
-/// unless set, at most half of [`MAX`].
-pub fn ready_count(control: &crate::control::Control) -> usize {
-    let n = control.int_or("queuepool", READY as u64).unwrap_or(READY as u64);
-    usize::try_from(n).unwrap_or(MAX).min(MAX / 2)
+/// unless set, at most half of [`MAX`]; an unreadable file or a number out of range is an
+/// error (the callers log it and keep [`READY`]).
+pub fn ready_count(control: &crate::control::Control) -> crate::control::Result<usize> {
+    let n = control.int_or("queuepool", READY as u64)?;
+    Ok(usize::try_from(n).unwrap_or(MAX).min(MAX / 2))
 }
 
 /// End `file` where its offset is (what was written to it from its start): the end of a
@@ -581,6 +583,29 @@ mod tests {
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 9, "no other name left behind");
         assert!(fill(&dir.join("missing"), Kind::Small, 1, 0o600).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `control/queuepool`: the default when missing or without digits (as every number in
+    /// the control files), capped at half the pool's bound, and an error (which the callers
+    /// log) when it is out of range.
+    #[test]
+    fn ready_count_reads_queuepool() {
+        let home = std::env::temp_dir().join(format!("qmail-pool-ready-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&home);
+        fs::create_dir_all(home.join("control")).unwrap();
+        let control = crate::control::Control::new(&home);
+        assert_eq!(ready_count(&control).unwrap(), READY);
+        for (text, want) in [
+            ("0\n", Some(0)),
+            ("7\n", Some(7)),
+            ("99999\n", Some(MAX / 2)),
+            ("many\n", Some(READY)),
+            ("9999999999\n", None),
+        ] {
+            fs::write(home.join("control/queuepool"), text).unwrap();
+            assert_eq!(ready_count(&control).ok(), want, "{text:?}");
+        }
+        fs::remove_dir_all(&home).unwrap();
     }
 
     #[test]
