@@ -9,9 +9,9 @@
 //! [`crate::deliver`] as a process, with a [`Collect`] that takes the helpers' output and
 //! the Maildir files, written but not synced. A plan that runs a program is declined before
 //! anything is delivered and answered at once, before the batch's step (`X`: qmail-lspawn
-//! runs qmail-local as a process for it). Then the
-//! batch's Maildir files are committed together, in a pipeline of steps ([`maildir::step`]):
-//! one sync makes the batch before's links into `new/` durable and this batch's data, this
+//! runs qmail-local as a process for it). Then the batch's Maildir files are committed
+//! together, in a pipeline of steps ([`maildir::step`]): one sync makes the batch before's
+//! links into `new/` durable and this batch's data, this
 //! batch is linked, and the batch before answered: the exit code and everything qmail-local
 //! would have printed. While a batch is pending, the worker takes only the requests already
 //! waiting, none at all when there are none: that step then ends the batch alone, as two

@@ -189,7 +189,7 @@ impl Giver {
     /// Whether the pool takes another file (counted again after every [`COUNT_EVERY`]).
     fn has_room(&mut self) -> bool {
         if !matches!(self.since, Some(n) if n < COUNT_EVERY) {
-            self.full = count(self.dir) >= MAX;
+            self.full = count(Path::new(self.dir), None) >= MAX;
             self.since = Some(0);
         }
         !self.full
@@ -207,13 +207,15 @@ impl Giver {
     }
 }
 
-/// The files in pool `dir`.
-fn count(dir: &str) -> usize {
+/// The files in pool `dir`, of `kind` only when given (none when it cannot be read).
+fn count(dir: &Path, kind: Option<Kind>) -> usize {
     fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| is_pooled(e.file_name().as_bytes()))
+        .filter(|e| {
+            pooled(e.file_name().as_bytes()).is_some_and(|(_, k)| kind.is_none() || kind == Some(k))
+        })
         .count()
 }
 
@@ -358,10 +360,7 @@ impl Kind {
 /// has no `O_TMPFILE` it makes none (the pool then fills as files are retired).
 pub fn fill(dir: &Path, kind: Kind, want: usize, mode: u32) -> io::Result<usize> {
     use std::io::Write;
-    let have = fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter(|e| pooled(e.file_name().as_bytes()).is_some_and(|(_, k)| k == kind))
-        .count();
+    let have = count(dir, Some(kind));
     let zeros = vec![0u8; kind.made_size()];
     let mut made = 0;
     while have + made < want {
@@ -441,11 +440,17 @@ fn libc_nofollow() -> i32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_lowest_inode_numbers_are_taken_first() {
-        let dir = std::env::temp_dir().join(format!("qmail-pool-order-{}", std::process::id()));
+    /// A new, empty directory for test `name` under the temporary directory.
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("qmail-pool-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_lowest_inode_numbers_are_taken_first() {
+        let dir = fresh_dir("order");
         // each file holds its own name; names that are not a pool file's are never taken
         for name in [
             "free.30",
@@ -475,9 +480,7 @@ mod tests {
     /// the pool has one of the kind; then the other kind serves.
     #[test]
     fn each_kind_is_taken_for_its_own_use_first() {
-        let dir = std::env::temp_dir().join(format!("qmail-pool-kinds-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("kinds");
         for name in ["free.30", "free.5", "free.100", "free.m40", "free.m7", "free.m", "free.mx"] {
             fs::write(dir.join(name), name).unwrap();
         }
@@ -556,9 +559,7 @@ mod tests {
     #[test]
     fn fill_makes_what_the_pool_lacks() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("qmail-pool-fill-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("fill");
         for name in ["free.m5", "free.7", "123", "free.x"] {
             fs::write(dir.join(name), name).unwrap();
         }
@@ -590,8 +591,7 @@ mod tests {
     /// log) when it is out of range.
     #[test]
     fn ready_count_reads_queuepool() {
-        let home = std::env::temp_dir().join(format!("qmail-pool-ready-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&home);
+        let home = fresh_dir("ready");
         fs::create_dir_all(home.join("control")).unwrap();
         let control = crate::control::Control::new(&home);
         assert_eq!(ready_count(&control).unwrap(), READY);
