@@ -64,7 +64,7 @@ impl Kind {
 /// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
 pub const MAX: usize = 4096;
 
-/// Files given between two counts of a pool.
+/// Files removed instead of given between two counts of a full pool.
 const COUNT_EVERY: u32 = 64;
 
 /// The most names of each kind a taker keeps from one reading of `pid/`.
@@ -106,9 +106,10 @@ fn pool_name(ino: u64, kind: Kind) -> String {
 /// holds fewer than [`MAX`] files.
 pub struct Giver {
     dir: &'static str,
-    /// files given since the pool was last counted (`None`: never counted)
-    since: Option<u32>,
-    full: bool,
+    /// files it may still give before it counts the pool again
+    room: u32,
+    /// files it removes instead before it counts a full pool again
+    refused: u32,
 }
 
 /// Empty a finished message file for its next use: every block reads as zeros and its pages
@@ -135,7 +136,7 @@ fn empty(file: &File, meta: &fs::Metadata) -> io::Result<()> {
 
 impl Giver {
     pub fn new(dir: &'static str) -> Giver {
-        Giver { dir, since: None, full: false }
+        Giver { dir, room: 0, refused: 0 }
     }
 
     /// Retire `path`, a message file's last name (`mess/S/id`): into the pool only when
@@ -186,13 +187,30 @@ impl Giver {
         crate::file::remove_if_present(path)
     }
 
-    /// Whether the pool takes another file (counted again after every [`COUNT_EVERY`]).
+    /// Whether the pool takes another file. A count of `n` files lets this giver give half
+    /// of the `MAX - n` the pool has room for before it counts again (another giver of the
+    /// same pool may give the other half; takers only make more room): a pool of a thousand
+    /// is read once in about 1,500 files given, not once in 64. A full pool is counted
+    /// again after [`COUNT_EVERY`] files removed instead.
     fn has_room(&mut self) -> bool {
-        if !matches!(self.since, Some(n) if n < COUNT_EVERY) {
-            self.full = count(Path::new(self.dir), None) >= MAX;
-            self.since = Some(0);
+        if self.room > 0 {
+            return true;
         }
-        !self.full
+        if self.refused > 0 {
+            self.refused -= 1;
+            return false;
+        }
+        let held = count(Path::new(self.dir), None);
+        match MAX.checked_sub(held) {
+            Some(free) if free > 0 => {
+                self.room = u32::try_from(free.div_ceil(2)).unwrap_or(u32::MAX);
+                true
+            }
+            _ => {
+                self.refused = COUNT_EVERY;
+                false
+            }
+        }
     }
 
     /// Rename `path` (whose inode `m` describes, a file of `kind`) into the pool, never over
@@ -201,7 +219,7 @@ impl Giver {
         let to = Path::new(self.dir).join(pool_name(m.ino(), kind));
         let went = renameat2(AT_FDCWD, path, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE).is_ok();
         if went {
-            self.since = self.since.map(|n| n + 1);
+            self.room = self.room.saturating_sub(1);
         }
         went
     }
@@ -551,6 +569,46 @@ mod tests {
         let mut held = Vec::new();
         File::from(pipe_r).read_to_end(&mut held).unwrap();
         assert!(held == secret, "the pipe's pages changed: {:?}", &held[..40]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A giver fills the pool up to `MAX` and no further, counting it again only when the
+    /// room it counted is used up; a full pool is counted again after `COUNT_EVERY` files
+    /// removed instead, and takes files again once it has room.
+    #[test]
+    fn a_giver_counts_the_pool_only_when_its_room_is_used_up() {
+        let dir = fresh_dir("giver");
+        let pool: &'static str = Box::leak(dir.join("pool").to_str().unwrap().into());
+        fs::create_dir(pool).unwrap();
+        // names count, whatever the files hold
+        for i in 0..MAX - 4 {
+            fs::write(Path::new(pool).join(format!("free.{}", 1_000_000 + i)), "").unwrap();
+        }
+        let mut giver = Giver::new(pool);
+        let mut give = |n: usize| {
+            let path = dir.join(format!("file{n}"));
+            fs::write(&path, "x").unwrap();
+            giver.give(&path).unwrap();
+            assert!(!path.exists(), "given or removed");
+        };
+        let held = || count(Path::new(pool), None);
+        // room for 4: half of it given before a count, then half of what is left, ...
+        for n in 0..4 {
+            give(n);
+        }
+        assert_eq!(held(), MAX, "filled to the bound");
+        // full: removed, and counted again only after COUNT_EVERY of them
+        give(4);
+        assert_eq!(held(), MAX);
+        for i in 0..8 {
+            fs::remove_file(Path::new(pool).join(format!("free.{}", 1_000_000 + i))).unwrap();
+        }
+        for n in 0..COUNT_EVERY as usize {
+            give(5 + n);
+            assert_eq!(held(), MAX - 8, "not counted yet");
+        }
+        give(100);
+        assert_eq!(held(), MAX - 7, "counted again: room");
         fs::remove_dir_all(&dir).unwrap();
     }
 
