@@ -5,8 +5,10 @@
 //!
 //! - Requests and replies: [`qmail::clean`] (the protocol, shared with the clients). A file
 //!   that is already gone is fine; each reply byte is flushed at once.
-//! - At start and about every 30 requests it also removes `pid/*` files not accessed for 36
-//!   hours (left behind by a qmail-queue that died).
+//! - At start, and after a request once a minute has passed since the last time, it also
+//!   removes `pid/*` files not accessed for 36 hours (left behind by a qmail-queue that died).
+//!   Upstream sweeps every 30 requests; `pid/` here also holds the pool of recycled files,
+//!   up to thousands of names read on each sweep.
 //!
 //! Exit codes: 0 at end of input; 111 when it cannot enter the queue, read its input or write
 //! a reply.
@@ -27,12 +29,12 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A `pid/` file not accessed for this long is debris (upstream's OSSIFIED).
 const OSSIFIED: Duration = Duration::from_secs(129_600);
-/// Requests between two sweeps of `pid/`.
-const SWEEP_EVERY: u32 = 30;
+/// The least time between two sweeps of `pid/` (after start, when a request comes).
+const SWEEP_GAP: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     match run() {
@@ -58,7 +60,7 @@ fn run() -> Result<(), String> {
     let mut requests = Requests::default();
     let mut pool = pool::Giver::new(pool::QUEUE);
     sweep_pid(Path::new("pid"), SystemTime::now(), true);
-    let mut until_sweep = SWEEP_EVERY;
+    let mut swept = Instant::now();
     let mut buf = [0u8; 4096];
     loop {
         let n = match qmail::timeoutio::read(&mut input, &mut buf) {
@@ -76,10 +78,9 @@ fn run() -> Result<(), String> {
                 .write_all(&[reply])
                 .and_then(|()| output.flush())
                 .map_err(|e| format!("unable to write a reply: {e}"))?;
-            until_sweep -= 1;
-            if until_sweep == 0 {
+            if swept.elapsed() >= SWEEP_GAP {
                 sweep_pid(Path::new("pid"), SystemTime::now(), false);
-                until_sweep = SWEEP_EVERY;
+                swept = Instant::now();
             }
         }
     }
@@ -107,8 +108,7 @@ fn carry_out(request: Request, pool: &mut pool::Giver) -> u8 {
 
 /// Remove the files in `pid/` last accessed more than [`OSSIFIED`] before `now`. Failures
 /// are left for the next sweep. The recycled files there (up to thousands) are looked at only
-/// when `pool` (at start): the later sweeps, every few requests, would otherwise stat them
-/// all each time.
+/// when `pool` (at start): the later sweeps would otherwise stat them all each time.
 fn sweep_pid(dir: &Path, now: SystemTime, pool: bool) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
