@@ -3,32 +3,30 @@
 //!
 //! A server that starts a thread per connection pays for the thread's creation and end (its
 //! stack mapped, guarded and unmapped) on every connection. Here a thread that has served
-//! its job parks: it counts itself idle and waits on the pool's channel. [`Parked::hand`]
-//! gives a job to a parked thread when there is one and returns it otherwise, for the caller
-//! to start a thread that runs [`Parked::serve`]. So there are never more threads than the
-//! most jobs ever run at once, which the caller already bounds. [`Parked::close`] (or
-//! dropping the pool) ends the parked threads; a thread serving a job ends after it.
+//! its job parks: it puts its own channel on the pool's stack of idle threads and waits on
+//! it. [`Parked::hand`] gives a job to the thread that parked last (its caches are the
+//! warmest) when there is one, waking that thread alone, and returns it otherwise, for the
+//! caller to start a thread that runs [`Parked::serve`]. So there are never more threads
+//! than the most jobs ever run at once, which the caller already bounds. [`Parked::close`]
+//! (or dropping the pool) ends the parked threads; a thread serving a job ends after it.
+//!
+//! (Until 2026-12-06 the idle threads shared one channel behind a mutex: a job woke the
+//! thread waiting on the channel, whose unlock then woke the next thread waiting for the
+//! mutex only to wait again, two wake-ups a job where one does.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 
 /// Parked threads waiting for jobs of type `J`.
 pub struct Parked<J> {
-    send: Mutex<Option<Sender<J>>>,
-    receive: Mutex<Receiver<J>>,
-    /// threads parked or about to park, not yet handed a job
-    idle: AtomicUsize,
+    /// each parked thread's channel, the last to park last; `None` once closed. `None` on a
+    /// channel ends its thread.
+    idle: Mutex<Option<Vec<Sender<Option<J>>>>>,
 }
 
 impl<J> Default for Parked<J> {
     fn default() -> Self {
-        let (send, receive) = mpsc::channel();
-        Parked {
-            send: Mutex::new(Some(send)),
-            receive: Mutex::new(receive),
-            idle: AtomicUsize::new(0),
-        }
+        Parked { idle: Mutex::new(Some(Vec::new())) }
     }
 }
 
@@ -40,43 +38,60 @@ impl<J> Parked<J> {
     /// Give `job` to a parked thread; `Err(job)` when none is idle (or the pool is closed):
     /// the caller starts a thread with [`Parked::serve`] for it.
     pub fn hand(&self, job: J) -> Result<(), J> {
-        if self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_err()
-        {
-            return Err(job);
+        let mut job = Some(job);
+        loop {
+            let parked = match &mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(idle) => idle.pop(),
+                None => None,
+            };
+            let Some(parked) = parked else { break };
+            // a thread on the stack waits on its channel until it is handed something; a
+            // send fails only if it is gone, and then the job is still ours
+            match parked.send(job.take()) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(back)) => job = back,
+            }
         }
-        // an idle thread is parked or about to be, and waits for exactly this job
-        match &*self.send.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(send) => send.send(job).map_err(|e| e.0),
-            None => Err(job),
-        }
+        Err(job.expect("the job is still ours"))
     }
 
     /// The life of a thread: `work` on `first`, then on every job handed to it while it is
     /// parked, until the pool is closed. A job that panics ends the thread (it never parks
     /// again, so no job is handed to it).
     pub fn serve(&self, first: J, mut work: impl FnMut(J)) {
+        let (send, receive): (Sender<Option<J>>, Receiver<Option<J>>) = mpsc::channel();
         work(first);
         loop {
-            self.idle.fetch_add(1, Ordering::AcqRel);
-            let next = self.receive.lock().unwrap_or_else(|p| p.into_inner()).recv();
-            match next {
-                Ok(job) => work(job),
-                Err(_) => return,
+            match &mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(idle) => idle.push(send.clone()),
+                None => return,
+            }
+            match receive.recv() {
+                Ok(Some(job)) => work(job),
+                // closed (the thread holds a sender itself: recv never fails)
+                Ok(None) | Err(_) => return,
             }
         }
     }
 
     /// End the parked threads (and every thread when its job is done).
     pub fn close(&self) {
-        self.send.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for parked in idle.into_iter().flatten() {
+            let _ = parked.send(None);
+        }
     }
 
     /// Threads parked now (for tests and status lines).
     pub fn idle(&self) -> usize {
-        self.idle.load(Ordering::Acquire)
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl<J> Drop for Parked<J> {
+    /// Dropping the pool ends its parked threads, as [`Parked::close`].
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -115,6 +130,49 @@ mod tests {
         pool.close();
         thread.join().unwrap();
         assert_eq!(pool.hand(3), Err(3), "closed");
+    }
+
+    /// The thread that parked last serves the next job; closing ends every parked thread.
+    #[test]
+    fn the_last_thread_parked_serves_first() {
+        let pool: Arc<Parked<u32>> = Arc::new(Parked::new());
+        let (done, finished) = mpsc::channel();
+        // two threads held in their first jobs until let go, one after the other
+        let gates: Vec<_> = (0..2).map(|_| mpsc::channel::<()>()).collect();
+        let mut threads = Vec::new();
+        let mut go = Vec::new();
+        for (job, (open, gate)) in (0u32..).zip(gates) {
+            let (pool, done) = (Arc::clone(&pool), done.clone());
+            go.push(open);
+            threads.push(std::thread::spawn(move || {
+                let mut gate = Some(gate);
+                pool.serve(job, |j| {
+                    if let Some(g) = gate.take() {
+                        g.recv().unwrap();
+                    }
+                    done.send((j, std::thread::current().id())).unwrap();
+                })
+            }));
+        }
+        let mut ids = Vec::new();
+        for (n, open) in go.iter().enumerate() {
+            open.send(()).unwrap();
+            ids.push(finished.recv().unwrap().1);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while pool.idle() != n + 1 {
+                assert!(std::time::Instant::now() < deadline, "not parked");
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(pool.hand(7), Ok(()));
+        let (job, id) = finished.recv().unwrap();
+        assert_eq!((job, id), (7, ids[1]), "the last parked took it");
+        pool.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(pool.hand(8), Err(8), "closed");
     }
 
     #[test]
