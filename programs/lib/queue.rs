@@ -332,8 +332,7 @@ impl Injection {
                 exit::queue_status(status, &text)?;
             }
             To::Service { mut stream, .. } => {
-                write_failed |= stream.finish().is_err();
-                write_failed |= stream.get_mut().write_all(&envelope.encode()).is_err();
+                write_failed |= stream.finish_with(&envelope.encode()).is_err();
                 // the answer comes even after a write failed (the service may have stopped
                 // reading at an error); no answer means the service is gone: temporary
                 let lost = || Verdict::temp("Lost the queue service (#4.3.0)");

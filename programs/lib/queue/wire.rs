@@ -139,8 +139,21 @@ impl<W: Write> FrameWriter<W> {
 
     /// Send what is buffered and the empty chunk that ends the message.
     pub fn finish(&mut self) -> io::Result<()> {
-        self.emit()?;
-        self.out.write_all(b"0:,")
+        self.finish_with(b"")
+    }
+
+    /// [`FrameWriter::finish`] and then `trailer` (the envelope), in one write: the service
+    /// reads the end of the message and the envelope at one wake-up, not three.
+    pub fn finish_with(&mut self, trailer: &[u8]) -> io::Result<()> {
+        let mut last = if self.buf.is_empty() {
+            Vec::with_capacity(3 + trailer.len())
+        } else {
+            netstring::encode(&self.buf)
+        };
+        self.buf.clear();
+        last.extend_from_slice(b"0:,");
+        last.extend_from_slice(trailer);
+        self.out.write_all(&last)
     }
 
     /// The underlying writer (for the envelope, after [`FrameWriter::finish`]).
@@ -194,12 +207,17 @@ mod tests {
             let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut w = FrameWriter::new(Vec::new());
             // odd write sizes, as callers write
+            let mut with = FrameWriter::new(Vec::new());
             for piece in body.chunks(1000) {
                 w.write_all(piece).unwrap();
+                with.write_all(piece).unwrap();
             }
             w.finish().unwrap();
             let mut wire = w.out;
             wire.extend_from_slice(b"Fa\0\0");
+            // the envelope sent with the end of the message is the same bytes
+            with.finish_with(b"Fa\0\0").unwrap();
+            assert_eq!(with.out, wire, "{len}");
             let (got, rest) = frames(&wire);
             assert_eq!(got.unwrap(), body, "{len}");
             assert_eq!(rest, b"Fa\0\0");
