@@ -129,14 +129,37 @@ impl Client {
 
     /// Send one request and wait for its reply.
     pub fn request(&mut self, request: Request) -> Result<(), CleanError> {
-        self.to.write_all(&request.encode()).map_err(|e| CleanError::Lost(e.to_string()))?;
-        let mut b = [0u8; 1];
-        match crate::timeoutio::read(&mut self.from, &mut b) {
-            Ok(1) if b[0] == b'+' => Ok(()),
-            Ok(1) => Err(CleanError::Refused(request, b[0])),
-            Ok(_) => Err(CleanError::Lost("end of file".into())),
-            Err(e) => Err(CleanError::Lost(e.to_string())),
+        self.requests(&[request]).pop().unwrap_or_else(|| Err(CleanError::Lost("no reply".into())))
+    }
+
+    /// Send `requests` at once and then read their replies, in order: qmail-clean carries out
+    /// a batch at one wake-up and answers it at once, and so does the caller read it. A lost
+    /// qmail-clean fails the request it happened at and every one after it.
+    pub fn requests(&mut self, requests: &[Request]) -> Vec<Result<(), CleanError>> {
+        let wire: Vec<u8> = requests.iter().flat_map(|r| r.encode()).collect();
+        if let Err(e) = self.to.write_all(&wire) {
+            return requests.iter().map(|_| Err(CleanError::Lost(e.to_string()))).collect();
         }
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut lost = None;
+        let mut buf = [0u8; 256];
+        while replies.len() < requests.len() && lost.is_none() {
+            let want = (requests.len() - replies.len()).min(buf.len());
+            match crate::timeoutio::read(&mut self.from, &mut buf[..want]) {
+                Ok(0) => lost = Some("end of file".to_string()),
+                Ok(n) => replies.extend_from_slice(&buf[..n]),
+                Err(e) => lost = Some(e.to_string()),
+            }
+        }
+        let mut replies = replies.into_iter();
+        requests
+            .iter()
+            .map(|&request| match (replies.next(), &lost) {
+                (Some(b'+'), _) => Ok(()),
+                (Some(b), _) => Err(CleanError::Refused(request, b)),
+                (None, why) => Err(CleanError::Lost(why.clone().unwrap_or_default())),
+            })
+            .collect()
     }
 }
 
@@ -180,6 +203,38 @@ mod tests {
             let wire = r.encode();
             assert_eq!(split(&wire), vec![Some(r)], "encode and parse agree");
         }
+    }
+
+    /// A batch is sent at once and its replies read in order; a qmail-clean that goes away
+    /// fails the request it happened at and every one after it.
+    #[test]
+    fn a_batch_of_requests_and_its_replies() {
+        use std::io::Read;
+        let (req_r, req_w) = nix::unistd::pipe().unwrap();
+        let (rep_r, rep_w) = nix::unistd::pipe().unwrap();
+        let clean = std::thread::spawn(move || {
+            let (mut input, mut output) = (File::from(req_r), File::from(rep_w));
+            let mut got = Vec::new();
+            let mut parser = Requests::default();
+            let mut buf = [0u8; 64];
+            while got.len() < 3 {
+                let n = input.read(&mut buf).unwrap();
+                got.extend(buf[..n].iter().filter_map(|&b| parser.push(b)).flatten());
+            }
+            // two replies in two writes, then gone before the third
+            output.write_all(b"+").unwrap();
+            output.write_all(b"!").unwrap();
+            got
+        });
+        let mut client = Client::new(File::from(req_w), File::from(rep_r));
+        let batch = [Request::Todo(1), Request::Foop(2), Request::Todo(3)];
+        let replies = client.requests(&batch);
+        assert_eq!(clean.join().unwrap(), batch, "sent in order");
+        assert!(replies[0].is_ok());
+        assert!(matches!(replies[1], Err(CleanError::Refused(Request::Foop(2), b'!'))));
+        assert!(matches!(&replies[2], Err(CleanError::Lost(why)) if why == "end of file"));
+        // and a single request to a qmail-clean that is gone
+        assert!(matches!(client.request(Request::Foop(4)), Err(CleanError::Lost(_))));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! stdin and replies on stdout; no arguments. It works in `QMAILHOME/queue`.
 //!
 //! - Requests and replies: [`qmail::clean`] (the protocol, shared with the clients). A file
-//!   that is already gone is fine; each reply byte is flushed at once.
+//!   that is already gone is fine; the replies to the requests one read brought are written
+//!   together, as soon as they are carried out.
 //! - At start, and after a request once a minute has passed since the last time, it also
 //!   removes `pid/*` files not accessed for 36 hours (left behind by a qmail-queue that died).
 //!   Upstream sweeps every 30 requests; `pid/` here also holds the pool of recycled files,
@@ -68,20 +69,25 @@ fn run() -> Result<(), String> {
             Ok(n) => n,
             Err(e) => return Err(format!("unable to read requests: {e}")),
         };
+        // the replies to every request this read brought, written together (a client that
+        // sends a batch at once reads its replies at one wake-up)
+        let mut replies = Vec::new();
         for &byte in &buf[..n] {
             let Some(request) = requests.push(byte) else { continue };
-            let reply = match request {
+            replies.push(match request {
                 Some(req) => carry_out(req, &mut pool),
                 None => b'x',
-            };
-            output
-                .write_all(&[reply])
-                .and_then(|()| output.flush())
-                .map_err(|e| format!("unable to write a reply: {e}"))?;
+            });
             if swept.elapsed() >= SWEEP_GAP {
                 sweep_pid(Path::new("pid"), SystemTime::now(), false);
                 swept = Instant::now();
             }
+        }
+        if !replies.is_empty() {
+            output
+                .write_all(&replies)
+                .and_then(|()| output.flush())
+                .map_err(|e| format!("unable to write a reply: {e}"))?;
         }
     }
 }

@@ -17,12 +17,6 @@ use std::path::{Path, PathBuf};
 /// Time between cleanup sweeps.
 const SWEEP: i64 = 76_431;
 
-/// Trouble finishing a message: tried again later, unless qmail-clean is gone.
-enum Trouble {
-    Later(String),
-    Lost(String),
-}
-
 pub struct Completion {
     home: PathBuf,
     bounce: BounceConf,
@@ -55,52 +49,56 @@ impl Completion {
         self.due.next()
     }
 
-    /// Finish the messages due; losing qmail-clean is fatal (the set is restarted).
+    /// Finish the messages due; losing qmail-clean is fatal (the set is restarted). The
+    /// message files of all of them go in one batch of qmail-clean requests.
     pub fn run(&mut self, log: &mut Log) -> Result<(), String> {
         let now = unix_now();
+        let later = |log: &mut Log, due: &mut Due, id: u64, e: String| {
+            log.line(&format!("warning: trouble completing msg {id}: {e}; will try again later"));
+            due.push(now + TROUBLE, id);
+        };
+        let mut cleaned = Vec::new();
         while let Some(id) = self.due.pop(now) {
             match self.complete(log, id) {
+                Ok(()) => cleaned.push(clean::Request::Foop(id)),
+                Err(e) => later(log, &mut self.due, id, e),
+            }
+        }
+        let replies = self.cleaner.requests(&cleaned);
+        for (request, reply) in cleaned.into_iter().zip(replies) {
+            let clean::Request::Foop(id) = request else { continue };
+            match reply {
                 Ok(()) => {}
-                Err(Trouble::Lost(e)) => return Err(format!("oh no! {e}")),
-                Err(Trouble::Later(e)) => {
-                    log.line(&format!(
-                        "warning: trouble completing msg {id}: {e}; will try again later"
-                    ));
-                    self.due.push(now + TROUBLE, id);
-                }
+                Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
+                Err(e @ CleanError::Refused(..)) => later(log, &mut self.due, id, e.to_string()),
             }
         }
         Ok(())
     }
 
-    /// Completion: bounce if needed, then remove the message (info first, then the message
-    /// file through qmail-clean).
-    fn complete(&mut self, log: &mut Log, id: u64) -> Result<(), Trouble> {
+    /// Completion: bounce if needed, then remove `info` (the message file is the caller's,
+    /// through qmail-clean); trouble is tried again later.
+    fn complete(&mut self, log: &mut Log, id: u64) -> Result<(), String> {
         let bounce_path = PathBuf::from(format!("bounce/{id}"));
         let info_path = split_name("info", id);
         if bounce_path.exists() {
-            let info =
-                fs::read(&info_path).map_err(|e| Trouble::Later(format!("{info_path}: {e}")))?;
+            let info = fs::read(&info_path).map_err(|e| format!("{info_path}: {e}"))?;
             let sender = qmail::queue::info_sender(&info);
             if bounce::route(&sender, &self.bounce).is_none() {
                 log.line(&format!("triple bounce: discarding bounce/{id}"));
             } else {
                 let mess = PathBuf::from(split_name("mess", id));
                 let qp = bounce::inject(&self.home, &self.bounce, &sender, &bounce_path, &mess)
-                    .map_err(|v| Trouble::Later(v.to_string()))?;
+                    .map_err(|v| v.to_string())?;
                 log.line(&format!("bounce msg {id} qp {qp}"));
             }
-            fs::remove_file(&bounce_path)
-                .map_err(|e| Trouble::Later(format!("unlink bounce/{id}: {e}")))?;
+            fs::remove_file(&bounce_path).map_err(|e| format!("unlink bounce/{id}: {e}"))?;
         }
         log.line(&format!("end msg {id}"));
         if let Err(e) = self.pool.give(Path::new(&info_path)) {
-            return Err(Trouble::Later(format!("unlink {info_path}: {e}")));
+            return Err(format!("unlink {info_path}: {e}"));
         }
-        self.cleaner.request(clean::Request::Foop(id)).map_err(|e| match e {
-            CleanError::Lost(_) => Trouble::Lost(e.to_string()),
-            CleanError::Refused(..) => Trouble::Later(e.to_string()),
-        })
+        Ok(())
     }
 
     /// Remove what will never be delivered, when a sweep is due (doc/INTERNALS.md,

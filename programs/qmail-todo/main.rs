@@ -202,10 +202,12 @@ impl Todo {
                 self.log(&format!("warning: unable to sync the queue: {e}; will try again later"));
                 continue;
             }
-            for (id, kind) in done {
-                // todo/id and intd/id go; losing qmail-clean is fatal (qmail-send then
-                // loses us and the whole set is restarted)
-                match self.cleaner.request(clean::Request::Todo(id)) {
+            // todo/id and intd/id go, the batch's requests sent at once; losing qmail-clean
+            // is fatal (qmail-send then loses us and the whole set is restarted)
+            let requests: Vec<_> = done.iter().map(|&(id, _)| clean::Request::Todo(id)).collect();
+            let replies = self.cleaner.requests(&requests);
+            for ((id, kind), reply) in done.into_iter().zip(replies) {
+                match reply {
                     Ok(()) => self.send(Record::Done(kind, id)),
                     Err(e @ CleanError::Lost(_)) => return Err(format!("oh no! {e}")),
                     Err(e) => self.log(&format!(
