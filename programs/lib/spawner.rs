@@ -5,9 +5,11 @@
 //! commands from stdin with [`CommandDecoder`], checks each ([`check`], then
 //! [`open_message`]) and hands a good one to the program's [`Deliverer`] on a thread of its
 //! own, so deliveries run in parallel. Every report goes out through the main loop, which owns
-//! stdout and the table of busy slots: a slot is marked free only after its report was
-//! written, so a command reusing a slot is never refused as busy, and a delivery's report is
-//! written exactly once. The reload command (slot [`RELOAD`]) and SIGHUP call
+//! stdout and the table of busy slots: a slot is marked free when its report is queued, and
+//! the queued reports are written together before the loop waits for the next event (so
+//! qmail-send reads a burst of them at one wake-up); qmail-send reuses a slot only after
+//! reading its report, so a command reusing a slot is never refused as busy, and a
+//! delivery's report is written exactly once. The reload command (slot [`RELOAD`]) and SIGHUP call
 //! [`Deliverer::reload`] and are not answered. At end of input the running deliveries finish
 //! and their reports are written before [`serve`] returns.
 //!
@@ -154,18 +156,37 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
     let parked: Arc<Parked<Delivery>> = Arc::new(Parked::new());
     let _close = Close(&parked);
     let mut ended: Option<Result<(), ServeError>> = None;
-    let mut send = |slot: u16, outcome: Outcome| -> Result<(), ServeError> {
+    // reports wait here while more events are at hand, and go out together before the loop
+    // waits for the next: qmail-send reads a batch's reports at one wake-up
+    let mut reports = Vec::new();
+    let send = |reports: &mut Vec<u8>, slot: u16, outcome: Outcome| {
         let report = Report { slot, letter: outcome.letter(), text: outcome.into_text() };
-        out.write_all(&report.encode()).and_then(|()| out.flush()).map_err(ServeError::Write)
+        reports.extend_from_slice(&report.encode());
+    };
+    let mut flush = |reports: &mut Vec<u8>| -> Result<(), ServeError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let written = out.write_all(reports).and_then(|()| out.flush());
+        reports.clear();
+        written.map_err(ServeError::Write)
     };
     loop {
         if running == 0 {
             if let Some(end) = ended {
+                flush(&mut reports)?;
                 return end;
             }
         }
-        // the hangup watcher holds a sender for ever: recv cannot fail
-        let Ok(event) = rx.recv() else { return ended.unwrap_or(Ok(())) };
+        let event = match rx.try_recv() {
+            Ok(event) => event,
+            Err(_) => {
+                flush(&mut reports)?;
+                // the hangup watcher holds a sender for ever: recv cannot fail
+                let Ok(event) = rx.recv() else { return ended.unwrap_or(Ok(())) };
+                event
+            }
+        };
         match event {
             Event::Command(cmd) if cmd.slot == RELOAD => deliverer.reload(),
             Event::Command(cmd) => {
@@ -182,7 +203,7 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
                 let delivery = match checked {
                     Ok(delivery) => delivery,
                     Err(outcome) => {
-                        send(slot, outcome)?;
+                        send(&mut reports, slot, outcome);
                         continue;
                     }
                 };
@@ -203,13 +224,15 @@ pub fn serve<D: Deliverer>(deliverer: Arc<D>, queue_owner: u32) -> Result<(), Se
                         busy[usize::from(slot)] = true;
                         running += 1;
                     }
-                    Err(_) => {
-                        send(slot, Outcome::temp("Unable to start a delivery thread. (#4.3.0)\n"))?
-                    }
+                    Err(_) => send(
+                        &mut reports,
+                        slot,
+                        Outcome::temp("Unable to start a delivery thread. (#4.3.0)\n"),
+                    ),
                 }
             }
             Event::Done(slot, outcome) => {
-                send(slot, outcome)?;
+                send(&mut reports, slot, outcome);
                 busy[usize::from(slot)] = false;
                 running -= 1;
             }
