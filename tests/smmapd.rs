@@ -495,7 +495,7 @@ impl Listening {
     }
 
     fn start_command(mut cmd: Command) -> Listening {
-        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = spawn(cmd.stderr(Stdio::piped()).stdout(Stdio::null()));
         let err = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let l2 = log.clone();

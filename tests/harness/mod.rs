@@ -227,13 +227,24 @@ impl Queued {
 }
 
 /// Run a prepared command, feeding `stdin` from a thread so large inputs cannot deadlock.
+/// Start `cmd`. A program a test has just copied may still be open for writing in a child
+/// that another test's thread forked meanwhile (until that child's exec closes it), and
+/// executing it then fails with ETXTBSY: tried again until that child is gone (10 s at most).
+pub fn spawn(cmd: &mut Command) -> std::process::Child {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) => {
+                assert!(Instant::now() < deadline, "unable to run {cmd:?}: {e}");
+                std::thread::yield_now();
+            }
+            spawned => return spawned.unwrap_or_else(|e| panic!("unable to run {cmd:?}: {e}")),
+        }
+    }
+}
+
 pub fn run_with(cmd: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("unable to run {cmd:?}: {e}"));
+    let mut child = spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()));
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let feeder = std::thread::spawn(move || {
@@ -281,12 +292,8 @@ impl Drop for Guard {
 pub fn spawn_piped(
     cmd: &mut Command,
 ) -> (Guard, std::process::ChildStdin, std::process::ChildStdout) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("unable to run {cmd:?}: {e}"));
+    let mut child =
+        spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()));
     let input = child.stdin.take().unwrap();
     let output = child.stdout.take().unwrap();
     (Guard(child), input, output)
