@@ -20,6 +20,10 @@ use std::path::PathBuf;
 pub const MAX_REQUEST: usize = 99;
 /// The shortest request, without its `\0` (`foop/` and one digit).
 pub const MIN_REQUEST: usize = 6;
+/// The most requests a client sends before it reads their replies
+/// ([`Client::requests`]): 256 replies always fit a pipe, so qmail-clean never waits for
+/// the client to read while the client waits for it to read.
+pub const BATCH: usize = 256;
 
 /// A valid request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,34 +136,38 @@ impl Client {
         self.requests(&[request]).pop().unwrap_or_else(|| Err(CleanError::Lost("no reply".into())))
     }
 
-    /// Send `requests` at once and then read their replies, in order: qmail-clean carries out
-    /// a batch at one wake-up and answers it at once, and so does the caller read it. A lost
-    /// qmail-clean fails the request it happened at and every one after it.
+    /// Send `requests` [`BATCH`] at a time, each batch at once, and read its replies, in order:
+    /// qmail-clean carries out a batch at one wake-up and answers it at once, and so does the
+    /// caller read it (bounded, so that neither side ever waits on a full pipe while the other
+    /// does). A lost qmail-clean fails the request it happened at and every one after it.
     pub fn requests(&mut self, requests: &[Request]) -> Vec<Result<(), CleanError>> {
-        let wire: Vec<u8> = requests.iter().flat_map(|r| r.encode()).collect();
-        if let Err(e) = self.to.write_all(&wire) {
-            return requests.iter().map(|_| Err(CleanError::Lost(e.to_string()))).collect();
-        }
-        let mut replies = Vec::with_capacity(requests.len());
-        let mut lost = None;
-        let mut buf = [0u8; 256];
-        while replies.len() < requests.len() && lost.is_none() {
-            let want = (requests.len() - replies.len()).min(buf.len());
-            match crate::timeoutio::read(&mut self.from, &mut buf[..want]) {
-                Ok(0) => lost = Some("end of file".to_string()),
-                Ok(n) => replies.extend_from_slice(&buf[..n]),
-                Err(e) => lost = Some(e.to_string()),
+        let mut results = Vec::with_capacity(requests.len());
+        let mut lost: Option<String> = None;
+        for batch in requests.chunks(BATCH) {
+            if lost.is_none() {
+                let wire: Vec<u8> = batch.iter().flat_map(|r| r.encode()).collect();
+                if let Err(e) = self.to.write_all(&wire) {
+                    lost = Some(e.to_string());
+                }
             }
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut buf = [0u8; BATCH];
+            while replies.len() < batch.len() && lost.is_none() {
+                let want = batch.len() - replies.len();
+                match crate::timeoutio::read(&mut self.from, &mut buf[..want]) {
+                    Ok(0) => lost = Some("end of file".to_string()),
+                    Ok(n) => replies.extend_from_slice(&buf[..n]),
+                    Err(e) => lost = Some(e.to_string()),
+                }
+            }
+            let mut replies = replies.into_iter();
+            results.extend(batch.iter().map(|&request| match replies.next() {
+                Some(b'+') => Ok(()),
+                Some(b) => Err(CleanError::Refused(request, b)),
+                None => Err(CleanError::Lost(lost.clone().unwrap_or_default())),
+            }));
         }
-        let mut replies = replies.into_iter();
-        requests
-            .iter()
-            .map(|&request| match (replies.next(), &lost) {
-                (Some(b'+'), _) => Ok(()),
-                (Some(b), _) => Err(CleanError::Refused(request, b)),
-                (None, why) => Err(CleanError::Lost(why.clone().unwrap_or_default())),
-            })
-            .collect()
+        results
     }
 }
 
@@ -235,6 +243,41 @@ mod tests {
         assert!(matches!(&replies[2], Err(CleanError::Lost(why)) if why == "end of file"));
         // and a single request to a qmail-clean that is gone
         assert!(matches!(client.request(Request::Foop(4)), Err(CleanError::Lost(_))));
+    }
+
+    /// More requests than a batch holds go [`BATCH`] at a time: the client reads each batch's
+    /// replies before it sends the next, so a qmail-clean that answers as it reads never
+    /// blocks on a full pipe, however many requests there are.
+    #[test]
+    fn many_requests_go_a_batch_at_a_time() {
+        use std::io::Read;
+        let (req_r, req_w) = nix::unistd::pipe().unwrap();
+        let (rep_r, rep_w) = nix::unistd::pipe().unwrap();
+        let n: u64 = 100_000;
+        let clean = std::thread::spawn(move || {
+            let (mut input, mut output) = (File::from(req_r), File::from(rep_w));
+            let mut parser = Requests::default();
+            let mut buf = [0u8; 4096];
+            let mut seen = 0u64;
+            loop {
+                let got = input.read(&mut buf).unwrap();
+                if got == 0 {
+                    return seen;
+                }
+                let mut replies = Vec::new();
+                for r in buf[..got].iter().filter_map(|&b| parser.push(b)) {
+                    seen += 1;
+                    replies.push(if r == Some(Request::Foop(seen)) { b'+' } else { b'x' });
+                }
+                output.write_all(&replies).unwrap();
+            }
+        });
+        let mut client = Client::new(File::from(req_w), File::from(rep_r));
+        let batch: Vec<_> = (1..=n).map(Request::Foop).collect();
+        let replies = client.requests(&batch);
+        drop(client);
+        assert_eq!(clean.join().unwrap(), n);
+        assert!(replies.iter().all(Result::is_ok), "in order, each answered");
     }
 
     #[test]
