@@ -181,6 +181,36 @@ fn clean_sweeps_old_pid_files() {
 }
 
 #[test]
+fn clean_sweeps_again_once_the_gap_has_passed() {
+    // after the start, `pid/` is swept again when a request comes once the gap (a minute;
+    // here none, through the test hook) has passed since the last sweep, the recycled files
+    // left alone; within the gap, not at all
+    for (gap, swept) in [(None, false), (Some("0"), true)] {
+        let sb = Sandbox::new();
+        let pid = sb.queue().join("pid");
+        let mut cmd = sb.cmd("qmail-clean");
+        if let Some(ms) = gap {
+            cmd.env("QMAILCLEAN_TEST_SWEEPGAP", ms);
+        }
+        let (child, input, output) = spawn_piped(&mut cmd);
+        let mut clean = Clean { child, input, output };
+        // made after the start-up sweep: the reply to the first request proves it has run
+        assert_eq!(clean.ask(b"todo/1"), b'+');
+        let long_ago = SystemTime::now() - Duration::from_secs(37 * 3600);
+        for name in ["debris", "free.77"] {
+            touch(&pid.join(name));
+            let f = fs::File::options().write(true).open(pid.join(name)).unwrap();
+            f.set_times(fs::FileTimes::new().set_accessed(long_ago)).unwrap();
+        }
+        // the sweep comes after the request, before its reply
+        assert_eq!(clean.ask(b"todo/2"), b'+');
+        assert_eq!(!pid.join("debris").exists(), swept, "gap {gap:?}");
+        assert!(pid.join("free.77").exists(), "a recycled file stays (gap {gap:?})");
+        assert_eq!(clean.finish(), 0);
+    }
+}
+
+#[test]
 fn clean_without_a_queue_is_temporary() {
     let sb = Sandbox::new();
     fs::rename(sb.queue(), sb.home.join("queue.away")).unwrap();

@@ -37,6 +37,20 @@ const OSSIFIED: Duration = Duration::from_secs(129_600);
 /// The least time between two sweeps of `pid/` (after start, when a request comes).
 const SWEEP_GAP: Duration = Duration::from_secs(60);
 
+/// [`SWEEP_GAP`]; in a build for the tests, `QMAILCLEAN_TEST_SWEEPGAP` (milliseconds) when set.
+#[cfg(feature = "test-hooks")]
+fn sweep_gap() -> Duration {
+    std::env::var("QMAILCLEAN_TEST_SWEEPGAP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(SWEEP_GAP, Duration::from_millis)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn sweep_gap() -> Duration {
+    SWEEP_GAP
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +76,7 @@ fn run() -> Result<(), String> {
     let mut pool = pool::Giver::new(pool::QUEUE);
     sweep_pid(Path::new("pid"), SystemTime::now(), true);
     let mut swept = Instant::now();
+    let gap = sweep_gap();
     let mut buf = [0u8; 4096];
     loop {
         let n = match qmail::timeoutio::read(&mut input, &mut buf) {
@@ -78,7 +93,7 @@ fn run() -> Result<(), String> {
                 Some(req) => carry_out(req, &mut pool),
                 None => b'x',
             });
-            if swept.elapsed() >= SWEEP_GAP {
+            if swept.elapsed() >= gap {
                 sweep_pid(Path::new("pid"), SystemTime::now(), false);
                 swept = Instant::now();
             }
