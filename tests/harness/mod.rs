@@ -226,7 +226,6 @@ impl Queued {
     }
 }
 
-/// Run a prepared command, feeding `stdin` from a thread so large inputs cannot deadlock.
 /// Start `cmd`. A program a test has just copied may still be open for writing in a child
 /// that another test's thread forked meanwhile (until that child's exec closes it), and
 /// executing it then fails with ETXTBSY: tried again until that child is gone (10 s at most).
@@ -243,6 +242,7 @@ pub fn spawn(cmd: &mut Command) -> std::process::Child {
     }
 }
 
+/// Run a prepared command, feeding `stdin` from a thread so large inputs cannot deadlock.
 pub fn run_with(cmd: &mut Command, stdin: &[u8]) -> Output {
     let mut child = spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()));
     let mut input = child.stdin.take().unwrap();

@@ -61,7 +61,8 @@ impl Kind {
     }
 }
 
-/// The most files a pool holds (counted again after every [`COUNT_EVERY`] files given).
+/// The most files a pool holds (a giver counts it again once the room it last counted is
+/// used up: `Giver::has_room`).
 pub const MAX: usize = 4096;
 
 /// Files removed instead of given between two counts of a full pool.
