@@ -179,6 +179,13 @@ fn one_shot(sb: &Sandbox, message: &[u8], envelope: &[u8]) -> i32 {
 }
 
 /// The queue holds exactly `n` committed messages and no debris.
+/// The queue's `todo/` once it holds `n` messages: a message answered through the journal is
+/// linked there by its round, just after the answer (doc/qmail-queue.8, SERVICE MODE).
+fn queued(sb: &Sandbox, n: usize) -> Vec<crate::harness::Queued> {
+    assert!(wait_until(LONG, || sb.todo().len() >= n), "{} queued, not {n}", sb.todo().len());
+    sb.todo()
+}
+
 fn assert_clean(sb: &Sandbox, n: usize, what: &str) {
     assert_eq!(sb.todo().len(), n, "{what}: todo");
     assert_eq!(sb.files("mess").len(), n, "{what}: mess");
@@ -193,7 +200,7 @@ fn queues_what_qmail_queue_would() {
     assert_eq!(one_shot(&sb, MSG, ENV), 0);
     let (pid, code) = svc.send(MSG, ENV);
     assert_eq!(code, 0);
-    let todo = sb.todo();
+    let todo = queued(&sb, 2);
     assert_eq!(todo.len(), 2);
     let by_pid = |p: &str| todo.iter().find(|m| m.records[1] == p).unwrap();
     let served = by_pid(&format!("p{pid}"));
@@ -251,7 +258,7 @@ fn the_caller_is_named_by_the_kernel() {
             format!("From: root\nReceived: (qmail 1 invoked by uid 0)\nSubject: {uid}\n\nx\n");
         assert_ok(&run_with(&mut cmd, msg.as_bytes()), "qmail-inject");
     }
-    let todo = sb.todo();
+    let todo = queued(&sb, 2);
     let uids: Vec<&str> = todo.iter().map(|m| m.records[0].as_str()).collect();
     assert!(uids.contains(&"u4242") && uids.contains(&"u65534"), "{uids:?}");
     let m = todo.iter().find(|m| m.records[0] == "u4242").unwrap();
@@ -287,12 +294,13 @@ fn exit_codes_as_qmail_queue() {
     }
 }
 
-/// A link into `todo/` that fails (made by the round's leader) fails only its message, with
-/// qmail-queue's 66, a temporary failure; nothing is left behind, a sync request is still
-/// served, and once `todo/` is back the service queues again.
+/// Without the journal, a link into `todo/` that fails (made by the round's leader) fails
+/// only its message, with qmail-queue's 66, a temporary failure; nothing is left behind, a
+/// sync request is still served, and once `todo/` is back the service queues again.
 #[test]
 fn a_failed_link_is_temporary_and_leaves_nothing() {
     let sb = Sandbox::new();
+    sb.control("queuejournal", "0\n");
     let svc = Svc::start(&sb);
     let q = sb.queue();
     let saved = q.join("todo.saved");
@@ -380,7 +388,7 @@ fn concurrent_clients_share_their_syncs() {
             });
         }
     });
-    let todo = sb.todo();
+    let todo = queued(&sb, n);
     assert_eq!(todo.len(), n);
     for m in &todo {
         let text = m.text();
@@ -743,8 +751,13 @@ fn clients_fall_back_and_honour_qmailqueue() {
         assert_ok(&run_with(&mut cmd, format!("Subject: {subject}\n\nx\n").as_bytes()), subject);
     };
     let pid_of = |subject: &str| -> String {
-        let m = sb.todo().into_iter().find(|m| m.text().contains(&format!("Subject: {subject}\n")));
-        m.unwrap_or_else(|| panic!("{subject} not queued")).records[1].clone()
+        let find = || {
+            let has =
+                |m: &crate::harness::Queued| m.text().contains(&format!("Subject: {subject}\n"));
+            sb.todo().into_iter().find(has)
+        };
+        assert!(wait_until(LONG, || find().is_some()), "{subject} not queued");
+        find().unwrap().records[1].clone()
     };
     // no socket
     inject(&[], "absent");
@@ -816,6 +829,7 @@ fn a_service_that_dies_mid_message_is_a_temporary_failure() {
 fn a_failed_sync_is_temporary_and_ends_the_worker() {
     require_test_hooks();
     let sb = Sandbox::new();
+    sb.control("queuejournal", "0\n");
     let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", "fail:syncfs")], None);
     let (first, code) = svc.send(MSG, ENV);
     assert_eq!(code, 53);
@@ -978,4 +992,183 @@ fn sigkill_of_the_service_under_smtp_load_loses_nothing() {
         seen.len(),
         run.log_lines().iter().rev().take(30).cloned().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// The service's journal file and its size, if there is one.
+fn journal_len(sb: &Sandbox) -> Option<u64> {
+    fs::metadata(sb.queue().join("journal")).ok().map(|m| m.len())
+}
+
+/// A record of the queue journal, as the service writes it (doc/INTERNALS.md, "The queue
+/// journal"): for a journal a test makes by hand.
+fn journal_record(seq: u64, covered: u64, id: u64, mess: &[u8], env: &[u8]) -> Vec<u8> {
+    let mut out = b"qjournl1".to_vec();
+    for n in [seq, covered, id] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.extend_from_slice(&(mess.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(env.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(mess);
+    out.extend_from_slice(env);
+    let crc = crc32fast::hash(&out);
+    out[40..44].copy_from_slice(&crc.to_le_bytes());
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// Killed once a message was answered through the journal — before its round, after the
+/// round's sync, after its link into `todo/` — the next worker queues it again from the
+/// journal before it serves: at least once (twice when the link was there), whole, never
+/// lost; what the dead worker left is debris.
+#[test]
+fn a_killed_service_queues_again_what_its_journal_answered() {
+    require_test_hooks();
+    for step in ["journal", "fsync", "todo"] {
+        let sb = Sandbox::new();
+        let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", step)], None);
+        let stream = UnixStream::connect(&svc.sock).unwrap();
+        greeting(&stream);
+        let mut w = wire::FrameWriter::new(&stream);
+        w.write_all(MSG).unwrap();
+        w.finish().unwrap();
+        (&stream).write_all(ENV).unwrap();
+        assert_eq!(answer(&stream), Some(0), "{step}: answered once in the journal");
+        let worker = || svc.worker();
+        assert!(
+            wait_until(LONG, || worker().is_some_and(|p| proc_state(p) == Some('T'))),
+            "the service never reached {step}: {}",
+            svc.log_text()
+        );
+        let _ = kill(Pid::from_raw(worker().unwrap()), Signal::SIGKILL);
+        drop(svc);
+        let before = sb.todo().len();
+        assert_eq!(before, usize::from(step == "todo"), "{step}: in todo/ before the restart");
+        let svc = Svc::start(&sb);
+        let todo = queued(&sb, before + 1);
+        assert_eq!(todo.len(), before + 1, "{step}: queued again, once");
+        for m in &todo {
+            assert!(
+                m.text().ends_with("Subject: test\n\nhello\n"),
+                "{step}: whole: {:?}",
+                m.text()
+            );
+            assert_eq!(m.recipients(), ["b@example.org", "c@example.net"], "{step}");
+        }
+        assert!(svc.log_text().contains(" queued again as message "), "{}", svc.log_text());
+        // the next message is served as usual, and nothing is queued again twice
+        assert_eq!(svc.send(MSG, ENV).1, 0);
+        queued(&sb, before + 2);
+        svc.stop();
+        let svc = Svc::start(&sb);
+        assert_eq!(svc.send(MSG, ENV).1, 0);
+        let todo = queued(&sb, before + 3);
+        assert_eq!(todo.len(), before + 3, "{step}: nothing queued again after the marks");
+    }
+}
+
+/// A service stopped after its rounds leaves nothing to queue again; a failed round after
+/// the journal's answer ends the worker, and the next one queues the message from the
+/// journal (the one-shot syncs, which the hook does not fail).
+#[test]
+fn a_round_that_fails_after_the_answer_is_made_good_from_the_journal() {
+    require_test_hooks();
+    let sb = Sandbox::new();
+    let svc = Svc::start(&sb);
+    for _ in 0..3 {
+        assert_eq!(svc.send(MSG, ENV).1, 0);
+    }
+    queued(&sb, 3);
+    svc.stop();
+    let svc = Svc::start(&sb);
+    assert!(!svc.log_text().contains("queued again"), "{}", svc.log_text());
+    svc.stop();
+    assert_eq!(sb.todo().len(), 3);
+
+    let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", "fail:syncfs")], None);
+    assert_eq!(svc.send(MSG, ENV).1, 0, "answered from the journal");
+    assert!(
+        wait_until(LONG, || svc.log_text().contains("this worker ends, the next queues it again")),
+        "{}",
+        svc.log_text()
+    );
+    // the next connection's worker queues it again before it serves (its own round fails
+    // again: the hook; a client of that round is told 53)
+    let stream = UnixStream::connect(&svc.sock).unwrap();
+    greeting(&stream);
+    drop(stream);
+    let todo = queued(&sb, 4);
+    assert_eq!(todo.len(), 4);
+    assert!(svc.log_text().contains(" queued again as message "), "{}", svc.log_text());
+}
+
+/// The journal is made at the size `control/queuejournal` asks (64 KiB at least), made again
+/// when that changes, and removed for 0; with none a message is in `todo/` when answered.
+/// A message of over a quarter of it goes by its round.
+#[test]
+fn the_journal_follows_control_queuejournal() {
+    let sb = Sandbox::new();
+    let svc = Svc::start(&sb);
+    assert_eq!(journal_len(&sb), Some(64 * 1024));
+    let big = format!("Subject: big\n\n{}\n", "y".repeat(40_000));
+    assert_eq!(svc.send(big.as_bytes(), ENV).1, 0);
+    assert_eq!(sb.todo().len(), 1, "a large message is in todo/ when answered");
+    svc.stop();
+    sb.control("queuejournal", "100\n");
+    let svc = Svc::start(&sb);
+    assert_eq!(journal_len(&sb), Some(100 * 1024));
+    svc.stop();
+    sb.control("queuejournal", "1\n");
+    let svc = Svc::start(&sb);
+    assert_eq!(journal_len(&sb), Some(64 * 1024), "the least");
+    svc.stop();
+    sb.control("queuejournal", "0\n");
+    let svc = Svc::start(&sb);
+    assert_eq!(journal_len(&sb), None, "removed");
+    assert_eq!(svc.send(MSG, ENV).1, 0);
+    assert_eq!(sb.todo().len(), 2, "without a journal a message is in todo/ when answered");
+    assert!(!svc.log_text().contains("queued again"), "{}", svc.log_text());
+}
+
+/// A journal of garbage with intact records in it (hostile lengths, bad checksums, a record
+/// cut short, old covered ones): only the intact records beyond the highest covered number
+/// are queued again, marks are not messages, and the worker then serves.
+#[test]
+fn a_journal_of_garbage_queues_only_intact_uncovered_records() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sb = Sandbox::new();
+    let mut ring = vec![0u8; 64 * 1024];
+    let mut x: u32 = 12345;
+    for b in ring.iter_mut() {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let env = b"u0\0p1\0Fa@example.org\0Tb@example.org\0";
+    let mess = |s: &str| format!("Received: (qmail 1 invoked by uid 0); x\nSubject: {s}\n\nz\n");
+    let mut put = |at: usize, r: Vec<u8>| ring[at..at + r.len()].copy_from_slice(&r);
+    put(0, journal_record(5, 3, 77, mess("covered").as_bytes(), env));
+    put(4096, journal_record(6, 5, 78, mess("wanted").as_bytes(), env));
+    put(8192, journal_record(7, 5, 0, b"", b""));
+    let mut torn = journal_record(8, 5, 79, mess("torn").as_bytes(), env);
+    torn[60] ^= 0x40;
+    put(12288, torn);
+    let mut long = journal_record(9, 5, 80, mess("long").as_bytes(), env);
+    long[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+    put(16384, long);
+    let cut = journal_record(10, 5, 81, mess("cut").as_bytes(), env);
+    let at = ring.len() - cut.len() / 2;
+    ring[at..].copy_from_slice(&cut[..cut.len() - cut.len() / 2]);
+    let path = sb.queue().join("journal");
+    fs::write(&path, &ring).unwrap();
+    let owner = fs::metadata(sb.queue()).unwrap();
+    std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let svc = Svc::start(&sb);
+    let todo = queued(&sb, 1);
+    assert_eq!(todo.len(), 1, "{}", svc.log_text());
+    assert!(todo[0].text().contains("Subject: wanted\n"), "{}", todo[0].text());
+    assert_eq!(todo[0].records[..2], ["u0", "p1"], "the envelope as it was");
+    assert!(svc.log_text().contains("record 6 (message 78) queued again"), "{}", svc.log_text());
+    assert_eq!(svc.send(MSG, ENV).1, 0);
+    queued(&sb, 2);
 }

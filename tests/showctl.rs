@@ -70,7 +70,7 @@ fn report_shows_values_defaults_secrets_and_problems() {
     expect_block(
         &out,
         "concurrencylocal",
-        "concurrencylocal: (Default.) simultaneous local deliveries: 40.\n",
+        "concurrencylocal: (Default.) simultaneous local deliveries: 100.\n",
     );
     expect_block(
         &out,

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod group;
+mod journal;
 mod sequence;
 mod service;
 
@@ -142,6 +143,11 @@ impl Pause {
 
     #[cfg(not(feature = "test-hooks"))]
     fn from_env() -> Self {
+        Pause(None)
+    }
+
+    /// No hooks (the queue journal's replay at a worker's start).
+    fn none() -> Self {
         Pause(None)
     }
 

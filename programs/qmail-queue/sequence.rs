@@ -197,6 +197,24 @@ impl Message {
         }
     }
 
+    /// The message file's and the envelope's bytes as written, for the queue journal; `None`
+    /// when together they are over `limit` bytes, or cannot be read back.
+    pub fn contents(&self, limit: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+        let read = |path: &Path, room: usize| -> Option<Vec<u8>> {
+            let mut f = File::open(path).ok()?;
+            let len = usize::try_from(f.metadata().ok()?.len()).ok()?;
+            if len > room {
+                return None;
+            }
+            let mut bytes = Vec::with_capacity(len);
+            f.read_to_end(&mut bytes).ok()?;
+            (bytes.len() == len).then_some(bytes)
+        };
+        let mess = read(&self.mess, limit)?;
+        let env = read(Path::new(&format!("intd/{}", self.id)), limit - mess.len())?;
+        Some((mess, env))
+    }
+
     /// The message id (the inode number of its file).
     pub fn id(&self) -> u64 {
         self.id
@@ -206,6 +224,36 @@ impl Message {
     pub fn fail(&mut self, code: QueueExit) -> QueueExit {
         self.debris.clean(code)
     }
+}
+
+/// A message the queue journal held and the queue perhaps did not: queued again as a new
+/// message from the message file's and the envelope's bytes (the Received line and the `u`,
+/// `p` records included, as they were), with the one-shot mode's syncs (doc/INTERNALS.md,
+/// "The queue journal").
+pub fn requeue(
+    pid: u32,
+    seqs: impl IntoIterator<Item = u64>,
+    mess: &[u8],
+    env: &[u8],
+    pause: &Pause,
+) -> Result<u64, QueueExit> {
+    let mut msg = Message::begin(pid, seqs, None, pause)?;
+    msg.write_message(b"", &mut &mess[..])?;
+    msg.sync_message()?;
+    let intd = PathBuf::from(format!("intd/{}", msg.id));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&intd)
+        .map_err(|_| msg.fail(QueueExit::CreateIntd))?;
+    msg.debris.intd = Some(intd);
+    (&file).write_all(env).map_err(|_| msg.fail(QueueExit::WriteError))?;
+    msg.envelope = Some(file);
+    msg.sync_envelope()?;
+    let id = msg.id;
+    msg.commit(pause, || qmail::file::fsync_dir(Path::new("todo")))?;
+    Ok(id)
 }
 
 /// Step 5's link: `intd/id` into `todo/id`, the commit point once `todo/` is synced.

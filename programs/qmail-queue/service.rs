@@ -18,6 +18,7 @@
 //! start a service as qmailq), and as root it first becomes the owner, or refuses.
 
 use crate::group::Group;
+use crate::journal::{self, Journal};
 use crate::sequence::{self, Message, BUF};
 use crate::{Pause, DEATH};
 use qmail::date822::Utc;
@@ -86,10 +87,18 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     make_ready(&home);
     let pause = Pause::from_env();
     let death = pause.death().unwrap_or(DEATH);
-    let service = match Service::new(pause, death) {
+    let mut service = match Service::new(pause, death) {
         Ok(s) => s,
         Err(e) => return refuse(&format!("unable to open the queue's directories: {e}")),
     };
+    if listener::is_worker() {
+        match start_journal(&home, &service) {
+            Ok(journal) => service.journal = journal,
+            // what the journal holds must be in the queue before anything new is: the master
+            // starts another worker later, and clients run qmail-queue meanwhile
+            Err(e) => return refuse(&format!("journal: {e}")),
+        }
+    }
     std::panic::set_hook(Box::new(|info| {
         qmail::log::line(format_args!("qmail-queue: bug: {info}"));
     }));
@@ -121,6 +130,36 @@ fn make_ready(home: &std::path::Path) {
     }
 }
 
+/// A worker's journal (doc/INTERNALS.md, "The queue journal"): opened (made when missing)
+/// and locked; what it holds beyond the last mark queued again, each with the one-shot mode's
+/// syncs; then marked covered, and made again when `control/queuejournal` asks for another
+/// size. `Ok(None)` when the journal is off or cannot be made (logged): each message is then
+/// answered after its round. `Err` when a journal exists but what it holds cannot be queued:
+/// the worker must not serve.
+fn start_journal(home: &Path, service: &Service) -> Result<Option<Journal>, String> {
+    let kib = journal::wanted_kib(&qmail::control::Control::new(home)).unwrap_or_else(|e| {
+        qmail::log::line(format_args!("qmail-queue: control/queuejournal: {e}"));
+        journal::DEFAULT_KIB
+    });
+    let (journal, found) =
+        Journal::open(kib).map_err(|e| format!("unable to read queue/{}: {e}", journal::NAME))?;
+    let Some(journal) = journal else { return Ok(None) };
+    let seqs = || std::iter::repeat_with(|| service.seq.fetch_add(1, Ordering::Relaxed));
+    for r in &found.uncovered {
+        let id = sequence::requeue(service.pid, seqs(), &r.mess, &r.env, &Pause::none()).map_err(
+            |code| format!("unable to queue record {} again (exit {})", r.seq, code.code()),
+        )?;
+        qmail::log::line(format_args!(
+            "qmail-queue: journal: record {} (message {}) queued again as message {id}",
+            r.seq, r.id
+        ));
+    }
+    if !found.uncovered.is_empty() {
+        qmail::queue::pull_trigger(Path::new("lock/trigger"));
+    }
+    journal.settle(kib).map_err(|e| format!("unable to mark queue/{}: {e}", journal::NAME))
+}
+
 fn refuse(why: &str) -> ExitCode {
     qmail::log::line(format_args!("qmail-queue: --listen: {why}"));
     ExitCode::from(111)
@@ -142,6 +181,8 @@ struct Service {
     /// recycled files for pid files and envelopes
     pool: Taker,
     invoked: Mutex<HashMap<u32, Invoked>>,
+    /// the queue journal: a message that fits is answered once it is there, before its round
+    journal: Option<Journal>,
 }
 
 impl Service {
@@ -156,6 +197,7 @@ impl Service {
             files: Group::with_gap(SYNC_GAP),
             pool: Taker::new(qmail::queue::pool::QUEUE),
             invoked: Mutex::new(HashMap::new()),
+            journal: None,
         })
     }
 
@@ -175,14 +217,17 @@ impl Service {
         let mut first = [0u8];
         let code = match conn.read(&mut first) {
             // no message at all: as qmail-queue's input ending before the envelope
-            Ok(0) => QueueExit::ReadError,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => QueueExit::Timeout,
-            Err(_) => QueueExit::ReadError,
+            Ok(0) => Some(QueueExit::ReadError),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Some(QueueExit::Timeout),
+            Err(_) => Some(QueueExit::ReadError),
             Ok(_) => self.serve_one(conn, first[0], uid),
         };
         // a client that is gone does not hear it; its message is not committed unless 0
-        let _ = conn.write_all(&wire::answer(code.code(), b""));
-        if self.files.failed() {
+        // (None: answered already, once its record was in the journal)
+        if let Some(code) = code {
+            let _ = conn.write_all(&wire::answer(code.code(), b""));
+        }
+        if self.files.failed() || self.journal.as_ref().is_some_and(Journal::failed) {
             // a write error is reported once, to the sync that found it: every later answer
             // of this process could hide it, so a fresh worker (which sees only later errors)
             // takes over, and until then nobody is told 0 (doc/qmail-queue.8, SERVICE MODE)
@@ -194,8 +239,9 @@ impl Service {
         }
     }
 
-    /// What the client's first byte starts: a sync request, or a message.
-    fn serve_one(&self, conn: &mut Conn, first: u8, uid: u32) -> QueueExit {
+    /// What the client's first byte starts: a sync request, or a message. The answer, or
+    /// `None` when the client has it already.
+    fn serve_one(&self, conn: &mut Conn, first: u8, uid: u32) -> Option<QueueExit> {
         if first == wire::SYNC_REQUEST {
             // a sync for the client's own files: a round that begins from now on, paced as
             // the messages' (leading it, this thread also makes the links of the messages
@@ -204,18 +250,19 @@ impl Service {
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.files.paced_round(None, || self.sync(), link, |n| self.pull(n))
             }));
-            return match round {
+            return Some(match round {
                 Ok(Ok(())) => QueueExit::Queued,
                 Ok(Err(_)) => QueueExit::WriteError,
                 Err(_) => QueueExit::Bug,
-            };
+            });
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.queue_one(conn, first, uid)
         })) {
-            Ok(Ok(())) => QueueExit::Queued,
-            Ok(Err(code)) => code,
-            Err(_) => QueueExit::Bug,
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some(QueueExit::Queued),
+            Ok(Err(code)) => Some(code),
+            Err(_) => Some(QueueExit::Bug),
         }
     }
 
@@ -234,8 +281,9 @@ impl Service {
     }
 
     /// The sequence of the one-shot mode with the syncs of a group. `first` is the first byte
-    /// the client sent.
-    fn queue_one(&self, conn: &mut Conn, first: u8, uid: u32) -> Result<(), QueueExit> {
+    /// the client sent. `Ok(true)`: queued and answered already (its record in the journal
+    /// before its round); `Ok(false)`: queued, to be answered.
+    fn queue_one(&self, conn: &mut Conn, first: u8, uid: u32) -> Result<bool, QueueExit> {
         let pause = &self.pause;
         let first = [first];
         let rest = Dying { conn, death: Instant::now() + self.death };
@@ -247,11 +295,40 @@ impl Service {
         pause.at("body");
         msg.write_envelope(&mut input, uid, self.pid, Some(&self.pool), pause)?;
         pause.at("envelope");
-        let job = Arc::new(Link { id: msg.id(), made: OnceLock::new() });
+        let seq = self.log(&mut msg)?;
+        if seq.is_some() {
+            // durable in the journal: the answer need not wait for the round
+            let _ = input.get_mut().get_mut().1.conn.write_all(&wire::answer(0, b""));
+            pause.at("journal");
+        }
+        let job = Arc::new(Link { id: msg.id(), seq, made: OnceLock::new() });
         let link = |jobs| self.link(jobs);
         let round =
             self.files.paced_round(Some(Arc::clone(&job)), || self.sync(), link, |n| self.pull(n));
-        msg.committed(round, job.made.get().copied())
+        let id = msg.id();
+        match (msg.committed(round, job.made.get().copied()), seq) {
+            (Ok(()), _) => Ok(seq.is_some()),
+            (Err(code), None) => Err(code),
+            (Err(code), Some(seq)) => {
+                // answered 0 already: the journal keeps it, and the next worker queues it
+                // again from there; this one must not go on as if its round were fine
+                qmail::log::line(format_args!(
+                    "qmail-queue: message {id} (journal record {seq}) was not committed (exit \
+                     {}); this worker ends, the next queues it again from the journal",
+                    code.code()
+                ));
+                std::process::exit(111);
+            }
+        }
+    }
+
+    /// The message's record into the journal, when there is one and the message fits: its
+    /// sequence number once it is durable. A journal that fails fails the message (53) and,
+    /// after the answer, the worker ([`Service::serve`]).
+    fn log(&self, msg: &mut sequence::Message) -> Result<Option<u64>, QueueExit> {
+        let Some(journal) = &self.journal else { return Ok(None) };
+        let Some((mess, env)) = msg.contents(journal.max_record()) else { return Ok(None) };
+        journal.log(msg.id(), &mess, &env).map_err(|_| msg.fail(QueueExit::WriteError))
     }
 
     /// The end of a round whose `syncfs` has ended, by the thread that ran it: each message's
@@ -269,7 +346,16 @@ impl Service {
         if made == 0 {
             return Ok(());
         }
-        self.todo.sync_all()
+        self.todo.sync_all()?;
+        if let Some(journal) = &self.journal {
+            let logged = jobs.iter().filter(|j| j.made.get() == Some(&true));
+            let seqs: Vec<u64> = logged.filter_map(|j| j.seq).collect();
+            if !seqs.is_empty() {
+                // a mark that fails has failed the journal: the worker ends after its answer
+                let _ = journal.cover(&seqs);
+            }
+        }
+        Ok(())
     }
 
     /// After a round that served `n` messages: qmail-send's trigger, once for all of them.
@@ -295,6 +381,8 @@ impl Service {
 /// A message's link into `todo/`, made by the thread that runs its round ([`Service::link`]).
 struct Link {
     id: u64,
+    /// its record in the journal, if it has one
+    seq: Option<u64>,
     /// whether the link was made; unset until then (a round that failed before it)
     made: OnceLock<bool>,
 }

@@ -104,7 +104,7 @@ fn run() -> Result<(), String> {
         Ok(control.int_or(name, def).map_err(|e| e.to_string())?.min(u64::from(max)) as usize)
     };
     let (lconc, rconc) =
-        (conc("concurrencylocal", 40, lmax)?, conc("concurrencyremote", 20, rmax)?);
+        (conc("concurrencylocal", 100, lmax)?, conc("concurrencyremote", 20, rmax)?);
     let lifetime = control.int_or("queuelifetime", 604_800).map_err(|e| e.to_string())? as i64;
     let rewriter = Rewriter::load(&control).map_err(|e| e.to_string())?;
     let bounce = bounce::BounceConf::load(&control).map_err(|e| e.to_string())?;

@@ -109,6 +109,9 @@ impl Sandbox {
         // suite's installations; tests that count the queue's files expect only their own):
         // queuesvc::pool_files_are_made_ready_at_start sets it
         fs::write(home.join("control/queuepool"), "0\n").unwrap();
+        // the least queue journal (64 KiB: a few writes for each installation); messages of
+        // over 16 KiB go by their round, so the suite takes both ways
+        fs::write(home.join("control/queuejournal"), "64\n").unwrap();
         Sandbox { tmp, home }
     }
 
