@@ -9,6 +9,7 @@
 //! the service answers on its socket. [`scan`] says which messages are waiting (qmail-qread,
 //! qmail-qstat).
 
+pub mod journal;
 pub mod pool;
 pub mod records;
 pub mod scan;
