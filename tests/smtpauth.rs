@@ -307,8 +307,11 @@ fn smtpd_pid(port: u16) -> i32 {
                     env.split(|&b| b == 0).any(|v| v == format!("TCPLOCALPORT={port}").as_bytes());
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                 let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1)).unwrap_or("");
+                // a parent we cannot read (gone, or a zombie: empty) tells nothing: not ours
                 let parent = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
-                let argv0 = parent.split(|&b| b == 0).next().unwrap_or_default();
+                let Some(argv0) = parent.split(|&b| b == 0).next().filter(|a| !a.is_empty()) else {
+                    return false;
+                };
                 // and the program itself, not a process forked on the way to exec'ing it
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 ours && comm.trim() == "qmail-smtpd" && !argv0.ends_with(b"/qmail-smtpd")
