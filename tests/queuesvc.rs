@@ -1116,6 +1116,25 @@ fn a_round_that_fails_after_the_answer_is_made_good_from_the_journal() {
     assert!(svc.log_text().contains(" queued again as message "), "{}", svc.log_text());
 }
 
+/// A bug (a panic) after a message was answered through the journal ends the worker, and the
+/// next one queues the message from the journal before it serves.
+#[test]
+fn a_bug_after_the_answer_is_made_good_from_the_journal() {
+    require_test_hooks();
+    let sb = Sandbox::new();
+    let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", "panic:journal")], None);
+    assert_eq!(svc.send(MSG, ENV).1, 0, "answered from the journal");
+    let log = || svc.log_text();
+    assert!(wait_until(LONG, || log().contains("a bug after a journal's answer")), "{}", log());
+    assert!(wait_until(LONG, || svc.worker().is_none()), "{}", log());
+    let stream = UnixStream::connect(&svc.sock).unwrap();
+    greeting(&stream);
+    drop(stream);
+    let todo = queued(&sb, 1);
+    assert!(todo[0].text().ends_with("Subject: test\n\nhello\n"), "{}", todo[0].text());
+    assert!(log().contains(" queued again as message "), "{}", log());
+}
+
 /// The journal is made at the size `control/queuejournal` asks (64 KiB at least), made again
 /// when that changes, and removed for 0; with none a message is in `todo/` when answered.
 /// A message of over a quarter of it goes by its round.

@@ -256,12 +256,22 @@ impl Service {
                 Err(_) => QueueExit::Bug,
             });
         }
+        let answered = std::cell::Cell::new(false);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.queue_one(conn, first, uid)
+            self.queue_one(conn, first, uid, &answered)
         })) {
-            Ok(Ok(true)) => None,
-            Ok(Ok(false)) => Some(QueueExit::Queued),
+            Ok(Ok(())) if answered.get() => None,
+            Ok(Ok(())) => Some(QueueExit::Queued),
             Ok(Err(code)) => Some(code),
+            Err(_) if answered.get() => {
+                // answered 0 through the journal, then a bug: the next worker queues the
+                // message again from the journal, at once rather than at some later start
+                qmail::log::line(format_args!(
+                    "qmail-queue: a bug after a journal's answer; this worker ends, the next \
+                     queues the message again from the journal"
+                ));
+                std::process::exit(111);
+            }
             Err(_) => Some(QueueExit::Bug),
         }
     }
@@ -281,9 +291,15 @@ impl Service {
     }
 
     /// The sequence of the one-shot mode with the syncs of a group. `first` is the first byte
-    /// the client sent. `Ok(true)`: queued and answered already (its record in the journal
-    /// before its round); `Ok(false)`: queued, to be answered.
-    fn queue_one(&self, conn: &mut Conn, first: u8, uid: u32) -> Result<bool, QueueExit> {
+    /// the client sent. `answered` is set once the client has its 0 (its record in the
+    /// journal, before its round).
+    fn queue_one(
+        &self,
+        conn: &mut Conn,
+        first: u8,
+        uid: u32,
+        answered: &std::cell::Cell<bool>,
+    ) -> Result<(), QueueExit> {
         let pause = &self.pause;
         let first = [first];
         let rest = Dying { conn, death: Instant::now() + self.death };
@@ -299,6 +315,7 @@ impl Service {
         if seq.is_some() {
             // durable in the journal: the answer need not wait for the round
             let _ = input.get_mut().get_mut().1.conn.write_all(&wire::answer(0, b""));
+            answered.set(true);
             pause.at("journal");
         }
         let job = Arc::new(Link { id: msg.id(), seq, made: OnceLock::new() });
@@ -307,7 +324,7 @@ impl Service {
             self.files.paced_round(Some(Arc::clone(&job)), || self.sync(), link, |n| self.pull(n));
         let id = msg.id();
         match (msg.committed(round, job.made.get().copied()), seq) {
-            (Ok(()), _) => Ok(seq.is_some()),
+            (Ok(()), _) => Ok(()),
             (Err(code), None) => Err(code),
             (Err(code), Some(seq)) => {
                 // answered 0 already: the journal keeps it, and the next worker queues it
