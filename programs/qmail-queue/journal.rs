@@ -112,7 +112,9 @@ impl Journal {
             }
         };
         let meta = file.metadata()?;
-        if !meta.is_file() || meta.len() % ALIGN as u64 != 0 || meta.len() < MIN_KIB * 1024 {
+        let sizes = MIN_KIB * 1024..=MAX_KIB * 1024;
+        if !meta.is_file() || meta.len() % ALIGN as u64 != 0 || !sizes.contains(&meta.len()) {
+            // not one we made: read nothing of it (its size bounds what is read)
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a journal of this size"));
         }
         let size = meta.len();
