@@ -99,6 +99,15 @@ impl Svc {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
+    /// Once the worker has stopped itself at `step` (the pause hook), SIGKILL it: its pid.
+    fn kill_paused_worker(&self, step: &str) -> i32 {
+        let stopped = || self.worker().is_some_and(|p| proc_state(p) == Some('T'));
+        assert!(wait_until(LONG, stopped), "never reached {step}: {}", self.log_text());
+        let pid = self.worker().unwrap();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        pid
+    }
+
     /// Under `strace -f -c` counting the sync calls; the summary's path.
     fn start_traced(sb: &Sandbox) -> (Svc, PathBuf) {
         let trace = sb.tmp.path().join("strace");
@@ -698,14 +707,7 @@ fn sigkill_at_every_step() {
             let _ = w.finish();
             let _ = (&s2).write_all(&e2);
         });
-        let worker = || svc.worker();
-        assert!(
-            wait_until(LONG, || worker().is_some_and(|p| proc_state(p) == Some('T'))),
-            "the service never reached {step}: {}",
-            svc.log_text()
-        );
-        let w = worker().unwrap();
-        let _ = kill(Pid::from_raw(w), Signal::SIGKILL);
+        svc.kill_paused_worker(&step);
         assert_eq!(answer(&stream), None, "no answer after a kill at {step}");
         writer.join().unwrap();
         drop(svc);
@@ -821,8 +823,7 @@ fn a_service_that_dies_mid_message_is_a_temporary_failure() {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(b"Subject: lost\n\nx\n").unwrap();
-    assert!(wait_until(LONG, || svc.worker().is_some_and(|p| proc_state(p) == Some('T'))));
-    kill(Pid::from_raw(svc.worker().unwrap()), Signal::SIGKILL).unwrap();
+    svc.kill_paused_worker("body");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(111), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("queue service"), "{out:?}");
@@ -1042,14 +1043,7 @@ fn a_killed_service_queues_again_what_its_journal_answered() {
         w.finish().unwrap();
         (&stream).write_all(ENV).unwrap();
         assert_eq!(answer(&stream), Some(0), "{step}: answered once in the journal");
-        let worker = || svc.worker();
-        assert!(
-            wait_until(LONG, || worker().is_some_and(|p| proc_state(p) == Some('T'))),
-            "the service never reached {step}: {}",
-            svc.log_text()
-        );
-        let dead = worker().unwrap();
-        let _ = kill(Pid::from_raw(dead), Signal::SIGKILL);
+        let dead = svc.kill_paused_worker(step);
         drop(svc);
         // its socket and its lock on the journal go with its last descriptor
         let gone = || !matches!(proc_state(dead), Some(s) if s != 'Z');

@@ -136,6 +136,7 @@ impl Message {
         let file = match pool.and_then(|p| p.take(&intd, Kind::Small)) {
             Some(f) => f,
             None => OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
@@ -197,21 +198,22 @@ impl Message {
         }
     }
 
-    /// The message file's and the envelope's bytes as written, for the queue journal; `None`
-    /// when together they are over `limit` bytes, or cannot be read back.
+    /// The message file's and the envelope's bytes as written (read back through the
+    /// descriptors that wrote them: the page cache), for the queue journal; `None` when
+    /// together they are over `limit` bytes, or cannot be read back.
     pub fn contents(&self, limit: usize) -> Option<(Vec<u8>, Vec<u8>)> {
-        let read = |path: &Path, room: usize| -> Option<Vec<u8>> {
-            let mut f = File::open(path).ok()?;
+        use std::os::unix::fs::FileExt;
+        let read = |f: &File, room: usize| -> Option<Vec<u8>> {
             let len = usize::try_from(f.metadata().ok()?.len()).ok()?;
             if len > room {
                 return None;
             }
-            let mut bytes = Vec::with_capacity(len);
-            f.read_to_end(&mut bytes).ok()?;
-            (bytes.len() == len).then_some(bytes)
+            let mut bytes = vec![0; len];
+            f.read_exact_at(&mut bytes, 0).ok()?;
+            Some(bytes)
         };
-        let mess = read(&self.mess, limit)?;
-        let env = read(Path::new(&format!("intd/{}", self.id)), limit - mess.len())?;
+        let mess = read(&self.file, limit)?;
+        let env = read(self.envelope.as_ref()?, limit - mess.len())?;
         Some((mess, env))
     }
 
@@ -278,7 +280,8 @@ fn make_pidfile(
     let mode = if pool.is_some() { 0o640 } else { 0o644 };
     for seq in seqs.into_iter().take(9) {
         let path = PathBuf::from(format!("pid/{pid}.{now}.{seq}"));
-        match OpenOptions::new().write(true).create_new(true).mode(mode).open(&path) {
+        // readable too: the service reads the message back for its journal
+        match OpenOptions::new().read(true).write(true).create_new(true).mode(mode).open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(_) => return Err(QueueExit::PidFile),

@@ -278,7 +278,12 @@ impl Taker {
                 Err(Errno::ENOENT) => continue,
                 Err(_) => return None,
             }
-            let opened = OpenOptions::new().write(true).custom_flags(libc_nofollow()).open(target);
+            // readable too: the queue service reads what it wrote back for its journal
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc_nofollow())
+                .open(target);
             return match opened {
                 Ok(f) => Some(f),
                 Err(_) => {
@@ -290,13 +295,18 @@ impl Taker {
     }
 
     /// A pool file of `kind` (else of the other kind, as [`Taker::take`]) opened for writing
-    /// at its start, still under its pool name, which is returned with it: the queue service
+    /// (and reading) at its start, still under its pool name, which is returned with it: the queue service
     /// locks a message file and renames it straight to `mess/S/<inode>` (no pid file name in
     /// between). `None` when the pool has none.
     pub fn open(&self, kind: Kind) -> Option<(PathBuf, File)> {
         loop {
             let from = Path::new(self.dir).join(self.next(kind)?);
-            match OpenOptions::new().write(true).custom_flags(libc_nofollow()).open(&from) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc_nofollow())
+                .open(&from)
+            {
                 Ok(f) => return Some((from, f)),
                 // another process took it (or the sweep removed it)
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
