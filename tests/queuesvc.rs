@@ -1129,6 +1129,27 @@ fn a_bug_after_the_answer_is_made_good_from_the_journal() {
     assert!(log().contains(" queued again as message "), "{}", log());
 }
 
+/// A write of the journal that fails (the test hook's disk error) is a temporary failure,
+/// never a 250: the message is answered 53, nothing is left or queued again, and the worker
+/// ends (the kernel reports a write error once); a message too large for the journal still
+/// goes by its round.
+#[test]
+fn a_failed_journal_write_is_temporary_and_ends_the_worker() {
+    require_test_hooks();
+    let sb = Sandbox::new();
+    let svc = Svc::start_with(&sb, &[("QMAILQUEUE_TEST_PAUSE", "fail:journal")], None);
+    assert_eq!(svc.send(MSG, ENV).1, 53);
+    assert!(!qmail::exit::queue_code(53, b"").unwrap_err().is_perm());
+    let log = || svc.log_text();
+    assert!(wait_until(LONG, || log().contains("unable to write the journal")), "{}", log());
+    assert!(wait_until(LONG, || svc.worker().is_none()), "{}", log());
+    assert_clean(&sb, 0, "after a failed journal write");
+    let big = format!("Subject: big\n\n{}\n", "y".repeat(40_000));
+    assert_eq!(svc.send(big.as_bytes(), ENV).1, 0);
+    assert_clean(&sb, 1, "a large message by its round");
+    assert!(!log().contains("queued again"), "{}", log());
+}
+
 /// The journal is made at the size `control/queuejournal` asks (64 KiB at least), made again
 /// when that changes, and removed for 0; with none a message is in `todo/` when answered.
 /// A message of over a quarter of it goes by its round.

@@ -46,6 +46,8 @@ pub const MAX_KIB: u64 = 1 << 20;
 pub struct Journal {
     file: Flock<File>,
     size: u64,
+    /// the test hook's disk error for every write of records (`fail:journal`)
+    failing: bool,
     state: Mutex<State>,
     written: Condvar,
 }
@@ -132,7 +134,13 @@ impl Journal {
             open: BTreeMap::new(),
             said: 0,
         };
-        let journal = Journal { file, size, state: Mutex::new(state), written: Condvar::new() };
+        let journal = Journal {
+            file,
+            size,
+            failing: false,
+            state: Mutex::new(state),
+            written: Condvar::new(),
+        };
         Ok((Some(journal), found))
     }
 
@@ -268,7 +276,16 @@ impl Journal {
         }
     }
 
+    /// From now on every write of records fails as a disk error would (the test hook
+    /// `fail:journal`; the start's own marks are written all the same).
+    pub fn fail_writes(&mut self) {
+        self.failing = true;
+    }
+
     fn write(&self, batch: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        if self.failing {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         for (at, bytes) in batch {
             self.file.write_all_at(bytes, *at)?;
         }

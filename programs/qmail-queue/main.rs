@@ -162,7 +162,7 @@ impl Pause {
     }
 
     /// Whether the test hook makes `step` fail as the disk would (`fail:step`; the service's
-    /// `syncfs`).
+    /// `syncfs`, and `journal`: its journal's writes).
     fn fails(&self, step: &str) -> bool {
         self.0.as_deref().and_then(|s| s.strip_prefix("fail:")) == Some(step)
     }

@@ -157,7 +157,12 @@ fn start_journal(home: &Path, service: &Service) -> Result<Option<Journal>, Stri
     if !found.uncovered.is_empty() {
         qmail::queue::pull_trigger(Path::new("lock/trigger"));
     }
-    journal.settle(kib).map_err(|e| format!("unable to mark queue/{}: {e}", journal::NAME))
+    let mut journal =
+        journal.settle(kib).map_err(|e| format!("unable to mark queue/{}: {e}", journal::NAME))?;
+    if service.pause.fails("journal") {
+        journal.as_mut().map(Journal::fail_writes);
+    }
+    Ok(journal)
 }
 
 fn refuse(why: &str) -> ExitCode {
